@@ -1,0 +1,1582 @@
+//! From the file's spec to a validated, fully allocated [`Topology`].
+//!
+//! Validation collects every problem instead of stopping at the first, so a
+//! user fixes a file in one round. Allocation runs only on a valid spec and in
+//! a fixed order (explicit values first, then DHCP, router, SNAT, gateway and
+//! fip-agent ports, then instances and floating IPs), which is what makes the
+//! result deterministic.
+
+use crate::alloc::*;
+use crate::error::{Problem, TopologyError};
+use crate::spec::*;
+use crate::topology::*;
+use crate::types::*;
+use ipnet::Ipv4Net;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+/// Parse and validate topology YAML. `file` labels every message.
+pub fn load_str(file: &str, yaml: &str) -> Result<Topology, TopologyError> {
+    let spec: TopologySpec = serde_yaml_ng::from_str(yaml).map_err(|e| {
+        let location = e
+            .location()
+            .map(|l| format!("{}:{}:", l.line(), l.column()))
+            .unwrap_or_default();
+        let message = e.to_string();
+        let fix = if message.contains("unknown field") {
+            "remove or rename the key; spec/topology.md lists the keys of version 1".to_string()
+        } else if message.contains("unknown variant") {
+            "use one of the values the message lists".to_string()
+        } else {
+            "make the file valid YAML following spec/topology.md (version 1)".to_string()
+        };
+        TopologyError::Syntax {
+            file: file.to_string(),
+            location,
+            message,
+            fix,
+        }
+    })?;
+    build(file, &spec)
+}
+
+/// Read, parse and validate a topology file.
+pub fn load_file(path: &std::path::Path) -> Result<Topology, TopologyError> {
+    let file = path.display().to_string();
+    let yaml = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    load_str(&file, &yaml)
+}
+
+/// Collects problems while walking the spec.
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn bad(
+        &mut self,
+        object: impl Into<String>,
+        field: &str,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.problems.push(Problem {
+            object: object.into(),
+            field: field.to_string(),
+            what: what.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+fn obj(kind: &str, i: usize, name: &str) -> String {
+    format!("{kind}[{i}] ({name})")
+}
+
+/// Validate and allocate.
+pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let invalid = |problems| TopologyError::Invalid {
+        file: file.to_string(),
+        problems,
+    };
+    match spec.version {
+        Some(1) => {}
+        Some(v) => c.bad(
+            "topology",
+            "version",
+            format!("version {v} is not supported"),
+            "set `version: 1`",
+        ),
+        None => c.bad(
+            "topology",
+            "version",
+            "missing",
+            "add `version: 1` at the top of the file",
+        ),
+    }
+
+    let hosts = check_hosts(&mut c, spec);
+    let host_ix: HashMap<&str, usize> = spec
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.as_str(), i))
+        .collect();
+    let (networks, subnets) = check_networks(&mut c, spec, &hosts);
+    let net_ix: HashMap<&str, usize> = spec
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let sub_ix: HashMap<&str, usize> = subnets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let network_node = spec
+        .hosts
+        .iter()
+        .position(|h| h.role == Role::Network)
+        .map(HostIx);
+    let routers = check_routers(
+        &mut c,
+        spec,
+        &networks,
+        &subnets,
+        &net_ix,
+        &sub_ix,
+        network_node,
+    );
+    check_dhcp_host(&mut c, spec, &subnets, network_node);
+    let instances = check_instances(&mut c, spec, &hosts, &networks, &subnets, &host_ix, &net_ix);
+    let fips = check_floating_ips(
+        &mut c, spec, &networks, &subnets, &routers, &instances, &net_ix,
+    );
+    let ext_hosts = check_external_hosts(&mut c, spec, &networks, &subnets, &net_ix);
+    if !c.problems.is_empty() {
+        return Err(invalid(c.problems));
+    }
+
+    let mut topo = Topology {
+        name: spec.name.clone().unwrap_or_else(|| file.to_string()),
+        hosts,
+        networks,
+        subnets,
+        routers,
+        instances: Vec::new(),
+        floating_ips: Vec::new(),
+        external_hosts: Vec::new(),
+        ports: Vec::new(),
+    };
+    allocate(
+        &mut c,
+        &mut topo,
+        spec,
+        &instances,
+        &fips,
+        &ext_hosts,
+        network_node,
+    );
+    if !c.problems.is_empty() {
+        return Err(invalid(c.problems));
+    }
+    Ok(topo)
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+}
+
+fn check_unique<'a>(c: &mut Checker, kind: &str, names: impl Iterator<Item = &'a str>) {
+    let mut seen = BTreeMap::new();
+    for (i, n) in names.enumerate() {
+        if !valid_name(n) {
+            c.bad(
+                obj(kind, i, n),
+                "name",
+                format!("`{n}` is not a valid name"),
+                "use letters, digits, `-`, `_` or `.` only",
+            );
+        }
+        if let Some(first) = seen.insert(n, i) {
+            c.bad(
+                obj(kind, i, n),
+                "name",
+                format!("duplicate name: {kind}[{first}] is also called `{n}`"),
+                "give every object a unique name",
+            );
+        }
+    }
+}
+
+fn check_hosts(c: &mut Checker, spec: &TopologySpec) -> Vec<Host> {
+    check_unique(c, "hosts", spec.hosts.iter().map(|h| h.name.as_str()));
+    let mut dvr_macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
+    let mut hosts = Vec::new();
+    for (i, h) in spec.hosts.iter().enumerate() {
+        let o = obj("hosts", i, &h.name);
+        if h.role == Role::Controller && !h.bridge_mappings.is_empty() {
+            c.bad(
+                &o,
+                "bridge_mappings",
+                "a controller runs no dataplane, so bridge mappings would be ignored",
+                "remove bridge_mappings or make the host a network/compute node",
+            );
+        }
+        let mut bridges = BTreeSet::new();
+        let mut mappings = Vec::new();
+        for (k, (physnet, bridge)) in h.bridge_mappings.iter().enumerate() {
+            if !valid_name(physnet) || !valid_name(bridge) || bridge.len() > 15 {
+                c.bad(
+                    &o,
+                    "bridge_mappings",
+                    format!("`{physnet}: {bridge}` is not a valid mapping"),
+                    "map a physical network name to an OVS bridge name of at most 15 characters",
+                );
+            }
+            if bridge == "br-int" || bridge == "br-tun" {
+                c.bad(
+                    &o,
+                    "bridge_mappings",
+                    format!("bridge `{bridge}` is reserved for the OVS agent"),
+                    "use another bridge name, e.g. br-vlan or br-ex",
+                );
+            }
+            if !bridges.insert(bridge.as_str()) {
+                c.bad(
+                    &o,
+                    "bridge_mappings",
+                    format!("bridge `{bridge}` is mapped to more than one physical network"),
+                    "give each physical network its own bridge",
+                );
+            }
+            let nic = h
+                .nics
+                .get(physnet)
+                .cloned()
+                .unwrap_or_else(|| format!("eth{}", k + 1));
+            mappings.push(BridgeMapping {
+                physnet: physnet.clone(),
+                bridge: bridge.clone(),
+                nic,
+            });
+        }
+        for physnet in h.nics.keys() {
+            if !h.bridge_mappings.contains_key(physnet) {
+                c.bad(
+                    &o,
+                    "nics",
+                    format!("physical network `{physnet}` has a NIC but no bridge mapping"),
+                    format!("add `{physnet}: <bridge>` to bridge_mappings or remove the NIC"),
+                );
+            }
+        }
+        let mut nics = BTreeSet::new();
+        for m in &mappings {
+            if !nics.insert(m.nic.as_str()) {
+                c.bad(
+                    &o,
+                    "nics",
+                    format!("NIC `{}` is used for two physical networks", m.nic),
+                    "give each physical network its own NIC",
+                );
+            }
+        }
+        let dvr_mac = match (&h.dvr_mac, h.role) {
+            (Some(_), Role::Controller) => {
+                c.bad(
+                    &o,
+                    "dvr_mac",
+                    "a controller has no DVR MAC (it runs no OVS agent)",
+                    "remove dvr_mac",
+                );
+                None
+            }
+            (Some(s), _) => match s.parse::<MacAddr>() {
+                Ok(m) if m.is_multicast() || m == MacAddr::ZERO => {
+                    c.bad(
+                        &o,
+                        "dvr_mac",
+                        format!("{m} is not a unicast address"),
+                        "use a unicast MAC such as fa:16:3f:00:00:01",
+                    );
+                    None
+                }
+                Ok(m) => {
+                    if let Some(first) = dvr_macs.insert(m, i) {
+                        c.bad(
+                            &o,
+                            "dvr_mac",
+                            format!("{m} is also the DVR MAC of hosts[{first}]"),
+                            "DVR MACs must be unique per host; remove it to have one allocated",
+                        );
+                    }
+                    Some(m)
+                }
+                Err(e) => {
+                    c.bad(
+                        &o,
+                        "dvr_mac",
+                        e.to_string(),
+                        "write it like fa:16:3f:00:00:01 or remove it to have one allocated",
+                    );
+                    None
+                }
+            },
+            (None, _) => None,
+        };
+        hosts.push(Host {
+            id: HostId(derive_id("host", &h.name)),
+            name: h.name.clone(),
+            role: h.role,
+            bridge_mappings: mappings,
+            dvr_mac,
+            local_vlans: Vec::new(),
+            fip_links: Vec::new(),
+        });
+    }
+    hosts
+}
+
+fn check_networks(
+    c: &mut Checker,
+    spec: &TopologySpec,
+    hosts: &[Host],
+) -> (Vec<Network>, Vec<Subnet>) {
+    check_unique(c, "networks", spec.networks.iter().map(|n| n.name.as_str()));
+    let all_subnets: Vec<&str> = spec
+        .networks
+        .iter()
+        .flat_map(|n| n.subnets.iter().map(|s| s.name.as_str()))
+        .collect();
+    check_unique(c, "subnets", all_subnets.into_iter());
+    let mapped: BTreeSet<&str> = hosts
+        .iter()
+        .flat_map(|h| h.bridge_mappings.iter().map(|m| m.physnet.as_str()))
+        .collect();
+    let mut used_vlans: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    let mut used_vnis: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut flat_physnets: BTreeMap<String, usize> = BTreeMap::new();
+    // Explicit segmentation ids first, so allocation never takes one given later.
+    for (i, n) in spec.networks.iter().enumerate() {
+        match (n.kind, n.segmentation_id, &n.physical_network) {
+            (NetworkType::Vlan, Some(v), Some(p)) => {
+                used_vlans.entry((p.clone(), v as u16)).or_insert(i);
+            }
+            (NetworkType::Vxlan, Some(v), _) => {
+                used_vnis.entry(v as u32).or_insert(i);
+            }
+            _ => {}
+        }
+    }
+    let mut networks = Vec::new();
+    let mut subnets = Vec::new();
+    for (i, n) in spec.networks.iter().enumerate() {
+        let o = obj("networks", i, &n.name);
+        let physnet = n.physical_network.clone().unwrap_or_default();
+        if n.kind != NetworkType::Vxlan {
+            if n.physical_network.is_none() {
+                c.bad(
+                    &o,
+                    "physical_network",
+                    format!("a {:?} network needs a physical network", n.kind).to_lowercase(),
+                    "add `physical_network: <name>` matching a host's bridge_mappings",
+                );
+            } else if !mapped.contains(physnet.as_str()) {
+                c.bad(&o, "physical_network", format!("physical network `{physnet}` is in no host's bridge_mappings"), format!("add `{physnet}: <bridge>` to the bridge_mappings of the hosts that carry it"));
+            }
+        } else if n.physical_network.is_some() {
+            c.bad(
+                &o,
+                "physical_network",
+                "a vxlan network is an overlay and has no physical network",
+                "remove physical_network",
+            );
+        }
+        let segment = match n.kind {
+            NetworkType::Vlan => {
+                let vlan = match n.segmentation_id {
+                    Some(v) => match u16::try_from(v).ok().and_then(VlanId::new) {
+                        Some(vlan) => {
+                            if let Some(&first) = used_vlans.get(&(physnet.clone(), vlan.get()))
+                                && first != i
+                            {
+                                c.bad(&o, "segmentation_id", format!("VLAN {vlan} on `{physnet}` is also used by networks[{first}]"), "give each VLAN network on a physical network its own VLAN id");
+                            }
+                            vlan
+                        }
+                        None => {
+                            c.bad(
+                                &o,
+                                "segmentation_id",
+                                format!("{v} is not a VLAN id"),
+                                "use a VLAN id in 1..=4094",
+                            );
+                            VlanId::new(1).expect("1 is valid")
+                        }
+                    },
+                    None => {
+                        let free = (1..=4094u16)
+                            .find(|v| !used_vlans.contains_key(&(physnet.clone(), *v)));
+                        match free {
+                            Some(v) => {
+                                used_vlans.insert((physnet.clone(), v), i);
+                                VlanId::new(v).expect("in range")
+                            }
+                            None => {
+                                c.bad(
+                                    &o,
+                                    "segmentation_id",
+                                    format!("no free VLAN id left on `{physnet}`"),
+                                    "use another physical network",
+                                );
+                                VlanId::new(1).expect("1 is valid")
+                            }
+                        }
+                    }
+                };
+                Segment::Vlan {
+                    physnet: physnet.clone(),
+                    vlan,
+                }
+            }
+            NetworkType::Flat => {
+                if n.segmentation_id.is_some() {
+                    c.bad(
+                        &o,
+                        "segmentation_id",
+                        "a flat network is untagged and has no segmentation id",
+                        "remove segmentation_id or use `type: vlan`",
+                    );
+                }
+                if let Some(first) = flat_physnets.insert(physnet.clone(), i) {
+                    c.bad(&o, "physical_network", format!("physical network `{physnet}` already carries flat network networks[{first}]"), "a physical network holds one flat network; use a vlan network or another physical network");
+                }
+                Segment::Flat {
+                    physnet: physnet.clone(),
+                }
+            }
+            NetworkType::Vxlan => {
+                let vni = match n.segmentation_id {
+                    Some(v) => match u32::try_from(v).ok().and_then(Vni::new) {
+                        Some(vni) => {
+                            if let Some(&first) = used_vnis.get(&vni.get())
+                                && first != i
+                            {
+                                c.bad(
+                                    &o,
+                                    "segmentation_id",
+                                    format!("VNI {vni} is also used by networks[{first}]"),
+                                    "give each vxlan network its own VNI",
+                                );
+                            }
+                            vni
+                        }
+                        None => {
+                            c.bad(
+                                &o,
+                                "segmentation_id",
+                                format!("{v} is not a VNI"),
+                                format!("use a VNI in 1..={}", Vni::MAX),
+                            );
+                            Vni::new(1).expect("1 is valid")
+                        }
+                    },
+                    None => {
+                        let v = (1..=Vni::MAX)
+                            .find(|v| !used_vnis.contains_key(v))
+                            .unwrap_or(1);
+                        used_vnis.insert(v, i);
+                        Vni::new(v).expect("in range")
+                    }
+                };
+                Segment::Vxlan { vni }
+            }
+        };
+        let mut subnet_ixs = Vec::new();
+        for (k, s) in n.subnets.iter().enumerate() {
+            let so = format!("networks[{i}] ({}).subnets[{k}] ({})", n.name, s.name);
+            let cidr = match s.cidr.parse::<Ipv4Net>() {
+                Ok(cidr) if cidr.trunc() != cidr => {
+                    c.bad(
+                        &so,
+                        "cidr",
+                        format!("{cidr} has host bits set"),
+                        format!("write the network address: {}", cidr.trunc()),
+                    );
+                    cidr.trunc()
+                }
+                Ok(cidr) if cidr.prefix_len() > 30 => {
+                    c.bad(
+                        &so,
+                        "cidr",
+                        format!("{cidr} has no room for a gateway and ports"),
+                        "use a prefix of /30 or shorter",
+                    );
+                    cidr
+                }
+                Ok(cidr) => cidr,
+                Err(_) => {
+                    c.bad(
+                        &so,
+                        "cidr",
+                        format!("`{}` is not an IPv4 CIDR", s.cidr),
+                        "write it like 192.168.1.0/24 (IPv6 is not supported in version 1)",
+                    );
+                    continue;
+                }
+            };
+            let gateway = match s.gateway_ip {
+                Some(g) if !cidr.contains(&g) || g == cidr.network() || g == cidr.broadcast() => {
+                    c.bad(
+                        &so,
+                        "gateway_ip",
+                        format!("{g} is not a host address of {cidr}"),
+                        format!("use an address inside {cidr}, e.g. {}", first_host(cidr)),
+                    );
+                    first_host(cidr)
+                }
+                Some(g) => g,
+                None => first_host(cidr),
+            };
+            for other in subnet_ixs.iter().map(|&SubnetIx(j)| &subnets[j]) {
+                let other: &Subnet = other;
+                if overlaps(other.cidr, cidr) {
+                    c.bad(
+                        &so,
+                        "cidr",
+                        format!(
+                            "{cidr} overlaps subnet `{}` ({}) of the same network",
+                            other.name, other.cidr
+                        ),
+                        "use disjoint CIDRs",
+                    );
+                }
+            }
+            subnet_ixs.push(SubnetIx(subnets.len()));
+            subnets.push(Subnet {
+                id: SubnetId(derive_id("subnet", &s.name)),
+                name: s.name.clone(),
+                network: NetworkIx(i),
+                cidr,
+                gateway,
+                enable_dhcp: s.enable_dhcp.unwrap_or(true),
+                external_gateway_mac: None,
+            });
+        }
+        if n.subnets.is_empty() && n.external {
+            c.bad(
+                &o,
+                "subnets",
+                "an external network needs a subnet for gateway and floating IPs",
+                "add a subnet",
+            );
+        }
+        networks.push(Network {
+            id: NetworkId(derive_id("network", &n.name)),
+            name: n.name.clone(),
+            segment,
+            external: n.external,
+            subnets: subnet_ixs,
+        });
+    }
+    (networks, subnets)
+}
+
+fn first_host(cidr: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(cidr.network()) + 1)
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_routers(
+    c: &mut Checker,
+    spec: &TopologySpec,
+    networks: &[Network],
+    subnets: &[Subnet],
+    net_ix: &HashMap<&str, usize>,
+    sub_ix: &HashMap<&str, usize>,
+    network_node: Option<HostIx>,
+) -> Vec<Router> {
+    check_unique(c, "routers", spec.routers.iter().map(|r| r.name.as_str()));
+    let mut owner_of_subnet: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut routers = Vec::new();
+    for (i, r) in spec.routers.iter().enumerate() {
+        let o = obj("routers", i, &r.name);
+        let distributed = r.distributed.unwrap_or(true);
+        let mut interfaces: Vec<SubnetIx> = Vec::new();
+        for name in &r.interfaces {
+            let Some(&s) = sub_ix.get(name.as_str()) else {
+                c.bad(
+                    &o,
+                    "interfaces",
+                    format!("no subnet is called `{name}`"),
+                    "name a subnet defined under networks[].subnets",
+                );
+                continue;
+            };
+            let sub = &subnets[s];
+            if networks[sub.network.0].external {
+                c.bad(
+                    &o,
+                    "interfaces",
+                    format!(
+                        "`{name}` belongs to external network `{}`",
+                        networks[sub.network.0].name
+                    ),
+                    "attach external networks with external_gateway, not as an interface",
+                );
+                continue;
+            }
+            if interfaces.contains(&SubnetIx(s)) {
+                c.bad(
+                    &o,
+                    "interfaces",
+                    format!("subnet `{name}` is listed twice"),
+                    "list each subnet once",
+                );
+                continue;
+            }
+            if let Some(&other) = owner_of_subnet.get(&s) {
+                c.bad(&o, "interfaces", format!("subnet `{name}` is already attached to routers[{other}]; its gateway IP can belong to one router only"), "attach the subnet to one router");
+            }
+            for &SubnetIx(prev) in &interfaces {
+                if overlaps(subnets[prev].cidr, sub.cidr) {
+                    c.bad(&o, "interfaces", format!("{} ({name}) overlaps {} ({}) on the same router", sub.cidr, subnets[prev].cidr, subnets[prev].name), "a router cannot route between overlapping subnets; use disjoint CIDRs or two routers");
+                }
+            }
+            owner_of_subnet.insert(s, i);
+            interfaces.push(SubnetIx(s));
+        }
+        let external_gateway = match &r.external_gateway {
+            None => None,
+            Some(name) => {
+                match net_ix.get(name.as_str()) {
+                    None => {
+                        c.bad(
+                            &o,
+                            "external_gateway",
+                            format!("no network is called `{name}`"),
+                            "name a network with `external: true`",
+                        );
+                        None
+                    }
+                    Some(&n) if !networks[n].external => {
+                        c.bad(&o, "external_gateway", format!("network `{name}` is not external"), format!("set `external: true` on network `{name}` or pick an external network"));
+                        None
+                    }
+                    Some(&n) => Some(NetworkIx(n)),
+                }
+            }
+        };
+        if network_node.is_none() {
+            let kind = if distributed {
+                "a distributed router needs a network node for SNAT and DHCP"
+            } else {
+                "a legacy router runs on a network node"
+            };
+            c.bad(
+                &o,
+                "",
+                format!("{kind}, but no host has `role: network`"),
+                "add a host with `role: network` (l3 agent_mode dvr_snat)",
+            );
+        }
+        routers.push(Router {
+            id: RouterId(derive_id("router", &r.name)),
+            name: r.name.clone(),
+            distributed,
+            interfaces,
+            external_gateway,
+            snat_host: network_node,
+            hosts: Vec::new(),
+        });
+    }
+    routers
+}
+
+fn check_dhcp_host(
+    c: &mut Checker,
+    spec: &TopologySpec,
+    subnets: &[Subnet],
+    network_node: Option<HostIx>,
+) {
+    if network_node.is_some() {
+        return;
+    }
+    for (i, s) in subnets.iter().enumerate() {
+        let network = &spec.networks[s.network.0];
+        if s.enable_dhcp && !network.external {
+            c.bad(
+                format!("subnets[{i}] ({})", s.name),
+                "enable_dhcp",
+                "DHCP is enabled but no host has `role: network` to run the DHCP agent",
+                "add a network node or set `enable_dhcp: false`",
+            );
+        }
+    }
+}
+
+/// An instance after validation, before allocation.
+struct InstanceDraft {
+    host: HostIx,
+    network: NetworkIx,
+    subnet: SubnetIx,
+    ip: Option<Ipv4Addr>,
+    mac: Option<MacAddr>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_instances(
+    c: &mut Checker,
+    spec: &TopologySpec,
+    hosts: &[Host],
+    networks: &[Network],
+    subnets: &[Subnet],
+    host_ix: &HashMap<&str, usize>,
+    net_ix: &HashMap<&str, usize>,
+) -> Vec<Option<InstanceDraft>> {
+    let names = spec
+        .instances
+        .iter()
+        .map(|x| x.name.as_str())
+        .chain(spec.external_hosts.iter().map(|x| x.name.as_str()));
+    check_unique(c, "endpoints (instances + external_hosts)", names);
+    let mut macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, x) in spec.instances.iter().enumerate() {
+        let o = obj("instances", i, &x.name);
+        let host = match host_ix.get(x.host.as_str()) {
+            None => {
+                c.bad(
+                    &o,
+                    "host",
+                    format!("no host is called `{}`", x.host),
+                    "name a host from the hosts list",
+                );
+                None
+            }
+            Some(&h) if hosts[h].role != Role::Compute => {
+                c.bad(
+                    &o,
+                    "host",
+                    format!(
+                        "host `{}` has role {:?}; instances run on compute hosts",
+                        x.host, hosts[h].role
+                    )
+                    .to_lowercase(),
+                    "place the instance on a host with `role: compute`",
+                );
+                None
+            }
+            Some(&h) => Some(h),
+        };
+        let network = match net_ix.get(x.network.as_str()) {
+            None => {
+                c.bad(
+                    &o,
+                    "network",
+                    format!("no network is called `{}`", x.network),
+                    "name a network from the networks list",
+                );
+                None
+            }
+            Some(&n) if networks[n].external => {
+                c.bad(&o, "network", format!("`{}` is an external network", x.network), "attach instances to tenant networks; reach them from outside with a floating IP");
+                None
+            }
+            Some(&n) if networks[n].subnets.is_empty() => {
+                c.bad(
+                    &o,
+                    "network",
+                    format!("network `{}` has no subnet", x.network),
+                    "add a subnet to the network",
+                );
+                None
+            }
+            Some(&n) => Some(n),
+        };
+        if let (Some(h), Some(n)) = (host, network)
+            && let Some(p) = networks[n].segment.physnet()
+            && hosts[h].mapping(p).is_none()
+        {
+            c.bad(
+                &o,
+                "host",
+                format!(
+                    "host `{}` has no bridge mapping for physical network `{p}` of network `{}`",
+                    x.host, x.network
+                ),
+                format!("add `{p}: <bridge>` to the bridge_mappings of `{}`", x.host),
+            );
+        }
+        let mut subnet = None;
+        if let Some(n) = network {
+            subnet = match x.ip {
+                None => Some(networks[n].subnets[0]),
+                Some(ip) => {
+                    let found = networks[n]
+                        .subnets
+                        .iter()
+                        .copied()
+                        .find(|s| subnets[s.0].cidr.contains(&ip));
+                    match found {
+                        None => {
+                            let cidrs: Vec<String> = networks[n]
+                                .subnets
+                                .iter()
+                                .map(|s| subnets[s.0].cidr.to_string())
+                                .collect();
+                            c.bad(&o, "ip", format!("{ip} is outside the subnets of network `{}` ({})", x.network, cidrs.join(", ")), "use an address inside the network's subnet or remove `ip` to have one allocated");
+                            None
+                        }
+                        Some(s) => {
+                            let sub = &subnets[s.0];
+                            if ip == sub.cidr.network() || ip == sub.cidr.broadcast() {
+                                c.bad(
+                                    &o,
+                                    "ip",
+                                    format!(
+                                        "{ip} is the network or broadcast address of {}",
+                                        sub.cidr
+                                    ),
+                                    "use a host address",
+                                );
+                            } else if ip == sub.gateway {
+                                c.bad(
+                                    &o,
+                                    "ip",
+                                    format!("{ip} is the gateway of subnet `{}`", sub.name),
+                                    "use another address; the gateway belongs to the router",
+                                );
+                            }
+                            Some(s)
+                        }
+                    }
+                }
+            };
+        }
+        if let Some(m) = x.mac {
+            if m.is_multicast() || m == MacAddr::ZERO {
+                c.bad(
+                    &o,
+                    "mac",
+                    format!("{m} is not a unicast address"),
+                    "use a unicast MAC such as fa:16:3e:00:01:09",
+                );
+            } else if m.has_prefix(DVR_MAC_PREFIX) {
+                c.bad(
+                    &o,
+                    "mac",
+                    format!("{m} is in the DVR base MAC range fa:16:3f"),
+                    "use a port MAC (fa:16:3e:…) or remove `mac`",
+                );
+            } else if let Some(first) = macs.insert(m, i) {
+                c.bad(
+                    &o,
+                    "mac",
+                    format!("{m} is also the MAC of instances[{first}]"),
+                    "MACs must be unique; remove `mac` to have one allocated",
+                );
+            }
+        }
+        out.push(match (host, network, subnet) {
+            (Some(h), Some(n), Some(s)) => Some(InstanceDraft {
+                host: HostIx(h),
+                network: NetworkIx(n),
+                subnet: s,
+                ip: x.ip,
+                mac: x.mac,
+            }),
+            _ => None,
+        });
+    }
+    out
+}
+
+/// A floating IP after validation, before allocation.
+struct FipDraft {
+    ip: Option<Ipv4Addr>,
+    network: NetworkIx,
+    association: Option<(InstanceIx, RouterIx)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_floating_ips(
+    c: &mut Checker,
+    spec: &TopologySpec,
+    networks: &[Network],
+    subnets: &[Subnet],
+    routers: &[Router],
+    instances: &[Option<InstanceDraft>],
+    net_ix: &HashMap<&str, usize>,
+) -> Vec<Option<FipDraft>> {
+    let mut by_instance: BTreeMap<usize, usize> = BTreeMap::new();
+    let externals: Vec<usize> = (0..networks.len())
+        .filter(|&n| networks[n].external)
+        .collect();
+    let mut out = Vec::new();
+    for (i, f) in spec.floating_ips.iter().enumerate() {
+        let label =
+            f.ip.map(|ip| ip.to_string())
+                .or_else(|| f.instance.clone())
+                .unwrap_or_default();
+        let o = obj("floating_ips", i, &label);
+        let mut network = None;
+        if let Some(name) = &f.network {
+            match net_ix.get(name.as_str()) {
+                Some(&n) if networks[n].external => network = Some(n),
+                Some(_) => c.bad(
+                    &o,
+                    "network",
+                    format!("`{name}` is not an external network"),
+                    "floating IPs come from a network with `external: true`",
+                ),
+                None => c.bad(
+                    &o,
+                    "network",
+                    format!("no network is called `{name}`"),
+                    "name an external network",
+                ),
+            }
+        }
+        let mut association = None;
+        let mut ok = true;
+        if let Some(name) = &f.instance {
+            match spec.instances.iter().position(|x| &x.name == name) {
+                None => {
+                    c.bad(
+                        &o,
+                        "instance",
+                        format!("no instance is called `{name}`"),
+                        "name an instance from the instances list",
+                    );
+                    ok = false;
+                }
+                Some(x) => {
+                    if let Some(first) = by_instance.insert(x, i) {
+                        c.bad(
+                            &o,
+                            "instance",
+                            format!("instance `{name}` already has floating_ips[{first}]"),
+                            "associate one floating IP per instance",
+                        );
+                    }
+                    if let Some(d) = &instances[x] {
+                        let serving: Vec<usize> = (0..routers.len())
+                            .filter(|&r| {
+                                routers[r].interfaces.contains(&d.subnet)
+                                    && routers[r].external_gateway.is_some()
+                            })
+                            .filter(|&r| {
+                                network.is_none_or(|n| {
+                                    routers[r].external_gateway == Some(NetworkIx(n))
+                                })
+                            })
+                            .filter(|&r| {
+                                f.ip.is_none_or(|ip| {
+                                    networks[routers[r].external_gateway.expect("filtered").0]
+                                        .subnets
+                                        .iter()
+                                        .any(|s| subnets[s.0].cidr.contains(&ip))
+                                })
+                            })
+                            .collect();
+                        match serving.first() {
+                            None => {
+                                c.bad(&o, "instance", format!("no router connects the subnet of `{name}` to an external network{}", f.ip.map(|ip| format!(" holding {ip}")).unwrap_or_default()), "attach the instance's subnet to a router with an external_gateway on the floating IP's network");
+                                ok = false;
+                            }
+                            Some(&r) => {
+                                network = routers[r].external_gateway.map(|n| n.0);
+                                association = Some((InstanceIx(x), RouterIx(r)));
+                            }
+                        }
+                    } else {
+                        ok = false;
+                    }
+                }
+            }
+        }
+        if network.is_none()
+            && let Some(ip) = f.ip
+        {
+            network = externals.iter().copied().find(|&n| {
+                networks[n]
+                    .subnets
+                    .iter()
+                    .any(|s| subnets[s.0].cidr.contains(&ip))
+            });
+        }
+        if network.is_none() && externals.len() == 1 && f.ip.is_none() {
+            network = Some(externals[0]);
+        }
+        let Some(n) = network else {
+            if ok {
+                c.bad(&o, "ip", "cannot tell which external network this floating IP belongs to", "give an `ip` inside an external subnet, an associated `instance`, or `network`");
+            }
+            out.push(None);
+            continue;
+        };
+        if let Some(ip) = f.ip {
+            let inside = networks[n]
+                .subnets
+                .iter()
+                .map(|s| &subnets[s.0])
+                .find(|s| s.cidr.contains(&ip));
+            match inside {
+                None => c.bad(
+                    &o,
+                    "ip",
+                    format!(
+                        "{ip} is outside the subnets of external network `{}`",
+                        networks[n].name
+                    ),
+                    "use an address of the external subnet or remove `ip` to have one allocated",
+                ),
+                Some(s)
+                    if ip == s.gateway || ip == s.cidr.network() || ip == s.cidr.broadcast() =>
+                {
+                    c.bad(
+                        &o,
+                        "ip",
+                        format!(
+                            "{ip} is the gateway, network or broadcast address of {}",
+                            s.cidr
+                        ),
+                        "use a free host address",
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        out.push(ok.then_some(FipDraft {
+            ip: f.ip,
+            network: NetworkIx(n),
+            association,
+        }));
+    }
+    out
+}
+
+fn check_external_hosts(
+    c: &mut Checker,
+    spec: &TopologySpec,
+    networks: &[Network],
+    subnets: &[Subnet],
+    net_ix: &HashMap<&str, usize>,
+) -> Vec<Option<(NetworkIx, Option<Ipv4Addr>)>> {
+    let mut out = Vec::new();
+    for (i, e) in spec.external_hosts.iter().enumerate() {
+        let o = obj("external_hosts", i, &e.name);
+        let n = match net_ix.get(e.network.as_str()) {
+            None => {
+                c.bad(
+                    &o,
+                    "network",
+                    format!("no network is called `{}`", e.network),
+                    "name an external network",
+                );
+                out.push(None);
+                continue;
+            }
+            Some(&n) if !networks[n].external => {
+                c.bad(
+                    &o,
+                    "network",
+                    format!("`{}` is not an external network", e.network),
+                    format!(
+                        "set `external: true` on `{}` or use an external network",
+                        e.network
+                    ),
+                );
+                out.push(None);
+                continue;
+            }
+            Some(&n) => n,
+        };
+        if let Some(ip) = e.ip {
+            match networks[n]
+                .subnets
+                .iter()
+                .map(|s| &subnets[s.0])
+                .find(|s| s.cidr.contains(&ip))
+            {
+                None => c.bad(
+                    &o,
+                    "ip",
+                    format!("{ip} is outside the subnets of `{}`", e.network),
+                    "use an address of the external subnet",
+                ),
+                Some(s)
+                    if ip == s.gateway || ip == s.cidr.network() || ip == s.cidr.broadcast() =>
+                {
+                    c.bad(
+                        &o,
+                        "ip",
+                        format!(
+                            "{ip} is the gateway, network or broadcast address of {}",
+                            s.cidr
+                        ),
+                        "use a free host address",
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        out.push(Some((NetworkIx(n), e.ip)));
+    }
+    out
+}
+
+/// Everything allocation needs, so the steps stay small.
+struct Alloc {
+    pools: Vec<IpPool>,
+    macs: MacAllocator,
+}
+
+impl Alloc {
+    fn take_ip(&mut self, c: &mut Checker, topo: &Topology, s: SubnetIx, who: &str) -> Ipv4Addr {
+        self.pools[s.0].allocate().unwrap_or_else(|| {
+            let sub = &topo.subnets[s.0];
+            c.bad(
+                format!("subnets ({})", sub.name),
+                "cidr",
+                format!("no free address left in {} for {who}", sub.cidr),
+                "use a larger subnet or fewer ports",
+            );
+            Ipv4Addr::UNSPECIFIED
+        })
+    }
+
+    fn take_mac(&mut self, c: &mut Checker, prefix: [u8; 3], key: &str, who: &str) -> MacAddr {
+        self.macs.allocate(prefix, key).unwrap_or_else(|| {
+            c.bad(
+                who.to_string(),
+                "mac",
+                "no free MAC address left",
+                "remove explicit MACs",
+            );
+            MacAddr::ZERO
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn allocate(
+    c: &mut Checker,
+    topo: &mut Topology,
+    spec: &TopologySpec,
+    instances: &[Option<InstanceDraft>],
+    fips: &[Option<FipDraft>],
+    ext_hosts: &[Option<(NetworkIx, Option<Ipv4Addr>)>],
+    network_node: Option<HostIx>,
+) {
+    let mut a = Alloc {
+        pools: topo.subnets.iter().map(|s| IpPool::new(s.cidr)).collect(),
+        macs: MacAllocator::default(),
+    };
+    // 1. Explicit addresses and MACs are reserved first; a clash is an error naming both.
+    let mut owner: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+    let mut claim =
+        |c: &mut Checker, a: &mut Alloc, s: SubnetIx, ip: Ipv4Addr, who: String, field: &str| {
+            if !a.pools[s.0].reserve(ip) {
+                let first = owner.get(&ip).cloned().unwrap_or_default();
+                c.bad(
+                    &who,
+                    field,
+                    format!("{ip} is already used by {first}"),
+                    "give every port its own address or remove `ip` to have one allocated",
+                );
+            } else {
+                owner.insert(ip, who);
+            }
+        };
+    for (i, s) in topo.subnets.iter().enumerate() {
+        claim(
+            c,
+            &mut a,
+            SubnetIx(i),
+            s.gateway,
+            format!("the gateway of subnet `{}`", s.name),
+            "gateway_ip",
+        );
+    }
+    for (i, d) in instances.iter().enumerate() {
+        if let Some(InstanceDraft {
+            subnet,
+            ip: Some(ip),
+            ..
+        }) = d
+        {
+            claim(
+                c,
+                &mut a,
+                *subnet,
+                *ip,
+                obj("instances", i, &spec.instances[i].name),
+                "ip",
+            );
+        }
+        if let Some(InstanceDraft { mac: Some(m), .. }) = d {
+            a.macs.reserve(*m);
+        }
+    }
+    let subnet_of = |topo: &Topology, n: NetworkIx, ip: Ipv4Addr| {
+        topo.networks[n.0]
+            .subnets
+            .iter()
+            .copied()
+            .find(|s| topo.subnets[s.0].cidr.contains(&ip))
+    };
+    for (i, f) in fips.iter().enumerate() {
+        if let Some(FipDraft {
+            ip: Some(ip),
+            network,
+            ..
+        }) = f
+            && let Some(s) = subnet_of(topo, *network, *ip)
+        {
+            claim(
+                c,
+                &mut a,
+                s,
+                *ip,
+                obj("floating_ips", i, &ip.to_string()),
+                "ip",
+            );
+        }
+    }
+    for (i, e) in ext_hosts.iter().enumerate() {
+        if let Some((n, Some(ip))) = e
+            && let Some(s) = subnet_of(topo, *n, *ip)
+        {
+            claim(
+                c,
+                &mut a,
+                s,
+                *ip,
+                obj("external_hosts", i, &spec.external_hosts[i].name),
+                "ip",
+            );
+        }
+    }
+    for h in &topo.hosts {
+        if let Some(m) = h.dvr_mac {
+            a.macs.reserve(m);
+        }
+    }
+    // 2. DVR MACs of the dataplane hosts.
+    for h in topo
+        .hosts
+        .iter_mut()
+        .filter(|h| h.role != Role::Controller && h.dvr_mac.is_none())
+    {
+        h.dvr_mac = Some(a.take_mac(
+            c,
+            DVR_MAC_PREFIX,
+            &format!("dvr:{}", h.name),
+            &format!("hosts ({})", h.name),
+        ));
+    }
+    // 3. DHCP ports, one per network with a DHCP subnet, on the network node.
+    if let Some(nn) = network_node {
+        for n in 0..topo.networks.len() {
+            let Some(s) = topo.networks[n]
+                .subnets
+                .iter()
+                .copied()
+                .find(|s| topo.subnets[s.0].enable_dhcp)
+            else {
+                continue;
+            };
+            if topo.networks[n].external {
+                continue;
+            }
+            let key = format!("dhcp:{}", topo.networks[n].name);
+            let ip = a.take_ip(c, topo, s, "the DHCP port");
+            push_port(c, &mut a, topo, &key, PortOwner::Dhcp, s, ip, Some(nn));
+        }
+    }
+    // 4. Router ports: qr- on the gateway IP, sg- and qg- on fresh addresses.
+    for r in 0..topo.routers.len() {
+        let router = topo.routers[r].clone();
+        for &s in &router.interfaces {
+            let key = format!("qr:{}:{}", router.name, topo.subnets[s.0].name);
+            let owner = if router.distributed {
+                PortOwner::RouterInterfaceDistributed {
+                    router: RouterIx(r),
+                }
+            } else {
+                PortOwner::RouterInterface {
+                    router: RouterIx(r),
+                }
+            };
+            let host = if router.distributed {
+                None
+            } else {
+                router.snat_host
+            };
+            let gw = topo.subnets[s.0].gateway;
+            push_port(c, &mut a, topo, &key, owner, s, gw, host);
+        }
+        let Some(ext) = router.external_gateway else {
+            continue;
+        };
+        if router.distributed {
+            for &s in &router.interfaces {
+                let key = format!("sg:{}:{}", router.name, topo.subnets[s.0].name);
+                let ip = a.take_ip(c, topo, s, "the router's SNAT (sg-) port");
+                push_port(
+                    c,
+                    &mut a,
+                    topo,
+                    &key,
+                    PortOwner::CentralizedSnat {
+                        router: RouterIx(r),
+                    },
+                    s,
+                    ip,
+                    router.snat_host,
+                );
+            }
+        }
+        let es = topo.networks[ext.0].subnets[0];
+        let ip = a.take_ip(c, topo, es, "the router gateway (qg-) port");
+        push_port(
+            c,
+            &mut a,
+            topo,
+            &format!("qg:{}", router.name),
+            PortOwner::RouterGateway {
+                router: RouterIx(r),
+            },
+            es,
+            ip,
+            router.snat_host,
+        );
+    }
+    // 5. Instance ports.
+    for (i, d) in instances.iter().enumerate() {
+        let Some(d) = d else { continue };
+        let name = &spec.instances[i].name;
+        let ip =
+            d.ip.unwrap_or_else(|| a.take_ip(c, topo, d.subnet, &format!("instance `{name}`")));
+        let port = PortIx(topo.ports.len());
+        let key = format!("vm:{name}");
+        match d.mac {
+            Some(mac) => topo.ports.push(Port {
+                id: PortId(derive_id("port", &key)),
+                owner: PortOwner::Compute {
+                    instance: InstanceIx(i),
+                },
+                network: d.network,
+                subnet: d.subnet,
+                ip,
+                mac,
+                host: Some(d.host),
+            }),
+            None => push_port(
+                c,
+                &mut a,
+                topo,
+                &key,
+                PortOwner::Compute {
+                    instance: InstanceIx(i),
+                },
+                d.subnet,
+                ip,
+                Some(d.host),
+            ),
+        }
+        topo.instances.push(Instance {
+            name: name.clone(),
+            host: d.host,
+            network: d.network,
+            port,
+        });
+    }
+    // 6. Which hosts carry each router: the SNAT host plus every host with a
+    //    DVR-serviced port on one of its subnets (Neutron's DVR scheduler).
+    for r in 0..topo.routers.len() {
+        let router = &topo.routers[r];
+        let mut hosts: BTreeSet<HostIx> = router.snat_host.into_iter().collect();
+        if router.distributed {
+            for p in &topo.ports {
+                if p.owner.is_dvr_serviced() && router.interfaces.contains(&p.subnet) {
+                    hosts.extend(p.host);
+                }
+            }
+        }
+        topo.routers[r].hosts = hosts.into_iter().collect();
+    }
+    // 7. fip-agent gateway (fg-) ports: one per (external network, host with a
+    //    copy of a router whose gateway is on that network).
+    for n in 0..topo.networks.len() {
+        if !topo.networks[n].external {
+            continue;
+        }
+        let hosts: BTreeSet<HostIx> = topo
+            .routers
+            .iter()
+            .filter(|r| r.distributed && r.external_gateway == Some(NetworkIx(n)))
+            .flat_map(|r| r.hosts.iter().copied())
+            .collect();
+        for h in hosts {
+            let key = format!("fg:{}:{}", topo.networks[n].name, topo.hosts[h.0].name);
+            let s = topo.networks[n].subnets[0];
+            let ip = a.take_ip(
+                c,
+                topo,
+                s,
+                &format!(
+                    "the fip-agent gateway (fg-) port of host `{}`",
+                    topo.hosts[h.0].name
+                ),
+            );
+            push_port(
+                c,
+                &mut a,
+                topo,
+                &key,
+                PortOwner::FloatingIpAgentGateway,
+                s,
+                ip,
+                Some(h),
+            );
+        }
+    }
+    // 8. Floating IPs and their per-host rule priorities.
+    let mut next_prio: BTreeMap<HostIx, u32> = BTreeMap::new();
+    for (i, f) in fips.iter().enumerate() {
+        let Some(f) = f else { continue };
+        let s =
+            f.ip.and_then(|ip| subnet_of(topo, f.network, ip))
+                .unwrap_or(topo.networks[f.network.0].subnets[0]);
+        let ip =
+            f.ip.unwrap_or_else(|| a.take_ip(c, topo, s, &format!("floating_ips[{i}]")));
+        let rule_priority = f.association.map(|(x, _)| {
+            let p = next_prio.entry(topo.instances[x.0].host).or_insert(32768);
+            *p += 1;
+            *p - 1
+        });
+        topo.floating_ips.push(FloatingIp {
+            id: FloatingIpId(derive_id("floatingip", &ip.to_string())),
+            ip,
+            network: f.network,
+            subnet: s,
+            association: f.association,
+            rule_priority,
+        });
+    }
+    // 9. External hosts and the upstream gateway of each external subnet.
+    for (i, e) in ext_hosts.iter().enumerate() {
+        let Some((n, ip)) = e else { continue };
+        let name = &spec.external_hosts[i].name;
+        let s = ip
+            .and_then(|ip| subnet_of(topo, *n, ip))
+            .unwrap_or(topo.networks[n.0].subnets[0]);
+        let ip = ip.unwrap_or_else(|| a.take_ip(c, topo, s, &format!("external host `{name}`")));
+        let mac = a.take_mac(c, EXTERNAL_MAC_PREFIX, &format!("ext:{name}"), name);
+        topo.external_hosts.push(ExternalHost {
+            name: name.clone(),
+            network: *n,
+            subnet: s,
+            ip,
+            mac,
+        });
+    }
+    for s in 0..topo.subnets.len() {
+        if topo.networks[topo.subnets[s].network.0].external {
+            let key = format!("extgw:{}", topo.subnets[s].name);
+            topo.subnets[s].external_gateway_mac =
+                Some(a.take_mac(c, EXTERNAL_MAC_PREFIX, &key, &key));
+        }
+    }
+    // 10. Per-host local VLANs and rfp/fpr link-local pairs.
+    for h in 0..topo.hosts.len() {
+        allocate_host(c, topo, HostIx(h));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_port(
+    c: &mut Checker,
+    a: &mut Alloc,
+    topo: &mut Topology,
+    key: &str,
+    owner: PortOwner,
+    subnet: SubnetIx,
+    ip: Ipv4Addr,
+    host: Option<HostIx>,
+) {
+    let id = PortId(derive_id("port", key));
+    let mac = a.take_mac(c, PORT_MAC_PREFIX, &id.hyphenated(), key);
+    let network = topo.subnets[subnet.0].network;
+    topo.ports.push(Port {
+        id,
+        owner,
+        network,
+        subnet,
+        ip,
+        mac,
+        host,
+    });
+}
+
+/// Networks present on a host, in first-use order: the networks of its bound
+/// ports, then those of the routers it carries (qr-), then external networks.
+pub fn networks_on_host(topo: &Topology, h: HostIx) -> Vec<NetworkIx> {
+    let mut seen = Vec::new();
+    let mut add = |n: NetworkIx| {
+        if !seen.contains(&n) {
+            seen.push(n);
+        }
+    };
+    let mut nets: Vec<NetworkIx> = Vec::new();
+    for p in &topo.ports {
+        if p.host == Some(h) {
+            nets.push(p.network);
+        }
+    }
+    for r in topo.routers.iter().filter(|r| r.hosts.contains(&h)) {
+        nets.extend(r.interfaces.iter().map(|s| topo.subnets[s.0].network));
+    }
+    nets.sort();
+    nets.into_iter().for_each(&mut add);
+    seen
+}
+
+fn allocate_host(c: &mut Checker, topo: &mut Topology, h: HostIx) {
+    if !topo.hosts[h.0].has_dataplane() {
+        return;
+    }
+    let mut vlans = LocalVlanAllocator::default();
+    let mut local = Vec::new();
+    for n in networks_on_host(topo, h) {
+        match vlans.allocate() {
+            Some(v) => local.push((n, v)),
+            None => {
+                c.bad(
+                    format!("hosts ({})", topo.hosts[h.0].name),
+                    "",
+                    "more than 4094 networks on one host: no free local VLAN",
+                    "spread the instances over more hosts",
+                );
+                break;
+            }
+        }
+    }
+    let mut ll = LinkLocalAllocator::default();
+    let mut links = Vec::new();
+    for (r, router) in topo.routers.iter().enumerate() {
+        if router.distributed && router.external_gateway.is_some() && router.hosts.contains(&h) {
+            match ll.allocate(&router.id.hyphenated()) {
+                Some(pair) => links.push(FipLink {
+                    router: RouterIx(r),
+                    pair,
+                }),
+                None => c.bad(
+                    format!("hosts ({})", topo.hosts[h.0].name),
+                    "",
+                    "more than 8192 routers with a gateway on one host: no free link-local pair",
+                    "spread the routers over more hosts",
+                ),
+            }
+        }
+    }
+    topo.hosts[h.0].local_vlans = local;
+    topo.hosts[h.0].fip_links = links;
+}

@@ -1,0 +1,34 @@
+//! # dvr-model: the deployment as data
+//!
+//! The first layer of the workspace. It reads a topology file (version 1,
+//! `spec/topology.md`), checks it, and allocates everything the file leaves
+//! out — UUIDs, MACs, DVR MACs, fixed IPs, local VLANs, link-local pairs —
+//! deterministically, so that every later layer (plan, sim, realize) works
+//! from one immutable, valid [`Topology`] and never has to fail.
+//!
+//! Modules: [`types`] (domain values), [`spec`] (the YAML as written),
+//! [`build`] (validation + allocation), [`alloc`] (the allocators),
+//! [`names`] (Neutron's device and namespace names), [`topology`] (the result).
+#![forbid(unsafe_code)]
+
+pub mod alloc;
+pub mod build;
+pub mod error;
+pub mod names;
+pub mod spec;
+pub mod topology;
+pub mod types;
+
+pub use build::{load_file, load_str};
+pub use error::{Problem, TopologyError};
+pub use spec::Role;
+pub use topology::*;
+pub use types::*;
+
+/// The built-in seed lab: the deployment of the DVR walkthrough.
+pub const SEED_YAML: &str = include_str!("../../../labs/seed.yaml");
+
+/// The seed lab, validated. Used when no `-t FILE` is given.
+pub fn seed() -> Topology {
+    load_str("<built-in seed lab>", SEED_YAML).expect("the built-in seed lab is valid")
+}

@@ -1,0 +1,447 @@
+//! The validated deployment: every reference resolved to an index, every
+//! address, MAC, VLAN and id allocated. Later layers read it and never fail.
+
+use crate::spec::Role;
+use crate::types::*;
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use std::net::Ipv4Addr;
+
+/// A validated, fully allocated deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Topology {
+    /// Label from the file (or the file stem).
+    pub name: String,
+    /// Hosts in file order.
+    pub hosts: Vec<Host>,
+    /// Networks in file order.
+    pub networks: Vec<Network>,
+    /// Subnets in file order (across networks).
+    pub subnets: Vec<Subnet>,
+    /// Routers in file order.
+    pub routers: Vec<Router>,
+    /// Instances in file order.
+    pub instances: Vec<Instance>,
+    /// Floating IPs in file order.
+    pub floating_ips: Vec<FloatingIp>,
+    /// External hosts in file order.
+    pub external_hosts: Vec<ExternalHost>,
+    /// Every Neutron port, the implicit ones (router interfaces, sg-, qg-,
+    /// fg-, DHCP) included, in allocation order.
+    pub ports: Vec<Port>,
+}
+
+/// The l3 agent mode of a host (Neutron's `agent_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentMode {
+    /// Compute node: local routing and floating IPs.
+    Dvr,
+    /// Network node: also centralised SNAT, DHCP and metadata.
+    DvrSnat,
+}
+
+/// One physical network reachable from a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct BridgeMapping {
+    /// Physical network name.
+    pub physnet: String,
+    /// OVS bridge (`br-vlan`, `br-ex`).
+    pub bridge: String,
+    /// Wire-facing NIC on that bridge.
+    pub nic: String,
+}
+
+/// One host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    /// Derived id.
+    pub id: HostId,
+    /// Name from the file.
+    pub name: String,
+    /// Role from the file.
+    pub role: Role,
+    /// Bridge mappings in file order.
+    pub bridge_mappings: Vec<BridgeMapping>,
+    /// DVR MAC; `None` for a controller (it runs no OVS agent).
+    pub dvr_mac: Option<MacAddr>,
+    /// Local VLAN of each network present on the host, in allocation order.
+    pub local_vlans: Vec<(NetworkIx, VlanId)>,
+    /// rfp-/fpr- link-local pair of each router with a gateway on this host.
+    pub fip_links: Vec<FipLink>,
+}
+
+/// The veth between a `qrouter-` and the `fip-` namespace of one host.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FipLink {
+    /// The router.
+    pub router: RouterIx,
+    /// The /31 pair; the even address is `rfp-` (qrouter), the odd `fpr-` (fip).
+    pub pair: Ipv4Net,
+}
+
+impl FipLink {
+    /// Address of the `rfp-` end, in the qrouter namespace.
+    pub fn rfp_ip(&self) -> Ipv4Addr {
+        self.pair.network()
+    }
+    /// Address of the `fpr-` end, in the fip namespace.
+    pub fn fpr_ip(&self) -> Ipv4Addr {
+        self.pair.broadcast()
+    }
+}
+
+impl Host {
+    /// The l3 agent mode; `None` for a controller.
+    pub fn agent_mode(&self) -> Option<AgentMode> {
+        match self.role {
+            Role::Controller => None,
+            Role::Network => Some(AgentMode::DvrSnat),
+            Role::Compute => Some(AgentMode::Dvr),
+        }
+    }
+
+    /// The local VLAN of a network on this host.
+    pub fn local_vlan(&self, network: NetworkIx) -> Option<VlanId> {
+        self.local_vlans
+            .iter()
+            .find(|(n, _)| *n == network)
+            .map(|(_, v)| *v)
+    }
+
+    /// The fip link of a router on this host.
+    pub fn fip_link(&self, router: RouterIx) -> Option<&FipLink> {
+        self.fip_links.iter().find(|l| l.router == router)
+    }
+
+    /// Whether the host runs a dataplane at all.
+    pub fn has_dataplane(&self) -> bool {
+        self.role != Role::Controller
+    }
+
+    /// The mapping of a physical network, if the host has it.
+    pub fn mapping(&self, physnet: &str) -> Option<&BridgeMapping> {
+        self.bridge_mappings.iter().find(|m| m.physnet == physnet)
+    }
+}
+
+/// How a network is carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Segment {
+    /// Tagged with `vlan` on `physnet`.
+    Vlan {
+        /// Physical network.
+        physnet: String,
+        /// Segmentation VLAN on the wire.
+        vlan: VlanId,
+    },
+    /// Untagged on `physnet`.
+    Flat {
+        /// Physical network.
+        physnet: String,
+    },
+    /// VXLAN overlay.
+    Vxlan {
+        /// VNI.
+        vni: Vni,
+    },
+}
+
+impl Segment {
+    /// The physical network for vlan/flat segments.
+    pub fn physnet(&self) -> Option<&str> {
+        match self {
+            Segment::Vlan { physnet, .. } | Segment::Flat { physnet } => Some(physnet),
+            Segment::Vxlan { .. } => None,
+        }
+    }
+}
+
+/// One network.
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    /// Derived id.
+    pub id: NetworkId,
+    /// Name.
+    pub name: String,
+    /// Segment.
+    pub segment: Segment,
+    /// External (gateway / floating IP) network.
+    pub external: bool,
+    /// Its subnets.
+    pub subnets: Vec<SubnetIx>,
+}
+
+/// One IPv4 subnet.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subnet {
+    /// Derived id.
+    pub id: SubnetId,
+    /// Name.
+    pub name: String,
+    /// Owning network.
+    pub network: NetworkIx,
+    /// Prefix (host bits zero).
+    pub cidr: Ipv4Net,
+    /// Gateway address.
+    pub gateway: Ipv4Addr,
+    /// DHCP enabled.
+    pub enable_dhcp: bool,
+    /// MAC of the upstream gateway device outside the cloud (external
+    /// subnets only; the twin's fabric answers for it).
+    pub external_gateway_mac: Option<MacAddr>,
+}
+
+/// One router.
+#[derive(Debug, Clone, Serialize)]
+pub struct Router {
+    /// Derived id.
+    pub id: RouterId,
+    /// Name.
+    pub name: String,
+    /// DVR or legacy.
+    pub distributed: bool,
+    /// Attached internal subnets.
+    pub interfaces: Vec<SubnetIx>,
+    /// External network.
+    pub external_gateway: Option<NetworkIx>,
+    /// The host that runs SNAT (and, for a legacy router, the whole router).
+    pub snat_host: Option<HostIx>,
+    /// Hosts with a copy of the router (`qrouter-`), in host order: the SNAT
+    /// host and every host with a DVR-serviced port on one of its subnets.
+    pub hosts: Vec<HostIx>,
+}
+
+/// What a port is for (Neutron's `device_owner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "owner", rename_all = "snake_case")]
+pub enum PortOwner {
+    /// `compute:nova`.
+    Compute {
+        /// The instance.
+        instance: InstanceIx,
+    },
+    /// `network:dhcp`.
+    Dhcp,
+    /// `network:router_interface_distributed` (`qr-`, same on every host).
+    RouterInterfaceDistributed {
+        /// The router.
+        router: RouterIx,
+    },
+    /// `network:router_interface` of a legacy router.
+    RouterInterface {
+        /// The router.
+        router: RouterIx,
+    },
+    /// `network:router_centralized_snat` (`sg-`).
+    CentralizedSnat {
+        /// The router.
+        router: RouterIx,
+    },
+    /// `network:router_gateway` (`qg-`).
+    RouterGateway {
+        /// The router.
+        router: RouterIx,
+    },
+    /// `network:floatingip_agent_gateway` (`fg-`), one per (external network, host).
+    FloatingIpAgentGateway,
+}
+
+impl PortOwner {
+    /// Neutron's `device_owner` string.
+    pub fn device_owner(&self) -> &'static str {
+        match self {
+            PortOwner::Compute { .. } => "compute:nova",
+            PortOwner::Dhcp => "network:dhcp",
+            PortOwner::RouterInterfaceDistributed { .. } => "network:router_interface_distributed",
+            PortOwner::RouterInterface { .. } => "network:router_interface",
+            PortOwner::CentralizedSnat { .. } => "network:router_centralized_snat",
+            PortOwner::RouterGateway { .. } => "network:router_gateway",
+            PortOwner::FloatingIpAgentGateway => "network:floatingip_agent_gateway",
+        }
+    }
+
+    /// Device name prefix on the host (Neutron naming).
+    pub fn device_prefix(&self) -> &'static str {
+        match self {
+            PortOwner::Compute { .. } => "qvo",
+            PortOwner::Dhcp => "tap",
+            PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. } => {
+                "qr-"
+            }
+            PortOwner::CentralizedSnat { .. } => "sg-",
+            PortOwner::RouterGateway { .. } => "qg-",
+            PortOwner::FloatingIpAgentGateway => "fg-",
+        }
+    }
+
+    /// Ports Neutron's DVR treats as "DVR serviced" (`is_dvr_serviced`): they
+    /// get the DVR-to-source-MAC and direct-output flows.
+    pub fn is_dvr_serviced(&self) -> bool {
+        matches!(self, PortOwner::Compute { .. } | PortOwner::Dhcp)
+    }
+}
+
+/// One Neutron port.
+#[derive(Debug, Clone, Serialize)]
+pub struct Port {
+    /// Derived id.
+    pub id: PortId,
+    /// Owner.
+    #[serde(flatten)]
+    pub owner: PortOwner,
+    /// Network.
+    pub network: NetworkIx,
+    /// Subnet of its (single) fixed IP.
+    pub subnet: SubnetIx,
+    /// Fixed IP.
+    pub ip: Ipv4Addr,
+    /// MAC.
+    pub mac: MacAddr,
+    /// Binding host; `None` for a distributed router interface (bound everywhere).
+    pub host: Option<HostIx>,
+}
+
+impl Port {
+    /// Device name as Neutron builds it: prefix + port id, cut to 14 characters.
+    pub fn device_name(&self) -> String {
+        let mut s = format!("{}{}", self.owner.device_prefix(), self.id.hyphenated());
+        s.truncate(crate::names::LINUX_DEV_LEN);
+        s
+    }
+}
+
+/// One instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    /// Name.
+    pub name: String,
+    /// Compute host.
+    pub host: HostIx,
+    /// Network.
+    pub network: NetworkIx,
+    /// Its port.
+    pub port: PortIx,
+}
+
+/// One floating IP.
+#[derive(Debug, Clone, Serialize)]
+pub struct FloatingIp {
+    /// Derived id.
+    pub id: FloatingIpId,
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// External network.
+    pub network: NetworkIx,
+    /// External subnet holding it.
+    pub subnet: SubnetIx,
+    /// Association: (instance, router that serves it).
+    pub association: Option<(InstanceIx, RouterIx)>,
+    /// `ip rule` priority in the instance host's qrouter (32768.. per host).
+    pub rule_priority: Option<u32>,
+}
+
+/// One machine outside the cloud.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExternalHost {
+    /// Name.
+    pub name: String,
+    /// External network.
+    pub network: NetworkIx,
+    /// Subnet.
+    pub subnet: SubnetIx,
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// MAC (allocated outside Neutron's ranges).
+    pub mac: MacAddr,
+}
+
+impl Topology {
+    /// Host index by name.
+    pub fn host_ix(&self, name: &str) -> Option<HostIx> {
+        self.hosts.iter().position(|h| h.name == name).map(HostIx)
+    }
+    /// Host by index.
+    pub fn host(&self, ix: HostIx) -> &Host {
+        &self.hosts[ix.0]
+    }
+    /// Network by index.
+    pub fn network(&self, ix: NetworkIx) -> &Network {
+        &self.networks[ix.0]
+    }
+    /// Subnet by index.
+    pub fn subnet(&self, ix: SubnetIx) -> &Subnet {
+        &self.subnets[ix.0]
+    }
+    /// Router by index.
+    pub fn router(&self, ix: RouterIx) -> &Router {
+        &self.routers[ix.0]
+    }
+    /// Port by index.
+    pub fn port(&self, ix: PortIx) -> &Port {
+        &self.ports[ix.0]
+    }
+    /// Instance by index.
+    pub fn instance(&self, ix: InstanceIx) -> &Instance {
+        &self.instances[ix.0]
+    }
+    /// Ports with their indices.
+    pub fn ports_ix(&self) -> impl Iterator<Item = (PortIx, &Port)> {
+        self.ports.iter().enumerate().map(|(i, p)| (PortIx(i), p))
+    }
+    /// Routers with their indices.
+    pub fn routers_ix(&self) -> impl Iterator<Item = (RouterIx, &Router)> {
+        self.routers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (RouterIx(i), r))
+    }
+    /// Hosts with their indices.
+    pub fn hosts_ix(&self) -> impl Iterator<Item = (HostIx, &Host)> {
+        self.hosts.iter().enumerate().map(|(i, h)| (HostIx(i), h))
+    }
+    /// The router's interface port on a subnet.
+    pub fn router_interface(&self, router: RouterIx, subnet: SubnetIx) -> Option<PortIx> {
+        self.ports_ix()
+            .find(|(_, p)| {
+                p.subnet == subnet
+                    && matches!(p.owner, PortOwner::RouterInterfaceDistributed { router: r } | PortOwner::RouterInterface { router: r } if r == router)
+            })
+            .map(|(i, _)| i)
+    }
+    /// The router's `sg-` port on a subnet.
+    pub fn snat_port(&self, router: RouterIx, subnet: SubnetIx) -> Option<PortIx> {
+        self.ports_ix()
+            .find(|(_, p)| p.subnet == subnet && p.owner == PortOwner::CentralizedSnat { router })
+            .map(|(i, _)| i)
+    }
+    /// The router's `qg-` port.
+    pub fn gateway_port(&self, router: RouterIx) -> Option<PortIx> {
+        self.ports_ix()
+            .find(|(_, p)| p.owner == PortOwner::RouterGateway { router })
+            .map(|(i, _)| i)
+    }
+    /// The `fg-` port of a host on an external network.
+    pub fn fip_agent_port(&self, host: HostIx, network: NetworkIx) -> Option<PortIx> {
+        self.ports_ix()
+            .find(|(_, p)| {
+                p.owner == PortOwner::FloatingIpAgentGateway
+                    && p.host == Some(host)
+                    && p.network == network
+            })
+            .map(|(i, _)| i)
+    }
+    /// The DHCP port of a network.
+    pub fn dhcp_port(&self, network: NetworkIx) -> Option<PortIx> {
+        self.ports_ix()
+            .find(|(_, p)| p.owner == PortOwner::Dhcp && p.network == network)
+            .map(|(i, _)| i)
+    }
+    /// Every router attached to a subnet.
+    pub fn routers_on_subnet(&self, subnet: SubnetIx) -> impl Iterator<Item = RouterIx> + '_ {
+        self.routers_ix()
+            .filter(move |(_, r)| r.interfaces.contains(&subnet))
+            .map(|(i, _)| i)
+    }
+}

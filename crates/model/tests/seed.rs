@@ -1,0 +1,58 @@
+//! The embedded seed lab and the shared one describe the same deployment.
+
+use dvr_model::*;
+
+#[test]
+fn embedded_seed_equals_shared_seed() {
+    let shared = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/labs/seed.yaml"
+    );
+    let Ok(text) = std::fs::read_to_string(shared) else {
+        // The shared folder sits beside the repository in CI and in sessions;
+        // outside them there is nothing to compare with.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "shared/labs/seed.yaml missing in CI"
+        );
+        return;
+    };
+    let a = serde_json::to_value(load_str("shared", &text).unwrap()).unwrap();
+    let b = serde_json::to_value(seed()).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn seed_allocations_follow_the_walkthrough() {
+    let t = seed();
+    let c1 = &t.hosts[t.host_ix("compute1").unwrap().0];
+    assert_eq!(
+        c1.local_vlans.len(),
+        3,
+        "test1, test2 and external on compute1"
+    );
+    assert_eq!(c1.local_vlans[0].1.get(), 1);
+    assert_eq!(c1.local_vlans[1].1.get(), 2);
+    assert!(t.hosts[0].dvr_mac.is_none(), "controller has no DVR MAC");
+    for h in &t.hosts[1..] {
+        assert!(h.dvr_mac.unwrap().has_prefix(alloc::DVR_MAC_PREFIX));
+    }
+    let r = &t.routers[0];
+    let names: Vec<_> = r.hosts.iter().map(|h| t.host(*h).name.as_str()).collect();
+    assert_eq!(names, ["network", "compute1", "compute2"]);
+    let sg = t.snat_port(RouterIx(0), SubnetIx(0)).unwrap();
+    assert_eq!(t.port(sg).ip.to_string(), "192.168.1.3");
+    let fip = &t.floating_ips[0];
+    assert_eq!(fip.rule_priority, Some(32768));
+    assert_eq!(
+        t.port(t.gateway_port(RouterIx(0)).unwrap()).ip.to_string(),
+        "10.100.0.2"
+    );
+}
+
+#[test]
+fn same_input_same_topology() {
+    let a = serde_json::to_string(&seed()).unwrap();
+    let b = serde_json::to_string(&seed()).unwrap();
+    assert_eq!(a, b);
+}
