@@ -1,0 +1,276 @@
+//! OpenFlow flows as values: the matches and actions the DVR pipeline uses,
+//! printed in `ovs-ofctl` syntax so users can read them and OVS can load them.
+
+use dvr_model::MacAddr;
+use serde::Serialize;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// An OpenFlow table number. The meaning of each number is declared once,
+/// per bridge kind, by the plan layer (`dvr_plan::tables`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize)]
+#[serde(transparent)]
+pub struct TableId(pub u8);
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How a flow matches the 802.1Q tag.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VlanMatch {
+    /// Frames without a tag (`dl_vlan=0xffff`, Neutron's flat networks).
+    Untagged,
+    /// Frames tagged with this VLAN id.
+    Tagged(u16),
+}
+
+/// The protocol part of a match, printed as `ovs-ofctl` shorthands.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proto {
+    /// `arp` (dl_type=0x0806).
+    Arp,
+    /// `ip` (dl_type=0x0800).
+    Ip,
+    /// `icmp` (ip, nw_proto=1).
+    Icmp,
+    /// `tcp` (ip, nw_proto=6).
+    Tcp,
+    /// `udp` (ip, nw_proto=17).
+    Udp,
+}
+
+impl Proto {
+    /// The `ovs-ofctl` keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Proto::Arp => "arp",
+            Proto::Ip => "ip",
+            Proto::Icmp => "icmp",
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// An IPv4 address with an optional mask (prefix length), as in `nw_dst=10.0.0.0/24`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize)]
+pub struct Ipv4Match {
+    /// Address (host bits beyond the prefix are zero).
+    pub addr: Ipv4Addr,
+    /// Prefix length 0..=32.
+    pub prefix: u8,
+}
+
+impl Ipv4Match {
+    /// An exact address.
+    pub fn host(addr: Ipv4Addr) -> Self {
+        Ipv4Match { addr, prefix: 32 }
+    }
+    /// Whether `ip` falls inside.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        };
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+}
+
+impl fmt::Display for Ipv4Match {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.prefix == 32 {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+/// The match part of a flow. Unset fields are wildcards.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize)]
+pub struct Match {
+    /// Protocol shorthand (`arp`, `ip`, `icmp` …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto: Option<Proto>,
+    /// Ingress port, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_port: Option<String>,
+    /// 802.1Q tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_vlan: Option<VlanMatch>,
+    /// Ethernet source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_src: Option<MacAddr>,
+    /// Ethernet destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_dst: Option<MacAddr>,
+    /// ARP opcode (1 request, 2 reply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arp_op: Option<u16>,
+    /// ARP sender protocol address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arp_spa: Option<Ipv4Match>,
+    /// ARP target protocol address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arp_tpa: Option<Ipv4Match>,
+    /// ARP target hardware address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arp_tha: Option<MacAddr>,
+    /// IPv4 source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nw_src: Option<Ipv4Match>,
+    /// IPv4 destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nw_dst: Option<Ipv4Match>,
+}
+
+/// One OpenFlow action.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(tag = "action", content = "arg", rename_all = "snake_case")]
+pub enum Action {
+    /// `output:PORT`.
+    Output(String),
+    /// `NORMAL`: hand the frame to the bridge's learning switch.
+    Normal,
+    /// `drop` (an empty action list).
+    Drop,
+    /// `resubmit(,T)`: run table T, then continue with the next action.
+    Resubmit(TableId),
+    /// `goto_table:T` (OpenFlow 1.1+ instruction; must move forward).
+    GotoTable(TableId),
+    /// `mod_vlan_vid:V`: set (or push, if untagged) the VLAN id.
+    ModVlanVid(u16),
+    /// `strip_vlan`: remove the outer tag (printed `pop_vlan` by OVS in OF1.3).
+    StripVlan,
+    /// `push_vlan:0x8100`.
+    PushVlan,
+    /// `mod_dl_src:MAC`.
+    ModDlSrc(MacAddr),
+    /// `mod_dl_dst:MAC`.
+    ModDlDst(MacAddr),
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Output(p) => write!(f, "output:{p}"),
+            Action::Normal => f.write_str("NORMAL"),
+            Action::Drop => f.write_str("drop"),
+            Action::Resubmit(t) => write!(f, "resubmit(,{t})"),
+            Action::GotoTable(t) => write!(f, "goto_table:{t}"),
+            Action::ModVlanVid(v) => write!(f, "mod_vlan_vid:{v}"),
+            Action::StripVlan => f.write_str("strip_vlan"),
+            Action::PushVlan => f.write_str("push_vlan:0x8100"),
+            Action::ModDlSrc(m) => write!(f, "mod_dl_src:{m}"),
+            Action::ModDlDst(m) => write!(f, "mod_dl_dst:{m}"),
+        }
+    }
+}
+
+/// One flow, with the reason it exists: the builder that emitted it and a
+/// sentence a person can read in `dvr plan --explain` and in traces.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
+pub struct Flow {
+    /// Table.
+    pub table: TableId,
+    /// Priority (higher wins).
+    pub priority: u16,
+    /// Match.
+    #[serde(rename = "match")]
+    pub matches: Match,
+    /// Actions in order; `[Drop]` for a drop flow.
+    pub actions: Vec<Action>,
+    /// Builder that emitted the flow (e.g. `dvr_mac_flows`).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub builder: String,
+    /// Why the flow exists.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub reason: String,
+}
+
+impl Flow {
+    /// A flow without provenance (parsed from a dump).
+    pub fn new(table: u8, priority: u16, matches: Match, actions: Vec<Action>) -> Flow {
+        Flow {
+            table: TableId(table),
+            priority,
+            matches,
+            actions,
+            builder: String::new(),
+            reason: String::new(),
+        }
+    }
+
+    /// The match part in `ovs-ofctl` syntax, e.g. `arp,in_port=qvo1,arp_spa=192.168.1.9`.
+    pub fn match_string(&self) -> String {
+        let m = &self.matches;
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(p) = m.proto {
+            parts.push(p.keyword().into());
+        }
+        if let Some(p) = &m.in_port {
+            parts.push(format!("in_port={p}"));
+        }
+        match m.dl_vlan {
+            Some(VlanMatch::Tagged(v)) => parts.push(format!("dl_vlan={v}")),
+            Some(VlanMatch::Untagged) => parts.push("dl_vlan=0xffff".into()),
+            None => {}
+        }
+        if let Some(x) = m.dl_src {
+            parts.push(format!("dl_src={x}"));
+        }
+        if let Some(x) = m.dl_dst {
+            parts.push(format!("dl_dst={x}"));
+        }
+        if let Some(x) = m.arp_op {
+            parts.push(format!("arp_op={x}"));
+        }
+        if let Some(x) = m.arp_spa {
+            parts.push(format!("arp_spa={x}"));
+        }
+        if let Some(x) = m.arp_tpa {
+            parts.push(format!("arp_tpa={x}"));
+        }
+        if let Some(x) = m.arp_tha {
+            parts.push(format!("arp_tha={x}"));
+        }
+        if let Some(x) = m.nw_src {
+            parts.push(format!("nw_src={x}"));
+        }
+        if let Some(x) = m.nw_dst {
+            parts.push(format!("nw_dst={x}"));
+        }
+        parts.join(",")
+    }
+
+    /// The actions part, e.g. `mod_dl_src:fa:16:3f:…,resubmit(,2)`.
+    pub fn actions_string(&self) -> String {
+        if self.actions.is_empty() {
+            return "drop".into();
+        }
+        self.actions
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// `ovs-ofctl dump-flows --no-stats --names` style; `ovs-ofctl add-flows`
+/// loads it unchanged.
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.match_string();
+        write!(f, "table={}, priority={}", self.table, self.priority)?;
+        if !m.is_empty() {
+            write!(f, ",{m}")?;
+        }
+        write!(f, " actions={}", self.actions_string())
+    }
+}
