@@ -1,1 +1,273 @@
-fn main() {}
+//! `dvr`: build, inspect and (later) trace and run Neutron-style distributed
+//! virtual routers. This binary only parses arguments, loads the topology
+//! and prints; all domain logic lives in the library crates.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use dvr_model::Topology;
+use dvr_plan::{Profile, render};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const ABOUT: &str = "Distributed virtual routing (OpenStack Neutron DVR on Open vSwitch), as data.
+
+Every compute host runs its own copy of each tenant router; OpenFlow tables keep gateway
+traffic on the local host; routed frames leave a host with that host's unique DVR MAC;
+SNAT is centralised on the network node and floating IPs are served on the compute host.
+`dvr` computes what Neutron would build on every host from one topology file.";
+
+const AFTER: &str = "Examples:
+  dvr plan                                 plan of the built-in seed lab, every host
+  dvr plan --host compute1 --explain       one host, each flow with the reason it exists
+  dvr plan --host compute1 --bridge br-vlan --format flows | ovs-ofctl -O OpenFlow13 add-flows br-vlan -
+  dvr plan -t my-cloud.yaml --format json  the plan as data for scripts
+  dvr validate -t my-cloud.yaml            check a topology file and show what was allocated
+  dvr topology --format yaml               print the built-in seed lab to start your own file
+
+Topology files: version 1, see spec/topology.md. Without -t the built-in seed lab is used
+(the lab of the DVR walkthrough: 1 network node, 2 compute nodes, 2 VLAN networks, 1 router).";
+
+#[derive(Parser)]
+#[command(name = "dvr", version, about = ABOUT, after_help = AFTER)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct TopologyArg {
+    /// Topology file (YAML, version 1). Default: the built-in seed lab.
+    #[arg(short = 't', long = "topology", value_name = "FILE", global = true)]
+    topology: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    /// Native text: ovs-ofctl flows, ip, iptables-save.
+    Text,
+    /// The plan as JSON.
+    Json,
+    /// Flow lines only (needs --host and --bridge), ready for `ovs-ofctl add-flows`.
+    Flows,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum TopoFormat {
+    /// Summary of hosts, networks, ports and what was allocated.
+    Text,
+    /// The validated, fully allocated topology as JSON.
+    Json,
+    /// The topology file itself (the seed lab's YAML when no -t is given).
+    Yaml,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show each host's desired state: bridges, ports, OpenFlow flows, namespaces.
+    ///
+    /// Flows are printed in `ovs-ofctl dump-flows` syntax and load unchanged with
+    /// `ovs-ofctl -O OpenFlow13 add-flows`; namespaces as `ip -br addr`, `ip route`,
+    /// `ip rule`, `ip neigh` and an `iptables-save` nat table.
+    Plan {
+        #[command(flatten)]
+        topo: TopologyArg,
+        /// Only this host.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Only this bridge (with --host).
+        #[arg(long, value_name = "BRIDGE")]
+        bridge: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+        /// After each flow, say which builder emitted it and why it exists.
+        #[arg(long)]
+        explain: bool,
+        /// Neutron behaviour: `walkthrough` (the 2018 walkthrough, default) or
+        /// `current` (Neutron master: tables 30/58/59, gateway ARP drop in table 22).
+        #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
+        profile: Profile,
+    },
+    /// Check a topology file; print what was allocated, or every problem found.
+    Validate {
+        #[command(flatten)]
+        topo: TopologyArg,
+    },
+    /// Print the validated topology with all allocations (IDs, MACs, IPs, VLANs).
+    Topology {
+        #[command(flatten)]
+        topo: TopologyArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TopoFormat,
+    },
+}
+
+fn load(arg: &TopologyArg) -> Result<Topology> {
+    match &arg.topology {
+        None => Ok(dvr_model::seed()),
+        Some(p) => Ok(dvr_model::load_file(p)?),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Plan {
+            topo,
+            host,
+            bridge,
+            format,
+            explain,
+            profile,
+        } => {
+            let t = load(&topo)?;
+            let plan = dvr_plan::plan(&t, profile)?;
+            let hosts: Vec<&dvr_plan::HostPlan> = match &host {
+                None => plan.hosts.iter().collect(),
+                Some(h) => vec![plan.host(h).with_context(|| {
+                    let names: Vec<&str> = plan.hosts.iter().map(|h| h.host.as_str()).collect();
+                    format!(
+                        "no host `{h}` in {}; hosts are: {}",
+                        plan.topology,
+                        names.join(", ")
+                    )
+                })?],
+            };
+            let pick_bridge = |hp: &dvr_plan::HostPlan, b: &str| -> Result<dvr_plan::Bridge> {
+                hp.bridge(b).cloned().with_context(|| {
+                    let names: Vec<&str> = hp.bridges.iter().map(|b| b.name.as_str()).collect();
+                    format!(
+                        "host `{}` has no bridge `{b}`; its bridges are: {}",
+                        hp.host,
+                        names.join(", ")
+                    )
+                })
+            };
+            match format {
+                PlanFormat::Json => {
+                    let v = match (&host, &bridge) {
+                        (Some(_), Some(b)) => serde_json::to_value(pick_bridge(hosts[0], b)?)?,
+                        (Some(_), None) => serde_json::to_value(hosts[0])?,
+                        (None, _) => serde_json::to_value(&plan)?,
+                    };
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                PlanFormat::Flows => {
+                    let (Some(_), Some(b)) = (&host, &bridge) else {
+                        bail!(
+                            "--format flows prints one bridge: give --host HOST and --bridge BRIDGE"
+                        );
+                    };
+                    print!("{}", render::flows_text(&pick_bridge(hosts[0], b)?));
+                }
+                PlanFormat::Text => {
+                    let opts = render::TextOptions { explain };
+                    for hp in hosts {
+                        match &bridge {
+                            Some(b) => {
+                                print!("{}", render::bridge_text(&pick_bridge(hp, b)?, opts))
+                            }
+                            None => println!("{}", render::host_text(hp, opts)),
+                        }
+                    }
+                }
+            }
+        }
+        Cmd::Validate { topo } => {
+            let t = load(&topo)?;
+            println!("{}: valid", t.name);
+            print!("{}", topology_summary(&t));
+        }
+        Cmd::Topology { topo, format } => match format {
+            TopoFormat::Json => println!("{}", serde_json::to_string_pretty(&load(&topo)?)?),
+            TopoFormat::Text => print!("{}", topology_summary(&load(&topo)?)),
+            TopoFormat::Yaml => match &topo.topology {
+                None => print!("{}", dvr_model::SEED_YAML),
+                Some(p) => {
+                    load(&topo)?;
+                    print!("{}", std::fs::read_to_string(p)?);
+                }
+            },
+        },
+    }
+    Ok(())
+}
+
+/// Hosts, networks and every port with what was allocated for it.
+fn topology_summary(t: &Topology) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "hosts:");
+    for h in &t.hosts {
+        let mac = h
+            .dvr_mac
+            .map(|m| format!(" dvr_mac={m}"))
+            .unwrap_or_default();
+        let vlans: Vec<String> = h
+            .local_vlans
+            .iter()
+            .map(|(n, v)| format!("{}={v}", t.network(*n).name))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {:<12} {:?}{mac} local_vlans[{}]",
+            h.name,
+            h.role,
+            vlans.join(" ")
+        );
+    }
+    let _ = writeln!(o, "networks:");
+    for n in &t.networks {
+        let seg = serde_json::to_string(&n.segment).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {:<12} {} {seg}{}",
+            n.name,
+            n.id,
+            if n.external { " external" } else { "" }
+        );
+    }
+    let _ = writeln!(o, "routers:");
+    for r in &t.routers {
+        let hosts: Vec<&str> = r.hosts.iter().map(|h| t.host(*h).name.as_str()).collect();
+        let _ = writeln!(o, "  {:<12} {} on [{}]", r.name, r.id, hosts.join(", "));
+    }
+    let _ = writeln!(o, "ports:");
+    for p in &t.ports {
+        let host = p
+            .host
+            .map(|h| t.host(h).name.clone())
+            .unwrap_or_else(|| "(every router host)".into());
+        let _ = writeln!(
+            o,
+            "  {:<15} {:<38} {:<15} {} {}",
+            p.device_name(),
+            p.owner.device_owner(),
+            p.ip,
+            p.mac,
+            host
+        );
+    }
+    let _ = writeln!(o, "floating_ips:");
+    for f in &t.floating_ips {
+        let to = f
+            .association
+            .map(|(x, _)| t.instance(x).name.clone())
+            .unwrap_or_else(|| "(not associated)".into());
+        let _ = writeln!(o, "  {:<15} -> {to}", f.ip);
+    }
+    o
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let bad_input = e.downcast_ref::<dvr_model::TopologyError>().is_some()
+                || e.downcast_ref::<dvr_plan::PlanError>().is_some();
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}

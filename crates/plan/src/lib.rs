@@ -1,1 +1,113 @@
-//! placeholder
+//! # dvr-plan: the DVR control plane
+//!
+//! From a validated [`dvr_model::Topology`], decide for every host exactly
+//! what Neutron's OVS agent, l3 agent and DHCP agent would build there:
+//! bridges, ports, OpenFlow tables, namespaces with their devices, routes,
+//! policy rules, permanent ARP, netfilter rules and sysctls.
+//!
+//! The crate is pure (no I/O) and deterministic: the same topology gives a
+//! byte-identical plan. Layout: [`tables`] declares every pipeline stage once;
+//! [`profile`] holds the only differences between the walkthrough's Neutron
+//! and today's; [`flows`], [`ovs`] and [`netns`] are the feature builders;
+//! [`model`] is the result; [`render`] prints it in native formats.
+#![forbid(unsafe_code)]
+
+pub mod ctx;
+pub mod flows;
+pub mod model;
+pub mod netns;
+pub mod ovs;
+pub mod profile;
+pub mod render;
+pub mod tables;
+
+pub use model::*;
+pub use profile::Profile;
+
+use dvr_model::{HostIx, Topology};
+use serde::Serialize;
+
+/// The plan of a whole deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Topology label.
+    pub topology: String,
+    /// Profile used.
+    pub profile: Profile,
+    /// One plan per host, in the topology's host order.
+    pub hosts: Vec<HostPlan>,
+}
+
+impl Plan {
+    /// A host's plan by name.
+    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+        self.hosts.iter().find(|h| h.host == name)
+    }
+}
+
+/// Why a topology cannot be planned (features the model accepts but the
+/// planner does not lay out yet).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// VXLAN networks need br-tun, which is not planned yet.
+    #[error(
+        "network `{network}` is of type vxlan: tunnel networks (br-tun) are not planned yet\n    fix: use `type: vlan` or `type: flat` for now"
+    )]
+    Unsupported {
+        /// Network name.
+        network: String,
+    },
+}
+
+/// Plan every host.
+pub fn plan(topo: &Topology, profile: Profile) -> Result<Plan, PlanError> {
+    if let Some(n) = topo
+        .networks
+        .iter()
+        .find(|n| matches!(n.segment, dvr_model::Segment::Vxlan { .. }))
+    {
+        return Err(PlanError::Unsupported {
+            network: n.name.clone(),
+        });
+    }
+    let hosts = topo
+        .hosts_ix()
+        .map(|(i, _)| plan_host(topo, i, profile))
+        .collect();
+    Ok(Plan {
+        topology: topo.name.clone(),
+        profile,
+        hosts,
+    })
+}
+
+/// Plan one host.
+pub fn plan_host(topo: &Topology, ix: HostIx, profile: Profile) -> HostPlan {
+    let h = topo.host(ix);
+    if !h.has_dataplane() {
+        return HostPlan {
+            host: h.name.clone(),
+            role: h.role,
+            agent_mode: None,
+            dvr_mac: None,
+            sysctls: vec![],
+            bridges: vec![],
+            namespaces: vec![],
+        };
+    }
+    let cx = ctx::HostCtx::new(topo, ix, profile);
+    HostPlan {
+        host: h.name.clone(),
+        role: h.role,
+        agent_mode: h.agent_mode(),
+        dvr_mac: h.dvr_mac,
+        // The walkthrough's host settings (section 0): routing on, reverse-path filter off.
+        sysctls: vec![
+            Sysctl::new("net.ipv4.ip_forward", 1),
+            Sysctl::new("net.ipv4.conf.all.rp_filter", 0),
+            Sysctl::new("net.ipv4.conf.default.rp_filter", 0),
+        ],
+        bridges: ovs::bridges(&cx),
+        namespaces: netns::namespaces(&cx),
+    }
+}

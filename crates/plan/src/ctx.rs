@@ -1,0 +1,168 @@
+//! What every builder of one host needs to know, computed once: which router
+//! copies, ports and networks live on the host.
+
+use crate::Profile;
+use dvr_model::*;
+use dvr_openflow::{Action, Flow, Match};
+
+/// The view of the topology from one host.
+pub struct HostCtx<'a> {
+    /// The deployment.
+    pub topo: &'a Topology,
+    /// This host.
+    pub ix: HostIx,
+    /// This host, resolved.
+    pub host: &'a Host,
+    /// Behaviour profile.
+    pub profile: Profile,
+}
+
+/// A router interface (`qr-`) present on this host.
+pub struct QrOnHost<'a> {
+    /// Router.
+    pub router: RouterIx,
+    /// Interface port.
+    pub port: &'a Port,
+    /// Subnet.
+    pub subnet: &'a Subnet,
+    /// Subnet index.
+    pub subnet_ix: SubnetIx,
+    /// Local VLAN of its network here.
+    pub lvid: VlanId,
+}
+
+impl<'a> HostCtx<'a> {
+    /// Build the view.
+    pub fn new(topo: &'a Topology, ix: HostIx, profile: Profile) -> Self {
+        HostCtx {
+            topo,
+            ix,
+            host: topo.host(ix),
+            profile,
+        }
+    }
+
+    /// The host's own DVR MAC (dataplane hosts always have one).
+    pub fn dvr_mac(&self) -> MacAddr {
+        self.host.dvr_mac.expect("dataplane hosts have a DVR MAC")
+    }
+
+    /// DVR MACs of every other dataplane host, in host order.
+    pub fn remote_dvr_macs(&self) -> Vec<MacAddr> {
+        self.topo
+            .hosts_ix()
+            .filter(|(i, _)| *i != self.ix)
+            .filter_map(|(_, h)| h.dvr_mac)
+            .collect()
+    }
+
+    /// Routers with a copy on this host.
+    pub fn routers(&self) -> Vec<RouterIx> {
+        self.topo
+            .routers_ix()
+            .filter(|(_, r)| r.hosts.contains(&self.ix))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Whether this host runs the router's SNAT (or the whole legacy router).
+    pub fn is_snat_host(&self, r: RouterIx) -> bool {
+        self.topo.router(r).snat_host == Some(self.ix)
+    }
+
+    /// Distributed router interfaces on this host (one per router subnet).
+    pub fn dvr_interfaces(&self) -> Vec<QrOnHost<'a>> {
+        let mut out = Vec::new();
+        for r in self.routers() {
+            let router = self.topo.router(r);
+            if !router.distributed {
+                continue;
+            }
+            for &s in &router.interfaces {
+                let port = self.topo.port(
+                    self.topo
+                        .router_interface(r, s)
+                        .expect("every interface has a port"),
+                );
+                let subnet = self.topo.subnet(s);
+                let lvid = self
+                    .host
+                    .local_vlan(subnet.network)
+                    .expect("router networks have a local VLAN");
+                out.push(QrOnHost {
+                    router: r,
+                    port,
+                    subnet,
+                    subnet_ix: s,
+                    lvid,
+                });
+            }
+        }
+        out
+    }
+
+    /// Ports bound to this host (VMs, DHCP, sg-, qg-, fg-, legacy qr-).
+    pub fn bound_ports(&self) -> impl Iterator<Item = &'a Port> + '_ {
+        self.topo
+            .ports
+            .iter()
+            .filter(move |p| p.host == Some(self.ix))
+    }
+
+    /// Local VLAN of a network here.
+    pub fn lvid(&self, n: NetworkIx) -> VlanId {
+        self.host
+            .local_vlan(n)
+            .expect("networks with ports here have a local VLAN")
+    }
+
+    /// The mapping carrying a network, if it is a physical network this host maps.
+    pub fn mapping_of(&self, n: NetworkIx) -> Option<&'a BridgeMapping> {
+        self.topo
+            .network(n)
+            .segment
+            .physnet()
+            .and_then(|p| self.host.mapping(p))
+    }
+
+    /// The `int-<bridge>` patch port name on br-int.
+    pub fn int_patch(&self, m: &BridgeMapping) -> String {
+        patch_name("int-", &m.bridge)
+    }
+
+    /// The `phy-<bridge>` patch port name on the physical bridge.
+    pub fn phy_patch(&self, m: &BridgeMapping) -> String {
+        patch_name("phy-", &m.bridge)
+    }
+
+    /// `resubmit`/`goto` to a table, per profile.
+    pub fn next(&self, t: crate::tables::TableDecl) -> Action {
+        self.profile.next(t)
+    }
+}
+
+/// Neutron's patch port name, hashed when longer than 15 characters.
+pub fn patch_name(prefix: &str, bridge: &str) -> String {
+    dvr_model::names::interface_name(prefix, bridge, |s| {
+        sha1_smol::Sha1::from(s).digest().to_string()
+    })
+}
+
+/// A flow with provenance.
+pub fn flow(
+    t: crate::tables::TableDecl,
+    priority: u16,
+    matches: Match,
+    actions: Vec<Action>,
+    builder: &str,
+    reason: impl Into<String>,
+) -> Flow {
+    Flow {
+        table: t.id,
+        priority,
+        matches,
+        actions,
+        builder: builder.to_string(),
+        reason: reason.into(),
+    }
+}

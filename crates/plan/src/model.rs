@@ -1,0 +1,394 @@
+//! The desired state of one host, as plain data: what `dvr plan` prints, what
+//! the twin executes and what `realize` applies. No behaviour lives here.
+
+use crate::tables::BridgeKind;
+use dvr_model::{AgentMode, MacAddr, Role};
+use dvr_openflow::Flow;
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use std::net::Ipv4Addr;
+
+/// Everything one host must have.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    /// Host name.
+    pub host: String,
+    /// Role.
+    pub role: Role,
+    /// l3 agent mode (`None` on a controller).
+    pub agent_mode: Option<AgentMode>,
+    /// The host's DVR MAC.
+    pub dvr_mac: Option<MacAddr>,
+    /// Root-namespace sysctls (the walkthrough's compute-node settings).
+    pub sysctls: Vec<Sysctl>,
+    /// OVS bridges with their ports and flows.
+    pub bridges: Vec<Bridge>,
+    /// Network namespaces (qrouter, snat, fip, qdhcp).
+    pub namespaces: Vec<Namespace>,
+}
+
+impl HostPlan {
+    /// A bridge by name.
+    pub fn bridge(&self, name: &str) -> Option<&Bridge> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+    /// A namespace by name.
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces.iter().find(|n| n.name == name)
+    }
+    /// Number of flows on all bridges.
+    pub fn flow_count(&self) -> usize {
+        self.bridges.iter().map(|b| b.flows.len()).sum()
+    }
+}
+
+/// One `key=value` kernel setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sysctl {
+    /// Key, e.g. `net.ipv4.ip_forward`.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+impl Sysctl {
+    /// Constructor.
+    pub fn new(key: impl Into<String>, value: impl ToString) -> Sysctl {
+        Sysctl {
+            key: key.into(),
+            value: value.to_string(),
+        }
+    }
+}
+
+/// One OVS bridge.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bridge {
+    /// Name (`br-int`, `br-vlan`, `br-ex`).
+    pub name: String,
+    /// Integration or physical.
+    pub kind: BridgeKind,
+    /// Physical network served (physical bridges).
+    pub physnet: Option<String>,
+    /// Ports in a stable order.
+    pub ports: Vec<BridgePort>,
+    /// Flows sorted by table, then descending priority.
+    pub flows: Vec<Flow>,
+}
+
+/// What sits behind a bridge port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PortKind {
+    /// Patch port to another bridge of the host.
+    Patch {
+        /// Peer port name.
+        peer: String,
+    },
+    /// The wire-facing NIC of a physical network.
+    Nic,
+    /// An instance's VIF (`qvo…`, the OVS end of the hybrid plug).
+    Vif {
+        /// Instance name.
+        instance: String,
+    },
+    /// A Neutron service port whose device lives in a namespace
+    /// (`qr-`, `sg-`, `qg-`, `fg-`, DHCP `tap`).
+    Service {
+        /// Namespace holding the device.
+        namespace: String,
+    },
+}
+
+/// One port of a bridge.
+#[derive(Debug, Clone, Serialize)]
+pub struct BridgePort {
+    /// Port (and interface) name.
+    pub name: String,
+    /// Kind.
+    #[serde(flatten)]
+    pub kind: PortKind,
+    /// Access VLAN (`tag`), the local VLAN of the port's network.
+    pub tag: Option<u16>,
+    /// Neutron port id (`external_ids:iface-id`).
+    pub iface_id: Option<String>,
+    /// MAC behind the port (`external_ids:attached-mac`).
+    pub mac: Option<MacAddr>,
+}
+
+/// What a namespace is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NamespaceKind {
+    /// A copy of a distributed (or legacy) router.
+    Qrouter,
+    /// Centralised SNAT of a distributed router.
+    Snat,
+    /// Floating-IP namespace of an external network.
+    Fip,
+    /// DHCP (and metadata) of a network.
+    Qdhcp,
+}
+
+/// One network namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Namespace {
+    /// Name (`qrouter-<id>` …).
+    pub name: String,
+    /// Kind.
+    pub kind: NamespaceKind,
+    /// Router or network name it serves (for people).
+    pub serves: String,
+    /// Devices with addresses.
+    pub devices: Vec<Device>,
+    /// Routes of all tables.
+    pub routes: Vec<Route>,
+    /// Policy rules, beyond the kernel's three defaults (which are implied).
+    pub rules: Vec<Rule>,
+    /// Static neighbour entries.
+    pub neighbours: Vec<Neighbour>,
+    /// Netfilter tables (`nat`, `raw`).
+    pub iptables: Vec<IptTable>,
+    /// Namespace sysctls.
+    pub sysctls: Vec<Sysctl>,
+    /// DHCP service (qdhcp only).
+    pub dhcp: Option<DhcpService>,
+}
+
+impl Namespace {
+    /// A device by name.
+    pub fn device(&self, name: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+    /// The netfilter table of that name.
+    pub fn table(&self, name: &str) -> Option<&IptTable> {
+        self.iptables.iter().find(|t| t.name == name)
+    }
+}
+
+/// How a device reaches the rest of the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeviceLink {
+    /// Plugged into an OVS bridge (as a veth whose other end is the bridge port).
+    Ovs {
+        /// Bridge.
+        bridge: String,
+    },
+    /// A veth whose peer is in another namespace (`rfp-` ↔ `fpr-`).
+    Veth {
+        /// Peer device.
+        peer: String,
+        /// Peer namespace.
+        peer_namespace: String,
+    },
+}
+
+/// One device in a namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    /// Name.
+    pub name: String,
+    /// MAC address.
+    pub mac: MacAddr,
+    /// Addresses with prefix length (`192.168.1.1/24`).
+    pub addrs: Vec<Ipv4Net>,
+    /// Link.
+    pub link: DeviceLink,
+}
+
+/// A routing table reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableRef {
+    /// `main` (254).
+    Main,
+    /// A numbered table.
+    Id(u32),
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableRef::Main => f.write_str("main"),
+            TableRef::Id(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// Table.
+    pub table: TableRef,
+    /// Destination (`0.0.0.0/0` = default).
+    pub dst: Ipv4Net,
+    /// Next hop; `None` for an on-link (connected) route.
+    pub via: Option<Ipv4Addr>,
+    /// Output device.
+    pub dev: String,
+    /// Preferred source (connected routes).
+    pub src: Option<Ipv4Addr>,
+}
+
+/// A policy rule selector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSelector {
+    /// `from PREFIX`.
+    From(Ipv4Net),
+    /// `from all iif DEV`.
+    Iif(String),
+}
+
+/// One `ip rule`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// Priority (lower first).
+    pub priority: u32,
+    /// Selector.
+    pub selector: RuleSelector,
+    /// Table looked up.
+    pub table: u32,
+}
+
+/// One permanent neighbour entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Neighbour {
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// Link-layer address.
+    pub mac: MacAddr,
+    /// Device.
+    pub dev: String,
+}
+
+/// One netfilter table (`nat`, `raw`) in iptables-save layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IptTable {
+    /// Table name.
+    pub name: String,
+    /// Chains: built-ins first, then user chains in creation order.
+    pub chains: Vec<Chain>,
+}
+
+impl IptTable {
+    /// A chain by name.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+}
+
+/// One chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Chain {
+    /// Name.
+    pub name: String,
+    /// Built-in chains have policy ACCEPT; user chains none.
+    pub builtin: bool,
+    /// Rules in order.
+    pub rules: Vec<IptRule>,
+}
+
+/// A match of an iptables rule (the subset Neutron's L3 agent writes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "m", rename_all = "snake_case")]
+pub enum IptMatch {
+    /// `-s PREFIX`.
+    Src {
+        /// Prefix.
+        net: Ipv4Net,
+    },
+    /// `-d PREFIX`.
+    Dst {
+        /// Prefix.
+        net: Ipv4Net,
+    },
+    /// `[!] -i DEV` (`+` suffix = prefix match).
+    InIface {
+        /// Device.
+        dev: String,
+        /// Negated.
+        not: bool,
+    },
+    /// `[!] -o DEV`.
+    OutIface {
+        /// Device.
+        dev: String,
+        /// Negated.
+        not: bool,
+    },
+    /// `-p tcp -m tcp --dport N`.
+    TcpDport {
+        /// Port.
+        port: u16,
+    },
+    /// `-m conntrack [!] --ctstate DNAT`.
+    CtStateDnat {
+        /// Negated.
+        not: bool,
+    },
+    /// `-m mark [!] --mark V/M`.
+    Mark {
+        /// Value.
+        value: u32,
+        /// Mask.
+        mask: u32,
+        /// Negated.
+        not: bool,
+    },
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum IptTarget {
+    /// `-j CHAIN`.
+    Jump {
+        /// Chain.
+        chain: String,
+    },
+    /// `-j ACCEPT`: stop NAT processing for this connection.
+    Accept,
+    /// `-j SNAT --to-source IP`.
+    Snat {
+        /// New source.
+        to: Ipv4Addr,
+    },
+    /// `-j DNAT --to-destination IP`.
+    Dnat {
+        /// New destination.
+        to: Ipv4Addr,
+    },
+    /// `-j REDIRECT --to-ports N`.
+    Redirect {
+        /// Local port.
+        port: u16,
+    },
+    /// `-j CT --notrack` (raw table).
+    NoTrack,
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IptRule {
+    /// Matches (all must hold).
+    pub matches: Vec<IptMatch>,
+    /// Target.
+    pub target: IptTarget,
+    /// `-m comment --comment` text.
+    pub comment: Option<String>,
+}
+
+/// The DHCP service of a qdhcp namespace, with what it pushes to instances.
+#[derive(Debug, Clone, Serialize)]
+pub struct DhcpService {
+    /// Subnet served.
+    pub subnet: Ipv4Net,
+    /// Router option (the subnet gateway).
+    pub router: Ipv4Addr,
+    /// Classless static routes (option 121), e.g. the metadata host route.
+    pub host_routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Metadata served here (`force_metadata = True`).
+    pub metadata: bool,
+}

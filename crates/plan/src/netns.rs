@@ -1,0 +1,598 @@
+//! The l3 and DHCP agents' namespaces: devices, addresses, routes, policy
+//! rules, permanent ARP, netfilter and sysctls, as Neutron's
+//! `DvrLocalRouter`, `DvrEdgeRouter`, `FipNamespace` and DHCP agent lay them out.
+
+use crate::ctx::HostCtx;
+use crate::model::*;
+use dvr_model::*;
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+
+/// `FIP_RT_TBL`: the table of floating-IP default routes in qrouter.
+pub const FIP_RT_TBL: u32 = 16;
+/// The metadata address served by the DHCP namespace (`force_metadata`).
+pub const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+/// The l3 agent's iptables wrapper prefix (`basename(argv[0])[:16]`).
+pub const WRAP: &str = "neutron-l3-agent";
+
+fn net(ip: Ipv4Addr, prefix: u8) -> Ipv4Net {
+    Ipv4Net::new(ip, prefix).expect("prefix ≤ 32")
+}
+
+/// `_get_snat_idx`: the routing table (and rule priority) of an IPv4 CIDR is
+/// the integer value of its address part, host bits included.
+pub fn snat_idx(ip: Ipv4Addr) -> u32 {
+    u32::from(ip)
+}
+
+fn connected(dev: &str, addr: Ipv4Net) -> Route {
+    Route {
+        table: TableRef::Main,
+        dst: addr.trunc(),
+        via: None,
+        dev: dev.to_string(),
+        src: Some(addr.addr()),
+    }
+}
+
+fn default_via(table: TableRef, via: Ipv4Addr, dev: &str) -> Route {
+    Route {
+        table,
+        dst: Ipv4Net::default(),
+        via: Some(via),
+        dev: dev.to_string(),
+        src: None,
+    }
+}
+
+fn ovs_dev(port: &Port, subnet: &Subnet) -> Device {
+    Device {
+        name: port.device_name(),
+        mac: port.mac,
+        addrs: vec![net(port.ip, subnet.cidr.prefix_len())],
+        link: DeviceLink::Ovs {
+            bridge: "br-int".into(),
+        },
+    }
+}
+
+/// Deterministic MACs for the rfp/fpr veth ends (the kernel would pick random
+/// ones; a stable plan needs stable ones). Locally administered, unicast.
+pub fn veth_mac(host: &str, dev: &str) -> MacAddr {
+    MacAddr::from_prefix([0x02, 0x6e, 0x72], alloc::hash24(&format!("{host}/{dev}")))
+}
+
+fn common_l3_sysctls() -> Vec<Sysctl> {
+    vec![
+        Sysctl::new("net.ipv4.ip_forward", 1),
+        Sysctl::new("net.ipv4.conf.all.arp_ignore", 1),
+        Sysctl::new("net.ipv4.conf.all.arp_announce", 2),
+        Sysctl::new("net.netfilter.nf_conntrack_tcp_be_liberal", 1),
+    ]
+}
+
+fn chain(name: &str, builtin: bool) -> Chain {
+    Chain {
+        name: name.to_string(),
+        builtin,
+        rules: Vec::new(),
+    }
+}
+
+fn wrapped(c: &str) -> String {
+    format!("{WRAP}-{c}")
+}
+
+fn rule(matches: Vec<IptMatch>, target: IptTarget) -> IptRule {
+    IptRule {
+        matches,
+        target,
+        comment: None,
+    }
+}
+
+fn jump(c: &str) -> IptTarget {
+    IptTarget::Jump {
+        chain: c.to_string(),
+    }
+}
+
+/// The l3 agent's nat table skeleton (`IptablesManager`): built-ins jump to
+/// wrapped chains, `neutron-postrouting-bottom` → `snat` → `float-snat`.
+pub fn nat_skeleton() -> IptTable {
+    let mut t = IptTable {
+        name: "nat".into(),
+        chains: ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]
+            .iter()
+            .map(|c| chain(c, true))
+            .collect(),
+    };
+    for c in ["OUTPUT", "POSTROUTING", "PREROUTING", "float-snat", "snat"] {
+        t.chains.push(chain(&wrapped(c), false));
+    }
+    t.chains.push(chain("neutron-postrouting-bottom", false));
+    let add = |t: &mut IptTable, c: &str, r: IptRule| {
+        t.chains
+            .iter_mut()
+            .find(|x| x.name == c)
+            .expect("chain exists")
+            .rules
+            .push(r)
+    };
+    add(
+        &mut t,
+        "PREROUTING",
+        rule(vec![], jump(&wrapped("PREROUTING"))),
+    );
+    add(&mut t, "OUTPUT", rule(vec![], jump(&wrapped("OUTPUT"))));
+    add(
+        &mut t,
+        "POSTROUTING",
+        rule(vec![], jump(&wrapped("POSTROUTING"))),
+    );
+    add(
+        &mut t,
+        "POSTROUTING",
+        rule(vec![], jump("neutron-postrouting-bottom")),
+    );
+    let mut bottom = rule(vec![], jump(&wrapped("snat")));
+    bottom.comment = Some("Perform source NAT on outgoing traffic.".into());
+    add(&mut t, "neutron-postrouting-bottom", bottom);
+    add(
+        &mut t,
+        &wrapped("snat"),
+        rule(vec![], jump(&wrapped("float-snat"))),
+    );
+    t
+}
+
+fn push(t: &mut IptTable, c: &str, r: IptRule) {
+    t.chains
+        .iter_mut()
+        .find(|x| x.name == c)
+        .expect("chain exists")
+        .rules
+        .push(r);
+}
+
+/// Permanent ARP for every non-router port of a subnet and the sg- ports
+/// (`_set_subnet_arp_info`): without them, replies to the shared gateway MAC
+/// would be answered by the wrong host's router copy.
+fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> Vec<Neighbour> {
+    cx.topo
+        .ports
+        .iter()
+        .filter(|p| p.subnet == s)
+        .filter(|p| {
+            !matches!(
+                p.owner,
+                PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. }
+            )
+        })
+        .map(|p| Neighbour {
+            ip: p.ip,
+            mac: p.mac,
+            dev: dev.to_string(),
+        })
+        .collect()
+}
+
+/// `qrouter-<id>` of a distributed router on this host (`DvrLocalRouter`).
+pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
+    let t = cx.topo;
+    let router = t.router(r);
+    let mut ns = Namespace {
+        name: names::qrouter_ns(&router.id),
+        kind: NamespaceKind::Qrouter,
+        serves: router.name.clone(),
+        devices: vec![],
+        routes: vec![],
+        rules: vec![],
+        neighbours: vec![],
+        iptables: vec![nat_skeleton()],
+        sysctls: common_l3_sysctls(),
+        dhcp: None,
+    };
+    for &s in &router.interfaces {
+        let port = t.port(t.router_interface(r, s).expect("interface port"));
+        let sub = t.subnet(s);
+        let dev = ovs_dev(port, sub);
+        ns.routes.push(connected(&dev.name, dev.addrs[0]));
+        ns.neighbours.extend(subnet_arp(cx, s, &dev.name));
+        // SNAT redirect: the subnet's default route leads to its sg- port on the SNAT host.
+        if let Some(sg) = t.snat_port(r, s) {
+            let idx = snat_idx(sub.gateway);
+            ns.rules.push(Rule {
+                priority: idx,
+                selector: RuleSelector::From(net(sub.gateway, sub.cidr.prefix_len()).trunc()),
+                table: idx,
+            });
+            ns.routes
+                .push(default_via(TableRef::Id(idx), t.port(sg).ip, &dev.name));
+            ns.sysctls.push(Sysctl::new(
+                format!("net.ipv4.conf.{}.send_redirects", dev.name),
+                0,
+            ));
+        }
+        ns.devices.push(dev);
+    }
+    if router.external_gateway.is_some() {
+        ns.sysctls
+            .push(Sysctl::new("net.ipv4.conf.all.send_redirects", 0));
+    }
+    if let Some(link) = cx.host.fip_link(r) {
+        let rfp = names::rfp_dev(&router.id);
+        let fpr = names::fpr_dev(&router.id);
+        let ext = t.network(
+            router
+                .external_gateway
+                .expect("fip links exist for routers with a gateway"),
+        );
+        let rfp_addr = net(link.rfp_ip(), 31);
+        ns.devices.push(Device {
+            name: rfp.clone(),
+            mac: veth_mac(&cx.host.name, &rfp),
+            addrs: vec![rfp_addr],
+            link: DeviceLink::Veth {
+                peer: fpr.clone(),
+                peer_namespace: names::fip_ns(&ext.id),
+            },
+        });
+        ns.routes.push(connected(&rfp, rfp_addr));
+        ns.routes
+            .push(default_via(TableRef::Id(FIP_RT_TBL), link.fpr_ip(), &rfp));
+        ns.neighbours.push(Neighbour {
+            ip: link.fpr_ip(),
+            mac: veth_mac(&cx.host.name, &fpr),
+            dev: rfp.clone(),
+        });
+        let fips: Vec<&FloatingIp> = t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, fr)) if fr == r && t.instance(x).host == cx.ix)).collect();
+        let nat = &mut ns.iptables[0];
+        for f in &fips {
+            let (x, _) = f.association.expect("filtered");
+            let fixed = t.port(t.instance(x).port).ip;
+            ns.rules.push(Rule {
+                priority: f.rule_priority.expect("associated FIPs have a priority"),
+                selector: RuleSelector::From(net(fixed, 32)),
+                table: FIP_RT_TBL,
+            });
+            push(
+                nat,
+                &wrapped("PREROUTING"),
+                rule(
+                    vec![
+                        IptMatch::Dst { net: net(f.ip, 32) },
+                        IptMatch::InIface {
+                            dev: rfp.clone(),
+                            not: false,
+                        },
+                    ],
+                    IptTarget::Dnat { to: fixed },
+                ),
+            );
+            push(
+                nat,
+                &wrapped("float-snat"),
+                rule(
+                    vec![IptMatch::Src {
+                        net: net(fixed, 32),
+                    }],
+                    IptTarget::Snat { to: f.ip },
+                ),
+            );
+        }
+        if !fips.is_empty() {
+            push(
+                nat,
+                &wrapped("POSTROUTING"),
+                rule(
+                    vec![
+                        IptMatch::OutIface {
+                            dev: rfp.clone(),
+                            not: true,
+                        },
+                        IptMatch::CtStateDnat { not: true },
+                    ],
+                    IptTarget::Accept,
+                ),
+            );
+        }
+    }
+    ns.rules.sort_by_key(|r| r.priority);
+    ns
+}
+
+/// `snat-<id>` on the SNAT host (`DvrEdgeRouter`): sg- per subnet, qg-, SNAT.
+pub fn snat(cx: &HostCtx, r: RouterIx) -> Namespace {
+    let t = cx.topo;
+    let router = t.router(r);
+    let mut ns = Namespace {
+        name: names::snat_ns(&router.id),
+        kind: NamespaceKind::Snat,
+        serves: router.name.clone(),
+        devices: vec![],
+        routes: vec![],
+        rules: vec![],
+        neighbours: vec![],
+        iptables: vec![nat_skeleton()],
+        sysctls: common_l3_sysctls(),
+        dhcp: None,
+    };
+    ns.sysctls.push(Sysctl::new("net.ipv4.ip_nonlocal_bind", 1));
+    ns.sysctls
+        .push(Sysctl::new("net.netfilter.nf_conntrack_tcp_loose", 0));
+    for &s in &router.interfaces {
+        let Some(sg) = t.snat_port(r, s) else {
+            continue;
+        };
+        let dev = ovs_dev(t.port(sg), t.subnet(s));
+        ns.routes.push(connected(&dev.name, dev.addrs[0]));
+        ns.devices.push(dev);
+    }
+    add_gateway(cx, r, &mut ns);
+    ns
+}
+
+/// qg- device, default route and SNAT rules (`_add_snat_rules`).
+fn add_gateway(cx: &HostCtx, r: RouterIx, ns: &mut Namespace) {
+    let t = cx.topo;
+    let Some(gp) = t.gateway_port(r) else { return };
+    let port = t.port(gp);
+    let sub = t.subnet(port.subnet);
+    let dev = ovs_dev(port, sub);
+    let qg = dev.name.clone();
+    ns.routes.push(connected(&qg, dev.addrs[0]));
+    ns.routes
+        .push(default_via(TableRef::Main, sub.gateway, &qg));
+    ns.devices.push(dev);
+    let nat = &mut ns.iptables[0];
+    push(
+        nat,
+        &wrapped("POSTROUTING"),
+        rule(
+            vec![
+                IptMatch::OutIface {
+                    dev: qg.clone(),
+                    not: true,
+                },
+                IptMatch::CtStateDnat { not: true },
+            ],
+            IptTarget::Accept,
+        ),
+    );
+    push(
+        nat,
+        &wrapped("snat"),
+        rule(
+            vec![IptMatch::OutIface {
+                dev: qg.clone(),
+                not: false,
+            }],
+            IptTarget::Snat { to: port.ip },
+        ),
+    );
+    push(
+        nat,
+        &wrapped("snat"),
+        rule(
+            vec![
+                IptMatch::Mark {
+                    value: 0x2,
+                    mask: 0xffff,
+                    not: true,
+                },
+                IptMatch::CtStateDnat { not: false },
+            ],
+            IptTarget::Snat { to: port.ip },
+        ),
+    );
+}
+
+/// `qrouter-<id>` of a legacy (centralised) router on its host: qr-, qg-,
+/// SNAT and floating IPs all in one namespace.
+pub fn qrouter_legacy(cx: &HostCtx, r: RouterIx) -> Namespace {
+    let t = cx.topo;
+    let router = t.router(r);
+    let mut ns = Namespace {
+        name: names::qrouter_ns(&router.id),
+        kind: NamespaceKind::Qrouter,
+        serves: router.name.clone(),
+        devices: vec![],
+        routes: vec![],
+        rules: vec![],
+        neighbours: vec![],
+        iptables: vec![nat_skeleton()],
+        sysctls: common_l3_sysctls(),
+        dhcp: None,
+    };
+    for &s in &router.interfaces {
+        let dev = ovs_dev(
+            t.port(t.router_interface(r, s).expect("interface port")),
+            t.subnet(s),
+        );
+        ns.routes.push(connected(&dev.name, dev.addrs[0]));
+        ns.devices.push(dev);
+    }
+    add_gateway(cx, r, &mut ns);
+    let qg_index = ns.devices.len().checked_sub(1);
+    for f in t
+        .floating_ips
+        .iter()
+        .filter(|f| matches!(f.association, Some((_, fr)) if fr == r))
+    {
+        let (x, _) = f.association.expect("filtered");
+        let fixed = t.port(t.instance(x).port).ip;
+        if let Some(i) = qg_index {
+            ns.devices[i].addrs.push(net(f.ip, 32));
+        }
+        let nat = &mut ns.iptables[0];
+        push(
+            nat,
+            &wrapped("PREROUTING"),
+            rule(
+                vec![IptMatch::Dst { net: net(f.ip, 32) }],
+                IptTarget::Dnat { to: fixed },
+            ),
+        );
+        push(
+            nat,
+            &wrapped("OUTPUT"),
+            rule(
+                vec![IptMatch::Dst { net: net(f.ip, 32) }],
+                IptTarget::Dnat { to: fixed },
+            ),
+        );
+        push(
+            nat,
+            &wrapped("float-snat"),
+            rule(
+                vec![IptMatch::Src {
+                    net: net(fixed, 32),
+                }],
+                IptTarget::Snat { to: f.ip },
+            ),
+        );
+    }
+    ns
+}
+
+/// `fip-<external network id>` on this host (`FipNamespace`): fg- with proxy
+/// ARP, one fpr- per router, per-router default via the upstream gateway,
+/// and a /32 route per floating IP bound here.
+pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
+    let t = cx.topo;
+    let fg_port = t.port(t.fip_agent_port(cx.ix, ext)?);
+    let sub = t.subnet(fg_port.subnet);
+    let fg = ovs_dev(fg_port, sub);
+    let fg_name = fg.name.clone();
+    let mut ns = Namespace {
+        name: names::fip_ns(&t.network(ext).id),
+        kind: NamespaceKind::Fip,
+        serves: t.network(ext).name.clone(),
+        devices: vec![],
+        routes: vec![connected(&fg_name, fg.addrs[0])],
+        rules: vec![],
+        neighbours: vec![],
+        iptables: vec![IptTable {
+            name: "raw".into(),
+            chains: vec![
+                Chain {
+                    name: "PREROUTING".into(),
+                    builtin: true,
+                    rules: vec![rule(vec![], IptTarget::NoTrack)],
+                },
+                chain("OUTPUT", true),
+            ],
+        }],
+        sysctls: common_l3_sysctls(),
+        dhcp: None,
+    };
+    ns.sysctls.push(Sysctl::new("net.ipv4.ip_nonlocal_bind", 1));
+    ns.sysctls
+        .push(Sysctl::new(format!("net.ipv4.conf.{fg_name}.proxy_arp"), 1));
+    ns.sysctls.push(Sysctl::new(
+        format!("net.ipv4.neigh.{fg_name}.proxy_delay"),
+        1,
+    ));
+    ns.devices.push(fg);
+    for link in &cx.host.fip_links {
+        let router = t.router(link.router);
+        if router.external_gateway != Some(ext) {
+            continue;
+        }
+        let fpr = names::fpr_dev(&router.id);
+        let rfp = names::rfp_dev(&router.id);
+        let addr = net(link.fpr_ip(), 31);
+        ns.devices.push(Device {
+            name: fpr.clone(),
+            mac: veth_mac(&cx.host.name, &fpr),
+            addrs: vec![addr],
+            link: DeviceLink::Veth {
+                peer: rfp.clone(),
+                peer_namespace: names::qrouter_ns(&router.id),
+            },
+        });
+        ns.routes.push(connected(&fpr, addr));
+        let idx = snat_idx(link.fpr_ip());
+        ns.rules.push(Rule {
+            priority: idx,
+            selector: RuleSelector::Iif(fpr.clone()),
+            table: idx,
+        });
+        ns.routes
+            .push(default_via(TableRef::Id(idx), sub.gateway, &fg_name));
+        ns.neighbours.push(Neighbour {
+            ip: link.rfp_ip(),
+            mac: veth_mac(&cx.host.name, &rfp),
+            dev: fpr.clone(),
+        });
+        for f in t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, fr)) if fr == link.router && t.instance(x).host == cx.ix)) {
+            ns.routes.push(Route { table: TableRef::Main, dst: net(f.ip, 32), via: Some(link.rfp_ip()), dev: fpr.clone(), src: None });
+        }
+    }
+    ns.rules.sort_by_key(|r| r.priority);
+    Some(ns)
+}
+
+/// `qdhcp-<network id>` on the network node: the DHCP port, the metadata
+/// address (`force_metadata`), and what DHCP pushes to instances.
+pub fn qdhcp(cx: &HostCtx, port: &Port) -> Namespace {
+    let t = cx.topo;
+    let network = t.network(port.network);
+    let sub = t.subnet(port.subnet);
+    let mut dev = ovs_dev(port, sub);
+    dev.addrs.push(net(METADATA_IP, 32));
+    let name = dev.name.clone();
+    let has_router = t.routers_on_subnet(port.subnet).next().is_some();
+    let mut routes = vec![connected(&name, dev.addrs[0])];
+    if has_router {
+        routes.push(default_via(TableRef::Main, sub.gateway, &name));
+    }
+    Namespace {
+        name: names::qdhcp_ns(&network.id),
+        kind: NamespaceKind::Qdhcp,
+        serves: network.name.clone(),
+        devices: vec![dev],
+        routes,
+        rules: vec![],
+        neighbours: vec![],
+        iptables: vec![],
+        sysctls: vec![],
+        dhcp: Some(DhcpService {
+            subnet: sub.cidr,
+            router: sub.gateway,
+            host_routes: vec![(net(METADATA_IP, 32), port.ip)],
+            metadata: true,
+        }),
+    }
+}
+
+/// All namespaces of a host, in a stable order: qrouter, snat, fip, qdhcp.
+pub fn namespaces(cx: &HostCtx) -> Vec<Namespace> {
+    let t = cx.topo;
+    let mut out = Vec::new();
+    let routers = cx.routers();
+    for &r in &routers {
+        out.push(if t.router(r).distributed {
+            qrouter_dvr(cx, r)
+        } else {
+            qrouter_legacy(cx, r)
+        });
+    }
+    for &r in &routers {
+        if t.router(r).distributed && cx.is_snat_host(r) && t.router(r).external_gateway.is_some() {
+            out.push(snat(cx, r));
+        }
+    }
+    for (n, network) in t.networks.iter().enumerate() {
+        if network.external
+            && let Some(ns) = fip(cx, NetworkIx(n))
+        {
+            out.push(ns);
+        }
+    }
+    for p in cx.bound_ports().filter(|p| p.owner == PortOwner::Dhcp) {
+        out.push(qdhcp(cx, p));
+    }
+    out
+}

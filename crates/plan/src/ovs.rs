@@ -1,0 +1,112 @@
+//! Bridges and their ports (what `ovs-vsctl show` would list), with the
+//! flows of each bridge from [`crate::flows`].
+
+use crate::ctx::HostCtx;
+use crate::flows::{self, sort_flows};
+use crate::model::*;
+use crate::tables::BridgeKind;
+use dvr_model::*;
+
+/// The namespace a service port's device lives in.
+fn namespace_of(cx: &HostCtx, port: &Port) -> String {
+    let t = cx.topo;
+    match port.owner {
+        PortOwner::RouterInterfaceDistributed { router }
+        | PortOwner::RouterInterface { router } => names::qrouter_ns(&t.router(router).id),
+        PortOwner::CentralizedSnat { router } => names::snat_ns(&t.router(router).id),
+        PortOwner::RouterGateway { router } if t.router(router).distributed => {
+            names::snat_ns(&t.router(router).id)
+        }
+        PortOwner::RouterGateway { router } => names::qrouter_ns(&t.router(router).id),
+        PortOwner::FloatingIpAgentGateway => names::fip_ns(&t.network(port.network).id),
+        PortOwner::Dhcp => names::qdhcp_ns(&t.network(port.network).id),
+        PortOwner::Compute { .. } => String::new(),
+    }
+}
+
+fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
+    let kind = match port.owner {
+        PortOwner::Compute { instance } => PortKind::Vif {
+            instance: cx.topo.instance(instance).name.clone(),
+        },
+        _ => PortKind::Service {
+            namespace: namespace_of(cx, port),
+        },
+    };
+    BridgePort {
+        name: port.device_name(),
+        kind,
+        tag: Some(cx.lvid(port.network).get()),
+        iface_id: Some(port.id.hyphenated()),
+        mac: Some(port.mac),
+    }
+}
+
+/// br-int with every port of the host, then one bridge per mapping.
+pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
+    let mut ports: Vec<BridgePort> = cx
+        .host
+        .bridge_mappings
+        .iter()
+        .map(|m| BridgePort {
+            name: cx.int_patch(m),
+            kind: PortKind::Patch {
+                peer: cx.phy_patch(m),
+            },
+            tag: None,
+            iface_id: None,
+            mac: None,
+        })
+        .collect();
+    // Distributed router interfaces are bound on every host carrying the router.
+    for qr in cx.dvr_interfaces() {
+        ports.push(bridge_port(cx, qr.port));
+    }
+    for p in cx.bound_ports() {
+        ports.push(bridge_port(cx, p));
+    }
+    let mut int_flows = [
+        flows::int_base_flows(cx),
+        flows::int_phys_flows(cx),
+        flows::anti_spoof_flows(cx),
+        flows::int_dvr_flows(cx),
+    ]
+    .concat();
+    sort_flows(&mut int_flows);
+    let mut out = vec![Bridge {
+        name: "br-int".into(),
+        kind: BridgeKind::Int,
+        physnet: None,
+        ports,
+        flows: int_flows,
+    }];
+    for m in &cx.host.bridge_mappings {
+        let mut f = flows::phys_flows(cx, m);
+        sort_flows(&mut f);
+        out.push(Bridge {
+            name: m.bridge.clone(),
+            kind: BridgeKind::Phys,
+            physnet: Some(m.physnet.clone()),
+            ports: vec![
+                BridgePort {
+                    name: cx.phy_patch(m),
+                    kind: PortKind::Patch {
+                        peer: cx.int_patch(m),
+                    },
+                    tag: None,
+                    iface_id: None,
+                    mac: None,
+                },
+                BridgePort {
+                    name: m.nic.clone(),
+                    kind: PortKind::Nic,
+                    tag: None,
+                    iface_id: None,
+                    mac: None,
+                },
+            ],
+            flows: f,
+        });
+    }
+    out
+}
