@@ -1,0 +1,13 @@
+//! # dvr-realize: the agent side
+//!
+//! Everything that touches a real host lives here and nowhere else: running
+//! Open vSwitch instances (one per emulated host, each in its own network
+//! namespace, userspace datapath), creating bridges and ports, and loading
+//! flows. The planning crates stay pure; this crate turns their values into
+//! commands and checks the results.
+
+pub mod cmd;
+pub mod ovs;
+
+pub use cmd::CmdError;
+pub use ovs::OvsInstance;
