@@ -52,6 +52,26 @@ enum PlanFormat {
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum TraceFormat {
+    /// Every hop, explained.
+    Text,
+    /// Only rewrites, deliveries and drops (stable; like `ovn-trace --minimal`).
+    Minimal,
+    /// The trace contract's JSON (spec/topology.md).
+    Json,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Proto {
+    /// ICMP echo (ping).
+    Icmp,
+    /// TCP to --dport.
+    Tcp,
+    /// UDP to --dport.
+    Udp,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 enum TopoFormat {
     /// Summary of hosts, networks, ports and what was allocated.
     Text,
@@ -85,6 +105,54 @@ enum Cmd {
         explain: bool,
         /// Neutron behaviour: `walkthrough` (the 2018 walkthrough, default) or
         /// `current` (Neutron master: tables 30/58/59, gateway ARP drop in table 22).
+        #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
+        profile: Profile,
+    },
+    /// Follow a packet and its reply hop by hop through the twin: every OpenFlow
+    /// table and flow, NORMAL decision, wire, ARP exchange, ip rule, route and NAT rewrite.
+    ///
+    /// The twin executes the plan as Open vSwitch and the Linux kernel would.
+    /// Exit status 0 whenever the trace ran, whatever the verdict.
+    Trace {
+        #[command(flatten)]
+        topo: TopologyArg,
+        /// Instance or external host that sends.
+        #[arg(long, value_name = "NAME")]
+        from: String,
+        /// Destination address (or an endpoint name).
+        #[arg(long, value_name = "IPV4")]
+        to: String,
+        /// Protocol.
+        #[arg(long, value_enum, default_value = "icmp")]
+        proto: Proto,
+        /// Destination port (tcp/udp).
+        #[arg(long, default_value_t = 80)]
+        dport: u16,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TraceFormat,
+        /// Send from this source IP instead of the endpoint's (anti-spoofing test).
+        #[arg(long, value_name = "IPV4")]
+        spoof_ip: Option<std::net::Ipv4Addr>,
+        /// Send from this MAC instead of the endpoint's (anti-spoofing test).
+        #[arg(long, value_name = "MAC")]
+        spoof_mac: Option<dvr_model::MacAddr>,
+        /// Neutron behaviour profile (see `dvr plan --help`).
+        #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
+        profile: Profile,
+    },
+    /// Trace every path listed at the top of the topology file (the seed lab lists
+    /// the nine paths of the walkthrough) and print a summary table.
+    Demo {
+        #[command(flatten)]
+        topo: TopologyArg,
+        /// How to print each trace.
+        #[arg(long, value_enum, default_value = "minimal")]
+        format: TraceFormat,
+        /// Print only the summary table.
+        #[arg(long)]
+        summary_only: bool,
+        /// Neutron behaviour profile (see `dvr plan --help`).
         #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
         profile: Profile,
     },
@@ -173,6 +241,94 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::Trace {
+            topo,
+            from,
+            to,
+            proto,
+            dport,
+            format,
+            spoof_ip,
+            spoof_mac,
+            profile,
+        } => {
+            let t = load(&topo)?;
+            let plan = dvr_plan::plan(&t, profile)?;
+            let mut world = dvr_sim::World::build(&t, &plan);
+            let to_ip = dvr_sim::demo::resolve(&world, &to).with_context(|| {
+                format!("--to `{to}` is neither an IPv4 address nor an instance/external host name")
+            })?;
+            let l4 = match proto {
+                Proto::Icmp => dvr_sim::L4::Icmp {
+                    reply: false,
+                    id: 1,
+                },
+                Proto::Tcp => dvr_sim::L4::Tcp {
+                    sport: 40000,
+                    dport,
+                },
+                Proto::Udp => dvr_sim::L4::Udp {
+                    sport: 40000,
+                    dport,
+                },
+            };
+            let req = dvr_sim::TraceRequest {
+                from,
+                to: to_ip,
+                l4,
+                spoof_ip,
+                spoof_mac,
+            };
+            let tr = dvr_sim::trace(&mut world, &req)?;
+            match format {
+                TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),
+                TraceFormat::Minimal => print!("{}", dvr_sim::render::minimal(&tr)),
+                TraceFormat::Json => println!("{}", dvr_sim::render::json(&tr)),
+            }
+        }
+        Cmd::Demo {
+            topo,
+            format,
+            summary_only,
+            profile,
+        } => {
+            let t = load(&topo)?;
+            let yaml = match &topo.topology {
+                None => dvr_model::SEED_YAML.to_string(),
+                Some(p) => std::fs::read_to_string(p)?,
+            };
+            let paths = dvr_sim::demo::parse_paths(&yaml);
+            if paths.is_empty() {
+                bail!(
+                    "no paths to demonstrate: list them at the top of the topology file as comment lines like `#   vm1 -> vm5   routed across hosts`"
+                );
+            }
+            let plan = dvr_plan::plan(&t, profile)?;
+            let mut rows = Vec::new();
+            let mut traces = Vec::new();
+            for (i, p) in paths.iter().enumerate() {
+                eprintln!("[{}/{}] tracing {} -> {}", i + 1, paths.len(), p.from, p.to);
+                let tr = dvr_sim::demo::run_path(&t, &plan, p).map_err(anyhow::Error::msg)?;
+                if !summary_only {
+                    match format {
+                        TraceFormat::Json => traces.push(serde_json::json!({"path": format!("{} -> {}", p.from, p.to), "trace": tr})),
+                        TraceFormat::Text => println!("=== {} -> {}: {}\n{}", p.from, p.to, p.note, dvr_sim::render::text(&tr)),
+                        TraceFormat::Minimal => println!("=== {} -> {}: {}\n{}", p.from, p.to, p.note, dvr_sim::render::minimal(&tr)),
+                    }
+                }
+                rows.push(dvr_sim::demo::summarise(&t, p, &tr));
+            }
+            if format == TraceFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"traces": traces, "summary": rows})
+                    )?
+                );
+            } else {
+                print!("{}", summary_table(&rows));
+            }
+        }
         Cmd::Validate { topo } => {
             let t = load(&topo)?;
             println!("{}: valid", t.name);
@@ -191,6 +347,42 @@ fn run(cli: Cli) -> Result<()> {
         },
     }
     Ok(())
+}
+
+/// The demo's summary as an aligned table.
+fn summary_table(rows: &[dvr_sim::demo::Summary]) -> String {
+    use std::fmt::Write;
+    let mut o = String::from("\nSUMMARY\n");
+    let w = rows.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(
+        o,
+        "{:<w$}  {:<9} {:<9} {:<28} KEY REWRITES",
+        "PATH", "REQUEST", "REPLY", "HOSTS CROSSED"
+    );
+    for r in rows {
+        let short = |s: &str| {
+            if s.starts_with("delivered") {
+                "delivered".to_string()
+            } else {
+                "DROPPED".to_string()
+            }
+        };
+        let _ = writeln!(
+            o,
+            "{:<w$}  {:<9} {:<9} {:<28} {}",
+            r.path,
+            short(&r.request),
+            short(&r.reply),
+            r.hosts.join(" → "),
+            r.rewrites.join("; ")
+        );
+    }
+    for r in rows {
+        if !r.request.starts_with("delivered") || !r.reply.starts_with("delivered") {
+            let _ = writeln!(o, "  {}: request {}; reply {}", r.path, r.request, r.reply);
+        }
+    }
+    o
 }
 
 /// Hosts, networks and every port with what was allocated for it.
@@ -266,7 +458,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let bad_input = e.downcast_ref::<dvr_model::TopologyError>().is_some()
-                || e.downcast_ref::<dvr_plan::PlanError>().is_some();
+                || e.downcast_ref::<dvr_plan::PlanError>().is_some()
+                || e.downcast_ref::<dvr_sim::TraceError>().is_some();
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }

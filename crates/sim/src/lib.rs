@@ -1,0 +1,22 @@
+//! # dvr-sim: the dataplane twin
+//!
+//! Executes a plan exactly as Open vSwitch and the Linux kernel would, and
+//! explains every step: an OpenFlow engine with OVS semantics ([`ofp`]), a
+//! namespace stack with ARP, policy routing and netfilter NAT with conntrack
+//! ([`stack`], [`netfilter`]), a fabric joining hosts ([`world`]), and the
+//! tracer that follows a packet and its reply ([`trace`], [`render`]).
+//! Sans I/O: the world is a value; tracing mutates only it.
+#![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod netfilter;
+pub mod ofp;
+pub mod packet;
+pub mod render;
+pub mod stack;
+pub mod trace;
+pub mod world;
+
+pub use packet::L4;
+pub use trace::{Disposition, Hop, HopKind, Trace, TraceError, TraceRequest, delivery_path, trace};
+pub use world::World;

@@ -1,0 +1,458 @@
+//! An OpenFlow switch with Open vSwitch semantics, for the flows the plan
+//! generates (and the same flows parsed from a real host's dump).
+//!
+//! What OVS does and we reproduce: a table is searched by descending
+//! priority (first match wins; equal priorities keep insertion order);
+//! `resubmit(,T)` runs table T and then continues with the caller's next
+//! action, modifications persisting; `goto_table` ends the list and continues
+//! in T; a miss in the first table drops, a miss under `resubmit` does
+//! nothing; `output` to the ingress port is skipped; `NORMAL` is a MAC-learning
+//! switch per VLAN that honours access tags (`tag=`) and trunks, floods to
+//! every other port of the VLAN (patch ports and NICs included), tags frames
+//! towards trunks and untags them towards access ports.
+
+use crate::packet::{Frame, Payload};
+use dvr_model::MacAddr;
+use dvr_openflow::{Action, Flow, Match, Proto, VlanMatch};
+use std::collections::{BTreeMap, HashMap};
+
+/// Longest chain of resubmits before OVS gives up (it uses 64 too).
+pub const MAX_RESUBMIT_DEPTH: u32 = 64;
+
+/// One port of a bridge.
+#[derive(Debug, Clone)]
+pub struct OfPort {
+    /// Port name (flows refer to ports by name).
+    pub name: String,
+    /// Access VLAN; `None` = trunk.
+    pub tag: Option<u16>,
+}
+
+/// One bridge: ports, flow tables and the NORMAL learning table.
+#[derive(Debug, Clone)]
+pub struct OfBridge {
+    /// Bridge name.
+    pub name: String,
+    /// Ports; the index is our port number.
+    pub ports: Vec<OfPort>,
+    tables: BTreeMap<u8, Vec<Flow>>,
+    /// NORMAL's learned (VLAN, MAC) → port.
+    pub mac_table: HashMap<(u16, MacAddr), usize>,
+}
+
+/// What one flow lookup did (a trace step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfStep {
+    /// A flow matched and its actions ran.
+    Matched {
+        /// Table.
+        table: u8,
+        /// The flow (match, actions, provenance).
+        flow: Flow,
+    },
+    /// No flow matched.
+    Miss {
+        /// Table.
+        table: u8,
+        /// Whether this ended processing (first table) or was a no-op (resubmit).
+        fatal: bool,
+    },
+    /// NORMAL switched the frame.
+    Normal {
+        /// VLAN NORMAL worked in.
+        vlan: u16,
+        /// Output ports (names); several when flooding.
+        out: Vec<String>,
+        /// Whether the destination was learned (else flooded).
+        learned: bool,
+    },
+    /// An action was skipped or the frame was dropped for a reason OVS logs.
+    Note(String),
+}
+
+/// The result of running one frame through one bridge.
+#[derive(Debug, Clone, Default)]
+pub struct OfResult {
+    /// Steps in order.
+    pub steps: Vec<OfStep>,
+    /// Frames leaving the bridge: (port index, frame as sent).
+    pub outputs: Vec<(usize, Frame)>,
+    /// The frame as it was when each step began (parallel to `steps`).
+    pub frames: Vec<Frame>,
+    /// The frame when processing ended.
+    pub last: Option<Frame>,
+}
+
+impl OfResult {
+    /// The frame as it was when step `i` was left.
+    pub fn frame_after(&self, i: usize) -> Option<Frame> {
+        self.frames.get(i + 1).copied().or(self.last)
+    }
+}
+
+impl OfBridge {
+    /// A bridge with ports and flows (flows keep their given order within a priority).
+    pub fn new(name: &str, ports: Vec<OfPort>, flows: &[Flow]) -> OfBridge {
+        let mut tables: BTreeMap<u8, Vec<Flow>> = BTreeMap::new();
+        for f in flows {
+            tables.entry(f.table.0).or_default().push(f.clone());
+        }
+        for t in tables.values_mut() {
+            t.sort_by_key(|f| std::cmp::Reverse(f.priority));
+        }
+        OfBridge {
+            name: name.to_string(),
+            ports,
+            tables,
+            mac_table: HashMap::new(),
+        }
+    }
+
+    /// Port index by name.
+    pub fn port(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+
+    /// The first flow of `table` matching the frame (priority order).
+    pub fn lookup(&self, table: u8, in_port: &str, f: &Frame) -> Option<&Flow> {
+        self.tables
+            .get(&table)?
+            .iter()
+            .find(|fl| flow_matches(&fl.matches, in_port, f))
+    }
+
+    /// Run a frame received on port `in_port` through the pipeline from table 0.
+    pub fn process(&mut self, in_port: usize, frame: Frame) -> OfResult {
+        let mut x = Exec {
+            frame,
+            in_port,
+            res: OfResult::default(),
+            stop: false,
+        };
+        self.run_table(&mut x, 0, 0);
+        x.res.last = Some(x.frame);
+        x.res
+    }
+
+    fn run_table(&mut self, x: &mut Exec, table: u8, depth: u32) {
+        if depth > MAX_RESUBMIT_DEPTH {
+            x.push(OfStep::Note("resubmit depth exceeded: dropped".into()));
+            x.stop = true;
+            return;
+        }
+        let in_name = self.ports[x.in_port].name.clone();
+        let Some(flow) = self.lookup(table, &in_name, &x.frame).cloned() else {
+            x.push(OfStep::Miss {
+                table,
+                fatal: depth == 0,
+            });
+            return;
+        };
+        x.push(OfStep::Matched {
+            table,
+            flow: flow.clone(),
+        });
+        for a in &flow.actions {
+            if x.stop {
+                return;
+            }
+            match a {
+                Action::Drop => {}
+                Action::Resubmit(t) => self.run_table(x, t.0, depth + 1),
+                Action::GotoTable(t) => {
+                    self.run_table(x, t.0, depth + 1);
+                    return;
+                }
+                Action::ModVlanVid(v) => x.frame.vlan = Some(*v),
+                Action::StripVlan => x.frame.vlan = None,
+                Action::PushVlan => {
+                    if x.frame.vlan.is_none() {
+                        x.frame.vlan = Some(0);
+                    } else {
+                        x.push(OfStep::Note(
+                            "push_vlan on a tagged frame (QinQ) is not modelled".into(),
+                        ));
+                    }
+                }
+                Action::ModDlSrc(m) => x.frame.src = *m,
+                Action::ModDlDst(m) => x.frame.dst = *m,
+                Action::Output(name) => match self.port(name) {
+                    Some(p) if p == x.in_port => x.push(OfStep::Note(format!(
+                        "skipping output to input port {name}"
+                    ))),
+                    Some(p) => x.res.outputs.push((p, x.frame)),
+                    None => x.push(OfStep::Note(format!(
+                        "output to unknown port {name}: dropped"
+                    ))),
+                },
+                Action::Normal => self.normal(x),
+            }
+        }
+    }
+
+    /// OVS NORMAL: learn the source, forward to the learned port or flood.
+    fn normal(&mut self, x: &mut Exec) {
+        let inp = &self.ports[x.in_port];
+        let vlan = match (inp.tag, x.frame.vlan) {
+            (Some(tag), None | Some(0)) => tag,
+            (Some(_), Some(v)) => {
+                x.push(OfStep::Note(format!(
+                    "NORMAL: dropping VLAN {v} tagged frame received on access port {}",
+                    inp.name
+                )));
+                return;
+            }
+            (None, v) => v.unwrap_or(0),
+        };
+        if !x.frame.src.is_multicast() {
+            self.mac_table.insert((vlan, x.frame.src), x.in_port);
+        }
+        let carries = |p: &OfPort| match p.tag {
+            Some(t) => t == vlan,
+            None => true,
+        };
+        let learned = if x.frame.dst.is_multicast() {
+            None
+        } else {
+            self.mac_table.get(&(vlan, x.frame.dst)).copied()
+        };
+        let targets: Vec<usize> = match learned {
+            Some(p) if p == x.in_port => vec![],
+            Some(p) => vec![p],
+            None => (0..self.ports.len())
+                .filter(|&p| p != x.in_port && carries(&self.ports[p]))
+                .collect(),
+        };
+        let mut names = Vec::new();
+        for p in targets {
+            let mut out = x.frame;
+            out.vlan = match self.ports[p].tag {
+                Some(_) => None,
+                None if vlan == 0 => None,
+                None => Some(vlan),
+            };
+            names.push(self.ports[p].name.clone());
+            x.res.outputs.push((p, out));
+        }
+        x.push(OfStep::Normal {
+            vlan,
+            out: names,
+            learned: learned.is_some(),
+        });
+    }
+}
+
+struct Exec {
+    frame: Frame,
+    in_port: usize,
+    res: OfResult,
+    stop: bool,
+}
+
+impl Exec {
+    fn push(&mut self, s: OfStep) {
+        self.res.steps.push(s);
+        self.res.frames.push(self.frame);
+    }
+}
+
+/// Whether a flow's match holds for a frame received on `in_port`.
+pub fn flow_matches(m: &Match, in_port: &str, f: &Frame) -> bool {
+    if let Some(p) = &m.in_port
+        && p != in_port
+    {
+        return false;
+    }
+    match m.dl_vlan {
+        Some(VlanMatch::Untagged) if f.vlan.is_some() => return false,
+        Some(VlanMatch::Tagged(v)) if f.vlan != Some(v) => return false,
+        _ => {}
+    }
+    if m.dl_src.is_some_and(|s| s != f.src) || m.dl_dst.is_some_and(|d| d != f.dst) {
+        return false;
+    }
+    let arp_fields =
+        m.arp_op.is_some() || m.arp_spa.is_some() || m.arp_tpa.is_some() || m.arp_tha.is_some();
+    let ip_fields = m.nw_src.is_some() || m.nw_dst.is_some();
+    match f.payload {
+        Payload::Arp {
+            op, spa, tha, tpa, ..
+        } => {
+            if matches!(m.proto, Some(p) if p != Proto::Arp) || ip_fields {
+                return false;
+            }
+            if m.arp_op.is_some_and(|o| o != op)
+                || m.arp_spa.is_some_and(|a| !a.contains(spa))
+                || m.arp_tpa.is_some_and(|a| !a.contains(tpa))
+                || m.arp_tha.is_some_and(|a| a != tha)
+            {
+                return false;
+            }
+        }
+        Payload::Ip { src, dst, l4 } => {
+            if arp_fields {
+                return false;
+            }
+            let ok = match m.proto {
+                None | Some(Proto::Ip) => true,
+                Some(Proto::Arp) => false,
+                Some(Proto::Icmp) => l4.proto() == 1,
+                Some(Proto::Tcp) => l4.proto() == 6,
+                Some(Proto::Udp) => l4.proto() == 17,
+            };
+            if !ok
+                || m.nw_src.is_some_and(|a| !a.contains(src))
+                || m.nw_dst.is_some_and(|a| !a.contains(dst))
+            {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::L4;
+    use dvr_openflow::parse_flows;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    fn icmp(src: MacAddr, dst: MacAddr, vlan: Option<u16>) -> Frame {
+        Frame {
+            src,
+            dst,
+            vlan,
+            payload: Payload::Ip {
+                src: Ipv4Addr::new(10, 0, 0, 1),
+                dst: Ipv4Addr::new(10, 0, 0, 2),
+                l4: L4::Icmp {
+                    reply: false,
+                    id: 1,
+                },
+            },
+        }
+    }
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([0xfa, 0x16, 0x3e, 0, 0, n])
+    }
+    fn ports() -> Vec<OfPort> {
+        vec![
+            OfPort {
+                name: "a".into(),
+                tag: Some(1),
+            },
+            OfPort {
+                name: "b".into(),
+                tag: Some(1),
+            },
+            OfPort {
+                name: "c".into(),
+                tag: Some(2),
+            },
+            OfPort {
+                name: "trunk".into(),
+                tag: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn normal_floods_in_vlan_then_learns() {
+        let flows = parse_flows("table=0, priority=0 actions=NORMAL").unwrap();
+        let mut br = OfBridge::new("br", ports(), &flows);
+        let r = br.process(0, icmp(mac(1), mac(2), None));
+        let outs: Vec<_> = r
+            .outputs
+            .iter()
+            .map(|(p, f)| (br.ports[*p].name.clone(), f.vlan))
+            .collect();
+        assert_eq!(
+            outs,
+            [("b".to_string(), None), ("trunk".to_string(), Some(1))],
+            "flood in VLAN 1 only; tag on trunk"
+        );
+        let r = br.process(3, icmp(mac(2), mac(1), Some(1)));
+        assert_eq!(r.outputs.len(), 1);
+        assert_eq!(
+            (r.outputs[0].0, r.outputs[0].1.vlan),
+            (0, None),
+            "learned, untagged to access port"
+        );
+    }
+
+    #[test]
+    fn resubmit_continues_and_goto_ends() {
+        let flows = parse_flows(
+            "table=0, priority=1 actions=resubmit(,1),output:b\ntable=1, priority=1 actions=mod_vlan_vid:7\ntable=2, priority=1 actions=goto_table:3,output:c\ntable=3, priority=1 actions=output:trunk",
+        )
+        .unwrap();
+        let mut br = OfBridge::new("br", ports(), &flows);
+        let r = br.process(0, icmp(mac(1), mac(2), None));
+        assert_eq!(
+            r.outputs,
+            vec![(
+                1,
+                Frame {
+                    vlan: Some(7),
+                    ..icmp(mac(1), mac(2), None)
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn first_table_miss_drops_and_output_to_in_port_is_skipped() {
+        let flows = parse_flows("table=0, priority=5,in_port=b actions=drop\ntable=0, priority=1,in_port=c actions=output:c").unwrap();
+        let mut br = OfBridge::new("br", ports(), &flows);
+        let r = br.process(0, icmp(mac(1), mac(2), None));
+        assert!(r.outputs.is_empty());
+        assert_eq!(
+            r.steps,
+            vec![OfStep::Miss {
+                table: 0,
+                fatal: true
+            }]
+        );
+        let r = br.process(2, icmp(mac(1), mac(2), None));
+        assert!(r.outputs.is_empty());
+    }
+
+    /// The classifier against a trivial reference: the highest-priority
+    /// matching flow, earliest among equals, found by scanning everything.
+    fn reference<'a>(flows: &'a [Flow], table: u8, in_port: &str, f: &Frame) -> Option<&'a Flow> {
+        let mut best: Option<&Flow> = None;
+        for fl in flows
+            .iter()
+            .filter(|fl| fl.table.0 == table && flow_matches(&fl.matches, in_port, f))
+        {
+            if best.is_none_or(|b| fl.priority > b.priority) {
+                best = Some(fl);
+            }
+        }
+        best
+    }
+
+    proptest! {
+        #[test]
+        fn classifier_agrees_with_linear_scan(
+            rules in proptest::collection::vec((0u8..3, 0u16..5, proptest::option::of(0usize..4), proptest::option::of(1u8..4), proptest::option::of(prop_oneof![Just(None), (1u16..3).prop_map(Some)])), 0..30),
+            pkt in (0usize..4, 1u8..4, 1u8..4, proptest::option::of(1u16..3), 0u8..3),
+        ) {
+            let names = ["a", "b", "c", "trunk"];
+            let flows: Vec<Flow> = rules.iter().enumerate().map(|(i, (t, prio, inp, src, vlan))| {
+                let m = Match {
+                    in_port: inp.map(|p| names[p].to_string()),
+                    dl_src: src.map(mac),
+                    dl_vlan: vlan.map(|v| v.map_or(VlanMatch::Untagged, VlanMatch::Tagged)),
+                    ..Default::default()
+                };
+                Flow::new(*t, *prio, m, vec![Action::Output(format!("x{i}"))])
+            }).collect();
+            let br = OfBridge::new("br", ports(), &flows);
+            let f = icmp(mac(pkt.1), mac(pkt.2), pkt.3);
+            prop_assert_eq!(br.lookup(pkt.4, names[pkt.0], &f), reference(&flows, pkt.4, names[pkt.0], &f));
+        }
+    }
+}

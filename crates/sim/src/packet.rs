@@ -1,0 +1,211 @@
+//! Frames as the twin sees them: Ethernet with an optional 802.1Q tag,
+//! carrying ARP or IPv4 (ICMP echo, TCP, UDP). Only the fields DVR looks at.
+
+use dvr_model::MacAddr;
+use serde::Serialize;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// ARP opcode 1.
+pub const ARP_REQUEST: u16 = 1;
+/// ARP opcode 2.
+pub const ARP_REPLY: u16 = 2;
+
+/// Transport part of an IPv4 packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "l4", rename_all = "snake_case")]
+pub enum L4 {
+    /// ICMP echo request (`reply = false`) or reply, with its identifier.
+    Icmp {
+        /// Echo reply?
+        reply: bool,
+        /// Identifier (conntrack uses it like a port).
+        id: u16,
+    },
+    /// TCP segment.
+    Tcp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+    },
+    /// UDP datagram.
+    Udp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+    },
+}
+
+impl L4 {
+    /// IP protocol number.
+    pub fn proto(&self) -> u8 {
+        match self {
+            L4::Icmp { .. } => 1,
+            L4::Tcp { .. } => 6,
+            L4::Udp { .. } => 17,
+        }
+    }
+    /// (source, destination) "ports"; ICMP uses its id for both.
+    pub fn ports(&self) -> (u16, u16) {
+        match *self {
+            L4::Icmp { id, .. } => (id, id),
+            L4::Tcp { sport, dport } | L4::Udp { sport, dport } => (sport, dport),
+        }
+    }
+    /// The answer a responder sends.
+    pub fn reversed(&self) -> L4 {
+        match *self {
+            L4::Icmp { id, .. } => L4::Icmp { reply: true, id },
+            L4::Tcp { sport, dport } => L4::Tcp {
+                sport: dport,
+                dport: sport,
+            },
+            L4::Udp { sport, dport } => L4::Udp {
+                sport: dport,
+                dport: sport,
+            },
+        }
+    }
+}
+
+/// What an Ethernet frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Payload {
+    /// ARP.
+    Arp {
+        /// Opcode.
+        op: u16,
+        /// Sender hardware address.
+        sha: MacAddr,
+        /// Sender protocol address.
+        spa: Ipv4Addr,
+        /// Target hardware address.
+        tha: MacAddr,
+        /// Target protocol address.
+        tpa: Ipv4Addr,
+    },
+    /// IPv4.
+    Ip {
+        /// Source.
+        src: Ipv4Addr,
+        /// Destination.
+        dst: Ipv4Addr,
+        /// Transport.
+        l4: L4,
+    },
+}
+
+/// One Ethernet frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// Source MAC.
+    pub src: MacAddr,
+    /// Destination MAC.
+    pub dst: MacAddr,
+    /// 802.1Q VLAN id, if tagged.
+    pub vlan: Option<u16>,
+    /// Payload.
+    pub payload: Payload,
+}
+
+impl Frame {
+    /// Whether this is ARP.
+    pub fn is_arp(&self) -> bool {
+        matches!(self.payload, Payload::Arp { .. })
+    }
+    /// (source, destination) IPv4 addresses; ARP gives (spa, tpa).
+    pub fn ips(&self) -> (Ipv4Addr, Ipv4Addr) {
+        match self.payload {
+            Payload::Arp { spa, tpa, .. } => (spa, tpa),
+            Payload::Ip { src, dst, .. } => (src, dst),
+        }
+    }
+    /// A short protocol label for traces.
+    pub fn proto_label(&self) -> String {
+        match self.payload {
+            Payload::Arp {
+                op: ARP_REQUEST,
+                tpa,
+                spa,
+                ..
+            } => format!("arp who-has {tpa} tell {spa}"),
+            Payload::Arp { spa, sha, .. } => format!("arp reply {spa} is-at {sha}"),
+            Payload::Ip {
+                l4: L4::Icmp { reply: false, .. },
+                ..
+            } => "icmp echo-request".into(),
+            Payload::Ip {
+                l4: L4::Icmp { reply: true, .. },
+                ..
+            } => "icmp echo-reply".into(),
+            Payload::Ip {
+                l4: L4::Tcp { sport, dport },
+                ..
+            } => format!("tcp {sport}->{dport}"),
+            Payload::Ip {
+                l4: L4::Udp { sport, dport },
+                ..
+            } => format!("udp {sport}->{dport}"),
+        }
+    }
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let vlan = self.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
+        let (s, d) = self.ips();
+        write!(
+            f,
+            "{} > {}{vlan}, {} {s} > {d}",
+            self.src,
+            self.dst,
+            self.proto_label()
+        )
+    }
+}
+
+/// The packet fields a trace hop reports (the contract's `packet` object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PacketView {
+    /// Ethernet source.
+    pub eth_src: String,
+    /// Ethernet destination.
+    pub eth_dst: String,
+    /// VLAN id or null.
+    pub vlan: Option<u16>,
+    /// IPv4 source (ARP: sender address).
+    pub ip_src: String,
+    /// IPv4 destination (ARP: target address).
+    pub ip_dst: String,
+    /// `arp`, `icmp`, `tcp` or `udp`.
+    pub proto: String,
+}
+
+impl From<&Frame> for PacketView {
+    fn from(f: &Frame) -> Self {
+        let (s, d) = f.ips();
+        let proto = match f.payload {
+            Payload::Arp { .. } => "arp",
+            Payload::Ip {
+                l4: L4::Icmp { .. },
+                ..
+            } => "icmp",
+            Payload::Ip {
+                l4: L4::Tcp { .. }, ..
+            } => "tcp",
+            Payload::Ip {
+                l4: L4::Udp { .. }, ..
+            } => "udp",
+        };
+        PacketView {
+            eth_src: f.src.to_string(),
+            eth_dst: f.dst.to_string(),
+            vlan: f.vlan,
+            ip_src: s.to_string(),
+            ip_dst: d.to_string(),
+            proto: proto.into(),
+        }
+    }
+}

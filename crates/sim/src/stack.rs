@@ -1,0 +1,556 @@
+//! A Linux network stack in one namespace, sans I/O: frames in, frames out,
+//! and every decision as a step. Used for Neutron's namespaces and for the
+//! endpoints (instances, external hosts, the upstream gateway), which are
+//! namespaces with one device and forwarding off.
+//!
+//! Modelled: L2 acceptance (own MAC or broadcast), ARP with `arp_ignore`,
+//! proxy ARP (reply when the route to the target leaves by another device),
+//! permanent and learned neighbours with packets parked while ARP resolves,
+//! policy routing (rules by priority, `from`/`iif`, `local`/`main`/numbered
+//! tables, longest prefix, falling through on a miss), `ip_forward`,
+//! `rp_filter` (strict), nat PREROUTING/OUTPUT/POSTROUTING/INPUT with
+//! conntrack, local delivery answering ICMP echo (and any TCP/UDP, as a
+//! listening service would).
+
+use crate::netfilter::{Conntrack, Hook, NatStep, RuleCtx, Tuple};
+use crate::packet::{ARP_REPLY, ARP_REQUEST, Frame, L4, Payload};
+use dvr_model::MacAddr;
+use dvr_plan::{IptTable, Route, Rule, RuleSelector, TableRef};
+use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// One device of a stack.
+#[derive(Debug, Clone)]
+pub struct Dev {
+    /// Name.
+    pub name: String,
+    /// MAC.
+    pub mac: MacAddr,
+    /// Addresses with prefix.
+    pub addrs: Vec<Ipv4Net>,
+    /// `proxy_arp` on this device.
+    pub proxy_arp: bool,
+}
+
+/// A neighbour entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neigh {
+    /// Link-layer address.
+    pub mac: MacAddr,
+    /// Written by the agent (never replaced by ARP).
+    pub permanent: bool,
+}
+
+/// An IP packet being handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPkt {
+    /// Source.
+    pub src: Ipv4Addr,
+    /// Destination.
+    pub dst: Ipv4Addr,
+    /// Transport.
+    pub l4: L4,
+}
+
+impl IpPkt {
+    fn tuple(&self) -> Tuple {
+        let (sport, dport) = self.l4.ports();
+        Tuple {
+            src: self.src,
+            dst: self.dst,
+            proto: self.l4.proto(),
+            sport,
+            dport,
+        }
+    }
+    fn set_tuple(&mut self, t: &Tuple) {
+        self.src = t.src;
+        self.dst = t.dst;
+        self.l4 = match self.l4 {
+            L4::Icmp { reply, .. } => L4::Icmp {
+                reply,
+                id: if reply { t.sport } else { t.dport },
+            },
+            L4::Tcp { .. } => L4::Tcp {
+                sport: t.sport,
+                dport: t.dport,
+            },
+            L4::Udp { .. } => L4::Udp {
+                sport: t.sport,
+                dport: t.dport,
+            },
+        };
+    }
+}
+
+/// What the stack did, for the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackStep {
+    /// A plain note (ARP handling, routing, …).
+    Note(String),
+    /// A NAT decision or conntrack rewrite, with the packet after the hook.
+    Nat(NatStep, IpPkt),
+    /// The frame or packet was dropped, with why.
+    Drop(String),
+    /// A flooded or misaddressed frame was ignored (not an error).
+    Ignored(String),
+}
+
+/// The outcome of handing one frame (or packet) to a stack.
+#[derive(Debug, Clone, Default)]
+pub struct StackResult {
+    /// Steps in order.
+    pub steps: Vec<StackStep>,
+    /// Frames sent: (device index, frame).
+    pub out: Vec<(usize, Frame)>,
+    /// A packet delivered locally to this stack (after NAT).
+    pub delivered: Option<IpPkt>,
+    /// The answer a local service generates for a delivered packet (sent later).
+    pub answer: Option<IpPkt>,
+}
+
+/// A network namespace.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Devices.
+    pub devs: Vec<Dev>,
+    /// Routes of all tables.
+    pub routes: Vec<Route>,
+    /// Policy rules beyond the kernel's defaults.
+    pub rules: Vec<Rule>,
+    /// Neighbours per (device, address).
+    pub neigh: BTreeMap<(usize, Ipv4Addr), Neigh>,
+    /// `net.ipv4.ip_forward`.
+    pub forward: bool,
+    /// `net.ipv4.conf.all.arp_ignore` (0 or 1).
+    pub arp_ignore: u8,
+    /// `rp_filter` (0 off, 1 strict).
+    pub rp_filter: u8,
+    /// The nat table, if any.
+    pub nat: Option<IptTable>,
+    /// `raw PREROUTING -j CT --notrack`: no conntrack, hence no NAT.
+    pub notrack: bool,
+    /// Connection tracking.
+    pub ct: Conntrack,
+    /// Packets waiting for ARP: (device, next hop) → packets.
+    pub pending: BTreeMap<(usize, Ipv4Addr), Vec<IpPkt>>,
+}
+
+/// Where a route lookup sends a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteResult {
+    /// Delivered to this namespace.
+    Local,
+    /// Out of a device towards a next hop.
+    Unicast {
+        /// Output device.
+        dev: usize,
+        /// Next hop (the destination for on-link routes).
+        nexthop: Ipv4Addr,
+        /// How it was chosen, for the trace.
+        why: Vec<String>,
+    },
+}
+
+impl Stack {
+    /// An empty stack with forwarding off.
+    pub fn new(devs: Vec<Dev>) -> Stack {
+        Stack {
+            devs,
+            routes: vec![],
+            rules: vec![],
+            neigh: BTreeMap::new(),
+            forward: false,
+            arp_ignore: 0,
+            rp_filter: 0,
+            nat: None,
+            notrack: false,
+            ct: Conntrack::default(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Device index by name.
+    pub fn dev(&self, name: &str) -> Option<usize> {
+        self.devs.iter().position(|d| d.name == name)
+    }
+
+    fn is_local(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.devs
+            .iter()
+            .position(|d| d.addrs.iter().any(|a| a.addr() == ip))
+    }
+
+    fn lookup_table(&self, table: TableRef, dst: Ipv4Addr) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.table == table && r.dst.contains(&dst))
+            .max_by_key(|r| r.dst.prefix_len())
+    }
+
+    /// Policy routing: `local`, the rules by priority (with `main` at 32766),
+    /// falling through to the next rule when a table has no route.
+    pub fn route(&self, src: Ipv4Addr, dst: Ipv4Addr, iif: Option<usize>) -> Option<RouteResult> {
+        if self.is_local(dst).is_some() {
+            return Some(RouteResult::Local);
+        }
+        let mut rules: Vec<(u32, Option<&Rule>)> =
+            self.rules.iter().map(|r| (r.priority, Some(r))).collect();
+        rules.push((32766, None));
+        rules.sort_by_key(|(p, _)| *p);
+        for (prio, rule) in rules {
+            let (table, label) = match rule {
+                None => (TableRef::Main, "32766 from all lookup main".to_string()),
+                Some(r) => {
+                    let ok = match &r.selector {
+                        RuleSelector::From(n) => n.contains(&src),
+                        RuleSelector::Iif(d) => iif.is_some_and(|i| &self.devs[i].name == d),
+                    };
+                    if !ok {
+                        continue;
+                    }
+                    let sel = match &r.selector {
+                        RuleSelector::From(n) if n.prefix_len() == 32 => {
+                            format!("from {}", n.addr())
+                        }
+                        RuleSelector::From(n) => format!("from {n}"),
+                        RuleSelector::Iif(d) => format!("from all iif {d}"),
+                    };
+                    (
+                        TableRef::Id(r.table),
+                        format!("{prio} {sel} lookup {}", r.table),
+                    )
+                }
+            };
+            if let Some(r) = self.lookup_table(table, dst)
+                && let Some(dev) = self.dev(&r.dev)
+            {
+                let dst_txt = if r.dst.prefix_len() == 0 {
+                    "default".to_string()
+                } else {
+                    r.dst.to_string()
+                };
+                let via = r.via.map(|v| format!(" via {v}")).unwrap_or_default();
+                let table_txt = if table == TableRef::Main {
+                    String::new()
+                } else {
+                    format!(" table {table}")
+                };
+                let why = vec![
+                    format!("ip rule {label}"),
+                    format!("route {dst_txt}{via} dev {}{table_txt}", r.dev),
+                ];
+                return Some(RouteResult::Unicast {
+                    dev,
+                    nexthop: r.via.unwrap_or(dst),
+                    why,
+                });
+            }
+        }
+        None
+    }
+
+    /// Hand a frame received on device `dev` to the stack.
+    pub fn receive(&mut self, dev: usize, f: Frame) -> StackResult {
+        let mut res = StackResult::default();
+        let d = &self.devs[dev];
+        if f.vlan.is_some() {
+            res.steps.push(StackStep::Drop(format!(
+                "{} received a VLAN-tagged frame; it has no VLAN device",
+                d.name
+            )));
+            return res;
+        }
+        if f.dst != d.mac && !f.dst.is_multicast() {
+            res.steps.push(StackStep::Ignored(format!(
+                "frame for {} is not addressed to {} ({})",
+                f.dst, d.name, d.mac
+            )));
+            return res;
+        }
+        match f.payload {
+            Payload::Arp {
+                op, sha, spa, tpa, ..
+            } => self.receive_arp(dev, op, sha, spa, tpa, &mut res),
+            Payload::Ip { src, dst, l4 } => self.receive_ip(dev, IpPkt { src, dst, l4 }, &mut res),
+        }
+        res
+    }
+
+    fn learn(&mut self, dev: usize, ip: Ipv4Addr, mac: MacAddr) {
+        let e = self.neigh.entry((dev, ip)).or_insert(Neigh {
+            mac,
+            permanent: false,
+        });
+        if !e.permanent {
+            e.mac = mac;
+        }
+    }
+
+    fn receive_arp(
+        &mut self,
+        dev: usize,
+        op: u16,
+        sha: MacAddr,
+        spa: Ipv4Addr,
+        tpa: Ipv4Addr,
+        res: &mut StackResult,
+    ) {
+        let name = self.devs[dev].name.clone();
+        if op == ARP_REPLY {
+            self.learn(dev, spa, sha);
+            res.steps.push(StackStep::Note(format!(
+                "ARP reply: {spa} is-at {sha} (learned on {name})"
+            )));
+            self.flush_pending(dev, spa, res);
+            return;
+        }
+        let owner = self.is_local(tpa);
+        let answer_local = match owner {
+            Some(o) => self.arp_ignore == 0 || o == dev,
+            None => false,
+        };
+        if answer_local {
+            self.learn(dev, spa, sha);
+            res.steps.push(StackStep::Note(format!(
+                "ARP request for {tpa}: answered by {name}"
+            )));
+            res.out
+                .push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
+            return;
+        }
+        if owner.is_none()
+            && self.devs[dev].proxy_arp
+            && self.forward
+            && let Some(RouteResult::Unicast { dev: out, .. }) = self.route(spa, tpa, Some(dev))
+            && out != dev
+        {
+            res.steps.push(StackStep::Note(format!(
+                "proxy ARP on {name}: the route to {tpa} leaves by {}, so {name} answers with its own MAC",
+                self.devs[out].name
+            )));
+            res.out
+                .push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
+            return;
+        }
+        let why = match owner {
+            Some(o) => format!(
+                "{tpa} is on {}, not on {name} (arp_ignore=1)",
+                self.devs[o].name
+            ),
+            None if self.devs[dev].proxy_arp => format!(
+                "{tpa} is not local and its route does not leave by another device: no proxy ARP"
+            ),
+            None => format!("{tpa} is not a local address"),
+        };
+        res.steps.push(StackStep::Ignored(format!(
+            "ARP request on {name} not answered: {why}"
+        )));
+    }
+
+    fn nat(
+        &mut self,
+        hook: Hook,
+        p: &mut IpPkt,
+        in_dev: Option<usize>,
+        out_dev: Option<usize>,
+        res: &mut StackResult,
+    ) {
+        if self.notrack {
+            return;
+        }
+        let mut t = p.tuple();
+        let local = in_dev.and_then(|d| self.devs[d].addrs.first().map(|a| a.addr()));
+        let nat = self.nat.clone();
+        let names = (
+            in_dev.map(|d| self.devs[d].name.clone()),
+            out_dev.map(|d| self.devs[d].name.clone()),
+        );
+        let cx = RuleCtx {
+            in_dev: names.0.as_deref(),
+            out_dev: names.1.as_deref(),
+            mark: 0,
+        };
+        let steps = self.ct.process(nat.as_ref(), hook, &mut t, &cx, local);
+        p.set_tuple(&t);
+        let after = *p;
+        res.steps
+            .extend(steps.into_iter().map(|s| StackStep::Nat(s, after)));
+    }
+
+    fn receive_ip(&mut self, dev: usize, mut p: IpPkt, res: &mut StackResult) {
+        self.nat(Hook::Prerouting, &mut p, Some(dev), None, res);
+        match self.route(p.src, p.dst, Some(dev)) {
+            Some(RouteResult::Local) => {
+                self.nat(Hook::Input, &mut p, Some(dev), None, res);
+                res.steps.push(StackStep::Note(format!(
+                    "{} is local: delivered ({})",
+                    p.dst,
+                    describe(&p)
+                )));
+                res.delivered = Some(p);
+                res.answer = answer_to(&p);
+            }
+            None => res
+                .steps
+                .push(StackStep::Drop(format!("no route to {}", p.dst))),
+            Some(RouteResult::Unicast {
+                dev: out,
+                nexthop,
+                why,
+            }) => {
+                if !self.forward {
+                    res.steps.push(StackStep::Drop(format!(
+                        "{} is not local and ip_forward=0",
+                        p.dst
+                    )));
+                    return;
+                }
+                if self.rp_filter == 1
+                    && !matches!(self.route(p.dst, p.src, None), Some(RouteResult::Unicast { dev: back, .. }) if back == dev)
+                {
+                    res.steps.push(StackStep::Drop(format!(
+                        "rp_filter: the route back to {} does not leave by {}",
+                        p.src, self.devs[dev].name
+                    )));
+                    return;
+                }
+                res.steps.extend(why.into_iter().map(StackStep::Note));
+                self.nat(Hook::Postrouting, &mut p, Some(dev), Some(out), res);
+                self.transmit(out, nexthop, p, res);
+            }
+        }
+    }
+
+    /// Send a locally generated packet (an endpoint's ping, a service's answer).
+    pub fn originate(&mut self, mut p: IpPkt) -> StackResult {
+        let mut res = StackResult::default();
+        self.nat(Hook::Output, &mut p, None, None, &mut res);
+        match self.route(p.src, p.dst, None) {
+            None => res
+                .steps
+                .push(StackStep::Drop(format!("no route to {}", p.dst))),
+            Some(RouteResult::Local) => {
+                res.steps
+                    .push(StackStep::Note(format!("{} is local", p.dst)));
+                res.delivered = Some(p);
+            }
+            Some(RouteResult::Unicast { dev, nexthop, why }) => {
+                res.steps.extend(why.into_iter().map(StackStep::Note));
+                self.nat(Hook::Postrouting, &mut p, None, Some(dev), &mut res);
+                self.transmit(dev, nexthop, p, &mut res);
+            }
+        }
+        res
+    }
+
+    fn transmit(&mut self, dev: usize, nexthop: Ipv4Addr, p: IpPkt, res: &mut StackResult) {
+        let d = &self.devs[dev];
+        match self.neigh.get(&(dev, nexthop)) {
+            Some(n) => {
+                let kind = if n.permanent { "permanent" } else { "learned" };
+                res.steps.push(StackStep::Note(format!(
+                    "neighbour {nexthop} is {} ({kind}): send on {}",
+                    n.mac, d.name
+                )));
+                res.out.push((
+                    dev,
+                    Frame {
+                        src: d.mac,
+                        dst: n.mac,
+                        vlan: None,
+                        payload: Payload::Ip {
+                            src: p.src,
+                            dst: p.dst,
+                            l4: p.l4,
+                        },
+                    },
+                ));
+            }
+            None => {
+                let q = self.pending.entry((dev, nexthop)).or_default();
+                q.push(p);
+                if q.len() == 1 {
+                    let spa = d
+                        .addrs
+                        .iter()
+                        .find(|a| a.contains(&nexthop))
+                        .or(d.addrs.first())
+                        .map(|a| a.addr())
+                        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    res.steps.push(StackStep::Note(format!(
+                        "no neighbour entry for {nexthop} on {}: ARP request, packet waits",
+                        d.name
+                    )));
+                    res.out.push((
+                        dev,
+                        arp_frame(ARP_REQUEST, d.mac, spa, MacAddr::BROADCAST, nexthop),
+                    ));
+                } else {
+                    res.steps.push(StackStep::Note(format!(
+                        "ARP for {nexthop} already pending: packet waits"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn flush_pending(&mut self, dev: usize, ip: Ipv4Addr, res: &mut StackResult) {
+        for p in self.pending.remove(&(dev, ip)).unwrap_or_default() {
+            self.transmit(dev, ip, p, res);
+        }
+    }
+
+    /// Next hops still waiting for ARP, for the end-of-trace verdict.
+    pub fn unresolved(&self) -> Vec<(String, Ipv4Addr)> {
+        self.pending
+            .keys()
+            .map(|(d, ip)| (self.devs[*d].name.clone(), *ip))
+            .collect()
+    }
+}
+
+fn arp_frame(op: u16, src: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) -> Frame {
+    let (dst, tha) = if op == ARP_REQUEST {
+        (MacAddr::BROADCAST, MacAddr::ZERO)
+    } else {
+        (tha, tha)
+    };
+    Frame {
+        src,
+        dst,
+        vlan: None,
+        payload: Payload::Arp {
+            op,
+            sha: src,
+            spa,
+            tha,
+            tpa,
+        },
+    }
+}
+
+/// "icmp echo-request 192.168.1.9 → 192.168.2.20" style.
+pub fn describe(p: &IpPkt) -> String {
+    let what = match p.l4 {
+        L4::Icmp { reply: false, .. } => "icmp echo-request".to_string(),
+        L4::Icmp { reply: true, .. } => "icmp echo-reply".to_string(),
+        L4::Tcp { sport, dport } => format!("tcp {sport}→{dport}"),
+        L4::Udp { sport, dport } => format!("udp {sport}→{dport}"),
+    };
+    format!("{what} {} → {}", p.src, p.dst)
+}
+
+/// What a local service answers: echo replies to echo requests; a TCP/UDP
+/// listener answers in kind. Replies themselves get no answer.
+fn answer_to(p: &IpPkt) -> Option<IpPkt> {
+    match p.l4 {
+        L4::Icmp { reply: true, .. } => None,
+        _ => Some(IpPkt {
+            src: p.dst,
+            dst: p.src,
+            l4: p.l4.reversed(),
+        }),
+    }
+}

@@ -1,0 +1,723 @@
+//! Following a packet, and then its reply, through the whole twin: every
+//! table, flow, NORMAL decision, wire, ARP exchange, rule, route and NAT
+//! rewrite becomes a [`Hop`]. Frames are processed in FIFO order from one
+//! queue, so floods are followed copy by copy and each copy's fate is in
+//! the trace; copies are labelled `1`, `1.2`, `1.2.1` … by lineage.
+
+use crate::ofp::OfStep;
+use crate::packet::{Frame, L4, PacketView, Payload};
+use crate::stack::{IpPkt, StackResult, StackStep, describe};
+use crate::world::{Attach, StackKind, World};
+use dvr_plan::NamespaceKind;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+/// Events processed before a trace is declared a loop.
+pub const MAX_EVENTS: usize = 20_000;
+
+/// The closed set of hop kinds of the trace contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HopKind {
+    /// An OpenFlow table lookup or NORMAL in a bridge.
+    Openflow,
+    /// A step in a Neutron namespace.
+    Namespace,
+    /// A frame on a physical network.
+    Wire,
+    /// A step in an instance, external host or the upstream gateway.
+    Endpoint,
+}
+
+/// One step of a trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hop {
+    /// Host name; `fabric` for wires, `external` outside the cloud.
+    pub host: String,
+    /// Kind.
+    pub kind: HopKind,
+    /// Bridge, namespace, endpoint or physical network.
+    #[serde(rename = "where")]
+    pub where_: String,
+    /// What matched or was done.
+    pub detail: String,
+    /// The frame as it is when the hop is left.
+    pub packet: PacketView,
+    /// Copy lineage label.
+    pub copy: String,
+    /// Why the flow exists (openflow hops of planned flows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// What this hop changed in the packet, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<String>,
+    /// Whether this copy ended here (dropped, ignored or delivered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fate: Option<String>,
+}
+
+/// How a trace ended (closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disposition {
+    /// Reached its destination.
+    Delivered,
+    /// Dropped by a flow, a table miss, the kernel or a missing route.
+    Dropped,
+    /// No route to the destination.
+    NoRoute,
+    /// The next hop never answered ARP.
+    NeighbourUnreachable,
+    /// Frames kept circulating.
+    Loop,
+}
+
+/// A trace of one direction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trace {
+    /// `delivered` or `dropped`.
+    pub verdict: &'static str,
+    /// Who received it.
+    pub delivered_to: Option<String>,
+    /// Why it was not delivered.
+    pub drop_reason: Option<String>,
+    /// Detailed disposition.
+    pub disposition: Disposition,
+    /// Steps.
+    pub hops: Vec<Hop>,
+    /// The reply's trace (request only, when delivered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Box<Trace>>,
+}
+
+/// What to trace.
+#[derive(Debug, Clone)]
+pub struct TraceRequest {
+    /// Instance or external host name.
+    pub from: String,
+    /// Destination address.
+    pub to: Ipv4Addr,
+    /// Transport (ICMP echo by default).
+    pub l4: L4,
+    /// Send from this source IP instead of the endpoint's own (spoofing).
+    pub spoof_ip: Option<Ipv4Addr>,
+    /// Send from this MAC instead of the endpoint's own (spoofing).
+    pub spoof_mac: Option<dvr_model::MacAddr>,
+}
+
+/// Why a trace could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// `--from` names no endpoint.
+    #[error(
+        "no instance or external host called `{0}`; endpoints are: {1}\n    fix: pass one of them to --from"
+    )]
+    UnknownEndpoint(String, String),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ev {
+    Bridge {
+        host: usize,
+        bridge: usize,
+        port: usize,
+    },
+    Stack {
+        stack: usize,
+        dev: usize,
+    },
+    Wire {
+        wire: usize,
+        port: usize,
+    },
+}
+
+struct Drop {
+    reason: String,
+    disposition: Disposition,
+    traced: bool,
+}
+
+struct Phase {
+    hops: Vec<Hop>,
+    delivered: Option<(usize, IpPkt, Option<IpPkt>)>,
+    drops: Vec<Drop>,
+    looped: bool,
+}
+
+/// The identity of the traced packet (either direction, any NAT).
+fn is_traced(f: &Frame, l4: L4) -> bool {
+    match (f.payload, l4) {
+        (
+            Payload::Ip {
+                l4: L4::Icmp { id: a, .. },
+                ..
+            },
+            L4::Icmp { id: b, .. },
+        ) => a == b,
+        (Payload::Ip { l4: x, .. }, y) => {
+            let (s, d) = y.ports();
+            x.proto() == y.proto() && (x.ports() == (s, d) || x.ports() == (d, s))
+        }
+        _ => false,
+    }
+}
+
+fn diff(a: &Frame, b: &Frame) -> Option<String> {
+    let mut d = Vec::new();
+    if a.vlan != b.vlan {
+        let v = |x: Option<u16>| x.map_or("untagged".to_string(), |v| v.to_string());
+        d.push(format!("VLAN {}→{}", v(a.vlan), v(b.vlan)));
+    }
+    if a.src != b.src && a.payload == b.payload {
+        d.push(format!("src MAC {}→{}", a.src, b.src));
+    }
+    if a.dst != b.dst && a.payload == b.payload {
+        d.push(format!("dst MAC {}→{}", a.dst, b.dst));
+    }
+    if let (
+        Payload::Ip {
+            src: s1, dst: d1, ..
+        },
+        Payload::Ip {
+            src: s2, dst: d2, ..
+        },
+    ) = (a.payload, b.payload)
+    {
+        if s1 != s2 {
+            d.push(format!("src IP {s1}→{s2}"));
+        }
+        if d1 != d2 {
+            d.push(format!("dst IP {d1}→{d2}"));
+        }
+    }
+    (!d.is_empty()).then(|| d.join(", "))
+}
+
+struct Runner<'w> {
+    w: &'w mut World,
+    l4: L4,
+    queue: VecDeque<(Ev, Frame, String)>,
+    phase: Phase,
+}
+
+impl Runner<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn hop(
+        &mut self,
+        host: &str,
+        kind: HopKind,
+        where_: &str,
+        detail: String,
+        packet: &Frame,
+        copy: &str,
+        prev: &mut Frame,
+    ) -> usize {
+        let rewrite = diff(prev, packet);
+        *prev = *packet;
+        self.phase.hops.push(Hop {
+            host: host.to_string(),
+            kind,
+            where_: where_.to_string(),
+            detail,
+            packet: packet.into(),
+            copy: copy.to_string(),
+            why: None,
+            rewrite,
+            fate: None,
+        });
+        self.phase.hops.len() - 1
+    }
+
+    fn drop(
+        &mut self,
+        hop: usize,
+        reason: String,
+        disposition: Disposition,
+        traced: bool,
+        fate: &str,
+    ) {
+        self.phase.hops[hop].fate = Some(fate.to_string());
+        self.phase.drops.push(Drop {
+            reason,
+            disposition,
+            traced,
+        });
+    }
+
+    fn enqueue(&mut self, targets: Vec<(Ev, Frame)>, copy: &str) {
+        let n = targets.len();
+        for (i, (ev, f)) in targets.into_iter().enumerate() {
+            let label = if n == 1 {
+                copy.to_string()
+            } else {
+                format!("{copy}.{}", i + 1)
+            };
+            self.queue.push_back((ev, f, label));
+        }
+    }
+
+    fn from_attach(a: Attach) -> Option<Ev> {
+        match a {
+            Attach::Bridge { host, bridge, port } => Some(Ev::Bridge { host, bridge, port }),
+            Attach::Stack { stack, dev } => Some(Ev::Stack { stack, dev }),
+            Attach::Wire { wire, port } => Some(Ev::Wire { wire, port }),
+            Attach::None => None,
+        }
+    }
+
+    fn stack_result(
+        &mut self,
+        s: usize,
+        r: StackResult,
+        input: Frame,
+        copy: &str,
+        want_reply_at: Option<usize>,
+    ) {
+        let node = &self.w.stacks[s];
+        let (host, name) = (node.host.clone(), node.name.clone());
+        let kind = if matches!(node.kind, StackKind::Namespace(_)) {
+            HopKind::Namespace
+        } else {
+            HopKind::Endpoint
+        };
+        let mut prev = input;
+        let traced = is_traced(&input, self.l4);
+        let mut shown = input;
+        for step in &r.steps {
+            let (detail, fate) = match step {
+                StackStep::Note(n) => (n.clone(), None),
+                StackStep::Nat(
+                    crate::netfilter::NatStep::Chain {
+                        hook,
+                        rule,
+                        rewrite,
+                    },
+                    _,
+                ) => {
+                    let d = match (rule, rewrite) {
+                        (Some(r), Some(w)) => format!("{hook} {w} ({r})"),
+                        (Some(r), None) => format!("{hook} no NAT ({r})"),
+                        (None, _) => format!("{hook} no rule matched"),
+                    };
+                    (d, None)
+                }
+                StackStep::Nat(crate::netfilter::NatStep::Conntrack { hook, rewrite }, _) => {
+                    (format!("{hook} conntrack: {rewrite}"), None)
+                }
+                StackStep::Drop(why) => (format!("dropped: {why}"), Some(why.clone())),
+                StackStep::Ignored(why) => (why.clone(), Some(String::new())),
+            };
+            if let StackStep::Nat(_, p) = step {
+                shown.payload = Payload::Ip {
+                    src: p.src,
+                    dst: p.dst,
+                    l4: p.l4,
+                };
+            }
+            let h = self.hop(&host, kind, &name, detail, &shown, copy, &mut prev);
+            match fate {
+                Some(why) if why.is_empty() => self.phase.hops[h].fate = Some("ignored".into()),
+                Some(why) => {
+                    let disp = if why.starts_with("no route") {
+                        Disposition::NoRoute
+                    } else {
+                        Disposition::Dropped
+                    };
+                    self.drop(
+                        h,
+                        format!("{name} on {host}: {why}"),
+                        disp,
+                        traced,
+                        "dropped",
+                    );
+                }
+                None => {}
+            }
+        }
+        if let Some(p) = r.delivered {
+            let matches_phase = match want_reply_at {
+                None => p.l4 == self.l4 && self.phase.delivered.is_none(),
+                Some(origin) => {
+                    origin == s && p.l4 == self.l4.reversed() && self.phase.delivered.is_none()
+                }
+            };
+            if matches_phase {
+                let h = self.phase.hops.len().saturating_sub(1);
+                if let Some(hop) = self.phase.hops.get_mut(h) {
+                    hop.fate = Some("delivered".into());
+                }
+                self.phase.delivered = Some((s, p, r.answer));
+            }
+        }
+        let mut targets = Vec::new();
+        for (dev, f) in r.out {
+            let dev_name = self.w.stacks[s].stack.devs[dev].name.clone();
+            self.hop(
+                &host,
+                kind,
+                &name,
+                format!("sends on {dev_name}: {}", f),
+                &f,
+                copy,
+                &mut prev,
+            );
+            if let Some(ev) = Self::from_attach(self.w.stacks[s].attach[dev]) {
+                targets.push((ev, f));
+            }
+        }
+        self.enqueue(targets, copy);
+    }
+
+    fn process(&mut self, ev: Ev, f: Frame, copy: String, want_reply_at: Option<usize>) {
+        match ev {
+            Ev::Stack { stack, dev } => {
+                let r = self.w.stacks[stack].stack.receive(dev, f);
+                self.stack_result(stack, r, f, &copy, want_reply_at);
+            }
+            Ev::Bridge { host, bridge, port } => {
+                let hostname = self.w.hosts[host].name.clone();
+                let br = &mut self.w.hosts[host].bridges[bridge];
+                let bname = br.name.clone();
+                let res = br.process(port, f);
+                let port_names: Vec<String> = br.ports.iter().map(|p| p.name.clone()).collect();
+                let mut prev = f;
+                let mut last = None;
+                for (i, step) in res.steps.iter().enumerate() {
+                    let after = res.frame_after(i).unwrap_or(f);
+                    let (detail, why) = match step {
+                        OfStep::Matched { table, flow } => {
+                            let m = flow.match_string();
+                            let m = if m.is_empty() { "(any)".to_string() } else { m };
+                            (
+                                format!(
+                                    "table {table} priority {} {m} → {}",
+                                    flow.priority,
+                                    flow.actions_string()
+                                ),
+                                (!flow.reason.is_empty())
+                                    .then(|| format!("{}: {}", flow.builder, flow.reason)),
+                            )
+                        }
+                        OfStep::Miss { table, fatal: true } => (
+                            format!("table {table}: no flow matches: table miss, dropped"),
+                            None,
+                        ),
+                        OfStep::Miss {
+                            table,
+                            fatal: false,
+                        } => (
+                            format!("table {table}: no flow matches: nothing done"),
+                            None,
+                        ),
+                        OfStep::Normal { vlan, out, learned } => {
+                            let d = match (out.as_slice(), learned) {
+                                ([], _) => format!("NORMAL in VLAN {vlan}: no other port: dropped"),
+                                ([p], true) => {
+                                    format!("NORMAL in VLAN {vlan}: destination learned on {p}")
+                                }
+                                (ps, _) => format!(
+                                    "NORMAL in VLAN {vlan}: destination unknown, flood to {}",
+                                    ps.join(", ")
+                                ),
+                            };
+                            (d, None)
+                        }
+                        OfStep::Note(n) => (n.clone(), None),
+                    };
+                    let h = self.hop(
+                        &hostname,
+                        HopKind::Openflow,
+                        &bname,
+                        detail,
+                        &after,
+                        &copy,
+                        &mut prev,
+                    );
+                    self.phase.hops[h].why = why;
+                    last = Some(h);
+                }
+                if res.outputs.is_empty() {
+                    if let Some(h) = last {
+                        let detail = self.phase.hops[h].detail.clone();
+                        let traced = is_traced(&f, self.l4);
+                        self.drop(
+                            h,
+                            format!("{hostname} {bname}: {detail}"),
+                            Disposition::Dropped,
+                            traced,
+                            "dropped",
+                        );
+                    }
+                    return;
+                }
+                let mut targets = Vec::new();
+                for (p, out) in res.outputs {
+                    match self.w.hosts[host].attach[bridge][p] {
+                        Attach::None => {
+                            let h = self.hop(
+                                &hostname,
+                                HopKind::Openflow,
+                                &bname,
+                                format!("output to {}: nothing attached", port_names[p]),
+                                &out,
+                                &copy,
+                                &mut prev,
+                            );
+                            self.phase.hops[h].fate = Some("dropped".into());
+                        }
+                        a => targets.extend(Self::from_attach(a).map(|ev| (ev, out))),
+                    }
+                }
+                self.enqueue(targets, &copy);
+            }
+            Ev::Wire { wire, port } => {
+                let w = &mut self.w.wires[wire];
+                let (_, in_tag, from_name) = w.ports[port].clone();
+                let mut frame = f;
+                if let Some(t) = in_tag {
+                    frame.vlan = Some(t);
+                }
+                w.mac_table.insert(frame.src, port);
+                let known = if frame.dst.is_multicast() {
+                    None
+                } else {
+                    w.mac_table.get(&frame.dst).copied()
+                };
+                let outs: Vec<usize> = match known {
+                    Some(p) if p == port => vec![],
+                    Some(p) => vec![p],
+                    None => (0..w.ports.len()).filter(|&p| p != port).collect(),
+                };
+                let names: Vec<String> = outs.iter().map(|&p| w.ports[p].2.clone()).collect();
+                let wname = w.name.clone();
+                let vlan = frame
+                    .vlan
+                    .map_or("untagged".to_string(), |v| format!("VLAN {v}"));
+                let how = if known.is_some() {
+                    "learned"
+                } else {
+                    "flooded"
+                };
+                let mut prev = f;
+                let detail = format!(
+                    "{vlan} from {from_name} → {} ({how})",
+                    if names.is_empty() {
+                        "nowhere".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+                let h = self.hop(
+                    "fabric",
+                    HopKind::Wire,
+                    &wname,
+                    detail,
+                    &frame,
+                    &copy,
+                    &mut prev,
+                );
+                self.phase.hops[h].rewrite = None;
+                let mut targets = Vec::new();
+                for p in outs {
+                    let (a, tag, _) = self.w.wires[wire].ports[p].clone();
+                    let mut out = frame;
+                    if let Some(t) = tag {
+                        if out.vlan != Some(t) {
+                            continue;
+                        }
+                        out.vlan = None;
+                    }
+                    targets.extend(Self::from_attach(a).map(|ev| (ev, out)));
+                }
+                self.enqueue(targets, &copy);
+            }
+        }
+    }
+
+    fn run(&mut self, want_reply_at: Option<usize>) {
+        let mut n = 0;
+        while let Some((ev, f, copy)) = self.queue.pop_front() {
+            n += 1;
+            if n > MAX_EVENTS {
+                self.phase.looped = true;
+                self.queue.clear();
+                break;
+            }
+            self.process(ev, f, copy, want_reply_at);
+        }
+    }
+}
+
+fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
+    if let Some((s, _, _)) = p.delivered {
+        return Trace {
+            verdict: "delivered",
+            delivered_to: Some(w.stacks[s].label.clone()),
+            drop_reason: None,
+            disposition: Disposition::Delivered,
+            hops: p.hops,
+            reply: None,
+        };
+    }
+    let (reason, disposition) = if p.looped {
+        (
+            format!("more than {MAX_EVENTS} frames: forwarding loop"),
+            Disposition::Loop,
+        )
+    } else if let Some(d) = p.drops.iter().rev().find(|d| d.traced) {
+        (d.reason.clone(), d.disposition)
+    } else if let Some((node, dev, ip)) = w.stacks.iter().find_map(|n| {
+        n.stack
+            .unresolved()
+            .first()
+            .map(|(d, ip)| (n, d.clone(), *ip))
+    }) {
+        (
+            format!(
+                "{} on {}: no ARP reply for {ip} on {dev}; the packet was never sent",
+                node.name, node.host
+            ),
+            Disposition::NeighbourUnreachable,
+        )
+    } else if let Some(d) = p.drops.last() {
+        (d.reason.clone(), d.disposition)
+    } else {
+        (
+            format!("nothing that owns {target} received the packet"),
+            Disposition::Dropped,
+        )
+    };
+    Trace {
+        verdict: "dropped",
+        delivered_to: None,
+        drop_reason: Some(reason),
+        disposition,
+        hops: p.hops,
+        reply: None,
+    }
+}
+
+fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>) {
+    let res = r.w.stacks[s].stack.originate(pkt);
+    let src = r.w.stacks[s].stack.devs[0].mac;
+    let input = Frame {
+        src,
+        dst: src,
+        vlan: None,
+        payload: Payload::Ip {
+            src: pkt.src,
+            dst: pkt.dst,
+            l4: pkt.l4,
+        },
+    };
+    let host = r.w.stacks[s].host.clone();
+    let name = r.w.stacks[s].name.clone();
+    let kind = if matches!(r.w.stacks[s].kind, StackKind::Namespace(_)) {
+        HopKind::Namespace
+    } else {
+        HopKind::Endpoint
+    };
+    let mut prev = input;
+    r.hop(
+        &host,
+        kind,
+        &name,
+        format!("sends {}", describe(&pkt)),
+        &input,
+        "1",
+        &mut prev,
+    );
+    r.stack_result(s, res, input, "1", want_reply_at);
+    r.run(want_reply_at);
+}
+
+/// Trace a packet from an endpoint to an address, then its reply. The world
+/// keeps what the trace taught it (MAC tables, ARP caches, conntrack).
+pub fn trace(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
+    let s = w.endpoint(&req.from).ok_or_else(|| {
+        TraceError::UnknownEndpoint(req.from.clone(), w.endpoint_names().join(", "))
+    })?;
+    if let Some(mac) = req.spoof_mac {
+        w.stacks[s].stack.devs[0].mac = mac;
+    }
+    if let Some(ip) = req.spoof_ip {
+        let a = &mut w.stacks[s].stack.devs[0].addrs[0];
+        *a = ipnet::Ipv4Net::new(ip, a.prefix_len()).expect("prefix");
+        for r in &mut w.stacks[s].stack.routes {
+            if r.src.is_some() {
+                r.src = Some(ip);
+            }
+        }
+    }
+    let src = w.stacks[s].stack.devs[0].addrs[0].addr();
+    let pkt = IpPkt {
+        src,
+        dst: req.to,
+        l4: req.l4,
+    };
+    let mut r = Runner {
+        w,
+        l4: req.l4,
+        queue: VecDeque::new(),
+        phase: Phase {
+            hops: vec![],
+            delivered: None,
+            drops: vec![],
+            looped: false,
+        },
+    };
+    originate(&mut r, s, pkt, None);
+    let phase = std::mem::replace(
+        &mut r.phase,
+        Phase {
+            hops: vec![],
+            delivered: None,
+            drops: vec![],
+            looped: false,
+        },
+    );
+    let answer = phase.delivered.and_then(|(ds, _, a)| a.map(|a| (ds, a)));
+    let mut request = finish(r.w, phase, req.to);
+    if let Some((ds, a)) = answer {
+        originate(&mut r, ds, a, Some(s));
+        let phase = std::mem::replace(
+            &mut r.phase,
+            Phase {
+                hops: vec![],
+                delivered: None,
+                drops: vec![],
+                looped: false,
+            },
+        );
+        request.reply = Some(Box::new(finish(r.w, phase, a.dst)));
+    }
+    Ok(request)
+}
+
+/// Whether a namespace kind or endpoint label denotes a Neutron service.
+pub fn is_service(kind: StackKind) -> bool {
+    matches!(
+        kind,
+        StackKind::Namespace(NamespaceKind::Qrouter | NamespaceKind::Qdhcp)
+    )
+}
+
+/// The hops that carried the delivered packet itself: the ancestors (by copy
+/// label) of the delivering hop, restricted to the traced packet (no ARP).
+pub fn delivery_path(t: &Trace) -> Vec<&Hop> {
+    let Some(end) = t
+        .hops
+        .iter()
+        .rposition(|h| h.fate.as_deref() == Some("delivered"))
+    else {
+        return vec![];
+    };
+    let label = &t.hops[end].copy;
+    let is_ancestor = |c: &str| label == c || label.starts_with(&format!("{c}."));
+    t.hops[..=end]
+        .iter()
+        .filter(|h| is_ancestor(&h.copy) && h.packet.proto != "arp")
+        .collect()
+}

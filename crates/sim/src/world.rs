@@ -1,0 +1,456 @@
+//! The twin of a whole deployment, built from the plan: each host's bridges
+//! (OpenFlow switches joined by patch ports) and namespaces, the instances
+//! and external machines as endpoints, and one learning switch per physical
+//! network joining the hosts' NICs — like the Linux bridge of the lab.
+
+use crate::ofp::{OfBridge, OfPort};
+use crate::stack::{Dev, Neigh, Stack};
+use dvr_model::{MacAddr, Topology};
+use dvr_plan::{DeviceLink, NamespaceKind, Plan, PortKind, Route, TableRef};
+use ipnet::Ipv4Net;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// Where a port or device leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// A bridge port of a host.
+    Bridge {
+        /// Host index.
+        host: usize,
+        /// Bridge index.
+        bridge: usize,
+        /// Port index.
+        port: usize,
+    },
+    /// A device of a stack.
+    Stack {
+        /// Stack index.
+        stack: usize,
+        /// Device index.
+        dev: usize,
+    },
+    /// A port of a physical network.
+    Wire {
+        /// Wire index.
+        wire: usize,
+        /// Port index on the wire.
+        port: usize,
+    },
+    /// Nothing (an unplugged port).
+    None,
+}
+
+/// The OVS side of one host.
+#[derive(Debug, Clone)]
+pub struct HostDp {
+    /// Host name.
+    pub name: String,
+    /// Bridges.
+    pub bridges: Vec<OfBridge>,
+    /// For each bridge, where each port leads.
+    pub attach: Vec<Vec<Attach>>,
+}
+
+/// What kind of thing a stack is, for the trace's `kind` and `delivered_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackKind {
+    /// A Neutron namespace.
+    Namespace(NamespaceKind),
+    /// A Nova instance.
+    Instance,
+    /// A machine outside the cloud.
+    ExternalHost,
+    /// The upstream router of an external subnet.
+    Upstream,
+}
+
+/// A stack placed in the world.
+#[derive(Debug, Clone)]
+pub struct StackNode {
+    /// Name used as the hop's `where` (namespace or endpoint name).
+    pub name: String,
+    /// Host it lives on (`external` outside the cloud).
+    pub host: String,
+    /// The `delivered_to` label.
+    pub label: String,
+    /// Kind.
+    pub kind: StackKind,
+    /// The stack.
+    pub stack: Stack,
+    /// Where each device leads.
+    pub attach: Vec<Attach>,
+}
+
+/// One physical network: a MAC-learning switch (not VLAN aware, like a Linux
+/// bridge with `vlan_filtering` off) joining NICs and external endpoints.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// Physical network name.
+    pub name: String,
+    /// Ports: where each leads and, for endpoints on a VLAN segment, the tag
+    /// their frames carry on the wire.
+    pub ports: Vec<(Attach, Option<u16>, String)>,
+    /// Learned MAC → port.
+    pub mac_table: HashMap<MacAddr, usize>,
+}
+
+/// The whole twin.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// Hosts with a dataplane.
+    pub hosts: Vec<HostDp>,
+    /// Namespaces and endpoints.
+    pub stacks: Vec<StackNode>,
+    /// Physical networks.
+    pub wires: Vec<Wire>,
+}
+
+fn sysctl(ns: &dvr_plan::Namespace, key: &str) -> Option<String> {
+    ns.sysctls
+        .iter()
+        .rev()
+        .find(|s| s.key == key)
+        .map(|s| s.value.clone())
+}
+
+impl World {
+    /// Build the twin of a planned deployment.
+    pub fn build(topo: &Topology, plan: &Plan) -> World {
+        let mut w = World {
+            hosts: vec![],
+            stacks: vec![],
+            wires: vec![],
+        };
+        let mut wire_of: HashMap<String, usize> = HashMap::new();
+        let mut wire = |w: &mut World, physnet: &str| -> usize {
+            *wire_of.entry(physnet.to_string()).or_insert_with(|| {
+                w.wires.push(Wire {
+                    name: physnet.to_string(),
+                    ports: vec![],
+                    mac_table: HashMap::new(),
+                });
+                w.wires.len() - 1
+            })
+        };
+        // Bridges and namespaces of every dataplane host.
+        let mut ns_index: HashMap<(String, String), usize> = HashMap::new();
+        for hp in plan.hosts.iter().filter(|h| !h.bridges.is_empty()) {
+            let bridges: Vec<OfBridge> = hp
+                .bridges
+                .iter()
+                .map(|b| {
+                    OfBridge::new(
+                        &b.name,
+                        b.ports
+                            .iter()
+                            .map(|p| OfPort {
+                                name: p.name.clone(),
+                                tag: p.tag,
+                            })
+                            .collect(),
+                        &b.flows,
+                    )
+                })
+                .collect();
+            let attach = hp
+                .bridges
+                .iter()
+                .map(|b| vec![Attach::None; b.ports.len()])
+                .collect();
+            w.hosts.push(HostDp {
+                name: hp.host.clone(),
+                bridges,
+                attach,
+            });
+            for ns in &hp.namespaces {
+                let devs = ns
+                    .devices
+                    .iter()
+                    .map(|d| Dev {
+                        name: d.name.clone(),
+                        mac: d.mac,
+                        addrs: d.addrs.clone(),
+                        proxy_arp: sysctl(ns, &format!("net.ipv4.conf.{}.proxy_arp", d.name))
+                            .as_deref()
+                            == Some("1"),
+                    })
+                    .collect();
+                let mut st = Stack::new(devs);
+                st.routes = ns.routes.clone();
+                st.rules = ns.rules.clone();
+                st.forward = sysctl(ns, "net.ipv4.ip_forward").as_deref() == Some("1");
+                st.arp_ignore = sysctl(ns, "net.ipv4.conf.all.arp_ignore")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                st.rp_filter = sysctl(ns, "net.ipv4.conf.all.rp_filter")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                st.nat = ns.table("nat").cloned();
+                st.notrack = ns
+                    .table("raw")
+                    .and_then(|t| t.chain("PREROUTING"))
+                    .is_some_and(|c| {
+                        c.rules
+                            .iter()
+                            .any(|r| r.target == dvr_plan::IptTarget::NoTrack)
+                    });
+                for n in &ns.neighbours {
+                    if let Some(d) = st.dev(&n.dev) {
+                        st.neigh.insert(
+                            (d, n.ip),
+                            Neigh {
+                                mac: n.mac,
+                                permanent: true,
+                            },
+                        );
+                    }
+                }
+                let label = match ns.kind {
+                    NamespaceKind::Qrouter => format!("{}@{}", ns.serves, hp.host),
+                    NamespaceKind::Qdhcp => format!("dhcp-{}@{}", ns.serves, hp.host),
+                    NamespaceKind::Snat => format!("snat-{}@{}", ns.serves, hp.host),
+                    NamespaceKind::Fip => format!("fip-{}@{}", ns.serves, hp.host),
+                };
+                ns_index.insert((hp.host.clone(), ns.name.clone()), w.stacks.len());
+                let n = ns.devices.len();
+                w.stacks.push(StackNode {
+                    name: ns.name.clone(),
+                    host: hp.host.clone(),
+                    label,
+                    kind: StackKind::Namespace(ns.kind),
+                    stack: st,
+                    attach: vec![Attach::None; n],
+                });
+            }
+        }
+        // Instances.
+        let mut vm_index: HashMap<String, usize> = HashMap::new();
+        for x in &topo.instances {
+            let port = topo.port(x.port);
+            let sub = topo.subnet(port.subnet);
+            let mut st = Stack::new(vec![Dev {
+                name: "eth0".into(),
+                mac: port.mac,
+                addrs: vec![Ipv4Net::new(port.ip, sub.cidr.prefix_len()).expect("prefix")],
+                proxy_arp: false,
+            }]);
+            st.routes.push(route(sub.cidr, None, port.ip));
+            st.routes
+                .push(route(Ipv4Net::default(), Some(sub.gateway), port.ip));
+            let network = &topo.network(x.network).name;
+            for hp in &plan.hosts {
+                for ns in hp
+                    .namespaces
+                    .iter()
+                    .filter(|n| n.kind == NamespaceKind::Qdhcp && &n.serves == network)
+                {
+                    for (dst, via) in ns.dhcp.iter().flat_map(|d| d.host_routes.iter()) {
+                        st.routes.push(route(*dst, Some(*via), port.ip));
+                    }
+                }
+            }
+            vm_index.insert(x.name.clone(), w.stacks.len());
+            w.stacks.push(StackNode {
+                name: x.name.clone(),
+                host: topo.host(x.host).name.clone(),
+                label: x.name.clone(),
+                kind: StackKind::Instance,
+                stack: st,
+                attach: vec![Attach::None],
+            });
+        }
+        // External hosts and the upstream gateway of each external subnet.
+        for e in &topo.external_hosts {
+            let sub = topo.subnet(e.subnet);
+            let mut st = Stack::new(vec![Dev {
+                name: "eth0".into(),
+                mac: e.mac,
+                addrs: vec![Ipv4Net::new(e.ip, sub.cidr.prefix_len()).expect("prefix")],
+                proxy_arp: false,
+            }]);
+            st.routes.push(route(sub.cidr, None, e.ip));
+            st.routes
+                .push(route(Ipv4Net::default(), Some(sub.gateway), e.ip));
+            let net = topo.network(e.network);
+            let Some(physnet) = net.segment.physnet() else {
+                continue;
+            };
+            let wi = wire(&mut w, physnet);
+            let tag = match &net.segment {
+                dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
+                _ => None,
+            };
+            let s = w.stacks.len();
+            w.stacks.push(StackNode {
+                name: e.name.clone(),
+                host: "external".into(),
+                label: e.name.clone(),
+                kind: StackKind::ExternalHost,
+                stack: st,
+                attach: vec![Attach::None],
+            });
+            let p = w.wires[wi].ports.len();
+            w.wires[wi]
+                .ports
+                .push((Attach::Stack { stack: s, dev: 0 }, tag, e.name.clone()));
+            w.stacks[s].attach[0] = Attach::Wire { wire: wi, port: p };
+        }
+        for sub in topo
+            .subnets
+            .iter()
+            .filter(|s| s.external_gateway_mac.is_some())
+        {
+            let net = topo.network(sub.network);
+            let Some(physnet) = net.segment.physnet() else {
+                continue;
+            };
+            let st = Stack::new(vec![Dev {
+                name: "eth0".into(),
+                mac: sub.external_gateway_mac.expect("filtered"),
+                addrs: vec![Ipv4Net::new(sub.gateway, sub.cidr.prefix_len()).expect("prefix")],
+                proxy_arp: false,
+            }]);
+            let mut st = st;
+            st.routes.push(route(sub.cidr, None, sub.gateway));
+            let wi = wire(&mut w, physnet);
+            let tag = match &net.segment {
+                dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
+                _ => None,
+            };
+            let s = w.stacks.len();
+            let name = format!("gateway-{}", sub.name);
+            w.stacks.push(StackNode {
+                name: name.clone(),
+                host: "external".into(),
+                label: name.clone(),
+                kind: StackKind::Upstream,
+                stack: st,
+                attach: vec![Attach::None],
+            });
+            let p = w.wires[wi].ports.len();
+            w.wires[wi]
+                .ports
+                .push((Attach::Stack { stack: s, dev: 0 }, tag, name));
+            w.stacks[s].attach[0] = Attach::Wire { wire: wi, port: p };
+        }
+        // Wiring: bridge ports to peers, namespace devices, instances and wires.
+        let plan_hosts: Vec<&dvr_plan::HostPlan> = plan
+            .hosts
+            .iter()
+            .filter(|h| !h.bridges.is_empty())
+            .collect();
+        for (h, hp) in plan_hosts.iter().enumerate() {
+            for (b, br) in hp.bridges.iter().enumerate() {
+                for (p, port) in br.ports.iter().enumerate() {
+                    let a = match &port.kind {
+                        PortKind::Patch { peer } => hp
+                            .bridges
+                            .iter()
+                            .enumerate()
+                            .find_map(|(pb, pbr)| {
+                                pbr.ports.iter().position(|x| &x.name == peer).map(|pp| {
+                                    Attach::Bridge {
+                                        host: h,
+                                        bridge: pb,
+                                        port: pp,
+                                    }
+                                })
+                            })
+                            .unwrap_or(Attach::None),
+                        PortKind::Nic => {
+                            let physnet = br.physnet.clone().unwrap_or_default();
+                            let wi = wire(&mut w, &physnet);
+                            let wp = w.wires[wi].ports.len();
+                            w.wires[wi].ports.push((
+                                Attach::Bridge {
+                                    host: h,
+                                    bridge: b,
+                                    port: p,
+                                },
+                                None,
+                                format!("{}:{}", hp.host, port.name),
+                            ));
+                            Attach::Wire { wire: wi, port: wp }
+                        }
+                        PortKind::Vif { instance } => match vm_index.get(instance) {
+                            Some(&s) => {
+                                w.stacks[s].attach[0] = Attach::Bridge {
+                                    host: h,
+                                    bridge: b,
+                                    port: p,
+                                };
+                                Attach::Stack { stack: s, dev: 0 }
+                            }
+                            None => Attach::None,
+                        },
+                        PortKind::Service { namespace } => {
+                            match ns_index.get(&(hp.host.clone(), namespace.clone())) {
+                                Some(&s) => match w.stacks[s].stack.dev(&port.name) {
+                                    Some(d) => {
+                                        w.stacks[s].attach[d] = Attach::Bridge {
+                                            host: h,
+                                            bridge: b,
+                                            port: p,
+                                        };
+                                        Attach::Stack { stack: s, dev: d }
+                                    }
+                                    None => Attach::None,
+                                },
+                                None => Attach::None,
+                            }
+                        }
+                    };
+                    w.hosts[h].attach[b][p] = a;
+                }
+            }
+            for ns in &hp.namespaces {
+                let s = ns_index[&(hp.host.clone(), ns.name.clone())];
+                for (d, dev) in ns.devices.iter().enumerate() {
+                    if let DeviceLink::Veth {
+                        peer,
+                        peer_namespace,
+                    } = &dev.link
+                        && let Some(&ps) = ns_index.get(&(hp.host.clone(), peer_namespace.clone()))
+                        && let Some(pd) = w.stacks[ps].stack.dev(peer)
+                    {
+                        w.stacks[s].attach[d] = Attach::Stack { stack: ps, dev: pd };
+                    }
+                }
+            }
+        }
+        w
+    }
+
+    /// Stack index of an endpoint (instance or external host) by name.
+    pub fn endpoint(&self, name: &str) -> Option<usize> {
+        self.stacks.iter().position(|s| {
+            s.name == name && matches!(s.kind, StackKind::Instance | StackKind::ExternalHost)
+        })
+    }
+
+    /// Names of all endpoints, for error messages.
+    pub fn endpoint_names(&self) -> Vec<String> {
+        self.stacks
+            .iter()
+            .filter(|s| matches!(s.kind, StackKind::Instance | StackKind::ExternalHost))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// The first address of an endpoint.
+    pub fn endpoint_ip(&self, name: &str) -> Option<Ipv4Addr> {
+        self.endpoint(name)
+            .and_then(|s| self.stacks[s].stack.devs[0].addrs.first().map(|a| a.addr()))
+    }
+}
+
+fn route(dst: Ipv4Net, via: Option<Ipv4Addr>, src: Ipv4Addr) -> Route {
+    Route {
+        table: TableRef::Main,
+        dst: dst.trunc(),
+        via,
+        dev: "eth0".into(),
+        src: if via.is_none() { Some(src) } else { None },
+    }
+}
