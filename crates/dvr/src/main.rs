@@ -180,35 +180,20 @@ fn load(arg: &TopologyArg) -> Result<Topology> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Plan {
-            topo,
-            host,
-            bridge,
-            format,
-            explain,
-            profile,
-        } => {
+        Cmd::Plan { topo, host, bridge, format, explain, profile } => {
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
             let hosts: Vec<&dvr_plan::HostPlan> = match &host {
                 None => plan.hosts.iter().collect(),
                 Some(h) => vec![plan.host(h).with_context(|| {
                     let names: Vec<&str> = plan.hosts.iter().map(|h| h.host.as_str()).collect();
-                    format!(
-                        "no host `{h}` in {}; hosts are: {}",
-                        plan.topology,
-                        names.join(", ")
-                    )
+                    format!("no host `{h}` in {}; hosts are: {}", plan.topology, names.join(", "))
                 })?],
             };
             let pick_bridge = |hp: &dvr_plan::HostPlan, b: &str| -> Result<dvr_plan::Bridge> {
                 hp.bridge(b).cloned().with_context(|| {
                     let names: Vec<&str> = hp.bridges.iter().map(|b| b.name.as_str()).collect();
-                    format!(
-                        "host `{}` has no bridge `{b}`; its bridges are: {}",
-                        hp.host,
-                        names.join(", ")
-                    )
+                    format!("host `{}` has no bridge `{b}`; its bridges are: {}", hp.host, names.join(", "))
                 })
             };
             match format {
@@ -222,9 +207,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 PlanFormat::Flows => {
                     let (Some(_), Some(b)) = (&host, &bridge) else {
-                        bail!(
-                            "--format flows prints one bridge: give --host HOST and --bridge BRIDGE"
-                        );
+                        bail!("--format flows prints one bridge: give --host HOST and --bridge BRIDGE");
                     };
                     print!("{}", render::flows_text(&pick_bridge(hosts[0], b)?));
                 }
@@ -241,44 +224,18 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Trace {
-            topo,
-            from,
-            to,
-            proto,
-            dport,
-            format,
-            spoof_ip,
-            spoof_mac,
-            profile,
-        } => {
+        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, profile } => {
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
             let mut world = dvr_sim::World::build(&t, &plan);
-            let to_ip = dvr_sim::demo::resolve(&world, &to).with_context(|| {
-                format!("--to `{to}` is neither an IPv4 address nor an instance/external host name")
-            })?;
+            let to_ip = dvr_sim::demo::resolve(&world, &to)
+                .with_context(|| format!("--to `{to}` is neither an IPv4 address nor an instance/external host name"))?;
             let l4 = match proto {
-                Proto::Icmp => dvr_sim::L4::Icmp {
-                    reply: false,
-                    id: 1,
-                },
-                Proto::Tcp => dvr_sim::L4::Tcp {
-                    sport: 40000,
-                    dport,
-                },
-                Proto::Udp => dvr_sim::L4::Udp {
-                    sport: 40000,
-                    dport,
-                },
+                Proto::Icmp => dvr_sim::L4::Icmp { reply: false, id: 1 },
+                Proto::Tcp => dvr_sim::L4::Tcp { sport: 40000, dport },
+                Proto::Udp => dvr_sim::L4::Udp { sport: 40000, dport },
             };
-            let req = dvr_sim::TraceRequest {
-                from,
-                to: to_ip,
-                l4,
-                spoof_ip,
-                spoof_mac,
-            };
+            let req = dvr_sim::TraceRequest { from, to: to_ip, l4, spoof_ip, spoof_mac };
             let tr = dvr_sim::trace(&mut world, &req)?;
             match format {
                 TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),
@@ -286,12 +243,7 @@ fn run(cli: Cli) -> Result<()> {
                 TraceFormat::Json => println!("{}", dvr_sim::render::json(&tr)),
             }
         }
-        Cmd::Demo {
-            topo,
-            format,
-            summary_only,
-            profile,
-        } => {
+        Cmd::Demo { topo, format, summary_only, profile } => {
             let t = load(&topo)?;
             let yaml = match &topo.topology {
                 None => dvr_model::SEED_YAML.to_string(),
@@ -319,12 +271,7 @@ fn run(cli: Cli) -> Result<()> {
                 rows.push(dvr_sim::demo::summarise(&t, p, &tr));
             }
             if format == TraceFormat::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"traces": traces, "summary": rows})
-                    )?
-                );
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"traces": traces, "summary": rows}))?);
             } else {
                 print!("{}", summary_table(&rows));
             }
@@ -354,18 +301,10 @@ fn summary_table(rows: &[dvr_sim::demo::Summary]) -> String {
     use std::fmt::Write;
     let mut o = String::from("\nSUMMARY\n");
     let w = rows.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(
-        o,
-        "{:<w$}  {:<9} {:<9} {:<28} KEY REWRITES",
-        "PATH", "REQUEST", "REPLY", "HOSTS CROSSED"
-    );
+    let _ = writeln!(o, "{:<w$}  {:<9} {:<9} {:<28} KEY REWRITES", "PATH", "REQUEST", "REPLY", "HOSTS CROSSED");
     for r in rows {
         let short = |s: &str| {
-            if s.starts_with("delivered") {
-                "delivered".to_string()
-            } else {
-                "DROPPED".to_string()
-            }
+            if s.starts_with("delivered") { "delivered".to_string() } else { "DROPPED".to_string() }
         };
         let _ = writeln!(
             o,
@@ -391,33 +330,14 @@ fn topology_summary(t: &Topology) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "hosts:");
     for h in &t.hosts {
-        let mac = h
-            .dvr_mac
-            .map(|m| format!(" dvr_mac={m}"))
-            .unwrap_or_default();
-        let vlans: Vec<String> = h
-            .local_vlans
-            .iter()
-            .map(|(n, v)| format!("{}={v}", t.network(*n).name))
-            .collect();
-        let _ = writeln!(
-            o,
-            "  {:<12} {:?}{mac} local_vlans[{}]",
-            h.name,
-            h.role,
-            vlans.join(" ")
-        );
+        let mac = h.dvr_mac.map(|m| format!(" dvr_mac={m}")).unwrap_or_default();
+        let vlans: Vec<String> = h.local_vlans.iter().map(|(n, v)| format!("{}={v}", t.network(*n).name)).collect();
+        let _ = writeln!(o, "  {:<12} {:?}{mac} local_vlans[{}]", h.name, h.role, vlans.join(" "));
     }
     let _ = writeln!(o, "networks:");
     for n in &t.networks {
         let seg = serde_json::to_string(&n.segment).unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "  {:<12} {} {seg}{}",
-            n.name,
-            n.id,
-            if n.external { " external" } else { "" }
-        );
+        let _ = writeln!(o, "  {:<12} {} {seg}{}", n.name, n.id, if n.external { " external" } else { "" });
     }
     let _ = writeln!(o, "routers:");
     for r in &t.routers {
@@ -426,26 +346,12 @@ fn topology_summary(t: &Topology) -> String {
     }
     let _ = writeln!(o, "ports:");
     for p in &t.ports {
-        let host = p
-            .host
-            .map(|h| t.host(h).name.clone())
-            .unwrap_or_else(|| "(every router host)".into());
-        let _ = writeln!(
-            o,
-            "  {:<15} {:<38} {:<15} {} {}",
-            p.device_name(),
-            p.owner.device_owner(),
-            p.ip,
-            p.mac,
-            host
-        );
+        let host = p.host.map(|h| t.host(h).name.clone()).unwrap_or_else(|| "(every router host)".into());
+        let _ = writeln!(o, "  {:<15} {:<38} {:<15} {} {}", p.device_name(), p.owner.device_owner(), p.ip, p.mac, host);
     }
     let _ = writeln!(o, "floating_ips:");
     for f in &t.floating_ips {
-        let to = f
-            .association
-            .map(|(x, _)| t.instance(x).name.clone())
-            .unwrap_or_else(|| "(not associated)".into());
+        let to = f.association.map(|(x, _)| t.instance(x).name.clone()).unwrap_or_else(|| "(not associated)".into());
         let _ = writeln!(o, "  {:<15} -> {to}", f.ip);
     }
     o

@@ -75,10 +75,7 @@ pub struct IpPool {
 impl IpPool {
     /// A pool over the usable host addresses of `cidr`.
     pub fn new(cidr: Ipv4Net) -> IpPool {
-        IpPool {
-            cidr,
-            used: BTreeSet::new(),
-        }
+        IpPool { cidr, used: BTreeSet::new() }
     }
 
     /// Whether `ip` is a usable host address of the subnet.
@@ -128,9 +125,7 @@ impl LinkLocalAllocator {
     /// Returns the /31 whose even address is the `rfp-` end.
     pub fn allocate(&mut self, key: &str) -> Option<Ipv4Net> {
         let start = hash24(key) % Self::PAIRS;
-        let slot = (0..Self::PAIRS)
-            .map(|i| (start + i) % Self::PAIRS)
-            .find(|s| self.used.insert(*s))?;
+        let slot = (0..Self::PAIRS).map(|i| (start + i) % Self::PAIRS).find(|s| self.used.insert(*s))?;
         let base = u32::from(FIP_LINK_LOCAL_POOL.network()) + 2 * slot;
         Some(Ipv4Net::new(Ipv4Addr::from(base), 31).expect("31 is a valid prefix"))
     }

@@ -17,36 +17,81 @@ use std::net::Ipv4Addr;
 
 /// Parse and validate topology YAML. `file` labels every message.
 pub fn load_str(file: &str, yaml: &str) -> Result<Topology, TopologyError> {
-    let spec: TopologySpec = serde_yaml_ng::from_str(yaml).map_err(|e| {
-        let location = e
-            .location()
-            .map(|l| format!("{}:{}:", l.line(), l.column()))
-            .unwrap_or_default();
-        let message = e.to_string();
-        let fix = if message.contains("unknown field") {
-            "remove or rename the key; spec/topology.md lists the keys of version 1".to_string()
-        } else if message.contains("unknown variant") {
-            "use one of the values the message lists".to_string()
-        } else {
-            "make the file valid YAML following spec/topology.md (version 1)".to_string()
-        };
-        TopologyError::Syntax {
-            file: file.to_string(),
-            location,
-            message,
-            fix,
-        }
-    })?;
+    let spec: TopologySpec = serde_yaml_ng::from_str(yaml).map_err(|e| syntax_error(file, &e))?;
     build(file, &spec)
+}
+
+/// A parser error as a [`TopologyError::Syntax`]: the location once (the parser
+/// repeats it inside its message), and advice that fits the message.
+fn syntax_error(file: &str, e: &serde_yaml_ng::Error) -> TopologyError {
+    let mut message = e.to_string();
+    let location = match e.location() {
+        Some(l) => {
+            let repeated = format!(" at line {} column {}", l.line(), l.column());
+            message = message.replacen(&repeated, "", 1);
+            format!("{}:{}:", l.line(), l.column())
+        }
+        None => String::new(),
+    };
+    // Backquoted words of the message: the offending one first, then what was expected.
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let suggestion = |kind: &str| match quoted.split_first() {
+        Some((bad, expected)) => match closest(bad, expected) {
+            Some(near) => format!("did you mean `{near}`? Otherwise {kind}"),
+            None => kind.to_string(),
+        },
+        None => kind.to_string(),
+    };
+    let fix = if message.contains("unknown field") {
+        suggestion("remove or rename the key; spec/topology.md lists the keys of version 1")
+    } else if message.contains("unknown variant") {
+        suggestion("use one of the values the message lists")
+    } else if message.contains("missing field") {
+        let key = quoted.first().copied().unwrap_or("?");
+        format!("add the required key `{key}` (spec/topology.md shows every key of version 1)")
+    } else if message.contains("duplicate field") || message.contains("duplicate entry") {
+        "write each key once per object; delete or rename the repeated one".to_string()
+    } else if message.contains("is not a MAC address") {
+        "write the instance's `mac` as six hex octets like fa:16:3e:00:01:09, or remove it to \
+         have one allocated"
+            .to_string()
+    } else if message.contains("invalid IPv4 address") {
+        "write the address as four decimal octets like 192.168.1.9 (version 1 is IPv4 only)".to_string()
+    } else if message.contains("invalid type") || message.contains("invalid value") {
+        "give the value the type the message expects; spec/topology.md has an example of every key".to_string()
+    } else {
+        "make the file valid YAML following spec/topology.md (version 1): check indentation, \
+         colons and brackets at the place named"
+            .to_string()
+    };
+    TopologyError::Syntax { file: file.to_string(), location, message, fix }
+}
+
+/// The candidate nearest to a misspelt word, when it is near enough to be a typo.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let (distance, best) = candidates.iter().map(|c| (edit_distance(word, c), *c)).min()?;
+    (distance > 0 && distance <= 2.max(word.len() / 3)).then_some(best)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Read, parse and validate a topology file.
 pub fn load_file(path: &std::path::Path) -> Result<Topology, TopologyError> {
     let file = path.display().to_string();
-    let yaml = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
-        file: file.clone(),
-        source,
-    })?;
+    let yaml = std::fs::read_to_string(path).map_err(|source| TopologyError::Io { file: file.clone(), source })?;
     load_str(&file, &yaml)
 }
 
@@ -56,19 +101,8 @@ struct Checker {
 }
 
 impl Checker {
-    fn bad(
-        &mut self,
-        object: impl Into<String>,
-        field: &str,
-        what: impl Into<String>,
-        fix: impl Into<String>,
-    ) {
-        self.problems.push(Problem {
-            object: object.into(),
-            field: field.to_string(),
-            what: what.into(),
-            fix: fix.into(),
-        });
+    fn bad(&mut self, object: impl Into<String>, field: &str, what: impl Into<String>, fix: impl Into<String>) {
+        self.problems.push(Problem { object: object.into(), field: field.to_string(), what: what.into(), fix: fix.into() });
     }
 }
 
@@ -78,67 +112,25 @@ fn obj(kind: &str, i: usize, name: &str) -> String {
 
 /// Validate and allocate.
 pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError> {
-    let mut c = Checker {
-        problems: Vec::new(),
-    };
-    let invalid = |problems| TopologyError::Invalid {
-        file: file.to_string(),
-        problems,
-    };
+    let mut c = Checker { problems: Vec::new() };
+    let invalid = |problems| TopologyError::Invalid { file: file.to_string(), problems };
     match spec.version {
         Some(1) => {}
-        Some(v) => c.bad(
-            "topology",
-            "version",
-            format!("version {v} is not supported"),
-            "set `version: 1`",
-        ),
-        None => c.bad(
-            "topology",
-            "version",
-            "missing",
-            "add `version: 1` at the top of the file",
-        ),
+        Some(v) => c.bad("topology", "version", format!("version {v} is not supported"), "set `version: 1`"),
+        None => c.bad("topology", "version", "missing", "add `version: 1` at the top of the file"),
     }
 
     let hosts = check_hosts(&mut c, spec);
-    let host_ix: HashMap<&str, usize> = spec
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.name.as_str(), i))
-        .collect();
+    let host_ix = first_index(spec.hosts.iter().map(|h| h.name.as_str()));
     let (networks, subnets) = check_networks(&mut c, spec, &hosts);
-    let net_ix: HashMap<&str, usize> = spec
-        .networks
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
-    let sub_ix: HashMap<&str, usize> = subnets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    let network_node = spec
-        .hosts
-        .iter()
-        .position(|h| h.role == Role::Network)
-        .map(HostIx);
-    let routers = check_routers(
-        &mut c,
-        spec,
-        &networks,
-        &subnets,
-        &net_ix,
-        &sub_ix,
-        network_node,
-    );
-    check_dhcp_host(&mut c, spec, &subnets, network_node);
+    let net_ix = first_index(spec.networks.iter().map(|n| n.name.as_str()));
+    let sub_ix = first_index(subnets.iter().map(|s| s.name.as_str()));
+    let network_node = spec.hosts.iter().position(|h| h.role == Role::Network).map(HostIx);
+    let routers = check_routers(&mut c, spec, &networks, &subnets, &net_ix, &sub_ix, network_node);
+    check_dhcp_host(&mut c, spec, network_node);
     let instances = check_instances(&mut c, spec, &hosts, &networks, &subnets, &host_ix, &net_ix);
-    let fips = check_floating_ips(
-        &mut c, spec, &networks, &subnets, &routers, &instances, &net_ix,
-    );
+    check_host_mappings(&mut c, spec, &hosts, &networks, &subnets, &routers, &instances, network_node);
+    let fips = check_floating_ips(&mut c, spec, &networks, &subnets, &routers, &instances, &net_ix);
     let ext_hosts = check_external_hosts(&mut c, spec, &networks, &subnets, &net_ix);
     if !c.problems.is_empty() {
         return Err(invalid(c.problems));
@@ -155,15 +147,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
         external_hosts: Vec::new(),
         ports: Vec::new(),
     };
-    allocate(
-        &mut c,
-        &mut topo,
-        spec,
-        &instances,
-        &fips,
-        &ext_hosts,
-        network_node,
-    );
+    allocate(&mut c, &mut topo, spec, &instances, &fips, &ext_hosts, network_node);
     if !c.problems.is_empty() {
         return Err(invalid(c.problems));
     }
@@ -171,35 +155,58 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
 }
 
-fn check_unique<'a>(c: &mut Checker, kind: &str, names: impl Iterator<Item = &'a str>) {
-    let mut seen = BTreeMap::new();
+/// Name → index of its first holder, so a duplicate never hides the original.
+fn first_index<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+    let mut ix = HashMap::new();
     for (i, n) in names.enumerate() {
+        ix.entry(n).or_insert(i);
+    }
+    ix
+}
+
+/// Names must be valid and unique within one namespace. `items` are
+/// `(object, name)` pairs; `fix` says what shares the namespace.
+fn check_unique<'a>(c: &mut Checker, items: impl Iterator<Item = (String, &'a str)>, fix: &str) {
+    let mut seen: BTreeMap<&str, String> = BTreeMap::new();
+    for (o, n) in items {
         if !valid_name(n) {
-            c.bad(
-                obj(kind, i, n),
-                "name",
-                format!("`{n}` is not a valid name"),
-                "use letters, digits, `-`, `_` or `.` only",
-            );
+            c.bad(&o, "name", format!("`{n}` is not a valid name"), "use letters, digits, `-`, `_` or `.` only");
         }
-        if let Some(first) = seen.insert(n, i) {
-            c.bad(
-                obj(kind, i, n),
-                "name",
-                format!("duplicate name: {kind}[{first}] is also called `{n}`"),
-                "give every object a unique name",
-            );
+        match seen.get(n) {
+            Some(first) => c.bad(&o, "name", format!("duplicate name: {first} is also called `{n}`"), fix),
+            None => {
+                seen.insert(n, o);
+            }
         }
     }
 }
 
+fn named<'a, T>(kind: &'a str, items: &'a [T], name: impl Fn(&T) -> &str + 'a) -> impl Iterator<Item = (String, &'a str)> + 'a {
+    items.iter().enumerate().map(move |(i, x)| {
+        let n = name(x);
+        (obj(kind, i, n), n)
+    })
+}
+
+/// `networks[i] (net).subnets[k] (sub)`: where a subnet sits in the file.
+fn subnet_obj(spec: &TopologySpec, i: usize, k: usize) -> String {
+    let n = &spec.networks[i];
+    format!("networks[{i}] ({}).subnets[{k}] ({})", n.name, n.subnets[k].name)
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Controller => "controller",
+        Role::Network => "network",
+        Role::Compute => "compute",
+    }
+}
+
 fn check_hosts(c: &mut Checker, spec: &TopologySpec) -> Vec<Host> {
-    check_unique(c, "hosts", spec.hosts.iter().map(|h| h.name.as_str()));
+    check_unique(c, named("hosts", &spec.hosts, |h| &h.name), "give every host a unique name");
     let mut dvr_macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
     let mut hosts = Vec::new();
     for (i, h) in spec.hosts.iter().enumerate() {
@@ -239,18 +246,19 @@ fn check_hosts(c: &mut Checker, spec: &TopologySpec) -> Vec<Host> {
                     "give each physical network its own bridge",
                 );
             }
-            let nic = h
-                .nics
-                .get(physnet)
-                .cloned()
-                .unwrap_or_else(|| format!("eth{}", k + 1));
-            mappings.push(BridgeMapping {
-                physnet: physnet.clone(),
-                bridge: bridge.clone(),
-                nic,
-            });
+            let nic = h.nics.get(physnet).cloned().unwrap_or_else(|| format!("eth{}", k + 1));
+            mappings.push(BridgeMapping { physnet: physnet.clone(), bridge: bridge.clone(), nic });
         }
-        for physnet in h.nics.keys() {
+        for (physnet, nic) in &h.nics {
+            if !valid_name(nic) || nic.len() > 15 {
+                c.bad(
+                    &o,
+                    "nics",
+                    format!("`{physnet}: {nic}` does not name a valid network interface"),
+                    "use a Linux interface name of at most 15 letters, digits, `-`, `_` or `.`, \
+                     e.g. eth1",
+                );
+            }
             if !h.bridge_mappings.contains_key(physnet) {
                 c.bad(
                     &o,
@@ -263,32 +271,17 @@ fn check_hosts(c: &mut Checker, spec: &TopologySpec) -> Vec<Host> {
         let mut nics = BTreeSet::new();
         for m in &mappings {
             if !nics.insert(m.nic.as_str()) {
-                c.bad(
-                    &o,
-                    "nics",
-                    format!("NIC `{}` is used for two physical networks", m.nic),
-                    "give each physical network its own NIC",
-                );
+                c.bad(&o, "nics", format!("NIC `{}` is used for two physical networks", m.nic), "give each physical network its own NIC");
             }
         }
         let dvr_mac = match (&h.dvr_mac, h.role) {
             (Some(_), Role::Controller) => {
-                c.bad(
-                    &o,
-                    "dvr_mac",
-                    "a controller has no DVR MAC (it runs no OVS agent)",
-                    "remove dvr_mac",
-                );
+                c.bad(&o, "dvr_mac", "a controller has no DVR MAC (it runs no OVS agent)", "remove dvr_mac");
                 None
             }
             (Some(s), _) => match s.parse::<MacAddr>() {
                 Ok(m) if m.is_multicast() || m == MacAddr::ZERO => {
-                    c.bad(
-                        &o,
-                        "dvr_mac",
-                        format!("{m} is not a unicast address"),
-                        "use a unicast MAC such as fa:16:3f:00:00:01",
-                    );
+                    c.bad(&o, "dvr_mac", format!("{m} is not a unicast address"), "use a unicast MAC such as fa:16:3f:00:00:01");
                     None
                 }
                 Ok(m) => {
@@ -296,19 +289,14 @@ fn check_hosts(c: &mut Checker, spec: &TopologySpec) -> Vec<Host> {
                         c.bad(
                             &o,
                             "dvr_mac",
-                            format!("{m} is also the DVR MAC of hosts[{first}]"),
+                            format!("{m} is also the DVR MAC of {}", obj("hosts", first, &spec.hosts[first].name)),
                             "DVR MACs must be unique per host; remove it to have one allocated",
                         );
                     }
                     Some(m)
                 }
                 Err(e) => {
-                    c.bad(
-                        &o,
-                        "dvr_mac",
-                        e.to_string(),
-                        "write it like fa:16:3f:00:00:01 or remove it to have one allocated",
-                    );
+                    c.bad(&o, "dvr_mac", e.to_string(), "write it like fa:16:3f:00:00:01 or remove it to have one allocated");
                     None
                 }
             },
@@ -327,22 +315,15 @@ fn check_hosts(c: &mut Checker, spec: &TopologySpec) -> Vec<Host> {
     hosts
 }
 
-fn check_networks(
-    c: &mut Checker,
-    spec: &TopologySpec,
-    hosts: &[Host],
-) -> (Vec<Network>, Vec<Subnet>) {
-    check_unique(c, "networks", spec.networks.iter().map(|n| n.name.as_str()));
-    let all_subnets: Vec<&str> = spec
+fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<Network>, Vec<Subnet>) {
+    check_unique(c, named("networks", &spec.networks, |n| &n.name), "give every network a unique name");
+    let all_subnets = spec
         .networks
         .iter()
-        .flat_map(|n| n.subnets.iter().map(|s| s.name.as_str()))
-        .collect();
-    check_unique(c, "subnets", all_subnets.into_iter());
-    let mapped: BTreeSet<&str> = hosts
-        .iter()
-        .flat_map(|h| h.bridge_mappings.iter().map(|m| m.physnet.as_str()))
-        .collect();
+        .enumerate()
+        .flat_map(|(i, n)| n.subnets.iter().enumerate().map(move |(k, s)| (subnet_obj(spec, i, k), s.name.as_str())));
+    check_unique(c, all_subnets, "give every subnet a unique name, across all networks (routers name them in `interfaces`)");
+    let mapped: BTreeSet<&str> = hosts.iter().flat_map(|h| h.bridge_mappings.iter().map(|m| m.physnet.as_str())).collect();
     let mut used_vlans: BTreeMap<(String, u16), usize> = BTreeMap::new();
     let mut used_vnis: BTreeMap<u32, usize> = BTreeMap::new();
     let mut flat_physnets: BTreeMap<String, usize> = BTreeMap::new();
@@ -350,10 +331,16 @@ fn check_networks(
     for (i, n) in spec.networks.iter().enumerate() {
         match (n.kind, n.segmentation_id, &n.physical_network) {
             (NetworkType::Vlan, Some(v), Some(p)) => {
-                used_vlans.entry((p.clone(), v as u16)).or_insert(i);
+                // Out-of-range ids are reported below; they must not claim a
+                // valid id by truncation (65732 as u16 == 196).
+                if let Some(vlan) = u16::try_from(v).ok().and_then(VlanId::new) {
+                    used_vlans.entry((p.clone(), vlan.get())).or_insert(i);
+                }
             }
             (NetworkType::Vxlan, Some(v), _) => {
-                used_vnis.entry(v as u32).or_insert(i);
+                if let Some(vni) = u32::try_from(v).ok().and_then(Vni::new) {
+                    used_vnis.entry(vni.get()).or_insert(i);
+                }
             }
             _ => {}
         }
@@ -372,15 +359,15 @@ fn check_networks(
                     "add `physical_network: <name>` matching a host's bridge_mappings",
                 );
             } else if !mapped.contains(physnet.as_str()) {
-                c.bad(&o, "physical_network", format!("physical network `{physnet}` is in no host's bridge_mappings"), format!("add `{physnet}: <bridge>` to the bridge_mappings of the hosts that carry it"));
+                c.bad(
+                    &o,
+                    "physical_network",
+                    format!("physical network `{physnet}` is in no host's bridge_mappings"),
+                    format!("add `{physnet}: <bridge>` to the bridge_mappings of the hosts that carry it"),
+                );
             }
         } else if n.physical_network.is_some() {
-            c.bad(
-                &o,
-                "physical_network",
-                "a vxlan network is an overlay and has no physical network",
-                "remove physical_network",
-            );
+            c.bad(&o, "physical_network", "a vxlan network is an overlay and has no physical network", "remove physical_network");
         }
         let segment = match n.kind {
             NetworkType::Vlan => {
@@ -390,23 +377,26 @@ fn check_networks(
                             if let Some(&first) = used_vlans.get(&(physnet.clone(), vlan.get()))
                                 && first != i
                             {
-                                c.bad(&o, "segmentation_id", format!("VLAN {vlan} on `{physnet}` is also used by networks[{first}]"), "give each VLAN network on a physical network its own VLAN id");
+                                c.bad(
+                                    &o,
+                                    "segmentation_id",
+                                    format!(
+                                        "VLAN {vlan} on `{physnet}` is also used by {}",
+                                        obj("networks", first, &spec.networks[first].name)
+                                    ),
+                                    "give each VLAN network on a physical network its own \
+                                     VLAN id, or remove segmentation_id to have one allocated",
+                                );
                             }
                             vlan
                         }
                         None => {
-                            c.bad(
-                                &o,
-                                "segmentation_id",
-                                format!("{v} is not a VLAN id"),
-                                "use a VLAN id in 1..=4094",
-                            );
+                            c.bad(&o, "segmentation_id", format!("{v} is not a VLAN id"), "use a VLAN id in 1..=4094");
                             VlanId::new(1).expect("1 is valid")
                         }
                     },
                     None => {
-                        let free = (1..=4094u16)
-                            .find(|v| !used_vlans.contains_key(&(physnet.clone(), *v)));
+                        let free = (1..=4094u16).find(|v| !used_vlans.contains_key(&(physnet.clone(), *v)));
                         match free {
                             Some(v) => {
                                 used_vlans.insert((physnet.clone(), v), i);
@@ -424,10 +414,7 @@ fn check_networks(
                         }
                     }
                 };
-                Segment::Vlan {
-                    physnet: physnet.clone(),
-                    vlan,
-                }
+                Segment::Vlan { physnet: physnet.clone(), vlan }
             }
             NetworkType::Flat => {
                 if n.segmentation_id.is_some() {
@@ -438,12 +425,21 @@ fn check_networks(
                         "remove segmentation_id or use `type: vlan`",
                     );
                 }
-                if let Some(first) = flat_physnets.insert(physnet.clone(), i) {
-                    c.bad(&o, "physical_network", format!("physical network `{physnet}` already carries flat network networks[{first}]"), "a physical network holds one flat network; use a vlan network or another physical network");
+                if n.physical_network.is_some()
+                    && let Some(first) = flat_physnets.insert(physnet.clone(), i)
+                {
+                    c.bad(
+                        &o,
+                        "physical_network",
+                        format!(
+                            "physical network `{physnet}` already carries flat network {}",
+                            obj("networks", first, &spec.networks[first].name)
+                        ),
+                        "a physical network holds one flat network; use a vlan network or \
+                         another physical network",
+                    );
                 }
-                Segment::Flat {
-                    physnet: physnet.clone(),
-                }
+                Segment::Flat { physnet: physnet.clone() }
             }
             NetworkType::Vxlan => {
                 let vni = match n.segmentation_id {
@@ -455,26 +451,19 @@ fn check_networks(
                                 c.bad(
                                     &o,
                                     "segmentation_id",
-                                    format!("VNI {vni} is also used by networks[{first}]"),
+                                    format!("VNI {vni} is also used by {}", obj("networks", first, &spec.networks[first].name)),
                                     "give each vxlan network its own VNI",
                                 );
                             }
                             vni
                         }
                         None => {
-                            c.bad(
-                                &o,
-                                "segmentation_id",
-                                format!("{v} is not a VNI"),
-                                format!("use a VNI in 1..={}", Vni::MAX),
-                            );
+                            c.bad(&o, "segmentation_id", format!("{v} is not a VNI"), format!("use a VNI in 1..={}", Vni::MAX));
                             Vni::new(1).expect("1 is valid")
                         }
                     },
                     None => {
-                        let v = (1..=Vni::MAX)
-                            .find(|v| !used_vnis.contains_key(v))
-                            .unwrap_or(1);
+                        let v = (1..=Vni::MAX).find(|v| !used_vnis.contains_key(v)).unwrap_or(1);
                         used_vnis.insert(v, i);
                         Vni::new(v).expect("in range")
                     }
@@ -487,21 +476,11 @@ fn check_networks(
             let so = format!("networks[{i}] ({}).subnets[{k}] ({})", n.name, s.name);
             let cidr = match s.cidr.parse::<Ipv4Net>() {
                 Ok(cidr) if cidr.trunc() != cidr => {
-                    c.bad(
-                        &so,
-                        "cidr",
-                        format!("{cidr} has host bits set"),
-                        format!("write the network address: {}", cidr.trunc()),
-                    );
+                    c.bad(&so, "cidr", format!("{cidr} has host bits set"), format!("write the network address: {}", cidr.trunc()));
                     cidr.trunc()
                 }
                 Ok(cidr) if cidr.prefix_len() > 30 => {
-                    c.bad(
-                        &so,
-                        "cidr",
-                        format!("{cidr} has no room for a gateway and ports"),
-                        "use a prefix of /30 or shorter",
-                    );
+                    c.bad(&so, "cidr", format!("{cidr} has no room for a gateway and ports"), "use a prefix of /30 or shorter");
                     cidr
                 }
                 Ok(cidr) => cidr,
@@ -534,10 +513,7 @@ fn check_networks(
                     c.bad(
                         &so,
                         "cidr",
-                        format!(
-                            "{cidr} overlaps subnet `{}` ({}) of the same network",
-                            other.name, other.cidr
-                        ),
+                        format!("{cidr} overlaps subnet `{}` ({}) of the same network", other.name, other.cidr),
                         "use disjoint CIDRs",
                     );
                 }
@@ -554,12 +530,7 @@ fn check_networks(
             });
         }
         if n.subnets.is_empty() && n.external {
-            c.bad(
-                &o,
-                "subnets",
-                "an external network needs a subnet for gateway and floating IPs",
-                "add a subnet",
-            );
+            c.bad(&o, "subnets", "an external network needs a subnet for gateway and floating IPs", "add a subnet");
         }
         networks.push(Network {
             id: NetworkId(derive_id("network", &n.name)),
@@ -590,7 +561,7 @@ fn check_routers(
     sub_ix: &HashMap<&str, usize>,
     network_node: Option<HostIx>,
 ) -> Vec<Router> {
-    check_unique(c, "routers", spec.routers.iter().map(|r| r.name.as_str()));
+    check_unique(c, named("routers", &spec.routers, |r| &r.name), "give every router a unique name");
     let mut owner_of_subnet: BTreeMap<usize, usize> = BTreeMap::new();
     let mut routers = Vec::new();
     for (i, r) in spec.routers.iter().enumerate() {
@@ -599,12 +570,12 @@ fn check_routers(
         let mut interfaces: Vec<SubnetIx> = Vec::new();
         for name in &r.interfaces {
             let Some(&s) = sub_ix.get(name.as_str()) else {
-                c.bad(
-                    &o,
-                    "interfaces",
-                    format!("no subnet is called `{name}`"),
-                    "name a subnet defined under networks[].subnets",
-                );
+                let declared = spec.networks.iter().any(|n| n.subnets.iter().any(|s| &s.name == name));
+                if declared {
+                    // Its CIDR is invalid, which is reported on the subnet.
+                    continue;
+                }
+                c.bad(&o, "interfaces", format!("no subnet is called `{name}`"), "name a subnet defined under networks[].subnets");
                 continue;
             };
             let sub = &subnets[s];
@@ -612,29 +583,35 @@ fn check_routers(
                 c.bad(
                     &o,
                     "interfaces",
-                    format!(
-                        "`{name}` belongs to external network `{}`",
-                        networks[sub.network.0].name
-                    ),
+                    format!("`{name}` belongs to external network `{}`", networks[sub.network.0].name),
                     "attach external networks with external_gateway, not as an interface",
                 );
                 continue;
             }
             if interfaces.contains(&SubnetIx(s)) {
-                c.bad(
-                    &o,
-                    "interfaces",
-                    format!("subnet `{name}` is listed twice"),
-                    "list each subnet once",
-                );
+                c.bad(&o, "interfaces", format!("subnet `{name}` is listed twice"), "list each subnet once");
                 continue;
             }
             if let Some(&other) = owner_of_subnet.get(&s) {
-                c.bad(&o, "interfaces", format!("subnet `{name}` is already attached to routers[{other}]; its gateway IP can belong to one router only"), "attach the subnet to one router");
+                c.bad(
+                    &o,
+                    "interfaces",
+                    format!(
+                        "subnet `{name}` is already attached to {}; its gateway IP can belong \
+                         to one router only",
+                        obj("routers", other, &spec.routers[other].name)
+                    ),
+                    format!("remove `{name}` from the interfaces of one of the two routers"),
+                );
             }
             for &SubnetIx(prev) in &interfaces {
                 if overlaps(subnets[prev].cidr, sub.cidr) {
-                    c.bad(&o, "interfaces", format!("{} ({name}) overlaps {} ({}) on the same router", sub.cidr, subnets[prev].cidr, subnets[prev].name), "a router cannot route between overlapping subnets; use disjoint CIDRs or two routers");
+                    c.bad(
+                        &o,
+                        "interfaces",
+                        format!("{} ({name}) overlaps {} ({}) on the same router", sub.cidr, subnets[prev].cidr, subnets[prev].name),
+                        "a router cannot route between overlapping subnets; use disjoint CIDRs or two routers",
+                    );
                 }
             }
             owner_of_subnet.insert(s, i);
@@ -642,37 +619,49 @@ fn check_routers(
         }
         let external_gateway = match &r.external_gateway {
             None => None,
-            Some(name) => {
-                match net_ix.get(name.as_str()) {
-                    None => {
+            Some(name) => match net_ix.get(name.as_str()) {
+                None => {
+                    c.bad(&o, "external_gateway", format!("no network is called `{name}`"), "name a network with `external: true`");
+                    None
+                }
+                Some(&n) if !networks[n].external => {
+                    c.bad(
+                        &o,
+                        "external_gateway",
+                        format!("network `{name}` is not external"),
+                        format!("set `external: true` on network `{name}` or pick an external network"),
+                    );
+                    None
+                }
+                Some(&n) => Some(NetworkIx(n)),
+            },
+        };
+        if let Some(ext) = external_gateway {
+            for &SubnetIx(s) in &interfaces {
+                for &SubnetIx(e) in &networks[ext.0].subnets {
+                    if overlaps(subnets[s].cidr, subnets[e].cidr) {
                         c.bad(
                             &o,
                             "external_gateway",
-                            format!("no network is called `{name}`"),
-                            "name a network with `external: true`",
+                            format!(
+                                "external subnet `{}` ({}) overlaps interface subnet `{}` ({}) \
+                                 of this router",
+                                subnets[e].name, subnets[e].cidr, subnets[s].name, subnets[s].cidr
+                            ),
+                            "a router cannot route between overlapping subnets; use disjoint \
+                             CIDRs for the external and the tenant subnets",
                         );
-                        None
                     }
-                    Some(&n) if !networks[n].external => {
-                        c.bad(&o, "external_gateway", format!("network `{name}` is not external"), format!("set `external: true` on network `{name}` or pick an external network"));
-                        None
-                    }
-                    Some(&n) => Some(NetworkIx(n)),
                 }
             }
-        };
+        }
         if network_node.is_none() {
             let kind = if distributed {
                 "a distributed router needs a network node for SNAT and DHCP"
             } else {
                 "a legacy router runs on a network node"
             };
-            c.bad(
-                &o,
-                "",
-                format!("{kind}, but no host has `role: network`"),
-                "add a host with `role: network` (l3 agent_mode dvr_snat)",
-            );
+            c.bad(&o, "", format!("{kind}, but no host has `role: network`"), "add a host with `role: network` (l3 agent_mode dvr_snat)");
         }
         routers.push(Router {
             id: RouterId(derive_id("router", &r.name)),
@@ -687,25 +676,112 @@ fn check_routers(
     routers
 }
 
-fn check_dhcp_host(
-    c: &mut Checker,
-    spec: &TopologySpec,
-    subnets: &[Subnet],
-    network_node: Option<HostIx>,
-) {
+fn check_dhcp_host(c: &mut Checker, spec: &TopologySpec, network_node: Option<HostIx>) {
     if network_node.is_some() {
         return;
     }
-    for (i, s) in subnets.iter().enumerate() {
-        let network = &spec.networks[s.network.0];
-        if s.enable_dhcp && !network.external {
+    for (i, n) in spec.networks.iter().enumerate() {
+        for (k, s) in n.subnets.iter().enumerate() {
+            if n.external || !s.enable_dhcp.unwrap_or(true) {
+                continue;
+            }
             c.bad(
-                format!("subnets[{i}] ({})", s.name),
+                subnet_obj(spec, i, k),
                 "enable_dhcp",
                 "DHCP is enabled but no host has `role: network` to run the DHCP agent",
                 "add a network node or set `enable_dhcp: false`",
             );
         }
+    }
+}
+
+/// Every host that gets a port on a vlan/flat network must map its physical
+/// network, or the port would be planned without a way to the wire. The
+/// instances' own networks are checked with the instances; this covers what
+/// the file does not place explicitly: DHCP, router (qr-, sg-, qg-) ports on
+/// the network node, and the copies of distributed routers (qr-, fg-) that
+/// Neutron's DVR scheduler puts on every compute host with a port behind them.
+#[allow(clippy::too_many_arguments)]
+fn check_host_mappings(
+    c: &mut Checker,
+    spec: &TopologySpec,
+    hosts: &[Host],
+    networks: &[Network],
+    subnets: &[Subnet],
+    routers: &[Router],
+    instances: &[Option<InstanceDraft>],
+    network_node: Option<HostIx>,
+) {
+    // (host, physnet) -> why the host needs it; the first reason is reported.
+    let mut need: BTreeMap<(usize, String), String> = BTreeMap::new();
+    let mut require = |h: usize, n: NetworkIx, why: String| {
+        if let Some(p) = networks[n.0].segment.physnet()
+            && !p.is_empty()
+        {
+            need.entry((h, p.to_string())).or_insert(why);
+        }
+    };
+    if let Some(HostIx(nn)) = network_node {
+        for (n, net) in networks.iter().enumerate() {
+            if !net.external && net.subnets.iter().any(|s| subnets[s.0].enable_dhcp) {
+                require(nn, NetworkIx(n), format!("the DHCP port of network `{}`", net.name));
+            }
+        }
+        for r in routers {
+            for s in &r.interfaces {
+                let sub = &subnets[s.0];
+                require(nn, sub.network, format!("router `{}`, whose interface on subnet `{}` it hosts", r.name, sub.name));
+            }
+            if let Some(e) = r.external_gateway {
+                require(nn, e, format!("the gateway (qg-) port of router `{}` on external network `{}`", r.name, networks[e.0].name));
+            }
+        }
+    }
+    for (i, d) in instances.iter().enumerate() {
+        let Some(d) = d else { continue };
+        let x = &spec.instances[i].name;
+        for r in routers.iter().filter(|r| r.distributed && r.interfaces.contains(&d.subnet)) {
+            for s in &r.interfaces {
+                let sub = &subnets[s.0];
+                if sub.network != d.network {
+                    require(
+                        d.host.0,
+                        sub.network,
+                        format!(
+                            "its copy of distributed router `{}` (instance `{x}` is behind it), \
+                             which has an interface on subnet `{}`",
+                            r.name, sub.name
+                        ),
+                    );
+                }
+            }
+            if let Some(e) = r.external_gateway {
+                require(
+                    d.host.0,
+                    e,
+                    format!(
+                        "the floating IP (fg-) port of its copy of distributed router `{}` \
+                         (instance `{x}` is behind it) on external network `{}`",
+                        r.name, networks[e.0].name
+                    ),
+                );
+            }
+        }
+    }
+    for ((h, p), why) in need {
+        if hosts[h].mapping(&p).is_some() {
+            continue;
+        }
+        // A physical network mapped nowhere is reported once, on its network.
+        let Some(example) = hosts.iter().find_map(|o| o.mapping(&p)) else {
+            continue;
+        };
+        c.bad(
+            obj("hosts", h, &hosts[h].name),
+            "bridge_mappings",
+            format!("physical network `{p}` is not mapped, but this host needs it for {why}"),
+            format!("add `{p}: <bridge>` to the bridge_mappings of `{}` (other hosts use `{p}: {}`)", hosts[h].name, example.bridge),
+        );
     }
 }
 
@@ -728,35 +804,27 @@ fn check_instances(
     host_ix: &HashMap<&str, usize>,
     net_ix: &HashMap<&str, usize>,
 ) -> Vec<Option<InstanceDraft>> {
-    let names = spec
-        .instances
-        .iter()
-        .map(|x| x.name.as_str())
-        .chain(spec.external_hosts.iter().map(|x| x.name.as_str()));
-    check_unique(c, "endpoints (instances + external_hosts)", names);
+    let names = named("instances", &spec.instances, |x| &x.name).chain(named("external_hosts", &spec.external_hosts, |x| &x.name));
+    check_unique(
+        c,
+        names,
+        "instances and external hosts share one namespace (they are the endpoints of \
+         `dvr trace --from NAME`); rename one of them",
+    );
     let mut macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, x) in spec.instances.iter().enumerate() {
         let o = obj("instances", i, &x.name);
         let host = match host_ix.get(x.host.as_str()) {
             None => {
-                c.bad(
-                    &o,
-                    "host",
-                    format!("no host is called `{}`", x.host),
-                    "name a host from the hosts list",
-                );
+                c.bad(&o, "host", format!("no host is called `{}`", x.host), "name a host from the hosts list");
                 None
             }
             Some(&h) if hosts[h].role != Role::Compute => {
                 c.bad(
                     &o,
                     "host",
-                    format!(
-                        "host `{}` has role {:?}; instances run on compute hosts",
-                        x.host, hosts[h].role
-                    )
-                    .to_lowercase(),
+                    format!("host `{}` has role {}; instances run on compute hosts", x.host, role_name(hosts[h].role)),
                     "place the instance on a host with `role: compute`",
                 );
                 None
@@ -765,40 +833,37 @@ fn check_instances(
         };
         let network = match net_ix.get(x.network.as_str()) {
             None => {
-                c.bad(
-                    &o,
-                    "network",
-                    format!("no network is called `{}`", x.network),
-                    "name a network from the networks list",
-                );
+                c.bad(&o, "network", format!("no network is called `{}`", x.network), "name a network from the networks list");
                 None
             }
             Some(&n) if networks[n].external => {
-                c.bad(&o, "network", format!("`{}` is an external network", x.network), "attach instances to tenant networks; reach them from outside with a floating IP");
-                None
-            }
-            Some(&n) if networks[n].subnets.is_empty() => {
                 c.bad(
                     &o,
                     "network",
-                    format!("network `{}` has no subnet", x.network),
-                    "add a subnet to the network",
+                    format!("`{}` is an external network", x.network),
+                    "attach instances to tenant networks; reach them from outside with a floating IP",
                 );
+                None
+            }
+            Some(&n) if networks[n].subnets.is_empty() => {
+                // Subnets with an invalid CIDR are reported on the subnet.
+                if spec.networks[n].subnets.is_empty() {
+                    c.bad(&o, "network", format!("network `{}` has no subnet", x.network), "add a subnet to the network");
+                }
                 None
             }
             Some(&n) => Some(n),
         };
         if let (Some(h), Some(n)) = (host, network)
             && let Some(p) = networks[n].segment.physnet()
+            // A missing physical network is reported on the network.
+            && !p.is_empty()
             && hosts[h].mapping(p).is_none()
         {
             c.bad(
                 &o,
                 "host",
-                format!(
-                    "host `{}` has no bridge mapping for physical network `{p}` of network `{}`",
-                    x.host, x.network
-                ),
+                format!("host `{}` has no bridge mapping for physical network `{p}` of network `{}`", x.host, x.network),
                 format!("add `{p}: <bridge>` to the bridge_mappings of `{}`", x.host),
             );
         }
@@ -807,33 +872,22 @@ fn check_instances(
             subnet = match x.ip {
                 None => Some(networks[n].subnets[0]),
                 Some(ip) => {
-                    let found = networks[n]
-                        .subnets
-                        .iter()
-                        .copied()
-                        .find(|s| subnets[s.0].cidr.contains(&ip));
+                    let found = networks[n].subnets.iter().copied().find(|s| subnets[s.0].cidr.contains(&ip));
                     match found {
                         None => {
-                            let cidrs: Vec<String> = networks[n]
-                                .subnets
-                                .iter()
-                                .map(|s| subnets[s.0].cidr.to_string())
-                                .collect();
-                            c.bad(&o, "ip", format!("{ip} is outside the subnets of network `{}` ({})", x.network, cidrs.join(", ")), "use an address inside the network's subnet or remove `ip` to have one allocated");
+                            let cidrs: Vec<String> = networks[n].subnets.iter().map(|s| subnets[s.0].cidr.to_string()).collect();
+                            c.bad(
+                                &o,
+                                "ip",
+                                format!("{ip} is outside the subnets of network `{}` ({})", x.network, cidrs.join(", ")),
+                                "use an address inside the network's subnet or remove `ip` to have one allocated",
+                            );
                             None
                         }
                         Some(s) => {
                             let sub = &subnets[s.0];
                             if ip == sub.cidr.network() || ip == sub.cidr.broadcast() {
-                                c.bad(
-                                    &o,
-                                    "ip",
-                                    format!(
-                                        "{ip} is the network or broadcast address of {}",
-                                        sub.cidr
-                                    ),
-                                    "use a host address",
-                                );
+                                c.bad(&o, "ip", format!("{ip} is the network or broadcast address of {}", sub.cidr), "use a host address");
                             } else if ip == sub.gateway {
                                 c.bad(
                                     &o,
@@ -850,40 +904,36 @@ fn check_instances(
         }
         if let Some(m) = x.mac {
             if m.is_multicast() || m == MacAddr::ZERO {
-                c.bad(
-                    &o,
-                    "mac",
-                    format!("{m} is not a unicast address"),
-                    "use a unicast MAC such as fa:16:3e:00:01:09",
-                );
+                c.bad(&o, "mac", format!("{m} is not a unicast address"), "use a unicast MAC such as fa:16:3e:00:01:09");
             } else if m.has_prefix(DVR_MAC_PREFIX) {
-                c.bad(
-                    &o,
-                    "mac",
-                    format!("{m} is in the DVR base MAC range fa:16:3f"),
-                    "use a port MAC (fa:16:3e:…) or remove `mac`",
-                );
+                c.bad(&o, "mac", format!("{m} is in the DVR base MAC range fa:16:3f"), "use a port MAC (fa:16:3e:…) or remove `mac`");
             } else if let Some(first) = macs.insert(m, i) {
                 c.bad(
                     &o,
                     "mac",
-                    format!("{m} is also the MAC of instances[{first}]"),
+                    format!("{m} is also the MAC of {}", obj("instances", first, &spec.instances[first].name)),
                     "MACs must be unique; remove `mac` to have one allocated",
+                );
+            } else if let Some(j) = hosts.iter().position(|h| h.dvr_mac == Some(m)) {
+                c.bad(
+                    &o,
+                    "mac",
+                    format!("{m} is the DVR MAC of {}", obj("hosts", j, &hosts[j].name)),
+                    "use another MAC or remove `mac` to have one allocated",
                 );
             }
         }
         out.push(match (host, network, subnet) {
-            (Some(h), Some(n), Some(s)) => Some(InstanceDraft {
-                host: HostIx(h),
-                network: NetworkIx(n),
-                subnet: s,
-                ip: x.ip,
-                mac: x.mac,
-            }),
+            (Some(h), Some(n), Some(s)) => Some(InstanceDraft { host: HostIx(h), network: NetworkIx(n), subnet: s, ip: x.ip, mac: x.mac }),
             _ => None,
         });
     }
     out
+}
+
+/// How a floating IP is called in messages: its address, else its instance.
+fn fip_label(f: &FloatingIpSpec) -> String {
+    f.ip.map(|ip| ip.to_string()).or_else(|| f.instance.clone()).unwrap_or_default()
 }
 
 /// A floating IP after validation, before allocation.
@@ -904,16 +954,10 @@ fn check_floating_ips(
     net_ix: &HashMap<&str, usize>,
 ) -> Vec<Option<FipDraft>> {
     let mut by_instance: BTreeMap<usize, usize> = BTreeMap::new();
-    let externals: Vec<usize> = (0..networks.len())
-        .filter(|&n| networks[n].external)
-        .collect();
+    let externals: Vec<usize> = (0..networks.len()).filter(|&n| networks[n].external).collect();
     let mut out = Vec::new();
     for (i, f) in spec.floating_ips.iter().enumerate() {
-        let label =
-            f.ip.map(|ip| ip.to_string())
-                .or_else(|| f.instance.clone())
-                .unwrap_or_default();
-        let o = obj("floating_ips", i, &label);
+        let o = obj("floating_ips", i, &fip_label(f));
         let mut network = None;
         if let Some(name) = &f.network {
             match net_ix.get(name.as_str()) {
@@ -924,12 +968,7 @@ fn check_floating_ips(
                     format!("`{name}` is not an external network"),
                     "floating IPs come from a network with `external: true`",
                 ),
-                None => c.bad(
-                    &o,
-                    "network",
-                    format!("no network is called `{name}`"),
-                    "name an external network",
-                ),
+                None => c.bad(&o, "network", format!("no network is called `{name}`"), "name an external network"),
             }
         }
         let mut association = None;
@@ -937,12 +976,7 @@ fn check_floating_ips(
         if let Some(name) = &f.instance {
             match spec.instances.iter().position(|x| &x.name == name) {
                 None => {
-                    c.bad(
-                        &o,
-                        "instance",
-                        format!("no instance is called `{name}`"),
-                        "name an instance from the instances list",
-                    );
+                    c.bad(&o, "instance", format!("no instance is called `{name}`"), "name an instance from the instances list");
                     ok = false;
                 }
                 Some(x) => {
@@ -950,36 +984,79 @@ fn check_floating_ips(
                         c.bad(
                             &o,
                             "instance",
-                            format!("instance `{name}` already has floating_ips[{first}]"),
+                            format!("instance `{name}` already has {}", obj("floating_ips", first, &fip_label(&spec.floating_ips[first]))),
                             "associate one floating IP per instance",
                         );
                     }
                     if let Some(d) = &instances[x] {
-                        let serving: Vec<usize> = (0..routers.len())
+                        let ext_subnets = |r: usize| -> Vec<&Subnet> {
+                            routers[r]
+                                .external_gateway
+                                .map(|e| networks[e.0].subnets.iter().map(|s| &subnets[s.0]))
+                                .into_iter()
+                                .flatten()
+                                .collect()
+                        };
+                        // Routers that take this instance's subnet to an external
+                        // network (the one named by `network`, if given)...
+                        let connected: Vec<usize> = (0..routers.len())
                             .filter(|&r| {
                                 routers[r].interfaces.contains(&d.subnet)
-                                    && routers[r].external_gateway.is_some()
-                            })
-                            .filter(|&r| {
-                                network.is_none_or(|n| {
-                                    routers[r].external_gateway == Some(NetworkIx(n))
-                                })
-                            })
-                            .filter(|&r| {
-                                f.ip.is_none_or(|ip| {
-                                    networks[routers[r].external_gateway.expect("filtered").0]
-                                        .subnets
-                                        .iter()
-                                        .any(|s| subnets[s.0].cidr.contains(&ip))
-                                })
+                                    && routers[r].external_gateway.is_some_and(|e| network.is_none_or(|n| e == NetworkIx(n)))
                             })
                             .collect();
-                        match serving.first() {
-                            None => {
-                                c.bad(&o, "instance", format!("no router connects the subnet of `{name}` to an external network{}", f.ip.map(|ip| format!(" holding {ip}")).unwrap_or_default()), "attach the instance's subnet to a router with an external_gateway on the floating IP's network");
+                        // ...and of those, the ones whose external subnets hold `ip`.
+                        let serving: Vec<usize> = connected
+                            .iter()
+                            .copied()
+                            .filter(|&r| f.ip.is_none_or(|ip| ext_subnets(r).iter().any(|s| s.cidr.contains(&ip))))
+                            .collect();
+                        let sub = &subnets[d.subnet.0];
+                        match (connected.first(), serving.first()) {
+                            (None, _) => {
+                                let onto = network
+                                    .map(|n| format!("external network `{}`", networks[n].name))
+                                    .unwrap_or_else(|| "an external network".to_string());
+                                c.bad(
+                                    &o,
+                                    "instance",
+                                    format!(
+                                        "no router connects subnet `{}` of instance `{name}` to \
+                                         {onto}, so the floating IP could not reach it",
+                                        sub.name
+                                    ),
+                                    format!(
+                                        "add `{}` to the interfaces of a router whose \
+                                         external_gateway is set{}",
+                                        sub.name,
+                                        network.map(|n| format!(" to `{}`", networks[n].name)).unwrap_or_default()
+                                    ),
+                                );
                                 ok = false;
                             }
-                            Some(&r) => {
+                            (Some(&r), None) => {
+                                let cidrs: Vec<String> = ext_subnets(r).iter().map(|s| s.cidr.to_string()).collect();
+                                let ext = routers[r].external_gateway.expect("connected");
+                                c.bad(
+                                    &o,
+                                    "ip",
+                                    format!(
+                                        "{} is outside the subnets of external network `{}` \
+                                         ({}), where router `{}` takes instance `{name}`",
+                                        f.ip.expect("serving is filtered by ip only"),
+                                        networks[ext.0].name,
+                                        cidrs.join(", "),
+                                        routers[r].name
+                                    ),
+                                    format!(
+                                        "use an address inside {} or remove `ip` to have one \
+                                         allocated",
+                                        cidrs.join(", ")
+                                    ),
+                                );
+                                ok = false;
+                            }
+                            (_, Some(&r)) => {
                                 network = routers[r].external_gateway.map(|n| n.0);
                                 association = Some((InstanceIx(x), RouterIx(r)));
                             }
@@ -993,60 +1070,56 @@ fn check_floating_ips(
         if network.is_none()
             && let Some(ip) = f.ip
         {
-            network = externals.iter().copied().find(|&n| {
-                networks[n]
-                    .subnets
-                    .iter()
-                    .any(|s| subnets[s.0].cidr.contains(&ip))
-            });
+            network = externals.iter().copied().find(|&n| networks[n].subnets.iter().any(|s| subnets[s.0].cidr.contains(&ip)));
         }
         if network.is_none() && externals.len() == 1 && f.ip.is_none() {
             network = Some(externals[0]);
         }
         let Some(n) = network else {
             if ok {
-                c.bad(&o, "ip", "cannot tell which external network this floating IP belongs to", "give an `ip` inside an external subnet, an associated `instance`, or `network`");
+                let cidrs: Vec<String> =
+                    externals.iter().flat_map(|&n| networks[n].subnets.iter()).map(|s| subnets[s.0].cidr.to_string()).collect();
+                match f.ip {
+                    Some(ip) if !externals.is_empty() => c.bad(
+                        &o,
+                        "ip",
+                        format!("{ip} is outside every external subnet ({})", cidrs.join(", ")),
+                        "use an address of an external subnet or remove `ip` to have one allocated",
+                    ),
+                    _ if externals.is_empty() => c.bad(
+                        &o,
+                        "",
+                        "there is no external network to take the floating IP from",
+                        "add a network with `external: true` and a subnet",
+                    ),
+                    _ => c.bad(
+                        &o,
+                        "network",
+                        "cannot tell which external network this floating IP belongs to",
+                        "give an `ip` inside an external subnet, an associated `instance`, \
+                         or `network`",
+                    ),
+                }
             }
             out.push(None);
             continue;
         };
         if let Some(ip) = f.ip {
-            let inside = networks[n]
-                .subnets
-                .iter()
-                .map(|s| &subnets[s.0])
-                .find(|s| s.cidr.contains(&ip));
+            let inside = networks[n].subnets.iter().map(|s| &subnets[s.0]).find(|s| s.cidr.contains(&ip));
             match inside {
                 None => c.bad(
                     &o,
                     "ip",
-                    format!(
-                        "{ip} is outside the subnets of external network `{}`",
-                        networks[n].name
-                    ),
+                    format!("{ip} is outside the subnets of external network `{}`", networks[n].name),
                     "use an address of the external subnet or remove `ip` to have one allocated",
                 ),
-                Some(s)
-                    if ip == s.gateway || ip == s.cidr.network() || ip == s.cidr.broadcast() =>
-                {
-                    c.bad(
-                        &o,
-                        "ip",
-                        format!(
-                            "{ip} is the gateway, network or broadcast address of {}",
-                            s.cidr
-                        ),
-                        "use a free host address",
-                    )
+                Some(s) if ip == s.gateway || ip == s.cidr.network() || ip == s.cidr.broadcast() => {
+                    c.bad(&o, "ip", format!("{ip} is the gateway, network or broadcast address of {}", s.cidr), "use a free host address")
                 }
                 Some(_) => {}
             }
         }
-        out.push(ok.then_some(FipDraft {
-            ip: f.ip,
-            network: NetworkIx(n),
-            association,
-        }));
+        out.push(ok.then_some(FipDraft { ip: f.ip, network: NetworkIx(n), association }));
     }
     out
 }
@@ -1063,12 +1136,7 @@ fn check_external_hosts(
         let o = obj("external_hosts", i, &e.name);
         let n = match net_ix.get(e.network.as_str()) {
             None => {
-                c.bad(
-                    &o,
-                    "network",
-                    format!("no network is called `{}`", e.network),
-                    "name an external network",
-                );
+                c.bad(&o, "network", format!("no network is called `{}`", e.network), "name an external network");
                 out.push(None);
                 continue;
             }
@@ -1077,10 +1145,7 @@ fn check_external_hosts(
                     &o,
                     "network",
                     format!("`{}` is not an external network", e.network),
-                    format!(
-                        "set `external: true` on `{}` or use an external network",
-                        e.network
-                    ),
+                    format!("set `external: true` on `{}` or use an external network", e.network),
                 );
                 out.push(None);
                 continue;
@@ -1088,30 +1153,18 @@ fn check_external_hosts(
             Some(&n) => n,
         };
         if let Some(ip) = e.ip {
-            match networks[n]
-                .subnets
-                .iter()
-                .map(|s| &subnets[s.0])
-                .find(|s| s.cidr.contains(&ip))
-            {
-                None => c.bad(
-                    &o,
-                    "ip",
-                    format!("{ip} is outside the subnets of `{}`", e.network),
-                    "use an address of the external subnet",
-                ),
-                Some(s)
-                    if ip == s.gateway || ip == s.cidr.network() || ip == s.cidr.broadcast() =>
-                {
+            match networks[n].subnets.iter().map(|s| &subnets[s.0]).find(|s| s.cidr.contains(&ip)) {
+                None => {
+                    let cidrs: Vec<String> = networks[n].subnets.iter().map(|s| subnets[s.0].cidr.to_string()).collect();
                     c.bad(
                         &o,
                         "ip",
-                        format!(
-                            "{ip} is the gateway, network or broadcast address of {}",
-                            s.cidr
-                        ),
-                        "use a free host address",
+                        format!("{ip} is outside the subnets of external network `{}` ({})", e.network, cidrs.join(", ")),
+                        format!("use an address inside {} or remove `ip` to have one allocated", cidrs.join(", ")),
                     )
+                }
+                Some(s) if ip == s.gateway || ip == s.cidr.network() || ip == s.cidr.broadcast() => {
+                    c.bad(&o, "ip", format!("{ip} is the gateway, network or broadcast address of {}", s.cidr), "use a free host address")
                 }
                 Some(_) => {}
             }
@@ -1131,11 +1184,20 @@ impl Alloc {
     fn take_ip(&mut self, c: &mut Checker, topo: &Topology, s: SubnetIx, who: &str) -> Ipv4Addr {
         self.pools[s.0].allocate().unwrap_or_else(|| {
             let sub = &topo.subnets[s.0];
+            let n = sub.network.0;
+            let k = topo.networks[n].subnets.iter().position(|&x| x == s).unwrap_or(0);
+            let prefix = sub.cidr.prefix_len();
+            let size = (1u64 << (32 - u32::from(prefix))).saturating_sub(2);
             c.bad(
-                format!("subnets ({})", sub.name),
+                format!("networks[{n}] ({}).subnets[{k}] ({})", topo.networks[n].name, sub.name),
                 "cidr",
-                format!("no free address left in {} for {who}", sub.cidr),
-                "use a larger subnet or fewer ports",
+                format!("no free address left in {} ({size} host addresses) for {who}", sub.cidr),
+                format!(
+                    "use a larger subnet (e.g. a /{} instead of /{prefix}) or fewer ports; the \
+                     gateway, the DHCP port, router ports (sg-, qg-, fg-) and floating IPs take \
+                     addresses too",
+                    prefix.saturating_sub(1)
+                ),
             );
             Ipv4Addr::UNSPECIFIED
         })
@@ -1143,12 +1205,7 @@ impl Alloc {
 
     fn take_mac(&mut self, c: &mut Checker, prefix: [u8; 3], key: &str, who: &str) -> MacAddr {
         self.macs.allocate(prefix, key).unwrap_or_else(|| {
-            c.bad(
-                who.to_string(),
-                "mac",
-                "no free MAC address left",
-                "remove explicit MACs",
-            );
+            c.bad(who.to_string(), "mac", "no free MAC address left", "remove explicit MACs");
             MacAddr::ZERO
         })
     }
@@ -1164,93 +1221,48 @@ fn allocate(
     ext_hosts: &[Option<(NetworkIx, Option<Ipv4Addr>)>],
     network_node: Option<HostIx>,
 ) {
-    let mut a = Alloc {
-        pools: topo.subnets.iter().map(|s| IpPool::new(s.cidr)).collect(),
-        macs: MacAllocator::default(),
-    };
+    let mut a = Alloc { pools: topo.subnets.iter().map(|s| IpPool::new(s.cidr)).collect(), macs: MacAllocator::default() };
     // 1. Explicit addresses and MACs are reserved first; a clash is an error naming both.
     let mut owner: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
-    let mut claim =
-        |c: &mut Checker, a: &mut Alloc, s: SubnetIx, ip: Ipv4Addr, who: String, field: &str| {
-            if !a.pools[s.0].reserve(ip) {
-                let first = owner.get(&ip).cloned().unwrap_or_default();
-                c.bad(
-                    &who,
-                    field,
-                    format!("{ip} is already used by {first}"),
-                    "give every port its own address or remove `ip` to have one allocated",
-                );
-            } else {
-                owner.insert(ip, who);
-            }
-        };
+    let mut claim = |c: &mut Checker, a: &mut Alloc, s: SubnetIx, ip: Ipv4Addr, who: String, field: &str| {
+        if !a.pools[s.0].reserve(ip) {
+            let first = owner.get(&ip).cloned().unwrap_or_default();
+            c.bad(
+                &who,
+                field,
+                format!("{ip} is already used by {first}"),
+                "give every port its own address or remove `ip` to have one allocated",
+            );
+        } else {
+            owner.insert(ip, who);
+        }
+    };
     for (i, s) in topo.subnets.iter().enumerate() {
-        claim(
-            c,
-            &mut a,
-            SubnetIx(i),
-            s.gateway,
-            format!("the gateway of subnet `{}`", s.name),
-            "gateway_ip",
-        );
+        claim(c, &mut a, SubnetIx(i), s.gateway, format!("the gateway of subnet `{}`", s.name), "gateway_ip");
     }
     for (i, d) in instances.iter().enumerate() {
-        if let Some(InstanceDraft {
-            subnet,
-            ip: Some(ip),
-            ..
-        }) = d
-        {
-            claim(
-                c,
-                &mut a,
-                *subnet,
-                *ip,
-                obj("instances", i, &spec.instances[i].name),
-                "ip",
-            );
+        if let Some(InstanceDraft { subnet, ip: Some(ip), .. }) = d {
+            claim(c, &mut a, *subnet, *ip, obj("instances", i, &spec.instances[i].name), "ip");
         }
         if let Some(InstanceDraft { mac: Some(m), .. }) = d {
             a.macs.reserve(*m);
         }
     }
     let subnet_of = |topo: &Topology, n: NetworkIx, ip: Ipv4Addr| {
-        topo.networks[n.0]
-            .subnets
-            .iter()
-            .copied()
-            .find(|s| topo.subnets[s.0].cidr.contains(&ip))
+        topo.networks[n.0].subnets.iter().copied().find(|s| topo.subnets[s.0].cidr.contains(&ip))
     };
     for (i, f) in fips.iter().enumerate() {
-        if let Some(FipDraft {
-            ip: Some(ip),
-            network,
-            ..
-        }) = f
+        if let Some(FipDraft { ip: Some(ip), network, .. }) = f
             && let Some(s) = subnet_of(topo, *network, *ip)
         {
-            claim(
-                c,
-                &mut a,
-                s,
-                *ip,
-                obj("floating_ips", i, &ip.to_string()),
-                "ip",
-            );
+            claim(c, &mut a, s, *ip, obj("floating_ips", i, &ip.to_string()), "ip");
         }
     }
     for (i, e) in ext_hosts.iter().enumerate() {
         if let Some((n, Some(ip))) = e
             && let Some(s) = subnet_of(topo, *n, *ip)
         {
-            claim(
-                c,
-                &mut a,
-                s,
-                *ip,
-                obj("external_hosts", i, &spec.external_hosts[i].name),
-                "ip",
-            );
+            claim(c, &mut a, s, *ip, obj("external_hosts", i, &spec.external_hosts[i].name), "ip");
         }
     }
     for h in &topo.hosts {
@@ -1259,27 +1271,13 @@ fn allocate(
         }
     }
     // 2. DVR MACs of the dataplane hosts.
-    for h in topo
-        .hosts
-        .iter_mut()
-        .filter(|h| h.role != Role::Controller && h.dvr_mac.is_none())
-    {
-        h.dvr_mac = Some(a.take_mac(
-            c,
-            DVR_MAC_PREFIX,
-            &format!("dvr:{}", h.name),
-            &format!("hosts ({})", h.name),
-        ));
+    for (i, h) in topo.hosts.iter_mut().enumerate().filter(|(_, h)| h.role != Role::Controller && h.dvr_mac.is_none()) {
+        h.dvr_mac = Some(a.take_mac(c, DVR_MAC_PREFIX, &format!("dvr:{}", h.name), &obj("hosts", i, &h.name)));
     }
     // 3. DHCP ports, one per network with a DHCP subnet, on the network node.
     if let Some(nn) = network_node {
         for n in 0..topo.networks.len() {
-            let Some(s) = topo.networks[n]
-                .subnets
-                .iter()
-                .copied()
-                .find(|s| topo.subnets[s.0].enable_dhcp)
-            else {
+            let Some(s) = topo.networks[n].subnets.iter().copied().find(|s| topo.subnets[s.0].enable_dhcp) else {
                 continue;
             };
             if topo.networks[n].external {
@@ -1296,19 +1294,11 @@ fn allocate(
         for &s in &router.interfaces {
             let key = format!("qr:{}:{}", router.name, topo.subnets[s.0].name);
             let owner = if router.distributed {
-                PortOwner::RouterInterfaceDistributed {
-                    router: RouterIx(r),
-                }
+                PortOwner::RouterInterfaceDistributed { router: RouterIx(r) }
             } else {
-                PortOwner::RouterInterface {
-                    router: RouterIx(r),
-                }
+                PortOwner::RouterInterface { router: RouterIx(r) }
             };
-            let host = if router.distributed {
-                None
-            } else {
-                router.snat_host
-            };
+            let host = if router.distributed { None } else { router.snat_host };
             let gw = topo.subnets[s.0].gateway;
             push_port(c, &mut a, topo, &key, owner, s, gw, host);
         }
@@ -1319,18 +1309,7 @@ fn allocate(
             for &s in &router.interfaces {
                 let key = format!("sg:{}:{}", router.name, topo.subnets[s.0].name);
                 let ip = a.take_ip(c, topo, s, "the router's SNAT (sg-) port");
-                push_port(
-                    c,
-                    &mut a,
-                    topo,
-                    &key,
-                    PortOwner::CentralizedSnat {
-                        router: RouterIx(r),
-                    },
-                    s,
-                    ip,
-                    router.snat_host,
-                );
+                push_port(c, &mut a, topo, &key, PortOwner::CentralizedSnat { router: RouterIx(r) }, s, ip, router.snat_host);
             }
         }
         let es = topo.networks[ext.0].subnets[0];
@@ -1340,9 +1319,7 @@ fn allocate(
             &mut a,
             topo,
             &format!("qg:{}", router.name),
-            PortOwner::RouterGateway {
-                router: RouterIx(r),
-            },
+            PortOwner::RouterGateway { router: RouterIx(r) },
             es,
             ip,
             router.snat_host,
@@ -1352,41 +1329,22 @@ fn allocate(
     for (i, d) in instances.iter().enumerate() {
         let Some(d) = d else { continue };
         let name = &spec.instances[i].name;
-        let ip =
-            d.ip.unwrap_or_else(|| a.take_ip(c, topo, d.subnet, &format!("instance `{name}`")));
+        let ip = d.ip.unwrap_or_else(|| a.take_ip(c, topo, d.subnet, &format!("instance `{name}`")));
         let port = PortIx(topo.ports.len());
         let key = format!("vm:{name}");
         match d.mac {
             Some(mac) => topo.ports.push(Port {
                 id: PortId(derive_id("port", &key)),
-                owner: PortOwner::Compute {
-                    instance: InstanceIx(i),
-                },
+                owner: PortOwner::Compute { instance: InstanceIx(i) },
                 network: d.network,
                 subnet: d.subnet,
                 ip,
                 mac,
                 host: Some(d.host),
             }),
-            None => push_port(
-                c,
-                &mut a,
-                topo,
-                &key,
-                PortOwner::Compute {
-                    instance: InstanceIx(i),
-                },
-                d.subnet,
-                ip,
-                Some(d.host),
-            ),
+            None => push_port(c, &mut a, topo, &key, PortOwner::Compute { instance: InstanceIx(i) }, d.subnet, ip, Some(d.host)),
         }
-        topo.instances.push(Instance {
-            name: name.clone(),
-            host: d.host,
-            network: d.network,
-            port,
-        });
+        topo.instances.push(Instance { name: name.clone(), host: d.host, network: d.network, port });
     }
     // 6. Which hosts carry each router: the SNAT host plus every host with a
     //    DVR-serviced port on one of its subnets (Neutron's DVR scheduler).
@@ -1417,36 +1375,16 @@ fn allocate(
         for h in hosts {
             let key = format!("fg:{}:{}", topo.networks[n].name, topo.hosts[h.0].name);
             let s = topo.networks[n].subnets[0];
-            let ip = a.take_ip(
-                c,
-                topo,
-                s,
-                &format!(
-                    "the fip-agent gateway (fg-) port of host `{}`",
-                    topo.hosts[h.0].name
-                ),
-            );
-            push_port(
-                c,
-                &mut a,
-                topo,
-                &key,
-                PortOwner::FloatingIpAgentGateway,
-                s,
-                ip,
-                Some(h),
-            );
+            let ip = a.take_ip(c, topo, s, &format!("the fip-agent gateway (fg-) port of host `{}`", topo.hosts[h.0].name));
+            push_port(c, &mut a, topo, &key, PortOwner::FloatingIpAgentGateway, s, ip, Some(h));
         }
     }
     // 8. Floating IPs and their per-host rule priorities.
     let mut next_prio: BTreeMap<HostIx, u32> = BTreeMap::new();
     for (i, f) in fips.iter().enumerate() {
         let Some(f) = f else { continue };
-        let s =
-            f.ip.and_then(|ip| subnet_of(topo, f.network, ip))
-                .unwrap_or(topo.networks[f.network.0].subnets[0]);
-        let ip =
-            f.ip.unwrap_or_else(|| a.take_ip(c, topo, s, &format!("floating_ips[{i}]")));
+        let s = f.ip.and_then(|ip| subnet_of(topo, f.network, ip)).unwrap_or(topo.networks[f.network.0].subnets[0]);
+        let ip = f.ip.unwrap_or_else(|| a.take_ip(c, topo, s, &format!("floating_ips[{i}]")));
         let rule_priority = f.association.map(|(x, _)| {
             let p = next_prio.entry(topo.instances[x.0].host).or_insert(32768);
             *p += 1;
@@ -1465,24 +1403,15 @@ fn allocate(
     for (i, e) in ext_hosts.iter().enumerate() {
         let Some((n, ip)) = e else { continue };
         let name = &spec.external_hosts[i].name;
-        let s = ip
-            .and_then(|ip| subnet_of(topo, *n, ip))
-            .unwrap_or(topo.networks[n.0].subnets[0]);
+        let s = ip.and_then(|ip| subnet_of(topo, *n, ip)).unwrap_or(topo.networks[n.0].subnets[0]);
         let ip = ip.unwrap_or_else(|| a.take_ip(c, topo, s, &format!("external host `{name}`")));
-        let mac = a.take_mac(c, EXTERNAL_MAC_PREFIX, &format!("ext:{name}"), name);
-        topo.external_hosts.push(ExternalHost {
-            name: name.clone(),
-            network: *n,
-            subnet: s,
-            ip,
-            mac,
-        });
+        let mac = a.take_mac(c, EXTERNAL_MAC_PREFIX, &format!("ext:{name}"), &obj("external_hosts", i, name));
+        topo.external_hosts.push(ExternalHost { name: name.clone(), network: *n, subnet: s, ip, mac });
     }
     for s in 0..topo.subnets.len() {
         if topo.networks[topo.subnets[s].network.0].external {
             let key = format!("extgw:{}", topo.subnets[s].name);
-            topo.subnets[s].external_gateway_mac =
-                Some(a.take_mac(c, EXTERNAL_MAC_PREFIX, &key, &key));
+            topo.subnets[s].external_gateway_mac = Some(a.take_mac(c, EXTERNAL_MAC_PREFIX, &key, &key));
         }
     }
     // 10. Per-host local VLANs and rfp/fpr link-local pairs.
@@ -1505,15 +1434,7 @@ fn push_port(
     let id = PortId(derive_id("port", key));
     let mac = a.take_mac(c, PORT_MAC_PREFIX, &id.hyphenated(), key);
     let network = topo.subnets[subnet.0].network;
-    topo.ports.push(Port {
-        id,
-        owner,
-        network,
-        subnet,
-        ip,
-        mac,
-        host,
-    });
+    topo.ports.push(Port { id, owner, network, subnet, ip, mac, host });
 }
 
 /// Networks present on a host, in first-use order: the networks of its bound
@@ -1550,7 +1471,7 @@ fn allocate_host(c: &mut Checker, topo: &mut Topology, h: HostIx) {
             Some(v) => local.push((n, v)),
             None => {
                 c.bad(
-                    format!("hosts ({})", topo.hosts[h.0].name),
+                    obj("hosts", h.0, &topo.hosts[h.0].name),
                     "",
                     "more than 4094 networks on one host: no free local VLAN",
                     "spread the instances over more hosts",
@@ -1564,12 +1485,9 @@ fn allocate_host(c: &mut Checker, topo: &mut Topology, h: HostIx) {
     for (r, router) in topo.routers.iter().enumerate() {
         if router.distributed && router.external_gateway.is_some() && router.hosts.contains(&h) {
             match ll.allocate(&router.id.hyphenated()) {
-                Some(pair) => links.push(FipLink {
-                    router: RouterIx(r),
-                    pair,
-                }),
+                Some(pair) => links.push(FipLink { router: RouterIx(r), pair }),
                 None => c.bad(
-                    format!("hosts ({})", topo.hosts[h.0].name),
+                    obj("hosts", h.0, &topo.hosts[h.0].name),
                     "",
                     "more than 8192 routers with a gateway on one host: no free link-local pair",
                     "spread the routers over more hosts",

@@ -31,9 +31,7 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     /// The file could not be read.
-    #[error(
-        "{file}: cannot read the topology file: {source}\n    fix: check the path given to -t/--topology"
-    )]
+    #[error("{file}: cannot read the topology file: {source}\n    fix: check the path given to -t/--topology")]
     Io {
         /// File label.
         file: String,
@@ -63,20 +61,14 @@ pub enum TopologyError {
 }
 
 fn render(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
 }
 
 impl TopologyError {
     /// The individual problems (one for I/O and syntax errors).
     pub fn problems(&self) -> Vec<String> {
         match self {
-            TopologyError::Invalid { problems, .. } => {
-                problems.iter().map(|p| p.to_string()).collect()
-            }
+            TopologyError::Invalid { problems, .. } => problems.iter().map(|p| p.to_string()).collect(),
             other => vec![other.to_string()],
         }
     }

@@ -18,11 +18,7 @@ pub fn interface_name(prefix: &str, name: &str, sha1_hex: impl FnOnce(&str) -> S
     }
     let keep = DEVICE_NAME_MAX_LEN - prefix.len() - INTERFACE_HASH_LEN;
     let hash = sha1_hex(name);
-    format!(
-        "{prefix}{}{}",
-        &name[..keep.min(name.len())],
-        &hash[..INTERFACE_HASH_LEN]
-    )
+    format!("{prefix}{}{}", &name[..keep.min(name.len())], &hash[..INTERFACE_HASH_LEN])
 }
 
 /// `qrouter-<router id>`.

@@ -103,10 +103,7 @@ impl Host {
 
     /// The local VLAN of a network on this host.
     pub fn local_vlan(&self, network: NetworkIx) -> Option<VlanId> {
-        self.local_vlans
-            .iter()
-            .find(|(n, _)| *n == network)
-            .map(|(_, v)| *v)
+        self.local_vlans.iter().find(|(n, _)| *n == network).map(|(_, v)| *v)
     }
 
     /// The fip link of a router on this host.
@@ -267,9 +264,7 @@ impl PortOwner {
         match self {
             PortOwner::Compute { .. } => "qvo",
             PortOwner::Dhcp => "tap",
-            PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. } => {
-                "qr-"
-            }
+            PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. } => "qr-",
             PortOwner::CentralizedSnat { .. } => "sg-",
             PortOwner::RouterGateway { .. } => "qg-",
             PortOwner::FloatingIpAgentGateway => "fg-",
@@ -392,10 +387,7 @@ impl Topology {
     }
     /// Routers with their indices.
     pub fn routers_ix(&self) -> impl Iterator<Item = (RouterIx, &Router)> {
-        self.routers
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (RouterIx(i), r))
+        self.routers.iter().enumerate().map(|(i, r)| (RouterIx(i), r))
     }
     /// Hosts with their indices.
     pub fn hosts_ix(&self) -> impl Iterator<Item = (HostIx, &Host)> {
@@ -412,36 +404,24 @@ impl Topology {
     }
     /// The router's `sg-` port on a subnet.
     pub fn snat_port(&self, router: RouterIx, subnet: SubnetIx) -> Option<PortIx> {
-        self.ports_ix()
-            .find(|(_, p)| p.subnet == subnet && p.owner == PortOwner::CentralizedSnat { router })
-            .map(|(i, _)| i)
+        self.ports_ix().find(|(_, p)| p.subnet == subnet && p.owner == PortOwner::CentralizedSnat { router }).map(|(i, _)| i)
     }
     /// The router's `qg-` port.
     pub fn gateway_port(&self, router: RouterIx) -> Option<PortIx> {
-        self.ports_ix()
-            .find(|(_, p)| p.owner == PortOwner::RouterGateway { router })
-            .map(|(i, _)| i)
+        self.ports_ix().find(|(_, p)| p.owner == PortOwner::RouterGateway { router }).map(|(i, _)| i)
     }
     /// The `fg-` port of a host on an external network.
     pub fn fip_agent_port(&self, host: HostIx, network: NetworkIx) -> Option<PortIx> {
         self.ports_ix()
-            .find(|(_, p)| {
-                p.owner == PortOwner::FloatingIpAgentGateway
-                    && p.host == Some(host)
-                    && p.network == network
-            })
+            .find(|(_, p)| p.owner == PortOwner::FloatingIpAgentGateway && p.host == Some(host) && p.network == network)
             .map(|(i, _)| i)
     }
     /// The DHCP port of a network.
     pub fn dhcp_port(&self, network: NetworkIx) -> Option<PortIx> {
-        self.ports_ix()
-            .find(|(_, p)| p.owner == PortOwner::Dhcp && p.network == network)
-            .map(|(i, _)| i)
+        self.ports_ix().find(|(_, p)| p.owner == PortOwner::Dhcp && p.network == network).map(|(i, _)| i)
     }
     /// Every router attached to a subnet.
     pub fn routers_on_subnet(&self, subnet: SubnetIx) -> impl Iterator<Item = RouterIx> + '_ {
-        self.routers_ix()
-            .filter(move |(_, r)| r.interfaces.contains(&subnet))
-            .map(|(i, _)| i)
+        self.routers_ix().filter(move |(_, r)| r.interfaces.contains(&subnet)).map(|(i, _)| i)
     }
 }

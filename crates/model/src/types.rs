@@ -45,11 +45,7 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
 
@@ -135,8 +131,7 @@ impl fmt::Debug for VlanId {
 impl<'de> Deserialize<'de> for VlanId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = u16::deserialize(d)?;
-        VlanId::new(v)
-            .ok_or_else(|| serde::de::Error::custom(format!("{v} is not a VLAN id in 1..=4094")))
+        VlanId::new(v).ok_or_else(|| serde::de::Error::custom(format!("{v} is not a VLAN id in 1..=4094")))
     }
 }
 
@@ -276,13 +271,7 @@ mod tests {
 
     #[test]
     fn mac_rejects_garbage() {
-        for bad in [
-            "",
-            "fa:16:3e",
-            "fa:16:3e:00:00:00:00",
-            "zz:16:3e:00:00:00",
-            "fa:16:3e:000:0:0",
-        ] {
+        for bad in ["", "fa:16:3e", "fa:16:3e:00:00:00:00", "zz:16:3e:00:00:00", "fa:16:3e:000:0:0"] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

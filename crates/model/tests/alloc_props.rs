@@ -8,13 +8,9 @@ use std::collections::BTreeSet;
 /// A deployment with `computes` compute nodes, `nets` VLAN networks on one
 /// router and instances placed by `placement` (host index, network index).
 fn yaml(computes: usize, nets: usize, prefix: u8, placement: &[(usize, usize)]) -> String {
-    let mut y = String::from(
-        "version: 1\nhosts:\n  - {name: net0, role: network, bridge_mappings: {physnet1: br-vlan, extnet: br-ex}}\n",
-    );
+    let mut y = String::from("version: 1\nhosts:\n  - {name: net0, role: network, bridge_mappings: {physnet1: br-vlan, extnet: br-ex}}\n");
     for c in 0..computes {
-        y += &format!(
-            "  - {{name: cmp{c}, role: compute, bridge_mappings: {{physnet1: br-vlan, extnet: br-ex}}}}\n"
-        );
+        y += &format!("  - {{name: cmp{c}, role: compute, bridge_mappings: {{physnet1: br-vlan, extnet: br-ex}}}}\n");
     }
     y += "networks:\n  - {name: ext, type: flat, physical_network: extnet, external: true, subnets: [{name: ext-v4, cidr: 10.0.0.0/16, enable_dhcp: false}]}\n";
     for n in 0..nets {
@@ -23,17 +19,10 @@ fn yaml(computes: usize, nets: usize, prefix: u8, placement: &[(usize, usize)]) 
         );
     }
     let ifaces: Vec<String> = (0..nets).map(|n| format!("s{n}")).collect();
-    y += &format!(
-        "routers:\n  - {{name: r1, interfaces: [{}], external_gateway: ext}}\n",
-        ifaces.join(", ")
-    );
+    y += &format!("routers:\n  - {{name: r1, interfaces: [{}], external_gateway: ext}}\n", ifaces.join(", "));
     y += "instances:\n";
     for (i, (h, n)) in placement.iter().enumerate() {
-        y += &format!(
-            "  - {{name: vm{i}, host: cmp{}, network: n{}}}\n",
-            h % computes,
-            n % nets
-        );
+        y += &format!("  - {{name: vm{i}, host: cmp{}, network: n{}}}\n", h % computes, n % nets);
     }
     y
 }

@@ -4,17 +4,11 @@ use dvr_model::*;
 
 #[test]
 fn embedded_seed_equals_shared_seed() {
-    let shared = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/labs/seed.yaml"
-    );
+    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/labs/seed.yaml");
     let Ok(text) = std::fs::read_to_string(shared) else {
         // The shared folder sits beside the repository in CI and in sessions;
         // outside them there is nothing to compare with.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "shared/labs/seed.yaml missing in CI"
-        );
+        assert!(std::env::var_os("CI").is_none(), "shared/labs/seed.yaml missing in CI");
         return;
     };
     let a = serde_json::to_value(load_str("shared", &text).unwrap()).unwrap();
@@ -26,11 +20,7 @@ fn embedded_seed_equals_shared_seed() {
 fn seed_allocations_follow_the_walkthrough() {
     let t = seed();
     let c1 = &t.hosts[t.host_ix("compute1").unwrap().0];
-    assert_eq!(
-        c1.local_vlans.len(),
-        3,
-        "test1, test2 and external on compute1"
-    );
+    assert_eq!(c1.local_vlans.len(), 3, "test1, test2 and external on compute1");
     assert_eq!(c1.local_vlans[0].1.get(), 1);
     assert_eq!(c1.local_vlans[1].1.get(), 2);
     assert!(t.hosts[0].dvr_mac.is_none(), "controller has no DVR MAC");
@@ -44,10 +34,7 @@ fn seed_allocations_follow_the_walkthrough() {
     assert_eq!(t.port(sg).ip.to_string(), "192.168.1.3");
     let fip = &t.floating_ips[0];
     assert_eq!(fip.rule_priority, Some(32768));
-    assert_eq!(
-        t.port(t.gateway_port(RouterIx(0)).unwrap()).ip.to_string(),
-        "10.100.0.2"
-    );
+    assert_eq!(t.port(t.gateway_port(RouterIx(0)).unwrap()).ip.to_string(), "10.100.0.2");
 }
 
 #[test]

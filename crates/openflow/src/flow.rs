@@ -73,22 +73,14 @@ impl Ipv4Match {
     }
     /// Whether `ip` falls inside.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix)
-        };
+        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
         u32::from(ip) & mask == u32::from(self.addr) & mask
     }
 }
 
 impl fmt::Display for Ipv4Match {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.prefix == 32 {
-            write!(f, "{}", self.addr)
-        } else {
-            write!(f, "{}/{}", self.addr, self.prefix)
-        }
+        if self.prefix == 32 { write!(f, "{}", self.addr) } else { write!(f, "{}/{}", self.addr, self.prefix) }
     }
 }
 
@@ -197,14 +189,7 @@ pub struct Flow {
 impl Flow {
     /// A flow without provenance (parsed from a dump).
     pub fn new(table: u8, priority: u16, matches: Match, actions: Vec<Action>) -> Flow {
-        Flow {
-            table: TableId(table),
-            priority,
-            matches,
-            actions,
-            builder: String::new(),
-            reason: String::new(),
-        }
+        Flow { table: TableId(table), priority, matches, actions, builder: String::new(), reason: String::new() }
     }
 
     /// The match part in `ovs-ofctl` syntax, e.g. `arp,in_port=qvo1,arp_spa=192.168.1.9`.
@@ -254,11 +239,7 @@ impl Flow {
         if self.actions.is_empty() {
             return "drop".into();
         }
-        self.actions
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
+        self.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
     }
 }
 

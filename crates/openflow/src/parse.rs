@@ -20,16 +20,7 @@ pub struct ParseError {
 }
 
 /// Fields printed by `dump-flows` that carry statistics, not semantics.
-const STAT_FIELDS: &[&str] = &[
-    "cookie",
-    "duration",
-    "n_packets",
-    "n_bytes",
-    "idle_age",
-    "hard_age",
-    "idle_timeout",
-    "hard_timeout",
-];
+const STAT_FIELDS: &[&str] = &["cookie", "duration", "n_packets", "n_bytes", "idle_age", "hard_age", "idle_timeout", "hard_timeout"];
 
 /// Parse many lines; blank lines, `#` comments and `OFPST_FLOW`/`NXST_FLOW`
 /// headers are skipped.
@@ -37,11 +28,7 @@ pub fn parse_flows(text: &str) -> Result<Vec<Flow>, ParseError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let l = line.trim();
-        if l.is_empty()
-            || l.starts_with('#')
-            || l.starts_with("OFPST_FLOW")
-            || l.starts_with("NXST_FLOW")
-        {
+        if l.is_empty() || l.starts_with('#') || l.starts_with("OFPST_FLOW") || l.starts_with("NXST_FLOW") {
             continue;
         }
         out.push(parse_flow(l).map_err(|mut e| {
@@ -53,11 +40,7 @@ pub fn parse_flows(text: &str) -> Result<Vec<Flow>, ParseError> {
 }
 
 fn err(text: &str, what: impl Into<String>) -> ParseError {
-    ParseError {
-        line: 1,
-        text: text.to_string(),
-        what: what.into(),
-    }
+    ParseError { line: 1, text: text.to_string(), what: what.into() }
 }
 
 /// Parse one flow line.
@@ -67,11 +50,7 @@ pub fn parse_flow(line: &str) -> Result<Flow, ParseError> {
         None => return Err(err(line, "missing `actions=`")),
     };
     let mut flow = Flow::new(0, 32768, Match::default(), Vec::new());
-    for tok in head
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
+    for tok in head.split([',', ' ']).map(str::trim).filter(|t| !t.is_empty()) {
         let (k, v) = match tok.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (tok, None),
@@ -90,15 +69,9 @@ pub fn parse_flow(line: &str) -> Result<Flow, ParseError> {
             ("in_port", Some(v)) => m.in_port = Some(unquote(v)),
             ("dl_vlan", Some(v)) => {
                 let n: u32 = num(tok, v)?;
-                m.dl_vlan = Some(if n == 0xffff {
-                    VlanMatch::Untagged
-                } else {
-                    VlanMatch::Tagged(n as u16)
-                });
+                m.dl_vlan = Some(if n == 0xffff { VlanMatch::Untagged } else { VlanMatch::Tagged(n as u16) });
             }
-            ("vlan_tci", Some(v)) if v == "0x0000/0x1fff" || v == "0/0x1fff" => {
-                m.dl_vlan = Some(VlanMatch::Untagged)
-            }
+            ("vlan_tci", Some(v)) if v == "0x0000/0x1fff" || v == "0/0x1fff" => m.dl_vlan = Some(VlanMatch::Untagged),
             ("dl_src" | "eth_src", Some(v)) => m.dl_src = Some(mac(tok, v)?),
             ("dl_dst" | "eth_dst", Some(v)) => m.dl_dst = Some(mac(tok, v)?),
             ("arp_op", Some(v)) => m.arp_op = Some(num(tok, v)?),
@@ -147,10 +120,7 @@ fn split_actions(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter()
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect()
+    out.into_iter().map(str::trim).filter(|a| !a.is_empty()).collect()
 }
 
 /// Parse the action list after `actions=`.
@@ -168,10 +138,7 @@ pub fn parse_actions(s: &str) -> Result<Vec<Action>, ParseError> {
                 return Err(err(a, "only push_vlan:0x8100 is supported"));
             }
             Action::PushVlan
-        } else if let Some(t) = a
-            .strip_prefix("resubmit(,")
-            .and_then(|t| t.strip_suffix(')'))
-        {
+        } else if let Some(t) = a.strip_prefix("resubmit(,").and_then(|t| t.strip_suffix(')')) {
             Action::Resubmit(TableId(num(a, t)?))
         } else if let Some(t) = a.strip_prefix("goto_table:") {
             Action::GotoTable(TableId(num(a, t)?))
@@ -182,9 +149,7 @@ pub fn parse_actions(s: &str) -> Result<Vec<Action>, ParseError> {
         } else if let Some(m) = a.strip_prefix("mod_dl_dst:") {
             Action::ModDlDst(mac(a, m)?)
         } else if let Some(rest) = a.strip_prefix("set_field:") {
-            let (v, field) = rest
-                .split_once("->")
-                .ok_or_else(|| err(a, "set_field without `->`"))?;
+            let (v, field) = rest.split_once("->").ok_or_else(|| err(a, "set_field without `->`"))?;
             match field {
                 "vlan_vid" => {
                     let raw: u32 = num(a, v)?;
@@ -221,8 +186,7 @@ fn num<T: TryFrom<u64>>(tok: &str, v: &str) -> Result<T, ParseError> {
 }
 
 fn mac(tok: &str, v: &str) -> Result<MacAddr, ParseError> {
-    v.parse()
-        .map_err(|e: dvr_model::types::MacParseError| err(tok, e.to_string()))
+    v.parse().map_err(|e: dvr_model::types::MacParseError| err(tok, e.to_string()))
 }
 
 fn ipm(tok: &str, v: &str) -> Result<Ipv4Match, ParseError> {
@@ -254,26 +218,14 @@ mod tests {
     fn arb_ip() -> impl Strategy<Value = Ipv4Match> {
         (any::<u32>(), 0u8..=32).prop_map(|(a, p)| {
             let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-            Ipv4Match {
-                addr: Ipv4Addr::from(a & mask),
-                prefix: p,
-            }
+            Ipv4Match { addr: Ipv4Addr::from(a & mask), prefix: p }
         })
     }
     fn arb_match() -> impl Strategy<Value = Match> {
         (
-            proptest::option::of(prop_oneof![
-                Just(Proto::Arp),
-                Just(Proto::Ip),
-                Just(Proto::Icmp),
-                Just(Proto::Tcp),
-                Just(Proto::Udp)
-            ]),
+            proptest::option::of(prop_oneof![Just(Proto::Arp), Just(Proto::Ip), Just(Proto::Icmp), Just(Proto::Tcp), Just(Proto::Udp)]),
             proptest::option::of("[a-z][a-z0-9-]{0,13}"),
-            proptest::option::of(prop_oneof![
-                Just(VlanMatch::Untagged),
-                (1u16..4095).prop_map(VlanMatch::Tagged)
-            ]),
+            proptest::option::of(prop_oneof![Just(VlanMatch::Untagged), (1u16..4095).prop_map(VlanMatch::Tagged)]),
             proptest::option::of(arb_mac()),
             proptest::option::of(arb_mac()),
             proptest::option::of(1u16..3),
@@ -282,32 +234,19 @@ mod tests {
             proptest::option::of(arb_mac()),
             proptest::option::of(arb_ip()),
         )
-            .prop_map(
-                |(
-                    proto,
-                    in_port,
-                    dl_vlan,
-                    dl_src,
-                    dl_dst,
-                    arp_op,
-                    arp_spa,
-                    arp_tpa,
-                    arp_tha,
-                    nw_dst,
-                )| Match {
-                    proto,
-                    in_port,
-                    dl_vlan,
-                    dl_src,
-                    dl_dst,
-                    arp_op,
-                    arp_spa,
-                    arp_tpa,
-                    arp_tha,
-                    nw_src: None,
-                    nw_dst,
-                },
-            )
+            .prop_map(|(proto, in_port, dl_vlan, dl_src, dl_dst, arp_op, arp_spa, arp_tpa, arp_tha, nw_dst)| Match {
+                proto,
+                in_port,
+                dl_vlan,
+                dl_src,
+                dl_dst,
+                arp_op,
+                arp_spa,
+                arp_tpa,
+                arp_tha,
+                nw_src: None,
+                nw_dst,
+            })
     }
     fn arb_action() -> impl Strategy<Value = Action> {
         prop_oneof![
@@ -344,18 +283,14 @@ mod tests {
         let dump = "OFPST_FLOW reply (OF1.3) (xid=0x2):\n cookie=0x0, duration=3.1s, table=2, n_packets=0, n_bytes=0, reset_counts priority=4,in_port=\"phy-br-vlan\",dl_vlan=1 actions=set_field:4292->vlan_vid,NORMAL\n cookie=0x0, duration=3.1s, table=1, n_packets=0, n_bytes=0, priority=1,dl_vlan=1,dl_src=fa:16:3e:00:00:01 actions=set_field:fa:16:3f:00:00:01->eth_src,goto_table:2\n";
         let flows = parse_flows(dump).unwrap();
         assert_eq!(flows.len(), 2);
-        assert_eq!(
-            flows[0].actions,
-            vec![Action::ModVlanVid(196), Action::Normal]
-        );
+        assert_eq!(flows[0].actions, vec![Action::ModVlanVid(196), Action::Normal]);
         assert_eq!(flows[0].matches.in_port.as_deref(), Some("phy-br-vlan"));
         assert_eq!(flows[1].actions[1], Action::GotoTable(TableId(2)));
     }
 
     #[test]
     fn reports_line_of_bad_flow() {
-        let e = parse_flows("table=0, priority=1 actions=NORMAL\n\ntable=0, bogus=1 actions=drop")
-            .unwrap_err();
+        let e = parse_flows("table=0, priority=1 actions=NORMAL\n\ntable=0, bogus=1 actions=drop").unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.what.contains("unknown match field"));
     }

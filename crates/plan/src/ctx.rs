@@ -34,12 +34,7 @@ pub struct QrOnHost<'a> {
 impl<'a> HostCtx<'a> {
     /// Build the view.
     pub fn new(topo: &'a Topology, ix: HostIx, profile: Profile) -> Self {
-        HostCtx {
-            topo,
-            ix,
-            host: topo.host(ix),
-            profile,
-        }
+        HostCtx { topo, ix, host: topo.host(ix), profile }
     }
 
     /// The host's own DVR MAC (dataplane hosts always have one).
@@ -49,20 +44,12 @@ impl<'a> HostCtx<'a> {
 
     /// DVR MACs of every other dataplane host, in host order.
     pub fn remote_dvr_macs(&self) -> Vec<MacAddr> {
-        self.topo
-            .hosts_ix()
-            .filter(|(i, _)| *i != self.ix)
-            .filter_map(|(_, h)| h.dvr_mac)
-            .collect()
+        self.topo.hosts_ix().filter(|(i, _)| *i != self.ix).filter_map(|(_, h)| h.dvr_mac).collect()
     }
 
     /// Routers with a copy on this host.
     pub fn routers(&self) -> Vec<RouterIx> {
-        self.topo
-            .routers_ix()
-            .filter(|(_, r)| r.hosts.contains(&self.ix))
-            .map(|(i, _)| i)
-            .collect()
+        self.topo.routers_ix().filter(|(_, r)| r.hosts.contains(&self.ix)).map(|(i, _)| i).collect()
     }
 
     /// Whether this host runs the router's SNAT (or the whole legacy router).
@@ -79,23 +66,10 @@ impl<'a> HostCtx<'a> {
                 continue;
             }
             for &s in &router.interfaces {
-                let port = self.topo.port(
-                    self.topo
-                        .router_interface(r, s)
-                        .expect("every interface has a port"),
-                );
+                let port = self.topo.port(self.topo.router_interface(r, s).expect("every interface has a port"));
                 let subnet = self.topo.subnet(s);
-                let lvid = self
-                    .host
-                    .local_vlan(subnet.network)
-                    .expect("router networks have a local VLAN");
-                out.push(QrOnHost {
-                    router: r,
-                    port,
-                    subnet,
-                    subnet_ix: s,
-                    lvid,
-                });
+                let lvid = self.host.local_vlan(subnet.network).expect("router networks have a local VLAN");
+                out.push(QrOnHost { router: r, port, subnet, subnet_ix: s, lvid });
             }
         }
         out
@@ -103,26 +77,17 @@ impl<'a> HostCtx<'a> {
 
     /// Ports bound to this host (VMs, DHCP, sg-, qg-, fg-, legacy qr-).
     pub fn bound_ports(&self) -> impl Iterator<Item = &'a Port> + '_ {
-        self.topo
-            .ports
-            .iter()
-            .filter(move |p| p.host == Some(self.ix))
+        self.topo.ports.iter().filter(move |p| p.host == Some(self.ix))
     }
 
     /// Local VLAN of a network here.
     pub fn lvid(&self, n: NetworkIx) -> VlanId {
-        self.host
-            .local_vlan(n)
-            .expect("networks with ports here have a local VLAN")
+        self.host.local_vlan(n).expect("networks with ports here have a local VLAN")
     }
 
     /// The mapping carrying a network, if it is a physical network this host maps.
     pub fn mapping_of(&self, n: NetworkIx) -> Option<&'a BridgeMapping> {
-        self.topo
-            .network(n)
-            .segment
-            .physnet()
-            .and_then(|p| self.host.mapping(p))
+        self.topo.network(n).segment.physnet().and_then(|p| self.host.mapping(p))
     }
 
     /// The `int-<bridge>` patch port name on br-int.
@@ -143,9 +108,7 @@ impl<'a> HostCtx<'a> {
 
 /// Neutron's patch port name, hashed when longer than 15 characters.
 pub fn patch_name(prefix: &str, bridge: &str) -> String {
-    dvr_model::names::interface_name(prefix, bridge, |s| {
-        sha1_smol::Sha1::from(s).digest().to_string()
-    })
+    dvr_model::names::interface_name(prefix, bridge, |s| sha1_smol::Sha1::from(s).digest().to_string())
 }
 
 /// A flow with provenance.
@@ -157,12 +120,5 @@ pub fn flow(
     builder: &str,
     reason: impl Into<String>,
 ) -> Flow {
-    Flow {
-        table: t.id,
-        priority,
-        matches,
-        actions,
-        builder: builder.to_string(),
-        reason: reason.into(),
-    }
+    Flow { table: t.id, priority, matches, actions, builder: builder.to_string(), reason: reason.into() }
 }

@@ -23,46 +23,15 @@ pub fn int_base_flows(cx: &HostCtx) -> Vec<Flow> {
         flow(
             INT_LOCAL_SWITCHING,
             65535,
-            Match {
-                dl_vlan: Some(VlanMatch::Tagged(4095)),
-                ..Default::default()
-            },
+            Match { dl_vlan: Some(VlanMatch::Tagged(4095)), ..Default::default() },
             vec![Action::Drop],
             B,
             "drop traffic of dead ports (VLAN 4095)",
         ),
-        flow(
-            INT_CANARY,
-            0,
-            Match::default(),
-            vec![Action::Drop],
-            B,
-            "canary: an empty table 23 means OVS restarted",
-        ),
-        flow(
-            INT_ARP_SPOOF,
-            0,
-            Match::default(),
-            vec![Action::Drop],
-            B,
-            "ARP not allowed by a per-port flow is spoofed",
-        ),
-        flow(
-            INT_TRANSIENT,
-            1,
-            Match::default(),
-            vec![Action::Normal],
-            B,
-            "learning switch for all non-DVR traffic",
-        ),
-        flow(
-            INT_DVR_TO_SRC_MAC,
-            1,
-            Match::default(),
-            vec![Action::Drop],
-            B,
-            "DVR: unknown routed frames from remote hosts (tunnels)",
-        ),
+        flow(INT_CANARY, 0, Match::default(), vec![Action::Drop], B, "canary: an empty table 23 means OVS restarted"),
+        flow(INT_ARP_SPOOF, 0, Match::default(), vec![Action::Drop], B, "ARP not allowed by a per-port flow is spoofed"),
+        flow(INT_TRANSIENT, 1, Match::default(), vec![Action::Normal], B, "learning switch for all non-DVR traffic"),
+        flow(INT_DVR_TO_SRC_MAC, 1, Match::default(), vec![Action::Drop], B, "DVR: unknown routed frames from remote hosts (tunnels)"),
         flow(
             INT_DVR_TO_SRC_MAC_PHYSICAL,
             1,
@@ -73,22 +42,8 @@ pub fn int_base_flows(cx: &HostCtx) -> Vec<Flow> {
         ),
     ];
     if p.has_passthrough_tables() {
-        v.push(flow(
-            INT_LOCAL_EGRESS,
-            0,
-            Match::default(),
-            vec![p.next(INT_PACKET_RATE_LIMIT)],
-            B,
-            "local-IP feature off: pass on",
-        ));
-        v.push(flow(
-            INT_LOCAL_IP,
-            0,
-            Match::default(),
-            vec![p.next(INT_PACKET_RATE_LIMIT)],
-            B,
-            "local-IP feature off: pass on",
-        ));
+        v.push(flow(INT_LOCAL_EGRESS, 0, Match::default(), vec![p.next(INT_PACKET_RATE_LIMIT)], B, "local-IP feature off: pass on"));
+        v.push(flow(INT_LOCAL_IP, 0, Match::default(), vec![p.next(INT_PACKET_RATE_LIMIT)], B, "local-IP feature off: pass on"));
         v.push(flow(
             INT_PACKET_RATE_LIMIT,
             0,
@@ -97,22 +52,8 @@ pub fn int_base_flows(cx: &HostCtx) -> Vec<Flow> {
             B,
             "no packet-rate limit: pass on",
         ));
-        v.push(flow(
-            INT_BANDWIDTH_RATE_LIMIT,
-            0,
-            Match::default(),
-            vec![p.next(INT_TRANSIENT)],
-            B,
-            "no bandwidth limit: pass on",
-        ));
-        v.push(flow(
-            INT_TRANSIENT_EGRESS,
-            3,
-            Match::default(),
-            vec![Action::Normal],
-            B,
-            "egress learning switch",
-        ));
+        v.push(flow(INT_BANDWIDTH_RATE_LIMIT, 0, Match::default(), vec![p.next(INT_TRANSIENT)], B, "no bandwidth limit: pass on"));
+        v.push(flow(INT_TRANSIENT_EGRESS, 3, Match::default(), vec![Action::Normal], B, "egress learning switch"));
     }
     v
 }
@@ -124,20 +65,14 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Flow> {
     let mut v = Vec::new();
     for m in &cx.host.bridge_mappings {
         let int_patch = cx.int_patch(m);
-        let on = |f: Match| Match {
-            in_port: Some(int_patch.clone()),
-            ..f
-        };
+        let on = |f: Match| Match { in_port: Some(int_patch.clone()), ..f };
         v.push(flow(
             INT_LOCAL_SWITCHING,
             2,
             on(Match::default()),
             vec![Action::Drop],
             "int_phys_flows",
-            format!(
-                "drop frames from {} that no translation flow claims",
-                m.bridge
-            ),
+            format!("drop frames from {} that no translation flow claims", m.bridge),
         ));
         for mac in cx.remote_dvr_macs() {
             v.push(flow(
@@ -152,10 +87,7 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Flow> {
         v.push(flow(
             INT_LOCAL_SWITCHING,
             5,
-            on(Match {
-                dl_dst: Some(cx.dvr_mac()),
-                ..Default::default()
-            }),
+            on(Match { dl_dst: Some(cx.dvr_mac()), ..Default::default() }),
             vec![p.next(INT_ARP_DVR_MAC_TO_DST_MAC_PHYSICAL)],
             "dvr_mac_flows",
             "frame addressed to this host's DVR MAC: hand it to the router port (table 4)",
@@ -166,18 +98,10 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Flow> {
                 continue;
             }
             let (vlan, actions) = match &net.segment {
-                Segment::Vlan { vlan, .. } => (
-                    VlanMatch::Tagged(vlan.get()),
-                    vec![Action::ModVlanVid(lvid.get()), p.after_vlan_translation()],
-                ),
-                _ => (
-                    VlanMatch::Untagged,
-                    vec![
-                        Action::PushVlan,
-                        Action::ModVlanVid(lvid.get()),
-                        p.after_vlan_translation(),
-                    ],
-                ),
+                Segment::Vlan { vlan, .. } => {
+                    (VlanMatch::Tagged(vlan.get()), vec![Action::ModVlanVid(lvid.get()), p.after_vlan_translation()])
+                }
+                _ => (VlanMatch::Untagged, vec![Action::PushVlan, Action::ModVlanVid(lvid.get()), p.after_vlan_translation()]),
             };
             let seg = match vlan {
                 VlanMatch::Tagged(s) => format!("VLAN {s}"),
@@ -186,16 +110,10 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Flow> {
             v.push(flow(
                 INT_LOCAL_SWITCHING,
                 3,
-                on(Match {
-                    dl_vlan: Some(vlan),
-                    ..Default::default()
-                }),
+                on(Match { dl_vlan: Some(vlan), ..Default::default() }),
                 actions,
                 "local_vlan_flows",
-                format!(
-                    "network {}: {seg} on the wire becomes local VLAN {lvid}",
-                    net.name
-                ),
+                format!("network {}: {seg} on the wire becomes local VLAN {lvid}", net.name),
             ));
         }
     }
@@ -208,22 +126,13 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Flow> {
     const B: &str = "anti_spoof_flows";
     let p = cx.profile;
     let mut v = Vec::new();
-    for port in cx
-        .bound_ports()
-        .filter(|p| matches!(p.owner, PortOwner::Compute { .. }))
-    {
+    for port in cx.bound_ports().filter(|p| matches!(p.owner, PortOwner::Compute { .. })) {
         let dev = port.device_name();
-        let on = |m: Match| Match {
-            in_port: Some(dev.clone()),
-            ..m
-        };
+        let on = |m: Match| Match { in_port: Some(dev.clone()), ..m };
         v.push(flow(
             INT_LOCAL_SWITCHING,
             10,
-            on(Match {
-                proto: Some(Proto::Arp),
-                ..Default::default()
-            }),
+            on(Match { proto: Some(Proto::Arp), ..Default::default() }),
             vec![p.next(INT_ARP_SPOOF)],
             B,
             format!("ARP from {dev}: check the sender IP"),
@@ -239,11 +148,7 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Flow> {
         v.push(flow(
             INT_ARP_SPOOF,
             2,
-            on(Match {
-                proto: Some(Proto::Arp),
-                arp_spa: Some(Ipv4Match::host(port.ip)),
-                ..Default::default()
-            }),
+            on(Match { proto: Some(Proto::Arp), arp_spa: Some(Ipv4Match::host(port.ip)), ..Default::default() }),
             vec![p.next(INT_MAC_SPOOF)],
             B,
             format!("{dev} may claim {} only", port.ip),
@@ -251,10 +156,7 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Flow> {
         v.push(flow(
             INT_MAC_SPOOF,
             2,
-            on(Match {
-                dl_src: Some(port.mac),
-                ..Default::default()
-            }),
+            on(Match { dl_src: Some(port.mac), ..Default::default() }),
             vec![p.next(p.after_mac_spoof())],
             B,
             format!("{dev} may send from {} only", port.mac),
@@ -297,34 +199,19 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Flow> {
         v.push(flow(
             INT_LOCAL_SWITCHING,
             99,
-            Match {
-                proto: Some(Proto::Arp),
-                dl_dst: Some(cx.dvr_mac()),
-                arp_op: Some(2),
-                arp_tha: Some(gw_mac),
-                ..Default::default()
-            },
+            Match { proto: Some(Proto::Arp), dl_dst: Some(cx.dvr_mac()), arp_op: Some(2), arp_tha: Some(gw_mac), ..Default::default() },
             vec![Action::ModDlDst(gw_mac), p.next(p.egress_start())],
             "int_dvr_flows",
-            format!(
-                "ARP reply meant for gateway {}: restore its MAC as destination",
-                qr.subnet.gateway
-            ),
+            format!("ARP reply meant for gateway {}: restore its MAC as destination", qr.subnet.gateway),
         ));
         let net = cx.topo.network(qr.subnet.network);
         let vlan = wire_vlan(&net.segment, qr.lvid);
-        let serviced = cx.bound_ports().filter(|p| {
-            p.subnet == qr.subnet_ix
-                && (p.owner.is_dvr_serviced()
-                    || matches!(p.owner, PortOwner::CentralizedSnat { .. }))
-        });
+        let serviced = cx
+            .bound_ports()
+            .filter(|p| p.subnet == qr.subnet_ix && (p.owner.is_dvr_serviced() || matches!(p.owner, PortOwner::CentralizedSnat { .. })));
         for port in serviced {
             let dev = port.device_name();
-            let m = Match {
-                dl_vlan: Some(vlan),
-                dl_dst: Some(port.mac),
-                ..Default::default()
-            };
+            let m = Match { dl_vlan: Some(vlan), dl_dst: Some(port.mac), ..Default::default() };
             v.push(flow(
                 INT_DVR_TO_SRC_MAC_PHYSICAL,
                 20,
@@ -338,14 +225,7 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Flow> {
                 out.push(Action::StripVlan);
             }
             out.push(Action::Output(dev.clone()));
-            v.push(flow(
-                INT_TRANSIENT,
-                20,
-                m,
-                out,
-                "dvr_to_src_mac_flows",
-                format!("routed frame for {dev}: untag and output directly"),
-            ));
+            v.push(flow(INT_TRANSIENT, 20, m, out, "dvr_to_src_mac_flows", format!("routed frame for {dev}: untag and output directly")));
         }
     }
     v
@@ -356,69 +236,21 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Flow> {
 pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Flow> {
     let p = cx.profile;
     let phy = cx.phy_patch(mapping);
-    let from_int = Match {
-        in_port: Some(phy.clone()),
-        ..Default::default()
-    };
+    let from_int = Match { in_port: Some(phy.clone()), ..Default::default() };
     const B: &str = "phys_base_flows";
     let mut v = vec![
-        flow(
-            PHYS_LOCAL_SWITCHING,
-            0,
-            Match::default(),
-            vec![Action::Normal],
-            B,
-            "default: learning switch",
-        ),
-        flow(
-            PHYS_LOCAL_SWITCHING,
-            2,
-            from_int.clone(),
-            vec![p.next(PHYS_DVR_PROCESS)],
-            B,
-            "from br-int: DVR processing first",
-        ),
-        flow(
-            PHYS_LOCAL_SWITCHING,
-            1,
-            Match::default(),
-            vec![p.next(PHYS_DVR_NOT_LEARN)],
-            B,
-            "from the wire: check for remote DVR MACs",
-        ),
-        flow(
-            PHYS_DVR_PROCESS,
-            0,
-            Match::default(),
-            vec![p.next(PHYS_LOCAL_VLAN_TRANSLATION)],
-            B,
-            "not routed: go on to VLAN translation",
-        ),
-        flow(
-            PHYS_LOCAL_VLAN_TRANSLATION,
-            2,
-            from_int.clone(),
-            vec![Action::Drop],
-            B,
-            "from br-int on a VLAN without translation: drop",
-        ),
-        flow(
-            PHYS_DVR_NOT_LEARN,
-            1,
-            Match::default(),
-            vec![Action::Normal],
-            B,
-            "ordinary frame from the wire: learning switch to br-int",
-        ),
+        flow(PHYS_LOCAL_SWITCHING, 0, Match::default(), vec![Action::Normal], B, "default: learning switch"),
+        flow(PHYS_LOCAL_SWITCHING, 2, from_int.clone(), vec![p.next(PHYS_DVR_PROCESS)], B, "from br-int: DVR processing first"),
+        flow(PHYS_LOCAL_SWITCHING, 1, Match::default(), vec![p.next(PHYS_DVR_NOT_LEARN)], B, "from the wire: check for remote DVR MACs"),
+        flow(PHYS_DVR_PROCESS, 0, Match::default(), vec![p.next(PHYS_LOCAL_VLAN_TRANSLATION)], B, "not routed: go on to VLAN translation"),
+        flow(PHYS_LOCAL_VLAN_TRANSLATION, 2, from_int.clone(), vec![Action::Drop], B, "from br-int on a VLAN without translation: drop"),
+        flow(PHYS_DVR_NOT_LEARN, 1, Match::default(), vec![Action::Normal], B, "ordinary frame from the wire: learning switch to br-int"),
     ];
     for mac in cx.remote_dvr_macs() {
         v.push(flow(
             PHYS_DVR_NOT_LEARN,
             2,
-            Match {
-                dl_src: Some(mac),
-                ..Default::default()
-            },
+            Match { dl_src: Some(mac), ..Default::default() },
             vec![Action::Output(phy.clone())],
             "dvr_mac_flows",
             format!("routed frame from DVR MAC {mac}: straight to br-int, never learned"),
@@ -430,31 +262,20 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Flow> {
             continue;
         }
         let (actions, what) = match &net.segment {
-            Segment::Vlan { vlan, .. } => (
-                vec![Action::ModVlanVid(vlan.get()), Action::Normal],
-                format!("VLAN {vlan}"),
-            ),
-            _ => (
-                vec![Action::StripVlan, Action::Normal],
-                "untagged".to_string(),
-            ),
+            Segment::Vlan { vlan, .. } => (vec![Action::ModVlanVid(vlan.get()), Action::Normal], format!("VLAN {vlan}")),
+            _ => (vec![Action::StripVlan, Action::Normal], "untagged".to_string()),
         };
         v.push(flow(
             PHYS_LOCAL_VLAN_TRANSLATION,
             4,
-            Match {
-                dl_vlan: Some(VlanMatch::Tagged(lvid.get())),
-                ..from_int.clone()
-            },
+            Match { dl_vlan: Some(VlanMatch::Tagged(lvid.get())), ..from_int.clone() },
             actions,
             "local_vlan_flows",
             format!("network {}: local VLAN {lvid} leaves as {what}", net.name),
         ));
     }
     for qr in cx.dvr_interfaces() {
-        if cx.mapping_of(qr.subnet.network).map(|m| m.physnet.as_str())
-            != Some(mapping.physnet.as_str())
-        {
+        if cx.mapping_of(qr.subnet.network).map(|m| m.physnet.as_str()) != Some(mapping.physnet.as_str()) {
             continue;
         }
         let vl = Some(VlanMatch::Tagged(qr.lvid.get()));
@@ -462,12 +283,7 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Flow> {
         v.push(flow(
             p.gateway_arp_drop_table(),
             3,
-            Match {
-                proto: Some(Proto::Arp),
-                dl_vlan: vl,
-                arp_tpa: Some(Ipv4Match::host(gw)),
-                ..Default::default()
-            },
+            Match { proto: Some(Proto::Arp), dl_vlan: vl, arp_tpa: Some(Ipv4Match::host(gw)), ..Default::default() },
             vec![Action::Drop],
             "dvr_process_flows",
             format!("ARP for gateway {gw} never leaves the host: the local router answers"),
@@ -475,11 +291,7 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Flow> {
         v.push(flow(
             PHYS_DVR_PROCESS,
             2,
-            Match {
-                dl_vlan: vl,
-                dl_dst: Some(qr.port.mac),
-                ..Default::default()
-            },
+            Match { dl_vlan: vl, dl_dst: Some(qr.port.mac), ..Default::default() },
             vec![Action::Drop],
             "dvr_process_flows",
             format!("frames to gateway MAC {} never leave the host", qr.port.mac),
@@ -487,20 +299,10 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Flow> {
         v.push(flow(
             PHYS_DVR_PROCESS,
             1,
-            Match {
-                dl_vlan: vl,
-                dl_src: Some(qr.port.mac),
-                ..Default::default()
-            },
-            vec![
-                Action::ModDlSrc(cx.dvr_mac()),
-                p.next(PHYS_LOCAL_VLAN_TRANSLATION),
-            ],
+            Match { dl_vlan: vl, dl_src: Some(qr.port.mac), ..Default::default() },
+            vec![Action::ModDlSrc(cx.dvr_mac()), p.next(PHYS_LOCAL_VLAN_TRANSLATION)],
             "dvr_process_flows",
-            format!(
-                "routed by the local router ({}): source becomes this host's DVR MAC",
-                qr.subnet.gateway
-            ),
+            format!("routed by the local router ({}): source becomes this host's DVR MAC", qr.subnet.gateway),
         ));
     }
     v

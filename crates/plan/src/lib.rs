@@ -61,24 +61,11 @@ pub enum PlanError {
 
 /// Plan every host.
 pub fn plan(topo: &Topology, profile: Profile) -> Result<Plan, PlanError> {
-    if let Some(n) = topo
-        .networks
-        .iter()
-        .find(|n| matches!(n.segment, dvr_model::Segment::Vxlan { .. }))
-    {
-        return Err(PlanError::Unsupported {
-            network: n.name.clone(),
-        });
+    if let Some(n) = topo.networks.iter().find(|n| matches!(n.segment, dvr_model::Segment::Vxlan { .. })) {
+        return Err(PlanError::Unsupported { network: n.name.clone() });
     }
-    let hosts = topo
-        .hosts_ix()
-        .map(|(i, _)| plan_host(topo, i, profile))
-        .collect();
-    Ok(Plan {
-        topology: topo.name.clone(),
-        profile,
-        hosts,
-    })
+    let hosts = topo.hosts_ix().map(|(i, _)| plan_host(topo, i, profile)).collect();
+    Ok(Plan { topology: topo.name.clone(), profile, hosts })
 }
 
 /// Plan one host.

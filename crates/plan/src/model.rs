@@ -54,10 +54,7 @@ pub struct Sysctl {
 impl Sysctl {
     /// Constructor.
     pub fn new(key: impl Into<String>, value: impl ToString) -> Sysctl {
-        Sysctl {
-            key: key.into(),
-            value: value.to_string(),
-        }
+        Sysctl { key: key.into(), value: value.to_string() }
     }
 }
 

@@ -26,23 +26,11 @@ pub fn snat_idx(ip: Ipv4Addr) -> u32 {
 }
 
 fn connected(dev: &str, addr: Ipv4Net) -> Route {
-    Route {
-        table: TableRef::Main,
-        dst: addr.trunc(),
-        via: None,
-        dev: dev.to_string(),
-        src: Some(addr.addr()),
-    }
+    Route { table: TableRef::Main, dst: addr.trunc(), via: None, dev: dev.to_string(), src: Some(addr.addr()) }
 }
 
 fn default_via(table: TableRef, via: Ipv4Addr, dev: &str) -> Route {
-    Route {
-        table,
-        dst: Ipv4Net::default(),
-        via: Some(via),
-        dev: dev.to_string(),
-        src: None,
-    }
+    Route { table, dst: Ipv4Net::default(), via: Some(via), dev: dev.to_string(), src: None }
 }
 
 fn ovs_dev(port: &Port, subnet: &Subnet) -> Device {
@@ -50,9 +38,7 @@ fn ovs_dev(port: &Port, subnet: &Subnet) -> Device {
         name: port.device_name(),
         mac: port.mac,
         addrs: vec![net(port.ip, subnet.cidr.prefix_len())],
-        link: DeviceLink::Ovs {
-            bridge: "br-int".into(),
-        },
+        link: DeviceLink::Ovs { bridge: "br-int".into() },
     }
 }
 
@@ -72,11 +58,7 @@ fn common_l3_sysctls() -> Vec<Sysctl> {
 }
 
 fn chain(name: &str, builtin: bool) -> Chain {
-    Chain {
-        name: name.to_string(),
-        builtin,
-        rules: Vec::new(),
-    }
+    Chain { name: name.to_string(), builtin, rules: Vec::new() }
 }
 
 fn wrapped(c: &str) -> String {
@@ -84,75 +66,36 @@ fn wrapped(c: &str) -> String {
 }
 
 fn rule(matches: Vec<IptMatch>, target: IptTarget) -> IptRule {
-    IptRule {
-        matches,
-        target,
-        comment: None,
-    }
+    IptRule { matches, target, comment: None }
 }
 
 fn jump(c: &str) -> IptTarget {
-    IptTarget::Jump {
-        chain: c.to_string(),
-    }
+    IptTarget::Jump { chain: c.to_string() }
 }
 
 /// The l3 agent's nat table skeleton (`IptablesManager`): built-ins jump to
 /// wrapped chains, `neutron-postrouting-bottom` → `snat` → `float-snat`.
 pub fn nat_skeleton() -> IptTable {
-    let mut t = IptTable {
-        name: "nat".into(),
-        chains: ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]
-            .iter()
-            .map(|c| chain(c, true))
-            .collect(),
-    };
+    let mut t =
+        IptTable { name: "nat".into(), chains: ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"].iter().map(|c| chain(c, true)).collect() };
     for c in ["OUTPUT", "POSTROUTING", "PREROUTING", "float-snat", "snat"] {
         t.chains.push(chain(&wrapped(c), false));
     }
     t.chains.push(chain("neutron-postrouting-bottom", false));
-    let add = |t: &mut IptTable, c: &str, r: IptRule| {
-        t.chains
-            .iter_mut()
-            .find(|x| x.name == c)
-            .expect("chain exists")
-            .rules
-            .push(r)
-    };
-    add(
-        &mut t,
-        "PREROUTING",
-        rule(vec![], jump(&wrapped("PREROUTING"))),
-    );
+    let add = |t: &mut IptTable, c: &str, r: IptRule| t.chains.iter_mut().find(|x| x.name == c).expect("chain exists").rules.push(r);
+    add(&mut t, "PREROUTING", rule(vec![], jump(&wrapped("PREROUTING"))));
     add(&mut t, "OUTPUT", rule(vec![], jump(&wrapped("OUTPUT"))));
-    add(
-        &mut t,
-        "POSTROUTING",
-        rule(vec![], jump(&wrapped("POSTROUTING"))),
-    );
-    add(
-        &mut t,
-        "POSTROUTING",
-        rule(vec![], jump("neutron-postrouting-bottom")),
-    );
+    add(&mut t, "POSTROUTING", rule(vec![], jump(&wrapped("POSTROUTING"))));
+    add(&mut t, "POSTROUTING", rule(vec![], jump("neutron-postrouting-bottom")));
     let mut bottom = rule(vec![], jump(&wrapped("snat")));
     bottom.comment = Some("Perform source NAT on outgoing traffic.".into());
     add(&mut t, "neutron-postrouting-bottom", bottom);
-    add(
-        &mut t,
-        &wrapped("snat"),
-        rule(vec![], jump(&wrapped("float-snat"))),
-    );
+    add(&mut t, &wrapped("snat"), rule(vec![], jump(&wrapped("float-snat"))));
     t
 }
 
 fn push(t: &mut IptTable, c: &str, r: IptRule) {
-    t.chains
-        .iter_mut()
-        .find(|x| x.name == c)
-        .expect("chain exists")
-        .rules
-        .push(r);
+    t.chains.iter_mut().find(|x| x.name == c).expect("chain exists").rules.push(r);
 }
 
 /// Permanent ARP for every non-router port of a subnet and the sg- ports
@@ -163,17 +106,8 @@ fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> Vec<Neighbour> {
         .ports
         .iter()
         .filter(|p| p.subnet == s)
-        .filter(|p| {
-            !matches!(
-                p.owner,
-                PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. }
-            )
-        })
-        .map(|p| Neighbour {
-            ip: p.ip,
-            mac: p.mac,
-            dev: dev.to_string(),
-        })
+        .filter(|p| !matches!(p.owner, PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. }))
+        .map(|p| Neighbour { ip: p.ip, mac: p.mac, dev: dev.to_string() })
         .collect()
 }
 
@@ -207,46 +141,30 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
                 selector: RuleSelector::From(net(sub.gateway, sub.cidr.prefix_len()).trunc()),
                 table: idx,
             });
-            ns.routes
-                .push(default_via(TableRef::Id(idx), t.port(sg).ip, &dev.name));
-            ns.sysctls.push(Sysctl::new(
-                format!("net.ipv4.conf.{}.send_redirects", dev.name),
-                0,
-            ));
+            ns.routes.push(default_via(TableRef::Id(idx), t.port(sg).ip, &dev.name));
+            ns.sysctls.push(Sysctl::new(format!("net.ipv4.conf.{}.send_redirects", dev.name), 0));
         }
         ns.devices.push(dev);
     }
     if router.external_gateway.is_some() {
-        ns.sysctls
-            .push(Sysctl::new("net.ipv4.conf.all.send_redirects", 0));
+        ns.sysctls.push(Sysctl::new("net.ipv4.conf.all.send_redirects", 0));
     }
     if let Some(link) = cx.host.fip_link(r) {
         let rfp = names::rfp_dev(&router.id);
         let fpr = names::fpr_dev(&router.id);
-        let ext = t.network(
-            router
-                .external_gateway
-                .expect("fip links exist for routers with a gateway"),
-        );
+        let ext = t.network(router.external_gateway.expect("fip links exist for routers with a gateway"));
         let rfp_addr = net(link.rfp_ip(), 31);
         ns.devices.push(Device {
             name: rfp.clone(),
             mac: veth_mac(&cx.host.name, &rfp),
             addrs: vec![rfp_addr],
-            link: DeviceLink::Veth {
-                peer: fpr.clone(),
-                peer_namespace: names::fip_ns(&ext.id),
-            },
+            link: DeviceLink::Veth { peer: fpr.clone(), peer_namespace: names::fip_ns(&ext.id) },
         });
         ns.routes.push(connected(&rfp, rfp_addr));
-        ns.routes
-            .push(default_via(TableRef::Id(FIP_RT_TBL), link.fpr_ip(), &rfp));
-        ns.neighbours.push(Neighbour {
-            ip: link.fpr_ip(),
-            mac: veth_mac(&cx.host.name, &fpr),
-            dev: rfp.clone(),
-        });
-        let fips: Vec<&FloatingIp> = t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, fr)) if fr == r && t.instance(x).host == cx.ix)).collect();
+        ns.routes.push(default_via(TableRef::Id(FIP_RT_TBL), link.fpr_ip(), &rfp));
+        ns.neighbours.push(Neighbour { ip: link.fpr_ip(), mac: veth_mac(&cx.host.name, &fpr), dev: rfp.clone() });
+        let fips: Vec<&FloatingIp> =
+            t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, fr)) if fr == r && t.instance(x).host == cx.ix)).collect();
         let nat = &mut ns.iptables[0];
         for f in &fips {
             let (x, _) = f.association.expect("filtered");
@@ -260,41 +178,17 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
                 nat,
                 &wrapped("PREROUTING"),
                 rule(
-                    vec![
-                        IptMatch::Dst { net: net(f.ip, 32) },
-                        IptMatch::InIface {
-                            dev: rfp.clone(),
-                            not: false,
-                        },
-                    ],
+                    vec![IptMatch::Dst { net: net(f.ip, 32) }, IptMatch::InIface { dev: rfp.clone(), not: false }],
                     IptTarget::Dnat { to: fixed },
                 ),
             );
-            push(
-                nat,
-                &wrapped("float-snat"),
-                rule(
-                    vec![IptMatch::Src {
-                        net: net(fixed, 32),
-                    }],
-                    IptTarget::Snat { to: f.ip },
-                ),
-            );
+            push(nat, &wrapped("float-snat"), rule(vec![IptMatch::Src { net: net(fixed, 32) }], IptTarget::Snat { to: f.ip }));
         }
         if !fips.is_empty() {
             push(
                 nat,
                 &wrapped("POSTROUTING"),
-                rule(
-                    vec![
-                        IptMatch::OutIface {
-                            dev: rfp.clone(),
-                            not: true,
-                        },
-                        IptMatch::CtStateDnat { not: true },
-                    ],
-                    IptTarget::Accept,
-                ),
+                rule(vec![IptMatch::OutIface { dev: rfp.clone(), not: true }, IptMatch::CtStateDnat { not: true }], IptTarget::Accept),
             );
         }
     }
@@ -319,8 +213,7 @@ pub fn snat(cx: &HostCtx, r: RouterIx) -> Namespace {
         dhcp: None,
     };
     ns.sysctls.push(Sysctl::new("net.ipv4.ip_nonlocal_bind", 1));
-    ns.sysctls
-        .push(Sysctl::new("net.netfilter.nf_conntrack_tcp_loose", 0));
+    ns.sysctls.push(Sysctl::new("net.netfilter.nf_conntrack_tcp_loose", 0));
     for &s in &router.interfaces {
         let Some(sg) = t.snat_port(r, s) else {
             continue;
@@ -342,47 +235,20 @@ fn add_gateway(cx: &HostCtx, r: RouterIx, ns: &mut Namespace) {
     let dev = ovs_dev(port, sub);
     let qg = dev.name.clone();
     ns.routes.push(connected(&qg, dev.addrs[0]));
-    ns.routes
-        .push(default_via(TableRef::Main, sub.gateway, &qg));
+    ns.routes.push(default_via(TableRef::Main, sub.gateway, &qg));
     ns.devices.push(dev);
     let nat = &mut ns.iptables[0];
     push(
         nat,
         &wrapped("POSTROUTING"),
-        rule(
-            vec![
-                IptMatch::OutIface {
-                    dev: qg.clone(),
-                    not: true,
-                },
-                IptMatch::CtStateDnat { not: true },
-            ],
-            IptTarget::Accept,
-        ),
+        rule(vec![IptMatch::OutIface { dev: qg.clone(), not: true }, IptMatch::CtStateDnat { not: true }], IptTarget::Accept),
     );
+    push(nat, &wrapped("snat"), rule(vec![IptMatch::OutIface { dev: qg.clone(), not: false }], IptTarget::Snat { to: port.ip }));
     push(
         nat,
         &wrapped("snat"),
         rule(
-            vec![IptMatch::OutIface {
-                dev: qg.clone(),
-                not: false,
-            }],
-            IptTarget::Snat { to: port.ip },
-        ),
-    );
-    push(
-        nat,
-        &wrapped("snat"),
-        rule(
-            vec![
-                IptMatch::Mark {
-                    value: 0x2,
-                    mask: 0xffff,
-                    not: true,
-                },
-                IptMatch::CtStateDnat { not: false },
-            ],
+            vec![IptMatch::Mark { value: 0x2, mask: 0xffff, not: true }, IptMatch::CtStateDnat { not: false }],
             IptTarget::Snat { to: port.ip },
         ),
     );
@@ -406,52 +272,22 @@ pub fn qrouter_legacy(cx: &HostCtx, r: RouterIx) -> Namespace {
         dhcp: None,
     };
     for &s in &router.interfaces {
-        let dev = ovs_dev(
-            t.port(t.router_interface(r, s).expect("interface port")),
-            t.subnet(s),
-        );
+        let dev = ovs_dev(t.port(t.router_interface(r, s).expect("interface port")), t.subnet(s));
         ns.routes.push(connected(&dev.name, dev.addrs[0]));
         ns.devices.push(dev);
     }
     add_gateway(cx, r, &mut ns);
     let qg_index = ns.devices.len().checked_sub(1);
-    for f in t
-        .floating_ips
-        .iter()
-        .filter(|f| matches!(f.association, Some((_, fr)) if fr == r))
-    {
+    for f in t.floating_ips.iter().filter(|f| matches!(f.association, Some((_, fr)) if fr == r)) {
         let (x, _) = f.association.expect("filtered");
         let fixed = t.port(t.instance(x).port).ip;
         if let Some(i) = qg_index {
             ns.devices[i].addrs.push(net(f.ip, 32));
         }
         let nat = &mut ns.iptables[0];
-        push(
-            nat,
-            &wrapped("PREROUTING"),
-            rule(
-                vec![IptMatch::Dst { net: net(f.ip, 32) }],
-                IptTarget::Dnat { to: fixed },
-            ),
-        );
-        push(
-            nat,
-            &wrapped("OUTPUT"),
-            rule(
-                vec![IptMatch::Dst { net: net(f.ip, 32) }],
-                IptTarget::Dnat { to: fixed },
-            ),
-        );
-        push(
-            nat,
-            &wrapped("float-snat"),
-            rule(
-                vec![IptMatch::Src {
-                    net: net(fixed, 32),
-                }],
-                IptTarget::Snat { to: f.ip },
-            ),
-        );
+        push(nat, &wrapped("PREROUTING"), rule(vec![IptMatch::Dst { net: net(f.ip, 32) }], IptTarget::Dnat { to: fixed }));
+        push(nat, &wrapped("OUTPUT"), rule(vec![IptMatch::Dst { net: net(f.ip, 32) }], IptTarget::Dnat { to: fixed }));
+        push(nat, &wrapped("float-snat"), rule(vec![IptMatch::Src { net: net(fixed, 32) }], IptTarget::Snat { to: f.ip }));
     }
     ns
 }
@@ -476,11 +312,7 @@ pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
         iptables: vec![IptTable {
             name: "raw".into(),
             chains: vec![
-                Chain {
-                    name: "PREROUTING".into(),
-                    builtin: true,
-                    rules: vec![rule(vec![], IptTarget::NoTrack)],
-                },
+                Chain { name: "PREROUTING".into(), builtin: true, rules: vec![rule(vec![], IptTarget::NoTrack)] },
                 chain("OUTPUT", true),
             ],
         }],
@@ -488,12 +320,8 @@ pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
         dhcp: None,
     };
     ns.sysctls.push(Sysctl::new("net.ipv4.ip_nonlocal_bind", 1));
-    ns.sysctls
-        .push(Sysctl::new(format!("net.ipv4.conf.{fg_name}.proxy_arp"), 1));
-    ns.sysctls.push(Sysctl::new(
-        format!("net.ipv4.neigh.{fg_name}.proxy_delay"),
-        1,
-    ));
+    ns.sysctls.push(Sysctl::new(format!("net.ipv4.conf.{fg_name}.proxy_arp"), 1));
+    ns.sysctls.push(Sysctl::new(format!("net.ipv4.neigh.{fg_name}.proxy_delay"), 1));
     ns.devices.push(fg);
     for link in &cx.host.fip_links {
         let router = t.router(link.router);
@@ -507,26 +335,16 @@ pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
             name: fpr.clone(),
             mac: veth_mac(&cx.host.name, &fpr),
             addrs: vec![addr],
-            link: DeviceLink::Veth {
-                peer: rfp.clone(),
-                peer_namespace: names::qrouter_ns(&router.id),
-            },
+            link: DeviceLink::Veth { peer: rfp.clone(), peer_namespace: names::qrouter_ns(&router.id) },
         });
         ns.routes.push(connected(&fpr, addr));
         let idx = snat_idx(link.fpr_ip());
-        ns.rules.push(Rule {
-            priority: idx,
-            selector: RuleSelector::Iif(fpr.clone()),
-            table: idx,
-        });
-        ns.routes
-            .push(default_via(TableRef::Id(idx), sub.gateway, &fg_name));
-        ns.neighbours.push(Neighbour {
-            ip: link.rfp_ip(),
-            mac: veth_mac(&cx.host.name, &rfp),
-            dev: fpr.clone(),
-        });
-        for f in t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, fr)) if fr == link.router && t.instance(x).host == cx.ix)) {
+        ns.rules.push(Rule { priority: idx, selector: RuleSelector::Iif(fpr.clone()), table: idx });
+        ns.routes.push(default_via(TableRef::Id(idx), sub.gateway, &fg_name));
+        ns.neighbours.push(Neighbour { ip: link.rfp_ip(), mac: veth_mac(&cx.host.name, &rfp), dev: fpr.clone() });
+        for f in
+            t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, fr)) if fr == link.router && t.instance(x).host == cx.ix))
+        {
             ns.routes.push(Route { table: TableRef::Main, dst: net(f.ip, 32), via: Some(link.rfp_ip()), dev: fpr.clone(), src: None });
         }
     }
@@ -573,11 +391,7 @@ pub fn namespaces(cx: &HostCtx) -> Vec<Namespace> {
     let mut out = Vec::new();
     let routers = cx.routers();
     for &r in &routers {
-        out.push(if t.router(r).distributed {
-            qrouter_dvr(cx, r)
-        } else {
-            qrouter_legacy(cx, r)
-        });
+        out.push(if t.router(r).distributed { qrouter_dvr(cx, r) } else { qrouter_legacy(cx, r) });
     }
     for &r in &routers {
         if t.router(r).distributed && cx.is_snat_host(r) && t.router(r).external_gateway.is_some() {

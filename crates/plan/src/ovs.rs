@@ -11,12 +11,9 @@ use dvr_model::*;
 fn namespace_of(cx: &HostCtx, port: &Port) -> String {
     let t = cx.topo;
     match port.owner {
-        PortOwner::RouterInterfaceDistributed { router }
-        | PortOwner::RouterInterface { router } => names::qrouter_ns(&t.router(router).id),
+        PortOwner::RouterInterfaceDistributed { router } | PortOwner::RouterInterface { router } => names::qrouter_ns(&t.router(router).id),
         PortOwner::CentralizedSnat { router } => names::snat_ns(&t.router(router).id),
-        PortOwner::RouterGateway { router } if t.router(router).distributed => {
-            names::snat_ns(&t.router(router).id)
-        }
+        PortOwner::RouterGateway { router } if t.router(router).distributed => names::snat_ns(&t.router(router).id),
         PortOwner::RouterGateway { router } => names::qrouter_ns(&t.router(router).id),
         PortOwner::FloatingIpAgentGateway => names::fip_ns(&t.network(port.network).id),
         PortOwner::Dhcp => names::qdhcp_ns(&t.network(port.network).id),
@@ -26,12 +23,8 @@ fn namespace_of(cx: &HostCtx, port: &Port) -> String {
 
 fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
     let kind = match port.owner {
-        PortOwner::Compute { instance } => PortKind::Vif {
-            instance: cx.topo.instance(instance).name.clone(),
-        },
-        _ => PortKind::Service {
-            namespace: namespace_of(cx, port),
-        },
+        PortOwner::Compute { instance } => PortKind::Vif { instance: cx.topo.instance(instance).name.clone() },
+        _ => PortKind::Service { namespace: namespace_of(cx, port) },
     };
     BridgePort {
         name: port.device_name(),
@@ -50,9 +43,7 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
         .iter()
         .map(|m| BridgePort {
             name: cx.int_patch(m),
-            kind: PortKind::Patch {
-                peer: cx.phy_patch(m),
-            },
+            kind: PortKind::Patch { peer: cx.phy_patch(m) },
             tag: None,
             iface_id: None,
             mac: None,
@@ -65,21 +56,10 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
     for p in cx.bound_ports() {
         ports.push(bridge_port(cx, p));
     }
-    let mut int_flows = [
-        flows::int_base_flows(cx),
-        flows::int_phys_flows(cx),
-        flows::anti_spoof_flows(cx),
-        flows::int_dvr_flows(cx),
-    ]
-    .concat();
+    let mut int_flows =
+        [flows::int_base_flows(cx), flows::int_phys_flows(cx), flows::anti_spoof_flows(cx), flows::int_dvr_flows(cx)].concat();
     sort_flows(&mut int_flows);
-    let mut out = vec![Bridge {
-        name: "br-int".into(),
-        kind: BridgeKind::Int,
-        physnet: None,
-        ports,
-        flows: int_flows,
-    }];
+    let mut out = vec![Bridge { name: "br-int".into(), kind: BridgeKind::Int, physnet: None, ports, flows: int_flows }];
     for m in &cx.host.bridge_mappings {
         let mut f = flows::phys_flows(cx, m);
         sort_flows(&mut f);
@@ -88,22 +68,8 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
             kind: BridgeKind::Phys,
             physnet: Some(m.physnet.clone()),
             ports: vec![
-                BridgePort {
-                    name: cx.phy_patch(m),
-                    kind: PortKind::Patch {
-                        peer: cx.int_patch(m),
-                    },
-                    tag: None,
-                    iface_id: None,
-                    mac: None,
-                },
-                BridgePort {
-                    name: m.nic.clone(),
-                    kind: PortKind::Nic,
-                    tag: None,
-                    iface_id: None,
-                    mac: None,
-                },
+                BridgePort { name: cx.phy_patch(m), kind: PortKind::Patch { peer: cx.int_patch(m) }, tag: None, iface_id: None, mac: None },
+                BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None },
             ],
             flows: f,
         });

@@ -91,8 +91,6 @@ impl std::str::FromStr for Profile {
         Profile::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                format!("unknown profile `{s}`; use `walkthrough` (default) or `current`")
-            })
+            .ok_or_else(|| format!("unknown profile `{s}`; use `walkthrough` (default) or `current`"))
     }
 }

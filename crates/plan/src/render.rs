@@ -17,20 +17,9 @@ pub fn host_text(p: &HostPlan, opts: TextOptions) -> String {
     let mut o = String::new();
     let mode = p
         .agent_mode
-        .map(|m| {
-            format!(
-                ", l3 agent_mode {}",
-                serde_json::to_value(m)
-                    .expect("enum")
-                    .as_str()
-                    .unwrap_or_default()
-            )
-        })
+        .map(|m| format!(", l3 agent_mode {}", serde_json::to_value(m).expect("enum").as_str().unwrap_or_default()))
         .unwrap_or_default();
-    let mac = p
-        .dvr_mac
-        .map(|m| format!(", DVR MAC {m}"))
-        .unwrap_or_default();
+    let mac = p.dvr_mac.map(|m| format!(", DVR MAC {m}")).unwrap_or_default();
     let _ = writeln!(o, "#### host {} (role {:?}{mode}{mac})", p.host, p.role);
     if p.bridges.is_empty() && p.namespaces.is_empty() {
         let _ = writeln!(o, "# no dataplane: this host runs the API only");
@@ -83,24 +72,13 @@ pub fn flows_text(b: &Bridge) -> String {
 /// A namespace in `ip` and `iptables-save` formats.
 pub fn namespace_text(ns: &Namespace) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "\n## namespace {} ({:?} of {})",
-        ns.name, ns.kind, ns.serves
-    );
+    let _ = writeln!(o, "\n## namespace {} ({:?} of {})", ns.name, ns.kind, ns.serves);
     let _ = writeln!(o, "### ip -br link");
-    let _ = writeln!(
-        o,
-        "{:<16} {:<14} 00:00:00:00:00:00 <LOOPBACK,UP,LOWER_UP>",
-        "lo", "UNKNOWN"
-    );
+    let _ = writeln!(o, "{:<16} {:<14} 00:00:00:00:00:00 <LOOPBACK,UP,LOWER_UP>", "lo", "UNKNOWN");
     for d in &ns.devices {
         let via = match &d.link {
             DeviceLink::Ovs { bridge } => format!("ovs:{bridge}"),
-            DeviceLink::Veth {
-                peer,
-                peer_namespace,
-            } => format!("veth peer {peer}@{peer_namespace}"),
+            DeviceLink::Veth { peer, peer_namespace } => format!("veth peer {peer}@{peer_namespace}"),
         };
         let _ = writeln!(o, "{:<16} {:<14} {} ({via})", d.name, "UP", d.mac);
     }
@@ -128,17 +106,8 @@ pub fn namespace_text(ns: &Namespace) -> String {
     }
     if let Some(d) = &ns.dhcp {
         let _ = writeln!(o, "### dhcp (pushed to instances)");
-        let _ = writeln!(
-            o,
-            "subnet {} router {}{}",
-            d.subnet,
-            d.router,
-            if d.metadata {
-                " metadata 169.254.169.254 served here"
-            } else {
-                ""
-            }
-        );
+        let _ =
+            writeln!(o, "subnet {} router {}{}", d.subnet, d.router, if d.metadata { " metadata 169.254.169.254 served here" } else { "" });
         for (dst, via) in &d.host_routes {
             let _ = writeln!(o, "option 121 host route {dst} via {via}");
         }
@@ -156,11 +125,7 @@ pub fn routes_text(routes: &[Route]) -> String {
     sorted.sort_by_key(|r| r.table);
     let mut o = String::new();
     for r in sorted {
-        let dst = if r.dst.prefix_len() == 0 {
-            "default".to_string()
-        } else {
-            r.dst.to_string()
-        };
+        let dst = if r.dst.prefix_len() == 0 { "default".to_string() } else { r.dst.to_string() };
         let mut line = dst;
         if let Some(v) = r.via {
             let _ = write!(line, " via {v}");
@@ -179,11 +144,8 @@ pub fn routes_text(routes: &[Route]) -> String {
 
 /// `ip rule` output including the kernel's default rules.
 pub fn rules_text(rules: &[Rule]) -> String {
-    let mut all: Vec<(u32, String)> = vec![
-        (0, "from all lookup local".into()),
-        (32766, "from all lookup main".into()),
-        (32767, "from all lookup default".into()),
-    ];
+    let mut all: Vec<(u32, String)> =
+        vec![(0, "from all lookup local".into()), (32766, "from all lookup main".into()), (32767, "from all lookup default".into())];
     for r in rules {
         let sel = match &r.selector {
             RuleSelector::From(n) if n.prefix_len() == 32 => format!("from {}", n.addr()),
@@ -193,9 +155,7 @@ pub fn rules_text(rules: &[Rule]) -> String {
         all.push((r.priority, format!("{sel} lookup {}", r.table)));
     }
     all.sort_by_key(|(p, _)| *p);
-    all.into_iter()
-        .map(|(p, s)| format!("{p}:\t{s}\n"))
-        .collect()
+    all.into_iter().map(|(p, s)| format!("{p}:\t{s}\n")).collect()
 }
 
 /// One rule's arguments in `iptables-save` order.
@@ -209,13 +169,8 @@ pub fn ipt_rule_args(r: &IptRule) -> String {
             IptMatch::InIface { dev, not } => a.push(format!("{}-i {dev}", neg(*not))),
             IptMatch::OutIface { dev, not } => a.push(format!("{}-o {dev}", neg(*not))),
             IptMatch::TcpDport { port } => a.push(format!("-p tcp -m tcp --dport {port}")),
-            IptMatch::CtStateDnat { not } => {
-                a.push(format!("-m conntrack {}--ctstate DNAT", neg(*not)))
-            }
-            IptMatch::Mark { value, mask, not } => a.push(format!(
-                "-m mark {}--mark 0x{value:x}/0x{mask:x}",
-                neg(*not)
-            )),
+            IptMatch::CtStateDnat { not } => a.push(format!("-m conntrack {}--ctstate DNAT", neg(*not))),
+            IptMatch::Mark { value, mask, not } => a.push(format!("-m mark {}--mark 0x{value:x}/0x{mask:x}", neg(*not))),
         }
     }
     if let Some(c) = &r.comment {
@@ -238,12 +193,7 @@ pub fn iptables_save(tables: &[IptTable]) -> String {
     for t in tables {
         let _ = writeln!(o, "*{}", t.name);
         for c in &t.chains {
-            let _ = writeln!(
-                o,
-                ":{} {} [0:0]",
-                c.name,
-                if c.builtin { "ACCEPT" } else { "-" }
-            );
+            let _ = writeln!(o, ":{} {} [0:0]", c.name, if c.builtin { "ACCEPT" } else { "-" });
         }
         for c in &t.chains {
             for r in &c.rules {

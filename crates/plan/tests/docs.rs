@@ -6,8 +6,7 @@ use dvr_plan::tables::{self, BridgeKind};
 const PIPELINE_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/pipeline.md");
 
 fn pipeline_md() -> String {
-    std::fs::read_to_string(PIPELINE_MD)
-        .unwrap_or_else(|e| panic!("cannot read {PIPELINE_MD}: {e}"))
+    std::fs::read_to_string(PIPELINE_MD).unwrap_or_else(|e| panic!("cannot read {PIPELINE_MD}: {e}"))
 }
 
 fn bridge_word(kind: BridgeKind) -> &'static str {
@@ -23,44 +22,24 @@ fn heading(kind: BridgeKind, id: impl std::fmt::Display, name: &str) -> String {
 
 /// The table headings of the document, as written.
 fn table_headings(doc: &str) -> Vec<&str> {
-    doc.lines()
-        .map(str::trim_end)
-        .filter(|l| l.starts_with("## br-int table ") || l.starts_with("## br-phys table "))
-        .collect()
+    doc.lines().map(str::trim_end).filter(|l| l.starts_with("## br-int table ") || l.starts_with("## br-phys table ")).collect()
 }
 
 #[test]
 fn every_declared_table_has_a_section() {
     let doc = pipeline_md();
     let headings = table_headings(&doc);
-    let missing: Vec<String> = tables::ALL
-        .iter()
-        .map(|t| heading(t.bridge, t.id, t.name))
-        .filter(|h| !headings.contains(&h.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/pipeline.md lacks these table sections:\n{}",
-        missing.join("\n")
-    );
+    let missing: Vec<String> =
+        tables::ALL.iter().map(|t| heading(t.bridge, t.id, t.name)).filter(|h| !headings.contains(&h.as_str())).collect();
+    assert!(missing.is_empty(), "docs/pipeline.md lacks these table sections:\n{}", missing.join("\n"));
 }
 
 #[test]
 fn every_table_section_is_declared() {
     let doc = pipeline_md();
-    let declared: Vec<String> = tables::ALL
-        .iter()
-        .map(|t| heading(t.bridge, t.id, t.name))
-        .collect();
-    let stale: Vec<&str> = table_headings(&doc)
-        .into_iter()
-        .filter(|h| !declared.iter().any(|d| d == h))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "docs/pipeline.md has sections for tables tables.rs does not declare:\n{}",
-        stale.join("\n")
-    );
+    let declared: Vec<String> = tables::ALL.iter().map(|t| heading(t.bridge, t.id, t.name)).collect();
+    let stale: Vec<&str> = table_headings(&doc).into_iter().filter(|h| !declared.iter().any(|d| d == h)).collect();
+    assert!(stale.is_empty(), "docs/pipeline.md has sections for tables tables.rs does not declare:\n{}", stale.join("\n"));
 }
 
 #[test]
@@ -87,9 +66,5 @@ fn every_table_used_by_the_seed_plan_is_declared() {
             }
         }
     }
-    assert!(
-        undeclared.is_empty(),
-        "flows in tables not declared in tables.rs:\n{}",
-        undeclared.join("\n")
-    );
+    assert!(undeclared.is_empty(), "flows in tables not declared in tables.rs:\n{}", undeclared.join("\n"));
 }

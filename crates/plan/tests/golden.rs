@@ -42,9 +42,7 @@ fn seed_plan_json_is_stable() {
 
 #[test]
 fn same_input_byte_identical_plan() {
-    let a =
-        serde_json::to_string(&plan(&dvr_model::seed(), Profile::Walkthrough).unwrap()).unwrap();
-    let b =
-        serde_json::to_string(&plan(&dvr_model::seed(), Profile::Walkthrough).unwrap()).unwrap();
+    let a = serde_json::to_string(&plan(&dvr_model::seed(), Profile::Walkthrough).unwrap()).unwrap();
+    let b = serde_json::to_string(&plan(&dvr_model::seed(), Profile::Walkthrough).unwrap()).unwrap();
     assert_eq!(a, b);
 }

@@ -12,12 +12,7 @@ fn host<'a>(p: &'a dvr_plan::Plan, name: &str) -> &'a HostPlan {
 }
 
 fn flows<'a>(h: &'a HostPlan, bridge: &str, table: u8) -> Vec<&'a Flow> {
-    h.bridge(bridge)
-        .unwrap()
-        .flows
-        .iter()
-        .filter(|f| f.table.0 == table)
-        .collect()
+    h.bridge(bridge).unwrap().flows.iter().filter(|f| f.table.0 == table).collect()
 }
 
 fn port_mac(t: &Topology, vm: &str) -> dvr_model::MacAddr {
@@ -33,13 +28,8 @@ fn kinds(h: &HostPlan) -> Vec<NamespaceKind> {
 fn namespaces_live_where_neutron_puts_them() {
     let p = plan(&seed(), Profile::Walkthrough).unwrap();
     use NamespaceKind::*;
-    assert!(
-        host(&p, "controller").namespaces.is_empty() && host(&p, "controller").bridges.is_empty()
-    );
-    assert_eq!(
-        kinds(host(&p, "network")),
-        [Qrouter, Snat, Fip, Qdhcp, Qdhcp]
-    );
+    assert!(host(&p, "controller").namespaces.is_empty() && host(&p, "controller").bridges.is_empty());
+    assert_eq!(kinds(host(&p, "network")), [Qrouter, Snat, Fip, Qdhcp, Qdhcp]);
     assert_eq!(kinds(host(&p, "compute1")), [Qrouter, Fip]);
     assert_eq!(kinds(host(&p, "compute2")), [Qrouter, Fip]);
 }
@@ -58,18 +48,9 @@ fn no_router_copy_on_a_compute_node_without_its_instances() {
     let t = dvr_model::load_str("moved.yaml", &yaml).unwrap();
     let p = plan(&t, Profile::Walkthrough).unwrap();
     let c2 = host(&p, "compute2");
-    assert!(
-        c2.namespaces.is_empty(),
-        "compute2 hosts no instance: no qrouter, no fip"
-    );
+    assert!(c2.namespaces.is_empty(), "compute2 hosts no instance: no qrouter, no fip");
     // It still learns every other host's DVR MAC (the OVS agent programs them all).
-    assert_eq!(
-        flows(c2, "br-vlan", 3)
-            .iter()
-            .filter(|f| f.priority == 2)
-            .count(),
-        2
-    );
+    assert_eq!(flows(c2, "br-vlan", 3).iter().filter(|f| f.priority == 2).count(), 2);
 }
 
 #[test]
@@ -77,14 +58,8 @@ fn same_network_cross_host_translates_local_vlan_to_segment() {
     let t = seed();
     let p = plan(&t, Profile::Walkthrough).unwrap();
     let c1 = host(&p, "compute1");
-    let lvid = t.hosts[2]
-        .local_vlan(dvr_model::NetworkIx(0))
-        .unwrap()
-        .get();
-    let out = flows(c1, "br-vlan", 2)
-        .into_iter()
-        .find(|f| f.matches.dl_vlan == Some(VlanMatch::Tagged(lvid)))
-        .unwrap();
+    let lvid = t.hosts[2].local_vlan(dvr_model::NetworkIx(0)).unwrap().get();
+    let out = flows(c1, "br-vlan", 2).into_iter().find(|f| f.matches.dl_vlan == Some(VlanMatch::Tagged(lvid))).unwrap();
     assert_eq!(out.actions, [Action::ModVlanVid(196), Action::Normal]);
     let inn = flows(host(&p, "compute2"), "br-int", 0)
         .into_iter()
@@ -101,49 +76,25 @@ fn routed_cross_host_uses_dvr_mac_and_restores_gateway_mac() {
     let c1_mac = t.hosts[2].dvr_mac.unwrap();
     let (c1, c2) = (host(&p, "compute1"), host(&p, "compute2"));
     // Sender: br-vlan table 1 rewrites the source of frames routed by the local qr- (gateway MAC).
-    let qr_test2 = c1
-        .bridge("br-int")
-        .unwrap()
-        .ports
-        .iter()
-        .find(|p| p.name.starts_with("qr-") && p.tag == Some(2))
-        .unwrap()
-        .mac
-        .unwrap();
-    let rewrite = flows(c1, "br-vlan", 1)
-        .into_iter()
-        .find(|f| f.matches.dl_src == Some(qr_test2))
-        .unwrap();
-    assert_eq!(
-        rewrite.actions,
-        [
-            Action::ModDlSrc(c1_mac),
-            Action::Resubmit(dvr_openflow::TableId(2))
-        ]
-    );
+    let qr_test2 = c1.bridge("br-int").unwrap().ports.iter().find(|p| p.name.starts_with("qr-") && p.tag == Some(2)).unwrap().mac.unwrap();
+    let rewrite = flows(c1, "br-vlan", 1).into_iter().find(|f| f.matches.dl_src == Some(qr_test2)).unwrap();
+    assert_eq!(rewrite.actions, [Action::ModDlSrc(c1_mac), Action::Resubmit(dvr_openflow::TableId(2))]);
     // Receiver: br-vlan table 3 sends DVR-MAC frames straight to br-int …
     assert!(
-        flows(c2, "br-vlan", 3)
-            .iter()
-            .any(|f| f.matches.dl_src == Some(c1_mac)
-                && f.actions == [Action::Output("phy-br-vlan".into())])
+        flows(c2, "br-vlan", 3).iter().any(|f| f.matches.dl_src == Some(c1_mac) && f.actions == [Action::Output("phy-br-vlan".into())])
     );
     // … br-int table 0 to table 2 …
-    assert!(flows(c2, "br-int", 0).iter().any(|f| f.priority == 4
-        && f.matches.dl_src == Some(c1_mac)
-        && f.actions == [Action::Resubmit(dvr_openflow::TableId(2))]));
+    assert!(
+        flows(c2, "br-int", 0)
+            .iter()
+            .any(|f| f.priority == 4 && f.matches.dl_src == Some(c1_mac) && f.actions == [Action::Resubmit(dvr_openflow::TableId(2))])
+    );
     // … table 2 restores the gateway MAC for vm5 and table 60 outputs to vm5 without the tag.
     let vm5 = port_mac(&t, "vm5");
-    let t2 = flows(c2, "br-int", 2)
-        .into_iter()
-        .find(|f| f.matches.dl_dst == Some(vm5))
-        .unwrap();
+    let t2 = flows(c2, "br-int", 2).into_iter().find(|f| f.matches.dl_dst == Some(vm5)).unwrap();
     assert_eq!(t2.matches.dl_vlan, Some(VlanMatch::Tagged(148)));
     assert_eq!(t2.actions[0], Action::ModDlSrc(qr_test2));
-    let t60 = flows(c2, "br-int", 60)
-        .into_iter()
-        .find(|f| f.matches.dl_dst == Some(vm5))
-        .unwrap();
+    let t60 = flows(c2, "br-int", 60).into_iter().find(|f| f.matches.dl_dst == Some(vm5)).unwrap();
     assert_eq!(t60.actions[0], Action::StripVlan);
     assert!(matches!(&t60.actions[1], Action::Output(p) if p.starts_with("qvo")));
 }
@@ -153,20 +104,9 @@ fn gateway_traffic_never_leaves_the_host() {
     let p = plan(&seed(), Profile::Walkthrough).unwrap();
     for h in ["network", "compute1", "compute2"] {
         let hp = host(&p, h);
-        for port in hp
-            .bridge("br-int")
-            .unwrap()
-            .ports
-            .iter()
-            .filter(|p| p.name.starts_with("qr-"))
-        {
+        for port in hp.bridge("br-int").unwrap().ports.iter().filter(|p| p.name.starts_with("qr-")) {
             let t1 = flows(hp, "br-vlan", 1);
-            assert!(
-                t1.iter()
-                    .any(|f| f.matches.dl_dst == port.mac && f.actions == [Action::Drop]),
-                "{h}: frames to {} dropped",
-                port.name
-            );
+            assert!(t1.iter().any(|f| f.matches.dl_dst == port.mac && f.actions == [Action::Drop]), "{h}: frames to {} dropped", port.name);
             assert!(
                 t1.iter().any(|f| f.matches.arp_tpa.is_some()
                     && f.matches.dl_vlan == port.tag.map(VlanMatch::Tagged)
@@ -187,36 +127,19 @@ fn anti_spoofing_chain_24_25_60() {
     assert!(flows(c1, "br-int", 0).iter().any(|f| f.priority == 10
         && f.matches.in_port.as_deref() == Some(&dev)
         && f.actions == [Action::Resubmit(dvr_openflow::TableId(24))]));
-    assert!(
-        flows(c1, "br-int", 24)
-            .iter()
-            .any(|f| f.matches.arp_spa.map(|a| a.addr) == Some(vm1.ip))
-    );
+    assert!(flows(c1, "br-int", 24).iter().any(|f| f.matches.arp_spa.map(|a| a.addr) == Some(vm1.ip)));
     assert!(
         flows(c1, "br-int", 25)
             .iter()
-            .any(|f| f.matches.dl_src == Some(vm1.mac)
-                && f.actions == [Action::Resubmit(dvr_openflow::TableId(60))])
+            .any(|f| f.matches.dl_src == Some(vm1.mac) && f.actions == [Action::Resubmit(dvr_openflow::TableId(60))])
     );
     let cur = plan(&t, Profile::Current).unwrap();
     assert!(
-        flows(host(&cur, "compute1"), "br-int", 25)
-            .iter()
-            .any(|f| f.actions == [Action::GotoTable(dvr_openflow::TableId(30))]),
+        flows(host(&cur, "compute1"), "br-int", 25).iter().any(|f| f.actions == [Action::GotoTable(dvr_openflow::TableId(30))]),
         "quirk Q2"
     );
-    assert!(
-        flows(host(&cur, "compute1"), "br-vlan", 22)
-            .iter()
-            .any(|f| f.matches.arp_tpa.is_some()),
-        "quirk Q1"
-    );
-    assert!(
-        flows(host(&cur, "compute1"), "br-vlan", 1)
-            .iter()
-            .all(|f| f.matches.arp_tpa.is_none()),
-        "quirk Q1"
-    );
+    assert!(flows(host(&cur, "compute1"), "br-vlan", 22).iter().any(|f| f.matches.arp_tpa.is_some()), "quirk Q1");
+    assert!(flows(host(&cur, "compute1"), "br-vlan", 1).iter().all(|f| f.matches.arp_tpa.is_none()), "quirk Q1");
 }
 
 #[test]
@@ -224,56 +147,28 @@ fn qrouter_policy_routing_and_permanent_arp() {
     let t = seed();
     let p = plan(&t, Profile::Walkthrough).unwrap();
     let c1 = host(&p, "compute1");
-    let q = c1
-        .namespaces
-        .iter()
-        .find(|n| n.kind == NamespaceKind::Qrouter)
-        .unwrap();
+    let q = c1.namespaces.iter().find(|n| n.kind == NamespaceKind::Qrouter).unwrap();
     // SNAT redirect: from the subnet, table = the gateway address as an integer.
     let idx = u32::from(std::net::Ipv4Addr::new(192, 168, 1, 1));
     let r = q.rules.iter().find(|r| r.table == idx).unwrap();
     assert_eq!(r.priority, idx);
-    assert_eq!(
-        r.selector,
-        RuleSelector::From("192.168.1.0/24".parse().unwrap())
-    );
-    let sg = t.port(
-        t.snat_port(dvr_model::RouterIx(0), dvr_model::SubnetIx(0))
-            .unwrap(),
-    );
-    assert!(
-        q.routes
-            .iter()
-            .any(|r| r.table == dvr_plan::TableRef::Id(idx) && r.via == Some(sg.ip))
-    );
+    assert_eq!(r.selector, RuleSelector::From("192.168.1.0/24".parse().unwrap()));
+    let sg = t.port(t.snat_port(dvr_model::RouterIx(0), dvr_model::SubnetIx(0)).unwrap());
+    assert!(q.routes.iter().any(|r| r.table == dvr_plan::TableRef::Id(idx) && r.via == Some(sg.ip)));
     // Floating IP rule from vm1's fixed IP into table 16.
-    assert!(q.rules.iter().any(|r| r.table == 16
-        && r.priority == 32768
-        && r.selector == RuleSelector::From("192.168.1.9/32".parse().unwrap())));
+    assert!(
+        q.rules.iter().any(|r| r.table == 16 && r.priority == 32768 && r.selector == RuleSelector::From("192.168.1.9/32".parse().unwrap()))
+    );
     // Permanent ARP for every instance and sg- port of both subnets (remote ones too).
     let ips: BTreeSet<String> = q.neighbours.iter().map(|n| n.ip.to_string()).collect();
-    for ip in [
-        "192.168.1.9",
-        "192.168.1.10",
-        "192.168.1.20",
-        "192.168.2.10",
-        "192.168.2.20",
-        "192.168.1.3",
-        "192.168.2.3",
-    ] {
+    for ip in ["192.168.1.9", "192.168.1.10", "192.168.1.20", "192.168.2.10", "192.168.2.20", "192.168.1.3", "192.168.2.3"] {
         assert!(ips.contains(ip), "permanent ARP for {ip}");
     }
     let nat = dvr_plan::render::iptables_save(&q.iptables);
     assert!(nat.contains("-A neutron-l3-agent-PREROUTING -d 10.100.0.7/32 -i rfp-"));
-    assert!(nat.contains(
-        "-A neutron-l3-agent-float-snat -s 192.168.1.9/32 -j SNAT --to-source 10.100.0.7"
-    ));
+    assert!(nat.contains("-A neutron-l3-agent-float-snat -s 192.168.1.9/32 -j SNAT --to-source 10.100.0.7"));
     // compute2 has no floating IP: no FIP rule, no DNAT.
-    let q2 = host(&p, "compute2")
-        .namespaces
-        .iter()
-        .find(|n| n.kind == NamespaceKind::Qrouter)
-        .unwrap();
+    let q2 = host(&p, "compute2").namespaces.iter().find(|n| n.kind == NamespaceKind::Qrouter).unwrap();
     assert!(q2.rules.iter().all(|r| r.table != 16));
     assert!(!dvr_plan::render::iptables_save(&q2.iptables).contains("DNAT"));
 }
@@ -281,39 +176,13 @@ fn qrouter_policy_routing_and_permanent_arp() {
 #[test]
 fn fip_namespace_proxies_arp_and_routes_the_floating_ip() {
     let p = plan(&seed(), Profile::Walkthrough).unwrap();
-    let f = host(&p, "compute1")
-        .namespaces
-        .iter()
-        .find(|n| n.kind == NamespaceKind::Fip)
-        .unwrap();
-    let fg = f
-        .devices
-        .iter()
-        .find(|d| d.name.starts_with("fg-"))
-        .unwrap();
-    assert!(
-        f.sysctls
-            .iter()
-            .any(|s| s.key == format!("net.ipv4.conf.{}.proxy_arp", fg.name) && s.value == "1")
-    );
-    assert!(
-        f.routes
-            .iter()
-            .any(|r| r.dst.to_string() == "10.100.0.7/32" && r.dev.starts_with("fpr-"))
-    );
-    assert!(
-        f.rules
-            .iter()
-            .any(|r| matches!(&r.selector, RuleSelector::Iif(d) if d.starts_with("fpr-")))
-    );
-    let snat = host(&p, "network")
-        .namespaces
-        .iter()
-        .find(|n| n.kind == NamespaceKind::Snat)
-        .unwrap();
-    assert!(
-        dvr_plan::render::iptables_save(&snat.iptables).contains("-j SNAT --to-source 10.100.0.2")
-    );
+    let f = host(&p, "compute1").namespaces.iter().find(|n| n.kind == NamespaceKind::Fip).unwrap();
+    let fg = f.devices.iter().find(|d| d.name.starts_with("fg-")).unwrap();
+    assert!(f.sysctls.iter().any(|s| s.key == format!("net.ipv4.conf.{}.proxy_arp", fg.name) && s.value == "1"));
+    assert!(f.routes.iter().any(|r| r.dst.to_string() == "10.100.0.7/32" && r.dev.starts_with("fpr-")));
+    assert!(f.rules.iter().any(|r| matches!(&r.selector, RuleSelector::Iif(d) if d.starts_with("fpr-"))));
+    let snat = host(&p, "network").namespaces.iter().find(|n| n.kind == NamespaceKind::Snat).unwrap();
+    assert!(dvr_plan::render::iptables_save(&snat.iptables).contains("-j SNAT --to-source 10.100.0.2"));
 }
 
 #[test]
@@ -324,12 +193,7 @@ fn names_fit_linux_and_flows_are_unique() {
             for b in &h.bridges {
                 let mut seen = BTreeSet::new();
                 for f in &b.flows {
-                    assert!(
-                        seen.insert((f.table, f.priority, f.match_string())),
-                        "{} {}: duplicate flow {f}",
-                        h.host,
-                        b.name
-                    );
+                    assert!(seen.insert((f.table, f.priority, f.match_string())), "{} {}: duplicate flow {f}", h.host, b.name);
                 }
                 for port in &b.ports {
                     assert!(port.name.len() <= 15, "{}", port.name);

@@ -8,9 +8,7 @@ use std::process::{Command, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
     /// The program could not be started (not installed?).
-    #[error(
-        "cannot run `{cmd}`: {source} (is it installed? `.ci/run` installs openvswitch-switch, iproute2 and iptables)"
-    )]
+    #[error("cannot run `{cmd}`: {source} (is it installed? `.ci/run` installs openvswitch-switch, iproute2 and iptables)")]
     Spawn {
         /// The command line.
         cmd: String,
@@ -30,39 +28,20 @@ pub enum CmdError {
 }
 
 /// Run `program args…` with extra environment and optional stdin; return stdout.
-pub fn run(
-    program: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-    stdin: Option<&str>,
-) -> Result<String, CmdError> {
+pub fn run(program: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Result<String, CmdError> {
     let line = format!("{program} {}", args.join(" "));
     let mut c = Command::new(program);
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     for (k, v) in env {
         c.env(k, v);
     }
-    let mut child = c.spawn().map_err(|source| CmdError::Spawn {
-        cmd: line.clone(),
-        source,
-    })?;
+    let mut child = c.spawn().map_err(|source| CmdError::Spawn { cmd: line.clone(), source })?;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("piped");
-        pipe.write_all(input.as_bytes())
-            .map_err(|source| CmdError::Spawn {
-                cmd: line.clone(),
-                source,
-            })?;
+        pipe.write_all(input.as_bytes()).map_err(|source| CmdError::Spawn { cmd: line.clone(), source })?;
     }
-    let out = child.wait_with_output().map_err(|source| CmdError::Spawn {
-        cmd: line.clone(),
-        source,
-    })?;
+    let out = child.wait_with_output().map_err(|source| CmdError::Spawn { cmd: line.clone(), source })?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
@@ -77,7 +56,5 @@ pub fn run(
 
 /// Whether a program is on PATH (used by tests to tell "not installed" apart).
 pub fn available(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
 }

@@ -26,22 +26,13 @@ impl OvsInstance {
     /// Start OVS in namespace `netns` (created if missing) with state in `dir`.
     pub fn start(netns: &str, dir: &Path) -> Result<OvsInstance, CmdError> {
         let existing = run("ip", &["netns", "list"], &[], None)?;
-        let owns_netns = !existing
-            .lines()
-            .any(|l| l.split_whitespace().next() == Some(netns));
+        let owns_netns = !existing.lines().any(|l| l.split_whitespace().next() == Some(netns));
         if owns_netns {
             run("ip", &["netns", "add", netns], &[], None)?;
             run("ip", &["-n", netns, "link", "set", "lo", "up"], &[], None)?;
         }
-        std::fs::create_dir_all(dir).map_err(|source| CmdError::Spawn {
-            cmd: format!("mkdir {}", dir.display()),
-            source,
-        })?;
-        let me = OvsInstance {
-            netns: netns.to_string(),
-            dir: dir.to_path_buf(),
-            owns_netns,
-        };
+        std::fs::create_dir_all(dir).map_err(|source| CmdError::Spawn { cmd: format!("mkdir {}", dir.display()), source })?;
+        let me = OvsInstance { netns: netns.to_string(), dir: dir.to_path_buf(), owns_netns };
         let d = me.dir.display().to_string();
         let db = format!("{d}/conf.db");
         if !Path::new(&db).exists() {
@@ -88,19 +79,10 @@ impl OvsInstance {
 
     fn env(&self) -> Vec<(&'static str, String)> {
         let d = self.dir.display().to_string();
-        vec![
-            ("OVS_RUNDIR", d.clone()),
-            ("OVS_DBDIR", d.clone()),
-            ("OVS_LOGDIR", d),
-        ]
+        vec![("OVS_RUNDIR", d.clone()), ("OVS_DBDIR", d.clone()), ("OVS_LOGDIR", d)]
     }
 
-    fn run_env(
-        &self,
-        program: &str,
-        args: &[&str],
-        stdin: Option<&str>,
-    ) -> Result<String, CmdError> {
+    fn run_env(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, CmdError> {
         let env = self.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         run(program, args, &env, stdin)
@@ -153,12 +135,7 @@ impl OvsInstance {
             "protocols=OpenFlow10,OpenFlow13".into(),
         ];
         for p in &b.ports {
-            args.extend([
-                "--".into(),
-                "add-port".into(),
-                b.name.clone(),
-                p.name.clone(),
-            ]);
+            args.extend(["--".into(), "add-port".into(), b.name.clone(), p.name.clone()]);
             match &p.kind {
                 PortKind::Patch { peer } => {
                     args.extend([
@@ -170,33 +147,17 @@ impl OvsInstance {
                         format!("options:peer={peer}"),
                     ]);
                 }
-                _ => args.extend([
-                    "--".into(),
-                    "set".into(),
-                    "interface".into(),
-                    p.name.clone(),
-                    "type=internal".into(),
-                ]),
+                _ => args.extend(["--".into(), "set".into(), "interface".into(), p.name.clone(), "type=internal".into()]),
             }
             if let Some(tag) = p.tag {
-                args.extend([
-                    "--".into(),
-                    "set".into(),
-                    "port".into(),
-                    p.name.clone(),
-                    format!("tag={tag}"),
-                ]);
+                args.extend(["--".into(), "set".into(), "port".into(), p.name.clone(), format!("tag={tag}")]);
             }
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         self.vsctl(&refs)?;
         let err = self.vsctl(&["get", "interface", &b.name, "error"])?;
         if !err.trim().is_empty() && err.trim() != "[]" {
-            return Err(CmdError::Failed {
-                cmd: format!("add-br {}", b.name),
-                status: "bridge error".into(),
-                stderr: err,
-            });
+            return Err(CmdError::Failed { cmd: format!("add-br {}", b.name), status: "bridge error".into(), stderr: err });
         }
         Ok(())
     }
@@ -207,11 +168,7 @@ impl OvsInstance {
     }
 
     fn pid(&self, daemon: &str) -> Option<i32> {
-        std::fs::read_to_string(self.dir.join(format!("{daemon}.pid")))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))).ok()?.trim().parse().ok()
     }
 
     /// Stop the daemons (vswitchd first) and wait until they are gone.
@@ -223,9 +180,7 @@ impl OvsInstance {
                 // A killed daemon stays a zombie until PID 1 reaps it: wait for state Z or gone.
                 while Instant::now() < deadline {
                     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                        Ok(s) if !s.contains(") Z ") => {
-                            std::thread::sleep(Duration::from_millis(10))
-                        }
+                        Ok(s) if !s.contains(") Z ") => std::thread::sleep(Duration::from_millis(10)),
                         _ => break,
                     }
                 }

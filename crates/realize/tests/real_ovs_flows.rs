@@ -14,26 +14,14 @@ use dvr_realize::{OvsInstance, cmd};
 use std::collections::BTreeSet;
 
 fn prerequisites() -> Result<(), String> {
-    for p in [
-        "ovs-vswitchd",
-        "ovsdb-server",
-        "ovsdb-tool",
-        "ovs-vsctl",
-        "ovs-ofctl",
-        "ovs-appctl",
-        "ip",
-    ] {
+    for p in ["ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ip"] {
         if !cmd::available(p) {
             return Err(format!("`{p}` is not installed"));
         }
     }
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("1").to_string())
-        });
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1).unwrap_or("1").to_string()));
     if uid.as_deref() != Some("0") {
         return Err("not running as root".into());
     }
@@ -48,16 +36,12 @@ fn key(f: &Flow) -> String {
 #[test]
 fn every_planned_flow_set_loads_into_real_ovs_unchanged() {
     if let Err(why) = prerequisites() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "real-OVS test cannot run in CI: {why}"
-        );
+        assert!(std::env::var_os("CI").is_none(), "real-OVS test cannot run in CI: {why}");
         eprintln!("SKIPPED real-OVS test: {why}");
         return;
     }
     let dir = std::env::temp_dir().join(format!("dvr-ovs-flows-{}", std::process::id()));
-    let ovs = OvsInstance::start(&format!("dvrtest-flows-{}", std::process::id()), &dir)
-        .expect("start OVS");
+    let ovs = OvsInstance::start(&format!("dvrtest-flows-{}", std::process::id()), &dir).expect("start OVS");
     let topo = dvr_model::seed();
     let mut checked_bridges = 0;
     let mut checked_flows = 0;
@@ -65,36 +49,17 @@ fn every_planned_flow_set_loads_into_real_ovs_unchanged() {
         let plan = dvr_plan::plan(&topo, profile).unwrap();
         for host in &plan.hosts {
             for b in &host.bridges {
-                ovs.add_bridge(b)
-                    .unwrap_or_else(|e| panic!("{} {}: {e}", host.host, b.name));
+                ovs.add_bridge(b).unwrap_or_else(|e| panic!("{} {}: {e}", host.host, b.name));
             }
             for b in &host.bridges {
                 let text = dvr_plan::render::flows_text(b);
-                ovs.ofctl(&["add-flows", &b.name, "-"], Some(&text))
-                    .unwrap_or_else(|e| panic!("{} {} add-flows: {e}", host.host, b.name));
-                let dump = ovs
-                    .ofctl(&["--names", "dump-flows", &b.name], None)
-                    .unwrap();
-                let parsed = parse_flows(&dump).unwrap_or_else(|e| {
-                    panic!(
-                        "{} {}: cannot parse OVS dump: {e}\n{dump}",
-                        host.host, b.name
-                    )
-                });
-                assert_eq!(
-                    parsed.len(),
-                    b.flows.len(),
-                    "{} {}: flow count",
-                    host.host,
-                    b.name
-                );
+                ovs.ofctl(&["add-flows", &b.name, "-"], Some(&text)).unwrap_or_else(|e| panic!("{} {} add-flows: {e}", host.host, b.name));
+                let dump = ovs.ofctl(&["--names", "dump-flows", &b.name], None).unwrap();
+                let parsed = parse_flows(&dump).unwrap_or_else(|e| panic!("{} {}: cannot parse OVS dump: {e}\n{dump}", host.host, b.name));
+                assert_eq!(parsed.len(), b.flows.len(), "{} {}: flow count", host.host, b.name);
                 let planned: BTreeSet<String> = b.flows.iter().map(key).collect();
                 let dumped: BTreeSet<String> = parsed.iter().map(key).collect();
-                assert_eq!(
-                    planned, dumped,
-                    "{} {}: dump parsed back differs",
-                    host.host, b.name
-                );
+                assert_eq!(planned, dumped, "{} {}: dump parsed back differs", host.host, b.name);
                 checked_bridges += 1;
                 checked_flows += b.flows.len();
             }
@@ -103,11 +68,6 @@ fn every_planned_flow_set_loads_into_real_ovs_unchanged() {
             }
         }
     }
-    eprintln!(
-        "real OVS accepted {checked_flows} flows on {checked_bridges} bridges, identical on read-back"
-    );
-    assert!(
-        checked_bridges >= 18,
-        "3 dataplane hosts x 3 bridges x 2 profiles"
-    );
+    eprintln!("real OVS accepted {checked_flows} flows on {checked_bridges} bridges, identical on read-back");
+    assert!(checked_bridges >= 18, "3 dataplane hosts x 3 bridges x 2 profiles");
 }

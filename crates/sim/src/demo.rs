@@ -28,11 +28,7 @@ pub fn parse_paths(yaml: &str) -> Vec<PathSpec> {
             let (from, rest) = body.split_once(" -> ")?;
             let rest = rest.trim();
             let (to, note) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-            (!from.contains(' ')).then(|| PathSpec {
-                from: from.to_string(),
-                to: to.to_string(),
-                note: note.trim().to_string(),
-            })
+            (!from.contains(' ')).then(|| PathSpec { from: from.to_string(), to: to.to_string(), note: note.trim().to_string() })
         })
         .collect()
 }
@@ -83,39 +79,19 @@ pub fn summarise(topo: &Topology, p: &PathSpec, t: &Trace) -> Summary {
         }
         match h.kind {
             HopKind::Wire => {
-                let tag = h
-                    .packet
-                    .vlan
-                    .map_or("untagged".to_string(), |v| format!("VLAN {v}"));
+                let tag = h.packet.vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
                 add(&mut rewrites, format!("{tag} on {}", h.where_));
             }
             HopKind::Openflow => {
                 if let Some(r) = &h.rewrite {
                     for part in r.split(", ") {
-                        if let Some(m) = part
-                            .strip_prefix("src MAC ")
-                            .and_then(|x| x.split('→').nth(1))
-                        {
-                            if let Some(owner) = topo
-                                .hosts
-                                .iter()
-                                .find(|x| x.dvr_mac.map(|d| d.to_string()).as_deref() == Some(m))
-                            {
-                                add(
-                                    &mut rewrites,
-                                    format!("src MAC → DVR MAC of {}", owner.name),
-                                );
+                        if let Some(m) = part.strip_prefix("src MAC ").and_then(|x| x.split('→').nth(1)) {
+                            if let Some(owner) = topo.hosts.iter().find(|x| x.dvr_mac.map(|d| d.to_string()).as_deref() == Some(m)) {
+                                add(&mut rewrites, format!("src MAC → DVR MAC of {}", owner.name));
                             } else if topo.ports.iter().any(|x| {
-                                x.mac.to_string() == m
-                                    && matches!(
-                                        x.owner,
-                                        dvr_model::PortOwner::RouterInterfaceDistributed { .. }
-                                    )
+                                x.mac.to_string() == m && matches!(x.owner, dvr_model::PortOwner::RouterInterfaceDistributed { .. })
                             }) {
-                                add(
-                                    &mut rewrites,
-                                    format!("src MAC → gateway MAC on {}", h.host),
-                                );
+                                add(&mut rewrites, format!("src MAC → gateway MAC on {}", h.host));
                             }
                         } else if part.starts_with("VLAN") && h.where_ != "br-int" {
                             add(&mut rewrites, format!("{part} ({} {})", h.host, h.where_));
@@ -124,14 +100,9 @@ pub fn summarise(topo: &Topology, p: &PathSpec, t: &Trace) -> Summary {
                 }
             }
             HopKind::Namespace | HopKind::Endpoint => {
-                if h.rewrite.is_some()
-                    && (h.detail.contains("NAT") || h.detail.contains("conntrack"))
-                {
+                if h.rewrite.is_some() && (h.detail.contains("NAT") || h.detail.contains("conntrack")) {
                     let what = h.detail.split(" (").next().unwrap_or(&h.detail).to_string();
-                    add(
-                        &mut rewrites,
-                        format!("{what} in {}@{}", short_ns(&h.where_), h.host),
-                    );
+                    add(&mut rewrites, format!("{what} in {}@{}", short_ns(&h.where_), h.host));
                 }
             }
         }
@@ -140,11 +111,7 @@ pub fn summarise(topo: &Topology, p: &PathSpec, t: &Trace) -> Summary {
         path: format!("{} -> {}", p.from, p.to),
         note: p.note.clone(),
         request: verdict(t),
-        reply: t
-            .reply
-            .as_ref()
-            .map(|r| verdict(r))
-            .unwrap_or_else(|| "-".into()),
+        reply: t.reply.as_ref().map(|r| verdict(r)).unwrap_or_else(|| "-".into()),
         hosts,
         rewrites,
     }
@@ -160,21 +127,8 @@ fn short_ns(ns: &str) -> String {
 /// Trace one path on a fresh twin.
 pub fn run_path(topo: &Topology, plan: &dvr_plan::Plan, p: &PathSpec) -> Result<Trace, String> {
     let mut w = World::build(topo, plan);
-    let to = resolve(&w, &p.to).ok_or_else(|| {
-        format!(
-            "path {} -> {}: `{}` is neither an IPv4 address nor an endpoint",
-            p.from, p.to, p.to
-        )
-    })?;
-    let req = TraceRequest {
-        from: p.from.clone(),
-        to,
-        l4: L4::Icmp {
-            reply: false,
-            id: 1,
-        },
-        spoof_ip: None,
-        spoof_mac: None,
-    };
+    let to =
+        resolve(&w, &p.to).ok_or_else(|| format!("path {} -> {}: `{}` is neither an IPv4 address nor an endpoint", p.from, p.to, p.to))?;
+    let req = TraceRequest { from: p.from.clone(), to, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None };
     trace(&mut w, &req).map_err(|e: TraceError| e.to_string())
 }

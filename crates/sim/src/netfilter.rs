@@ -54,13 +54,7 @@ pub struct Tuple {
 impl Tuple {
     /// The tuple of the answer.
     pub fn reversed(&self) -> Tuple {
-        Tuple {
-            src: self.dst,
-            dst: self.src,
-            proto: self.proto,
-            sport: self.dport,
-            dport: self.sport,
-        }
+        Tuple { src: self.dst, dst: self.src, proto: self.proto, sport: self.dport, dport: self.sport }
     }
 }
 
@@ -155,14 +149,7 @@ fn rule_matches(r: &IptRule, t: &Tuple, conn: &Conn, cx: &RuleCtx) -> bool {
     })
 }
 
-fn walk(
-    table: &IptTable,
-    chain: &str,
-    t: &Tuple,
-    conn: &Conn,
-    cx: &RuleCtx,
-    depth: u32,
-) -> Verdict {
+fn walk(table: &IptTable, chain: &str, t: &Tuple, conn: &Conn, cx: &RuleCtx, depth: u32) -> Verdict {
     let Some(c) = table.chain(chain) else {
         return Verdict::Continue;
     };
@@ -218,23 +205,12 @@ impl Conntrack {
         let (i, dir) = match self.lookup(t) {
             Some(found) => found,
             None => {
-                self.conns.push(Conn {
-                    orig: *t,
-                    reply: t.reversed(),
-                    dnat: false,
-                    snat: false,
-                    dst_decided: false,
-                    src_decided: false,
-                });
+                self.conns.push(Conn { orig: *t, reply: t.reversed(), dnat: false, snat: false, dst_decided: false, src_decided: false });
                 (self.conns.len() - 1, Dir::Original)
             }
         };
         let dst_hook = hook.rewrites_destination();
-        let decided = if dst_hook {
-            self.conns[i].dst_decided
-        } else {
-            self.conns[i].src_decided
-        };
+        let decided = if dst_hook { self.conns[i].dst_decided } else { self.conns[i].src_decided };
         if dir == Dir::Original && !decided {
             let conn = self.conns[i].clone();
             let verdict = match nat {
@@ -272,11 +248,7 @@ impl Conntrack {
                 }
             };
             if nat.is_some() {
-                steps.push(NatStep::Chain {
-                    hook: hook.chain(),
-                    rule,
-                    rewrite,
-                });
+                steps.push(NatStep::Chain { hook: hook.chain(), rule, rewrite });
             }
         }
         // Apply the connection's binding to this packet.
@@ -301,28 +273,15 @@ impl Conntrack {
             }
             _ => {}
         }
-        let first_packet_rewrite = matches!(
-            steps.last(),
-            Some(NatStep::Chain {
-                rewrite: Some(_),
-                ..
-            })
-        );
+        let first_packet_rewrite = matches!(steps.last(), Some(NatStep::Chain { rewrite: Some(_), .. }));
         if *t != before && !first_packet_rewrite {
             let what = if t.src != before.src {
                 format!("source {} → {}", before.src, t.src)
             } else {
                 format!("destination {} → {}", before.dst, t.dst)
             };
-            let kind = if dir == Dir::Reply {
-                "reply of a tracked connection"
-            } else {
-                "tracked connection"
-            };
-            steps.push(NatStep::Conntrack {
-                hook: hook.chain(),
-                rewrite: format!("{kind}: {what}"),
-            });
+            let kind = if dir == Dir::Reply { "reply of a tracked connection" } else { "tracked connection" };
+            steps.push(NatStep::Conntrack { hook: hook.chain(), rewrite: format!("{kind}: {what}") });
         }
         steps
     }

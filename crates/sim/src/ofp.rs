@@ -38,6 +38,8 @@ pub struct OfBridge {
     tables: BTreeMap<u8, Vec<Flow>>,
     /// NORMAL's learned (VLAN, MAC) → port.
     pub mac_table: HashMap<(u16, MacAddr), usize>,
+    /// Integration or physical bridge, when known (names tables in traces).
+    pub kind: Option<dvr_plan::tables::BridgeKind>,
 }
 
 /// What one flow lookup did (a trace step).
@@ -100,12 +102,7 @@ impl OfBridge {
         for t in tables.values_mut() {
             t.sort_by_key(|f| std::cmp::Reverse(f.priority));
         }
-        OfBridge {
-            name: name.to_string(),
-            ports,
-            tables,
-            mac_table: HashMap::new(),
-        }
+        OfBridge { name: name.to_string(), ports, tables, mac_table: HashMap::new(), kind: None }
     }
 
     /// Port index by name.
@@ -115,20 +112,12 @@ impl OfBridge {
 
     /// The first flow of `table` matching the frame (priority order).
     pub fn lookup(&self, table: u8, in_port: &str, f: &Frame) -> Option<&Flow> {
-        self.tables
-            .get(&table)?
-            .iter()
-            .find(|fl| flow_matches(&fl.matches, in_port, f))
+        self.tables.get(&table)?.iter().find(|fl| flow_matches(&fl.matches, in_port, f))
     }
 
     /// Run a frame received on port `in_port` through the pipeline from table 0.
     pub fn process(&mut self, in_port: usize, frame: Frame) -> OfResult {
-        let mut x = Exec {
-            frame,
-            in_port,
-            res: OfResult::default(),
-            stop: false,
-        };
+        let mut x = Exec { frame, in_port, res: OfResult::default(), stop: false };
         self.run_table(&mut x, 0, 0);
         x.res.last = Some(x.frame);
         x.res
@@ -142,16 +131,10 @@ impl OfBridge {
         }
         let in_name = self.ports[x.in_port].name.clone();
         let Some(flow) = self.lookup(table, &in_name, &x.frame).cloned() else {
-            x.push(OfStep::Miss {
-                table,
-                fatal: depth == 0,
-            });
+            x.push(OfStep::Miss { table, fatal: depth == 0 });
             return;
         };
-        x.push(OfStep::Matched {
-            table,
-            flow: flow.clone(),
-        });
+        x.push(OfStep::Matched { table, flow: flow.clone() });
         for a in &flow.actions {
             if x.stop {
                 return;
@@ -169,21 +152,15 @@ impl OfBridge {
                     if x.frame.vlan.is_none() {
                         x.frame.vlan = Some(0);
                     } else {
-                        x.push(OfStep::Note(
-                            "push_vlan on a tagged frame (QinQ) is not modelled".into(),
-                        ));
+                        x.push(OfStep::Note("push_vlan on a tagged frame (QinQ) is not modelled".into()));
                     }
                 }
                 Action::ModDlSrc(m) => x.frame.src = *m,
                 Action::ModDlDst(m) => x.frame.dst = *m,
                 Action::Output(name) => match self.port(name) {
-                    Some(p) if p == x.in_port => x.push(OfStep::Note(format!(
-                        "skipping output to input port {name}"
-                    ))),
+                    Some(p) if p == x.in_port => x.push(OfStep::Note(format!("skipping output to input port {name}"))),
                     Some(p) => x.res.outputs.push((p, x.frame)),
-                    None => x.push(OfStep::Note(format!(
-                        "output to unknown port {name}: dropped"
-                    ))),
+                    None => x.push(OfStep::Note(format!("output to unknown port {name}: dropped"))),
                 },
                 Action::Normal => self.normal(x),
             }
@@ -196,10 +173,7 @@ impl OfBridge {
         let vlan = match (inp.tag, x.frame.vlan) {
             (Some(tag), None | Some(0)) => tag,
             (Some(_), Some(v)) => {
-                x.push(OfStep::Note(format!(
-                    "NORMAL: dropping VLAN {v} tagged frame received on access port {}",
-                    inp.name
-                )));
+                x.push(OfStep::Note(format!("NORMAL: dropping VLAN {v} tagged frame received on access port {}", inp.name)));
                 return;
             }
             (None, v) => v.unwrap_or(0),
@@ -211,17 +185,11 @@ impl OfBridge {
             Some(t) => t == vlan,
             None => true,
         };
-        let learned = if x.frame.dst.is_multicast() {
-            None
-        } else {
-            self.mac_table.get(&(vlan, x.frame.dst)).copied()
-        };
+        let learned = if x.frame.dst.is_multicast() { None } else { self.mac_table.get(&(vlan, x.frame.dst)).copied() };
         let targets: Vec<usize> = match learned {
             Some(p) if p == x.in_port => vec![],
             Some(p) => vec![p],
-            None => (0..self.ports.len())
-                .filter(|&p| p != x.in_port && carries(&self.ports[p]))
-                .collect(),
+            None => (0..self.ports.len()).filter(|&p| p != x.in_port && carries(&self.ports[p])).collect(),
         };
         let mut names = Vec::new();
         for p in targets {
@@ -234,11 +202,7 @@ impl OfBridge {
             names.push(self.ports[p].name.clone());
             x.res.outputs.push((p, out));
         }
-        x.push(OfStep::Normal {
-            vlan,
-            out: names,
-            learned: learned.is_some(),
-        });
+        x.push(OfStep::Normal { vlan, out: names, learned: learned.is_some() });
     }
 }
 
@@ -271,13 +235,10 @@ pub fn flow_matches(m: &Match, in_port: &str, f: &Frame) -> bool {
     if m.dl_src.is_some_and(|s| s != f.src) || m.dl_dst.is_some_and(|d| d != f.dst) {
         return false;
     }
-    let arp_fields =
-        m.arp_op.is_some() || m.arp_spa.is_some() || m.arp_tpa.is_some() || m.arp_tha.is_some();
+    let arp_fields = m.arp_op.is_some() || m.arp_spa.is_some() || m.arp_tpa.is_some() || m.arp_tha.is_some();
     let ip_fields = m.nw_src.is_some() || m.nw_dst.is_some();
     match f.payload {
-        Payload::Arp {
-            op, spa, tha, tpa, ..
-        } => {
+        Payload::Arp { op, spa, tha, tpa, .. } => {
             if matches!(m.proto, Some(p) if p != Proto::Arp) || ip_fields {
                 return false;
             }
@@ -300,10 +261,7 @@ pub fn flow_matches(m: &Match, in_port: &str, f: &Frame) -> bool {
                 Some(Proto::Tcp) => l4.proto() == 6,
                 Some(Proto::Udp) => l4.proto() == 17,
             };
-            if !ok
-                || m.nw_src.is_some_and(|a| !a.contains(src))
-                || m.nw_dst.is_some_and(|a| !a.contains(dst))
-            {
+            if !ok || m.nw_src.is_some_and(|a| !a.contains(src)) || m.nw_dst.is_some_and(|a| !a.contains(dst)) {
                 return false;
             }
         }
@@ -324,14 +282,7 @@ mod tests {
             src,
             dst,
             vlan,
-            payload: Payload::Ip {
-                src: Ipv4Addr::new(10, 0, 0, 1),
-                dst: Ipv4Addr::new(10, 0, 0, 2),
-                l4: L4::Icmp {
-                    reply: false,
-                    id: 1,
-                },
-            },
+            payload: Payload::Ip { src: Ipv4Addr::new(10, 0, 0, 1), dst: Ipv4Addr::new(10, 0, 0, 2), l4: L4::Icmp { reply: false, id: 1 } },
         }
     }
     fn mac(n: u8) -> MacAddr {
@@ -339,22 +290,10 @@ mod tests {
     }
     fn ports() -> Vec<OfPort> {
         vec![
-            OfPort {
-                name: "a".into(),
-                tag: Some(1),
-            },
-            OfPort {
-                name: "b".into(),
-                tag: Some(1),
-            },
-            OfPort {
-                name: "c".into(),
-                tag: Some(2),
-            },
-            OfPort {
-                name: "trunk".into(),
-                tag: None,
-            },
+            OfPort { name: "a".into(), tag: Some(1) },
+            OfPort { name: "b".into(), tag: Some(1) },
+            OfPort { name: "c".into(), tag: Some(2) },
+            OfPort { name: "trunk".into(), tag: None },
         ]
     }
 
@@ -363,23 +302,11 @@ mod tests {
         let flows = parse_flows("table=0, priority=0 actions=NORMAL").unwrap();
         let mut br = OfBridge::new("br", ports(), &flows);
         let r = br.process(0, icmp(mac(1), mac(2), None));
-        let outs: Vec<_> = r
-            .outputs
-            .iter()
-            .map(|(p, f)| (br.ports[*p].name.clone(), f.vlan))
-            .collect();
-        assert_eq!(
-            outs,
-            [("b".to_string(), None), ("trunk".to_string(), Some(1))],
-            "flood in VLAN 1 only; tag on trunk"
-        );
+        let outs: Vec<_> = r.outputs.iter().map(|(p, f)| (br.ports[*p].name.clone(), f.vlan)).collect();
+        assert_eq!(outs, [("b".to_string(), None), ("trunk".to_string(), Some(1))], "flood in VLAN 1 only; tag on trunk");
         let r = br.process(3, icmp(mac(2), mac(1), Some(1)));
         assert_eq!(r.outputs.len(), 1);
-        assert_eq!(
-            (r.outputs[0].0, r.outputs[0].1.vlan),
-            (0, None),
-            "learned, untagged to access port"
-        );
+        assert_eq!((r.outputs[0].0, r.outputs[0].1.vlan), (0, None), "learned, untagged to access port");
     }
 
     #[test]
@@ -390,16 +317,7 @@ mod tests {
         .unwrap();
         let mut br = OfBridge::new("br", ports(), &flows);
         let r = br.process(0, icmp(mac(1), mac(2), None));
-        assert_eq!(
-            r.outputs,
-            vec![(
-                1,
-                Frame {
-                    vlan: Some(7),
-                    ..icmp(mac(1), mac(2), None)
-                }
-            )]
-        );
+        assert_eq!(r.outputs, vec![(1, Frame { vlan: Some(7), ..icmp(mac(1), mac(2), None) })]);
     }
 
     #[test]
@@ -408,13 +326,7 @@ mod tests {
         let mut br = OfBridge::new("br", ports(), &flows);
         let r = br.process(0, icmp(mac(1), mac(2), None));
         assert!(r.outputs.is_empty());
-        assert_eq!(
-            r.steps,
-            vec![OfStep::Miss {
-                table: 0,
-                fatal: true
-            }]
-        );
+        assert_eq!(r.steps, vec![OfStep::Miss { table: 0, fatal: true }]);
         let r = br.process(2, icmp(mac(1), mac(2), None));
         assert!(r.outputs.is_empty());
     }
@@ -423,10 +335,7 @@ mod tests {
     /// matching flow, earliest among equals, found by scanning everything.
     fn reference<'a>(flows: &'a [Flow], table: u8, in_port: &str, f: &Frame) -> Option<&'a Flow> {
         let mut best: Option<&Flow> = None;
-        for fl in flows
-            .iter()
-            .filter(|fl| fl.table.0 == table && flow_matches(&fl.matches, in_port, f))
-        {
+        for fl in flows.iter().filter(|fl| fl.table.0 == table && flow_matches(&fl.matches, in_port, f)) {
             if best.is_none_or(|b| fl.priority > b.priority) {
                 best = Some(fl);
             }

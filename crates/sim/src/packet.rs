@@ -58,14 +58,8 @@ impl L4 {
     pub fn reversed(&self) -> L4 {
         match *self {
             L4::Icmp { id, .. } => L4::Icmp { reply: true, id },
-            L4::Tcp { sport, dport } => L4::Tcp {
-                sport: dport,
-                dport: sport,
-            },
-            L4::Udp { sport, dport } => L4::Udp {
-                sport: dport,
-                dport: sport,
-            },
+            L4::Tcp { sport, dport } => L4::Tcp { sport: dport, dport: sport },
+            L4::Udp { sport, dport } => L4::Udp { sport: dport, dport: sport },
         }
     }
 }
@@ -125,29 +119,12 @@ impl Frame {
     /// A short protocol label for traces.
     pub fn proto_label(&self) -> String {
         match self.payload {
-            Payload::Arp {
-                op: ARP_REQUEST,
-                tpa,
-                spa,
-                ..
-            } => format!("arp who-has {tpa} tell {spa}"),
+            Payload::Arp { op: ARP_REQUEST, tpa, spa, .. } => format!("arp who-has {tpa} tell {spa}"),
             Payload::Arp { spa, sha, .. } => format!("arp reply {spa} is-at {sha}"),
-            Payload::Ip {
-                l4: L4::Icmp { reply: false, .. },
-                ..
-            } => "icmp echo-request".into(),
-            Payload::Ip {
-                l4: L4::Icmp { reply: true, .. },
-                ..
-            } => "icmp echo-reply".into(),
-            Payload::Ip {
-                l4: L4::Tcp { sport, dport },
-                ..
-            } => format!("tcp {sport}->{dport}"),
-            Payload::Ip {
-                l4: L4::Udp { sport, dport },
-                ..
-            } => format!("udp {sport}->{dport}"),
+            Payload::Ip { l4: L4::Icmp { reply: false, .. }, .. } => "icmp echo-request".into(),
+            Payload::Ip { l4: L4::Icmp { reply: true, .. }, .. } => "icmp echo-reply".into(),
+            Payload::Ip { l4: L4::Tcp { sport, dport }, .. } => format!("tcp {sport}->{dport}"),
+            Payload::Ip { l4: L4::Udp { sport, dport }, .. } => format!("udp {sport}->{dport}"),
         }
     }
 }
@@ -156,13 +133,7 @@ impl fmt::Display for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let vlan = self.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
         let (s, d) = self.ips();
-        write!(
-            f,
-            "{} > {}{vlan}, {} {s} > {d}",
-            self.src,
-            self.dst,
-            self.proto_label()
-        )
+        write!(f, "{} > {}{vlan}, {} {s} > {d}", self.src, self.dst, self.proto_label())
     }
 }
 
@@ -188,16 +159,9 @@ impl From<&Frame> for PacketView {
         let (s, d) = f.ips();
         let proto = match f.payload {
             Payload::Arp { .. } => "arp",
-            Payload::Ip {
-                l4: L4::Icmp { .. },
-                ..
-            } => "icmp",
-            Payload::Ip {
-                l4: L4::Tcp { .. }, ..
-            } => "tcp",
-            Payload::Ip {
-                l4: L4::Udp { .. }, ..
-            } => "udp",
+            Payload::Ip { l4: L4::Icmp { .. }, .. } => "icmp",
+            Payload::Ip { l4: L4::Tcp { .. }, .. } => "tcp",
+            Payload::Ip { l4: L4::Udp { .. }, .. } => "udp",
         };
         PacketView {
             eth_src: f.src.to_string(),

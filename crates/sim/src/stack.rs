@@ -56,30 +56,15 @@ pub struct IpPkt {
 impl IpPkt {
     fn tuple(&self) -> Tuple {
         let (sport, dport) = self.l4.ports();
-        Tuple {
-            src: self.src,
-            dst: self.dst,
-            proto: self.l4.proto(),
-            sport,
-            dport,
-        }
+        Tuple { src: self.src, dst: self.dst, proto: self.l4.proto(), sport, dport }
     }
     fn set_tuple(&mut self, t: &Tuple) {
         self.src = t.src;
         self.dst = t.dst;
         self.l4 = match self.l4 {
-            L4::Icmp { reply, .. } => L4::Icmp {
-                reply,
-                id: if reply { t.sport } else { t.dport },
-            },
-            L4::Tcp { .. } => L4::Tcp {
-                sport: t.sport,
-                dport: t.dport,
-            },
-            L4::Udp { .. } => L4::Udp {
-                sport: t.sport,
-                dport: t.dport,
-            },
+            L4::Icmp { reply, .. } => L4::Icmp { reply, id: if reply { t.sport } else { t.dport } },
+            L4::Tcp { .. } => L4::Tcp { sport: t.sport, dport: t.dport },
+            L4::Udp { .. } => L4::Udp { sport: t.sport, dport: t.dport },
         };
     }
 }
@@ -177,16 +162,11 @@ impl Stack {
     }
 
     fn is_local(&self, ip: Ipv4Addr) -> Option<usize> {
-        self.devs
-            .iter()
-            .position(|d| d.addrs.iter().any(|a| a.addr() == ip))
+        self.devs.iter().position(|d| d.addrs.iter().any(|a| a.addr() == ip))
     }
 
     fn lookup_table(&self, table: TableRef, dst: Ipv4Addr) -> Option<&Route> {
-        self.routes
-            .iter()
-            .filter(|r| r.table == table && r.dst.contains(&dst))
-            .max_by_key(|r| r.dst.prefix_len())
+        self.routes.iter().filter(|r| r.table == table && r.dst.contains(&dst)).max_by_key(|r| r.dst.prefix_len())
     }
 
     /// Policy routing: `local`, the rules by priority (with `main` at 32766),
@@ -195,8 +175,7 @@ impl Stack {
         if self.is_local(dst).is_some() {
             return Some(RouteResult::Local);
         }
-        let mut rules: Vec<(u32, Option<&Rule>)> =
-            self.rules.iter().map(|r| (r.priority, Some(r))).collect();
+        let mut rules: Vec<(u32, Option<&Rule>)> = self.rules.iter().map(|r| (r.priority, Some(r))).collect();
         rules.push((32766, None));
         rules.sort_by_key(|(p, _)| *p);
         for (prio, rule) in rules {
@@ -217,35 +196,17 @@ impl Stack {
                         RuleSelector::From(n) => format!("from {n}"),
                         RuleSelector::Iif(d) => format!("from all iif {d}"),
                     };
-                    (
-                        TableRef::Id(r.table),
-                        format!("{prio} {sel} lookup {}", r.table),
-                    )
+                    (TableRef::Id(r.table), format!("{prio} {sel} lookup {}", r.table))
                 }
             };
             if let Some(r) = self.lookup_table(table, dst)
                 && let Some(dev) = self.dev(&r.dev)
             {
-                let dst_txt = if r.dst.prefix_len() == 0 {
-                    "default".to_string()
-                } else {
-                    r.dst.to_string()
-                };
+                let dst_txt = if r.dst.prefix_len() == 0 { "default".to_string() } else { r.dst.to_string() };
                 let via = r.via.map(|v| format!(" via {v}")).unwrap_or_default();
-                let table_txt = if table == TableRef::Main {
-                    String::new()
-                } else {
-                    format!(" table {table}")
-                };
-                let why = vec![
-                    format!("ip rule {label}"),
-                    format!("route {dst_txt}{via} dev {}{table_txt}", r.dev),
-                ];
-                return Some(RouteResult::Unicast {
-                    dev,
-                    nexthop: r.via.unwrap_or(dst),
-                    why,
-                });
+                let table_txt = if table == TableRef::Main { String::new() } else { format!(" table {table}") };
+                let why = vec![format!("ip rule {label}"), format!("route {dst_txt}{via} dev {}{table_txt}", r.dev)];
+                return Some(RouteResult::Unicast { dev, nexthop: r.via.unwrap_or(dst), why });
             }
         }
         None
@@ -256,53 +217,32 @@ impl Stack {
         let mut res = StackResult::default();
         let d = &self.devs[dev];
         if f.vlan.is_some() {
-            res.steps.push(StackStep::Drop(format!(
-                "{} received a VLAN-tagged frame; it has no VLAN device",
-                d.name
-            )));
+            res.steps.push(StackStep::Drop(format!("{} received a VLAN-tagged frame; it has no VLAN device", d.name)));
             return res;
         }
         if f.dst != d.mac && !f.dst.is_multicast() {
-            res.steps.push(StackStep::Ignored(format!(
-                "frame for {} is not addressed to {} ({})",
-                f.dst, d.name, d.mac
-            )));
+            res.steps.push(StackStep::Ignored(format!("frame for {} is not addressed to {} ({})", f.dst, d.name, d.mac)));
             return res;
         }
         match f.payload {
-            Payload::Arp {
-                op, sha, spa, tpa, ..
-            } => self.receive_arp(dev, op, sha, spa, tpa, &mut res),
+            Payload::Arp { op, sha, spa, tpa, .. } => self.receive_arp(dev, op, sha, spa, tpa, &mut res),
             Payload::Ip { src, dst, l4 } => self.receive_ip(dev, IpPkt { src, dst, l4 }, &mut res),
         }
         res
     }
 
     fn learn(&mut self, dev: usize, ip: Ipv4Addr, mac: MacAddr) {
-        let e = self.neigh.entry((dev, ip)).or_insert(Neigh {
-            mac,
-            permanent: false,
-        });
+        let e = self.neigh.entry((dev, ip)).or_insert(Neigh { mac, permanent: false });
         if !e.permanent {
             e.mac = mac;
         }
     }
 
-    fn receive_arp(
-        &mut self,
-        dev: usize,
-        op: u16,
-        sha: MacAddr,
-        spa: Ipv4Addr,
-        tpa: Ipv4Addr,
-        res: &mut StackResult,
-    ) {
+    fn receive_arp(&mut self, dev: usize, op: u16, sha: MacAddr, spa: Ipv4Addr, tpa: Ipv4Addr, res: &mut StackResult) {
         let name = self.devs[dev].name.clone();
         if op == ARP_REPLY {
             self.learn(dev, spa, sha);
-            res.steps.push(StackStep::Note(format!(
-                "ARP reply: {spa} is-at {sha} (learned on {name})"
-            )));
+            res.steps.push(StackStep::Note(format!("ARP reply: {spa} is-at {sha} (learned on {name})")));
             self.flush_pending(dev, spa, res);
             return;
         }
@@ -313,11 +253,8 @@ impl Stack {
         };
         if answer_local {
             self.learn(dev, spa, sha);
-            res.steps.push(StackStep::Note(format!(
-                "ARP request for {tpa}: answered by {name}"
-            )));
-            res.out
-                .push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
+            res.steps.push(StackStep::Note(format!("ARP request for {tpa}: answered by {name}")));
+            res.out.push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
             return;
         }
         if owner.is_none()
@@ -330,53 +267,30 @@ impl Stack {
                 "proxy ARP on {name}: the route to {tpa} leaves by {}, so {name} answers with its own MAC",
                 self.devs[out].name
             )));
-            res.out
-                .push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
+            res.out.push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
             return;
         }
         let why = match owner {
-            Some(o) => format!(
-                "{tpa} is on {}, not on {name} (arp_ignore=1)",
-                self.devs[o].name
-            ),
-            None if self.devs[dev].proxy_arp => format!(
-                "{tpa} is not local and its route does not leave by another device: no proxy ARP"
-            ),
+            Some(o) => format!("{tpa} is on {}, not on {name} (arp_ignore=1)", self.devs[o].name),
+            None if self.devs[dev].proxy_arp => format!("{tpa} is not local and its route does not leave by another device: no proxy ARP"),
             None => format!("{tpa} is not a local address"),
         };
-        res.steps.push(StackStep::Ignored(format!(
-            "ARP request on {name} not answered: {why}"
-        )));
+        res.steps.push(StackStep::Ignored(format!("ARP request on {name} not answered: {why}")));
     }
 
-    fn nat(
-        &mut self,
-        hook: Hook,
-        p: &mut IpPkt,
-        in_dev: Option<usize>,
-        out_dev: Option<usize>,
-        res: &mut StackResult,
-    ) {
+    fn nat(&mut self, hook: Hook, p: &mut IpPkt, in_dev: Option<usize>, out_dev: Option<usize>, res: &mut StackResult) {
         if self.notrack {
             return;
         }
         let mut t = p.tuple();
         let local = in_dev.and_then(|d| self.devs[d].addrs.first().map(|a| a.addr()));
         let nat = self.nat.clone();
-        let names = (
-            in_dev.map(|d| self.devs[d].name.clone()),
-            out_dev.map(|d| self.devs[d].name.clone()),
-        );
-        let cx = RuleCtx {
-            in_dev: names.0.as_deref(),
-            out_dev: names.1.as_deref(),
-            mark: 0,
-        };
+        let names = (in_dev.map(|d| self.devs[d].name.clone()), out_dev.map(|d| self.devs[d].name.clone()));
+        let cx = RuleCtx { in_dev: names.0.as_deref(), out_dev: names.1.as_deref(), mark: 0 };
         let steps = self.ct.process(nat.as_ref(), hook, &mut t, &cx, local);
         p.set_tuple(&t);
         let after = *p;
-        res.steps
-            .extend(steps.into_iter().map(|s| StackStep::Nat(s, after)));
+        res.steps.extend(steps.into_iter().map(|s| StackStep::Nat(s, after)));
     }
 
     fn receive_ip(&mut self, dev: usize, mut p: IpPkt, res: &mut StackResult) {
@@ -384,36 +298,21 @@ impl Stack {
         match self.route(p.src, p.dst, Some(dev)) {
             Some(RouteResult::Local) => {
                 self.nat(Hook::Input, &mut p, Some(dev), None, res);
-                res.steps.push(StackStep::Note(format!(
-                    "{} is local: delivered ({})",
-                    p.dst,
-                    describe(&p)
-                )));
+                res.steps.push(StackStep::Note(format!("{} is local: delivered ({})", p.dst, describe(&p))));
                 res.delivered = Some(p);
                 res.answer = answer_to(&p);
             }
-            None => res
-                .steps
-                .push(StackStep::Drop(format!("no route to {}", p.dst))),
-            Some(RouteResult::Unicast {
-                dev: out,
-                nexthop,
-                why,
-            }) => {
+            None => res.steps.push(StackStep::Drop(format!("no route to {}", p.dst))),
+            Some(RouteResult::Unicast { dev: out, nexthop, why }) => {
                 if !self.forward {
-                    res.steps.push(StackStep::Drop(format!(
-                        "{} is not local and ip_forward=0",
-                        p.dst
-                    )));
+                    res.steps.push(StackStep::Drop(format!("{} is not local and ip_forward=0", p.dst)));
                     return;
                 }
                 if self.rp_filter == 1
                     && !matches!(self.route(p.dst, p.src, None), Some(RouteResult::Unicast { dev: back, .. }) if back == dev)
                 {
-                    res.steps.push(StackStep::Drop(format!(
-                        "rp_filter: the route back to {} does not leave by {}",
-                        p.src, self.devs[dev].name
-                    )));
+                    res.steps
+                        .push(StackStep::Drop(format!("rp_filter: the route back to {} does not leave by {}", p.src, self.devs[dev].name)));
                     return;
                 }
                 res.steps.extend(why.into_iter().map(StackStep::Note));
@@ -428,12 +327,9 @@ impl Stack {
         let mut res = StackResult::default();
         self.nat(Hook::Output, &mut p, None, None, &mut res);
         match self.route(p.src, p.dst, None) {
-            None => res
-                .steps
-                .push(StackStep::Drop(format!("no route to {}", p.dst))),
+            None => res.steps.push(StackStep::Drop(format!("no route to {}", p.dst))),
             Some(RouteResult::Local) => {
-                res.steps
-                    .push(StackStep::Note(format!("{} is local", p.dst)));
+                res.steps.push(StackStep::Note(format!("{} is local", p.dst)));
                 res.delivered = Some(p);
             }
             Some(RouteResult::Unicast { dev, nexthop, why }) => {
@@ -450,23 +346,9 @@ impl Stack {
         match self.neigh.get(&(dev, nexthop)) {
             Some(n) => {
                 let kind = if n.permanent { "permanent" } else { "learned" };
-                res.steps.push(StackStep::Note(format!(
-                    "neighbour {nexthop} is {} ({kind}): send on {}",
-                    n.mac, d.name
-                )));
-                res.out.push((
-                    dev,
-                    Frame {
-                        src: d.mac,
-                        dst: n.mac,
-                        vlan: None,
-                        payload: Payload::Ip {
-                            src: p.src,
-                            dst: p.dst,
-                            l4: p.l4,
-                        },
-                    },
-                ));
+                res.steps.push(StackStep::Note(format!("neighbour {nexthop} is {} ({kind}): send on {}", n.mac, d.name)));
+                res.out
+                    .push((dev, Frame { src: d.mac, dst: n.mac, vlan: None, payload: Payload::Ip { src: p.src, dst: p.dst, l4: p.l4 } }));
             }
             None => {
                 let q = self.pending.entry((dev, nexthop)).or_default();
@@ -479,18 +361,10 @@ impl Stack {
                         .or(d.addrs.first())
                         .map(|a| a.addr())
                         .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                    res.steps.push(StackStep::Note(format!(
-                        "no neighbour entry for {nexthop} on {}: ARP request, packet waits",
-                        d.name
-                    )));
-                    res.out.push((
-                        dev,
-                        arp_frame(ARP_REQUEST, d.mac, spa, MacAddr::BROADCAST, nexthop),
-                    ));
+                    res.steps.push(StackStep::Note(format!("no neighbour entry for {nexthop} on {}: ARP request, packet waits", d.name)));
+                    res.out.push((dev, arp_frame(ARP_REQUEST, d.mac, spa, MacAddr::BROADCAST, nexthop)));
                 } else {
-                    res.steps.push(StackStep::Note(format!(
-                        "ARP for {nexthop} already pending: packet waits"
-                    )));
+                    res.steps.push(StackStep::Note(format!("ARP for {nexthop} already pending: packet waits")));
                 }
             }
         }
@@ -504,31 +378,13 @@ impl Stack {
 
     /// Next hops still waiting for ARP, for the end-of-trace verdict.
     pub fn unresolved(&self) -> Vec<(String, Ipv4Addr)> {
-        self.pending
-            .keys()
-            .map(|(d, ip)| (self.devs[*d].name.clone(), *ip))
-            .collect()
+        self.pending.keys().map(|(d, ip)| (self.devs[*d].name.clone(), *ip)).collect()
     }
 }
 
 fn arp_frame(op: u16, src: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) -> Frame {
-    let (dst, tha) = if op == ARP_REQUEST {
-        (MacAddr::BROADCAST, MacAddr::ZERO)
-    } else {
-        (tha, tha)
-    };
-    Frame {
-        src,
-        dst,
-        vlan: None,
-        payload: Payload::Arp {
-            op,
-            sha: src,
-            spa,
-            tha,
-            tpa,
-        },
-    }
+    let (dst, tha) = if op == ARP_REQUEST { (MacAddr::BROADCAST, MacAddr::ZERO) } else { (tha, tha) };
+    Frame { src, dst, vlan: None, payload: Payload::Arp { op, sha: src, spa, tha, tpa } }
 }
 
 /// "icmp echo-request 192.168.1.9 → 192.168.2.20" style.
@@ -547,10 +403,6 @@ pub fn describe(p: &IpPkt) -> String {
 fn answer_to(p: &IpPkt) -> Option<IpPkt> {
     match p.l4 {
         L4::Icmp { reply: true, .. } => None,
-        _ => Some(IpPkt {
-            src: p.dst,
-            dst: p.src,
-            l4: p.l4.reversed(),
-        }),
+        _ => Some(IpPkt { src: p.dst, dst: p.src, l4: p.l4.reversed() }),
     }
 }

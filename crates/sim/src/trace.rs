@@ -110,33 +110,22 @@ pub struct TraceRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     /// `--from` names no endpoint.
-    #[error(
-        "no instance or external host called `{0}`; endpoints are: {1}\n    fix: pass one of them to --from"
-    )]
+    #[error("no instance or external host called `{0}`; endpoints are: {1}\n    fix: pass one of them to --from")]
     UnknownEndpoint(String, String),
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Ev {
-    Bridge {
-        host: usize,
-        bridge: usize,
-        port: usize,
-    },
-    Stack {
-        stack: usize,
-        dev: usize,
-    },
-    Wire {
-        wire: usize,
-        port: usize,
-    },
+    Bridge { host: usize, bridge: usize, port: usize },
+    Stack { stack: usize, dev: usize },
+    Wire { wire: usize, port: usize },
 }
 
 struct Drop {
     reason: String,
     disposition: Disposition,
     traced: bool,
+    frame: Frame,
 }
 
 struct Phase {
@@ -149,13 +138,7 @@ struct Phase {
 /// The identity of the traced packet (either direction, any NAT).
 fn is_traced(f: &Frame, l4: L4) -> bool {
     match (f.payload, l4) {
-        (
-            Payload::Ip {
-                l4: L4::Icmp { id: a, .. },
-                ..
-            },
-            L4::Icmp { id: b, .. },
-        ) => a == b,
+        (Payload::Ip { l4: L4::Icmp { id: a, .. }, .. }, L4::Icmp { id: b, .. }) => a == b,
         (Payload::Ip { l4: x, .. }, y) => {
             let (s, d) = y.ports();
             x.proto() == y.proto() && (x.ports() == (s, d) || x.ports() == (d, s))
@@ -176,15 +159,7 @@ fn diff(a: &Frame, b: &Frame) -> Option<String> {
     if a.dst != b.dst && a.payload == b.payload {
         d.push(format!("dst MAC {}→{}", a.dst, b.dst));
     }
-    if let (
-        Payload::Ip {
-            src: s1, dst: d1, ..
-        },
-        Payload::Ip {
-            src: s2, dst: d2, ..
-        },
-    ) = (a.payload, b.payload)
-    {
+    if let (Payload::Ip { src: s1, dst: d1, .. }, Payload::Ip { src: s2, dst: d2, .. }) = (a.payload, b.payload) {
         if s1 != s2 {
             d.push(format!("src IP {s1}→{s2}"));
         }
@@ -204,16 +179,7 @@ struct Runner<'w> {
 
 impl Runner<'_> {
     #[allow(clippy::too_many_arguments)]
-    fn hop(
-        &mut self,
-        host: &str,
-        kind: HopKind,
-        where_: &str,
-        detail: String,
-        packet: &Frame,
-        copy: &str,
-        prev: &mut Frame,
-    ) -> usize {
+    fn hop(&mut self, host: &str, kind: HopKind, where_: &str, detail: String, packet: &Frame, copy: &str, prev: &mut Frame) -> usize {
         let rewrite = diff(prev, packet);
         *prev = *packet;
         self.phase.hops.push(Hop {
@@ -230,30 +196,16 @@ impl Runner<'_> {
         self.phase.hops.len() - 1
     }
 
-    fn drop(
-        &mut self,
-        hop: usize,
-        reason: String,
-        disposition: Disposition,
-        traced: bool,
-        fate: &str,
-    ) {
+    #[allow(clippy::too_many_arguments)]
+    fn drop(&mut self, hop: usize, reason: String, disposition: Disposition, traced: bool, fate: &str, frame: Frame) {
         self.phase.hops[hop].fate = Some(fate.to_string());
-        self.phase.drops.push(Drop {
-            reason,
-            disposition,
-            traced,
-        });
+        self.phase.drops.push(Drop { reason, disposition, traced, frame });
     }
 
     fn enqueue(&mut self, targets: Vec<(Ev, Frame)>, copy: &str) {
         let n = targets.len();
         for (i, (ev, f)) in targets.into_iter().enumerate() {
-            let label = if n == 1 {
-                copy.to_string()
-            } else {
-                format!("{copy}.{}", i + 1)
-            };
+            let label = if n == 1 { copy.to_string() } else { format!("{copy}.{}", i + 1) };
             self.queue.push_back((ev, f, label));
         }
     }
@@ -267,35 +219,17 @@ impl Runner<'_> {
         }
     }
 
-    fn stack_result(
-        &mut self,
-        s: usize,
-        r: StackResult,
-        input: Frame,
-        copy: &str,
-        want_reply_at: Option<usize>,
-    ) {
+    fn stack_result(&mut self, s: usize, r: StackResult, input: Frame, copy: &str, want_reply_at: Option<usize>) {
         let node = &self.w.stacks[s];
         let (host, name) = (node.host.clone(), node.name.clone());
-        let kind = if matches!(node.kind, StackKind::Namespace(_)) {
-            HopKind::Namespace
-        } else {
-            HopKind::Endpoint
-        };
+        let kind = if matches!(node.kind, StackKind::Namespace(_)) { HopKind::Namespace } else { HopKind::Endpoint };
         let mut prev = input;
         let traced = is_traced(&input, self.l4);
         let mut shown = input;
         for step in &r.steps {
             let (detail, fate) = match step {
                 StackStep::Note(n) => (n.clone(), None),
-                StackStep::Nat(
-                    crate::netfilter::NatStep::Chain {
-                        hook,
-                        rule,
-                        rewrite,
-                    },
-                    _,
-                ) => {
+                StackStep::Nat(crate::netfilter::NatStep::Chain { hook, rule, rewrite }, _) => {
                     let d = match (rule, rewrite) {
                         (Some(r), Some(w)) => format!("{hook} {w} ({r})"),
                         (Some(r), None) => format!("{hook} no NAT ({r})"),
@@ -303,35 +237,19 @@ impl Runner<'_> {
                     };
                     (d, None)
                 }
-                StackStep::Nat(crate::netfilter::NatStep::Conntrack { hook, rewrite }, _) => {
-                    (format!("{hook} conntrack: {rewrite}"), None)
-                }
+                StackStep::Nat(crate::netfilter::NatStep::Conntrack { hook, rewrite }, _) => (format!("{hook} conntrack: {rewrite}"), None),
                 StackStep::Drop(why) => (format!("dropped: {why}"), Some(why.clone())),
                 StackStep::Ignored(why) => (why.clone(), Some(String::new())),
             };
             if let StackStep::Nat(_, p) = step {
-                shown.payload = Payload::Ip {
-                    src: p.src,
-                    dst: p.dst,
-                    l4: p.l4,
-                };
+                shown.payload = Payload::Ip { src: p.src, dst: p.dst, l4: p.l4 };
             }
             let h = self.hop(&host, kind, &name, detail, &shown, copy, &mut prev);
             match fate {
                 Some(why) if why.is_empty() => self.phase.hops[h].fate = Some("ignored".into()),
                 Some(why) => {
-                    let disp = if why.starts_with("no route") {
-                        Disposition::NoRoute
-                    } else {
-                        Disposition::Dropped
-                    };
-                    self.drop(
-                        h,
-                        format!("{name} on {host}: {why}"),
-                        disp,
-                        traced,
-                        "dropped",
-                    );
+                    let disp = if why.starts_with("no route") { Disposition::NoRoute } else { Disposition::Dropped };
+                    self.drop(h, format!("{name} on {host}: {why}"), disp, traced, "dropped", input);
                 }
                 None => {}
             }
@@ -339,9 +257,7 @@ impl Runner<'_> {
         if let Some(p) = r.delivered {
             let matches_phase = match want_reply_at {
                 None => p.l4 == self.l4 && self.phase.delivered.is_none(),
-                Some(origin) => {
-                    origin == s && p.l4 == self.l4.reversed() && self.phase.delivered.is_none()
-                }
+                Some(origin) => origin == s && p.l4 == self.l4.reversed() && self.phase.delivered.is_none(),
             };
             if matches_phase {
                 let h = self.phase.hops.len().saturating_sub(1);
@@ -354,15 +270,7 @@ impl Runner<'_> {
         let mut targets = Vec::new();
         for (dev, f) in r.out {
             let dev_name = self.w.stacks[s].stack.devs[dev].name.clone();
-            self.hop(
-                &host,
-                kind,
-                &name,
-                format!("sends on {dev_name}: {}", f),
-                &f,
-                copy,
-                &mut prev,
-            );
+            self.hop(&host, kind, &name, format!("sends on {dev_name}: {}", f), &f, copy, &mut prev);
             if let Some(ev) = Self::from_attach(self.w.stacks[s].attach[dev]) {
                 targets.push((ev, f));
             }
@@ -380,6 +288,7 @@ impl Runner<'_> {
                 let hostname = self.w.hosts[host].name.clone();
                 let br = &mut self.w.hosts[host].bridges[bridge];
                 let bname = br.name.clone();
+                let kind = br.kind;
                 let res = br.process(port, f);
                 let port_names: Vec<String> = br.ports.iter().map(|p| p.name.clone()).collect();
                 let mut prev = f;
@@ -391,50 +300,29 @@ impl Runner<'_> {
                             let m = flow.match_string();
                             let m = if m.is_empty() { "(any)".to_string() } else { m };
                             (
-                                format!(
-                                    "table {table} priority {} {m} → {}",
-                                    flow.priority,
-                                    flow.actions_string()
-                                ),
-                                (!flow.reason.is_empty())
-                                    .then(|| format!("{}: {}", flow.builder, flow.reason)),
+                                format!("table {table} priority {} {m} → {}", flow.priority, flow.actions_string()),
+                                (!flow.reason.is_empty()).then(|| format!("{}: {}", flow.builder, flow.reason)),
                             )
                         }
-                        OfStep::Miss { table, fatal: true } => (
-                            format!("table {table}: no flow matches: table miss, dropped"),
-                            None,
-                        ),
-                        OfStep::Miss {
-                            table,
-                            fatal: false,
-                        } => (
-                            format!("table {table}: no flow matches: nothing done"),
-                            None,
-                        ),
+                        OfStep::Miss { table, fatal: true } => {
+                            (format!("table {table}{}: no flow matches: table miss, dropped", table_name(kind, *table)), None)
+                        }
+                        OfStep::Miss { table, fatal: false } => {
+                            (format!("table {table}{}: no flow matches: nothing done", table_name(kind, *table)), None)
+                        }
                         OfStep::Normal { vlan, out, learned } => {
                             let d = match (out.as_slice(), learned) {
                                 ([], _) => format!("NORMAL in VLAN {vlan}: no other port: dropped"),
                                 ([p], true) => {
                                     format!("NORMAL in VLAN {vlan}: destination learned on {p}")
                                 }
-                                (ps, _) => format!(
-                                    "NORMAL in VLAN {vlan}: destination unknown, flood to {}",
-                                    ps.join(", ")
-                                ),
+                                (ps, _) => format!("NORMAL in VLAN {vlan}: destination unknown, flood to {}", ps.join(", ")),
                             };
                             (d, None)
                         }
                         OfStep::Note(n) => (n.clone(), None),
                     };
-                    let h = self.hop(
-                        &hostname,
-                        HopKind::Openflow,
-                        &bname,
-                        detail,
-                        &after,
-                        &copy,
-                        &mut prev,
-                    );
+                    let h = self.hop(&hostname, HopKind::Openflow, &bname, detail, &after, &copy, &mut prev);
                     self.phase.hops[h].why = why;
                     last = Some(h);
                 }
@@ -442,13 +330,7 @@ impl Runner<'_> {
                     if let Some(h) = last {
                         let detail = self.phase.hops[h].detail.clone();
                         let traced = is_traced(&f, self.l4);
-                        self.drop(
-                            h,
-                            format!("{hostname} {bname}: {detail}"),
-                            Disposition::Dropped,
-                            traced,
-                            "dropped",
-                        );
+                        self.drop(h, format!("{hostname} {bname}: {detail}"), Disposition::Dropped, traced, "dropped", f);
                     }
                     return;
                 }
@@ -480,11 +362,7 @@ impl Runner<'_> {
                     frame.vlan = Some(t);
                 }
                 w.mac_table.insert(frame.src, port);
-                let known = if frame.dst.is_multicast() {
-                    None
-                } else {
-                    w.mac_table.get(&frame.dst).copied()
-                };
+                let known = if frame.dst.is_multicast() { None } else { w.mac_table.get(&frame.dst).copied() };
                 let outs: Vec<usize> = match known {
                     Some(p) if p == port => vec![],
                     Some(p) => vec![p],
@@ -492,32 +370,14 @@ impl Runner<'_> {
                 };
                 let names: Vec<String> = outs.iter().map(|&p| w.ports[p].2.clone()).collect();
                 let wname = w.name.clone();
-                let vlan = frame
-                    .vlan
-                    .map_or("untagged".to_string(), |v| format!("VLAN {v}"));
-                let how = if known.is_some() {
-                    "learned"
-                } else {
-                    "flooded"
-                };
+                let vlan = frame.vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
+                let how = if known.is_some() { "learned" } else { "flooded" };
                 let mut prev = f;
                 let detail = format!(
                     "{vlan} from {from_name} → {} ({how})",
-                    if names.is_empty() {
-                        "nowhere".to_string()
-                    } else {
-                        names.join(", ")
-                    }
+                    if names.is_empty() { "nowhere".to_string() } else { names.join(", ") }
                 );
-                let h = self.hop(
-                    "fabric",
-                    HopKind::Wire,
-                    &wname,
-                    detail,
-                    &frame,
-                    &copy,
-                    &mut prev,
-                );
+                let h = self.hop("fabric", HopKind::Wire, &wname, detail, &frame, &copy, &mut prev);
                 self.phase.hops[h].rewrite = None;
                 let mut targets = Vec::new();
                 for p in outs {
@@ -550,6 +410,10 @@ impl Runner<'_> {
     }
 }
 
+fn table_name(kind: Option<dvr_plan::tables::BridgeKind>, t: u8) -> String {
+    kind.and_then(|k| dvr_plan::tables::lookup(k, dvr_openflow::TableId(t))).map(|d| format!(" ({})", d.name)).unwrap_or_default()
+}
+
 fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
     if let Some((s, _, _)) = p.delivered {
         return Trace {
@@ -562,73 +426,36 @@ fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
         };
     }
     let (reason, disposition) = if p.looped {
-        (
-            format!("more than {MAX_EVENTS} frames: forwarding loop"),
-            Disposition::Loop,
-        )
+        (format!("more than {MAX_EVENTS} frames: forwarding loop"), Disposition::Loop)
     } else if let Some(d) = p.drops.iter().rev().find(|d| d.traced) {
         (d.reason.clone(), d.disposition)
-    } else if let Some((node, dev, ip)) = w.stacks.iter().find_map(|n| {
-        n.stack
-            .unresolved()
-            .first()
-            .map(|(d, ip)| (n, d.clone(), *ip))
-    }) {
+    } else if let Some((node, dev, ip)) = w.stacks.iter().find_map(|n| n.stack.unresolved().first().map(|(d, ip)| (n, d.clone(), *ip))) {
+        let arp_drop = p.drops.iter().rev().find(|d| matches!(d.frame.payload, Payload::Arp { tpa, .. } if tpa == ip));
+        let why = match arp_drop {
+            Some(d) => format!("its ARP request was dropped: {}", d.reason),
+            None => "nothing answered its ARP request".to_string(),
+        };
         (
-            format!(
-                "{} on {}: no ARP reply for {ip} on {dev}; the packet was never sent",
-                node.name, node.host
-            ),
+            format!("{} on {}: no ARP reply for {ip} on {dev} ({why}); the packet was never sent", node.name, node.host),
             Disposition::NeighbourUnreachable,
         )
     } else if let Some(d) = p.drops.last() {
         (d.reason.clone(), d.disposition)
     } else {
-        (
-            format!("nothing that owns {target} received the packet"),
-            Disposition::Dropped,
-        )
+        (format!("nothing that owns {target} received the packet"), Disposition::Dropped)
     };
-    Trace {
-        verdict: "dropped",
-        delivered_to: None,
-        drop_reason: Some(reason),
-        disposition,
-        hops: p.hops,
-        reply: None,
-    }
+    Trace { verdict: "dropped", delivered_to: None, drop_reason: Some(reason), disposition, hops: p.hops, reply: None }
 }
 
 fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>) {
     let res = r.w.stacks[s].stack.originate(pkt);
     let src = r.w.stacks[s].stack.devs[0].mac;
-    let input = Frame {
-        src,
-        dst: src,
-        vlan: None,
-        payload: Payload::Ip {
-            src: pkt.src,
-            dst: pkt.dst,
-            l4: pkt.l4,
-        },
-    };
+    let input = Frame { src, dst: src, vlan: None, payload: Payload::Ip { src: pkt.src, dst: pkt.dst, l4: pkt.l4 } };
     let host = r.w.stacks[s].host.clone();
     let name = r.w.stacks[s].name.clone();
-    let kind = if matches!(r.w.stacks[s].kind, StackKind::Namespace(_)) {
-        HopKind::Namespace
-    } else {
-        HopKind::Endpoint
-    };
+    let kind = if matches!(r.w.stacks[s].kind, StackKind::Namespace(_)) { HopKind::Namespace } else { HopKind::Endpoint };
     let mut prev = input;
-    r.hop(
-        &host,
-        kind,
-        &name,
-        format!("sends {}", describe(&pkt)),
-        &input,
-        "1",
-        &mut prev,
-    );
+    r.hop(&host, kind, &name, format!("sends {}", describe(&pkt)), &input, "1", &mut prev);
     r.stack_result(s, res, input, "1", want_reply_at);
     r.run(want_reply_at);
 }
@@ -636,9 +463,7 @@ fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>)
 /// Trace a packet from an endpoint to an address, then its reply. The world
 /// keeps what the trace taught it (MAC tables, ARP caches, conntrack).
 pub fn trace(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
-    let s = w.endpoint(&req.from).ok_or_else(|| {
-        TraceError::UnknownEndpoint(req.from.clone(), w.endpoint_names().join(", "))
-    })?;
+    let s = w.endpoint(&req.from).ok_or_else(|| TraceError::UnknownEndpoint(req.from.clone(), w.endpoint_names().join(", ")))?;
     if let Some(mac) = req.spoof_mac {
         w.stacks[s].stack.devs[0].mac = mac;
     }
@@ -652,45 +477,16 @@ pub fn trace(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
         }
     }
     let src = w.stacks[s].stack.devs[0].addrs[0].addr();
-    let pkt = IpPkt {
-        src,
-        dst: req.to,
-        l4: req.l4,
-    };
-    let mut r = Runner {
-        w,
-        l4: req.l4,
-        queue: VecDeque::new(),
-        phase: Phase {
-            hops: vec![],
-            delivered: None,
-            drops: vec![],
-            looped: false,
-        },
-    };
+    let pkt = IpPkt { src, dst: req.to, l4: req.l4 };
+    let mut r =
+        Runner { w, l4: req.l4, queue: VecDeque::new(), phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false } };
     originate(&mut r, s, pkt, None);
-    let phase = std::mem::replace(
-        &mut r.phase,
-        Phase {
-            hops: vec![],
-            delivered: None,
-            drops: vec![],
-            looped: false,
-        },
-    );
+    let phase = std::mem::replace(&mut r.phase, Phase { hops: vec![], delivered: None, drops: vec![], looped: false });
     let answer = phase.delivered.and_then(|(ds, _, a)| a.map(|a| (ds, a)));
     let mut request = finish(r.w, phase, req.to);
     if let Some((ds, a)) = answer {
         originate(&mut r, ds, a, Some(s));
-        let phase = std::mem::replace(
-            &mut r.phase,
-            Phase {
-                hops: vec![],
-                delivered: None,
-                drops: vec![],
-                looped: false,
-            },
-        );
+        let phase = std::mem::replace(&mut r.phase, Phase { hops: vec![], delivered: None, drops: vec![], looped: false });
         request.reply = Some(Box::new(finish(r.w, phase, a.dst)));
     }
     Ok(request)
@@ -698,26 +494,16 @@ pub fn trace(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
 
 /// Whether a namespace kind or endpoint label denotes a Neutron service.
 pub fn is_service(kind: StackKind) -> bool {
-    matches!(
-        kind,
-        StackKind::Namespace(NamespaceKind::Qrouter | NamespaceKind::Qdhcp)
-    )
+    matches!(kind, StackKind::Namespace(NamespaceKind::Qrouter | NamespaceKind::Qdhcp))
 }
 
 /// The hops that carried the delivered packet itself: the ancestors (by copy
 /// label) of the delivering hop, restricted to the traced packet (no ARP).
 pub fn delivery_path(t: &Trace) -> Vec<&Hop> {
-    let Some(end) = t
-        .hops
-        .iter()
-        .rposition(|h| h.fate.as_deref() == Some("delivered"))
-    else {
+    let Some(end) = t.hops.iter().rposition(|h| h.fate.as_deref() == Some("delivered")) else {
         return vec![];
     };
     let label = &t.hops[end].copy;
     let is_ancestor = |c: &str| label == c || label.starts_with(&format!("{c}."));
-    t.hops[..=end]
-        .iter()
-        .filter(|h| is_ancestor(&h.copy) && h.packet.proto != "arp")
-        .collect()
+    t.hops[..=end].iter().filter(|h| is_ancestor(&h.copy) && h.packet.proto != "arp").collect()
 }

@@ -107,29 +107,17 @@ pub struct World {
 }
 
 fn sysctl(ns: &dvr_plan::Namespace, key: &str) -> Option<String> {
-    ns.sysctls
-        .iter()
-        .rev()
-        .find(|s| s.key == key)
-        .map(|s| s.value.clone())
+    ns.sysctls.iter().rev().find(|s| s.key == key).map(|s| s.value.clone())
 }
 
 impl World {
     /// Build the twin of a planned deployment.
     pub fn build(topo: &Topology, plan: &Plan) -> World {
-        let mut w = World {
-            hosts: vec![],
-            stacks: vec![],
-            wires: vec![],
-        };
+        let mut w = World { hosts: vec![], stacks: vec![], wires: vec![] };
         let mut wire_of: HashMap<String, usize> = HashMap::new();
         let mut wire = |w: &mut World, physnet: &str| -> usize {
             *wire_of.entry(physnet.to_string()).or_insert_with(|| {
-                w.wires.push(Wire {
-                    name: physnet.to_string(),
-                    ports: vec![],
-                    mac_table: HashMap::new(),
-                });
+                w.wires.push(Wire { name: physnet.to_string(), ports: vec![], mac_table: HashMap::new() });
                 w.wires.len() - 1
             })
         };
@@ -140,29 +128,13 @@ impl World {
                 .bridges
                 .iter()
                 .map(|b| {
-                    OfBridge::new(
-                        &b.name,
-                        b.ports
-                            .iter()
-                            .map(|p| OfPort {
-                                name: p.name.clone(),
-                                tag: p.tag,
-                            })
-                            .collect(),
-                        &b.flows,
-                    )
+                    let mut ob = OfBridge::new(&b.name, b.ports.iter().map(|p| OfPort { name: p.name.clone(), tag: p.tag }).collect(), &b.flows);
+                    ob.kind = Some(b.kind);
+                    ob
                 })
                 .collect();
-            let attach = hp
-                .bridges
-                .iter()
-                .map(|b| vec![Attach::None; b.ports.len()])
-                .collect();
-            w.hosts.push(HostDp {
-                name: hp.host.clone(),
-                bridges,
-                attach,
-            });
+            let attach = hp.bridges.iter().map(|b| vec![Attach::None; b.ports.len()]).collect();
+            w.hosts.push(HostDp { name: hp.host.clone(), bridges, attach });
             for ns in &hp.namespaces {
                 let devs = ns
                     .devices
@@ -171,39 +143,23 @@ impl World {
                         name: d.name.clone(),
                         mac: d.mac,
                         addrs: d.addrs.clone(),
-                        proxy_arp: sysctl(ns, &format!("net.ipv4.conf.{}.proxy_arp", d.name))
-                            .as_deref()
-                            == Some("1"),
+                        proxy_arp: sysctl(ns, &format!("net.ipv4.conf.{}.proxy_arp", d.name)).as_deref() == Some("1"),
                     })
                     .collect();
                 let mut st = Stack::new(devs);
                 st.routes = ns.routes.clone();
                 st.rules = ns.rules.clone();
                 st.forward = sysctl(ns, "net.ipv4.ip_forward").as_deref() == Some("1");
-                st.arp_ignore = sysctl(ns, "net.ipv4.conf.all.arp_ignore")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                st.rp_filter = sysctl(ns, "net.ipv4.conf.all.rp_filter")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
+                st.arp_ignore = sysctl(ns, "net.ipv4.conf.all.arp_ignore").and_then(|v| v.parse().ok()).unwrap_or(0);
+                st.rp_filter = sysctl(ns, "net.ipv4.conf.all.rp_filter").and_then(|v| v.parse().ok()).unwrap_or(0);
                 st.nat = ns.table("nat").cloned();
                 st.notrack = ns
                     .table("raw")
                     .and_then(|t| t.chain("PREROUTING"))
-                    .is_some_and(|c| {
-                        c.rules
-                            .iter()
-                            .any(|r| r.target == dvr_plan::IptTarget::NoTrack)
-                    });
+                    .is_some_and(|c| c.rules.iter().any(|r| r.target == dvr_plan::IptTarget::NoTrack));
                 for n in &ns.neighbours {
                     if let Some(d) = st.dev(&n.dev) {
-                        st.neigh.insert(
-                            (d, n.ip),
-                            Neigh {
-                                mac: n.mac,
-                                permanent: true,
-                            },
-                        );
+                        st.neigh.insert((d, n.ip), Neigh { mac: n.mac, permanent: true });
                     }
                 }
                 let label = match ns.kind {
@@ -236,15 +192,10 @@ impl World {
                 proxy_arp: false,
             }]);
             st.routes.push(route(sub.cidr, None, port.ip));
-            st.routes
-                .push(route(Ipv4Net::default(), Some(sub.gateway), port.ip));
+            st.routes.push(route(Ipv4Net::default(), Some(sub.gateway), port.ip));
             let network = &topo.network(x.network).name;
             for hp in &plan.hosts {
-                for ns in hp
-                    .namespaces
-                    .iter()
-                    .filter(|n| n.kind == NamespaceKind::Qdhcp && &n.serves == network)
-                {
+                for ns in hp.namespaces.iter().filter(|n| n.kind == NamespaceKind::Qdhcp && &n.serves == network) {
                     for (dst, via) in ns.dhcp.iter().flat_map(|d| d.host_routes.iter()) {
                         st.routes.push(route(*dst, Some(*via), port.ip));
                     }
@@ -270,8 +221,7 @@ impl World {
                 proxy_arp: false,
             }]);
             st.routes.push(route(sub.cidr, None, e.ip));
-            st.routes
-                .push(route(Ipv4Net::default(), Some(sub.gateway), e.ip));
+            st.routes.push(route(Ipv4Net::default(), Some(sub.gateway), e.ip));
             let net = topo.network(e.network);
             let Some(physnet) = net.segment.physnet() else {
                 continue;
@@ -291,16 +241,10 @@ impl World {
                 attach: vec![Attach::None],
             });
             let p = w.wires[wi].ports.len();
-            w.wires[wi]
-                .ports
-                .push((Attach::Stack { stack: s, dev: 0 }, tag, e.name.clone()));
+            w.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, tag, e.name.clone()));
             w.stacks[s].attach[0] = Attach::Wire { wire: wi, port: p };
         }
-        for sub in topo
-            .subnets
-            .iter()
-            .filter(|s| s.external_gateway_mac.is_some())
-        {
+        for sub in topo.subnets.iter().filter(|s| s.external_gateway_mac.is_some()) {
             let net = topo.network(sub.network);
             let Some(physnet) = net.segment.physnet() else {
                 continue;
@@ -329,17 +273,11 @@ impl World {
                 attach: vec![Attach::None],
             });
             let p = w.wires[wi].ports.len();
-            w.wires[wi]
-                .ports
-                .push((Attach::Stack { stack: s, dev: 0 }, tag, name));
+            w.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, tag, name));
             w.stacks[s].attach[0] = Attach::Wire { wire: wi, port: p };
         }
         // Wiring: bridge ports to peers, namespace devices, instances and wires.
-        let plan_hosts: Vec<&dvr_plan::HostPlan> = plan
-            .hosts
-            .iter()
-            .filter(|h| !h.bridges.is_empty())
-            .collect();
+        let plan_hosts: Vec<&dvr_plan::HostPlan> = plan.hosts.iter().filter(|h| !h.bridges.is_empty()).collect();
         for (h, hp) in plan_hosts.iter().enumerate() {
             for (b, br) in hp.bridges.iter().enumerate() {
                 for (p, port) in br.ports.iter().enumerate() {
@@ -349,13 +287,7 @@ impl World {
                             .iter()
                             .enumerate()
                             .find_map(|(pb, pbr)| {
-                                pbr.ports.iter().position(|x| &x.name == peer).map(|pp| {
-                                    Attach::Bridge {
-                                        host: h,
-                                        bridge: pb,
-                                        port: pp,
-                                    }
-                                })
+                                pbr.ports.iter().position(|x| &x.name == peer).map(|pp| Attach::Bridge { host: h, bridge: pb, port: pp })
                             })
                             .unwrap_or(Attach::None),
                         PortKind::Nic => {
@@ -363,11 +295,7 @@ impl World {
                             let wi = wire(&mut w, &physnet);
                             let wp = w.wires[wi].ports.len();
                             w.wires[wi].ports.push((
-                                Attach::Bridge {
-                                    host: h,
-                                    bridge: b,
-                                    port: p,
-                                },
+                                Attach::Bridge { host: h, bridge: b, port: p },
                                 None,
                                 format!("{}:{}", hp.host, port.name),
                             ));
@@ -375,31 +303,21 @@ impl World {
                         }
                         PortKind::Vif { instance } => match vm_index.get(instance) {
                             Some(&s) => {
-                                w.stacks[s].attach[0] = Attach::Bridge {
-                                    host: h,
-                                    bridge: b,
-                                    port: p,
-                                };
+                                w.stacks[s].attach[0] = Attach::Bridge { host: h, bridge: b, port: p };
                                 Attach::Stack { stack: s, dev: 0 }
                             }
                             None => Attach::None,
                         },
-                        PortKind::Service { namespace } => {
-                            match ns_index.get(&(hp.host.clone(), namespace.clone())) {
-                                Some(&s) => match w.stacks[s].stack.dev(&port.name) {
-                                    Some(d) => {
-                                        w.stacks[s].attach[d] = Attach::Bridge {
-                                            host: h,
-                                            bridge: b,
-                                            port: p,
-                                        };
-                                        Attach::Stack { stack: s, dev: d }
-                                    }
-                                    None => Attach::None,
-                                },
+                        PortKind::Service { namespace } => match ns_index.get(&(hp.host.clone(), namespace.clone())) {
+                            Some(&s) => match w.stacks[s].stack.dev(&port.name) {
+                                Some(d) => {
+                                    w.stacks[s].attach[d] = Attach::Bridge { host: h, bridge: b, port: p };
+                                    Attach::Stack { stack: s, dev: d }
+                                }
                                 None => Attach::None,
-                            }
-                        }
+                            },
+                            None => Attach::None,
+                        },
                     };
                     w.hosts[h].attach[b][p] = a;
                 }
@@ -407,10 +325,7 @@ impl World {
             for ns in &hp.namespaces {
                 let s = ns_index[&(hp.host.clone(), ns.name.clone())];
                 for (d, dev) in ns.devices.iter().enumerate() {
-                    if let DeviceLink::Veth {
-                        peer,
-                        peer_namespace,
-                    } = &dev.link
+                    if let DeviceLink::Veth { peer, peer_namespace } = &dev.link
                         && let Some(&ps) = ns_index.get(&(hp.host.clone(), peer_namespace.clone()))
                         && let Some(pd) = w.stacks[ps].stack.dev(peer)
                     {
@@ -424,33 +339,20 @@ impl World {
 
     /// Stack index of an endpoint (instance or external host) by name.
     pub fn endpoint(&self, name: &str) -> Option<usize> {
-        self.stacks.iter().position(|s| {
-            s.name == name && matches!(s.kind, StackKind::Instance | StackKind::ExternalHost)
-        })
+        self.stacks.iter().position(|s| s.name == name && matches!(s.kind, StackKind::Instance | StackKind::ExternalHost))
     }
 
     /// Names of all endpoints, for error messages.
     pub fn endpoint_names(&self) -> Vec<String> {
-        self.stacks
-            .iter()
-            .filter(|s| matches!(s.kind, StackKind::Instance | StackKind::ExternalHost))
-            .map(|s| s.name.clone())
-            .collect()
+        self.stacks.iter().filter(|s| matches!(s.kind, StackKind::Instance | StackKind::ExternalHost)).map(|s| s.name.clone()).collect()
     }
 
     /// The first address of an endpoint.
     pub fn endpoint_ip(&self, name: &str) -> Option<Ipv4Addr> {
-        self.endpoint(name)
-            .and_then(|s| self.stacks[s].stack.devs[0].addrs.first().map(|a| a.addr()))
+        self.endpoint(name).and_then(|s| self.stacks[s].stack.devs[0].addrs.first().map(|a| a.addr()))
     }
 }
 
 fn route(dst: Ipv4Net, via: Option<Ipv4Addr>, src: Ipv4Addr) -> Route {
-    Route {
-        table: TableRef::Main,
-        dst: dst.trunc(),
-        via,
-        dev: "eth0".into(),
-        src: if via.is_none() { Some(src) } else { None },
-    }
+    Route { table: TableRef::Main, dst: dst.trunc(), via, dev: "eth0".into(), src: if via.is_none() { Some(src) } else { None } }
 }
