@@ -140,6 +140,10 @@ enum Cmd {
         /// Neutron behaviour profile (see `dvr plan --help`).
         #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
         profile: Profile,
+        /// Start from empty MAC tables (by default every endpoint has sent one boot-time
+        /// broadcast, so switches know where it is, as in a running cloud).
+        #[arg(long)]
+        cold: bool,
     },
     /// Trace every path listed at the top of the topology file (the seed lab lists
     /// the nine paths of the walkthrough) and print a summary table.
@@ -224,10 +228,13 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, profile } => {
+        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, profile, cold } => {
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
             let mut world = dvr_sim::World::build(&t, &plan);
+            if !cold {
+                dvr_sim::warm_up(&mut world);
+            }
             let to_ip = dvr_sim::demo::resolve(&world, &to)
                 .with_context(|| format!("--to `{to}` is neither an IPv4 address nor an instance/external host name"))?;
             let l4 = match proto {

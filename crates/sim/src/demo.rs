@@ -127,6 +127,7 @@ fn short_ns(ns: &str) -> String {
 /// Trace one path on a fresh twin.
 pub fn run_path(topo: &Topology, plan: &dvr_plan::Plan, p: &PathSpec) -> Result<Trace, String> {
     let mut w = World::build(topo, plan);
+    crate::trace::warm_up(&mut w);
     let to =
         resolve(&w, &p.to).ok_or_else(|| format!("path {} -> {}: `{}` is neither an IPv4 address nor an endpoint", p.from, p.to, p.to))?;
     let req = TraceRequest { from: p.from.clone(), to, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None };

@@ -460,6 +460,30 @@ fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>)
     r.run(want_reply_at);
 }
 
+/// Bring the twin to the state of a running cloud: every instance and
+/// external host has sent one broadcast (the gratuitous ARP / DHCP request of
+/// boot), so bridges and physical switches have learned where each endpoint
+/// is, as they have in a real deployment. Without it, the first unicast to an
+/// unlearned MAC is flooded everywhere.
+pub fn warm_up(w: &mut World) {
+    let mut r = Runner { w, l4: L4::Icmp { reply: false, id: 0 }, queue: VecDeque::new(), phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false } };
+    let endpoints: Vec<usize> = (0..r.w.stacks.len()).filter(|&s| matches!(r.w.stacks[s].kind, StackKind::Instance | StackKind::ExternalHost)).collect();
+    for s in endpoints {
+        let d = &r.w.stacks[s].stack.devs[0];
+        let Some(ip) = d.addrs.first().map(|a| a.addr()) else { continue };
+        let garp = Frame {
+            src: d.mac,
+            dst: dvr_model::MacAddr::BROADCAST,
+            vlan: None,
+            payload: Payload::Arp { op: crate::packet::ARP_REQUEST, sha: d.mac, spa: ip, tha: dvr_model::MacAddr::ZERO, tpa: ip },
+        };
+        if let Some(ev) = Runner::from_attach(r.w.stacks[s].attach[0]) {
+            r.queue.push_back((ev, garp, "boot".into()));
+        }
+        r.run(None);
+    }
+}
+
 /// Trace a packet from an endpoint to an address, then its reply. The world
 /// keeps what the trace taught it (MAC tables, ARP caches, conntrack).
 pub fn trace(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
