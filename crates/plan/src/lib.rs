@@ -39,6 +39,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// What DHCP pushes to instances of a network: the classless static
+    /// routes (option 121) of its qdhcp namespace, e.g. the metadata route.
+    pub fn dhcp_host_routes(&self, network: &str) -> Vec<(ipnet::Ipv4Net, std::net::Ipv4Addr)> {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.namespaces.iter())
+            .filter(|n| n.kind == NamespaceKind::Qdhcp && n.serves == network)
+            .flat_map(|n| n.dhcp.iter().flat_map(|d| d.host_routes.iter().copied()))
+            .collect()
+    }
+
     /// A host's plan by name.
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         self.hosts.iter().find(|h| h.host == name)

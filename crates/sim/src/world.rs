@@ -194,12 +194,8 @@ impl World {
             st.routes.push(route(sub.cidr, None, port.ip));
             st.routes.push(route(Ipv4Net::default(), Some(sub.gateway), port.ip));
             let network = &topo.network(x.network).name;
-            for hp in &plan.hosts {
-                for ns in hp.namespaces.iter().filter(|n| n.kind == NamespaceKind::Qdhcp && &n.serves == network) {
-                    for (dst, via) in ns.dhcp.iter().flat_map(|d| d.host_routes.iter()) {
-                        st.routes.push(route(*dst, Some(*via), port.ip));
-                    }
-                }
+            for (dst, via) in plan.dhcp_host_routes(network) {
+                st.routes.push(route(dst, Some(via), port.ip));
             }
             vm_index.insert(x.name.clone(), w.stacks.len());
             w.stacks.push(StackNode {
