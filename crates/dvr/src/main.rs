@@ -160,6 +160,12 @@ enum Cmd {
         #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
         profile: Profile,
     },
+    /// Emulate the whole deployment on this machine with real Open vSwitch and
+    /// Linux namespaces, and ping through it (root; see README for the install step).
+    Lab {
+        #[command(subcommand)]
+        cmd: LabCmd,
+    },
     /// Check a topology file; print what was allocated, or every problem found.
     Validate {
         #[command(flatten)]
@@ -173,6 +179,170 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: TopoFormat,
     },
+}
+
+#[derive(clap::Args, Clone)]
+struct PrefixArg {
+    /// Name prefix of the lab's namespaces and state (/run/dvr-lab/PREFIX); several labs can coexist.
+    #[arg(long, default_value = "dvr", global = true)]
+    prefix: String,
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Build (or converge) the lab: one namespace + OVS per host, the Neutron
+    /// namespaces, instances, external hosts and a Linux bridge per physical network.
+    Up {
+        #[command(flatten)]
+        topo: TopologyArg,
+        #[command(flatten)]
+        prefix: PrefixArg,
+        /// Neutron behaviour profile (see `dvr plan --help`).
+        #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
+        profile: Profile,
+        /// Print every operation applied.
+        #[arg(long)]
+        verbose: bool,
+        /// Measure: bring-up time, then ping RTT over each path of the topology file.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Remove everything the lab created: OVS daemons, namespaces, links, state files.
+    Down {
+        #[command(flatten)]
+        prefix: PrefixArg,
+    },
+    /// Show the lab's namespaces, OVS instances and whether they match the plan.
+    Status {
+        #[command(flatten)]
+        prefix: PrefixArg,
+    },
+    /// Run a command inside an endpoint's or host's namespace, e.g. `dvr lab exec vm1 -- ip route`.
+    Exec {
+        #[command(flatten)]
+        prefix: PrefixArg,
+        /// Instance, external host or host name.
+        name: String,
+        /// The command.
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// A real ping from an instance or external host to an address or endpoint name.
+    Ping {
+        #[command(flatten)]
+        prefix: PrefixArg,
+        /// Sender (instance or external host).
+        from: String,
+        /// Destination address or endpoint name.
+        to: String,
+        /// Echo requests to send.
+        #[arg(long, default_value_t = 3)]
+        count: u32,
+    },
+}
+
+/// What `lab up` records so later lab commands know the deployment.
+fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
+    let meta = std::fs::read_to_string(lab.state.join("lab.json")).with_context(|| format!("lab `{}` is not up (no {}); run `dvr lab up`", lab.names.prefix, lab.state.join("lab.json").display()))?;
+    let v: serde_json::Value = serde_json::from_str(&meta)?;
+    let topo = match v["topology"].as_str() {
+        Some(p) => dvr_model::load_file(std::path::Path::new(p))?,
+        None => dvr_model::seed(),
+    };
+    let profile: Profile = v["profile"].as_str().unwrap_or("walkthrough").parse().map_err(anyhow::Error::msg)?;
+    Ok((topo, profile))
+}
+
+fn endpoint_ip(t: &Topology, name: &str) -> Option<std::net::Ipv4Addr> {
+    name.parse().ok().or_else(|| t.instances.iter().find(|x| x.name == name).map(|x| t.port(x.port).ip)).or_else(|| t.external_hosts.iter().find(|e| e.name == name).map(|e| e.ip))
+}
+
+fn run_lab(cmd: LabCmd) -> Result<()> {
+    match cmd {
+        LabCmd::Up { topo, prefix, profile, verbose, timings } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let t = load(&topo)?;
+            let plan = dvr_plan::plan(&t, profile)?;
+            let report = lab.up(&t, &plan, &mut |m| eprintln!("lab up: {m}"))?;
+            let path = topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string());
+            std::fs::write(lab.state.join("lab.json"), serde_json::to_string_pretty(&serde_json::json!({"topology": path, "profile": profile.name()}))?)?;
+            let total: usize = report.ops.iter().map(|(_, o)| o.len()).sum();
+            for (h, ops) in &report.ops {
+                println!("{h}: {} operations", ops.len());
+                if verbose {
+                    for o in ops {
+                        println!("  {o}");
+                    }
+                }
+            }
+            println!("lab `{}` up: {} namespaces, {total} operations applied, {} ms", prefix.prefix, report.namespaces, report.millis);
+            if timings {
+                let yaml = match &topo.topology {
+                    None => dvr_model::SEED_YAML.to_string(),
+                    Some(p) => std::fs::read_to_string(p)?,
+                };
+                for p in dvr_sim::demo::parse_paths(&yaml) {
+                    let Some(to) = endpoint_ip(&t, &p.to) else { continue };
+                    let r = lab.ping(&p.from, to, 5)?;
+                    println!("ping {:<24} {}/{} replies, rtt avg {}", format!("{} -> {}", p.from, p.to), r.received, r.sent, r.rtt_avg_ms.map(|v| format!("{v:.3} ms")).unwrap_or("-".into()));
+                }
+            }
+        }
+        LabCmd::Down { prefix } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let t0 = std::time::Instant::now();
+            let removed = lab.down()?;
+            let left = lab.leftovers();
+            println!("lab `{}` down: removed {} items in {} ms", prefix.prefix, removed.len(), t0.elapsed().as_millis());
+            if !left.is_empty() {
+                bail!("still present after tear-down: {}", left.join(", "));
+            }
+        }
+        LabCmd::Status { prefix } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let ns = lab.namespaces()?;
+            if ns.is_empty() {
+                println!("lab `{}` is not up", prefix.prefix);
+                return Ok(());
+            }
+            let (t, profile) = lab_meta(&lab)?;
+            let plan = dvr_plan::plan(&t, profile)?;
+            println!("lab `{}`: {} namespaces", prefix.prefix, ns.len());
+            for hp in plan.hosts.iter().filter(|h| !h.bridges.is_empty()) {
+                let ovs = lab.ovs(&hp.host);
+                println!("  {:<12} ovs {}", hp.host, if ovs.alive() { "running" } else { "NOT RUNNING" });
+            }
+            for (h, ops) in lab.pending(&plan)? {
+                if ops.is_empty() {
+                    println!("  {h:<12} matches its plan");
+                } else {
+                    println!("  {h:<12} DRIFT: {} operations needed (run `dvr lab up`)", ops.len());
+                    for o in ops.iter().take(10) {
+                        println!("      {o}");
+                    }
+                }
+            }
+        }
+        LabCmd::Exec { prefix, name, cmd } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let ns = lab.resolve_ns(&name)?;
+            let status = std::process::Command::new("ip").args(["netns", "exec", &ns]).args(&cmd).status()?;
+            if !status.success() {
+                bail!("`{}` in {ns} exited with {status}", cmd.join(" "));
+            }
+        }
+        LabCmd::Ping { prefix, from, to, count } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let (t, _) = lab_meta(&lab)?;
+            let ip = endpoint_ip(&t, &to).with_context(|| format!("`{to}` is neither an IPv4 address nor an instance/external host"))?;
+            let r = lab.ping(&from, ip, count)?;
+            print!("{}", r.output);
+            if r.received == 0 {
+                bail!("no reply from {to} ({ip})");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load(arg: &TopologyArg) -> Result<Topology> {
@@ -283,6 +453,7 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", summary_table(&rows));
             }
         }
+        Cmd::Lab { cmd } => run_lab(cmd)?,
         Cmd::Validate { topo } => {
             let t = load(&topo)?;
             println!("{}: valid", t.name);

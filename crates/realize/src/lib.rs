@@ -7,7 +7,11 @@
 //! commands and checks the results.
 
 pub mod cmd;
+pub mod host;
+pub mod ip;
+pub mod lab;
 pub mod ovs;
 
 pub use cmd::CmdError;
+pub use lab::Lab;
 pub use ovs::OvsInstance;

@@ -18,6 +18,8 @@ pub struct OvsInstance {
     pub dir: PathBuf,
     /// Whether drop also deletes the namespace (we created it).
     owns_netns: bool,
+    /// Leave the daemons running on drop (a lab outlives the command that built it).
+    keep: bool,
 }
 
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
@@ -32,7 +34,7 @@ impl OvsInstance {
             run("ip", &["-n", netns, "link", "set", "lo", "up"], &[], None)?;
         }
         std::fs::create_dir_all(dir).map_err(|source| CmdError::Spawn { cmd: format!("mkdir {}", dir.display()), source })?;
-        let me = OvsInstance { netns: netns.to_string(), dir: dir.to_path_buf(), owns_netns };
+        let me = OvsInstance { netns: netns.to_string(), dir: dir.to_path_buf(), owns_netns, keep: false };
         let d = me.dir.display().to_string();
         let db = format!("{d}/conf.db");
         if !Path::new(&db).exists() {
@@ -75,6 +77,22 @@ impl OvsInstance {
         )?;
         me.appctl(&["version"])?;
         Ok(me)
+    }
+
+    /// Reconnect to an instance a previous command started (left running).
+    pub fn attach(netns: &str, dir: &Path) -> OvsInstance {
+        OvsInstance { netns: netns.to_string(), dir: dir.to_path_buf(), owns_netns: false, keep: true }
+    }
+
+    /// Leave the daemons, namespace and directory in place on drop.
+    pub fn keep(mut self) -> OvsInstance {
+        self.keep = true;
+        self
+    }
+
+    /// Whether the vswitchd of this instance answers.
+    pub fn alive(&self) -> bool {
+        self.appctl(&["version"]).is_ok()
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -173,6 +191,7 @@ impl OvsInstance {
 
     /// Stop the daemons (vswitchd first) and wait until they are gone.
     pub fn stop(&self) {
+        let _ = self.appctl(&["exit"]);
         for daemon in ["ovs-vswitchd", "ovsdb-server"] {
             if let Some(pid) = self.pid(daemon) {
                 let _ = run("kill", &[&pid.to_string()], &[], None);
@@ -191,6 +210,9 @@ impl OvsInstance {
 
 impl Drop for OvsInstance {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         self.stop();
         if self.owns_netns {
             let _ = run("ip", &["netns", "del", &self.netns], &[], None);
