@@ -243,7 +243,8 @@ enum LabCmd {
 
 /// What `lab up` records so later lab commands know the deployment.
 fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
-    let meta = std::fs::read_to_string(lab.state.join("lab.json")).with_context(|| format!("lab `{}` is not up (no {}); run `dvr lab up`", lab.names.prefix, lab.state.join("lab.json").display()))?;
+    let meta = std::fs::read_to_string(lab.state.join("lab.json"))
+        .with_context(|| format!("lab `{}` is not up (no {}); run `dvr lab up`", lab.names.prefix, lab.state.join("lab.json").display()))?;
     let v: serde_json::Value = serde_json::from_str(&meta)?;
     let topo = match v["topology"].as_str() {
         Some(p) => dvr_model::load_file(std::path::Path::new(p))?,
@@ -254,7 +255,10 @@ fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
 }
 
 fn endpoint_ip(t: &Topology, name: &str) -> Option<std::net::Ipv4Addr> {
-    name.parse().ok().or_else(|| t.instances.iter().find(|x| x.name == name).map(|x| t.port(x.port).ip)).or_else(|| t.external_hosts.iter().find(|e| e.name == name).map(|e| e.ip))
+    name.parse()
+        .ok()
+        .or_else(|| t.instances.iter().find(|x| x.name == name).map(|x| t.port(x.port).ip))
+        .or_else(|| t.external_hosts.iter().find(|e| e.name == name).map(|e| e.ip))
 }
 
 fn run_lab(cmd: LabCmd) -> Result<()> {
@@ -265,7 +269,10 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
             let plan = dvr_plan::plan(&t, profile)?;
             let report = lab.up(&t, &plan, &mut |m| eprintln!("lab up: {m}"))?;
             let path = topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string());
-            std::fs::write(lab.state.join("lab.json"), serde_json::to_string_pretty(&serde_json::json!({"topology": path, "profile": profile.name()}))?)?;
+            std::fs::write(
+                lab.state.join("lab.json"),
+                serde_json::to_string_pretty(&serde_json::json!({"topology": path, "profile": profile.name()}))?,
+            )?;
             let total: usize = report.ops.iter().map(|(_, o)| o.len()).sum();
             for (h, ops) in &report.ops {
                 println!("{h}: {} operations", ops.len());
@@ -284,7 +291,13 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                 for p in dvr_sim::demo::parse_paths(&yaml) {
                     let Some(to) = endpoint_ip(&t, &p.to) else { continue };
                     let r = lab.ping(&p.from, to, 5)?;
-                    println!("ping {:<24} {}/{} replies, rtt avg {}", format!("{} -> {}", p.from, p.to), r.received, r.sent, r.rtt_avg_ms.map(|v| format!("{v:.3} ms")).unwrap_or("-".into()));
+                    println!(
+                        "ping {:<24} {}/{} replies, rtt avg {}",
+                        format!("{} -> {}", p.from, p.to),
+                        r.received,
+                        r.sent,
+                        r.rtt_avg_ms.map(|v| format!("{v:.3} ms")).unwrap_or("-".into())
+                    );
                 }
             }
         }

@@ -108,7 +108,12 @@ impl fmt::Display for Op {
             Op::Sysctl(n, k, v) => write!(f, "ip netns exec {n} sysctl -w {k}={v}"),
             Op::IptRestore(n, _) => write!(f, "ip netns exec {n} iptables-legacy-restore"),
             Op::AddBridge(b) => write!(f, "ovs-vsctl add-br {b}"),
-            Op::AddPort(b, p, peer, tag) => write!(f, "ovs-vsctl add-port {b} {p}{}{}", peer.as_ref().map(|x| format!(" (patch to {x})")).unwrap_or_default(), tag.map(|t| format!(" tag={t}")).unwrap_or_default()),
+            Op::AddPort(b, p, peer, tag) => write!(
+                f,
+                "ovs-vsctl add-port {b} {p}{}{}",
+                peer.as_ref().map(|x| format!(" (patch to {x})")).unwrap_or_default(),
+                tag.map(|t| format!(" tag={t}")).unwrap_or_default()
+            ),
             Op::SetTag(p, t) => write!(f, "ovs-vsctl set port {p} tag={t}"),
             Op::DelPort(b, p) => write!(f, "ovs-vsctl del-port {b} {p}"),
             Op::DelBridge(b) => write!(f, "ovs-vsctl del-br {b}"),
@@ -140,7 +145,13 @@ fn observe_links(ns: &str, exists: bool) -> BTreeMap<String, (String, bool, BTre
     for l in v.as_array().into_iter().flatten() {
         let name = s(&l["ifname"]);
         let up = l["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP"));
-        let addrs = l["addr_info"].as_array().into_iter().flatten().filter(|a| a["family"] == "inet").map(|a| format!("{}/{}", s(&a["local"]), a["prefixlen"])).collect();
+        let addrs = l["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["family"] == "inet")
+            .map(|a| format!("{}/{}", s(&a["local"]), a["prefixlen"]))
+            .collect();
         out.insert(name, (s(&l["address"]), up, addrs));
     }
     out
@@ -263,6 +274,9 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
         ops.push(Op::DelNetns(stale.clone()));
     }
     let host_links = observe_links(&host_ns, all_ns.contains(&host_ns));
+    // Devices whose veth is (re)created now: OVS keeps a stale socket on a port
+    // whose device was recreated under the same name, so such ports are re-added.
+    let mut recreated: BTreeSet<String> = BTreeSet::new();
     for ns in &hp.namespaces {
         let lab_ns = names.svc_ns(&hp.host, &ns.name);
         let exists = all_ns.contains(&lab_ns);
@@ -277,6 +291,9 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
                         DeviceLink::Ovs { .. } => (host_ns.clone(), d.name.clone()),
                         DeviceLink::Veth { peer, peer_namespace } => (names.svc_ns(&hp.host, peer_namespace), peer.clone()),
                     };
+                    if matches!(d.link, DeviceLink::Ovs { .. }) {
+                        recreated.insert(d.name.clone());
+                    }
                     let (a, b) = ((lab_ns.clone(), d.name.clone()), other);
                     let op = if a <= b { Op::AddVeth { a, b } } else { Op::AddVeth { a: b, b: a } };
                     if !ops.contains(&op) {
@@ -326,7 +343,8 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
         for r in want_rules.difference(&have_rules) {
             ops.push(Op::RuleAdd(lab_ns.clone(), r.clone()));
         }
-        let want_n: BTreeSet<(String, String, String)> = ns.neighbours.iter().map(|n| (n.ip.to_string(), n.mac.to_string(), n.dev.clone())).collect();
+        let want_n: BTreeSet<(String, String, String)> =
+            ns.neighbours.iter().map(|n| (n.ip.to_string(), n.mac.to_string(), n.dev.clone())).collect();
         let have_n = if exists { observe_neigh(&lab_ns) } else { BTreeSet::new() };
         for (ipa, mac, dev) in want_n.difference(&have_n) {
             ops.push(Op::NeighReplace(lab_ns.clone(), ipa.clone(), mac.clone(), dev.clone()));
@@ -357,13 +375,19 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
     }
     let tags = port_tags(ovs)?;
     for b in &hp.bridges {
-        let have_ports: BTreeSet<String> =
-            if have_br.contains(&b.name) { ovs.vsctl(&["list-ports", &b.name])?.lines().map(String::from).collect() } else { BTreeSet::new() };
+        let have_ports: BTreeSet<String> = if have_br.contains(&b.name) {
+            ovs.vsctl(&["list-ports", &b.name])?.lines().map(String::from).collect()
+        } else {
+            BTreeSet::new()
+        };
         if !have_br.contains(&b.name) {
             ops.push(Op::AddBridge(b.name.clone()));
         }
         for p in &b.ports {
-            if !have_ports.contains(&p.name) {
+            if have_ports.contains(&p.name) && recreated.contains(&p.name) {
+                ops.push(Op::DelPort(b.name.clone(), p.name.clone()));
+            }
+            if !have_ports.contains(&p.name) || recreated.contains(&p.name) {
                 let peer = match &p.kind {
                     PortKind::Patch { peer } => Some(peer.clone()),
                     _ => None,
@@ -453,7 +477,9 @@ pub fn apply(ops: &[Op], ovs: &OvsInstance) -> Result<(), RealizeError> {
         let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
         for row in v["data"].as_array().into_iter().flatten() {
             if let Some(e) = row[1].as_str().filter(|e| !e.is_empty()) {
-                return Err(CmdError::Failed { cmd: format!("interface {}", row[0]), status: "OVS error".into(), stderr: e.to_string() }.into());
+                return Err(
+                    CmdError::Failed { cmd: format!("interface {}", row[0]), status: "OVS error".into(), stderr: e.to_string() }.into()
+                );
             }
         }
     }
@@ -488,14 +514,30 @@ fn apply_one(op: &Op, ovs: &OvsInstance) -> Result<(), RealizeError> {
         }
         Op::AddBridge(b) => {
             ovs.vsctl(&[
-                "--", "add-br", b, "--", "set", "bridge", b, "datapath_type=netdev", "fail_mode=secure", "protocols=OpenFlow10,OpenFlow13,OpenFlow14",
+                "--",
+                "add-br",
+                b,
+                "--",
+                "set",
+                "bridge",
+                b,
+                "datapath_type=netdev",
+                "fail_mode=secure",
+                "protocols=OpenFlow10,OpenFlow13,OpenFlow14",
                 "other_config:disable-in-band=true",
             ])?;
         }
         Op::AddPort(b, p, peer, tag) => {
             let mut args: Vec<String> = vec!["--".into(), "add-port".into(), b.clone(), p.clone()];
             if let Some(peer) = peer {
-                args.extend(["--".into(), "set".into(), "interface".into(), p.clone(), "type=patch".into(), format!("options:peer={peer}")]);
+                args.extend([
+                    "--".into(),
+                    "set".into(),
+                    "interface".into(),
+                    p.clone(),
+                    "type=patch".into(),
+                    format!("options:peer={peer}"),
+                ]);
             }
             if let Some(t) = tag {
                 args.extend(["--".into(), "set".into(), "port".into(), p.clone(), format!("tag={t}")]);

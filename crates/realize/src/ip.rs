@@ -13,7 +13,11 @@ pub fn ip_json(ns: &str, args: &[&str]) -> Result<Value, CmdError> {
     if out.trim().is_empty() {
         return Ok(Value::Array(vec![]));
     }
-    serde_json::from_str(&out).map_err(|e| CmdError::Failed { cmd: format!("ip {}", all.join(" ")), status: "bad JSON".into(), stderr: e.to_string() })
+    serde_json::from_str(&out).map_err(|e| CmdError::Failed {
+        cmd: format!("ip {}", all.join(" ")),
+        status: "bad JSON".into(),
+        stderr: e.to_string(),
+    })
 }
 
 /// `ip -n NS ARGS…`.

@@ -90,7 +90,8 @@ impl Lab {
     /// Bring up (or converge) the whole lab.
     pub fn up(&self, topo: &Topology, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<UpReport, LabError> {
         let t0 = Instant::now();
-        std::fs::create_dir_all(&self.state).map_err(|source| CmdError::Spawn { cmd: format!("mkdir {}", self.state.display()), source })?;
+        std::fs::create_dir_all(&self.state)
+            .map_err(|source| CmdError::Spawn { cmd: format!("mkdir {}", self.state.display()), source })?;
         let existing: std::collections::BTreeSet<String> = ip::netns_list()?.into_iter().collect();
         let ensure_ns = |ns: &str| -> Result<(), CmdError> {
             if !existing.contains(ns) {
@@ -170,11 +171,20 @@ impl Lab {
             })
             .collect();
         for s in topo.subnets.iter().filter(|s| s.external_gateway_mac.is_some()) {
-            outside.push((format!("gw-{}", s.name), s.external_gateway_mac.expect("filtered"), format!("{}/{}", s.gateway, s.cidr.prefix_len()), None, s.network));
+            outside.push((
+                format!("gw-{}", s.name),
+                s.external_gateway_mac.expect("filtered"),
+                format!("{}/{}", s.gateway, s.cidr.prefix_len()),
+                None,
+                s.network,
+            ));
         }
         for (i, (name, mac, addr, gw, net)) in outside.iter().enumerate() {
             let Segment::Flat { physnet } = &topo.network(*net).segment else {
-                return Err(LabError::Usage(format!("external network `{}` is not flat: the lab wires only flat external networks", topo.network(*net).name)));
+                return Err(LabError::Usage(format!(
+                    "external network `{}` is not flat: the lab wires only flat external networks",
+                    topo.network(*net).name
+                )));
             };
             let ns = self.names.ep_ns(name);
             ensure_ns(&ns)?;
@@ -226,7 +236,8 @@ impl Lab {
             removed.push(ns);
         }
         if self.state.exists() {
-            std::fs::remove_dir_all(&self.state).map_err(|source| CmdError::Spawn { cmd: format!("rm -rf {}", self.state.display()), source })?;
+            std::fs::remove_dir_all(&self.state)
+                .map_err(|source| CmdError::Spawn { cmd: format!("rm -rf {}", self.state.display()), source })?;
             removed.push(self.state.display().to_string());
         }
         Ok(removed)
@@ -269,7 +280,9 @@ impl Lab {
         if let Some(ns) = present.iter().find(|n| n.ends_with(&format!(".{name}"))) {
             return Ok(ns.clone());
         }
-        Err(LabError::Usage(format!("no lab namespace for `{name}` (is the lab up? `dvr lab status`); names are instances, external hosts and hosts")))
+        Err(LabError::Usage(format!(
+            "no lab namespace for `{name}` (is the lab up? `dvr lab status`); names are instances, external hosts and hosts"
+        )))
     }
 
     /// A real ping from an endpoint's namespace.

@@ -466,8 +466,14 @@ fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>)
 /// is, as they have in a real deployment. Without it, the first unicast to an
 /// unlearned MAC is flooded everywhere.
 pub fn warm_up(w: &mut World) {
-    let mut r = Runner { w, l4: L4::Icmp { reply: false, id: 0 }, queue: VecDeque::new(), phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false } };
-    let endpoints: Vec<usize> = (0..r.w.stacks.len()).filter(|&s| matches!(r.w.stacks[s].kind, StackKind::Instance | StackKind::ExternalHost)).collect();
+    let mut r = Runner {
+        w,
+        l4: L4::Icmp { reply: false, id: 0 },
+        queue: VecDeque::new(),
+        phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false },
+    };
+    let endpoints: Vec<usize> =
+        (0..r.w.stacks.len()).filter(|&s| matches!(r.w.stacks[s].kind, StackKind::Instance | StackKind::ExternalHost)).collect();
     for s in endpoints {
         let d = &r.w.stacks[s].stack.devs[0];
         let Some(ip) = d.addrs.first().map(|a| a.addr()) else { continue };

@@ -22,6 +22,7 @@ fn seed_paths_minimal() {
 fn demo_summary() {
     let topo = dvr_model::seed();
     let plan = dvr_plan::plan(&topo, dvr_plan::Profile::Walkthrough).unwrap();
-    let rows: Vec<_> = parse_paths(dvr_model::SEED_YAML).iter().map(|p| dvr_sim::demo::summarise(&topo, p, &run_path(&topo, &plan, p).unwrap())).collect();
+    let rows: Vec<_> =
+        parse_paths(dvr_model::SEED_YAML).iter().map(|p| dvr_sim::demo::summarise(&topo, p, &run_path(&topo, &plan, p).unwrap())).collect();
     insta::assert_json_snapshot!(rows);
 }

@@ -21,7 +21,11 @@ fn run(yaml: &str, from: &str, to: &str, spoof_ip: Option<&str>, spoof_mac: Opti
 }
 
 fn dropped_at<'a>(t: &'a Trace, host: &str, bridge: &str) -> Vec<&'a str> {
-    t.hops.iter().filter(|h| h.host == host && h.where_ == bridge && h.fate.as_deref() == Some("dropped")).map(|h| h.detail.as_str()).collect()
+    t.hops
+        .iter()
+        .filter(|h| h.host == host && h.where_ == bridge && h.fate.as_deref() == Some("dropped"))
+        .map(|h| h.detail.as_str())
+        .collect()
 }
 
 #[test]
@@ -64,7 +68,8 @@ fn a_network_no_router_joins_cannot_reach_another_network() {
 
 #[test]
 fn an_unassociated_floating_ip_is_unreachable() {
-    let yaml = dvr_model::SEED_YAML.replace("  - {ip: 10.100.0.7, instance: vm1}", "  - {ip: 10.100.0.7, instance: vm1}\n  - {ip: 10.100.0.8}");
+    let yaml =
+        dvr_model::SEED_YAML.replace("  - {ip: 10.100.0.7, instance: vm1}", "  - {ip: 10.100.0.7, instance: vm1}\n  - {ip: 10.100.0.8}");
     let t = run(&yaml, "ext1", "10.100.0.8", None, None);
     assert_eq!(t.verdict, "dropped");
     assert!(t.drop_reason.as_deref().unwrap().contains("no ARP reply for 10.100.0.8"));
@@ -80,7 +85,13 @@ fn unknown_endpoint_is_an_error_that_lists_the_endpoints() {
     let topo = dvr_model::seed();
     let plan = dvr_plan::plan(&topo, Profile::Walkthrough).unwrap();
     let mut w = World::build(&topo, &plan);
-    let req = TraceRequest { from: "vm9".into(), to: Ipv4Addr::new(192, 168, 1, 1), l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None };
+    let req = TraceRequest {
+        from: "vm9".into(),
+        to: Ipv4Addr::new(192, 168, 1, 1),
+        l4: L4::Icmp { reply: false, id: 1 },
+        spoof_ip: None,
+        spoof_mac: None,
+    };
     let e = trace(&mut w, &req).unwrap_err().to_string();
     assert!(e.contains("vm9") && e.contains("vm1, vm2") && e.contains("ext1") && e.contains("fix:"), "{e}");
 }
@@ -91,7 +102,13 @@ fn current_neutron_profile_lets_gateway_arp_reach_the_wire() {
     let topo = dvr_model::seed();
     let plan = dvr_plan::plan(&topo, Profile::Current).unwrap();
     let mut w = World::build(&topo, &plan);
-    let req = TraceRequest { from: "vm1".into(), to: Ipv4Addr::new(192, 168, 1, 1), l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None };
+    let req = TraceRequest {
+        from: "vm1".into(),
+        to: Ipv4Addr::new(192, 168, 1, 1),
+        l4: L4::Icmp { reply: false, id: 1 },
+        spoof_ip: None,
+        spoof_mac: None,
+    };
     let t = trace(&mut w, &req).unwrap();
     assert_eq!(t.delivered_to.as_deref(), Some("router1@compute1"));
     assert!(t.hops.iter().any(|h| h.kind == dvr_sim::HopKind::Wire && h.packet.proto == "arp"), "the ARP for the gateway crosses the wire");
