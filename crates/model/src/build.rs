@@ -146,6 +146,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
         floating_ips: Vec::new(),
         external_hosts: Vec::new(),
         ports: Vec::new(),
+        index: Index::default(),
     };
     allocate(&mut c, &mut topo, spec, &instances, &fips, &ext_hosts, network_node);
     if !c.problems.is_empty() {
@@ -1415,6 +1416,7 @@ fn allocate(
         }
     }
     // 10. Per-host local VLANs and rfp/fpr link-local pairs.
+    topo.reindex();
     for h in 0..topo.hosts.len() {
         allocate_host(c, topo, HostIx(h));
     }
@@ -1437,27 +1439,16 @@ fn push_port(
     topo.ports.push(Port { id, owner, network, subnet, ip, mac, host });
 }
 
-/// Networks present on a host, in first-use order: the networks of its bound
-/// ports, then those of the routers it carries (qr-), then external networks.
+/// Networks present on a host (those of its bound ports and of the routers it
+/// carries), in network order: the order local VLANs are handed out in.
 pub fn networks_on_host(topo: &Topology, h: HostIx) -> Vec<NetworkIx> {
-    let mut seen = Vec::new();
-    let mut add = |n: NetworkIx| {
-        if !seen.contains(&n) {
-            seen.push(n);
-        }
-    };
-    let mut nets: Vec<NetworkIx> = Vec::new();
-    for p in &topo.ports {
-        if p.host == Some(h) {
-            nets.push(p.network);
-        }
-    }
-    for r in topo.routers.iter().filter(|r| r.hosts.contains(&h)) {
-        nets.extend(r.interfaces.iter().map(|s| topo.subnets[s.0].network));
+    let mut nets: Vec<NetworkIx> = topo.host_ports(h).map(|p| p.network).collect();
+    for r in topo.index.host_routers.get(h.0).into_iter().flatten() {
+        nets.extend(topo.routers[r.0].interfaces.iter().map(|s| topo.subnets[s.0].network));
     }
     nets.sort();
-    nets.into_iter().for_each(&mut add);
-    seen
+    nets.dedup();
+    nets
 }
 
 fn allocate_host(c: &mut Checker, topo: &mut Topology, h: HostIx) {
@@ -1482,8 +1473,9 @@ fn allocate_host(c: &mut Checker, topo: &mut Topology, h: HostIx) {
     }
     let mut ll = LinkLocalAllocator::default();
     let mut links = Vec::new();
-    for (r, router) in topo.routers.iter().enumerate() {
-        if router.distributed && router.external_gateway.is_some() && router.hosts.contains(&h) {
+    for &RouterIx(r) in topo.index.host_routers.get(h.0).into_iter().flatten() {
+        let router = &topo.routers[r];
+        if router.distributed && router.external_gateway.is_some() {
             match ll.allocate(&router.id.hyphenated()) {
                 Some(pair) => links.push(FipLink { router: RouterIx(r), pair }),
                 None => c.bad(

@@ -29,6 +29,33 @@ pub struct Topology {
     /// Every Neutron port, the implicit ones (router interfaces, sg-, qg-,
     /// fg-, DHCP) included, in allocation order.
     pub ports: Vec<Port>,
+    /// Lookup tables derived from the above (rebuilt by [`Topology::reindex`]).
+    #[serde(skip)]
+    pub index: Index,
+}
+
+/// Derived lookups, so planning a host costs what the host has, not what the
+/// whole cloud has (1,000 hosts, 25,000 ports).
+#[derive(Debug, Clone, Default)]
+pub struct Index {
+    /// Ports bound to each host, in port order.
+    pub host_ports: Vec<Vec<PortIx>>,
+    /// Ports on each subnet, in port order.
+    pub subnet_ports: Vec<Vec<PortIx>>,
+    /// Routers with a copy on each host.
+    pub host_routers: Vec<Vec<RouterIx>>,
+    /// Routers attached to each subnet.
+    pub subnet_routers: Vec<Vec<RouterIx>>,
+    /// (router, subnet) → router interface port.
+    pub router_interface: std::collections::HashMap<(RouterIx, SubnetIx), PortIx>,
+    /// (router, subnet) → sg- port.
+    pub snat_port: std::collections::HashMap<(RouterIx, SubnetIx), PortIx>,
+    /// router → qg- port.
+    pub gateway_port: std::collections::HashMap<RouterIx, PortIx>,
+    /// (host, external network) → fg- port.
+    pub fip_agent_port: std::collections::HashMap<(HostIx, NetworkIx), PortIx>,
+    /// network → DHCP port.
+    pub dhcp_port: std::collections::HashMap<NetworkIx, PortIx>,
 }
 
 /// The l3 agent mode of a host (Neutron's `agent_mode`).
@@ -395,33 +422,80 @@ impl Topology {
     }
     /// The router's interface port on a subnet.
     pub fn router_interface(&self, router: RouterIx, subnet: SubnetIx) -> Option<PortIx> {
-        self.ports_ix()
-            .find(|(_, p)| {
-                p.subnet == subnet
-                    && matches!(p.owner, PortOwner::RouterInterfaceDistributed { router: r } | PortOwner::RouterInterface { router: r } if r == router)
-            })
-            .map(|(i, _)| i)
+        self.index.router_interface.get(&(router, subnet)).copied()
     }
     /// The router's `sg-` port on a subnet.
     pub fn snat_port(&self, router: RouterIx, subnet: SubnetIx) -> Option<PortIx> {
-        self.ports_ix().find(|(_, p)| p.subnet == subnet && p.owner == PortOwner::CentralizedSnat { router }).map(|(i, _)| i)
+        self.index.snat_port.get(&(router, subnet)).copied()
     }
     /// The router's `qg-` port.
     pub fn gateway_port(&self, router: RouterIx) -> Option<PortIx> {
-        self.ports_ix().find(|(_, p)| p.owner == PortOwner::RouterGateway { router }).map(|(i, _)| i)
+        self.index.gateway_port.get(&router).copied()
     }
     /// The `fg-` port of a host on an external network.
     pub fn fip_agent_port(&self, host: HostIx, network: NetworkIx) -> Option<PortIx> {
-        self.ports_ix()
-            .find(|(_, p)| p.owner == PortOwner::FloatingIpAgentGateway && p.host == Some(host) && p.network == network)
-            .map(|(i, _)| i)
+        self.index.fip_agent_port.get(&(host, network)).copied()
     }
     /// The DHCP port of a network.
     pub fn dhcp_port(&self, network: NetworkIx) -> Option<PortIx> {
-        self.ports_ix().find(|(_, p)| p.owner == PortOwner::Dhcp && p.network == network).map(|(i, _)| i)
+        self.index.dhcp_port.get(&network).copied()
+    }
+    /// Ports bound to a host.
+    pub fn host_ports(&self, host: HostIx) -> impl Iterator<Item = &Port> + '_ {
+        self.index.host_ports.get(host.0).into_iter().flatten().map(move |p| &self.ports[p.0])
+    }
+    /// Ports on a subnet.
+    pub fn subnet_ports(&self, subnet: SubnetIx) -> impl Iterator<Item = &Port> + '_ {
+        self.index.subnet_ports.get(subnet.0).into_iter().flatten().map(move |p| &self.ports[p.0])
+    }
+    /// Rebuild [`Index`] after the vectors changed.
+    pub fn reindex(&mut self) {
+        let mut ix = Index {
+            host_ports: vec![vec![]; self.hosts.len()],
+            subnet_ports: vec![vec![]; self.subnets.len()],
+            host_routers: vec![vec![]; self.hosts.len()],
+            subnet_routers: vec![vec![]; self.subnets.len()],
+            ..Default::default()
+        };
+        for (i, p) in self.ports.iter().enumerate() {
+            let pi = PortIx(i);
+            if let Some(h) = p.host {
+                ix.host_ports[h.0].push(pi);
+            }
+            ix.subnet_ports[p.subnet.0].push(pi);
+            match p.owner {
+                PortOwner::RouterInterfaceDistributed { router } | PortOwner::RouterInterface { router } => {
+                    ix.router_interface.entry((router, p.subnet)).or_insert(pi);
+                }
+                PortOwner::CentralizedSnat { router } => {
+                    ix.snat_port.entry((router, p.subnet)).or_insert(pi);
+                }
+                PortOwner::RouterGateway { router } => {
+                    ix.gateway_port.entry(router).or_insert(pi);
+                }
+                PortOwner::FloatingIpAgentGateway => {
+                    if let Some(h) = p.host {
+                        ix.fip_agent_port.entry((h, p.network)).or_insert(pi);
+                    }
+                }
+                PortOwner::Dhcp => {
+                    ix.dhcp_port.entry(p.network).or_insert(pi);
+                }
+                PortOwner::Compute { .. } => {}
+            }
+        }
+        for (r, router) in self.routers.iter().enumerate() {
+            for h in &router.hosts {
+                ix.host_routers[h.0].push(RouterIx(r));
+            }
+            for s in &router.interfaces {
+                ix.subnet_routers[s.0].push(RouterIx(r));
+            }
+        }
+        self.index = ix;
     }
     /// Every router attached to a subnet.
     pub fn routers_on_subnet(&self, subnet: SubnetIx) -> impl Iterator<Item = RouterIx> + '_ {
-        self.routers_ix().filter(move |(_, r)| r.interfaces.contains(&subnet)).map(|(i, _)| i)
+        self.index.subnet_routers.get(subnet.0).into_iter().flatten().copied()
     }
 }

@@ -49,7 +49,7 @@ impl<'a> HostCtx<'a> {
 
     /// Routers with a copy on this host.
     pub fn routers(&self) -> Vec<RouterIx> {
-        self.topo.routers_ix().filter(|(_, r)| r.hosts.contains(&self.ix)).map(|(i, _)| i).collect()
+        self.topo.index.host_routers.get(self.ix.0).cloned().unwrap_or_default()
     }
 
     /// Whether this host runs the router's SNAT (or the whole legacy router).
@@ -77,7 +77,7 @@ impl<'a> HostCtx<'a> {
 
     /// Ports bound to this host (VMs, DHCP, sg-, qg-, fg-, legacy qr-).
     pub fn bound_ports(&self) -> impl Iterator<Item = &'a Port> + '_ {
-        self.topo.ports.iter().filter(move |p| p.host == Some(self.ix))
+        self.topo.host_ports(self.ix)
     }
 
     /// Local VLAN of a network here.

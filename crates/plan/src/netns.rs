@@ -103,9 +103,7 @@ fn push(t: &mut IptTable, c: &str, r: IptRule) {
 /// would be answered by the wrong host's router copy.
 fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> Vec<Neighbour> {
     cx.topo
-        .ports
-        .iter()
-        .filter(|p| p.subnet == s)
+        .subnet_ports(s)
         .filter(|p| !matches!(p.owner, PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. }))
         .map(|p| Neighbour { ip: p.ip, mac: p.mac, dev: dev.to_string() })
         .collect()

@@ -9,7 +9,9 @@
 //! nothing; `output` to the ingress port is skipped; `NORMAL` is a MAC-learning
 //! switch per VLAN that honours access tags (`tag=`) and trunks, floods to
 //! every other port of the VLAN (patch ports and NICs included), tags frames
-//! towards trunks and untags them towards access ports.
+//! towards trunks and untags them towards access ports, and (before learning)
+//! drops frames to the reserved addresses a bridge must never forward (STP,
+//! LLDP, pause, CDP …: OVS `eth_addr_is_reserved`, `forward_bpdu` off).
 
 use crate::packet::{Frame, Payload};
 use dvr_model::MacAddr;
@@ -178,6 +180,10 @@ impl OfBridge {
             }
             (None, v) => v.unwrap_or(0),
         };
+        if is_reserved(x.frame.dst) {
+            x.push(OfStep::Note(format!("NORMAL: dropping frame to reserved destination {}", x.frame.dst)));
+            return;
+        }
         if !x.frame.src.is_multicast() {
             self.mac_table.insert((vlan, x.frame.src), x.in_port);
         }
@@ -203,6 +209,21 @@ impl OfBridge {
             x.res.outputs.push((p, out));
         }
         x.push(OfStep::Normal { vlan, out: names, learned: learned.is_some() });
+    }
+}
+
+/// Whether NORMAL must never forward a frame to `mac` (OVS `eth_addr_is_reserved`,
+/// with the bridge's `other_config:forward-bpdu` at its default, false): the
+/// IEEE 802.1D/802.1Q link-local block 01:80:c2:00:00:0x (STP, pause, LACP,
+/// LLDP …), Extreme's EDP/EAPS and Cisco's ISL, CDP/VTP/DTP/PAgP/UDLD, PVST+,
+/// UplinkFast and CFM addresses.
+pub fn is_reserved(mac: MacAddr) -> bool {
+    match mac.0 {
+        [0x01, 0x80, 0xc2, 0x00, 0x00, last] => last <= 0x0f,
+        [0x00, 0xe0, 0x2b, 0x00, 0x00, last] => matches!(last, 0x00 | 0x04 | 0x06),
+        [0x01, 0x00, 0x0c, 0xcc, 0xcc, last] => matches!(last, 0xc0..=0xc7 | 0xcc | 0xcd),
+        [0x01, 0x00, 0x0c, 0x00, 0x00, 0x00] | [0x01, 0x00, 0x0c, 0xcd, 0xcd, 0xcd] => true,
+        _ => false,
     }
 }
 
@@ -329,6 +350,25 @@ mod tests {
         assert_eq!(r.steps, vec![OfStep::Miss { table: 0, fatal: true }]);
         let r = br.process(2, icmp(mac(1), mac(2), None));
         assert!(r.outputs.is_empty());
+    }
+
+    #[test]
+    fn normal_never_forwards_to_reserved_addresses_and_does_not_learn_from_them() {
+        let flows = parse_flows("table=0, priority=0 actions=NORMAL").unwrap();
+        let mut br = OfBridge::new("br", ports(), &flows);
+        for dst in ["01:80:c2:00:00:00", "01:80:c2:00:00:0e", "01:00:0c:cc:cc:cc", "00:e0:2b:00:00:00", "01:00:0c:cc:cc:c3"] {
+            let dst: MacAddr = dst.parse().unwrap();
+            assert!(is_reserved(dst), "{dst}");
+            let r = br.process(0, icmp(mac(1), dst, None));
+            assert!(r.outputs.is_empty(), "{dst} must not be forwarded: {:?}", r.outputs);
+            assert!(matches!(r.steps.last(), Some(OfStep::Note(n)) if n.contains("reserved")), "{:?}", r.steps);
+        }
+        assert!(br.mac_table.is_empty(), "OVS checks admissibility before learning");
+        for other in ["01:80:c2:00:00:10", "01:00:5e:00:00:01", "33:33:00:00:00:01", "00:e0:2b:00:00:01", "ff:ff:ff:ff:ff:ff"] {
+            let dst: MacAddr = other.parse().unwrap();
+            assert!(!is_reserved(dst), "{dst}");
+            assert_eq!(br.process(0, icmp(mac(1), dst, None)).outputs.len(), 2, "{dst} floods in VLAN 1");
+        }
     }
 
     /// The classifier against a trivial reference: the highest-priority
