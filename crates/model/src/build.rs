@@ -17,8 +17,13 @@ use std::net::Ipv4Addr;
 
 /// Parse and validate topology YAML. `file` labels every message.
 pub fn load_str(file: &str, yaml: &str) -> Result<Topology, TopologyError> {
-    let spec: TopologySpec = serde_yaml_ng::from_str(yaml).map_err(|e| syntax_error(file, &e))?;
-    build(file, &spec)
+    build(file, &parse_spec(file, yaml)?)
+}
+
+/// Parse topology YAML into its spec without validating it (for tools that
+/// edit a deployment, e.g. [`crate::change::Change`]).
+pub fn parse_spec(file: &str, yaml: &str) -> Result<TopologySpec, TopologyError> {
+    serde_yaml_ng::from_str(yaml).map_err(|e| syntax_error(file, &e))
 }
 
 /// A parser error as a [`TopologyError::Syntax`]: the location once (the parser

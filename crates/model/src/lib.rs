@@ -13,13 +13,15 @@
 
 pub mod alloc;
 pub mod build;
+pub mod change;
 pub mod error;
+pub mod r#gen;
 pub mod names;
 pub mod spec;
 pub mod topology;
 pub mod types;
 
-pub use build::{load_file, load_str};
+pub use build::{load_file, load_str, parse_spec};
 pub use error::{Problem, TopologyError};
 pub use spec::Role;
 pub use topology::*;

@@ -14,6 +14,7 @@
 
 pub mod ctx;
 pub mod flows;
+pub mod incremental;
 pub mod model;
 pub mod netns;
 pub mod ovs;

@@ -1,0 +1,181 @@
+//! Incremental planning: after a change, replan only the hosts whose inputs
+//! changed. Each host's plan is a function of a bounded part of the topology
+//! (its own ports, VLANs and links; the routers it carries with their
+//! subnets' ports, SNAT and gateway ports and floating IPs; its fip and DHCP
+//! namespaces; and the list of other hosts' DVR MACs). [`fingerprint`] hashes
+//! exactly that part; a host whose fingerprint is unchanged keeps its plan.
+//! The property test `incremental_equals_full` checks this against full
+//! replans over random change sequences.
+
+use crate::{HostPlan, Plan, Profile, plan_host};
+use dvr_model::*;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, Instant};
+
+fn port_hash(t: &Topology, p: &Port, h: &mut DefaultHasher) {
+    p.id.hash(h);
+    p.ip.hash(h);
+    p.mac.hash(h);
+    t.network(p.network).id.hash(h);
+    t.subnet(p.subnet).id.hash(h);
+    p.owner.device_owner().hash(h);
+    match p.owner {
+        PortOwner::Compute { instance } => t.instance(instance).name.hash(h),
+        PortOwner::RouterInterfaceDistributed { router }
+        | PortOwner::RouterInterface { router }
+        | PortOwner::CentralizedSnat { router }
+        | PortOwner::RouterGateway { router } => t.router(router).id.hash(h),
+        PortOwner::Dhcp | PortOwner::FloatingIpAgentGateway => {}
+    }
+    p.host.map(|x| &t.host(x).name).hash(h);
+}
+
+fn subnet_hash(t: &Topology, s: SubnetIx, h: &mut DefaultHasher) {
+    let sub = t.subnet(s);
+    (sub.id, &sub.name, sub.cidr, sub.gateway).hash(h);
+    network_hash(t, sub.network, h);
+}
+
+fn network_hash(t: &Topology, n: NetworkIx, h: &mut DefaultHasher) {
+    let net = t.network(n);
+    net.id.hash(h);
+    net.name.hash(h);
+    format!("{:?}", net.segment).hash(h);
+    net.external.hash(h);
+}
+
+/// Hash of everything [`plan_host`] reads for host `ix`. `dvr_macs` is the
+/// hash of every host's DVR MAC, computed once per topology.
+pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, dvr_macs: u64) -> u64 {
+    let mut h = DefaultHasher::new();
+    let host = t.host(ix);
+    (profile.name(), &host.name, host.role, host.dvr_mac, dvr_macs).hash(&mut h);
+    for m in &host.bridge_mappings {
+        (&m.physnet, &m.bridge, &m.nic).hash(&mut h);
+    }
+    for (n, v) in &host.local_vlans {
+        v.hash(&mut h);
+        network_hash(t, *n, &mut h);
+    }
+    for l in &host.fip_links {
+        (t.router(l.router).id, l.pair).hash(&mut h);
+    }
+    for p in t.host_ports(ix) {
+        port_hash(t, p, &mut h);
+        if p.owner == PortOwner::Dhcp {
+            subnet_hash(t, p.subnet, &mut h);
+            t.routers_on_subnet(p.subnet).next().is_some().hash(&mut h);
+        }
+        if p.owner == PortOwner::FloatingIpAgentGateway {
+            subnet_hash(t, p.subnet, &mut h);
+        }
+    }
+    for &r in t.index.host_routers.get(ix.0).into_iter().flatten() {
+        let router = t.router(r);
+        (router.id, &router.name, router.distributed, router.snat_host == Some(ix)).hash(&mut h);
+        router.external_gateway.map(|n| t.network(n).id).hash(&mut h);
+        for &s in &router.interfaces {
+            subnet_hash(t, s, &mut h);
+            for p in t.subnet_ports(s) {
+                port_hash(t, p, &mut h);
+            }
+        }
+        if let Some(g) = t.gateway_port(r) {
+            port_hash(t, t.port(g), &mut h);
+            subnet_hash(t, t.port(g).subnet, &mut h);
+        }
+        for f in t.floating_ips.iter().filter(|f| matches!(f.association, Some((_, fr)) if fr == r)) {
+            let (x, _) = f.association.expect("filtered");
+            (f.ip, t.port(t.instance(x).port).ip, t.instance(x).host == ix, f.rule_priority).hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+fn dvr_mac_hash(t: &Topology) -> u64 {
+    let mut h = DefaultHasher::new();
+    for host in &t.hosts {
+        (&host.name, host.dvr_mac).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// What one update did.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    /// Hosts whose plan was recomputed (changed inputs or new).
+    pub replanned: Vec<String>,
+    /// Hosts whose plan actually differs from before.
+    pub changed: Vec<String>,
+    /// Hosts removed from the deployment.
+    pub removed: Vec<String>,
+    /// Time spent fingerprinting.
+    pub fingerprint_time: Duration,
+    /// Time spent replanning.
+    pub plan_time: Duration,
+}
+
+/// A plan kept up to date across topology changes.
+pub struct Replanner {
+    profile: Profile,
+    plan: Plan,
+    prints: HashMap<String, u64>,
+}
+
+impl Replanner {
+    /// Plan everything once.
+    pub fn new(t: &Topology, profile: Profile) -> Replanner {
+        let plan = crate::plan(t, profile).expect("plannable topology");
+        let macs = dvr_mac_hash(t);
+        let prints = t.hosts_ix().map(|(i, h)| (h.name.clone(), fingerprint(t, i, profile, macs))).collect();
+        Replanner { profile, plan, prints }
+    }
+
+    /// The current plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Bring the plan up to date with `t` (the topology after a change).
+    pub fn update(&mut self, t: &Topology) -> Update {
+        let mut u = Update::default();
+        let t0 = Instant::now();
+        let macs = dvr_mac_hash(t);
+        let prints: Vec<(HostIx, String, u64)> =
+            t.hosts_ix().map(|(i, h)| (i, h.name.clone(), fingerprint(t, i, self.profile, macs))).collect();
+        u.fingerprint_time = t0.elapsed();
+        let t1 = Instant::now();
+        let mut old: HashMap<String, HostPlan> = std::mem::take(&mut self.plan.hosts).into_iter().map(|h| (h.host.clone(), h)).collect();
+        let mut hosts = Vec::with_capacity(prints.len());
+        let mut new_prints = HashMap::with_capacity(prints.len());
+        let mut befores = Vec::new();
+        for (i, name, fp) in prints {
+            let keep = self.prints.get(&name) == Some(&fp);
+            let hp = match (keep, old.remove(&name)) {
+                (true, Some(hp)) => hp,
+                (_, before) => {
+                    u.replanned.push(name.clone());
+                    befores.push((hosts.len(), before));
+                    plan_host(t, i, self.profile)
+                }
+            };
+            new_prints.insert(name, fp);
+            hosts.push(hp);
+        }
+        u.plan_time = t1.elapsed();
+        // Which replanned hosts really changed (outside the timed part).
+        for (at, before) in befores {
+            let after = &hosts[at];
+            if before.is_none_or(|b| serde_json::to_string(&b).ok() != serde_json::to_string(after).ok()) {
+                u.changed.push(after.host.clone());
+            }
+        }
+        u.removed = old.into_keys().collect();
+        u.removed.sort();
+        self.plan.hosts = hosts;
+        self.plan.topology = t.name.clone();
+        self.prints = new_prints;
+        u
+    }
+}
