@@ -9,6 +9,8 @@ use dvr_plan::{Profile, render};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bench;
+
 const ABOUT: &str = "Distributed virtual routing (OpenStack Neutron DVR on Open vSwitch), as data.
 
 Every compute host runs its own copy of each tenant router; OpenFlow tables keep gateway
@@ -69,6 +71,14 @@ enum Proto {
     Tcp,
     /// UDP to --dport.
     Udp,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum BenchFormat {
+    /// A readable table.
+    Text,
+    /// The same figures as JSON.
+    Json,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -165,6 +175,36 @@ enum Cmd {
     Lab {
         #[command(subcommand)]
         cmd: LabCmd,
+    },
+    /// Measure planning and tracing: full plan time and peak memory for generated
+    /// deployments of 10/100/1,000 hosts, incremental replans, traces per second,
+    /// all-pairs reachability, and our OpenFlow engine against `ofproto/trace`.
+    Bench {
+        /// Compute-host counts to plan (20 VMs per host).
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+        sizes: Vec<usize>,
+        /// Smaller and shorter: sizes 10,100, 0.3 s per trace figure, all-pairs of 200 VMs.
+        #[arg(long)]
+        quick: bool,
+        /// Skip the comparison with Open vSwitch (it needs root and openvswitch-switch).
+        #[arg(long)]
+        no_ovs: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+        /// Internal: plan one size and print its figures as JSON (run in a child process).
+        #[arg(long, hide = true)]
+        child_plan: Option<usize>,
+    },
+    /// Generate a deterministic topology file for scale tests (20 VMs per host,
+    /// one network per two hosts, one router per four hosts).
+    Gen {
+        /// Compute hosts.
+        #[arg(long, default_value_t = 10)]
+        hosts: usize,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Check a topology file; print what was allocated, or every problem found.
     Validate {
@@ -467,6 +507,16 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Lab { cmd } => run_lab(cmd)?,
+        Cmd::Gen { hosts, seed } => {
+            print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
+        }
+        Cmd::Bench { sizes, quick, no_ovs, format, child_plan } => {
+            if let Some(n) = child_plan {
+                println!("{}", serde_json::to_string(&bench::plan_figures(n)?)?);
+                return Ok(());
+            }
+            run_bench(if quick { vec![10, 100] } else { sizes }, quick, no_ovs, format)?;
+        }
         Cmd::Validate { topo } => {
             let t = load(&topo)?;
             println!("{}: valid", t.name);
@@ -485,6 +535,57 @@ fn run(cli: Cli) -> Result<()> {
         },
     }
     Ok(())
+}
+
+fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) -> Result<()> {
+    let mut r = bench::Report { machine: machine(), ..Default::default() };
+    let exe = std::env::current_exe()?;
+    for &n in &sizes {
+        eprintln!("bench: planning {n} hosts ({} VMs) in a child process", n * 20);
+        let out = std::process::Command::new(&exe).args(["bench", "--child-plan", &n.to_string()]).output()?;
+        anyhow::ensure!(out.status.success(), "plan of {n} hosts failed: {}", String::from_utf8_lossy(&out.stderr));
+        r.plan.push(serde_json::from_slice(&out.stdout)?);
+    }
+    let largest = sizes.iter().copied().max().unwrap_or(10);
+    eprintln!("bench: incremental changes on {largest} hosts");
+    r.incremental = bench::incremental_figures(largest)?;
+    let budget = std::time::Duration::from_millis(if quick { 300 } else { 2000 });
+    eprintln!("bench: traces on the seed lab");
+    let seed = dvr_model::seed();
+    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, dvr_model::SEED_YAML, true, budget)?);
+    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, dvr_model::SEED_YAML, false, budget)?);
+    eprintln!("bench: traces on {largest} hosts");
+    let big_yaml = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(largest));
+    let big = dvr_model::load_str("generated", &big_yaml)?;
+    let label = format!("{largest} hosts ({} VMs)", big.instances.len());
+    r.traces.push(bench::trace_figures(&label, &big, &big_yaml, true, budget)?);
+    r.traces.push(bench::trace_figures(&label, &big, &big_yaml, false, budget)?);
+    let pair_hosts = if quick { 10 } else { 50 };
+    eprintln!("bench: all pairs of {} VMs", pair_hosts * 20);
+    r.all_pairs = Some(bench::all_pairs(pair_hosts, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?);
+    if no_ovs {
+        r.ovs_skipped = Some("--no-ovs".into());
+    } else {
+        eprintln!("bench: ofproto/trace vs our engine");
+        match bench::ovs_figures(if quick { 300 } else { 2000 }) {
+            Ok(v) => r.ovs = Some(v),
+            Err(e) => r.ovs_skipped = Some(format!("{e:#}")),
+        }
+    }
+    match format {
+        BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        BenchFormat::Text => print!("{}", bench::render(&r)),
+    }
+    Ok(())
+}
+
+/// CPU model and core count, for reports.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpu}, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
 /// The demo's summary as an aligned table.

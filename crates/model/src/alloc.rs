@@ -70,12 +70,14 @@ impl MacAllocator {
 pub struct IpPool {
     cidr: Ipv4Net,
     used: BTreeSet<Ipv4Addr>,
+    /// Every host address below this one is used: allocation starts here.
+    cursor: u32,
 }
 
 impl IpPool {
     /// A pool over the usable host addresses of `cidr`.
     pub fn new(cidr: Ipv4Net) -> IpPool {
-        IpPool { cidr, used: BTreeSet::new() }
+        IpPool { cidr, used: BTreeSet::new(), cursor: u32::from(cidr.network()) + 1 }
     }
 
     /// Whether `ip` is a usable host address of the subnet.
@@ -90,8 +92,16 @@ impl IpPool {
 
     /// The lowest free host address, or `None` when the subnet is full.
     pub fn allocate(&mut self) -> Option<Ipv4Addr> {
-        let ip = self.cidr.hosts().find(|ip| !self.used.contains(ip))?;
+        let last = u32::from(self.cidr.broadcast());
+        while self.cursor < last && self.used.contains(&Ipv4Addr::from(self.cursor)) {
+            self.cursor += 1;
+        }
+        if self.cursor >= last {
+            return None;
+        }
+        let ip = Ipv4Addr::from(self.cursor);
         self.used.insert(ip);
+        self.cursor += 1;
         Some(ip)
     }
 }

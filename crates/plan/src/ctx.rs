@@ -4,6 +4,13 @@
 use crate::Profile;
 use dvr_model::*;
 use dvr_openflow::{Action, Flow, Match};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Flows that are identical on many hosts (one per other host's DVR MAC and
+/// physical bridge: the hosts² part of a plan), built once and shared.
+pub type FlowCache = RefCell<HashMap<(u8, u16, String), Vec<Option<Arc<Flow>>>>>;
 
 /// The view of the topology from one host.
 pub struct HostCtx<'a> {
@@ -15,6 +22,8 @@ pub struct HostCtx<'a> {
     pub host: &'a Host,
     /// Behaviour profile.
     pub profile: Profile,
+    /// Flows shared between hosts.
+    pub cache: &'a FlowCache,
 }
 
 /// A router interface (`qr-`) present on this host.
@@ -33,8 +42,25 @@ pub struct QrOnHost<'a> {
 
 impl<'a> HostCtx<'a> {
     /// Build the view.
-    pub fn new(topo: &'a Topology, ix: HostIx, profile: Profile) -> Self {
-        HostCtx { topo, ix, host: topo.host(ix), profile }
+    pub fn new(topo: &'a Topology, ix: HostIx, profile: Profile, cache: &'a FlowCache) -> Self {
+        HostCtx { topo, ix, host: topo.host(ix), profile, cache }
+    }
+
+    /// One flow per other host's DVR MAC for (table, priority, port), each
+    /// built once per plan and shared by every host that needs it.
+    pub fn per_remote_mac(&self, table: u8, priority: u16, port: &str, make: impl Fn(MacAddr) -> Arc<Flow>) -> Vec<Arc<Flow>> {
+        let mut cache = self.cache.borrow_mut();
+        let row = cache.entry((table, priority, port.to_string())).or_insert_with(|| vec![None; self.topo.hosts.len()]);
+        let mut out = Vec::with_capacity(self.topo.hosts.len());
+        for (i, h) in self.topo.hosts.iter().enumerate() {
+            if i == self.ix.0 {
+                continue;
+            }
+            if let Some(mac) = h.dvr_mac {
+                out.push(row[i].get_or_insert_with(|| make(mac)).clone());
+            }
+        }
+        out
     }
 
     /// The host's own DVR MAC (dataplane hosts always have one).
@@ -119,6 +145,6 @@ pub fn flow(
     actions: Vec<Action>,
     builder: &str,
     reason: impl Into<String>,
-) -> Flow {
-    Flow { table: t.id, priority, matches, actions, builder: builder.to_string(), reason: reason.into() }
+) -> Arc<Flow> {
+    Arc::new(Flow { table: t.id, priority, matches, actions, builder: builder.to_string(), reason: reason.into() })
 }

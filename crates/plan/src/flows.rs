@@ -6,9 +6,10 @@ use crate::ctx::{HostCtx, flow};
 use crate::tables::*;
 use dvr_model::*;
 use dvr_openflow::{Action, Flow, Ipv4Match, Match, Proto, VlanMatch};
+use std::sync::Arc;
 
 /// br-int base flows (`setup_default_table`, DVR `setup_dvr_flows_on_integ_br`).
-pub fn int_base_flows(cx: &HostCtx) -> Vec<Flow> {
+pub fn int_base_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     const B: &str = "int_base_flows";
     let p = cx.profile;
     let mut v = vec![
@@ -60,7 +61,7 @@ pub fn int_base_flows(cx: &HostCtx) -> Vec<Flow> {
 
 /// br-int flows per physical bridge: stray-frame drop, own and remote DVR
 /// MACs (`_add_dvr_mac`), and segment → local VLAN translation per network.
-pub fn int_phys_flows(cx: &HostCtx) -> Vec<Flow> {
+pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     let p = cx.profile;
     let mut v = Vec::new();
     for m in &cx.host.bridge_mappings {
@@ -74,16 +75,16 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Flow> {
             "int_phys_flows",
             format!("drop frames from {} that no translation flow claims", m.bridge),
         ));
-        for mac in cx.remote_dvr_macs() {
-            v.push(flow(
+        v.extend(cx.per_remote_mac(INT_LOCAL_SWITCHING.id.0, 4, &int_patch, |mac| {
+            flow(
                 INT_LOCAL_SWITCHING,
                 4,
                 on(Match { dl_src: Some(mac), ..Default::default() }),
                 vec![p.next(INT_DVR_TO_SRC_MAC_PHYSICAL)],
                 "dvr_mac_flows",
                 format!("routed frame from the host with DVR MAC {mac}: restore the gateway MAC in table 2"),
-            ));
-        }
+            )
+        }));
         v.push(flow(
             INT_LOCAL_SWITCHING,
             5,
@@ -122,7 +123,7 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Flow> {
 
 /// Anti-spoofing for each instance port (`setup_arp_spoofing_protection`,
 /// `install_mac_spoofing_protection`): tables 0 → 24 → 25.
-pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Flow> {
+pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     const B: &str = "anti_spoof_flows";
     let p = cx.profile;
     let mut v = Vec::new();
@@ -179,7 +180,7 @@ fn wire_vlan(seg: &Segment, lvid: VlanId) -> VlanMatch {
 /// table 4 (frames to the own DVR MAC), table 0 priority 99 (ARP replies to
 /// the DVR MAC), and for each local DVR-serviced port of the subnet, the
 /// table 2 source-MAC restore and the table 60 direct output.
-pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Flow> {
+pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     let p = cx.profile;
     let mut v = Vec::new();
     for qr in cx.dvr_interfaces() {
@@ -233,7 +234,7 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Flow> {
 
 /// Physical-bridge flows (`setup_dvr_flows_on_phys_br`, `provision_local_vlan`,
 /// DVR_PROCESS per router interface) for the bridge of `mapping`.
-pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Flow> {
+pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
     let p = cx.profile;
     let phy = cx.phy_patch(mapping);
     let from_int = Match { in_port: Some(phy.clone()), ..Default::default() };
@@ -246,16 +247,16 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Flow> {
         flow(PHYS_LOCAL_VLAN_TRANSLATION, 2, from_int.clone(), vec![Action::Drop], B, "from br-int on a VLAN without translation: drop"),
         flow(PHYS_DVR_NOT_LEARN, 1, Match::default(), vec![Action::Normal], B, "ordinary frame from the wire: learning switch to br-int"),
     ];
-    for mac in cx.remote_dvr_macs() {
-        v.push(flow(
+    v.extend(cx.per_remote_mac(PHYS_DVR_NOT_LEARN.id.0, 2, &phy, |mac| {
+        flow(
             PHYS_DVR_NOT_LEARN,
             2,
             Match { dl_src: Some(mac), ..Default::default() },
             vec![Action::Output(phy.clone())],
             "dvr_mac_flows",
             format!("routed frame from DVR MAC {mac}: straight to br-int, never learned"),
-        ));
-    }
+        )
+    }));
     for &(n, lvid) in &cx.host.local_vlans {
         let net = cx.topo.network(n);
         if net.segment.physnet() != Some(mapping.physnet.as_str()) {
@@ -310,6 +311,6 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Flow> {
 
 /// Sort flows the way `ovs-ofctl dump-flows --rsort`-like readers expect:
 /// by table, then descending priority; stable for equal keys.
-pub fn sort_flows(flows: &mut [Flow]) {
+pub fn sort_flows(flows: &mut [Arc<Flow>]) {
     flows.sort_by(|a, b| a.table.cmp(&b.table).then(b.priority.cmp(&a.priority)));
 }

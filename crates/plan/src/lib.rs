@@ -76,12 +76,18 @@ pub fn plan(topo: &Topology, profile: Profile) -> Result<Plan, PlanError> {
     if let Some(n) = topo.networks.iter().find(|n| matches!(n.segment, dvr_model::Segment::Vxlan { .. })) {
         return Err(PlanError::Unsupported { network: n.name.clone() });
     }
-    let hosts = topo.hosts_ix().map(|(i, _)| plan_host(topo, i, profile)).collect();
+    let cache = ctx::FlowCache::default();
+    let hosts = topo.hosts_ix().map(|(i, _)| plan_host_shared(topo, i, profile, &cache)).collect();
     Ok(Plan { topology: topo.name.clone(), profile, hosts })
 }
 
 /// Plan one host.
 pub fn plan_host(topo: &Topology, ix: HostIx, profile: Profile) -> HostPlan {
+    plan_host_shared(topo, ix, profile, &ctx::FlowCache::default())
+}
+
+/// Plan one host, sharing flows identical across hosts through `cache`.
+pub fn plan_host_shared(topo: &Topology, ix: HostIx, profile: Profile, cache: &ctx::FlowCache) -> HostPlan {
     let h = topo.host(ix);
     if !h.has_dataplane() {
         return HostPlan {
@@ -94,7 +100,7 @@ pub fn plan_host(topo: &Topology, ix: HostIx, profile: Profile) -> HostPlan {
             namespaces: vec![],
         };
     }
-    let cx = ctx::HostCtx::new(topo, ix, profile);
+    let cx = ctx::HostCtx::new(topo, ix, profile, cache);
     HostPlan {
         host: h.name.clone(),
         role: h.role,

@@ -69,8 +69,10 @@ pub struct Bridge {
     pub physnet: Option<String>,
     /// Ports in a stable order.
     pub ports: Vec<BridgePort>,
-    /// Flows sorted by table, then descending priority.
-    pub flows: Vec<Flow>,
+    /// Flows sorted by table, then descending priority. Shared (`Arc`) because
+    /// the per-DVR-MAC flows are identical on every host: a 1,000-host plan
+    /// holds each of them once, not a thousand times.
+    pub flows: Vec<std::sync::Arc<Flow>>,
 }
 
 /// What sits behind a bridge port.

@@ -12,7 +12,7 @@ fn host<'a>(p: &'a dvr_plan::Plan, name: &str) -> &'a HostPlan {
 }
 
 fn flows<'a>(h: &'a HostPlan, bridge: &str, table: u8) -> Vec<&'a Flow> {
-    h.bridge(bridge).unwrap().flows.iter().filter(|f| f.table.0 == table).collect()
+    h.bridge(bridge).unwrap().flows.iter().filter(|f| f.table.0 == table).map(|f| &**f).collect()
 }
 
 fn port_mac(t: &Topology, vm: &str) -> dvr_model::MacAddr {

@@ -409,7 +409,7 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
                 .ofctl(&["--names", "dump-flows", &b.name], None)
                 .ok()
                 .and_then(|d| dvr_openflow::parse_flows(&d).ok())
-                .is_some_and(|have| flow_keys(&have) == flow_keys(&b.flows));
+                .is_some_and(|have| flow_keys(have.iter()) == flow_keys(b.flows.iter().map(|f| &**f)));
         if !same {
             ops.push(Op::ReplaceFlows(b.name.clone(), text));
         }
@@ -417,8 +417,8 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
     Ok(ops)
 }
 
-fn flow_keys(flows: &[dvr_openflow::Flow]) -> BTreeSet<String> {
-    flows.iter().map(|f| dvr_openflow::Flow::new(f.table.0, f.priority, f.matches.clone(), f.actions.clone()).to_string()).collect()
+fn flow_keys<'a>(flows: impl Iterator<Item = &'a dvr_openflow::Flow>) -> BTreeSet<String> {
+    flows.map(|f| dvr_openflow::Flow::new(f.table.0, f.priority, f.matches.clone(), f.actions.clone()).to_string()).collect()
 }
 
 fn port_tags(ovs: &OvsInstance) -> Result<BTreeMap<String, Option<u16>>, CmdError> {

@@ -11,6 +11,7 @@ pub mod host;
 pub mod ip;
 pub mod lab;
 pub mod ovs;
+pub mod unixctl;
 
 pub use cmd::CmdError;
 pub use lab::Lab;

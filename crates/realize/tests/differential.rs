@@ -59,15 +59,13 @@
 use dvr_model::{MacAddr, Topology};
 use dvr_openflow::{Action, Flow, Match, Proto, VlanMatch};
 use dvr_plan::{Bridge, PortKind, Profile};
+use dvr_realize::unixctl::Unixctl;
 use dvr_realize::{OvsInstance, cmd};
 use dvr_sim::ofp::{OfBridge, OfPort, OfResult, OfStep};
 use dvr_sim::packet::{ARP_REPLY, ARP_REQUEST, Frame, L4, Payload};
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::{BufReader, Write};
 use std::net::Ipv4Addr;
-use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 /// Packets per bridge (the issue asks for at least 500).
@@ -251,6 +249,7 @@ impl Pools {
                 .flows
                 .iter()
                 .filter(|g| g.actions.iter().any(|a| matches!(a, Action::Resubmit(t) | Action::GotoTable(t) if t.0 == table)))
+                .map(|g| &**g)
                 .collect();
             if into.is_empty() {
                 break;
@@ -523,46 +522,6 @@ fn dp_ports(dpif_show: &str, bridge: &str) -> BTreeMap<u32, String> {
 }
 
 // ---------------------------------------------------------------------------
-// A unixctl (JSON-RPC) client: what `ovs-appctl` does, minus a process per call.
-
-/// A connection to ovs-vswitchd's control socket.
-struct Unixctl {
-    sock: UnixStream,
-    replies: serde_json::StreamDeserializer<'static, serde_json::de::IoRead<BufReader<UnixStream>>, Value>,
-    next_id: u64,
-}
-
-impl Unixctl {
-    fn connect(ovs: &OvsInstance) -> Unixctl {
-        let path = ovs.dir.join("ovs-vswitchd.ctl");
-        let sock = UnixStream::connect(&path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
-        let reader = BufReader::new(sock.try_clone().expect("clone the unixctl socket"));
-        Unixctl { sock, replies: serde_json::Deserializer::from_reader(reader).into_iter(), next_id: 0 }
-    }
-
-    /// Run one command; `Err` carries OVS's error text.
-    fn call(&mut self, method: &str, params: &[&str]) -> Result<String, String> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let req = json!({ "id": id, "method": method, "params": params });
-        self.sock.write_all(req.to_string().as_bytes()).map_err(|e| format!("unixctl write: {e}"))?;
-        let reply = match self.replies.next() {
-            Some(Ok(v)) => v,
-            Some(Err(e)) => return Err(format!("unixctl read: {e}")),
-            None => return Err("unixctl: vswitchd closed the connection".into()),
-        };
-        if reply["id"] != json!(id) {
-            return Err(format!("unixctl: reply to another request: {reply}"));
-        }
-        match (&reply["error"], &reply["result"]) {
-            (Value::String(e), _) => Err(e.clone()),
-            (_, Value::String(r)) => Ok(r.clone()),
-            _ => Err(format!("unixctl: unexpected reply {reply}")),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The test.
 
 /// Figures of one bridge.
@@ -659,7 +618,7 @@ fn twin_agrees_with_real_ovs_bridge_by_bridge() {
         None,
     )
     .expect("disable IPv6 in the test namespace");
-    let mut ctl = Unixctl::connect(&ovs);
+    let mut ctl = Unixctl::connect(&ovs).expect("connect to vswitchd");
     let topo = dvr_model::seed();
     let pools = Pools::new(&topo);
 
@@ -686,7 +645,7 @@ fn twin_agrees_with_real_ovs_bridge_by_bridge() {
                 // Twin side: the planned ports plus the LOCAL port OVS always has.
                 let mut ports: Vec<OfPort> = bridge.ports.iter().map(|p| OfPort { name: p.name.clone(), tag: p.tag }).collect();
                 ports.push(OfPort { name: bridge.name.clone(), tag: None });
-                let template = OfBridge::new(&bridge.name, ports, &bridge.flows);
+                let template = OfBridge::from_shared(&bridge.name, ports, &bridge.flows);
 
                 let mut rng = Rng::seeded(&format!("{}/{}/{}", profile.name(), host.host, bridge.name));
                 let mut t = Tally::default();
@@ -730,7 +689,8 @@ fn twin_agrees_with_real_ovs_bridge_by_bridge() {
                 }
                 ovs.del_bridge(&bridge.name).unwrap();
 
-                let unexercised: Vec<&Flow> = bridge.flows.iter().filter(|f| !hit.contains(&flow_key(f.table.0, f))).collect();
+                let unexercised: Vec<&Flow> =
+                    bridge.flows.iter().filter(|f| !hit.contains(&flow_key(f.table.0, f))).map(|f| &**f).collect();
                 eprintln!(
                     "[{}] {:<8} {:<7}: {:>4} packets, {:>4} agree, {} disagree | agreed outcomes: {} drop, {} one port, {} several | flows exercised {}/{}",
                     profile.name(),

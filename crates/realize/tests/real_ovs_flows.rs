@@ -57,7 +57,7 @@ fn every_planned_flow_set_loads_into_real_ovs_unchanged() {
                 let dump = ovs.ofctl(&["--names", "dump-flows", &b.name], None).unwrap();
                 let parsed = parse_flows(&dump).unwrap_or_else(|e| panic!("{} {}: cannot parse OVS dump: {e}\n{dump}", host.host, b.name));
                 assert_eq!(parsed.len(), b.flows.len(), "{} {}: flow count", host.host, b.name);
-                let planned: BTreeSet<String> = b.flows.iter().map(key).collect();
+                let planned: BTreeSet<String> = b.flows.iter().map(|f| key(f)).collect();
                 let dumped: BTreeSet<String> = parsed.iter().map(key).collect();
                 assert_eq!(planned, dumped, "{} {}: dump parsed back differs", host.host, b.name);
                 checked_bridges += 1;

@@ -17,6 +17,7 @@ use crate::packet::{Frame, Payload};
 use dvr_model::MacAddr;
 use dvr_openflow::{Action, Flow, Match, Proto, VlanMatch};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Longest chain of resubmits before OVS gives up (it uses 64 too).
 pub const MAX_RESUBMIT_DEPTH: u32 = 64;
@@ -37,7 +38,7 @@ pub struct OfBridge {
     pub name: String,
     /// Ports; the index is our port number.
     pub ports: Vec<OfPort>,
-    tables: BTreeMap<u8, Vec<Flow>>,
+    tables: BTreeMap<u8, Vec<Arc<Flow>>>,
     /// NORMAL's learned (VLAN, MAC) → port.
     pub mac_table: HashMap<(u16, MacAddr), usize>,
     /// Integration or physical bridge, when known (names tables in traces).
@@ -51,8 +52,8 @@ pub enum OfStep {
     Matched {
         /// Table.
         table: u8,
-        /// The flow (match, actions, provenance).
-        flow: Flow,
+        /// The flow (match, actions, provenance), shared with the table.
+        flow: Arc<Flow>,
     },
     /// No flow matched.
     Miss {
@@ -97,7 +98,19 @@ impl OfResult {
 impl OfBridge {
     /// A bridge with ports and flows (flows keep their given order within a priority).
     pub fn new(name: &str, ports: Vec<OfPort>, flows: &[Flow]) -> OfBridge {
-        let mut tables: BTreeMap<u8, Vec<Flow>> = BTreeMap::new();
+        let mut tables: BTreeMap<u8, Vec<Arc<Flow>>> = BTreeMap::new();
+        for f in flows {
+            tables.entry(f.table.0).or_default().push(Arc::new(f.clone()));
+        }
+        for t in tables.values_mut() {
+            t.sort_by_key(|f| std::cmp::Reverse(f.priority));
+        }
+        OfBridge { name: name.to_string(), ports, tables, mac_table: HashMap::new(), kind: None }
+    }
+
+    /// A bridge over flows shared with the plan (no copies).
+    pub fn from_shared(name: &str, ports: Vec<OfPort>, flows: &[Arc<Flow>]) -> OfBridge {
+        let mut tables: BTreeMap<u8, Vec<Arc<Flow>>> = BTreeMap::new();
         for f in flows {
             tables.entry(f.table.0).or_default().push(f.clone());
         }
@@ -114,7 +127,7 @@ impl OfBridge {
 
     /// The first flow of `table` matching the frame (priority order).
     pub fn lookup(&self, table: u8, in_port: &str, f: &Frame) -> Option<&Flow> {
-        self.tables.get(&table)?.iter().find(|fl| flow_matches(&fl.matches, in_port, f))
+        self.tables.get(&table)?.iter().find(|fl| flow_matches(&fl.matches, in_port, f)).map(|a| &**a)
     }
 
     /// Run a frame received on port `in_port` through the pipeline from table 0.
@@ -132,7 +145,8 @@ impl OfBridge {
             return;
         }
         let in_name = self.ports[x.in_port].name.clone();
-        let Some(flow) = self.lookup(table, &in_name, &x.frame).cloned() else {
+        let found = self.tables.get(&table).and_then(|t| t.iter().find(|fl| flow_matches(&fl.matches, &in_name, &x.frame)).cloned());
+        let Some(flow) = found else {
             x.push(OfStep::Miss { table, fatal: depth == 0 });
             return;
         };

@@ -173,6 +173,8 @@ fn diff(a: &Frame, b: &Frame) -> Option<String> {
 struct Runner<'w> {
     w: &'w mut World,
     l4: L4,
+    /// Record hops (a full trace) or only find the verdict (fast reachability).
+    record: bool,
     queue: VecDeque<(Ev, Frame, String)>,
     phase: Phase,
 }
@@ -180,6 +182,9 @@ struct Runner<'w> {
 impl Runner<'_> {
     #[allow(clippy::too_many_arguments)]
     fn hop(&mut self, host: &str, kind: HopKind, where_: &str, detail: String, packet: &Frame, copy: &str, prev: &mut Frame) -> usize {
+        if !self.record {
+            return usize::MAX;
+        }
         let rewrite = diff(prev, packet);
         *prev = *packet;
         self.phase.hops.push(Hop {
@@ -198,7 +203,9 @@ impl Runner<'_> {
 
     #[allow(clippy::too_many_arguments)]
     fn drop(&mut self, hop: usize, reason: String, disposition: Disposition, traced: bool, fate: &str, frame: Frame) {
-        self.phase.hops[hop].fate = Some(fate.to_string());
+        if let Some(h) = self.phase.hops.get_mut(hop) {
+            h.fate = Some(fate.to_string());
+        }
         self.phase.drops.push(Drop { reason, disposition, traced, frame });
     }
 
@@ -226,7 +233,16 @@ impl Runner<'_> {
         let mut prev = input;
         let traced = is_traced(&input, self.l4);
         let mut shown = input;
-        for step in &r.steps {
+        if !self.record {
+            for step in &r.steps {
+                if let StackStep::Drop(why) = step {
+                    let disp = if why.starts_with("no route") { Disposition::NoRoute } else { Disposition::Dropped };
+                    self.phase.drops.push(Drop { reason: format!("{name} on {host}: {why}"), disposition: disp, traced, frame: input });
+                }
+            }
+        }
+        let record = self.record;
+        for step in r.steps.iter().filter(|_| record) {
             let (detail, fate) = match step {
                 StackStep::Note(n) => (n.clone(), None),
                 StackStep::Nat(crate::netfilter::NatStep::Chain { hook, rule, rewrite }, _) => {
@@ -246,7 +262,11 @@ impl Runner<'_> {
             }
             let h = self.hop(&host, kind, &name, detail, &shown, copy, &mut prev);
             match fate {
-                Some(why) if why.is_empty() => self.phase.hops[h].fate = Some("ignored".into()),
+                Some(why) if why.is_empty() => {
+                    if let Some(hop) = self.phase.hops.get_mut(h) {
+                        hop.fate = Some("ignored".into());
+                    }
+                }
                 Some(why) => {
                     let disp = if why.starts_with("no route") { Disposition::NoRoute } else { Disposition::Dropped };
                     self.drop(h, format!("{name} on {host}: {why}"), disp, traced, "dropped", input);
@@ -260,7 +280,7 @@ impl Runner<'_> {
                 Some(origin) => origin == s && p.l4 == self.l4.reversed() && self.phase.delivered.is_none(),
             };
             if matches_phase {
-                let h = self.phase.hops.len().saturating_sub(1);
+                let h = self.phase.hops.len().wrapping_sub(1);
                 if let Some(hop) = self.phase.hops.get_mut(h) {
                     hop.fate = Some("delivered".into());
                 }
@@ -269,8 +289,10 @@ impl Runner<'_> {
         }
         let mut targets = Vec::new();
         for (dev, f) in r.out {
-            let dev_name = self.w.stacks[s].stack.devs[dev].name.clone();
-            self.hop(&host, kind, &name, format!("sends on {dev_name}: {}", f), &f, copy, &mut prev);
+            if self.record {
+                let dev_name = self.w.stacks[s].stack.devs[dev].name.clone();
+                self.hop(&host, kind, &name, format!("sends on {dev_name}: {}", f), &f, copy, &mut prev);
+            }
             if let Some(ev) = Self::from_attach(self.w.stacks[s].attach[dev]) {
                 targets.push((ev, f));
             }
@@ -293,7 +315,27 @@ impl Runner<'_> {
                 let port_names: Vec<String> = br.ports.iter().map(|p| p.name.clone()).collect();
                 let mut prev = f;
                 let mut last = None;
-                for (i, step) in res.steps.iter().enumerate() {
+                if !self.record && res.outputs.is_empty() {
+                    let traced = is_traced(&f, self.l4);
+                    let why = match res.steps.last() {
+                        Some(OfStep::Matched { table, flow }) => {
+                            format!("table {table} priority {} {} → drop", flow.priority, flow.match_string())
+                        }
+                        Some(OfStep::Miss { table, .. }) => format!("table {table}{}: no flow matches", table_name(kind, *table)),
+                        Some(OfStep::Normal { vlan, .. }) => format!("NORMAL in VLAN {vlan}: no other port"),
+                        Some(OfStep::Note(n)) => n.clone(),
+                        None => String::new(),
+                    };
+                    self.phase.drops.push(Drop {
+                        reason: format!("{hostname} {bname}: {why}"),
+                        disposition: Disposition::Dropped,
+                        traced,
+                        frame: f,
+                    });
+                    return;
+                }
+                let record = self.record;
+                for (i, step) in res.steps.iter().enumerate().filter(|_| record) {
                     let after = res.frame_after(i).unwrap_or(f);
                     let (detail, why) = match step {
                         OfStep::Matched { table, flow } => {
@@ -323,7 +365,9 @@ impl Runner<'_> {
                         OfStep::Note(n) => (n.clone(), None),
                     };
                     let h = self.hop(&hostname, HopKind::Openflow, &bname, detail, &after, &copy, &mut prev);
-                    self.phase.hops[h].why = why;
+                    if let Some(hop) = self.phase.hops.get_mut(h) {
+                        hop.why = why;
+                    }
                     last = Some(h);
                 }
                 if res.outputs.is_empty() {
@@ -368,17 +412,19 @@ impl Runner<'_> {
                     Some(p) => vec![p],
                     None => (0..w.ports.len()).filter(|&p| p != port).collect(),
                 };
-                let names: Vec<String> = outs.iter().map(|&p| w.ports[p].2.clone()).collect();
-                let wname = w.name.clone();
-                let vlan = frame.vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
-                let how = if known.is_some() { "learned" } else { "flooded" };
-                let mut prev = f;
-                let detail = format!(
-                    "{vlan} from {from_name} → {} ({how})",
-                    if names.is_empty() { "nowhere".to_string() } else { names.join(", ") }
-                );
-                let h = self.hop("fabric", HopKind::Wire, &wname, detail, &frame, &copy, &mut prev);
-                self.phase.hops[h].rewrite = None;
+                if self.record {
+                    let names: Vec<String> = outs.iter().map(|&p| w.ports[p].2.clone()).collect();
+                    let wname = w.name.clone();
+                    let vlan = frame.vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
+                    let how = if known.is_some() { "learned" } else { "flooded" };
+                    let mut prev = f;
+                    let detail = format!(
+                        "{vlan} from {from_name} → {} ({how})",
+                        if names.is_empty() { "nowhere".to_string() } else { names.join(", ") }
+                    );
+                    let h = self.hop("fabric", HopKind::Wire, &wname, detail, &frame, &copy, &mut prev);
+                    self.phase.hops[h].rewrite = None;
+                }
                 let mut targets = Vec::new();
                 for p in outs {
                     let (a, tag, _) = self.w.wires[wire].ports[p].clone();
@@ -469,6 +515,7 @@ pub fn warm_up(w: &mut World) {
     let mut r = Runner {
         w,
         l4: L4::Icmp { reply: false, id: 0 },
+        record: false,
         queue: VecDeque::new(),
         phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false },
     };
@@ -493,6 +540,16 @@ pub fn warm_up(w: &mut World) {
 /// Trace a packet from an endpoint to an address, then its reply. The world
 /// keeps what the trace taught it (MAC tables, ARP caches, conntrack).
 pub fn trace(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
+    run_trace(w, req, true)
+}
+
+/// Like [`trace`] but records no hops: only verdicts, reasons and who
+/// received what. The fast path for reachability checks and benchmarks.
+pub fn reach(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
+    run_trace(w, req, false)
+}
+
+fn run_trace(w: &mut World, req: &TraceRequest, record: bool) -> Result<Trace, TraceError> {
     let s = w.endpoint(&req.from).ok_or_else(|| TraceError::UnknownEndpoint(req.from.clone(), w.endpoint_names().join(", ")))?;
     if let Some(mac) = req.spoof_mac {
         w.stacks[s].stack.devs[0].mac = mac;
@@ -508,8 +565,13 @@ pub fn trace(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
     }
     let src = w.stacks[s].stack.devs[0].addrs[0].addr();
     let pkt = IpPkt { src, dst: req.to, l4: req.l4 };
-    let mut r =
-        Runner { w, l4: req.l4, queue: VecDeque::new(), phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false } };
+    let mut r = Runner {
+        w,
+        l4: req.l4,
+        record,
+        queue: VecDeque::new(),
+        phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false },
+    };
     originate(&mut r, s, pkt, None);
     let phase = std::mem::replace(&mut r.phase, Phase { hops: vec![], delivered: None, drops: vec![], looped: false });
     let answer = phase.delivered.and_then(|(ds, _, a)| a.map(|a| (ds, a)));

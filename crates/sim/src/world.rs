@@ -128,8 +128,11 @@ impl World {
                 .bridges
                 .iter()
                 .map(|b| {
-                    let mut ob =
-                        OfBridge::new(&b.name, b.ports.iter().map(|p| OfPort { name: p.name.clone(), tag: p.tag }).collect(), &b.flows);
+                    let mut ob = OfBridge::from_shared(
+                        &b.name,
+                        b.ports.iter().map(|p| OfPort { name: p.name.clone(), tag: p.tag }).collect(),
+                        &b.flows,
+                    );
                     ob.kind = Some(b.kind);
                     ob
                 })

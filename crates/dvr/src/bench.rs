@@ -1,0 +1,420 @@
+//! `dvr bench`: what planning and tracing cost, and how it grows. Every
+//! figure is measured here and printed; nothing is asserted. Peak memory of
+//! a plan is measured in a child process per size, so sizes do not mask each
+//! other.
+
+use anyhow::{Context, Result};
+use dvr_model::change::Change;
+use dvr_model::r#gen::{GenParams, generate};
+use dvr_plan::Profile;
+use dvr_plan::incremental::Replanner;
+use dvr_sim::{L4, TraceRequest, World};
+use serde::Serialize;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// Figures of one full plan.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PlanFigures {
+    /// Compute hosts.
+    pub hosts: usize,
+    /// Instances.
+    pub vms: usize,
+    /// Tenant networks.
+    pub networks: usize,
+    /// Routers.
+    pub routers: usize,
+    /// Building the model (validation + allocation), ms.
+    pub model_ms: f64,
+    /// Planning every host, ms.
+    pub plan_ms: f64,
+    /// Peak resident memory of the process doing it, MiB.
+    pub peak_rss_mib: f64,
+    /// Flows in total.
+    pub flows_total: usize,
+    /// Flows per dataplane host, average.
+    pub flows_per_host_avg: f64,
+    /// Flows on the busiest host.
+    pub flows_per_host_max: usize,
+}
+
+/// Figures of one incremental change.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncrementalFigures {
+    /// Change kind.
+    pub change: String,
+    /// Rebuilding the model from the edited spec, ms.
+    pub model_ms: f64,
+    /// Fingerprinting every host, ms.
+    pub fingerprint_ms: f64,
+    /// Replanning the touched hosts, ms.
+    pub replan_ms: f64,
+    /// Hosts replanned.
+    pub hosts_replanned: usize,
+    /// Hosts whose plan changed.
+    pub hosts_changed: usize,
+}
+
+/// Trace throughput.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceFigures {
+    /// Deployment.
+    pub topology: String,
+    /// `trace` (every hop recorded) or `reach` (verdict only).
+    pub mode: String,
+    /// Traces (request + reply) per second.
+    pub per_second: f64,
+    /// Traces run.
+    pub traces: usize,
+}
+
+/// All-pairs reachability.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllPairsFigures {
+    /// Instances.
+    pub vms: usize,
+    /// Ordered pairs checked (each a request and its reply).
+    pub pairs: usize,
+    /// Pairs that reached each other.
+    pub reachable: usize,
+    /// Wall time, s.
+    pub seconds: f64,
+    /// Threads used.
+    pub threads: usize,
+}
+
+/// Our engine against `ovs-appctl ofproto/trace` on the same bridge.
+#[derive(Debug, Clone, Serialize)]
+pub struct OvsFigures {
+    /// Bridge traced.
+    pub bridge: String,
+    /// ofproto/trace calls per second (unixctl, no process spawn).
+    pub ovs_per_second: f64,
+    /// Our OpenFlow engine, same packet, per second.
+    pub ours_per_second: f64,
+    /// ours / ovs.
+    pub ratio: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    /// Machine description.
+    pub machine: String,
+    /// Full plans per size.
+    pub plan: Vec<PlanFigures>,
+    /// Incremental changes on the largest size.
+    pub incremental: Vec<IncrementalFigures>,
+    /// Trace throughput.
+    pub traces: Vec<TraceFigures>,
+    /// All-pairs reachability.
+    pub all_pairs: Option<AllPairsFigures>,
+    /// Side by side with Open vSwitch.
+    pub ovs: Option<OvsFigures>,
+    /// Why the OVS comparison did not run, if it did not.
+    pub ovs_skipped: Option<String>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Peak resident set of this process (VmHWM), MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Build and plan a generated deployment of `hosts` compute hosts (run in a child).
+pub fn plan_figures(hosts: usize) -> Result<PlanFigures> {
+    let p = GenParams::scale(hosts);
+    let spec = generate(&p);
+    let t0 = Instant::now();
+    let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let model = t0.elapsed();
+    let t1 = Instant::now();
+    let plan = dvr_plan::plan(&topo, Profile::Walkthrough)?;
+    let planned = t1.elapsed();
+    let per_host: Vec<usize> = plan.hosts.iter().filter(|h| !h.bridges.is_empty()).map(|h| h.flow_count()).collect();
+    let total: usize = per_host.iter().sum();
+    Ok(PlanFigures {
+        hosts,
+        vms: p.vms,
+        networks: p.networks,
+        routers: p.routers,
+        model_ms: ms(model),
+        plan_ms: ms(planned),
+        peak_rss_mib: peak_rss_mib(),
+        flows_total: total,
+        flows_per_host_avg: total as f64 / per_host.len().max(1) as f64,
+        flows_per_host_max: per_host.iter().copied().max().unwrap_or(0),
+    })
+}
+
+/// Incremental changes on a generated deployment.
+pub fn incremental_figures(hosts: usize) -> Result<Vec<IncrementalFigures>> {
+    let p = GenParams::scale(hosts);
+    let mut spec = generate(&p);
+    let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut r = Replanner::new(&topo, Profile::Walkthrough);
+    let host = spec.hosts.iter().rev().find(|h| h.role == dvr_model::Role::Compute).map(|h| h.name.clone()).context("a compute host")?;
+    let routed = spec.routers.first().and_then(|r| r.interfaces.first()).cloned().context("a router interface")?;
+    let routed_net =
+        spec.networks.iter().find(|n| n.subnets.iter().any(|s| s.name == routed)).map(|n| n.name.clone()).context("network")?;
+    let with_fip: std::collections::BTreeSet<String> = spec.floating_ips.iter().filter_map(|f| f.instance.clone()).collect();
+    let fip_target = spec.instances.iter().find(|x| x.network == routed_net && !with_fip.contains(&x.name)).map(|x| x.name.clone());
+    let mut changes = vec![
+        Change::AddInstance { name: "bench-new".into(), host: host.clone(), network: routed_net.clone() },
+        Change::RemoveInstance { name: "bench-new".into() },
+    ];
+    if let Some(x) = fip_target {
+        changes.push(Change::AssociateFloatingIp { ip: None, instance: x });
+    }
+    // A fresh network attached to the first router.
+    spec.networks.push(dvr_model::spec::NetworkSpec {
+        name: "bench-net".into(),
+        kind: dvr_model::spec::NetworkType::Vlan,
+        physical_network: Some("physnet1".into()),
+        segmentation_id: None,
+        external: false,
+        subnets: vec![dvr_model::spec::SubnetSpec {
+            name: "bench-sub".into(),
+            cidr: "198.18.0.0/24".into(),
+            gateway_ip: None,
+            enable_dhcp: Some(true),
+        }],
+    });
+    let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    r.update(&topo);
+    changes.push(Change::AddRouterInterface { router: spec.routers[0].name.clone(), subnet: "bench-sub".into() });
+    let mut out = Vec::new();
+    for c in changes {
+        c.apply(&mut spec).map_err(anyhow::Error::msg)?;
+        let t0 = Instant::now();
+        let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{}: {e}", c.kind()))?;
+        let model = t0.elapsed();
+        let u = r.update(&topo);
+        out.push(IncrementalFigures {
+            change: c.kind().into(),
+            model_ms: ms(model),
+            fingerprint_ms: ms(u.fingerprint_time),
+            replan_ms: ms(u.plan_time),
+            hosts_replanned: u.replanned.len(),
+            hosts_changed: u.changed.len(),
+        });
+    }
+    Ok(out)
+}
+
+fn requests(world: &World, yaml: &str) -> Vec<TraceRequest> {
+    dvr_sim::demo::parse_paths(yaml)
+        .iter()
+        .filter_map(|p| {
+            let to = dvr_sim::demo::resolve(world, &p.to)?;
+            Some(TraceRequest { from: p.from.clone(), to, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None })
+        })
+        .collect()
+}
+
+/// Traces per second over the paths listed in `yaml`, for `budget`.
+pub fn trace_figures(name: &str, topo: &dvr_model::Topology, yaml: &str, record: bool, budget: Duration) -> Result<TraceFigures> {
+    let plan = dvr_plan::plan(topo, Profile::Walkthrough)?;
+    let mut world = World::build(topo, &plan);
+    dvr_sim::warm_up(&mut world);
+    let reqs = requests(&world, yaml);
+    anyhow::ensure!(!reqs.is_empty(), "no paths listed in {name}");
+    let t0 = Instant::now();
+    let mut n = 0;
+    while t0.elapsed() < budget {
+        for r in &reqs {
+            let t = if record { dvr_sim::trace(&mut world, r)? } else { dvr_sim::reach(&mut world, r)? };
+            std::hint::black_box(&t);
+            n += 1;
+        }
+    }
+    Ok(TraceFigures {
+        topology: name.into(),
+        mode: if record { "trace" } else { "reach" }.into(),
+        per_second: n as f64 / t0.elapsed().as_secs_f64(),
+        traces: n,
+    })
+}
+
+/// Every ordered pair of instances of a generated deployment, request and reply.
+pub fn all_pairs(hosts: usize, threads: usize) -> Result<AllPairsFigures> {
+    let p = GenParams::scale(hosts);
+    let topo = dvr_model::build::build("generated", &generate(&p)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = dvr_plan::plan(&topo, Profile::Walkthrough)?;
+    let mut world = World::build(&topo, &plan);
+    dvr_sim::warm_up(&mut world);
+    let world = world;
+    let vms: Vec<(String, Ipv4Addr)> = topo.instances.iter().map(|x| (x.name.clone(), topo.port(x.port).ip)).collect();
+    let t0 = Instant::now();
+    let chunks: Vec<Vec<usize>> = (0..threads).map(|t| (0..vms.len()).filter(|i| i % threads == t).collect()).collect();
+    let reachable: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|mine| {
+                let mut w = world.clone();
+                let vms = &vms;
+                s.spawn(move || {
+                    let mut ok = 0;
+                    for &i in mine {
+                        for (j, (_, ip)) in vms.iter().enumerate() {
+                            if i == j {
+                                continue;
+                            }
+                            let req = TraceRequest {
+                                from: vms[i].0.clone(),
+                                to: *ip,
+                                l4: L4::Icmp { reply: false, id: 1 },
+                                spoof_ip: None,
+                                spoof_mac: None,
+                            };
+                            if let Ok(t) = dvr_sim::reach(&mut w, &req)
+                                && t.delivered_to.is_some()
+                                && t.reply.as_ref().is_some_and(|r| r.delivered_to.is_some())
+                            {
+                                ok += 1;
+                            }
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    Ok(AllPairsFigures {
+        vms: vms.len(),
+        pairs: vms.len() * vms.len().saturating_sub(1),
+        reachable,
+        seconds: t0.elapsed().as_secs_f64(),
+        threads,
+    })
+}
+
+/// The same packet traced `n` times by real OVS (`ofproto/trace` over
+/// unixctl) and by our engine, on compute1's br-int of the seed lab.
+pub fn ovs_figures(n: usize) -> Result<OvsFigures> {
+    use dvr_realize::{OvsInstance, unixctl::Unixctl};
+    let topo = dvr_model::seed();
+    let plan = dvr_plan::plan(&topo, Profile::Walkthrough)?;
+    let host = plan.host("compute1").context("compute1")?;
+    let bridge = host.bridge("br-int").context("br-int")?;
+    let dir = std::env::temp_dir().join(format!("dvr-bench-ovs-{}", std::process::id()));
+    let ovs = OvsInstance::start(&format!("dvrbench-{}", std::process::id()), &dir)?;
+    ovs.add_bridge(bridge)?;
+    ovs.ofctl(&["add-flows", &bridge.name, "-"], Some(&dvr_plan::render::flows_text(bridge)))?;
+    let vm1 = topo.port(topo.instances[0].port);
+    let qvo = vm1.device_name();
+    // vm1's ARP for its gateway: tables 0 → 24 → 25 → 60 NORMAL.
+    let flow = format!(
+        "arp,in_port={qvo},dl_src={},dl_dst=ff:ff:ff:ff:ff:ff,arp_op=1,arp_spa={},arp_tpa=192.168.1.1,arp_sha={},arp_tha=00:00:00:00:00:00",
+        vm1.mac, vm1.ip, vm1.mac
+    );
+    let mut ctl = Unixctl::connect(&ovs)?;
+    ctl.call("ofproto/trace", &[&bridge.name, &flow]).map_err(anyhow::Error::msg)?;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(ctl.call("ofproto/trace", &[&bridge.name, &flow]).map_err(anyhow::Error::msg)?);
+    }
+    let ovs_rate = n as f64 / t0.elapsed().as_secs_f64();
+    let ports = bridge.ports.iter().map(|p| dvr_sim::ofp::OfPort { name: p.name.clone(), tag: p.tag }).collect();
+    let mut br = dvr_sim::ofp::OfBridge::from_shared(&bridge.name, ports, &bridge.flows);
+    let in_port = br.port(&qvo).context("qvo port")?;
+    let frame = dvr_sim::packet::Frame {
+        src: vm1.mac,
+        dst: dvr_model::MacAddr::BROADCAST,
+        vlan: None,
+        payload: dvr_sim::packet::Payload::Arp {
+            op: 1,
+            sha: vm1.mac,
+            spa: vm1.ip,
+            tha: dvr_model::MacAddr::ZERO,
+            tpa: Ipv4Addr::new(192, 168, 1, 1),
+        },
+    };
+    let m = n * 200;
+    let t1 = Instant::now();
+    for _ in 0..m {
+        std::hint::black_box(br.process(in_port, frame));
+    }
+    let ours = m as f64 / t1.elapsed().as_secs_f64();
+    drop(ovs);
+    Ok(OvsFigures { bridge: format!("compute1 {}", bridge.name), ovs_per_second: ovs_rate, ours_per_second: ours, ratio: ours / ovs_rate })
+}
+
+/// A readable table of the report.
+pub fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "dvr bench on {}\n", r.machine);
+    let _ = writeln!(o, "FULL PLAN (generated: 20 VMs per host, 1 network per 2 hosts, 1 router per 4 hosts)");
+    let _ = writeln!(
+        o,
+        "{:>6} {:>7} {:>5} {:>5} {:>10} {:>10} {:>9} {:>11} {:>9} {:>9}",
+        "hosts", "vms", "nets", "rtrs", "model ms", "plan ms", "peak MiB", "flows", "flows/h", "max/h"
+    );
+    for p in &r.plan {
+        let _ = writeln!(
+            o,
+            "{:>6} {:>7} {:>5} {:>5} {:>10.1} {:>10.1} {:>9.1} {:>11} {:>9.0} {:>9}",
+            p.hosts,
+            p.vms,
+            p.networks,
+            p.routers,
+            p.model_ms,
+            p.plan_ms,
+            p.peak_rss_mib,
+            p.flows_total,
+            p.flows_per_host_avg,
+            p.flows_per_host_max
+        );
+    }
+    if !r.incremental.is_empty() {
+        let _ = writeln!(o, "\nINCREMENTAL (largest size; model rebuilt from the edited file, then only touched hosts replanned)");
+        let _ = writeln!(
+            o,
+            "{:<24} {:>10} {:>14} {:>10} {:>10} {:>8}",
+            "change", "model ms", "fingerprint ms", "replan ms", "replanned", "changed"
+        );
+        for i in &r.incremental {
+            let _ = writeln!(
+                o,
+                "{:<24} {:>10.2} {:>14.3} {:>10.3} {:>10} {:>8}",
+                i.change, i.model_ms, i.fingerprint_ms, i.replan_ms, i.hosts_replanned, i.hosts_changed
+            );
+        }
+    }
+    if !r.traces.is_empty() {
+        let _ = writeln!(o, "\nTRACES (request + reply, paths listed in the topology file)");
+        for t in &r.traces {
+            let _ = writeln!(o, "{:<28} {:<6} {:>12.0} traces/s  ({} traces)", t.topology, t.mode, t.per_second, t.traces);
+        }
+    }
+    if let Some(a) = &r.all_pairs {
+        let _ = writeln!(
+            o,
+            "\nALL PAIRS: {} VMs, {} ordered pairs, {} reachable, {:.2} s on {} threads",
+            a.vms, a.pairs, a.reachable, a.seconds, a.threads
+        );
+    }
+    match (&r.ovs, &r.ovs_skipped) {
+        (Some(v), _) => {
+            let _ = writeln!(
+                o,
+                "\nVS OPEN VSWITCH ({}): ofproto/trace {:.0}/s, ours {:.0}/s, ratio {:.0}x",
+                v.bridge, v.ovs_per_second, v.ours_per_second, v.ratio
+            );
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(o, "\nVS OPEN VSWITCH: skipped ({why})");
+        }
+        _ => {}
+    }
+    o
+}
