@@ -45,12 +45,56 @@ fn network_hash(t: &Topology, n: NetworkIx, h: &mut DefaultHasher) {
     net.external.hash(h);
 }
 
-/// Hash of everything [`plan_host`] reads for host `ix`. `dvr_macs` is the
-/// hash of every host's DVR MAC, computed once per topology.
-pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, dvr_macs: u64) -> u64 {
+/// Per-topology hashes shared by every host's fingerprint: the DVR MAC list
+/// and, per router, everything about it that does not depend on the host.
+pub struct Shared {
+    dvr_macs: u64,
+    routers: Vec<u64>,
+}
+
+impl Shared {
+    /// Compute once per topology (cost: every port once).
+    pub fn new(t: &Topology) -> Shared {
+        let mut h = DefaultHasher::new();
+        for host in &t.hosts {
+            (&host.name, host.dvr_mac).hash(&mut h);
+        }
+        let routers = t
+            .routers_ix()
+            .map(|(r, router)| {
+                let mut h = DefaultHasher::new();
+                (router.id, &router.name, router.distributed).hash(&mut h);
+                router.snat_host.map(|x| &t.host(x).name).hash(&mut h);
+                router.external_gateway.map(|n| t.network(n).id).hash(&mut h);
+                for &s in &router.interfaces {
+                    subnet_hash(t, s, &mut h);
+                    for p in t.subnet_ports(s) {
+                        port_hash(t, p, &mut h);
+                    }
+                }
+                if let Some(g) = t.gateway_port(r) {
+                    port_hash(t, t.port(g), &mut h);
+                    subnet_hash(t, t.port(g).subnet, &mut h);
+                }
+                if !router.distributed {
+                    // A legacy router serves every floating IP on its one host.
+                    for f in t.floating_ips.iter().filter(|f| matches!(f.association, Some((_, fr)) if fr == r)) {
+                        let (x, _) = f.association.expect("filtered");
+                        (f.ip, t.port(t.instance(x).port).ip, f.rule_priority).hash(&mut h);
+                    }
+                }
+                h.finish()
+            })
+            .collect();
+        Shared { dvr_macs: h.finish(), routers }
+    }
+}
+
+/// Hash of everything [`plan_host`] reads for host `ix`.
+pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, shared: &Shared) -> u64 {
     let mut h = DefaultHasher::new();
     let host = t.host(ix);
-    (profile.name(), &host.name, host.role, host.dvr_mac, dvr_macs).hash(&mut h);
+    (profile.name(), &host.name, host.role, host.dvr_mac, shared.dvr_macs).hash(&mut h);
     for m in &host.bridge_mappings {
         (&m.physnet, &m.bridge, &m.nic).hash(&mut h);
     }
@@ -72,31 +116,16 @@ pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, dvr_macs: u64) ->
         }
     }
     for &r in t.index.host_routers.get(ix.0).into_iter().flatten() {
-        let router = t.router(r);
-        (router.id, &router.name, router.distributed, router.snat_host == Some(ix)).hash(&mut h);
-        router.external_gateway.map(|n| t.network(n).id).hash(&mut h);
-        for &s in &router.interfaces {
-            subnet_hash(t, s, &mut h);
-            for p in t.subnet_ports(s) {
-                port_hash(t, p, &mut h);
+        (shared.routers[r.0], t.router(r).snat_host == Some(ix)).hash(&mut h);
+    }
+    // Floating IPs served here: those of instances on this host.
+    for p in t.host_ports(ix) {
+        if let PortOwner::Compute { instance } = p.owner {
+            for f in t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, _)) if x == instance)) {
+                let (_, r) = f.association.expect("filtered");
+                (f.ip, p.ip, t.router(r).id, f.rule_priority).hash(&mut h);
             }
         }
-        if let Some(g) = t.gateway_port(r) {
-            port_hash(t, t.port(g), &mut h);
-            subnet_hash(t, t.port(g).subnet, &mut h);
-        }
-        for f in t.floating_ips.iter().filter(|f| matches!(f.association, Some((_, fr)) if fr == r)) {
-            let (x, _) = f.association.expect("filtered");
-            (f.ip, t.port(t.instance(x).port).ip, t.instance(x).host == ix, f.rule_priority).hash(&mut h);
-        }
-    }
-    h.finish()
-}
-
-fn dvr_mac_hash(t: &Topology) -> u64 {
-    let mut h = DefaultHasher::new();
-    for host in &t.hosts {
-        (&host.name, host.dvr_mac).hash(&mut h);
     }
     h.finish()
 }
@@ -127,8 +156,8 @@ impl Replanner {
     /// Plan everything once.
     pub fn new(t: &Topology, profile: Profile) -> Replanner {
         let plan = crate::plan(t, profile).expect("plannable topology");
-        let macs = dvr_mac_hash(t);
-        let prints = t.hosts_ix().map(|(i, h)| (h.name.clone(), fingerprint(t, i, profile, macs))).collect();
+        let shared = Shared::new(t);
+        let prints = t.hosts_ix().map(|(i, h)| (h.name.clone(), fingerprint(t, i, profile, &shared))).collect();
         Replanner { profile, plan, prints }
     }
 
@@ -141,9 +170,9 @@ impl Replanner {
     pub fn update(&mut self, t: &Topology) -> Update {
         let mut u = Update::default();
         let t0 = Instant::now();
-        let macs = dvr_mac_hash(t);
+        let shared = Shared::new(t);
         let prints: Vec<(HostIx, String, u64)> =
-            t.hosts_ix().map(|(i, h)| (i, h.name.clone(), fingerprint(t, i, self.profile, macs))).collect();
+            t.hosts_ix().map(|(i, h)| (i, h.name.clone(), fingerprint(t, i, self.profile, &shared))).collect();
         u.fingerprint_time = t0.elapsed();
         let t1 = Instant::now();
         let mut old: HashMap<String, HostPlan> = std::mem::take(&mut self.plan.hosts).into_iter().map(|h| (h.host.clone(), h)).collect();

@@ -38,7 +38,9 @@ pub struct OfBridge {
     pub name: String,
     /// Ports; the index is our port number.
     pub ports: Vec<OfPort>,
-    tables: BTreeMap<u8, Vec<Arc<Flow>>>,
+    /// Per table, flows by descending priority with their `in_port` resolved
+    /// to a port index (`usize::MAX` when the name is not a port: never matches).
+    tables: BTreeMap<u8, Vec<(Arc<Flow>, Option<usize>)>>,
     /// NORMAL's learned (VLAN, MAC) → port.
     pub mac_table: HashMap<(u16, MacAddr), usize>,
     /// Integration or physical bridge, when known (names tables in traces).
@@ -98,24 +100,20 @@ impl OfResult {
 impl OfBridge {
     /// A bridge with ports and flows (flows keep their given order within a priority).
     pub fn new(name: &str, ports: Vec<OfPort>, flows: &[Flow]) -> OfBridge {
-        let mut tables: BTreeMap<u8, Vec<Arc<Flow>>> = BTreeMap::new();
-        for f in flows {
-            tables.entry(f.table.0).or_default().push(Arc::new(f.clone()));
-        }
-        for t in tables.values_mut() {
-            t.sort_by_key(|f| std::cmp::Reverse(f.priority));
-        }
-        OfBridge { name: name.to_string(), ports, tables, mac_table: HashMap::new(), kind: None }
+        let shared: Vec<Arc<Flow>> = flows.iter().cloned().map(Arc::new).collect();
+        Self::from_shared(name, ports, &shared)
     }
 
-    /// A bridge over flows shared with the plan (no copies).
+    /// A bridge over flows shared with the plan (no copies). Each flow's
+    /// `in_port` is resolved to a port index once, here.
     pub fn from_shared(name: &str, ports: Vec<OfPort>, flows: &[Arc<Flow>]) -> OfBridge {
-        let mut tables: BTreeMap<u8, Vec<Arc<Flow>>> = BTreeMap::new();
+        let mut tables: BTreeMap<u8, Vec<(Arc<Flow>, Option<usize>)>> = BTreeMap::new();
         for f in flows {
-            tables.entry(f.table.0).or_default().push(f.clone());
+            let ix = f.matches.in_port.as_ref().map(|n| ports.iter().position(|p| &p.name == n).unwrap_or(usize::MAX));
+            tables.entry(f.table.0).or_default().push((f.clone(), ix));
         }
         for t in tables.values_mut() {
-            t.sort_by_key(|f| std::cmp::Reverse(f.priority));
+            t.sort_by_key(|(f, _)| std::cmp::Reverse(f.priority));
         }
         OfBridge { name: name.to_string(), ports, tables, mac_table: HashMap::new(), kind: None }
     }
@@ -127,7 +125,7 @@ impl OfBridge {
 
     /// The first flow of `table` matching the frame (priority order).
     pub fn lookup(&self, table: u8, in_port: &str, f: &Frame) -> Option<&Flow> {
-        self.tables.get(&table)?.iter().find(|fl| flow_matches(&fl.matches, in_port, f)).map(|a| &**a)
+        self.tables.get(&table)?.iter().find(|(fl, _)| flow_matches(&fl.matches, in_port, f)).map(|(a, _)| &**a)
     }
 
     /// Run a frame received on port `in_port` through the pipeline from table 0.
@@ -144,8 +142,10 @@ impl OfBridge {
             x.stop = true;
             return;
         }
-        let in_name = self.ports[x.in_port].name.clone();
-        let found = self.tables.get(&table).and_then(|t| t.iter().find(|fl| flow_matches(&fl.matches, &in_name, &x.frame)).cloned());
+        let inp = x.in_port;
+        let found = self.tables.get(&table).and_then(|t| {
+            t.iter().find(|(fl, ix)| ix.is_none_or(|i| i == inp) && fields_match(&fl.matches, &x.frame)).map(|(f, _)| f.clone())
+        });
         let Some(flow) = found else {
             x.push(OfStep::Miss { table, fatal: depth == 0 });
             return;
@@ -262,6 +262,11 @@ pub fn flow_matches(m: &Match, in_port: &str, f: &Frame) -> bool {
     {
         return false;
     }
+    fields_match(m, f)
+}
+
+/// Whether every field but `in_port` matches.
+fn fields_match(m: &Match, f: &Frame) -> bool {
     match m.dl_vlan {
         Some(VlanMatch::Untagged) if f.vlan.is_some() => return false,
         Some(VlanMatch::Tagged(v)) if f.vlan != Some(v) => return false,

@@ -85,6 +85,8 @@ pub enum StackStep {
 /// The outcome of handing one frame (or packet) to a stack.
 #[derive(Debug, Clone, Default)]
 pub struct StackResult {
+    /// Whether notes are written (traces) or skipped (reachability).
+    pub verbose: bool,
     /// Steps in order.
     pub steps: Vec<StackStep>,
     /// Frames sent: (device index, frame).
@@ -95,9 +97,27 @@ pub struct StackResult {
     pub answer: Option<IpPkt>,
 }
 
+impl StackResult {
+    fn new(verbose: bool) -> StackResult {
+        StackResult { verbose, ..Default::default() }
+    }
+    fn note(&mut self, f: impl FnOnce() -> String) {
+        if self.verbose {
+            self.steps.push(StackStep::Note(f()));
+        }
+    }
+    fn ignored(&mut self, f: impl FnOnce() -> String) {
+        if self.verbose {
+            self.steps.push(StackStep::Ignored(f()));
+        }
+    }
+}
+
 /// A network namespace.
 #[derive(Debug, Clone)]
 pub struct Stack {
+    /// Explain every step (traces) or only decide (reachability checks).
+    pub verbose: bool,
     /// Devices.
     pub devs: Vec<Dev>,
     /// Routes of all tables.
@@ -142,6 +162,7 @@ impl Stack {
     /// An empty stack with forwarding off.
     pub fn new(devs: Vec<Dev>) -> Stack {
         Stack {
+            verbose: true,
             devs,
             routes: vec![],
             rules: vec![],
@@ -205,7 +226,11 @@ impl Stack {
                 let dst_txt = if r.dst.prefix_len() == 0 { "default".to_string() } else { r.dst.to_string() };
                 let via = r.via.map(|v| format!(" via {v}")).unwrap_or_default();
                 let table_txt = if table == TableRef::Main { String::new() } else { format!(" table {table}") };
-                let why = vec![format!("ip rule {label}"), format!("route {dst_txt}{via} dev {}{table_txt}", r.dev)];
+                let why = if self.verbose {
+                    vec![format!("ip rule {label}"), format!("route {dst_txt}{via} dev {}{table_txt}", r.dev)]
+                } else {
+                    vec![]
+                };
                 return Some(RouteResult::Unicast { dev, nexthop: r.via.unwrap_or(dst), why });
             }
         }
@@ -214,14 +239,14 @@ impl Stack {
 
     /// Hand a frame received on device `dev` to the stack.
     pub fn receive(&mut self, dev: usize, f: Frame) -> StackResult {
-        let mut res = StackResult::default();
+        let mut res = StackResult::new(self.verbose);
         let d = &self.devs[dev];
         if f.vlan.is_some() {
             res.steps.push(StackStep::Drop(format!("{} received a VLAN-tagged frame; it has no VLAN device", d.name)));
             return res;
         }
         if f.dst != d.mac && !f.dst.is_multicast() {
-            res.steps.push(StackStep::Ignored(format!("frame for {} is not addressed to {} ({})", f.dst, d.name, d.mac)));
+            res.ignored(|| format!("frame for {} is not addressed to {} ({})", f.dst, d.name, d.mac));
             return res;
         }
         match f.payload {
@@ -242,7 +267,7 @@ impl Stack {
         let name = self.devs[dev].name.clone();
         if op == ARP_REPLY {
             self.learn(dev, spa, sha);
-            res.steps.push(StackStep::Note(format!("ARP reply: {spa} is-at {sha} (learned on {name})")));
+            res.note(|| format!("ARP reply: {spa} is-at {sha} (learned on {name})"));
             self.flush_pending(dev, spa, res);
             return;
         }
@@ -253,7 +278,7 @@ impl Stack {
         };
         if answer_local {
             self.learn(dev, spa, sha);
-            res.steps.push(StackStep::Note(format!("ARP request for {tpa}: answered by {name}")));
+            res.note(|| format!("ARP request for {tpa}: answered by {name}"));
             res.out.push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
             return;
         }
@@ -263,10 +288,9 @@ impl Stack {
             && let Some(RouteResult::Unicast { dev: out, .. }) = self.route(spa, tpa, Some(dev))
             && out != dev
         {
-            res.steps.push(StackStep::Note(format!(
-                "proxy ARP on {name}: the route to {tpa} leaves by {}, so {name} answers with its own MAC",
-                self.devs[out].name
-            )));
+            res.note(|| {
+                format!("proxy ARP on {name}: the route to {tpa} leaves by {}, so {name} answers with its own MAC", self.devs[out].name)
+            });
             res.out.push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
             return;
         }
@@ -275,7 +299,7 @@ impl Stack {
             None if self.devs[dev].proxy_arp => format!("{tpa} is not local and its route does not leave by another device: no proxy ARP"),
             None => format!("{tpa} is not a local address"),
         };
-        res.steps.push(StackStep::Ignored(format!("ARP request on {name} not answered: {why}")));
+        res.ignored(|| format!("ARP request on {name} not answered: {why}"));
     }
 
     fn nat(&mut self, hook: Hook, p: &mut IpPkt, in_dev: Option<usize>, out_dev: Option<usize>, res: &mut StackResult) {
@@ -298,7 +322,7 @@ impl Stack {
         match self.route(p.src, p.dst, Some(dev)) {
             Some(RouteResult::Local) => {
                 self.nat(Hook::Input, &mut p, Some(dev), None, res);
-                res.steps.push(StackStep::Note(format!("{} is local: delivered ({})", p.dst, describe(&p))));
+                res.note(|| format!("{} is local: delivered ({})", p.dst, describe(&p)));
                 res.delivered = Some(p);
                 res.answer = answer_to(&p);
             }
@@ -324,12 +348,12 @@ impl Stack {
 
     /// Send a locally generated packet (an endpoint's ping, a service's answer).
     pub fn originate(&mut self, mut p: IpPkt) -> StackResult {
-        let mut res = StackResult::default();
+        let mut res = StackResult::new(self.verbose);
         self.nat(Hook::Output, &mut p, None, None, &mut res);
         match self.route(p.src, p.dst, None) {
             None => res.steps.push(StackStep::Drop(format!("no route to {}", p.dst))),
             Some(RouteResult::Local) => {
-                res.steps.push(StackStep::Note(format!("{} is local", p.dst)));
+                res.note(|| format!("{} is local", p.dst));
                 res.delivered = Some(p);
             }
             Some(RouteResult::Unicast { dev, nexthop, why }) => {
@@ -346,7 +370,7 @@ impl Stack {
         match self.neigh.get(&(dev, nexthop)) {
             Some(n) => {
                 let kind = if n.permanent { "permanent" } else { "learned" };
-                res.steps.push(StackStep::Note(format!("neighbour {nexthop} is {} ({kind}): send on {}", n.mac, d.name)));
+                res.note(|| format!("neighbour {nexthop} is {} ({kind}): send on {}", n.mac, d.name));
                 res.out
                     .push((dev, Frame { src: d.mac, dst: n.mac, vlan: None, payload: Payload::Ip { src: p.src, dst: p.dst, l4: p.l4 } }));
             }
@@ -361,10 +385,10 @@ impl Stack {
                         .or(d.addrs.first())
                         .map(|a| a.addr())
                         .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                    res.steps.push(StackStep::Note(format!("no neighbour entry for {nexthop} on {}: ARP request, packet waits", d.name)));
+                    res.note(|| format!("no neighbour entry for {nexthop} on {}: ARP request, packet waits", d.name));
                     res.out.push((dev, arp_frame(ARP_REQUEST, d.mac, spa, MacAddr::BROADCAST, nexthop)));
                 } else {
-                    res.steps.push(StackStep::Note(format!("ARP for {nexthop} already pending: packet waits")));
+                    res.note(|| format!("ARP for {nexthop} already pending: packet waits"));
                 }
             }
         }

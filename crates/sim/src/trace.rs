@@ -303,6 +303,7 @@ impl Runner<'_> {
     fn process(&mut self, ev: Ev, f: Frame, copy: String, want_reply_at: Option<usize>) {
         match ev {
             Ev::Stack { stack, dev } => {
+                self.w.stacks[stack].stack.verbose = self.record;
                 let r = self.w.stacks[stack].stack.receive(dev, f);
                 self.stack_result(stack, r, f, &copy, want_reply_at);
             }
@@ -494,6 +495,7 @@ fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
 }
 
 fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>) {
+    r.w.stacks[s].stack.verbose = r.record;
     let res = r.w.stacks[s].stack.originate(pkt);
     let src = r.w.stacks[s].stack.devs[0].mac;
     let input = Frame { src, dst: src, vlan: None, payload: Payload::Ip { src: pkt.src, dst: pkt.dst, l4: pkt.l4 } };

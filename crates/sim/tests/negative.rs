@@ -113,3 +113,47 @@ fn current_neutron_profile_lets_gateway_arp_reach_the_wire() {
     assert_eq!(t.delivered_to.as_deref(), Some("router1@compute1"));
     assert!(t.hops.iter().any(|h| h.kind == dvr_sim::HopKind::Wire && h.packet.proto == "arp"), "the ARP for the gateway crosses the wire");
 }
+
+#[test]
+fn reach_gives_the_same_verdicts_as_trace() {
+    let topo = dvr_model::seed();
+    let plan = dvr_plan::plan(&topo, Profile::Walkthrough).unwrap();
+    let mut cases: Vec<TraceRequest> = dvr_sim::demo::parse_paths(dvr_model::SEED_YAML)
+        .iter()
+        .map(|p| {
+            let w = World::build(&topo, &plan);
+            TraceRequest {
+                from: p.from.clone(),
+                to: dvr_sim::demo::resolve(&w, &p.to).unwrap(),
+                l4: L4::Icmp { reply: false, id: 3 },
+                spoof_ip: None,
+                spoof_mac: None,
+            }
+        })
+        .collect();
+    cases.push(TraceRequest {
+        from: "vm1".into(),
+        to: Ipv4Addr::new(192, 168, 1, 10),
+        l4: L4::Icmp { reply: false, id: 3 },
+        spoof_ip: Some(Ipv4Addr::new(192, 168, 1, 99)),
+        spoof_mac: None,
+    });
+    cases.push(TraceRequest {
+        from: "vm4".into(),
+        to: Ipv4Addr::new(10, 100, 0, 99),
+        l4: L4::Udp { sport: 5, dport: 53 },
+        spoof_ip: None,
+        spoof_mac: None,
+    });
+    for req in cases {
+        let mut a = World::build(&topo, &plan);
+        let mut b = a.clone();
+        dvr_sim::warm_up(&mut a);
+        dvr_sim::warm_up(&mut b);
+        let full = trace(&mut a, &req).unwrap();
+        let fast = dvr_sim::reach(&mut b, &req).unwrap();
+        assert!(fast.hops.is_empty());
+        assert_eq!((full.verdict, &full.delivered_to, full.disposition), (fast.verdict, &fast.delivered_to, fast.disposition), "{req:?}");
+        assert_eq!(full.reply.map(|r| r.delivered_to), fast.reply.map(|r| r.delivered_to), "{req:?}");
+    }
+}
