@@ -31,6 +31,9 @@ pub struct OfPort {
     pub tag: Option<u16>,
 }
 
+/// A flow in a table with its `in_port` resolved to a port index.
+type Entry = (Arc<Flow>, Option<usize>);
+
 /// One bridge: ports, flow tables and the NORMAL learning table.
 #[derive(Debug, Clone)]
 pub struct OfBridge {
@@ -40,7 +43,7 @@ pub struct OfBridge {
     pub ports: Vec<OfPort>,
     /// Per table, flows by descending priority with their `in_port` resolved
     /// to a port index (`usize::MAX` when the name is not a port: never matches).
-    tables: BTreeMap<u8, Vec<(Arc<Flow>, Option<usize>)>>,
+    tables: BTreeMap<u8, Vec<Entry>>,
     /// NORMAL's learned (VLAN, MAC) → port.
     pub mac_table: HashMap<(u16, MacAddr), usize>,
     /// Integration or physical bridge, when known (names tables in traces).
@@ -107,7 +110,7 @@ impl OfBridge {
     /// A bridge over flows shared with the plan (no copies). Each flow's
     /// `in_port` is resolved to a port index once, here.
     pub fn from_shared(name: &str, ports: Vec<OfPort>, flows: &[Arc<Flow>]) -> OfBridge {
-        let mut tables: BTreeMap<u8, Vec<(Arc<Flow>, Option<usize>)>> = BTreeMap::new();
+        let mut tables: BTreeMap<u8, Vec<Entry>> = BTreeMap::new();
         for f in flows {
             let ix = f.matches.in_port.as_ref().map(|n| ports.iter().position(|p| &p.name == n).unwrap_or(usize::MAX));
             tables.entry(f.table.0).or_default().push((f.clone(), ix));
