@@ -13,6 +13,9 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
+/// Deployments up to this many hosts get a full warm-up (see [`warm_up`]).
+pub const FULL_WARM_UP_HOSTS: usize = 64;
+
 /// Events processed before a trace is declared a loop.
 pub const MAX_EVENTS: usize = 20_000;
 
@@ -175,6 +178,8 @@ struct Runner<'w> {
     l4: L4,
     /// Record hops (a full trace) or only find the verdict (fast reachability).
     record: bool,
+    /// Physical switches learn but do not forward (a contained warm-up).
+    contain: bool,
     queue: VecDeque<(Ev, Frame, String)>,
     phase: Phase,
 }
@@ -407,6 +412,9 @@ impl Runner<'_> {
                     frame.vlan = Some(t);
                 }
                 w.mac_table.insert(frame.src, port);
+                if self.contain {
+                    return;
+                }
                 let known = if frame.dst.is_multicast() { None } else { w.mac_table.get(&frame.dst).copied() };
                 let outs: Vec<usize> = match known {
                     Some(p) if p == port => vec![],
@@ -513,11 +521,17 @@ fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>)
 /// boot), so bridges and physical switches have learned where each endpoint
 /// is, as they have in a real deployment. Without it, the first unicast to an
 /// unlearned MAC is flooded everywhere.
+///
+/// A full boot broadcast costs instances × hosts; beyond
+/// [`FULL_WARM_UP_HOSTS`] hosts the broadcast teaches the sender's own host
+/// and the physical switch only, and remote bridges learn on first contact.
 pub fn warm_up(w: &mut World) {
+    let r_contain = w.hosts.len() > FULL_WARM_UP_HOSTS;
     let mut r = Runner {
         w,
         l4: L4::Icmp { reply: false, id: 0 },
         record: false,
+        contain: r_contain,
         queue: VecDeque::new(),
         phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false },
     };
@@ -571,6 +585,7 @@ fn run_trace(w: &mut World, req: &TraceRequest, record: bool) -> Result<Trace, T
         w,
         l4: req.l4,
         record,
+        contain: false,
         queue: VecDeque::new(),
         phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false },
     };
