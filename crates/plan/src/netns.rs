@@ -109,14 +109,13 @@ fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> Vec<Neighbour> {
         .collect()
 }
 
-/// `qrouter-<id>` of a distributed router on this host (`DvrLocalRouter`).
-pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
-    let t = cx.topo;
-    let router = t.router(r);
-    let mut ns = Namespace {
-        name: names::qrouter_ns(&router.id),
-        kind: NamespaceKind::Qrouter,
-        serves: router.name.clone(),
+/// An l3-agent namespace as `Namespace.create` leaves it: the agent's nat
+/// skeleton and sysctls, nothing else yet.
+fn l3_namespace(name: String, kind: NamespaceKind, serves: &str) -> Namespace {
+    Namespace {
+        name,
+        kind,
+        serves: serves.to_string(),
         devices: vec![],
         routes: vec![],
         rules: vec![],
@@ -124,7 +123,14 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
         iptables: vec![nat_skeleton()],
         sysctls: common_l3_sysctls(),
         dhcp: None,
-    };
+    }
+}
+
+/// `qrouter-<id>` of a distributed router on this host (`DvrLocalRouter`).
+pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
+    let t = cx.topo;
+    let router = t.router(r);
+    let mut ns = l3_namespace(names::qrouter_ns(&router.id), NamespaceKind::Qrouter, &router.name);
     for &s in &router.interfaces {
         let port = t.port(t.router_interface(r, s).expect("interface port"));
         let sub = t.subnet(s);
@@ -198,18 +204,7 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
 pub fn snat(cx: &HostCtx, r: RouterIx) -> Namespace {
     let t = cx.topo;
     let router = t.router(r);
-    let mut ns = Namespace {
-        name: names::snat_ns(&router.id),
-        kind: NamespaceKind::Snat,
-        serves: router.name.clone(),
-        devices: vec![],
-        routes: vec![],
-        rules: vec![],
-        neighbours: vec![],
-        iptables: vec![nat_skeleton()],
-        sysctls: common_l3_sysctls(),
-        dhcp: None,
-    };
+    let mut ns = l3_namespace(names::snat_ns(&router.id), NamespaceKind::Snat, &router.name);
     ns.sysctls.push(Sysctl::new("net.ipv4.ip_nonlocal_bind", 1));
     ns.sysctls.push(Sysctl::new("net.netfilter.nf_conntrack_tcp_loose", 0));
     for &s in &router.interfaces {
@@ -257,18 +252,7 @@ fn add_gateway(cx: &HostCtx, r: RouterIx, ns: &mut Namespace) {
 pub fn qrouter_legacy(cx: &HostCtx, r: RouterIx) -> Namespace {
     let t = cx.topo;
     let router = t.router(r);
-    let mut ns = Namespace {
-        name: names::qrouter_ns(&router.id),
-        kind: NamespaceKind::Qrouter,
-        serves: router.name.clone(),
-        devices: vec![],
-        routes: vec![],
-        rules: vec![],
-        neighbours: vec![],
-        iptables: vec![nat_skeleton()],
-        sysctls: common_l3_sysctls(),
-        dhcp: None,
-    };
+    let mut ns = l3_namespace(names::qrouter_ns(&router.id), NamespaceKind::Qrouter, &router.name);
     for &s in &router.interfaces {
         let dev = ovs_dev(t.port(t.router_interface(r, s).expect("interface port")), t.subnet(s));
         ns.routes.push(connected(&dev.name, dev.addrs[0]));

@@ -58,3 +58,18 @@ pub fn run(program: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<&st
 pub fn available(program: &str) -> bool {
     std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
 }
+
+/// Whether this process can drive real OVS and namespaces: every program in
+/// `programs` is installed and we are root. `Err` says what is missing.
+pub fn prerequisites(programs: &[&str]) -> Result<(), String> {
+    for p in programs {
+        if !available(p) {
+            return Err(format!("`{p}` is not installed"));
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")) {
+        return Err("not running as root".into());
+    }
+    Ok(())
+}

@@ -13,16 +13,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn prerequisites() -> Result<(), String> {
-    for p in ["ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ip", "ping", "tcpdump", "ethtool", "iptables-legacy-restore"] {
-        if !cmd::available(p) {
-            return Err(format!("`{p}` is not installed"));
-        }
-    }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if !status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")) {
-        return Err("not running as root".into());
-    }
-    Ok(())
+    cmd::prerequisites(&[
+        "ovs-vswitchd",
+        "ovsdb-server",
+        "ovs-vsctl",
+        "ovs-ofctl",
+        "ip",
+        "ping",
+        "tcpdump",
+        "ethtool",
+        "iptables-legacy-restore",
+    ])
 }
 
 /// A packet capture running in a namespace until stopped.

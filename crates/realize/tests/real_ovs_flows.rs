@@ -14,18 +14,7 @@ use dvr_realize::{OvsInstance, cmd};
 use std::collections::BTreeSet;
 
 fn prerequisites() -> Result<(), String> {
-    for p in ["ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ip"] {
-        if !cmd::available(p) {
-            return Err(format!("`{p}` is not installed"));
-        }
-    }
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1).unwrap_or("1").to_string()));
-    if uid.as_deref() != Some("0") {
-        return Err("not running as root".into());
-    }
-    Ok(())
+    cmd::prerequisites(&["ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ip"])
 }
 
 /// A flow without provenance, comparable with what OVS dumps.

@@ -87,6 +87,9 @@ pub enum Dir {
 pub struct Conntrack {
     /// Connections in creation order.
     pub conns: Vec<Conn>,
+    /// Both tuples of every connection → (connection, direction), like the
+    /// kernel's hash of tuples.
+    by_tuple: std::collections::HashMap<Tuple, (usize, Dir)>,
 }
 
 /// Interfaces and mark a rule sees.
@@ -179,15 +182,7 @@ fn walk(table: &IptTable, chain: &str, t: &Tuple, conn: &Conn, cx: &RuleCtx, dep
 impl Conntrack {
     /// Find the connection of a packet and the packet's direction.
     pub fn lookup(&self, t: &Tuple) -> Option<(usize, Dir)> {
-        self.conns.iter().enumerate().find_map(|(i, c)| {
-            if c.orig == *t {
-                Some((i, Dir::Original))
-            } else if c.reply == *t {
-                Some((i, Dir::Reply))
-            } else {
-                None
-            }
-        })
+        self.by_tuple.get(t).copied()
     }
 
     /// Run NAT for a packet at `hook`: create the connection if new, walk the
@@ -206,7 +201,10 @@ impl Conntrack {
             Some(found) => found,
             None => {
                 self.conns.push(Conn { orig: *t, reply: t.reversed(), dnat: false, snat: false, dst_decided: false, src_decided: false });
-                (self.conns.len() - 1, Dir::Original)
+                let i = self.conns.len() - 1;
+                self.by_tuple.insert(*t, (i, Dir::Original));
+                self.by_tuple.entry(t.reversed()).or_insert((i, Dir::Reply));
+                (i, Dir::Original)
             }
         };
         let dst_hook = hook.rewrites_destination();
@@ -217,6 +215,7 @@ impl Conntrack {
                 Some(table) => walk(table, hook.chain(), t, &conn, cx, 0),
                 None => Verdict::Continue,
             };
+            let old_reply = self.conns[i].reply;
             let c = &mut self.conns[i];
             if dst_hook {
                 c.dst_decided = true;
@@ -247,6 +246,13 @@ impl Conntrack {
                     (Some(r), Some(s))
                 }
             };
+            let new_reply = self.conns[i].reply;
+            if new_reply != old_reply {
+                if self.by_tuple.get(&old_reply) == Some(&(i, Dir::Reply)) {
+                    self.by_tuple.remove(&old_reply);
+                }
+                self.by_tuple.insert(new_reply, (i, Dir::Reply));
+            }
             if nat.is_some() {
                 steps.push(NatStep::Chain { hook: hook.chain(), rule, rewrite });
             }

@@ -217,7 +217,13 @@ impl Runner<'_> {
     fn enqueue(&mut self, targets: Vec<(Ev, Frame)>, copy: &str) {
         let n = targets.len();
         for (i, (ev, f)) in targets.into_iter().enumerate() {
-            let label = if n == 1 { copy.to_string() } else { format!("{copy}.{}", i + 1) };
+            let label = if !self.record {
+                String::new()
+            } else if n == 1 {
+                copy.to_string()
+            } else {
+                format!("{copy}.{}", i + 1)
+            };
             self.queue.push_back((ev, f, label));
         }
     }
@@ -233,7 +239,11 @@ impl Runner<'_> {
 
     fn stack_result(&mut self, s: usize, r: StackResult, input: Frame, copy: &str, want_reply_at: Option<usize>) {
         let node = &self.w.stacks[s];
-        let (host, name) = (node.host.clone(), node.name.clone());
+        let (host, name) = if self.record || r.steps.iter().any(|x| matches!(x, StackStep::Drop(_))) {
+            (node.host.clone(), node.name.clone())
+        } else {
+            (String::new(), String::new())
+        };
         let kind = if matches!(node.kind, StackKind::Namespace(_)) { HopKind::Namespace } else { HopKind::Endpoint };
         let mut prev = input;
         let traced = is_traced(&input, self.l4);
@@ -313,12 +323,19 @@ impl Runner<'_> {
                 self.stack_result(stack, r, f, &copy, want_reply_at);
             }
             Ev::Bridge { host, bridge, port } => {
-                let hostname = self.w.hosts[host].name.clone();
                 let br = &mut self.w.hosts[host].bridges[bridge];
-                let bname = br.name.clone();
                 let kind = br.kind;
                 let res = br.process(port, f);
-                let port_names: Vec<String> = br.ports.iter().map(|p| p.name.clone()).collect();
+                if !self.record && !res.outputs.is_empty() {
+                    // Fast path: only where the frame goes matters.
+                    let attach = &self.w.hosts[host].attach[bridge];
+                    let targets: Vec<(Ev, Frame)> =
+                        res.outputs.iter().filter_map(|(p, out)| Self::from_attach(attach[*p]).map(|ev| (ev, *out))).collect();
+                    self.enqueue(targets, &copy);
+                    return;
+                }
+                let hostname = self.w.hosts[host].name.clone();
+                let bname = self.w.hosts[host].bridges[bridge].name.clone();
                 let mut prev = f;
                 let mut last = None;
                 if !self.record && res.outputs.is_empty() {
@@ -392,7 +409,7 @@ impl Runner<'_> {
                                 &hostname,
                                 HopKind::Openflow,
                                 &bname,
-                                format!("output to {}: nothing attached", port_names[p]),
+                                format!("output to {}: nothing attached", self.w.hosts[host].bridges[bridge].ports[p].name),
                                 &out,
                                 &copy,
                                 &mut prev,
@@ -406,7 +423,7 @@ impl Runner<'_> {
             }
             Ev::Wire { wire, port } => {
                 let w = &mut self.w.wires[wire];
-                let (_, in_tag, from_name) = w.ports[port].clone();
+                let in_tag = w.ports[port].1;
                 let mut frame = f;
                 if let Some(t) = in_tag {
                     frame.vlan = Some(t);
@@ -422,6 +439,7 @@ impl Runner<'_> {
                     None => (0..w.ports.len()).filter(|&p| p != port).collect(),
                 };
                 if self.record {
+                    let from_name = w.ports[port].2.clone();
                     let names: Vec<String> = outs.iter().map(|&p| w.ports[p].2.clone()).collect();
                     let wname = w.name.clone();
                     let vlan = frame.vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
