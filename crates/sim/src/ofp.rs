@@ -31,8 +31,57 @@ pub struct OfPort {
     pub tag: Option<u16>,
 }
 
-/// A flow in a table with its `in_port` resolved to a port index.
-type Entry = (Arc<Flow>, Option<usize>);
+/// A flow in a table: its rank (position in priority order, ties in
+/// insertion order) and its `in_port` resolved to a port index.
+#[derive(Debug, Clone)]
+struct Ranked {
+    rank: usize,
+    flow: Arc<Flow>,
+    in_port: Option<usize>,
+}
+
+/// One flow table, partitioned like a (much simplified) OVS classifier: flows
+/// that match an exact `dl_src` are found by hash of the frame's source, those
+/// matching an exact `dl_dst` by its destination, the rest by scan. The
+/// winner is the candidate of lowest rank: the same flow a priority-ordered
+/// linear scan finds (property-tested below).
+#[derive(Debug, Clone, Default)]
+struct Table {
+    by_src: HashMap<MacAddr, Vec<Ranked>>,
+    by_dst: HashMap<MacAddr, Vec<Ranked>>,
+    rest: Vec<Ranked>,
+}
+
+impl Table {
+    fn new(mut entries: Vec<(Arc<Flow>, Option<usize>)>) -> Table {
+        entries.sort_by_key(|(f, _)| std::cmp::Reverse(f.priority));
+        let mut t = Table::default();
+        for (rank, (flow, in_port)) in entries.into_iter().enumerate() {
+            let r = Ranked { rank, in_port, flow };
+            match (r.flow.matches.dl_src, r.flow.matches.dl_dst) {
+                (Some(src), _) => t.by_src.entry(src).or_default().push(r),
+                (None, Some(dst)) => t.by_dst.entry(dst).or_default().push(r),
+                (None, None) => t.rest.push(r),
+            }
+        }
+        t
+    }
+
+    fn find(&self, in_port: usize, f: &Frame) -> Option<&Ranked> {
+        let first = |list: &'_ [Ranked]| -> Option<usize> {
+            list.iter().position(|e| e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f))
+        };
+        let mut best: Option<&Ranked> = first(&self.rest).map(|i| &self.rest[i]);
+        for list in [self.by_src.get(&f.src), self.by_dst.get(&f.dst)].into_iter().flatten() {
+            if let Some(i) = first(list)
+                && best.is_none_or(|b| list[i].rank < b.rank)
+            {
+                best = Some(&list[i]);
+            }
+        }
+        best
+    }
+}
 
 /// One bridge: ports, flow tables and the NORMAL learning table.
 #[derive(Debug, Clone)]
@@ -43,7 +92,7 @@ pub struct OfBridge {
     pub ports: Vec<OfPort>,
     /// Per table, flows by descending priority with their `in_port` resolved
     /// to a port index (`usize::MAX` when the name is not a port: never matches).
-    tables: BTreeMap<u8, Vec<Entry>>,
+    tables: BTreeMap<u8, Table>,
     /// NORMAL's learned (VLAN, MAC) → port.
     pub mac_table: HashMap<(u16, MacAddr), usize>,
     /// Integration or physical bridge, when known (names tables in traces).
@@ -110,14 +159,12 @@ impl OfBridge {
     /// A bridge over flows shared with the plan (no copies). Each flow's
     /// `in_port` is resolved to a port index once, here.
     pub fn from_shared(name: &str, ports: Vec<OfPort>, flows: &[Arc<Flow>]) -> OfBridge {
-        let mut tables: BTreeMap<u8, Vec<Entry>> = BTreeMap::new();
+        let mut by_table: BTreeMap<u8, Vec<(Arc<Flow>, Option<usize>)>> = BTreeMap::new();
         for f in flows {
             let ix = f.matches.in_port.as_ref().map(|n| ports.iter().position(|p| &p.name == n).unwrap_or(usize::MAX));
-            tables.entry(f.table.0).or_default().push((f.clone(), ix));
+            by_table.entry(f.table.0).or_default().push((f.clone(), ix));
         }
-        for t in tables.values_mut() {
-            t.sort_by_key(|(f, _)| std::cmp::Reverse(f.priority));
-        }
+        let tables = by_table.into_iter().map(|(t, e)| (t, Table::new(e))).collect();
         OfBridge { name: name.to_string(), ports, tables, mac_table: HashMap::new(), kind: None }
     }
 
@@ -128,7 +175,8 @@ impl OfBridge {
 
     /// The first flow of `table` matching the frame (priority order).
     pub fn lookup(&self, table: u8, in_port: &str, f: &Frame) -> Option<&Flow> {
-        self.tables.get(&table)?.iter().find(|(fl, _)| flow_matches(&fl.matches, in_port, f)).map(|(a, _)| &**a)
+        let ix = self.port(in_port).unwrap_or(usize::MAX);
+        self.tables.get(&table)?.find(ix, f).map(|r| &*r.flow)
     }
 
     /// Run a frame received on port `in_port` through the pipeline from table 0.
@@ -146,9 +194,7 @@ impl OfBridge {
             return;
         }
         let inp = x.in_port;
-        let found = self.tables.get(&table).and_then(|t| {
-            t.iter().find(|(fl, ix)| ix.is_none_or(|i| i == inp) && fields_match(&fl.matches, &x.frame)).map(|(f, _)| f.clone())
-        });
+        let found = self.tables.get(&table).and_then(|t| t.find(inp, &x.frame)).map(|r| r.flow.clone());
         let Some(flow) = found else {
             x.push(OfStep::Miss { table, fatal: depth == 0 });
             return;
@@ -408,14 +454,15 @@ mod tests {
     proptest! {
         #[test]
         fn classifier_agrees_with_linear_scan(
-            rules in proptest::collection::vec((0u8..3, 0u16..5, proptest::option::of(0usize..4), proptest::option::of(1u8..4), proptest::option::of(prop_oneof![Just(None), (1u16..3).prop_map(Some)])), 0..30),
+            rules in proptest::collection::vec((0u8..3, 0u16..5, proptest::option::of(0usize..4), proptest::option::of(1u8..4), proptest::option::of(prop_oneof![Just(None), (1u16..3).prop_map(Some)]), proptest::option::of(1u8..4)), 0..30),
             pkt in (0usize..4, 1u8..4, 1u8..4, proptest::option::of(1u16..3), 0u8..3),
         ) {
             let names = ["a", "b", "c", "trunk"];
-            let flows: Vec<Flow> = rules.iter().enumerate().map(|(i, (t, prio, inp, src, vlan))| {
+            let flows: Vec<Flow> = rules.iter().enumerate().map(|(i, (t, prio, inp, src, vlan, dst))| {
                 let m = Match {
                     in_port: inp.map(|p| names[p].to_string()),
                     dl_src: src.map(mac),
+                    dl_dst: dst.map(mac),
                     dl_vlan: vlan.map(|v| v.map_or(VlanMatch::Untagged, VlanMatch::Tagged)),
                     ..Default::default()
                 };
