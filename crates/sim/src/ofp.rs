@@ -40,6 +40,9 @@ struct Ranked {
     in_port: Option<usize>,
 }
 
+/// A flow and its resolved `in_port`, before ranking.
+type Unranked = (Arc<Flow>, Option<usize>);
+
 /// One flow table, partitioned like a (much simplified) OVS classifier: flows
 /// that match an exact `dl_src` are found by hash of the frame's source, those
 /// matching an exact `dl_dst` by its destination, the rest by scan. The
@@ -53,7 +56,7 @@ struct Table {
 }
 
 impl Table {
-    fn new(mut entries: Vec<(Arc<Flow>, Option<usize>)>) -> Table {
+    fn new(mut entries: Vec<Unranked>) -> Table {
         entries.sort_by_key(|(f, _)| std::cmp::Reverse(f.priority));
         let mut t = Table::default();
         for (rank, (flow, in_port)) in entries.into_iter().enumerate() {
@@ -159,7 +162,7 @@ impl OfBridge {
     /// A bridge over flows shared with the plan (no copies). Each flow's
     /// `in_port` is resolved to a port index once, here.
     pub fn from_shared(name: &str, ports: Vec<OfPort>, flows: &[Arc<Flow>]) -> OfBridge {
-        let mut by_table: BTreeMap<u8, Vec<(Arc<Flow>, Option<usize>)>> = BTreeMap::new();
+        let mut by_table: BTreeMap<u8, Vec<Unranked>> = BTreeMap::new();
         for f in flows {
             let ix = f.matches.in_port.as_ref().map(|n| ports.iter().position(|p| &p.name == n).unwrap_or(usize::MAX));
             by_table.entry(f.table.0).or_default().push((f.clone(), ix));
