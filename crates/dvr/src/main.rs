@@ -593,20 +593,12 @@ fn summary_table(rows: &[dvr_sim::demo::Summary]) -> String {
     use std::fmt::Write;
     let mut o = String::from("\nSUMMARY\n");
     let w = rows.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(o, "{:<w$}  {:<9} {:<9} {:<28} KEY REWRITES", "PATH", "REQUEST", "REPLY", "HOSTS CROSSED");
+    let to = |s: &str| s.strip_prefix("delivered to ").map(String::from).unwrap_or_else(|| "DROPPED".to_string());
+    let w2 = rows.iter().map(|r| to(&r.request).len()).max().unwrap_or(7).max(7);
+    let _ = writeln!(o, "{:<w$}  {:<w2$}  {:<9} {:<28} KEY REWRITES", "PATH", "REACHED", "REPLY", "HOSTS CROSSED");
     for r in rows {
-        let short = |s: &str| {
-            if s.starts_with("delivered") { "delivered".to_string() } else { "DROPPED".to_string() }
-        };
-        let _ = writeln!(
-            o,
-            "{:<w$}  {:<9} {:<9} {:<28} {}",
-            r.path,
-            short(&r.request),
-            short(&r.reply),
-            r.hosts.join(" → "),
-            r.rewrites.join("; ")
-        );
+        let reply = if r.reply.starts_with("delivered") { "delivered" } else { "DROPPED" };
+        let _ = writeln!(o, "{:<w$}  {:<w2$}  {:<9} {:<28} {}", r.path, to(&r.request), reply, r.hosts.join(" → "), r.rewrites.join("; "));
     }
     for r in rows {
         if !r.request.starts_with("delivered") || !r.reply.starts_with("delivered") {

@@ -69,7 +69,7 @@ fn demo_delivers_all_nine_paths() {
     let rows: Vec<&str> = s.lines().filter(|l| l.contains(" -> ")).collect();
     assert_eq!(rows.len(), 9, "{s}");
     for r in rows {
-        assert!(r.contains("delivered delivered"), "{r}");
+        assert!(r.contains(" delivered ") && !r.contains("DROPPED"), "{r}");
     }
     assert!(s.contains("src MAC → DVR MAC of compute1"));
     assert!(s.contains("SNAT 192.168.1.10 → 10.100.0.2"));
