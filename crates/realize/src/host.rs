@@ -4,7 +4,8 @@
 //! namespaces, bridges, ports, routes, rules, neighbours) is removed.
 
 use crate::cmd::{CmdError, run};
-use crate::ip::{self, ip_json};
+use crate::ip;
+use crate::netlink;
 use crate::ovs::OvsInstance;
 use dvr_plan::{DeviceLink, HostPlan, PortKind, RuleSelector, TableRef, render};
 use serde_json::Value;
@@ -131,30 +132,12 @@ pub enum RealizeError {
     Cmd(#[from] CmdError),
 }
 
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
-}
-
-/// Devices of a namespace: name → (mac, up, addresses "a.b.c.d/p").
+/// Devices of a namespace: name → (mac, up, addresses "a.b.c.d/p"), over netlink.
 fn observe_links(ns: &str, exists: bool) -> BTreeMap<String, (String, bool, BTreeSet<String>)> {
-    let mut out = BTreeMap::new();
     if !exists {
-        return out;
+        return BTreeMap::new();
     }
-    let Ok(v) = ip_json(ns, &["addr", "show"]) else { return out };
-    for l in v.as_array().into_iter().flatten() {
-        let name = s(&l["ifname"]);
-        let up = l["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP"));
-        let addrs = l["addr_info"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["family"] == "inet")
-            .map(|a| format!("{}/{}", s(&a["local"]), a["prefixlen"]))
-            .collect();
-        out.insert(name, (s(&l["address"]), up, addrs));
-    }
-    out
+    netlink::links(ns).map(|l| l.into_iter().map(|(n, x)| (n, (x.mac, x.up, x.addrs))).collect()).unwrap_or_default()
 }
 
 /// Whether a read-back sysctl value satisfies the plan. `neigh.*.proxy_delay`
@@ -186,27 +169,7 @@ fn desired_routes(ns: &dvr_plan::Namespace) -> BTreeSet<Vec<String>> {
 }
 
 fn observe_routes(ns: &str) -> BTreeSet<Vec<String>> {
-    let Ok(v) = ip_json(ns, &["route", "show", "table", "all"]) else { return BTreeSet::new() };
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["protocol"] != "kernel" && r["table"] != "local" && r["type"].as_str().is_none_or(|t| t == "unicast"))
-        .map(|r| {
-            let dst = s(&r["dst"]);
-            let dst = if dst == "default" || dst.contains('/') { dst } else { format!("{dst}/32") };
-            let mut a = vec![dst];
-            if r["gateway"].is_string() {
-                a.extend(["via".into(), s(&r["gateway"])]);
-            }
-            a.extend(["dev".into(), s(&r["dev"])]);
-            if let Some(t) = r["table"].as_str().filter(|t| *t != "main") {
-                a.extend(["table".into(), t.to_string()]);
-            } else if let Some(t) = r["table"].as_u64() {
-                a.extend(["table".into(), t.to_string()]);
-            }
-            a
-        })
-        .collect()
+    netlink::routes(ns).unwrap_or_default()
 }
 
 fn rule_args(r: &dvr_plan::Rule) -> Vec<String> {
@@ -218,28 +181,11 @@ fn rule_args(r: &dvr_plan::Rule) -> Vec<String> {
 }
 
 fn observe_rules(ns: &str) -> BTreeSet<Vec<String>> {
-    let Ok(v) = ip_json(ns, &["rule", "show"]) else { return BTreeSet::new() };
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| !matches!(r["priority"].as_u64(), Some(0 | 32766 | 32767)))
-        .map(|r| {
-            let sel = if r["iif"].is_string() {
-                vec!["iif".to_string(), s(&r["iif"])]
-            } else {
-                let src = s(&r["src"]);
-                let len = r["srclen"].as_u64().unwrap_or(32);
-                vec!["from".to_string(), format!("{src}/{len}")]
-            };
-            let table = r["table"].as_str().map(String::from).or_else(|| r["table"].as_u64().map(|t| t.to_string())).unwrap_or_default();
-            [vec!["priority".to_string(), r["priority"].as_u64().unwrap_or(0).to_string()], sel, vec!["table".into(), table]].concat()
-        })
-        .collect()
+    netlink::rules(ns).unwrap_or_default()
 }
 
 fn observe_neigh(ns: &str) -> BTreeSet<(String, String, String)> {
-    let Ok(v) = ip_json(ns, &["neigh", "show", "nud", "permanent"]) else { return BTreeSet::new() };
-    v.as_array().into_iter().flatten().map(|n| (s(&n["dst"]), s(&n["lladdr"]), s(&n["dev"]))).collect()
+    netlink::neighbours(ns).unwrap_or_default()
 }
 
 /// The `-A`/`:` lines of the tables present in `text`, per table, comparable.
@@ -494,20 +440,20 @@ fn apply_one(op: &Op, ovs: &OvsInstance) -> Result<(), RealizeError> {
     match op {
         Op::AddNetns(n) => ip::netns_add(n)?,
         Op::AddVeth { a, b } => {
-            ip::ip(&["link", "add", &a.1, "netns", &a.0, "type", "veth", "peer", "name", &b.1, "netns", &b.0])?;
+            netlink::veth(&a.0, &a.1, &b.0, &b.1)?;
             ip::tx_off(&a.0, &a.1)?;
             ip::tx_off(&b.0, &b.1)?;
         }
-        Op::SetMac(n, d, m) => ip::ip_ns(n, &["link", "set", d, "address", m])?,
-        Op::LinkUp(n, d) => ip::ip_ns(n, &["link", "set", d, "up"])?,
-        Op::AddrAdd(n, d, a) => ip::ip_ns(n, &["addr", "replace", a, "dev", d])?,
-        Op::AddrDel(n, d, a) => ip::ip_ns(n, &["addr", "del", a, "dev", d])?,
-        Op::RouteReplace(n, a) => ip::ip_ns(n, &[vec!["route", "replace"], strs(a)].concat())?,
-        Op::RouteDel(n, a) => ip::ip_ns(n, &[vec!["route", "del"], strs(a)].concat())?,
-        Op::RuleDel(n, a) => ip::ip_ns(n, &[vec!["rule", "del"], strs(a)].concat())?,
-        Op::RuleAdd(n, a) => ip::ip_ns(n, &[vec!["rule", "add"], strs(a)].concat())?,
-        Op::NeighReplace(n, ipa, mac, d) => ip::ip_ns(n, &["neigh", "replace", ipa, "lladdr", mac, "dev", d, "nud", "permanent"])?,
-        Op::NeighDel(n, ipa, d) => ip::ip_ns(n, &["neigh", "del", ipa, "dev", d])?,
+        Op::SetMac(n, d, m) => netlink::set_mac(n, d, m)?,
+        Op::LinkUp(n, d) => netlink::link_up(n, d)?,
+        Op::AddrAdd(n, d, a) => netlink::addr_add(n, d, a)?,
+        Op::AddrDel(n, d, a) => netlink::addr_del(n, d, a)?,
+        Op::RouteReplace(n, a) => netlink::route_replace(n, a)?,
+        Op::RouteDel(n, a) => netlink::route_del(n, a)?,
+        Op::RuleDel(n, a) => netlink::rule_del(n, a)?,
+        Op::RuleAdd(n, a) => netlink::rule_add(n, a)?,
+        Op::NeighReplace(n, ipa, mac, d) => netlink::neigh_replace(n, ipa, mac, d)?,
+        Op::NeighDel(n, ipa, d) => netlink::neigh_del(n, ipa, d)?,
         Op::Sysctl(n, k, v) => ip::sysctl(n, k, v)?,
         Op::IptRestore(n, text) => {
             ip::exec(n, "iptables-legacy-restore", &[], Some(text))?;

@@ -1,24 +1,9 @@
-//! Reading and changing network namespaces with iproute2. State is read as
-//! JSON (`ip -j`), never by scraping text; changes are single, idempotent
-//! commands (`replace` where the kernel offers it).
+//! Namespace lifecycle and the few settings netlink does not cover: creating
+//! and deleting namespaces (`ip netns`, which bind-mounts them under
+//! `/run/netns`), sysctls, checksum offload, running a program inside one.
+//! Devices, addresses, routes, rules and neighbours go through [`crate::netlink`].
 
 use crate::cmd::{CmdError, run};
-use serde_json::Value;
-
-/// `ip -n NS -j ARGS…` parsed; an empty answer is an empty list.
-pub fn ip_json(ns: &str, args: &[&str]) -> Result<Value, CmdError> {
-    let mut all = vec!["-n", ns, "-j"];
-    all.extend_from_slice(args);
-    let out = run("ip", &all, &[], None)?;
-    if out.trim().is_empty() {
-        return Ok(Value::Array(vec![]));
-    }
-    serde_json::from_str(&out).map_err(|e| CmdError::Failed {
-        cmd: format!("ip {}", all.join(" ")),
-        status: "bad JSON".into(),
-        stderr: e.to_string(),
-    })
-}
 
 /// `ip -n NS ARGS…`.
 pub fn ip_ns(ns: &str, args: &[&str]) -> Result<(), CmdError> {
@@ -39,14 +24,14 @@ pub fn exec(ns: &str, program: &str, args: &[&str], stdin: Option<&str>) -> Resu
     run("ip", &all, &[], stdin)
 }
 
-/// Names of all network namespaces.
+/// Names of all network namespaces (the bind mounts under `/run/netns`).
 pub fn netns_list() -> Result<Vec<String>, CmdError> {
-    let out = run("ip", &["-j", "netns", "list"], &[], None)?;
-    if out.trim().is_empty() {
-        return Ok(vec![]);
-    }
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Array(vec![]));
-    Ok(v.as_array().into_iter().flatten().filter_map(|n| n["name"].as_str().map(String::from)).collect())
+    let mut out: Vec<String> = match std::fs::read_dir("/run/netns") {
+        Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => vec![],
+    };
+    out.sort();
+    Ok(out)
 }
 
 /// Create a namespace with loopback up and IPv6 off (no NS/MLD noise).
@@ -67,9 +52,9 @@ pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), CmdError> {
     exec(ns, "sysctl", &["-q", "-w", &format!("{key}={value}")], None).map(|_| ())
 }
 
-/// Link names in a namespace.
-pub fn links(ns: &str) -> Result<Vec<Value>, CmdError> {
-    Ok(ip_json(ns, &["link", "show"])?.as_array().cloned().unwrap_or_default())
+/// Device names in a namespace (over netlink).
+pub fn link_names(ns: &str) -> Result<Vec<String>, CmdError> {
+    Ok(crate::netlink::links(ns)?.into_keys().collect())
 }
 
 /// Turn off TX checksum offload: the userspace datapath passes TCP/UDP only then.

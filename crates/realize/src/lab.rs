@@ -102,7 +102,7 @@ impl Lab {
         // The physical switches.
         let fabric = self.names.fabric_ns();
         ensure_ns(&fabric)?;
-        let fabric_links: Vec<String> = ip::links(&fabric)?.iter().filter_map(|l| l["ifname"].as_str().map(String::from)).collect();
+        let fabric_links: Vec<String> = ip::link_names(&fabric)?;
         let mut physnets: Vec<String> = topo.hosts.iter().flat_map(|h| h.bridge_mappings.iter().map(|m| m.physnet.clone())).collect();
         physnets.sort();
         physnets.dedup();
@@ -114,7 +114,7 @@ impl Lab {
             }
         }
         let plug = |ns: &str, dev: &str, fabric_port: &str, physnet: &str| -> Result<(), CmdError> {
-            let have: Vec<String> = ip::links(ns)?.iter().filter_map(|l| l["ifname"].as_str().map(String::from)).collect();
+            let have: Vec<String> = ip::link_names(ns)?;
             if have.iter().any(|l| l == dev) {
                 return Ok(());
             }
@@ -145,7 +145,7 @@ impl Lab {
             let ns = self.names.ep_ns(&x.name);
             let hns = self.names.host_ns(&topo.host(x.host).name);
             ensure_ns(&ns)?;
-            let have: Vec<String> = ip::links(&ns)?.iter().filter_map(|l| l["ifname"].as_str().map(String::from)).collect();
+            let have: Vec<String> = ip::link_names(&ns)?;
             if !have.iter().any(|l| l == "eth0") {
                 let dev = port.device_name();
                 ip::ip(&["link", "add", &dev, "netns", &hns, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
@@ -188,7 +188,7 @@ impl Lab {
             };
             let ns = self.names.ep_ns(name);
             ensure_ns(&ns)?;
-            let have: Vec<String> = ip::links(&ns)?.iter().filter_map(|l| l["ifname"].as_str().map(String::from)).collect();
+            let have: Vec<String> = ip::link_names(&ns)?;
             if !have.iter().any(|l| l == "eth0") {
                 plug(&ns, "eth0", &format!("x{i}-{}", short(name, 10)), physnet)?;
                 ip::ip_ns(&ns, &["link", "set", "eth0", "address", &mac.to_string()])?;

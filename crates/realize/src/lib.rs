@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod host;
 pub mod ip;
 pub mod lab;
+pub mod netlink;
 pub mod ovs;
 pub mod unixctl;
 
