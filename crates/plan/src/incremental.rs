@@ -7,7 +7,8 @@
 //! The property test `incremental_equals_full` checks this against full
 //! replans over random change sequences.
 
-use crate::{HostPlan, Plan, Profile, plan_host};
+use crate::ctx::FlowCache;
+use crate::{HostPlan, Plan, Profile, plan_host_shared};
 use dvr_model::*;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -150,15 +151,21 @@ pub struct Replanner {
     profile: Profile,
     plan: Plan,
     prints: HashMap<String, u64>,
+    /// Flows shared across hosts (per other host's DVR MAC), valid while the
+    /// list of hosts and their DVR MACs is unchanged (`cache_key`).
+    cache: FlowCache,
+    cache_key: u64,
 }
 
 impl Replanner {
     /// Plan everything once.
     pub fn new(t: &Topology, profile: Profile) -> Replanner {
-        let plan = crate::plan(t, profile).expect("plannable topology");
         let shared = Shared::new(t);
+        let cache = FlowCache::default();
+        let hosts = t.hosts_ix().map(|(i, _)| plan_host_shared(t, i, profile, &cache)).collect();
+        let plan = Plan { topology: t.name.clone(), profile, hosts };
         let prints = t.hosts_ix().map(|(i, h)| (h.name.clone(), fingerprint(t, i, profile, &shared))).collect();
-        Replanner { profile, plan, prints }
+        Replanner { profile, plan, prints, cache, cache_key: shared.dvr_macs }
     }
 
     /// The current plan.
@@ -175,6 +182,10 @@ impl Replanner {
             t.hosts_ix().map(|(i, h)| (i, h.name.clone(), fingerprint(t, i, self.profile, &shared))).collect();
         u.fingerprint_time = t0.elapsed();
         let t1 = Instant::now();
+        if shared.dvr_macs != self.cache_key {
+            self.cache = FlowCache::default();
+            self.cache_key = shared.dvr_macs;
+        }
         let mut old: HashMap<String, HostPlan> = std::mem::take(&mut self.plan.hosts).into_iter().map(|h| (h.host.clone(), h)).collect();
         let mut hosts = Vec::with_capacity(prints.len());
         let mut new_prints = HashMap::with_capacity(prints.len());
@@ -186,7 +197,7 @@ impl Replanner {
                 (_, before) => {
                     u.replanned.push(name.clone());
                     befores.push((hosts.len(), before));
-                    plan_host(t, i, self.profile)
+                    plan_host_shared(t, i, self.profile, &self.cache)
                 }
             };
             new_prints.insert(name, fp);
