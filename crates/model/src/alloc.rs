@@ -41,6 +41,42 @@ pub fn hash24(key: &str) -> u32 {
     (h ^ (h >> 24)) & 0x00ff_ffff
 }
 
+/// splitmix64: a tiny, fast, deterministic generator for the topology
+/// generator and for tests that draw packets. Not for anything secret.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    /// A generator whose seed is derived from a label (FNV-1a), so each
+    /// label has its own fixed stream.
+    pub fn from_label(label: &str) -> SplitMix64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in label.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        SplitMix64(h)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`), by multiply-shift.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+}
+
 /// Hands out unique MACs inside one 3-octet prefix.
 #[derive(Debug, Default, Clone)]
 pub struct MacAllocator {

@@ -19,6 +19,7 @@
 //! gateway, fip-agent, floating IP and external host addresses need more),
 //! tenant VLANs are 100, 101, … on `physnet1` (wrapping to 1..=99 past 4094).
 
+use crate::alloc::SplitMix64;
 use crate::spec::*;
 use indexmap::IndexMap;
 use std::collections::HashMap;
@@ -132,25 +133,6 @@ fn external_prefix(p: &GenParams) -> Result<u8, String> {
         .ok_or_else(|| format!("{need} external addresses do not fit into 100.64.0.0/10"))
 }
 
-/// splitmix64: tiny, fast and good enough to place instances.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`), by multiply-shift.
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
-    }
-}
-
 /// Host names, for the compute host `h` (0-based).
 fn compute_name(h: usize) -> String {
     format!("compute{}", h + 1)
@@ -204,7 +186,7 @@ fn layout(p: &GenParams) -> Layout {
     if let Err(e) = p.check() {
         panic!("dvr_model::gen: invalid parameters {p:?}: {e}");
     }
-    let mut rng = SplitMix64(p.seed);
+    let mut rng = SplitMix64::new(p.seed);
     // Networks that still have room; a full one is swapped out.
     let mut open: Vec<usize> = (0..p.networks).collect();
     let mut load = vec![0usize; p.networks];

@@ -80,27 +80,18 @@ fn prerequisites() -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // Deterministic randomness.
 
-/// SplitMix64: tiny, deterministic, good enough to draw test packets.
-struct Rng(u64);
+/// The generator's splitmix64 with the few draws this test needs.
+struct Rng(dvr_model::alloc::SplitMix64);
 
 impl Rng {
     fn seeded(label: &str) -> Rng {
-        // FNV-1a of the label, so each bridge has its own fixed stream.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in label.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        Rng(h)
+        Rng(dvr_model::alloc::SplitMix64::from_label(label))
     }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.below(n)
     }
     /// True with probability `percent`/100.
     fn chance(&mut self, percent: u64) -> bool {
