@@ -408,10 +408,6 @@ impl Topology {
     pub fn instance(&self, ix: InstanceIx) -> &Instance {
         &self.instances[ix.0]
     }
-    /// Ports with their indices.
-    pub fn ports_ix(&self) -> impl Iterator<Item = (PortIx, &Port)> {
-        self.ports.iter().enumerate().map(|(i, p)| (PortIx(i), p))
-    }
     /// Routers with their indices.
     pub fn routers_ix(&self) -> impl Iterator<Item = (RouterIx, &Router)> {
         self.routers.iter().enumerate().map(|(i, r)| (RouterIx(i), r))

@@ -68,11 +68,6 @@ impl<'a> HostCtx<'a> {
         self.host.dvr_mac.expect("dataplane hosts have a DVR MAC")
     }
 
-    /// DVR MACs of every other dataplane host, in host order.
-    pub fn remote_dvr_macs(&self) -> Vec<MacAddr> {
-        self.topo.hosts_ix().filter(|(i, _)| *i != self.ix).filter_map(|(_, h)| h.dvr_mac).collect()
-    }
-
     /// Routers with a copy on this host.
     pub fn routers(&self) -> Vec<RouterIx> {
         self.topo.index.host_routers.get(self.ix.0).cloned().unwrap_or_default()

@@ -3,7 +3,7 @@
 //! branches on the Neutron release.
 
 use crate::tables::{self, TableDecl};
-use dvr_openflow::{Action, TableId};
+use dvr_openflow::Action;
 use serde::Serialize;
 
 /// Which Neutron behaviour to reproduce.
@@ -77,11 +77,6 @@ impl Profile {
             Profile::Walkthrough => Action::Normal,
             Profile::Current => self.next(self.egress_start()),
         }
-    }
-
-    /// The table id a profile-dependent step continues in (for docs and tests).
-    pub fn egress_start_id(self) -> TableId {
-        self.egress_start().id
     }
 }
 

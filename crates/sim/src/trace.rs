@@ -8,7 +8,6 @@ use crate::ofp::OfStep;
 use crate::packet::{Frame, L4, PacketView, Payload};
 use crate::stack::{IpPkt, StackResult, StackStep, describe};
 use crate::world::{Attach, StackKind, World};
-use dvr_plan::NamespaceKind;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -617,11 +616,6 @@ fn run_trace(w: &mut World, req: &TraceRequest, record: bool) -> Result<Trace, T
         request.reply = Some(Box::new(finish(r.w, phase, a.dst)));
     }
     Ok(request)
-}
-
-/// Whether a namespace kind or endpoint label denotes a Neutron service.
-pub fn is_service(kind: StackKind) -> bool {
-    matches!(kind, StackKind::Namespace(NamespaceKind::Qrouter | NamespaceKind::Qdhcp))
 }
 
 /// The hops that carried the delivered packet itself: the ancestors (by copy
