@@ -564,7 +564,7 @@ fn describe(
         .map(|s| match s {
             OfStep::Matched { table, flow } => format!("    twin table {table}: {} actions={}", flow.match_string(), flow.actions_string()),
             OfStep::Miss { table, fatal } => format!("    twin table {table}: miss{}", if *fatal { " (drop)" } else { "" }),
-            OfStep::Normal { vlan, out, learned } => format!("    twin NORMAL vlan {vlan} learned={learned} -> {}", out.join(",")),
+            OfStep::Normal { vlan, out, learned } => format!("    twin NORMAL vlan {vlan} learned={learned} -> ports {out:?}"),
             OfStep::Note(n) => format!("    twin note: {n}"),
         })
         .collect();

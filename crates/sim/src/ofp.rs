@@ -45,13 +45,15 @@ type Unranked = (Arc<Flow>, Option<usize>);
 
 /// One flow table, partitioned like a (much simplified) OVS classifier: flows
 /// that match an exact `dl_src` are found by hash of the frame's source, those
-/// matching an exact `dl_dst` by its destination, the rest by scan. The
+/// matching an exact `dl_dst` by its destination, those matching only an
+/// `in_port` by the ingress port, the rest by scan. The
 /// winner is the candidate of lowest rank: the same flow a priority-ordered
 /// linear scan finds (property-tested below).
 #[derive(Debug, Clone, Default)]
 struct Table {
     by_src: HashMap<MacAddr, Vec<Ranked>>,
     by_dst: HashMap<MacAddr, Vec<Ranked>>,
+    by_in_port: HashMap<usize, Vec<Ranked>>,
     rest: Vec<Ranked>,
 }
 
@@ -61,10 +63,11 @@ impl Table {
         let mut t = Table::default();
         for (rank, (flow, in_port)) in entries.into_iter().enumerate() {
             let r = Ranked { rank, in_port, flow };
-            match (r.flow.matches.dl_src, r.flow.matches.dl_dst) {
-                (Some(src), _) => t.by_src.entry(src).or_default().push(r),
-                (None, Some(dst)) => t.by_dst.entry(dst).or_default().push(r),
-                (None, None) => t.rest.push(r),
+            match (r.flow.matches.dl_src, r.flow.matches.dl_dst, r.in_port) {
+                (Some(src), _, _) => t.by_src.entry(src).or_default().push(r),
+                (None, Some(dst), _) => t.by_dst.entry(dst).or_default().push(r),
+                (None, None, Some(port)) => t.by_in_port.entry(port).or_default().push(r),
+                (None, None, None) => t.rest.push(r),
             }
         }
         t
@@ -75,7 +78,7 @@ impl Table {
             list.iter().position(|e| e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f))
         };
         let mut best: Option<&Ranked> = first(&self.rest).map(|i| &self.rest[i]);
-        for list in [self.by_src.get(&f.src), self.by_dst.get(&f.dst)].into_iter().flatten() {
+        for list in [self.by_in_port.get(&in_port), self.by_src.get(&f.src), self.by_dst.get(&f.dst)].into_iter().flatten() {
             if let Some(i) = first(list)
                 && best.is_none_or(|b| list[i].rank < b.rank)
             {
@@ -123,8 +126,8 @@ pub enum OfStep {
     Normal {
         /// VLAN NORMAL worked in.
         vlan: u16,
-        /// Output ports (names); several when flooding.
-        out: Vec<String>,
+        /// Output ports (indices into the bridge's ports); several when flooding.
+        out: Vec<usize>,
         /// Whether the destination was learned (else flooded).
         learned: bool,
     },
@@ -263,18 +266,16 @@ impl OfBridge {
             Some(p) => vec![p],
             None => (0..self.ports.len()).filter(|&p| p != x.in_port && carries(&self.ports[p])).collect(),
         };
-        let mut names = Vec::new();
-        for p in targets {
+        for &p in &targets {
             let mut out = x.frame;
             out.vlan = match self.ports[p].tag {
                 Some(_) => None,
                 None if vlan == 0 => None,
                 None => Some(vlan),
             };
-            names.push(self.ports[p].name.clone());
             x.res.outputs.push((p, out));
         }
-        x.push(OfStep::Normal { vlan, out: names, learned: learned.is_some() });
+        x.push(OfStep::Normal { vlan, out: targets, learned: learned.is_some() });
     }
 }
 

@@ -123,8 +123,36 @@ enum Ev {
     Wire { wire: usize, port: usize },
 }
 
+/// Why a copy died; bridge drops in verdict-only mode are described only
+/// when a verdict needs them.
+enum Why {
+    Text(String),
+    Bridge { host: usize, bridge: usize, step: Option<OfStep> },
+}
+
+impl Why {
+    fn text(&self, w: &World) -> String {
+        match self {
+            Why::Text(t) => t.clone(),
+            Why::Bridge { host, bridge, step } => {
+                let br = &w.hosts[*host].bridges[*bridge];
+                let why = match step {
+                    Some(OfStep::Matched { table, flow }) => {
+                        format!("table {table} priority {} {} → drop", flow.priority, flow.match_string())
+                    }
+                    Some(OfStep::Miss { table, .. }) => format!("table {table}{}: no flow matches", table_name(br.kind, *table)),
+                    Some(OfStep::Normal { vlan, .. }) => format!("NORMAL in VLAN {vlan}: no other port"),
+                    Some(OfStep::Note(n)) => n.clone(),
+                    None => String::new(),
+                };
+                format!("{} {}: {why}", w.hosts[*host].name, br.name)
+            }
+        }
+    }
+}
+
 struct Drop {
-    reason: String,
+    reason: Why,
     disposition: Disposition,
     traced: bool,
     frame: Frame,
@@ -210,7 +238,7 @@ impl Runner<'_> {
         if let Some(h) = self.phase.hops.get_mut(hop) {
             h.fate = Some(fate.to_string());
         }
-        self.phase.drops.push(Drop { reason, disposition, traced, frame });
+        self.phase.drops.push(Drop { reason: Why::Text(reason), disposition, traced, frame });
     }
 
     fn enqueue(&mut self, targets: Vec<(Ev, Frame)>, copy: &str) {
@@ -251,7 +279,12 @@ impl Runner<'_> {
             for step in &r.steps {
                 if let StackStep::Drop(why) = step {
                     let disp = if why.starts_with("no route") { Disposition::NoRoute } else { Disposition::Dropped };
-                    self.phase.drops.push(Drop { reason: format!("{name} on {host}: {why}"), disposition: disp, traced, frame: input });
+                    self.phase.drops.push(Drop {
+                        reason: Why::Text(format!("{name} on {host}: {why}")),
+                        disposition: disp,
+                        traced,
+                        frame: input,
+                    });
                 }
             }
         }
@@ -333,29 +366,21 @@ impl Runner<'_> {
                     self.enqueue(targets, &copy);
                     return;
                 }
-                let hostname = self.w.hosts[host].name.clone();
-                let bname = self.w.hosts[host].bridges[bridge].name.clone();
-                let mut prev = f;
-                let mut last = None;
                 if !self.record && res.outputs.is_empty() {
                     let traced = is_traced(&f, self.l4);
-                    let why = match res.steps.last() {
-                        Some(OfStep::Matched { table, flow }) => {
-                            format!("table {table} priority {} {} → drop", flow.priority, flow.match_string())
-                        }
-                        Some(OfStep::Miss { table, .. }) => format!("table {table}{}: no flow matches", table_name(kind, *table)),
-                        Some(OfStep::Normal { vlan, .. }) => format!("NORMAL in VLAN {vlan}: no other port"),
-                        Some(OfStep::Note(n)) => n.clone(),
-                        None => String::new(),
-                    };
+                    let step = res.steps.last().cloned();
                     self.phase.drops.push(Drop {
-                        reason: format!("{hostname} {bname}: {why}"),
+                        reason: Why::Bridge { host, bridge, step },
                         disposition: Disposition::Dropped,
                         traced,
                         frame: f,
                     });
                     return;
                 }
+                let hostname = self.w.hosts[host].name.clone();
+                let bname = self.w.hosts[host].bridges[bridge].name.clone();
+                let mut prev = f;
+                let mut last = None;
                 let record = self.record;
                 for (i, step) in res.steps.iter().enumerate().filter(|_| record) {
                     let after = res.frame_after(i).unwrap_or(f);
@@ -375,6 +400,8 @@ impl Runner<'_> {
                             (format!("table {table}{}: no flow matches: nothing done", table_name(kind, *table)), None)
                         }
                         OfStep::Normal { vlan, out, learned } => {
+                            let ports = &self.w.hosts[host].bridges[bridge].ports;
+                            let out: Vec<&str> = out.iter().map(|&p| ports[p].name.as_str()).collect();
                             let d = match (out.as_slice(), learned) {
                                 ([], _) => format!("NORMAL in VLAN {vlan}: no other port: dropped"),
                                 ([p], true) => {
@@ -500,11 +527,11 @@ fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
     let (reason, disposition) = if p.looped {
         (format!("more than {MAX_EVENTS} frames: forwarding loop"), Disposition::Loop)
     } else if let Some(d) = p.drops.iter().rev().find(|d| d.traced) {
-        (d.reason.clone(), d.disposition)
+        (d.reason.text(w), d.disposition)
     } else if let Some((node, dev, ip)) = w.stacks.iter().find_map(|n| n.stack.unresolved().first().map(|(d, ip)| (n, d.clone(), *ip))) {
         let arp_drop = p.drops.iter().rev().find(|d| matches!(d.frame.payload, Payload::Arp { tpa, .. } if tpa == ip));
         let why = match arp_drop {
-            Some(d) => format!("its ARP request was dropped: {}", d.reason),
+            Some(d) => format!("its ARP request was dropped: {}", d.reason.text(w)),
             None => "nothing answered its ARP request".to_string(),
         };
         (
@@ -512,7 +539,7 @@ fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
             Disposition::NeighbourUnreachable,
         )
     } else if let Some(d) = p.drops.last() {
-        (d.reason.clone(), d.disposition)
+        (d.reason.text(w), d.disposition)
     } else {
         (format!("nothing that owns {target} received the packet"), Disposition::Dropped)
     };

@@ -104,6 +104,8 @@ pub struct World {
     pub stacks: Vec<StackNode>,
     /// Physical networks.
     pub wires: Vec<Wire>,
+    /// Endpoint (instance, external host) name → stack index.
+    endpoints: HashMap<String, usize>,
 }
 
 fn sysctl(ns: &dvr_plan::Namespace, key: &str) -> Option<String> {
@@ -113,7 +115,7 @@ fn sysctl(ns: &dvr_plan::Namespace, key: &str) -> Option<String> {
 impl World {
     /// Build the twin of a planned deployment.
     pub fn build(topo: &Topology, plan: &Plan) -> World {
-        let mut w = World { hosts: vec![], stacks: vec![], wires: vec![] };
+        let mut w = World { hosts: vec![], stacks: vec![], wires: vec![], endpoints: HashMap::new() };
         let mut wire_of: HashMap<String, usize> = HashMap::new();
         let mut wire = |w: &mut World, physnet: &str| -> usize {
             *wire_of.entry(physnet.to_string()).or_insert_with(|| {
@@ -334,12 +336,19 @@ impl World {
                 }
             }
         }
+        w.endpoints = w
+            .stacks
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s.kind, StackKind::Instance | StackKind::ExternalHost))
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         w
     }
 
     /// Stack index of an endpoint (instance or external host) by name.
     pub fn endpoint(&self, name: &str) -> Option<usize> {
-        self.stacks.iter().position(|s| s.name == name && matches!(s.kind, StackKind::Instance | StackKind::ExternalHost))
+        self.endpoints.get(name).copied()
     }
 
     /// Names of all endpoints, for error messages.
