@@ -79,11 +79,12 @@ enum Proto {
     Udp,
 }
 
+/// Text for people or JSON for scripts (bench, lab status, validate).
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 enum BenchFormat {
-    /// A readable table.
+    /// Readable text.
     Text,
-    /// The same figures as JSON.
+    /// The same as JSON.
     Json,
 }
 
@@ -216,6 +217,9 @@ enum Cmd {
     Validate {
         #[command(flatten)]
         topo: TopologyArg,
+        /// Output format: text, or JSON (`{"valid": …, "problems": […]}`) for scripts.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
     },
     /// Print the validated topology with all allocations (IDs, MACs, IPs, VLANs).
     Topology {
@@ -262,6 +266,9 @@ enum LabCmd {
     Status {
         #[command(flatten)]
         prefix: PrefixArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
     },
     /// Run a command inside an endpoint's or host's namespace, e.g. `dvr lab exec vm1 -- ip route`.
     Exec {
@@ -357,21 +364,41 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                 bail!("still present after tear-down: {}", left.join(", "));
             }
         }
-        LabCmd::Status { prefix } => {
+        LabCmd::Status { prefix, format } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let ns = lab.namespaces()?;
             if ns.is_empty() {
-                println!("lab `{}` is not up", prefix.prefix);
+                match format {
+                    BenchFormat::Json => println!("{}", serde_json::json!({"prefix": prefix.prefix, "up": false})),
+                    BenchFormat::Text => println!("lab `{}` is not up", prefix.prefix),
+                }
                 return Ok(());
             }
             let (t, profile) = lab_meta(&lab)?;
             let plan = dvr_plan::plan(&t, profile)?;
-            println!("lab `{}`: {} namespaces", prefix.prefix, ns.len());
-            for hp in plan.hosts.iter().filter(|h| !h.bridges.is_empty()) {
-                let ovs = lab.ovs(&hp.host);
-                println!("  {:<12} ovs {}", hp.host, if ovs.alive() { "running" } else { "NOT RUNNING" });
+            let pending = lab.pending(&plan)?;
+            let hosts: Vec<serde_json::Value> = pending
+                .iter()
+                .map(|(h, ops)| {
+                    serde_json::json!({
+                        "host": h,
+                        "ovs_running": lab.ovs(h).alive(),
+                        "matches_plan": ops.is_empty(),
+                        "pending": ops.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            if format == BenchFormat::Json {
+                let v = serde_json::json!({"prefix": prefix.prefix, "up": true, "namespaces": ns, "hosts": hosts});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
             }
-            for (h, ops) in lab.pending(&plan)? {
+            println!("lab `{}`: {} namespaces", prefix.prefix, ns.len());
+            for h in &hosts {
+                let name = h["host"].as_str().unwrap_or_default();
+                println!("  {:<12} ovs {}", name, if h["ovs_running"] == true { "running" } else { "NOT RUNNING" });
+            }
+            for (h, ops) in &pending {
                 if ops.is_empty() {
                     println!("  {h:<12} matches its plan");
                 } else {
@@ -523,7 +550,20 @@ fn run(cli: Cli) -> Result<()> {
             }
             run_bench(if quick { vec![10, 100] } else { sizes }, quick, no_ovs, format)?;
         }
-        Cmd::Validate { topo } => {
+        Cmd::Validate { topo, format: BenchFormat::Json } => {
+            let v = match load(&topo) {
+                Ok(t) => serde_json::json!({"valid": true, "name": t.name, "hosts": t.hosts.len(), "networks": t.networks.len(),
+                    "routers": t.routers.len(), "instances": t.instances.len(), "ports": t.ports.len()}),
+                Err(e) => {
+                    let problems =
+                        e.downcast_ref::<dvr_model::TopologyError>().map(|te| te.problems()).unwrap_or_else(|| vec![format!("{e:#}")]);
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"valid": false, "problems": problems}))?);
+                    return Err(e);
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Cmd::Validate { topo, format: BenchFormat::Text } => {
             let t = load(&topo)?;
             println!("{}: valid", t.name);
             print!("{}", topology_summary(&t));

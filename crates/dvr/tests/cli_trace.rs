@@ -74,3 +74,25 @@ fn demo_delivers_all_nine_paths() {
     assert!(s.contains("src MAC → DVR MAC of compute1"));
     assert!(s.contains("SNAT 192.168.1.10 → 10.100.0.2"));
 }
+
+#[test]
+fn validate_json_for_scripts() {
+    let out = dvr(&["validate", "--format", "json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["instances"], 5);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, dvr_model_seed().replace("segmentation_id: 196", "segmentation_id: 5000")).unwrap();
+    let out = dvr(&["validate", "-t", bad.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert!(v["problems"][0].as_str().unwrap().contains("segmentation_id"), "{v}");
+}
+
+/// The seed lab's YAML, as `dvr topology --format yaml` prints it.
+fn dvr_model_seed() -> String {
+    String::from_utf8(dvr(&["topology", "--format", "yaml"]).stdout).unwrap()
+}
