@@ -36,16 +36,29 @@ impl Capture {
     /// Capture decoded lines (`tcpdump -e -nn -l`) into `file` until stopped.
     fn start(ns: &str, dev: &str, filter: &str, file: std::path::PathBuf) -> Capture {
         let out = std::fs::File::create(&file).unwrap();
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", ns, "tcpdump", "-i", dev, "-e", "-nn", "-l"])
             .args(filter.split_whitespace())
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // tcpdump needs a moment to attach before traffic starts.
-        std::thread::sleep(Duration::from_millis(700));
+        // Traffic may start once tcpdump says it is listening (at most 10 s).
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            while err.read_line(&mut line).unwrap_or(0) > 0 {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+                line.clear();
+            }
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(100));
         Capture { child, file }
     }
 
