@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod fxhash;
 pub mod netfilter;
 pub mod ofp;
 pub mod packet;

@@ -13,10 +13,11 @@
 //! drops frames to the reserved addresses a bridge must never forward (STP,
 //! LLDP, pause, CDP …: OVS `eth_addr_is_reserved`, `forward_bpdu` off).
 
+use crate::fxhash::FxMap;
 use crate::packet::{Frame, Payload};
 use dvr_model::MacAddr;
 use dvr_openflow::{Action, Flow, Match, Proto, VlanMatch};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Longest chain of resubmits before OVS gives up (it uses 64 too).
@@ -51,9 +52,9 @@ type Unranked = (Arc<Flow>, Option<usize>);
 /// linear scan finds (property-tested below).
 #[derive(Debug, Clone, Default)]
 struct Table {
-    by_src: HashMap<MacAddr, Vec<Ranked>>,
-    by_dst: HashMap<MacAddr, Vec<Ranked>>,
-    by_in_port: HashMap<usize, Vec<Ranked>>,
+    by_src: FxMap<MacAddr, Vec<Ranked>>,
+    by_dst: FxMap<MacAddr, Vec<Ranked>>,
+    by_in_port: FxMap<usize, Vec<Ranked>>,
     rest: Vec<Ranked>,
 }
 
@@ -100,7 +101,7 @@ pub struct OfBridge {
     /// to a port index (`usize::MAX` when the name is not a port: never matches).
     tables: BTreeMap<u8, Table>,
     /// NORMAL's learned (VLAN, MAC) → port.
-    pub mac_table: HashMap<(u16, MacAddr), usize>,
+    pub mac_table: FxMap<(u16, MacAddr), usize>,
     /// Integration or physical bridge, when known (names tables in traces).
     pub kind: Option<dvr_plan::tables::BridgeKind>,
 }
@@ -171,7 +172,7 @@ impl OfBridge {
             by_table.entry(f.table.0).or_default().push((f.clone(), ix));
         }
         let tables = by_table.into_iter().map(|(t, e)| (t, Table::new(e))).collect();
-        OfBridge { name: name.to_string(), ports, tables, mac_table: HashMap::new(), kind: None }
+        OfBridge { name: name.to_string(), ports, tables, mac_table: FxMap::default(), kind: None }
     }
 
     /// Port index by name.

@@ -92,7 +92,7 @@ pub struct Wire {
     /// their frames carry on the wire.
     pub ports: Vec<(Attach, Option<u16>, String)>,
     /// Learned MAC → port.
-    pub mac_table: HashMap<MacAddr, usize>,
+    pub mac_table: crate::fxhash::FxMap<MacAddr, usize>,
 }
 
 /// The whole twin.
@@ -119,7 +119,7 @@ impl World {
         let mut wire_of: HashMap<String, usize> = HashMap::new();
         let mut wire = |w: &mut World, physnet: &str| -> usize {
             *wire_of.entry(physnet.to_string()).or_insert_with(|| {
-                w.wires.push(Wire { name: physnet.to_string(), ports: vec![], mac_table: HashMap::new() });
+                w.wires.push(Wire { name: physnet.to_string(), ports: vec![], mac_table: Default::default() });
                 w.wires.len() - 1
             })
         };
