@@ -258,7 +258,7 @@ impl Lab {
                 let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else { continue };
                 let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
                 let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
-                if !zombie && String::from_utf8_lossy(&cmdline).contains(&dir) {
+                if !zombie && String::from_utf8_lossy(&cmdline).contains(&format!("{dir}/")) {
                     out.push(format!("process {}", p.file_name().to_string_lossy()));
                 }
             }
@@ -313,4 +313,14 @@ pub fn parse_ping(out: &str) -> PingResult {
         }
     }
     r
+}
+
+/// A lab that is torn down when this value is dropped, also when a test
+/// fails or panics, so a failed run leaves no namespaces or daemons behind.
+pub struct TearDown(pub Lab);
+
+impl Drop for TearDown {
+    fn drop(&mut self) {
+        let _ = self.0.down();
+    }
 }

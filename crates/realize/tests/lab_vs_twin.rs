@@ -27,7 +27,8 @@ fn twin_verdicts_match_real_pings() {
     let mut world = World::build(&topo, &plan);
     dvr_sim::warm_up(&mut world);
 
-    let lab = Lab::new(&format!("dvrv{}", std::process::id()));
+    let guard = dvr_realize::lab::TearDown(Lab::new(&format!("dvrv{}", std::process::id())));
+    let lab = &guard.0;
     let _ = lab.down();
     lab.up(&topo, &plan, &mut |_| {}).unwrap_or_else(|e| panic!("lab up: {e}"));
 

@@ -82,7 +82,8 @@ fn seed_lab_on_real_ovs() {
     }
     let topo = dvr_model::seed();
     let plan = dvr_plan::plan(&topo, dvr_plan::Profile::Walkthrough).unwrap();
-    let lab = Lab::new(&format!("dvrt{}", std::process::id()));
+    let guard = dvr_realize::lab::TearDown(Lab::new(&format!("dvrt{}", std::process::id())));
+    let lab = &guard.0;
     let _ = lab.down();
 
     // Bring-up, then a second converge that must find nothing to do.
