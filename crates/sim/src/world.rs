@@ -191,13 +191,7 @@ impl World {
         for x in &topo.instances {
             let port = topo.port(x.port);
             let sub = topo.subnet(port.subnet);
-            let mut st = Stack::new(vec![Dev {
-                name: "eth0".into(),
-                mac: port.mac,
-                addrs: vec![Ipv4Net::new(port.ip, sub.cidr.prefix_len()).expect("prefix")],
-                proxy_arp: false,
-            }]);
-            st.routes.push(route(sub.cidr, None, port.ip));
+            let mut st = endpoint_stack(port.mac, port.ip, sub.cidr);
             st.routes.push(route(Ipv4Net::default(), Some(sub.gateway), port.ip));
             let network = &topo.network(x.network).name;
             for (dst, via) in plan.dhcp_host_routes(network) {
@@ -216,67 +210,13 @@ impl World {
         // External hosts and the upstream gateway of each external subnet.
         for e in &topo.external_hosts {
             let sub = topo.subnet(e.subnet);
-            let mut st = Stack::new(vec![Dev {
-                name: "eth0".into(),
-                mac: e.mac,
-                addrs: vec![Ipv4Net::new(e.ip, sub.cidr.prefix_len()).expect("prefix")],
-                proxy_arp: false,
-            }]);
-            st.routes.push(route(sub.cidr, None, e.ip));
+            let mut st = endpoint_stack(e.mac, e.ip, sub.cidr);
             st.routes.push(route(Ipv4Net::default(), Some(sub.gateway), e.ip));
-            let net = topo.network(e.network);
-            let Some(physnet) = net.segment.physnet() else {
-                continue;
-            };
-            let wi = wire(&mut w, physnet);
-            let tag = match &net.segment {
-                dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
-                _ => None,
-            };
-            let s = w.stacks.len();
-            w.stacks.push(StackNode {
-                name: e.name.clone(),
-                host: "external".into(),
-                label: e.name.clone(),
-                kind: StackKind::ExternalHost,
-                stack: st,
-                attach: vec![Attach::None],
-            });
-            let p = w.wires[wi].ports.len();
-            w.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, tag, e.name.clone()));
-            w.stacks[s].attach[0] = Attach::Wire { wire: wi, port: p };
+            plug_outside(&mut w, &mut wire, topo, e.network, &e.name, StackKind::ExternalHost, st);
         }
         for sub in topo.subnets.iter().filter(|s| s.external_gateway_mac.is_some()) {
-            let net = topo.network(sub.network);
-            let Some(physnet) = net.segment.physnet() else {
-                continue;
-            };
-            let st = Stack::new(vec![Dev {
-                name: "eth0".into(),
-                mac: sub.external_gateway_mac.expect("filtered"),
-                addrs: vec![Ipv4Net::new(sub.gateway, sub.cidr.prefix_len()).expect("prefix")],
-                proxy_arp: false,
-            }]);
-            let mut st = st;
-            st.routes.push(route(sub.cidr, None, sub.gateway));
-            let wi = wire(&mut w, physnet);
-            let tag = match &net.segment {
-                dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
-                _ => None,
-            };
-            let s = w.stacks.len();
-            let name = format!("gateway-{}", sub.name);
-            w.stacks.push(StackNode {
-                name: name.clone(),
-                host: "external".into(),
-                label: name.clone(),
-                kind: StackKind::Upstream,
-                stack: st,
-                attach: vec![Attach::None],
-            });
-            let p = w.wires[wi].ports.len();
-            w.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, tag, name));
-            w.stacks[s].attach[0] = Attach::Wire { wire: wi, port: p };
+            let st = endpoint_stack(sub.external_gateway_mac.expect("filtered"), sub.gateway, sub.cidr);
+            plug_outside(&mut w, &mut wire, topo, sub.network, &format!("gateway-{}", sub.name), StackKind::Upstream, st);
         }
         // Wiring: bridge ports to peers, namespace devices, instances and wires.
         let plan_hosts: Vec<&dvr_plan::HostPlan> = plan.hosts.iter().filter(|h| !h.bridges.is_empty()).collect();
@@ -360,6 +300,48 @@ impl World {
     pub fn endpoint_ip(&self, name: &str) -> Option<Ipv4Addr> {
         self.endpoint(name).and_then(|s| self.stacks[s].stack.devs[0].addrs.first().map(|a| a.addr()))
     }
+}
+
+/// An endpoint: one device `eth0` with one address and its connected route.
+fn endpoint_stack(mac: MacAddr, ip: Ipv4Addr, cidr: Ipv4Net) -> Stack {
+    let mut st = Stack::new(vec![Dev {
+        name: "eth0".into(),
+        mac,
+        addrs: vec![Ipv4Net::new(ip, cidr.prefix_len()).expect("prefix")],
+        proxy_arp: false,
+    }]);
+    st.routes.push(route(cidr, None, ip));
+    st
+}
+
+/// Place a machine outside the cloud on its network's physical switch (tagged
+/// there when the network is a VLAN).
+fn plug_outside(
+    w: &mut World,
+    wire: &mut dyn FnMut(&mut World, &str) -> usize,
+    topo: &Topology,
+    network: dvr_model::NetworkIx,
+    name: &str,
+    kind: StackKind,
+    st: Stack,
+) {
+    let net = topo.network(network);
+    let Some(physnet) = net.segment.physnet() else { return };
+    let wi = wire(w, physnet);
+    let tag = match &net.segment {
+        dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
+        _ => None,
+    };
+    let s = w.stacks.len();
+    w.stacks.push(StackNode {
+        name: name.to_string(),
+        host: "external".into(),
+        label: name.to_string(),
+        kind,
+        stack: st,
+        attach: vec![Attach::Wire { wire: wi, port: w.wires[wi].ports.len() }],
+    });
+    w.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, tag, name.to_string()));
 }
 
 fn route(dst: Ipv4Net, via: Option<Ipv4Addr>, src: Ipv4Addr) -> Route {
