@@ -1,0 +1,191 @@
+"""Compare `dvr plan --profile current` with the flows Neutron's own OVS agent
+code installs (see neutron_agent.py), host by host and bridge by bridge.
+
+Usage: python conformance.py --dvr PATH/TO/dvr --work DIR [--json OUT]
+
+Scenarios: the seed lab; a generated 10-host deployment (`dvr gen --hosts 10`);
+and four changes to the seed lab, each run through Neutron's agents (one more
+rpc_loop iteration) and through our incremental planner (`dvr plan --change`).
+
+Flows are compared on table, priority, the set of match fields and the ordered
+actions. Only notation is normalised: cookies are ignored, fields are keyed by
+their OXM names, ports are named, `mod_vlan_vid`/`set_field:…->vlan_vid` are
+one action, `strip_vlan` is `pop_vlan`, `NORMAL` is `output:NORMAL`.
+
+Exit status: 0 when every bridge of every scenario matches, 1 otherwise.
+"""
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+
+T0 = time.monotonic()
+
+import neutron_agent  # noqa: E402  (Neutron's import time counts too)
+
+SCENARIOS = [
+    # (name, topology args, changes)
+    ("seed", [], []),
+    ("gen10", ["-t", "{work}/gen10.yaml"], []),
+    ("seed: remove VM port (vm1)", [], ["remove-instance:vm1"]),
+    ("seed: remove router interface (router1, test2-v4)", [], ["remove-router-interface:router1:test2-v4"]),
+    ("seed: disassociate floating IP 10.100.0.7", [], ["disassociate-floating-ip:10.100.0.7"]),
+    ("seed: remove host compute2", [], ["remove-host:compute2"]),
+]
+
+ETH_TYPE = {"arp": 0x0806, "ip": 0x0800, "icmp": 0x0800, "tcp": 0x0800, "udp": 0x0800, "icmp6": 0x86DD}
+IP_PROTO = {"icmp": 1, "tcp": 6, "udp": 17, "icmp6": 58}
+
+
+def _ip(v):
+    addr, prefix = v["addr"], v["prefix"]
+    if prefix == 32:
+        return addr
+    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+    return f"{addr}/{'.'.join(str((mask >> s) & 255) for s in (24, 16, 8, 0))}"
+
+
+def canon_ours(flow):
+    """One planned flow in the notation of ``neutron_agent.canon_neutron``."""
+    m = flow["match"]
+    match = {}
+    for k, v in m.items():
+        if k == "proto":
+            match["eth_type"] = str(ETH_TYPE[v])
+            if v in IP_PROTO:
+                match["ip_proto"] = str(IP_PROTO[v])
+        elif k == "in_port":
+            match["in_port"] = v
+        elif k == "dl_vlan":
+            match["vlan_vid"] = hex(0x1000 | v["tagged"]) if isinstance(v, dict) else hex(0)
+        elif k in ("dl_src", "dl_dst"):
+            match["eth_" + k[3:]] = v.lower()
+        elif k in ("arp_spa", "arp_tpa"):
+            match[k] = _ip(v)
+        elif k == "arp_tha":
+            match[k] = v.lower()
+        elif k == "arp_op":
+            match[k] = str(v)
+        elif k in ("nw_src", "nw_dst"):
+            match["ipv4_" + k[3:]] = _ip(v)
+        elif k == "icmp_type":
+            match["icmpv6_type" if m.get("proto") == "icmp6" else "icmpv4_type"] = str(v)
+        elif k == "nd_target":
+            match["ipv6_nd_target"] = v
+        else:
+            match[k] = f"unknown:{v}"
+    actions, goto = [], []
+    for a in flow["actions"]:
+        kind, arg = a["action"], a.get("arg")
+        if kind == "drop":
+            continue
+        if kind == "goto_table":
+            goto.append(f"goto_table:{arg}")
+        elif kind == "resubmit":
+            actions.append(f"resubmit:{arg}")
+        elif kind == "output":
+            actions.append(f"output:{arg}")
+        elif kind == "normal":
+            actions.append("output:NORMAL")
+        elif kind == "mod_vlan_vid":
+            actions.append(f"set_vlan_vid:{arg}")
+        elif kind == "strip_vlan":
+            actions.append("pop_vlan")
+        elif kind == "push_vlan":
+            actions.append("push_vlan:0x8100")
+        elif kind in ("mod_dl_src", "mod_dl_dst"):
+            actions.append(f"set_field:eth_{kind[-3:]}={arg.lower()}")
+        else:
+            actions.append(f"unknown:{kind}")
+    return {"table": flow["table"], "priority": flow["priority"], "match": match, "actions": actions + goto}
+
+
+def key(f):
+    return (f["table"], f["priority"], tuple(sorted(f["match"].items())), tuple(f["actions"]))
+
+
+def show(k):
+    table, prio, match, actions = k
+    m = ",".join(f"{a}={b}" for a, b in match)
+    return f"table={table}, priority={prio}{',' + m if m else ''} actions={','.join(actions) or 'drop'}"
+
+
+def compare(ours, theirs):
+    a, b = collections.Counter(map(key, ours)), collections.Counter(map(key, theirs))
+    matched = sum((a & b).values())
+    return matched, sorted((b - a).elements()), sorted((a - b).elements())
+
+
+def dvr(exe, *args):
+    r = subprocess.run([exe, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"conformance: `dvr {' '.join(args)}` failed:\n{r.stderr}")
+    return r.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dvr", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--json")
+    ap.add_argument("--only", help="run only the scenario of this name")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    with open(os.path.join(args.work, "gen10.yaml"), "w") as f:
+        f.write(dvr(args.dvr, "gen", "--hosts", "10"))
+
+    report, all_ok = [], True
+    print(f"{'scenario':<52} {'host':<12} {'bridge':<9} {'matched':>7} {'missing':>7} {'extra':>5}")
+    for name, targs, changes in SCENARIOS:
+        if args.only and name != args.only:
+            continue
+        targs = [a.format(work=args.work) for a in targs]
+        chg = [x for c in changes for x in ("--change", c)]
+        before = json.loads(dvr(args.dvr, "topology", "--format", "json", *targs))
+        after = json.loads(dvr(args.dvr, "topology", "--format", "json", *targs, *chg)) if changes else None
+        plan = json.loads(dvr(args.dvr, "plan", "--profile", "current", "--format", "json", *targs, *chg))
+        theirs = neutron_agent.run(before, after)
+        for hp in plan["hosts"]:
+            if not hp["bridges"]:
+                continue
+            for br in hp["bridges"]:
+                n = theirs.get(hp["host"], {}).get(br["name"])
+                if n is None:
+                    print(f"{name:<52} {hp['host']:<12} {br['name']:<9} no such bridge in Neutron's run")
+                    all_ok = False
+                    continue
+                matched, missing, extra = compare([canon_ours(f) for f in br["flows"]], n)
+                ok = not missing and not extra
+                all_ok &= ok
+                print(f"{name:<52} {hp['host']:<12} {br['name']:<9} {matched:>7} {len(missing):>7} {len(extra):>5}")
+                for k in missing:
+                    print(f"    missing (Neutron has, we do not): {show(k)}")
+                for k in extra:
+                    print(f"    extra   (we have, Neutron does not): {show(k)}")
+                report.append(
+                    {
+                        "scenario": name,
+                        "host": hp["host"],
+                        "bridge": br["name"],
+                        "matched": matched,
+                        "missing": [show(k) for k in missing],
+                        "extra": [show(k) for k in extra],
+                    }
+                )
+        for host in theirs:
+            if not any(hp["host"] == host for hp in plan["hosts"]):
+                print(f"{name:<52} {host:<12} Neutron ran an agent here, our plan has no such host")
+                all_ok = False
+    print(f"conformance: {'all bridges match' if all_ok else 'DIFFERENCES FOUND'} ({time.monotonic() - T0:.1f}s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
