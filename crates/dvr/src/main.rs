@@ -47,6 +47,12 @@ struct TopologyArg {
     /// Topology file (YAML, version 1). Default: the built-in seed lab.
     #[arg(short = 't', long = "topology", value_name = "FILE", global = true)]
     topology: Option<PathBuf>,
+    /// Apply a change to the deployment first, e.g. `remove-instance:vm1`,
+    /// `remove-router-interface:router1:test2-v4`, `disassociate-floating-ip:10.100.0.7`,
+    /// `remove-host:compute2`, `add-instance:NAME:HOST:NETWORK` (repeatable, in order).
+    /// `dvr plan` runs each through the incremental planner.
+    #[arg(long = "change", value_name = "KIND:ARGS")]
+    changes: Vec<dvr_model::change::Change>,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -432,17 +438,44 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
 }
 
 fn load(arg: &TopologyArg) -> Result<Topology> {
+    if !arg.changes.is_empty() {
+        return Ok(load_changed(arg)?.pop().expect("the original topology is always there"));
+    }
     match &arg.topology {
         None => Ok(dvr_model::seed()),
         Some(p) => Ok(dvr_model::load_file(p)?),
     }
 }
 
+/// The topology, then the topology after each `--change` in turn.
+fn load_changed(arg: &TopologyArg) -> Result<Vec<Topology>> {
+    let (file, yaml) = match &arg.topology {
+        None => ("<built-in seed lab>".to_string(), dvr_model::SEED_YAML.to_string()),
+        Some(p) => (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
+    };
+    let mut spec = dvr_model::parse_spec(&file, &yaml)?;
+    let mut out = vec![dvr_model::build(&file, &spec)?];
+    for c in &arg.changes {
+        c.apply(&mut spec).map_err(|e| anyhow::anyhow!("--change {}: {e}", c.kind()))?;
+        out.push(dvr_model::build(&file, &spec).with_context(|| format!("the deployment after --change {}", c.kind()))?);
+    }
+    Ok(out)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Plan { topo, host, bridge, format, explain, profile } => {
-            let t = load(&topo)?;
-            let plan = dvr_plan::plan(&t, profile)?;
+            let plan = if topo.changes.is_empty() {
+                dvr_plan::plan(&load(&topo)?, profile)?
+            } else {
+                let ts = load_changed(&topo)?;
+                dvr_plan::plan(&ts[0], profile)?; // the same checks as a full plan
+                let mut r = dvr_plan::incremental::Replanner::new(&ts[0], profile);
+                for t in &ts[1..] {
+                    r.update(t);
+                }
+                r.plan().clone()
+            };
             let hosts: Vec<&dvr_plan::HostPlan> = match &host {
                 None => plan.hosts.iter().collect(),
                 Some(h) => vec![plan.host(h).with_context(|| {

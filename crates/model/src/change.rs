@@ -1,5 +1,6 @@
 //! Changes to a deployment, as an operator makes them: boot or delete an
-//! instance, associate a floating IP, attach a subnet to a router. A change
+//! instance, associate or disassociate a floating IP, attach or detach a
+//! subnet to a router, remove a host. A change
 //! edits the topology spec; the model is then rebuilt from it, so what a
 //! change produces is by construction what a fresh load of the same file
 //! produces.
@@ -40,6 +41,25 @@ pub enum Change {
         /// Subnet.
         subnet: String,
     },
+    /// Detach a subnet from a router (`openstack router remove subnet`).
+    RemoveRouterInterface {
+        /// Router.
+        router: String,
+        /// Subnet.
+        subnet: String,
+    },
+    /// Disassociate a floating IP from its instance; the address stays
+    /// allocated on its external network (`openstack floating ip unset --port`).
+    DisassociateFloatingIp {
+        /// Address.
+        ip: Ipv4Addr,
+    },
+    /// Take a host out of the deployment, with the instances on it (and their
+    /// floating IPs): its agents and DVR MAC are gone.
+    RemoveHost {
+        /// Host name.
+        name: String,
+    },
 }
 
 impl Change {
@@ -50,6 +70,9 @@ impl Change {
             Change::RemoveInstance { .. } => "remove instance",
             Change::AssociateFloatingIp { .. } => "associate floating IP",
             Change::AddRouterInterface { .. } => "add router interface",
+            Change::RemoveRouterInterface { .. } => "remove router interface",
+            Change::DisassociateFloatingIp { .. } => "disassociate floating IP",
+            Change::RemoveHost { .. } => "remove host",
         }
     }
 
@@ -75,7 +98,105 @@ impl Change {
                 let r = spec.routers.iter_mut().find(|r| &r.name == router).ok_or_else(|| format!("no router `{router}`"))?;
                 r.interfaces.push(subnet.clone());
             }
+            Change::RemoveRouterInterface { router, subnet } => {
+                let r = spec.routers.iter_mut().find(|r| &r.name == router).ok_or_else(|| format!("no router `{router}`"))?;
+                let before = r.interfaces.len();
+                r.interfaces.retain(|s| s != subnet);
+                if r.interfaces.len() == before {
+                    return Err(format!("router `{router}` has no interface on subnet `{subnet}`"));
+                }
+            }
+            Change::DisassociateFloatingIp { ip } => {
+                let net = spec
+                    .networks
+                    .iter()
+                    .find(|n| n.external && n.subnets.iter().any(|s| s.cidr.parse::<ipnet::Ipv4Net>().is_ok_and(|c| c.contains(ip))))
+                    .map(|n| n.name.clone());
+                let f =
+                    spec.floating_ips.iter_mut().find(|f| f.ip == Some(*ip) && f.instance.is_some()).ok_or_else(|| {
+                        format!("no floating IP {ip} associated with an instance (give the address explicitly in the file)")
+                    })?;
+                f.instance = None;
+                f.network = f.network.take().or(net);
+            }
+            Change::RemoveHost { name } => {
+                let before = spec.hosts.len();
+                spec.hosts.retain(|h| &h.name != name);
+                if spec.hosts.len() == before {
+                    return Err(format!("no host `{name}` to remove"));
+                }
+                let gone: Vec<String> = spec.instances.iter().filter(|x| &x.host == name).map(|x| x.name.clone()).collect();
+                spec.instances.retain(|x| &x.host != name);
+                spec.floating_ips.retain(|f| f.instance.as_ref().is_none_or(|x| !gone.contains(x)));
+            }
         }
         Ok(())
+    }
+}
+
+/// Why a change written on the command line could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot read change `{text}`: {what}\n    fix: use one of add-instance:NAME:HOST:NETWORK, remove-instance:NAME, \
+associate-floating-ip:INSTANCE[:IP], disassociate-floating-ip:IP, add-router-interface:ROUTER:SUBNET, \
+remove-router-interface:ROUTER:SUBNET, remove-host:HOST"
+)]
+pub struct ChangeParseError {
+    /// The text as given.
+    pub text: String,
+    /// What is wrong with it.
+    pub what: String,
+}
+
+/// `KIND:ARG[:ARG…]`, the form `dvr plan --change` takes, so a change can be
+/// tried on the command line without editing the topology file.
+impl std::str::FromStr for Change {
+    type Err = ChangeParseError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = |what: &str| ChangeParseError { text: text.to_string(), what: what.to_string() };
+        let parts: Vec<&str> = text.split(':').collect();
+        let s = |i: usize| parts[i].to_string();
+        let ip = |v: &str| v.parse::<Ipv4Addr>().map_err(|_| bad(&format!("`{v}` is not an IPv4 address")));
+        Ok(match (parts[0], parts.len()) {
+            ("add-instance", 4) => Change::AddInstance { name: s(1), host: s(2), network: s(3) },
+            ("remove-instance", 2) => Change::RemoveInstance { name: s(1) },
+            ("associate-floating-ip", 2) => Change::AssociateFloatingIp { ip: None, instance: s(1) },
+            ("associate-floating-ip", 3) => Change::AssociateFloatingIp { ip: Some(ip(parts[2])?), instance: s(1) },
+            ("disassociate-floating-ip", 2) => Change::DisassociateFloatingIp { ip: ip(parts[1])? },
+            ("add-router-interface", 3) => Change::AddRouterInterface { router: s(1), subnet: s(2) },
+            ("remove-router-interface", 3) => Change::RemoveRouterInterface { router: s(1), subnet: s(2) },
+            ("remove-host", 2) => Change::RemoveHost { name: s(1) },
+            (
+                "add-instance"
+                | "remove-instance"
+                | "associate-floating-ip"
+                | "disassociate-floating-ip"
+                | "add-router-interface"
+                | "remove-router-interface"
+                | "remove-host",
+                _,
+            ) => return Err(bad("wrong number of `:`-separated arguments")),
+            _ => return Err(bad("unknown change kind")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_kind_and_rejects_bad_text() {
+        let ok: Change = "remove-router-interface:router1:test2-v4".parse().unwrap();
+        assert_eq!(ok, Change::RemoveRouterInterface { router: "router1".into(), subnet: "test2-v4".into() });
+        let ok: Change = "disassociate-floating-ip:10.100.0.7".parse().unwrap();
+        assert_eq!(ok, Change::DisassociateFloatingIp { ip: Ipv4Addr::new(10, 100, 0, 7) });
+        assert_eq!("remove-host:compute2".parse::<Change>().unwrap(), Change::RemoveHost { name: "compute2".into() });
+        let e = "remove-host".parse::<Change>().unwrap_err();
+        assert!(e.to_string().contains("wrong number"), "{e}");
+        let e = "disassociate-floating-ip:10.1".parse::<Change>().unwrap_err();
+        assert!(e.to_string().contains("not an IPv4 address"), "{e}");
+        let e = "reboot:x".parse::<Change>().unwrap_err();
+        assert!(e.to_string().contains("unknown change kind") && e.to_string().contains("fix:"), "{e}");
     }
 }

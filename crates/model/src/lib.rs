@@ -21,7 +21,7 @@ pub mod spec;
 pub mod topology;
 pub mod types;
 
-pub use build::{load_file, load_str, parse_spec};
+pub use build::{build, load_file, load_str, parse_spec};
 pub use error::{Problem, TopologyError};
 pub use spec::Role;
 pub use topology::*;
