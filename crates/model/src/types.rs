@@ -18,6 +18,14 @@ impl MacAddr {
     /// The all-zero address (unset ARP target hardware address).
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
+    /// The IPv6 link-local address derived from this MAC (modified EUI-64,
+    /// RFC 4291 appendix A): what an instance uses for neighbour discovery,
+    /// so Neutron's anti-spoofing lets it advertise exactly this target.
+    pub fn ipv6_link_local(self) -> std::net::Ipv6Addr {
+        let m = self.0;
+        std::net::Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
+    }
+
     /// Group bit set: such an address can never be a port's own MAC.
     pub fn is_multicast(self) -> bool {
         self.0[0] & 1 == 1

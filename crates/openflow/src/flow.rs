@@ -4,7 +4,7 @@
 use dvr_model::MacAddr;
 use serde::Serialize;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An OpenFlow table number. The meaning of each number is declared once,
 /// per bridge kind, by the plan layer (`dvr_plan::tables`).
@@ -42,6 +42,9 @@ pub enum Proto {
     Tcp,
     /// `udp` (ip, nw_proto=17).
     Udp,
+    /// `icmp6` (dl_type=0x86dd, nw_proto=58): the anti-spoofing of IPv6
+    /// neighbour advertisements matches it.
+    Icmp6,
 }
 
 impl Proto {
@@ -53,6 +56,7 @@ impl Proto {
             Proto::Icmp => "icmp",
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Icmp6 => "icmp6",
         }
     }
 }
@@ -120,6 +124,13 @@ pub struct Match {
     /// IPv4 destination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nw_dst: Option<Ipv4Match>,
+    /// ICMP (with `icmp`) or ICMPv6 (with `icmp6`) type, e.g. 136 for a
+    /// neighbour advertisement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    /// Target address of an IPv6 neighbour solicitation or advertisement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nd_target: Option<Ipv6Addr>,
 }
 
 /// One OpenFlow action.
@@ -230,6 +241,12 @@ impl Flow {
         }
         if let Some(x) = m.nw_dst {
             parts.push(format!("nw_dst={x}"));
+        }
+        if let Some(x) = m.icmp_type {
+            parts.push(format!("icmp_type={x}"));
+        }
+        if let Some(x) = m.nd_target {
+            parts.push(format!("nd_target={x}"));
         }
         parts.join(",")
     }

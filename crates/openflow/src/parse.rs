@@ -5,7 +5,7 @@
 
 use crate::flow::*;
 use dvr_model::MacAddr;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why a flow line could not be read; `column` counts from 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +64,11 @@ pub fn parse_flow(line: &str) -> Result<Flow, ParseError> {
             ("icmp", None) => m.proto = Some(Proto::Icmp),
             ("tcp", None) => m.proto = Some(Proto::Tcp),
             ("udp", None) => m.proto = Some(Proto::Udp),
+            ("icmp6", None) => m.proto = Some(Proto::Icmp6),
+            ("icmp_type" | "icmpv6_type" | "icmpv4_type", Some(v)) => m.icmp_type = Some(num(tok, v)?),
+            ("nd_target" | "ipv6_nd_target", Some(v)) => {
+                m.nd_target = Some(v.parse::<Ipv6Addr>().map_err(|_| err(tok, "not an IPv6 address"))?)
+            }
             ("table", Some(v)) => flow.table = TableId(num(tok, v)?),
             ("priority", Some(v)) => flow.priority = num(tok, v)?,
             ("in_port", Some(v)) => m.in_port = Some(unquote(v)),
@@ -223,7 +228,14 @@ mod tests {
     }
     fn arb_match() -> impl Strategy<Value = Match> {
         (
-            proptest::option::of(prop_oneof![Just(Proto::Arp), Just(Proto::Ip), Just(Proto::Icmp), Just(Proto::Tcp), Just(Proto::Udp)]),
+            proptest::option::of(prop_oneof![
+                Just(Proto::Arp),
+                Just(Proto::Ip),
+                Just(Proto::Icmp),
+                Just(Proto::Tcp),
+                Just(Proto::Udp),
+                Just(Proto::Icmp6)
+            ]),
             proptest::option::of("[a-z][a-z0-9-]{0,13}"),
             proptest::option::of(prop_oneof![Just(VlanMatch::Untagged), (1u16..4095).prop_map(VlanMatch::Tagged)]),
             proptest::option::of(arb_mac()),
@@ -233,20 +245,25 @@ mod tests {
             proptest::option::of(arb_ip()),
             proptest::option::of(arb_mac()),
             proptest::option::of(arb_ip()),
+            (proptest::option::of(any::<u8>()), proptest::option::of(any::<u128>().prop_map(std::net::Ipv6Addr::from))),
         )
-            .prop_map(|(proto, in_port, dl_vlan, dl_src, dl_dst, arp_op, arp_spa, arp_tpa, arp_tha, nw_dst)| Match {
-                proto,
-                in_port,
-                dl_vlan,
-                dl_src,
-                dl_dst,
-                arp_op,
-                arp_spa,
-                arp_tpa,
-                arp_tha,
-                nw_src: None,
-                nw_dst,
-            })
+            .prop_map(
+                |(proto, in_port, dl_vlan, dl_src, dl_dst, arp_op, arp_spa, arp_tpa, arp_tha, nw_dst, (icmp_type, nd_target))| Match {
+                    proto,
+                    in_port,
+                    dl_vlan,
+                    dl_src,
+                    dl_dst,
+                    arp_op,
+                    arp_spa,
+                    arp_tpa,
+                    arp_tha,
+                    nw_src: None,
+                    nw_dst,
+                    icmp_type,
+                    nd_target,
+                },
+            )
     }
     fn arb_action() -> impl Strategy<Value = Action> {
         prop_oneof![
@@ -286,6 +303,23 @@ mod tests {
         assert_eq!(flows[0].actions, vec![Action::ModVlanVid(196), Action::Normal]);
         assert_eq!(flows[0].matches.in_port.as_deref(), Some("phy-br-vlan"));
         assert_eq!(flows[1].actions[1], Action::GotoTable(TableId(2)));
+    }
+
+    /// Captured on compute1 of the real Neutron 29.0.0 seed lab:
+    /// `ovs-ofctl -O OpenFlow13 dump-flows br-int` (two lines of it, verbatim).
+    #[test]
+    fn reads_neutron_icmpv6_na_spoofing_flows() {
+        let dump = " cookie=0xa3d810c9fc08e916, duration=280.072s, table=0, n_packets=0, n_bytes=0, priority=10,icmp6,in_port=3,icmp_type=136 actions=goto_table:24\n cookie=0xa3d810c9fc08e916, duration=280.080s, table=24, n_packets=0, n_bytes=0, priority=2,icmp6,in_port=3,icmp_type=136,nd_target=fe80::f816:3eff:fec9:17ac actions=goto_table:58\n";
+        let flows = parse_flows(dump).unwrap();
+        assert_eq!(flows[0].matches.proto, Some(Proto::Icmp6));
+        assert_eq!(flows[0].matches.icmp_type, Some(136));
+        assert_eq!(flows[0].matches.nd_target, None);
+        assert_eq!(flows[1].matches.nd_target, Some("fe80::f816:3eff:fec9:17ac".parse().unwrap()));
+        assert_eq!(
+            flows[1].to_string(),
+            "table=24, priority=2,icmp6,in_port=3,icmp_type=136,nd_target=fe80::f816:3eff:fec9:17ac actions=goto_table:58"
+        );
+        assert!(parse_flow("priority=1,icmp6,nd_target=fe80::zz actions=drop").unwrap_err().what.contains("IPv6"));
     }
 
     #[test]

@@ -121,8 +121,13 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     v
 }
 
+/// ICMPv6 type of a neighbour advertisement.
+const ICMPV6_NEIGHBOR_ADVERT: u8 = 136;
+
 /// Anti-spoofing for each instance port (`setup_arp_spoofing_protection`,
-/// `install_mac_spoofing_protection`): tables 0 → 24 → 25.
+/// `install_mac_spoofing_protection`): tables 0 → 24 → 25; in the current
+/// profile also IPv6 neighbour advertisements (0 → 24 → egress), see
+/// [`crate::Profile::has_icmpv6_na_protection`].
 pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     const B: &str = "anti_spoof_flows";
     let p = cx.profile;
@@ -146,6 +151,26 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             B,
             format!("frames from {dev}: check the source MAC"),
         ));
+        if p.has_icmpv6_na_protection() {
+            let na = Match { proto: Some(Proto::Icmp6), icmp_type: Some(ICMPV6_NEIGHBOR_ADVERT), ..Default::default() };
+            let lla = port.mac.ipv6_link_local();
+            v.push(flow(
+                INT_LOCAL_SWITCHING,
+                10,
+                on(na.clone()),
+                vec![p.next(INT_ARP_SPOOF)],
+                B,
+                format!("IPv6 neighbour advertisement from {dev}: check the target"),
+            ));
+            v.push(flow(
+                INT_ARP_SPOOF,
+                2,
+                on(Match { nd_target: Some(lla), ..na }),
+                vec![p.next(p.egress_start())],
+                B,
+                format!("{dev} may advertise its link-local address {lla} only"),
+            ));
+        }
         v.push(flow(
             INT_ARP_SPOOF,
             2,

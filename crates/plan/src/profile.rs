@@ -70,6 +70,15 @@ impl Profile {
         self == Profile::Current
     }
 
+    /// Whether per-port ICMPv6 neighbour-advertisement anti-spoofing is
+    /// planned (`install_icmpv6_na_spoofing_protection`): table 0
+    /// `icmp6,icmp_type=136` → table 24, which admits only the port's own
+    /// link-local target. Today's Neutron installs it for every instance
+    /// port; the walkthrough's flow listings do not show it.
+    pub fn has_icmpv6_na_protection(self) -> bool {
+        self == Profile::Current
+    }
+
     /// What follows the br-int VLAN translation (segment → local VLAN):
     /// `NORMAL` in the walkthrough, the egress tables today.
     pub fn after_vlan_translation(self) -> Action {

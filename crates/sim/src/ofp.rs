@@ -14,7 +14,7 @@
 //! LLDP, pause, CDP …: OVS `eth_addr_is_reserved`, `forward_bpdu` off).
 
 use crate::fxhash::FxMap;
-use crate::packet::{Frame, Payload};
+use crate::packet::{Frame, L4, Payload};
 use dvr_model::MacAddr;
 use dvr_openflow::{Action, Flow, Match, Proto, VlanMatch};
 use std::collections::BTreeMap;
@@ -330,7 +330,13 @@ fn fields_match(m: &Match, f: &Frame) -> bool {
         return false;
     }
     let arp_fields = m.arp_op.is_some() || m.arp_spa.is_some() || m.arp_tpa.is_some() || m.arp_tha.is_some();
-    let ip_fields = m.nw_src.is_some() || m.nw_dst.is_some();
+    let ip_fields = m.nw_src.is_some() || m.nw_dst.is_some() || m.icmp_type.is_some();
+    // The twin carries ARP and IPv4 only: nothing it sends is ICMPv6, so a
+    // flow asking for `icmp6` or an ND target never matches (as in OVS for
+    // the same ARP/IPv4 frames).
+    if m.proto == Some(Proto::Icmp6) || m.nd_target.is_some() {
+        return false;
+    }
     match f.payload {
         Payload::Arp { op, spa, tha, tpa, .. } => {
             if matches!(m.proto, Some(p) if p != Proto::Arp) || ip_fields {
@@ -354,8 +360,15 @@ fn fields_match(m: &Match, f: &Frame) -> bool {
                 Some(Proto::Icmp) => l4.proto() == 1,
                 Some(Proto::Tcp) => l4.proto() == 6,
                 Some(Proto::Udp) => l4.proto() == 17,
+                Some(Proto::Icmp6) => false,
             };
-            if !ok || m.nw_src.is_some_and(|a| !a.contains(src)) || m.nw_dst.is_some_and(|a| !a.contains(dst)) {
+            // ICMP type: echo request 8, echo reply 0; only ICMP has one.
+            let icmp_type_ok = match (m.icmp_type, l4) {
+                (None, _) => true,
+                (Some(t), L4::Icmp { reply, .. }) => t == if reply { 0 } else { 8 },
+                (Some(_), _) => false,
+            };
+            if !ok || !icmp_type_ok || m.nw_src.is_some_and(|a| !a.contains(src)) || m.nw_dst.is_some_and(|a| !a.contains(dst)) {
                 return false;
             }
         }
@@ -401,6 +414,40 @@ mod tests {
         let r = br.process(3, icmp(mac(2), mac(1), Some(1)));
         assert_eq!(r.outputs.len(), 1);
         assert_eq!((r.outputs[0].0, r.outputs[0].1.vlan), (0, None), "learned, untagged to access port");
+    }
+
+    /// The ICMPv6 neighbour-advertisement anti-spoofing flows never match
+    /// the twin's ARP/IPv4 frames (as in OVS); `icmp_type` on IPv4 ICMP
+    /// tells echo requests (8) from replies (0).
+    #[test]
+    fn icmp6_and_icmp_type_fields() {
+        let flows = parse_flows(
+            "table=0, priority=10,icmp6,in_port=a,icmp_type=136 actions=drop\n\
+             table=24, priority=2,icmp6,in_port=a,icmp_type=136,nd_target=fe80::f816:3eff:fe00:1 actions=drop\n\
+             table=0, priority=1,icmp,icmp_type=8 actions=drop\n\
+             table=0, priority=1,icmp,icmp_type=0 actions=drop",
+        )
+        .unwrap();
+        let request = icmp(mac(1), mac(2), None);
+        let arp = Frame {
+            src: mac(1),
+            dst: MacAddr::BROADCAST,
+            vlan: None,
+            payload: Payload::Arp {
+                op: crate::packet::ARP_REQUEST,
+                sha: mac(1),
+                spa: Ipv4Addr::new(10, 0, 0, 1),
+                tha: MacAddr::ZERO,
+                tpa: Ipv4Addr::new(10, 0, 0, 2),
+            },
+        };
+        for f in [&request, &arp] {
+            assert!(!flow_matches(&flows[0].matches, "a", f), "icmp6 flow matched {f:?}");
+            assert!(!flow_matches(&flows[1].matches, "a", f), "nd_target flow matched {f:?}");
+        }
+        assert!(flow_matches(&flows[2].matches, "a", &request), "echo request is ICMP type 8");
+        assert!(!flow_matches(&flows[3].matches, "a", &request), "echo request is not type 0");
+        assert!(!flow_matches(&flows[2].matches, "a", &arp), "ARP has no ICMP type");
     }
 
     #[test]
