@@ -12,7 +12,8 @@ actions. Only notation is normalised: cookies are ignored, fields are keyed by
 their OXM names, ports are named, `mod_vlan_vid`/`set_field:…->vlan_vid` are
 one action, `strip_vlan` is `pop_vlan`, `NORMAL` is `output:NORMAL`.
 
-Exit status: 0 when every bridge of every scenario matches, 1 otherwise.
+Exit status: 0 when every bridge of every scenario matches (documented
+deviations, DEVIATIONS below and docs/conformance.md, aside), 1 otherwise.
 """
 
 import argparse
@@ -36,6 +37,26 @@ SCENARIOS = [
     ("seed: disassociate floating IP 10.100.0.7", [], ["disassociate-floating-ip:10.100.0.7"]),
     ("seed: remove host compute2", [], ["remove-host:compute2"]),
 ]
+
+#: Deliberate deviations, documented in docs/conformance.md under their id.
+#: Each is recognised by what the flow is, not by where it appears, so a new
+#: difference of another kind can never hide behind one.
+DEVIATIONS = [
+    {
+        "id": "D1",
+        "side": "missing",
+        "what": "stale table-4 flow left by Neutron after a router interface is removed",
+        # Installed with the local VLAN, deleted with the segmentation VLAN
+        # (delete_dvr_dst_mac_for_arp): the flow outlives its qr- port, whose
+        # port number is no longer on the bridge, so it prints as a number.
+        "test": lambda k: k[0] == 4 and k[1] == 5 and any(a.startswith("output:") and a[7:].isdigit() for a in k[3]),
+    },
+]
+
+
+def deviation(side, k):
+    return next((d["id"] for d in DEVIATIONS if d["side"] == side and d["test"](k)), None)
+
 
 ETH_TYPE = {"arp": 0x0806, "ip": 0x0800, "icmp": 0x0800, "tcp": 0x0800, "udp": 0x0800, "icmp6": 0x86DD}
 IP_PROTO = {"icmp": 1, "tcp": 6, "udp": 17, "icmp6": 58}
@@ -133,13 +154,18 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--json")
     ap.add_argument("--only", help="run only the scenario of this name")
+    ap.add_argument(
+        "--control",
+        action="store_true",
+        help="positive control: drop the first planned flow of every bridge; each must be reported missing",
+    )
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     with open(os.path.join(args.work, "gen10.yaml"), "w") as f:
         f.write(dvr(args.dvr, "gen", "--hosts", "10"))
 
     report, all_ok = [], True
-    print(f"{'scenario':<52} {'host':<12} {'bridge':<9} {'matched':>7} {'missing':>7} {'extra':>5}")
+    print(f"{'scenario':<52} {'host':<12} {'bridge':<9} {'matched':>7} {'missing':>7} {'extra':>5} {'deviations':>10}")
     for name, targs, changes in SCENARIOS:
         if args.only and name != args.only:
             continue
@@ -158,14 +184,25 @@ def main():
                     print(f"{name:<52} {hp['host']:<12} {br['name']:<9} no such bridge in Neutron's run")
                     all_ok = False
                     continue
-                matched, missing, extra = compare([canon_ours(f) for f in br["flows"]], n)
-                ok = not missing and not extra
-                all_ok &= ok
-                print(f"{name:<52} {hp['host']:<12} {br['name']:<9} {matched:>7} {len(missing):>7} {len(extra):>5}")
+                ours = [canon_ours(f) for f in br["flows"]]
+                if args.control:
+                    ours = sorted(ours, key=key)[1:]
+                matched, missing, extra = compare(ours, n)
+                devs = [(side, k, deviation(side, k)) for side, ks in (("missing", missing), ("extra", extra)) for k in ks]
+                missing = [k for side, k, d in devs if side == "missing" and d is None]
+                extra = [k for side, k, d in devs if side == "extra" and d is None]
+                devs = [(side, k, d) for side, k, d in devs if d is not None]
+                all_ok &= not missing and not extra
+                print(
+                    f"{name:<52} {hp['host']:<12} {br['name']:<9} {matched:>7} {len(missing):>7} {len(extra):>5} "
+                    f"{','.join(sorted({d for _, _, d in devs})) or '-':>10}"
+                )
                 for k in missing:
                     print(f"    missing (Neutron has, we do not): {show(k)}")
                 for k in extra:
                     print(f"    extra   (we have, Neutron does not): {show(k)}")
+                for side, k, d in devs:
+                    print(f"    {d} (documented deviation, {side}): {show(k)}")
                 report.append(
                     {
                         "scenario": name,
@@ -174,13 +211,15 @@ def main():
                         "matched": matched,
                         "missing": [show(k) for k in missing],
                         "extra": [show(k) for k in extra],
+                        "deviations": [{"id": d, "side": side, "flow": show(k)} for side, k, d in devs],
                     }
                 )
         for host in theirs:
             if not any(hp["host"] == host for hp in plan["hosts"]):
                 print(f"{name:<52} {host:<12} Neutron ran an agent here, our plan has no such host")
                 all_ok = False
-    print(f"conformance: {'all bridges match' if all_ok else 'DIFFERENCES FOUND'} ({time.monotonic() - T0:.1f}s)")
+    verdict = "every bridge matches (documented deviations aside)" if all_ok else "DIFFERENCES FOUND"
+    print(f"conformance: {verdict}; {len(report)} bridges compared in {time.monotonic() - T0:.1f}s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

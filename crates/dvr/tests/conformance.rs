@@ -1,0 +1,77 @@
+//! Conformance with Neutron's own OVS agent code: runs `scripts/conformance`
+//! (Neutron 29.0.0 from PyPI in a venv under `target/`, its native bridges and
+//! `OVSDVRNeutronAgent` driven on a fake datapath) against this build's
+//! `dvr plan --profile current`, and checks the report.
+//!
+//! Never skipped: when pip cannot reach the registry the script exits 2 with
+//! a message saying the check did not run, and this test fails with it.
+//! A positive control (`--control`: one planned flow dropped per bridge) must
+//! be caught, so a harness that compares nothing cannot pass.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/conformance")
+}
+
+/// Run the harness; (exit code, stdout, stderr).
+fn run(extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new("bash")
+        .arg(script())
+        .args(["--dvr", env!("CARGO_BIN_EXE_dvr")])
+        .args(extra)
+        .output()
+        .expect("bash runs scripts/conformance");
+    let (so, se) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 2, "scripts/conformance could not install Neutron, so conformance was NOT checked:\n{se}");
+    (code, so, se)
+}
+
+#[test]
+fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let (code, out, err) = run(&["--json", json.to_str().unwrap()]);
+    println!("{out}");
+    assert_eq!(code, 0, "differences from Neutron's agent (see above):\n{out}\n{err}");
+    let report: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+
+    // Scope: every dataplane host and bridge of every scenario was compared.
+    let bridges = |scenario: &str| report.iter().filter(|r| r["scenario"] == scenario).count();
+    assert_eq!(bridges("seed"), 9, "seed lab: network, compute1, compute2 × br-int, br-vlan, br-ex");
+    assert_eq!(bridges("gen10"), 33, "generated deployment: 11 dataplane hosts × 3 bridges");
+    assert_eq!(bridges("seed: remove host compute2"), 6, "the removed host is gone, the other two remain");
+    for s in
+        ["seed: remove VM port (vm1)", "seed: remove router interface (router1, test2-v4)", "seed: disassociate floating IP 10.100.0.7"]
+    {
+        assert_eq!(bridges(s), 9, "{s}");
+    }
+    for r in &report {
+        assert!(r["matched"].as_u64().unwrap() > 0, "Neutron installed nothing on {r}");
+        assert_eq!(r["missing"].as_array().unwrap().len(), 0, "{r}");
+        assert_eq!(r["extra"].as_array().unwrap().len(), 0, "{r}");
+    }
+    // The ICMPv6 neighbour-advertisement flows are compared, not ignored.
+    assert!(out.contains("seed                                                 compute1     br-int         51       0     0"), "{out}");
+    // The one documented deviation (docs/conformance.md, D1) shows up exactly
+    // where it should: after the router interface removal, once per host.
+    let d1: Vec<&serde_json::Value> = report.iter().filter(|r| !r["deviations"].as_array().unwrap().is_empty()).collect();
+    assert_eq!(d1.len(), 3, "{d1:?}");
+    assert!(d1.iter().all(|r| r["scenario"] == "seed: remove router interface (router1, test2-v4)" && r["bridge"] == "br-int"));
+}
+
+#[test]
+fn positive_control_dropped_flows_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let (code, out, _) = run(&["--only", "seed", "--control", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, 1, "a plan missing one flow per bridge must fail:\n{out}");
+    let report: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report.len(), 9);
+    for r in &report {
+        assert_eq!(r["missing"].as_array().unwrap().len(), 1, "{r}");
+        assert_eq!(r["extra"].as_array().unwrap().len(), 0, "{r}");
+    }
+}
