@@ -1,6 +1,6 @@
 //! Incremental planning equals full planning: over random sequences of
-//! changes (instances booted and deleted, floating IPs associated, router
-//! interfaces added), the plan kept up to date by replanning only the hosts
+//! changes (instances booted and deleted, floating IPs associated and
+//! disassociated, router interfaces added and removed, hosts removed), the plan kept up to date by replanning only the hosts
 //! whose inputs changed is identical to planning everything from scratch.
 
 use dvr_model::change::Change;
@@ -29,6 +29,9 @@ enum Step {
     Remove(usize),
     Fip(usize),
     Attach,
+    Detach(usize),
+    Unfip(usize),
+    RemoveHost(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -37,6 +40,9 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0usize..16).prop_map(Step::Remove),
         1 => (0usize..16).prop_map(Step::Fip),
         1 => Just(Step::Attach),
+        1 => (0usize..3).prop_map(Step::Detach),
+        1 => (0usize..16).prop_map(Step::Unfip),
+        1 => (0usize..3).prop_map(Step::RemoveHost),
     ]
 }
 
@@ -50,6 +56,17 @@ fn to_change(spec: &TopologySpec, s: &Step, serial: usize) -> Option<Change> {
             spec.instances.get(i % spec.instances.len().max(1)).map(|x| Change::AssociateFloatingIp { ip: None, instance: x.name.clone() })
         }
         Step::Attach => Some(Change::AddRouterInterface { router: "router1".into(), subnet: "test3-v4".into() }),
+        Step::Detach(i) => {
+            let r = spec.routers.iter().find(|r| r.name == "router1")?;
+            r.interfaces
+                .get(i % r.interfaces.len().max(1))
+                .map(|s| Change::RemoveRouterInterface { router: "router1".into(), subnet: s.clone() })
+        }
+        Step::Unfip(i) => {
+            let fips: Vec<_> = spec.floating_ips.iter().filter(|f| f.instance.is_some()).filter_map(|f| f.ip).collect();
+            fips.get(i % fips.len().max(1)).map(|&ip| Change::DisassociateFloatingIp { ip })
+        }
+        Step::RemoveHost(h) => Some(Change::RemoveHost { name: hosts[*h].into() }),
     }
 }
 
