@@ -456,7 +456,7 @@ fn load_changed(arg: &TopologyArg) -> Result<Vec<Topology>> {
     let mut spec = dvr_model::parse_spec(&file, &yaml)?;
     let mut out = vec![dvr_model::build(&file, &spec)?];
     for c in &arg.changes {
-        c.apply(&mut spec).map_err(|e| anyhow::anyhow!("--change {}: {e}", c.kind()))?;
+        c.apply(&mut spec).map_err(|what| dvr_model::change::ChangeError { kind: c.kind(), what })?;
         out.push(dvr_model::build(&file, &spec).with_context(|| format!("the deployment after --change {}", c.kind()))?);
     }
     Ok(out)
@@ -728,7 +728,8 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             let bad_input = e.downcast_ref::<dvr_model::TopologyError>().is_some()
                 || e.downcast_ref::<dvr_plan::PlanError>().is_some()
-                || e.downcast_ref::<dvr_sim::TraceError>().is_some();
+                || e.downcast_ref::<dvr_sim::TraceError>().is_some()
+                || e.downcast_ref::<dvr_model::change::ChangeError>().is_some();
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }

@@ -87,7 +87,8 @@ impl Change {
                 let before = spec.instances.len();
                 spec.instances.retain(|x| &x.name != name);
                 if spec.instances.len() == before {
-                    return Err(format!("no instance `{name}` to remove"));
+                    let names: Vec<&str> = spec.instances.iter().map(|x| x.name.as_str()).collect();
+                    return Err(format!("no instance `{name}` to remove\n    fix: name one of: {}", names.join(", ")));
                 }
                 spec.floating_ips.retain(|f| f.instance.as_deref() != Some(name.as_str()));
             }
@@ -99,11 +100,19 @@ impl Change {
                 r.interfaces.push(subnet.clone());
             }
             Change::RemoveRouterInterface { router, subnet } => {
-                let r = spec.routers.iter_mut().find(|r| &r.name == router).ok_or_else(|| format!("no router `{router}`"))?;
+                let routers: Vec<String> = spec.routers.iter().map(|r| r.name.clone()).collect();
+                let r = spec
+                    .routers
+                    .iter_mut()
+                    .find(|r| &r.name == router)
+                    .ok_or_else(|| format!("no router `{router}`\n    fix: name one of: {}", routers.join(", ")))?;
+                let had = r.interfaces.join(", ");
                 let before = r.interfaces.len();
                 r.interfaces.retain(|s| s != subnet);
                 if r.interfaces.len() == before {
-                    return Err(format!("router `{router}` has no interface on subnet `{subnet}`"));
+                    return Err(format!(
+                        "router `{router}` has no interface on subnet `{subnet}`\n    fix: name one of its subnets: {had}"
+                    ));
                 }
             }
             Change::DisassociateFloatingIp { ip } => {
@@ -114,7 +123,7 @@ impl Change {
                     .map(|n| n.name.clone());
                 let f =
                     spec.floating_ips.iter_mut().find(|f| f.ip == Some(*ip) && f.instance.is_some()).ok_or_else(|| {
-                        format!("no floating IP {ip} associated with an instance (give the address explicitly in the file)")
+                        format!("no floating IP {ip} associated with an instance\n    fix: name an associated floating IP given with `ip:` in the file")
                     })?;
                 f.instance = None;
                 f.network = f.network.take().or(net);
@@ -123,7 +132,8 @@ impl Change {
                 let before = spec.hosts.len();
                 spec.hosts.retain(|h| &h.name != name);
                 if spec.hosts.len() == before {
-                    return Err(format!("no host `{name}` to remove"));
+                    let names: Vec<&str> = spec.hosts.iter().map(|h| h.name.as_str()).collect();
+                    return Err(format!("no host `{name}` to remove\n    fix: name one of: {}", names.join(", ")));
                 }
                 let gone: Vec<String> = spec.instances.iter().filter(|x| &x.host == name).map(|x| x.name.clone()).collect();
                 spec.instances.retain(|x| &x.host != name);
@@ -132,6 +142,17 @@ impl Change {
         }
         Ok(())
     }
+}
+
+/// A change that does not fit the deployment (names something that is not
+/// there); the message says what to name instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--change {kind}: {what}")]
+pub struct ChangeError {
+    /// The change kind ([`Change::kind`]).
+    pub kind: &'static str,
+    /// What is wrong, with the fix.
+    pub what: String,
 }
 
 /// Why a change written on the command line could not be read.
