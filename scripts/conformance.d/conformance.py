@@ -141,6 +141,30 @@ def compare(ours, theirs):
     return matched, sorted((b - a).elements()), sorted((a - b).elements())
 
 
+def fidelity(args):
+    """The harness's Neutron flows for the seed lab against a real capture."""
+    import capture
+
+    topo = json.loads(dvr(args.dvr, "topology", "--format", "json"))
+    real = capture.load(args.capture, topo)
+    fake = neutron_agent.run(topo)
+    ok, rows = True, 0
+    print(f"{'host':<12} {'bridge':<9} {'matched':>7} {'only real':>9} {'only harness':>12}")
+    for host, bridges in real.items():
+        for br, flows in bridges.items():
+            matched, only_real, only_fake = compare(fake[host][br], flows)
+            ok &= not only_real and not only_fake
+            rows += 1
+            print(f"{host:<12} {br:<9} {matched:>7} {len(only_real):>9} {len(only_fake):>12}")
+            for k in only_real:
+                print(f"    only in the real capture: {show(k)}")
+            for k in only_fake:
+                print(f"    only in the harness:      {show(k)}")
+    verdict = "the harness reproduces the real capture" if ok and rows else "DIFFERENCES FOUND"
+    print(f"capture: {verdict}; {rows} bridges compared in {time.monotonic() - T0:.1f}s")
+    return 0 if ok and rows else 1
+
+
 def dvr(exe, *args):
     r = subprocess.run([exe, *args], capture_output=True, text=True)
     if r.returncode != 0:
@@ -155,12 +179,20 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--only", help="run only the scenario of this name")
     ap.add_argument(
+        "--capture",
+        metavar="DIR",
+        help="instead: compare Neutron's agent on the fake datapath (seed lab) with a real Neutron capture of it "
+        "(shared reference real-neutron/seed-fip): the harness's own fidelity",
+    )
+    ap.add_argument(
         "--control",
         action="store_true",
         help="positive control: drop the first planned flow of every bridge; each must be reported missing",
     )
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
+    if args.capture:
+        return fidelity(args)
     with open(os.path.join(args.work, "gen10.yaml"), "w") as f:
         f.write(dvr(args.dvr, "gen", "--hosts", "10"))
 
