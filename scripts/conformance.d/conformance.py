@@ -135,6 +135,10 @@ def show(k):
     return f"table={table}, priority={prio}{',' + m if m else ''} actions={','.join(actions) or 'drop'}"
 
 
+def canon_all(run):
+    return {h: {b: sorted(map(key, fl)) for b, fl in brs.items()} for h, brs in run.items()}
+
+
 def compare(ours, theirs):
     a, b = collections.Counter(map(key, ours)), collections.Counter(map(key, theirs))
     matched = sum((a & b).values())
@@ -207,6 +211,13 @@ def main():
         after = json.loads(dvr(args.dvr, "topology", "--format", "json", *targs, *chg)) if changes else None
         plan = json.loads(dvr(args.dvr, "plan", "--profile", "current", "--format", "json", *targs, *chg))
         theirs = neutron_agent.run(before, after)
+        # The agent gets a host's devices as an unordered set; its result must
+        # not depend on the order (e.g. an instance port bound before or after
+        # its subnet's router interface).
+        backwards = neutron_agent.run(before, after, order=lambda d: list(reversed(d)))
+        if canon_all(backwards) != canon_all(theirs):
+            print(f"{name}: Neutron's flows depend on the order of its devices (sorted vs reversed)")
+            all_ok = False
         for hp in plan["hosts"]:
             if not hp["bridges"]:
                 continue

@@ -31,6 +31,7 @@ import contextlib
 import types
 
 from neutron_lib import constants as n_const
+from neutron_lib.plugins.ml2 import ovs_constants as ovs_consts
 from oslo_config import cfg
 
 # Register the agent's options exactly as the agent's entry point does.
@@ -214,16 +215,18 @@ class PluginRpc:
     """``OVSPluginApi`` and ``DVRServerRpcApi`` in one, answered by a ``Server``
     that the harness swaps when the deployment changes."""
 
-    def __init__(self, host, server):
+    def __init__(self, host, server, order=sorted):
         self.host = host
         self.server = server
+        self.order = order
         self.remote_resource_cache = types.SimpleNamespace(record_resource_remove=lambda *a, **k: None)
 
     def __getattr__(self, name):
         return getattr(self.server, name)
 
     def get_devices_details_list_and_failed_devices(self, context, devices, agent_id, host=None, agent_restarted=False):
-        return {"devices": [self.server.device_details(self.host, d) for d in sorted(devices)], "failed_devices": []}
+        devices = list(self.order(sorted(devices)))
+        return {"devices": [self.server.device_details(self.host, d) for d in devices], "failed_devices": []}
 
     def update_device_list(self, context, devices_up, devices_down, agent_id, host, refresh_tunnels=False):
         return {
@@ -538,7 +541,7 @@ class _NoExtensions:
 class Host:
     """One host's OVS agent, driven through its own methods."""
 
-    def __init__(self, name, server):
+    def __init__(self, name, server, order=sorted):
         self.name = name
         self.server = server
         self.db = Ovsdb()
@@ -553,7 +556,7 @@ class Host:
         for m in host["bridge_mappings"]:
             self.db.add_bridge(m["bridge"])
             self.db.add_port(m["bridge"], m["nic"])
-        self.plugin_rpc = PluginRpc(name, server)
+        self.plugin_rpc = PluginRpc(name, server, order)
 
         a = ovs_neutron_agent.OVSNeutronAgent.__new__(ovs_neutron_agent.OVSNeutronAgent)
         self.agent = a
@@ -589,7 +592,7 @@ class Host:
         a.vlan_manager = vlanmanager.LocalVlanManager()
         a._reset_tunnel_ofports()
         a.tun_br = None
-        a.patch_int_ofport = a.patch_tun_ofport = ovs_lib.INVALID_OFPORT if hasattr(ovs_lib, "INVALID_OFPORT") else -1
+        a.patch_int_ofport = a.patch_tun_ofport = ovs_consts.OFPORT_INVALID  # no br-tun
         a.context = None
         a.plugin_rpc = self.plugin_rpc
         a.dvr_plugin_rpc = self.plugin_rpc
@@ -754,10 +757,11 @@ def canon_neutron(f, names):
     return {"table": f["table_id"], "priority": f["priority"], "match": match, "actions": actions + goto}
 
 
-def run(topo, change_topo=None):
+def run(topo, change_topo=None, order=sorted):
     """Flows per host and bridge that Neutron's agent installs for ``topo``;
     with ``change_topo``, after each surviving host's agent has processed the
-    change from ``topo`` to ``change_topo``."""
+    change from ``topo`` to ``change_topo``. ``order`` is the order in which
+    the agent gets its devices (sorted by port id, or e.g. ``reversed``)."""
     server = Server(topo)
     after = Server(change_topo) if change_topo else None
     out = {}
@@ -766,7 +770,7 @@ def run(topo, change_topo=None):
             continue  # controller: no OVS agent
         if after and not any(x["name"] == h["name"] for x in after.hosts):
             continue  # the removed host: its agent is gone
-        agent = Host(h["name"], server)
+        agent = Host(h["name"], server, order)
         if after:
             agent.change(after)
         out[h["name"]] = agent.dump()
