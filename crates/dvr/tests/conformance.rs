@@ -53,6 +53,17 @@ fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
         assert_eq!(r["missing"].as_array().unwrap().len(), 0, "{r}");
         assert_eq!(r["extra"].as_array().unwrap().len(), 0, "{r}");
     }
+    // A removed host's DVR MAC flows disappear everywhere, on both sides: on
+    // the network node, br-int loses the two table-0 `dl_src=<MAC>` flows
+    // (one per physical bridge) and each physical bridge its table-3 flow.
+    let matched = |scenario: &str, host: &str, bridge: &str| {
+        report.iter().find(|r| r["scenario"] == scenario && r["host"] == host && r["bridge"] == bridge).unwrap()["matched"]
+            .as_u64()
+            .unwrap()
+    };
+    for (bridge, gone) in [("br-int", 2), ("br-vlan", 1), ("br-ex", 1)] {
+        assert_eq!(matched("seed: remove host compute2", "network", bridge), matched("seed", "network", bridge) - gone, "{bridge}");
+    }
     // The ICMPv6 neighbour-advertisement flows are compared, not ignored.
     assert!(out.contains("seed                                                 compute1     br-int         51       0     0"), "{out}");
     // The one documented deviation (docs/conformance.md, D1) shows up exactly
