@@ -154,6 +154,11 @@ enum Cmd {
         /// Send from this MAC instead of the endpoint's (anti-spoofing test).
         #[arg(long, value_name = "MAC")]
         spoof_mac: Option<dvr_model::MacAddr>,
+        /// Let the endpoint first talk to the destination under its own addresses, so the
+        /// next hop is already in its ARP cache when it starts spoofing (it sends without
+        /// ARPing; a spoofed source IP then passes tables 24/25).
+        #[arg(long)]
+        neighbour_cached: bool,
         /// Neutron behaviour profile (see `dvr plan --help`).
         #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
         profile: Profile,
@@ -496,7 +501,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, profile, cold } => {
+        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, neighbour_cached, profile, cold } => {
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
             let mut world = dvr_sim::World::build(&t, &plan);
@@ -511,6 +516,9 @@ fn run(cli: Cli) -> Result<()> {
                 Proto::Udp => dvr_sim::L4::Udp { sport: 40000, dport },
             };
             let req = dvr_sim::TraceRequest { from, to: to_ip, l4, spoof_ip, spoof_mac };
+            if neighbour_cached {
+                dvr_sim::prime_neighbours(&mut world, &req)?;
+            }
             let tr = dvr_sim::trace(&mut world, &req)?;
             match format {
                 TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),
