@@ -11,10 +11,12 @@
 //! Needs root, openvswitch-switch, iputils-ping and tcpdump (`.ci/run`
 //! installs them). In CI (`CI` set) a missing prerequisite fails the test.
 
+mod common;
+
+use common::Capture;
 use dvr_model::MacAddr;
 use dvr_realize::{Lab, cmd};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn prerequisites() -> Result<(), String> {
@@ -29,53 +31,6 @@ fn prerequisites() -> Result<(), String> {
         "ethtool",
         "iptables-legacy-restore",
     ])
-}
-
-/// A packet capture running in a namespace until stopped.
-struct Capture {
-    child: Child,
-    file: std::path::PathBuf,
-}
-
-impl Capture {
-    /// Capture decoded lines (`tcpdump -e -nn -l`) into `file` until stopped.
-    fn start(ns: &str, dev: &str, filter: &str, file: std::path::PathBuf) -> Capture {
-        let out = std::fs::File::create(&file).unwrap();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-i", dev, "-e", "-nn", "-l"])
-            .args(filter.split_whitespace())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Traffic may start once tcpdump says it is listening (at most 10 s).
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut line = String::new();
-            while err.read_line(&mut line).unwrap_or(0) > 0 {
-                if line.contains("listening on") {
-                    let _ = tx.send(());
-                }
-                line.clear();
-            }
-        });
-        let _ = rx.recv_timeout(Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(100));
-        Capture { child, file }
-    }
-
-    /// Stop and return the captured lines.
-    fn stop(mut self) -> Vec<String> {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-        let lines: Vec<String> = std::fs::read_to_string(&self.file).unwrap_or_default().lines().map(String::from).collect();
-        let _ = std::fs::remove_file(&self.file);
-        lines
-    }
 }
 
 /// The Ethernet source of a `tcpdump -e -nn` line ("TIME SRC > DST, …").
