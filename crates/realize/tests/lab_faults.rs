@@ -249,3 +249,29 @@ fn down_during_ping_leaves_nothing() {
     assert!(left.is_empty(), "left behind: {left:?}");
     eprintln!("lab down during ping: {} ms, ping ended ({status})", took.as_millis());
 }
+
+#[test]
+#[ignore = "needs root and Open vSwitch"]
+fn a_failed_read_of_host_state_is_an_error_not_absent() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = Fixture::up("r");
+    let host_ns = f.lab().names.host_ns("compute1");
+    // Positive controls: a key that exists reads as a value, one that does not as absent.
+    assert!(dvr_realize::ip::sysctl_get(&host_ns, "net.ipv4.ip_forward").unwrap().is_some());
+    assert_eq!(dvr_realize::ip::sysctl_get(&host_ns, "net.ipv4.conf.no-such-dev.forwarding").unwrap(), None);
+    // A namespace that vanished between listing and reading: every reader fails
+    // (before, sysctl and the netlink readers said "absent", and up recreated things).
+    let gone = f.svc_ns("compute1", "fip");
+    cmd::run("ip", &["netns", "del", &gone], &[], None).unwrap();
+    assert!(dvr_realize::ip::sysctl_get(&gone, "net.ipv4.ip_forward").is_err());
+    assert!(dvr_realize::netlink::links(&gone).is_err());
+    assert!(dvr_realize::netlink::routes(&gone).is_err());
+    assert!(dvr_realize::netlink::rules(&gone).is_err());
+    assert!(dvr_realize::netlink::neighbours(&gone).is_err());
+    // With its OVS database gone, a host's bridges are unreadable, not "none".
+    f.kill9("compute1", Daemon::OvsdbServer);
+    let st = f.status();
+    assert!(st.of_host("compute1").any(|d| d.kind == "unreadable"), "{:?}", st.drift);
+    assert!(!st.of_host("compute1").any(|d| d.kind == "bridge"), "no bridge is reported missing: {:?}", st.drift);
+    f.repair("unreadable host state", &[("vm1", "192.168.2.20")]);
+}
