@@ -326,12 +326,9 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
-            let report = lab.up(&t, &plan, &mut |m| eprintln!("lab up: {m}"))?;
             let path = topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string());
-            std::fs::write(
-                lab.state.join("lab.json"),
-                serde_json::to_string_pretty(&serde_json::json!({"topology": path, "profile": profile.name()}))?,
-            )?;
+            let meta = serde_json::to_string_pretty(&serde_json::json!({"topology": path, "profile": profile.name()}))?;
+            let report = lab.up_recording(&t, &plan, Some(&meta), &mut |m| eprintln!("lab up: {m}"))?;
             let total: usize = report.ops.iter().map(|(_, o)| o.len()).sum();
             for (h, ops) in &report.ops {
                 println!("{h}: {} operations", ops.len());

@@ -270,6 +270,19 @@ impl Lab {
     /// drift (it checks that itself and fails otherwise). Dead OVS daemons are
     /// started again with their databases; nothing is deleted on an error path.
     pub fn up(&self, topo: &Topology, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<UpReport, LabError> {
+        self.up_recording(topo, plan, None, progress)
+    }
+
+    /// [`Lab::up`], then write `meta` (what later commands need to know about
+    /// the deployment) to `lab.json` while still holding the lock, so a `down`
+    /// waiting for this `up` cannot interleave with the write.
+    pub fn up_recording(
+        &self,
+        topo: &Topology,
+        plan: &Plan,
+        meta: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<UpReport, LabError> {
         let _lock = self.lock(progress)?;
         let t0 = Instant::now();
         let mut report = UpReport::default();
@@ -400,6 +413,10 @@ impl Lab {
             return Err(LabError::NotConverged(left));
         }
         report.namespaces = self.namespaces()?.len();
+        if let Some(meta) = meta {
+            let path = self.state.join("lab.json");
+            std::fs::write(&path, meta).map_err(|source| CmdError::Spawn { cmd: format!("write {}", path.display()), source })?;
+        }
         report.millis = t0.elapsed().as_millis();
         Ok(report)
     }
