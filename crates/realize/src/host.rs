@@ -68,6 +68,30 @@ impl fmt::Display for FlowDrift {
     }
 }
 
+/// How a namespace's netfilter tables differ from the plan (lines of
+/// `iptables-save`, prefixed by their table), for drift reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleDrift {
+    /// Planned chains and rules that are not loaded.
+    pub missing: Vec<String>,
+    /// Loaded chains and rules the plan does not have.
+    pub unexpected: Vec<String>,
+}
+
+impl fmt::Display for RuleDrift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} planned rules/chains missing, {} unexpected", self.missing.len(), self.unexpected.len())?;
+        // A rule says more than a chain declaration.
+        let pick = |v: &[String]| v.iter().find(|l| l.contains(" -A ")).or(v.first()).cloned();
+        if let Some(m) = pick(&self.missing) {
+            write!(f, "; e.g. missing `{m}`")?;
+        } else if let Some(u) = pick(&self.unexpected) {
+            write!(f, "; e.g. unexpected `{u}`")?;
+        }
+        Ok(())
+    }
+}
+
 /// One change to a host, printable for `--verbose` and tests.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Op {
@@ -102,8 +126,9 @@ pub enum Op {
     NeighDel(String, String, String),
     /// Write a sysctl: ns, key, value.
     Sysctl(String, String, String),
-    /// Load netfilter tables atomically (`iptables-restore`): ns, text.
-    IptRestore(String, String),
+    /// Load netfilter tables atomically (`iptables-restore`): ns, text, and
+    /// which rules differ.
+    IptRestore(String, String, RuleDrift),
     /// Create a bridge (userspace datapath, secure fail mode).
     AddBridge(String),
     /// Add a port: bridge, port, patch peer (None = existing device), tag.
@@ -137,7 +162,7 @@ impl fmt::Display for Op {
             Op::NeighReplace(n, ip, mac, d) => write!(f, "ip -n {n} neigh replace {ip} lladdr {mac} dev {d} nud permanent"),
             Op::NeighDel(n, ip, d) => write!(f, "ip -n {n} neigh del {ip} dev {d}"),
             Op::Sysctl(n, k, v) => write!(f, "ip netns exec {n} sysctl -w {k}={v}"),
-            Op::IptRestore(n, _) => write!(f, "ip netns exec {n} iptables-legacy-restore"),
+            Op::IptRestore(n, _, why) => write!(f, "ip netns exec {n} iptables-legacy-restore ({why})"),
             Op::AddBridge(b) => write!(f, "ovs-vsctl add-br {b}"),
             Op::AddPort(b, p, peer, tag) => write!(
                 f,
@@ -365,7 +390,15 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
             let have = if exists { ip::exec(&lab_ns, "iptables-legacy-save", &[], None)? } else { String::new() };
             let (want_l, have_l) = (ipt_lines(&text), ipt_lines(&have));
             if want_l.iter().any(|(t, lines)| have_l.get(t) != Some(lines)) {
-                ops.push(Op::IptRestore(lab_ns.clone(), text));
+                let flat = |m: &BTreeMap<String, Vec<String>>| -> BTreeSet<String> {
+                    m.iter()
+                        .filter(|(t, _)| want_l.contains_key(*t))
+                        .flat_map(|(t, ls)| ls.iter().map(move |l| format!("*{t} {l}")))
+                        .collect()
+                };
+                let (w, h) = (flat(&want_l), flat(&have_l));
+                let why = RuleDrift { missing: w.difference(&h).cloned().collect(), unexpected: h.difference(&w).cloned().collect() };
+                ops.push(Op::IptRestore(lab_ns.clone(), text, why));
             }
         }
     }
@@ -533,7 +566,7 @@ fn apply_one(op: &Op, ovs: &OvsInstance) -> Result<(), RealizeError> {
         Op::NeighReplace(n, ipa, mac, d) => netlink::neigh_replace(n, ipa, mac, d)?,
         Op::NeighDel(n, ipa, d) => netlink::neigh_del(n, ipa, d)?,
         Op::Sysctl(n, k, v) => ip::sysctl(n, k, v)?,
-        Op::IptRestore(n, text) => {
+        Op::IptRestore(n, text, _) => {
             ip::exec(n, "iptables-legacy-restore", &[], Some(text))?;
         }
         Op::AddBridge(b) => {

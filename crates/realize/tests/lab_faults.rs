@@ -172,6 +172,8 @@ fn flushed_nat_is_named_and_restored() {
     assert_eq!(f.lab().ping("ext1", "10.100.0.7".parse().unwrap(), 1).unwrap().received, 0, "the floating IP is broken");
     let st = f.assert_drift("compute1", "nat", &ns);
     assert_eq!(st.drift.len(), 1, "only the NAT table drifted: {:?}", st.drift);
+    let item = &st.drift[0].item;
+    assert!(item.contains("planned rules/chains missing, 0 unexpected") && item.contains("e.g. missing `*nat -A "), "names the rules: {item}");
     f.repair("flushed NAT", &[("ext1", "10.100.0.7"), ("vm1", "10.100.0.14")]);
 }
 
