@@ -326,6 +326,12 @@ impl Lab {
             let hns = self.names.host_ns(&h.name);
             ensure_ns(&hns)?;
             let ovs = self.ovs(&h.name);
+            if !existing.contains(&hns) {
+                // Daemons still running in a deleted host namespace keep it (and the
+                // devices in it) alive but unreachable: stop them, so the namespace
+                // and everything plugged into it go, and start them again in the new one.
+                ovs.stop();
+            }
             let existed = self.ovs_dir(&h.name).join("conf.db").exists();
             for d in ovs.ensure_running()? {
                 if existed {

@@ -173,7 +173,10 @@ fn flushed_nat_is_named_and_restored() {
     let st = f.assert_drift("compute1", "nat", &ns);
     assert_eq!(st.drift.len(), 1, "only the NAT table drifted: {:?}", st.drift);
     let item = &st.drift[0].item;
-    assert!(item.contains("planned rules/chains missing, 0 unexpected") && item.contains("e.g. missing `*nat -A "), "names the rules: {item}");
+    assert!(
+        item.contains("planned rules/chains missing, 0 unexpected") && item.contains("e.g. missing `*nat -A "),
+        "names the rules: {item}"
+    );
     f.repair("flushed NAT", &[("ext1", "10.100.0.7"), ("vm1", "10.100.0.14")]);
 }
 
@@ -276,4 +279,15 @@ fn a_failed_read_of_host_state_is_an_error_not_absent() {
     assert!(st.of_host("compute1").any(|d| d.kind == "unreadable"), "{:?}", st.drift);
     assert!(!st.of_host("compute1").any(|d| d.kind == "bridge"), "no bridge is reported missing: {:?}", st.drift);
     f.repair("unreadable host state", &[("vm1", "192.168.2.20")]);
+}
+
+#[test]
+#[ignore = "needs root and Open vSwitch"]
+fn deleted_host_namespace_is_named_and_rebuilt() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = Fixture::up("h");
+    let hns = f.lab().names.host_ns("compute2");
+    cmd::run("ip", &["netns", "del", &hns], &[], None).unwrap();
+    f.assert_drift("compute2", "namespace", &format!("{hns} is missing"));
+    f.repair("deleted host namespace", &[("vm1", "192.168.2.20"), ("vm1", "192.168.1.20"), ("vm5", "10.100.0.14")]);
 }
