@@ -160,6 +160,11 @@ enum Cmd {
         /// Send from this MAC instead of the endpoint's (anti-spoofing test).
         #[arg(long, value_name = "MAC")]
         spoof_mac: Option<dvr_model::MacAddr>,
+        /// Let the endpoint first talk to the destination under its own addresses, so the
+        /// next hop is already in its ARP cache when it starts spoofing (it sends without
+        /// ARPing; a spoofed source IP then passes tables 24/25).
+        #[arg(long)]
+        neighbour_cached: bool,
         /// Neutron behaviour profile (see `dvr plan --help`).
         #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
         profile: Profile,
@@ -268,7 +273,8 @@ enum LabCmd {
         #[command(flatten)]
         prefix: PrefixArg,
     },
-    /// Show the lab's namespaces, OVS instances and whether they match the plan.
+    /// Show the lab's daemons and every difference from the plan (host, kind, item);
+    /// exits non-zero when a daemon is dead or anything drifted.
     Status {
         #[command(flatten)]
         prefix: PrefixArg,
@@ -326,12 +332,9 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
-            let report = lab.up(&t, &plan, &mut |m| eprintln!("lab up: {m}"))?;
             let path = topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string());
-            std::fs::write(
-                lab.state.join("lab.json"),
-                serde_json::to_string_pretty(&serde_json::json!({"topology": path, "profile": profile.name()}))?,
-            )?;
+            let meta = serde_json::to_string_pretty(&serde_json::json!({"topology": path, "profile": profile.name()}))?;
+            let report = lab.up_recording(&t, &plan, Some(&meta), &mut |m| eprintln!("lab up: {m}"))?;
             let total: usize = report.ops.iter().map(|(_, o)| o.len()).sum();
             for (h, ops) in &report.ops {
                 println!("{h}: {} operations", ops.len());
@@ -340,6 +343,9 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                         println!("  {o}");
                     }
                 }
+            }
+            for (h, d) in &report.restarted {
+                println!("{h}: restarted {d}");
             }
             println!("lab `{}` up: {} namespaces, {total} operations applied, {} ms", prefix.prefix, report.namespaces, report.millis);
             if timings {
@@ -363,7 +369,7 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
         LabCmd::Down { prefix } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let t0 = std::time::Instant::now();
-            let removed = lab.down()?;
+            let removed = lab.down_with(&mut |m| eprintln!("lab down: {m}"))?;
             let left = lab.leftovers();
             println!("lab `{}` down: removed {} items in {} ms", prefix.prefix, removed.len(), t0.elapsed().as_millis());
             if !left.is_empty() {
@@ -373,7 +379,7 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
         LabCmd::Status { prefix, format } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let ns = lab.namespaces()?;
-            if ns.is_empty() {
+            if ns.is_empty() && !lab.state.exists() {
                 match format {
                     BenchFormat::Json => println!("{}", serde_json::json!({"prefix": prefix.prefix, "up": false})),
                     BenchFormat::Text => println!("lab `{}` is not up", prefix.prefix),
@@ -382,37 +388,45 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
             }
             let (t, profile) = lab_meta(&lab)?;
             let plan = dvr_plan::plan(&t, profile)?;
-            let pending = lab.pending(&plan)?;
-            let hosts: Vec<serde_json::Value> = pending
-                .iter()
-                .map(|(h, ops)| {
-                    serde_json::json!({
-                        "host": h,
-                        "ovs_running": lab.ovs(h).alive(),
-                        "matches_plan": ops.is_empty(),
-                        "pending": ops.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
+            let st = lab.status(&t, &plan, &mut |m| eprintln!("lab status: {m}"))?;
             if format == BenchFormat::Json {
-                let v = serde_json::json!({"prefix": prefix.prefix, "up": true, "namespaces": ns, "hosts": hosts});
+                let hosts: Vec<serde_json::Value> = st
+                    .daemons
+                    .iter()
+                    .map(|(h, ds)| {
+                        serde_json::json!({
+                            "host": h,
+                            "ovs_running": ds.iter().all(|(_, up)| *up),
+                            "daemons": ds.iter().map(|(d, up)| (d.to_string(), serde_json::Value::Bool(*up))).collect::<serde_json::Map<_, _>>(),
+                            "matches_plan": st.of_host(h).next().is_none(),
+                        })
+                    })
+                    .collect();
+                let drift: Vec<serde_json::Value> =
+                    st.drift.iter().map(|d| serde_json::json!({"host": d.host, "kind": d.kind, "item": d.item})).collect();
+                let v = serde_json::json!({"prefix": prefix.prefix, "up": true, "clean": st.clean(), "namespaces": ns, "hosts": hosts, "drift": drift});
                 println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
-            }
-            println!("lab `{}`: {} namespaces", prefix.prefix, ns.len());
-            for h in &hosts {
-                let name = h["host"].as_str().unwrap_or_default();
-                println!("  {:<12} ovs {}", name, if h["ovs_running"] == true { "running" } else { "NOT RUNNING" });
-            }
-            for (h, ops) in &pending {
-                if ops.is_empty() {
-                    println!("  {h:<12} matches its plan");
-                } else {
-                    println!("  {h:<12} DRIFT: {} operations needed (run `dvr lab up`)", ops.len());
-                    for o in ops.iter().take(10) {
-                        println!("      {o}");
-                    }
+            } else {
+                println!("lab `{}`: {} namespaces", prefix.prefix, st.namespaces);
+                for (h, ds) in &st.daemons {
+                    let d: Vec<String> = ds.iter().map(|(d, up)| format!("{d} {}", if *up { "running" } else { "NOT RUNNING" })).collect();
+                    let n = st.of_host(h).count();
+                    let state = if n == 0 { "matches its plan".to_string() } else { format!("DRIFT: {n} items") };
+                    println!("  {h:<12} {:<44} {state}", d.join(", "));
                 }
+                for d in &st.drift {
+                    println!("    {:<10} {:<10} {}", d.host, d.kind, d.item);
+                }
+            }
+            if !st.clean() {
+                let hosts: std::collections::BTreeSet<&str> = st.drift.iter().map(|d| d.host.as_str()).collect();
+                bail!(
+                    "lab `{}` differs from its plan: {} items on {}; `dvr lab up --prefix {}` repairs it",
+                    prefix.prefix,
+                    st.drift.len(),
+                    hosts.into_iter().collect::<Vec<_>>().join(", "),
+                    prefix.prefix
+                );
             }
         }
         LabCmd::Exec { prefix, name, cmd } => {
@@ -517,7 +531,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, profile, cold } => {
+        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, neighbour_cached, profile, cold } => {
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
             let mut world = dvr_sim::World::build(&t, &plan);
@@ -532,6 +546,9 @@ fn run(cli: Cli) -> Result<()> {
                 Proto::Udp => dvr_sim::L4::Udp { sport: 40000, dport },
             };
             let req = dvr_sim::TraceRequest { from, to: to_ip, l4, spoof_ip, spoof_mac };
+            if neighbour_cached {
+                dvr_sim::prime_neighbours(&mut world, &req)?;
+            }
             let tr = dvr_sim::trace(&mut world, &req)?;
             match format {
                 TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),

@@ -55,6 +55,29 @@ fn trace_text_reads_like_an_explanation() {
 }
 
 #[test]
+fn spoof_trace_explains_what_tables_24_25_protect() {
+    let text = |args: &[&str]| String::from_utf8_lossy(&dvr(args).stdout).into_owned();
+    let cold = text(&["trace", "--from", "vm1", "--to", "vm2", "--spoof-ip", "192.168.1.99"]);
+    assert!(cold.contains("verdict: dropped (NeighbourUnreachable)") && cold.contains("table 24"), "{cold}");
+    let cached = text(&["trace", "--from", "vm1", "--to", "vm2", "--spoof-ip", "192.168.1.99", "--neighbour-cached"]);
+    assert!(cached.contains("verdict: delivered to vm2"), "{cached}");
+    assert!(cached.contains("no ARP reply for 192.168.1.99"), "the reply is lost: {cached}");
+    for s in [&cold, &cached] {
+        assert!(s.contains("note: anti-spoofing: br-int table 24 (ARP_SPOOF_TABLE)"), "{s}");
+        assert!(s.contains("security-group firewall"), "{s}");
+    }
+    let out = dvr(&["trace", "--from", "vm1", "--to", "vm5", "--spoof-ip", "192.168.1.99", "--neighbour-cached", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["delivered_to"], "vm5");
+    assert_eq!(v["reply"]["verdict"], "dropped");
+    assert!(v["notes"].as_array().is_some_and(|n| n.len() == 2), "{}", v["notes"]);
+    let (ok, msg) = check(&out.stdout);
+    assert!(ok, "{msg}");
+    let plain = text(&["trace", "--from", "vm1", "--to", "vm2"]);
+    assert!(!plain.contains("note:"), "no notes without spoofing");
+}
+
+#[test]
 fn trace_rejects_unknown_endpoint_with_exit_2() {
     let out = dvr(&["trace", "--from", "nobody", "--to", "192.168.1.1"]);
     assert_eq!(out.status.code(), Some(2));

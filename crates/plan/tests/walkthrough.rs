@@ -2,8 +2,8 @@
 //! fact: where each namespace lives, which flows carry each path, and what
 //! the l3 agent writes into each namespace.
 
-use dvr_model::{Topology, seed};
-use dvr_openflow::{Action, Flow, VlanMatch};
+use dvr_model::{PortOwner, Topology, seed};
+use dvr_openflow::{Action, Flow, Ipv4Match, Proto, VlanMatch};
 use dvr_plan::{HostPlan, NamespaceKind, Profile, RuleSelector, plan};
 use std::collections::BTreeSet;
 
@@ -101,20 +101,38 @@ fn routed_cross_host_uses_dvr_mac_and_restores_gateway_mac() {
 
 #[test]
 fn gateway_traffic_never_leaves_the_host() {
-    let p = plan(&seed(), Profile::Walkthrough).unwrap();
+    let t = seed();
+    let p = plan(&t, Profile::Walkthrough).unwrap();
+    let mut checked = 0;
     for h in ["network", "compute1", "compute2"] {
         let hp = host(&p, h);
+        let t1 = flows(hp, "br-vlan", 1);
         for port in hp.bridge("br-int").unwrap().ports.iter().filter(|p| p.name.starts_with("qr-")) {
-            let t1 = flows(hp, "br-vlan", 1);
-            assert!(t1.iter().any(|f| f.matches.dl_dst == port.mac && f.actions == [Action::Drop]), "{h}: frames to {} dropped", port.name);
+            let mac = port.mac.unwrap_or_else(|| panic!("{h}: {} has no MAC", port.name));
+            let tag = VlanMatch::Tagged(port.tag.unwrap_or_else(|| panic!("{h}: {} has no local VLAN", port.name)));
+            // The router interface with this MAC, and the gateway address it owns.
+            let rif = t
+                .ports
+                .iter()
+                .find(|x| x.mac == mac && matches!(x.owner, PortOwner::RouterInterfaceDistributed { .. }))
+                .unwrap_or_else(|| panic!("{h}: no router interface has {}'s MAC {mac}", port.name));
+            let gateway = t.subnet(rif.subnet).gateway;
+            assert_eq!(rif.ip, gateway, "a qr- port owns its subnet's gateway address");
             assert!(
-                t1.iter().any(|f| f.matches.arp_tpa.is_some()
-                    && f.matches.dl_vlan == port.tag.map(VlanMatch::Tagged)
-                    && f.actions == [Action::Drop]),
-                "{h}: ARP for the gateway dropped"
+                t1.iter().any(|f| f.matches.dl_dst == Some(mac) && f.matches.dl_vlan == Some(tag) && f.actions == [Action::Drop]),
+                "{h}: frames to the gateway MAC {mac} dropped on br-vlan"
             );
+            assert!(
+                t1.iter().any(|f| f.matches.proto == Some(Proto::Arp)
+                    && f.matches.arp_tpa == Some(Ipv4Match::host(gateway))
+                    && f.matches.dl_vlan == Some(tag)
+                    && f.actions == [Action::Drop]),
+                "{h}: ARP for the gateway {gateway} dropped on br-vlan"
+            );
+            checked += 1;
         }
     }
+    assert_eq!(checked, 6, "two router interfaces on each of three hosts");
 }
 
 #[test]

@@ -39,6 +39,59 @@ impl Names {
     }
 }
 
+/// How a bridge's flows differ from its plan, so `lab status` can say which
+/// flows drifted rather than only that some did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FlowDrift {
+    /// Planned flows the bridge lacks (`ovs-ofctl` syntax).
+    pub missing: Vec<String>,
+    /// Flows on the bridge the plan does not have.
+    pub unexpected: Vec<String>,
+    /// Ports of the bridge are (re)added in the same converge: OVS gives them
+    /// new OpenFlow port numbers, and flows that named the old numbers must be
+    /// reloaded so their port names resolve again.
+    pub ports_changed: bool,
+}
+
+impl fmt::Display for FlowDrift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} planned flows missing, {} unexpected", self.missing.len(), self.unexpected.len())?;
+        if self.ports_changed {
+            write!(f, ", ports re-added (new OpenFlow port numbers)")?;
+        }
+        if let Some(m) = self.missing.first() {
+            write!(f, "; e.g. missing `{m}`")?;
+        } else if let Some(u) = self.unexpected.first() {
+            write!(f, "; e.g. unexpected `{u}`")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a namespace's netfilter tables differ from the plan (lines of
+/// `iptables-save`, prefixed by their table), for drift reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleDrift {
+    /// Planned chains and rules that are not loaded.
+    pub missing: Vec<String>,
+    /// Loaded chains and rules the plan does not have.
+    pub unexpected: Vec<String>,
+}
+
+impl fmt::Display for RuleDrift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} planned rules/chains missing, {} unexpected", self.missing.len(), self.unexpected.len())?;
+        // A rule says more than a chain declaration.
+        let pick = |v: &[String]| v.iter().find(|l| l.contains(" -A ")).or(v.first()).cloned();
+        if let Some(m) = pick(&self.missing) {
+            write!(f, "; e.g. missing `{m}`")?;
+        } else if let Some(u) = pick(&self.unexpected) {
+            write!(f, "; e.g. unexpected `{u}`")?;
+        }
+        Ok(())
+    }
+}
+
 /// One change to a host, printable for `--verbose` and tests.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Op {
@@ -73,8 +126,9 @@ pub enum Op {
     NeighDel(String, String, String),
     /// Write a sysctl: ns, key, value.
     Sysctl(String, String, String),
-    /// Load netfilter tables atomically (`iptables-restore`): ns, text.
-    IptRestore(String, String),
+    /// Load netfilter tables atomically (`iptables-restore`): ns, text, and
+    /// which rules differ.
+    IptRestore(String, String, RuleDrift),
     /// Create a bridge (userspace datapath, secure fail mode).
     AddBridge(String),
     /// Add a port: bridge, port, patch peer (None = existing device), tag.
@@ -85,8 +139,9 @@ pub enum Op {
     DelPort(String, String),
     /// Remove a bridge.
     DelBridge(String),
-    /// Replace all flows of a bridge atomically (`--bundle replace-flows`).
-    ReplaceFlows(String, String),
+    /// Replace all flows of a bridge atomically (`--bundle replace-flows`):
+    /// bridge, flow text, and why (what differs).
+    ReplaceFlows(String, String, FlowDrift),
     /// Delete a namespace (and with it its devices).
     DelNetns(String),
 }
@@ -107,7 +162,7 @@ impl fmt::Display for Op {
             Op::NeighReplace(n, ip, mac, d) => write!(f, "ip -n {n} neigh replace {ip} lladdr {mac} dev {d} nud permanent"),
             Op::NeighDel(n, ip, d) => write!(f, "ip -n {n} neigh del {ip} dev {d}"),
             Op::Sysctl(n, k, v) => write!(f, "ip netns exec {n} sysctl -w {k}={v}"),
-            Op::IptRestore(n, _) => write!(f, "ip netns exec {n} iptables-legacy-restore"),
+            Op::IptRestore(n, _, why) => write!(f, "ip netns exec {n} iptables-legacy-restore ({why})"),
             Op::AddBridge(b) => write!(f, "ovs-vsctl add-br {b}"),
             Op::AddPort(b, p, peer, tag) => write!(
                 f,
@@ -118,8 +173,29 @@ impl fmt::Display for Op {
             Op::SetTag(p, t) => write!(f, "ovs-vsctl set port {p} tag={t}"),
             Op::DelPort(b, p) => write!(f, "ovs-vsctl del-port {b} {p}"),
             Op::DelBridge(b) => write!(f, "ovs-vsctl del-br {b}"),
-            Op::ReplaceFlows(b, text) => write!(f, "ovs-ofctl --bundle replace-flows {b} ({} flows)", text.lines().count()),
+            Op::ReplaceFlows(b, text, why) => {
+                write!(f, "ovs-ofctl --bundle replace-flows {b} ({} flows; {why})", text.lines().count())
+            }
             Op::DelNetns(n) => write!(f, "ip netns del {n}"),
+        }
+    }
+}
+
+impl Op {
+    /// What kind of host state this operation repairs, for drift reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::AddNetns(_) | Op::DelNetns(_) => "namespace",
+            Op::AddVeth { .. } | Op::SetMac(..) | Op::LinkUp(..) => "device",
+            Op::AddrAdd(..) | Op::AddrDel(..) => "address",
+            Op::RouteReplace(..) | Op::RouteDel(..) => "route",
+            Op::RuleAdd(..) | Op::RuleDel(..) => "rule",
+            Op::NeighReplace(..) | Op::NeighDel(..) => "neighbour",
+            Op::Sysctl(..) => "sysctl",
+            Op::IptRestore(..) => "nat",
+            Op::AddBridge(_) | Op::DelBridge(_) => "bridge",
+            Op::AddPort(..) | Op::DelPort(..) | Op::SetTag(..) => "port",
+            Op::ReplaceFlows(..) => "flows",
         }
     }
 }
@@ -132,12 +208,17 @@ pub enum RealizeError {
     Cmd(#[from] CmdError),
 }
 
+/// Devices of a namespace as observed: name → (mac, up, addresses).
+type ObservedLinks = BTreeMap<String, (String, bool, BTreeSet<String>)>;
+
 /// Devices of a namespace: name → (mac, up, addresses "a.b.c.d/p"), over netlink.
-fn observe_links(ns: &str, exists: bool) -> BTreeMap<String, (String, bool, BTreeSet<String>)> {
+/// A namespace that exists but cannot be read is an error, never "no devices"
+/// (which would make the converge recreate what is there).
+fn observe_links(ns: &str, exists: bool) -> Result<ObservedLinks, CmdError> {
     if !exists {
-        return BTreeMap::new();
+        return Ok(BTreeMap::new());
     }
-    netlink::links(ns).map(|l| l.into_iter().map(|(n, x)| (n, (x.mac, x.up, x.addrs))).collect()).unwrap_or_default()
+    Ok(netlink::links(ns)?.into_iter().map(|(n, x)| (n, (x.mac, x.up, x.addrs))).collect())
 }
 
 /// Whether a read-back sysctl value satisfies the plan. `neigh.*.proxy_delay`
@@ -168,8 +249,8 @@ fn desired_routes(ns: &dvr_plan::Namespace) -> BTreeSet<Vec<String>> {
     ns.routes.iter().filter(|r| r.src.is_none()).map(route_args).collect()
 }
 
-fn observe_routes(ns: &str) -> BTreeSet<Vec<String>> {
-    netlink::routes(ns).unwrap_or_default()
+fn observe_routes(ns: &str) -> Result<BTreeSet<Vec<String>>, CmdError> {
+    netlink::routes(ns)
 }
 
 fn rule_args(r: &dvr_plan::Rule) -> Vec<String> {
@@ -180,12 +261,12 @@ fn rule_args(r: &dvr_plan::Rule) -> Vec<String> {
     [vec!["priority".to_string(), r.priority.to_string()], sel, vec!["table".into(), r.table.to_string()]].concat()
 }
 
-fn observe_rules(ns: &str) -> BTreeSet<Vec<String>> {
-    netlink::rules(ns).unwrap_or_default()
+fn observe_rules(ns: &str) -> Result<BTreeSet<Vec<String>>, CmdError> {
+    netlink::rules(ns)
 }
 
-fn observe_neigh(ns: &str) -> BTreeSet<(String, String, String)> {
-    netlink::neighbours(ns).unwrap_or_default()
+fn observe_neigh(ns: &str) -> Result<BTreeSet<(String, String, String)>, CmdError> {
+    netlink::neighbours(ns)
 }
 
 /// The `-A`/`:` lines of the tables present in `text`, per table, comparable.
@@ -211,7 +292,7 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
     let all_ns: BTreeSet<String> = ip::netns_list()?.into_iter().collect();
     let host_ns = names.host_ns(&hp.host);
     for sc in &hp.sysctls {
-        if !sysctl_holds(ip::sysctl_get(&host_ns, &sc.key).as_deref(), sc) {
+        if !sysctl_holds(ip::sysctl_get(&host_ns, &sc.key)?.as_deref(), sc) {
             ops.push(Op::Sysctl(host_ns.clone(), sc.key.clone(), sc.value.clone()));
         }
     }
@@ -219,7 +300,7 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
     for stale in all_ns.iter().filter(|n| n.starts_with(&format!("{host_ns}.")) && !wanted_ns.contains(*n)) {
         ops.push(Op::DelNetns(stale.clone()));
     }
-    let host_links = observe_links(&host_ns, all_ns.contains(&host_ns));
+    let host_links = observe_links(&host_ns, all_ns.contains(&host_ns))?;
     // Devices whose veth is (re)created now: OVS keeps a stale socket on a port
     // whose device was recreated under the same name, so such ports are re-added.
     let mut recreated: BTreeSet<String> = BTreeSet::new();
@@ -229,7 +310,7 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
         if !exists {
             ops.push(Op::AddNetns(lab_ns.clone()));
         }
-        let links = observe_links(&lab_ns, exists);
+        let links = observe_links(&lab_ns, exists)?;
         for d in &ns.devices {
             match links.get(&d.name) {
                 None => {
@@ -274,7 +355,7 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
                 }
             }
         }
-        let (want_routes, have_routes) = (desired_routes(ns), if exists { observe_routes(&lab_ns) } else { BTreeSet::new() });
+        let (want_routes, have_routes) = (desired_routes(ns), if exists { observe_routes(&lab_ns)? } else { BTreeSet::new() });
         for r in want_routes.difference(&have_routes) {
             ops.push(Op::RouteReplace(lab_ns.clone(), r.clone()));
         }
@@ -282,7 +363,7 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
             ops.push(Op::RouteDel(lab_ns.clone(), r.clone()));
         }
         let want_rules: BTreeSet<Vec<String>> = ns.rules.iter().map(rule_args).collect();
-        let have_rules = if exists { observe_rules(&lab_ns) } else { BTreeSet::new() };
+        let have_rules = if exists { observe_rules(&lab_ns)? } else { BTreeSet::new() };
         for r in have_rules.difference(&want_rules) {
             ops.push(Op::RuleDel(lab_ns.clone(), r.clone()));
         }
@@ -291,7 +372,7 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
         }
         let want_n: BTreeSet<(String, String, String)> =
             ns.neighbours.iter().map(|n| (n.ip.to_string(), n.mac.to_string(), n.dev.clone())).collect();
-        let have_n = if exists { observe_neigh(&lab_ns) } else { BTreeSet::new() };
+        let have_n = if exists { observe_neigh(&lab_ns)? } else { BTreeSet::new() };
         for (ipa, mac, dev) in want_n.difference(&have_n) {
             ops.push(Op::NeighReplace(lab_ns.clone(), ipa.clone(), mac.clone(), dev.clone()));
         }
@@ -299,17 +380,25 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
             ops.push(Op::NeighDel(lab_ns.clone(), ipa.clone(), dev.clone()));
         }
         for sc in &ns.sysctls {
-            let have = if exists { ip::sysctl_get(&lab_ns, &sc.key) } else { None };
+            let have = if exists { ip::sysctl_get(&lab_ns, &sc.key)? } else { None };
             if !sysctl_holds(have.as_deref(), sc) {
                 ops.push(Op::Sysctl(lab_ns.clone(), sc.key.clone(), sc.value.clone()));
             }
         }
         if !ns.iptables.is_empty() {
             let text = render::iptables_save(&ns.iptables);
-            let have = if exists { ip::exec(&lab_ns, "iptables-legacy-save", &[], None).unwrap_or_default() } else { String::new() };
+            let have = if exists { ip::exec(&lab_ns, "iptables-legacy-save", &[], None)? } else { String::new() };
             let (want_l, have_l) = (ipt_lines(&text), ipt_lines(&have));
             if want_l.iter().any(|(t, lines)| have_l.get(t) != Some(lines)) {
-                ops.push(Op::IptRestore(lab_ns.clone(), text));
+                let flat = |m: &BTreeMap<String, Vec<String>>| -> BTreeSet<String> {
+                    m.iter()
+                        .filter(|(t, _)| want_l.contains_key(*t))
+                        .flat_map(|(t, ls)| ls.iter().map(move |l| format!("*{t} {l}")))
+                        .collect()
+                };
+                let (w, h) = (flat(&want_l), flat(&have_l));
+                let why = RuleDrift { missing: w.difference(&h).cloned().collect(), unexpected: h.difference(&w).cloned().collect() };
+                ops.push(Op::IptRestore(lab_ns.clone(), text, why));
             }
         }
     }
@@ -350,14 +439,32 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
             ops.push(Op::DelPort(b.name.clone(), p.clone()));
         }
         let text = render::flows_text(b);
-        let same = have_br.contains(&b.name)
-            && ovs
-                .ofctl(&["--names", "dump-flows", &b.name], None)
-                .ok()
-                .and_then(|d| dvr_openflow::parse_flows(&d).ok())
-                .is_some_and(|have| flow_keys(have.iter()) == flow_keys(b.flows.iter().map(|f| &**f)));
-        if !same {
-            ops.push(Op::ReplaceFlows(b.name.clone(), text));
+        let want = flow_keys(b.flows.iter().map(|f| &**f));
+        let have = if have_br.contains(&b.name) {
+            let dump = ovs.ofctl(&["--names", "dump-flows", &b.name], None)?;
+            let parsed = dvr_openflow::parse_flows(&dump).map_err(|e| CmdError::Failed {
+                cmd: format!("ovs-ofctl dump-flows {}", b.name),
+                status: "unreadable output".into(),
+                stderr: e.to_string(),
+            })?;
+            flow_keys(parsed.iter())
+        } else {
+            BTreeSet::new()
+        };
+        // Ports added now get new OpenFlow numbers; flows loaded earlier still
+        // name the old ones (ovs-ofctl resolves names when flows are added), so
+        // they are reloaded after the ports, in the same converge.
+        let ports_changed = ops.iter().any(|o| match o {
+            Op::AddPort(br, ..) | Op::DelPort(br, _) | Op::AddBridge(br) => *br == b.name,
+            _ => false,
+        });
+        if want != have || ports_changed {
+            let why = FlowDrift {
+                missing: want.difference(&have).cloned().collect(),
+                unexpected: have.difference(&want).cloned().collect(),
+                ports_changed,
+            };
+            ops.push(Op::ReplaceFlows(b.name.clone(), text, why));
         }
     }
     Ok(ops)
@@ -369,7 +476,11 @@ fn flow_keys<'a>(flows: impl Iterator<Item = &'a dvr_openflow::Flow>) -> BTreeSe
 
 fn port_tags(ovs: &OvsInstance) -> Result<BTreeMap<String, Option<u16>>, CmdError> {
     let out = ovs.vsctl(&["--format=json", "--columns=name,tag", "list", "port"])?;
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    let v: Value = serde_json::from_str(&out).map_err(|e| CmdError::Failed {
+        cmd: "ovs-vsctl list port".into(),
+        status: "unreadable output".into(),
+        stderr: e.to_string(),
+    })?;
     Ok(v["data"]
         .as_array()
         .into_iter()
@@ -455,7 +566,7 @@ fn apply_one(op: &Op, ovs: &OvsInstance) -> Result<(), RealizeError> {
         Op::NeighReplace(n, ipa, mac, d) => netlink::neigh_replace(n, ipa, mac, d)?,
         Op::NeighDel(n, ipa, d) => netlink::neigh_del(n, ipa, d)?,
         Op::Sysctl(n, k, v) => ip::sysctl(n, k, v)?,
-        Op::IptRestore(n, text) => {
+        Op::IptRestore(n, text, _) => {
             ip::exec(n, "iptables-legacy-restore", &[], Some(text))?;
         }
         Op::AddBridge(b) => {
@@ -502,7 +613,7 @@ fn apply_one(op: &Op, ovs: &OvsInstance) -> Result<(), RealizeError> {
             ovs.vsctl(&["--if-exists", "del-port", b, p])?;
         }
         Op::DelBridge(b) => ovs.del_bridge(b)?,
-        Op::ReplaceFlows(b, text) => {
+        Op::ReplaceFlows(b, text, _) => {
             ovs.ofctl(&["--bundle", "replace-flows", b, "-"], Some(text)).or_else(|_| ovs.ofctl(&["replace-flows", b, "-"], Some(text)))?;
         }
         Op::DelNetns(n) => {

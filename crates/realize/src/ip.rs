@@ -28,7 +28,8 @@ pub fn exec(ns: &str, program: &str, args: &[&str], stdin: Option<&str>) -> Resu
 pub fn netns_list() -> Result<Vec<String>, CmdError> {
     let mut out: Vec<String> = match std::fs::read_dir("/run/netns") {
         Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
-        Err(_) => vec![],
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(source) => return Err(CmdError::Spawn { cmd: "read /run/netns".into(), source }),
     };
     out.sort();
     Ok(out)
@@ -42,9 +43,14 @@ pub fn netns_add(ns: &str) -> Result<(), CmdError> {
     sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")
 }
 
-/// Read a sysctl inside a namespace.
-pub fn sysctl_get(ns: &str, key: &str) -> Option<String> {
-    exec(ns, "sysctl", &["-n", key], None).ok().map(|s| s.trim().to_string())
+/// Read a sysctl inside a namespace: `None` when the key does not exist
+/// (its device or module is not there yet), an error when it cannot be read.
+pub fn sysctl_get(ns: &str, key: &str) -> Result<Option<String>, CmdError> {
+    match exec(ns, "sysctl", &["-n", key], None) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(CmdError::Failed { stderr, .. }) if stderr.contains("No such file or directory") && stderr.contains("/proc/sys/") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write a sysctl inside a namespace.

@@ -6,16 +6,28 @@
 //!
 //! Everything is named with a prefix (default `dvr`) and its state lives in
 //! `/run/dvr-lab/<prefix>`, so `lab down` finds and removes all of it.
+//!
+//! `up`, `down` and `status` hold an exclusive lock on `/run/dvr-lab/<prefix>.lock`
+//! while they run: two commands on one prefix take turns instead of creating
+//! and deleting the same namespaces and daemons under each other.
 
 use crate::cmd::{CmdError, run};
 use crate::host::{self, Names, Op, RealizeError};
 use crate::ip;
-use crate::ovs::OvsInstance;
+use crate::ovs::{Daemon, OvsInstance};
 use dvr_model::{Segment, Topology};
 use dvr_plan::Plan;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a lab command waits for another one on the same prefix.
+pub const LOCK_WAIT: Duration = Duration::from_secs(180);
 
 /// A lab on this machine.
 #[derive(Debug, Clone)]
@@ -35,6 +47,66 @@ pub struct UpReport {
     pub millis: u128,
     /// Namespaces of the lab after bring-up.
     pub namespaces: usize,
+    /// Daemons found dead and started again (host, daemon); empty on a first bring-up.
+    pub restarted: Vec<(String, Daemon)>,
+}
+
+/// One way the lab differs from its plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// Host it concerns (`fabric` for the physical switches and outside machines).
+    pub host: String,
+    /// What kind of state: `daemon`, `namespace`, `device`, `address`, `route`,
+    /// `rule`, `neighbour`, `sysctl`, `nat`, `bridge`, `port`, `flows` or
+    /// `unreadable` (the state could not be read, so it is unknown).
+    pub kind: &'static str,
+    /// Which item, and what `lab up` would do about it.
+    pub item: String,
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.host, self.kind, self.item)
+    }
+}
+
+/// The health of a lab: its daemons and every difference from the plan.
+#[derive(Debug, Clone, Default)]
+pub struct LabStatus {
+    /// The lab's namespaces present.
+    pub namespaces: usize,
+    /// Per planned host with a dataplane: (host, daemons with whether each runs).
+    pub daemons: Vec<(String, Vec<(Daemon, bool)>)>,
+    /// Everything that differs from the plan (dead daemons included).
+    pub drift: Vec<Drift>,
+}
+
+impl LabStatus {
+    /// Whether every daemon runs and nothing drifted.
+    pub fn clean(&self) -> bool {
+        self.drift.is_empty()
+    }
+
+    /// The drift of one host.
+    pub fn of_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Drift> + 'a {
+        self.drift.iter().filter(move |d| d.host == host)
+    }
+}
+
+/// The exclusive hold of one command on a lab prefix; released on drop.
+#[derive(Debug)]
+pub struct LabLock {
+    file: Flock<std::fs::File>,
+    path: PathBuf,
+}
+
+impl LabLock {
+    /// Release the lock and remove its file (after `down`, nothing of the lab
+    /// stays). Waiters re-check the file after locking, so removal is safe.
+    fn release_and_remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file);
+    }
 }
 
 /// One ping's result.
@@ -62,6 +134,58 @@ pub enum LabError {
     /// Something unsupported or unknown was asked for.
     #[error("{0}")]
     Usage(String),
+    /// Another command held the lab's lock for too long.
+    #[error(
+        "lab `{prefix}` is busy: another `dvr lab` command (pid {holder}) has held {path} for {waited_s} s; wait for it to finish, or end pid {holder} if it hangs"
+    )]
+    Busy {
+        /// Lab prefix.
+        prefix: String,
+        /// Pid recorded by the holder (`?` when unknown).
+        holder: String,
+        /// The lock file.
+        path: String,
+        /// Seconds waited.
+        waited_s: u64,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock lab state {path}: {source} (is /run writable? run as root)")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// After applying every operation, the lab still differs from the plan.
+    #[error("lab up did not converge: {} still differs after applying ({}); this is a bug in the converge, please report it", .0.len(), .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; "))]
+    NotConverged(Vec<Drift>),
+    /// Processes kept running in the lab's namespaces after tear-down.
+    #[error("tear-down left processes running in the lab's deleted namespaces: {}; end them with `kill -9 PID`", .0.join(", "))]
+    Survivors(Vec<String>),
+}
+
+/// Processes whose network namespace is one of `inodes` (namespace inode → name),
+/// as (pid, program, namespace). Zombies hold no namespace and are not listed.
+fn processes_in(inodes: &BTreeMap<u64, String>) -> Vec<(i32, String, String)> {
+    let mut out = Vec::new();
+    if inodes.is_empty() {
+        return out;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else { return out };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(meta) = std::fs::metadata(p.path().join("ns/net")) else { continue };
+        if let Some(ns) = inodes.get(&meta.ino()) {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default().trim().to_string();
+            out.push((pid, comm, ns.clone()));
+        }
+    }
+    out
+}
+
+/// Namespace inode → name, for named namespaces.
+fn netns_inodes(names: &[String]) -> BTreeMap<u64, String> {
+    names.iter().filter_map(|n| std::fs::metadata(format!("/run/netns/{n}")).ok().map(|m| (m.ino(), n.clone()))).collect()
 }
 
 fn short(name: &str, max: usize) -> String {
@@ -83,13 +207,85 @@ impl Lab {
         OvsInstance::attach(&self.names.host_ns(host), &self.ovs_dir(host))
     }
 
+    fn lock_path(&self) -> PathBuf {
+        self.state.parent().map(|p| p.join(format!("{}.lock", self.names.prefix))).unwrap_or_else(|| PathBuf::from("dvr-lab.lock"))
+    }
+
+    /// Take the lab's exclusive lock, waiting (and saying so through
+    /// `progress`) while another command holds it, at most [`LOCK_WAIT`].
+    pub fn lock(&self, progress: &mut dyn FnMut(&str)) -> Result<LabLock, LabError> {
+        let path = self.lock_path();
+        let lock_err = |source: std::io::Error| LabError::Lock { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(lock_err)?;
+        }
+        let t0 = Instant::now();
+        let mut told = false;
+        loop {
+            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(lock_err)?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(mut locked) => {
+                    // The holder before us may have removed the file (`down`): a lock
+                    // on an unlinked file protects nothing, so lock the new one.
+                    let mine = locked.metadata().map_err(lock_err)?.ino();
+                    if std::fs::metadata(&path).ok().map(|m| m.ino()) != Some(mine) {
+                        continue;
+                    }
+                    locked.set_len(0).map_err(lock_err)?;
+                    write!(&mut *locked, "{}", std::process::id()).map_err(lock_err)?;
+                    return Ok(LabLock { file: locked, path });
+                }
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    let holder = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+                    let holder = holder.unwrap_or_else(|| "?".into());
+                    if !told {
+                        progress(&format!(
+                            "another `dvr lab` command (pid {holder}) is working on lab `{}`; waiting for it to finish",
+                            self.names.prefix
+                        ));
+                        told = true;
+                    }
+                    if t0.elapsed() > LOCK_WAIT {
+                        return Err(LabError::Busy {
+                            prefix: self.names.prefix.clone(),
+                            holder,
+                            path: path.display().to_string(),
+                            waited_s: t0.elapsed().as_secs(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err((_, e)) => return Err(lock_err(e.into())),
+            }
+        }
+    }
+
     fn wire_bridge(physnet: &str) -> String {
         short(&format!("sw-{physnet}"), 15)
     }
 
     /// Bring up (or converge) the whole lab.
+    ///
+    /// Converges in one run: after it returns `Ok`, [`Lab::status`] finds no
+    /// drift (it checks that itself and fails otherwise). Dead OVS daemons are
+    /// started again with their databases; nothing is deleted on an error path.
     pub fn up(&self, topo: &Topology, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<UpReport, LabError> {
+        self.up_recording(topo, plan, None, progress)
+    }
+
+    /// [`Lab::up`], then write `meta` (what later commands need to know about
+    /// the deployment) to `lab.json` while still holding the lock, so a `down`
+    /// waiting for this `up` cannot interleave with the write.
+    pub fn up_recording(
+        &self,
+        topo: &Topology,
+        plan: &Plan,
+        meta: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<UpReport, LabError> {
+        let _lock = self.lock(progress)?;
         let t0 = Instant::now();
+        let mut report = UpReport::default();
         std::fs::create_dir_all(&self.state)
             .map_err(|source| CmdError::Spawn { cmd: format!("mkdir {}", self.state.display()), source })?;
         let existing: std::collections::BTreeSet<String> = ip::netns_list()?.into_iter().collect();
@@ -130,8 +326,18 @@ impl Lab {
             let hns = self.names.host_ns(&h.name);
             ensure_ns(&hns)?;
             let ovs = self.ovs(&h.name);
-            if !ovs.alive() {
-                OvsInstance::start(&hns, &self.ovs_dir(&h.name))?.keep();
+            if !existing.contains(&hns) {
+                // Daemons still running in a deleted host namespace keep it (and the
+                // devices in it) alive but unreachable: stop them, so the namespace
+                // and everything plugged into it go, and start them again in the new one.
+                ovs.stop();
+            }
+            let existed = self.ovs_dir(&h.name).join("conf.db").exists();
+            for d in ovs.ensure_running()? {
+                if existed {
+                    progress(&format!("host {}: {d} was not running; started it again", h.name));
+                    report.restarted.push((h.name.clone(), d));
+                }
             }
             for m in &h.bridge_mappings {
                 let port = format!("h{hi}-{}", short(&m.nic, 10));
@@ -199,7 +405,6 @@ impl Lab {
             }
         }
         // Converge every host to its plan.
-        let mut report = UpReport::default();
         for hp in plan.hosts.iter().filter(|h| !h.bridges.is_empty()) {
             progress(&format!("host {}: converging to its plan", hp.host));
             let ovs = self.ovs(&hp.host);
@@ -207,7 +412,17 @@ impl Lab {
             host::apply(&ops, &ovs)?;
             report.ops.push((hp.host.clone(), ops));
         }
+        // One run must converge: check it the way `status` does.
+        progress("checking that the lab matches its plan");
+        let left = self.survey(topo, plan)?.drift;
+        if !left.is_empty() {
+            return Err(LabError::NotConverged(left));
+        }
         report.namespaces = self.namespaces()?.len();
+        if let Some(meta) = meta {
+            let path = self.state.join("lab.json");
+            std::fs::write(&path, meta).map_err(|source| CmdError::Spawn { cmd: format!("write {}", path.display()), source })?;
+        }
         report.millis = t0.elapsed().as_millis();
         Ok(report)
     }
@@ -221,8 +436,85 @@ impl Lab {
         Ok(out)
     }
 
-    /// Tear everything down: OVS daemons, namespaces, state. Returns what was removed.
+    /// The namespaces `up` creates outside the hosts' plans: the fabric, each
+    /// host's own, one per instance, external host and upstream gateway,
+    /// with the host each belongs to.
+    fn base_namespaces(&self, topo: &Topology) -> Vec<(String, String)> {
+        let mut out = vec![(self.names.fabric_ns(), "fabric".to_string())];
+        for h in topo.hosts.iter().filter(|h| h.has_dataplane()) {
+            out.push((self.names.host_ns(&h.name), h.name.clone()));
+        }
+        for x in &topo.instances {
+            out.push((self.names.ep_ns(&x.name), topo.host(x.host).name.clone()));
+        }
+        for e in &topo.external_hosts {
+            out.push((self.names.ep_ns(&e.name), "fabric".into()));
+        }
+        for s in topo.subnets.iter().filter(|s| s.external_gateway_mac.is_some()) {
+            out.push((self.names.ep_ns(&format!("gw-{}", s.name)), "fabric".into()));
+        }
+        out
+    }
+
+    /// The daemons and everything that differs from the plan, from one look
+    /// at the machine, without the lock (callers hold it).
+    fn survey(&self, topo: &Topology, plan: &Plan) -> Result<LabStatus, LabError> {
+        let mut out = Vec::new();
+        let mut daemons = Vec::new();
+        let present: std::collections::BTreeSet<String> = self.namespaces()?.into_iter().collect();
+        for (ns, host) in self.base_namespaces(topo) {
+            if !present.contains(&ns) {
+                out.push(Drift { host, kind: "namespace", item: format!("{ns} is missing (`lab up` creates it)") });
+            }
+        }
+        for hp in plan.hosts.iter().filter(|h| !h.bridges.is_empty()) {
+            let ovs = self.ovs(&hp.host);
+            let mut db_down = false;
+            let alive: Vec<(Daemon, bool)> = Daemon::ALL.iter().map(|d| (*d, ovs.daemon_alive(*d))).collect();
+            daemons.push((hp.host.clone(), alive.clone()));
+            for (d, up) in alive {
+                if !up {
+                    db_down |= d == Daemon::OvsdbServer;
+                    let pid = ovs.pid(d.program()).map(|p| format!("pid {p} gone")).unwrap_or_else(|| "no pid file".into());
+                    out.push(Drift {
+                        host: hp.host.clone(),
+                        kind: "daemon",
+                        item: format!("{d} is not running ({pid}; `lab up` starts it again)"),
+                    });
+                }
+            }
+            if db_down {
+                out.push(Drift {
+                    host: hp.host.clone(),
+                    kind: "unreadable",
+                    item: "bridges, ports and flows: no ovsdb-server to ask".into(),
+                });
+                continue;
+            }
+            match host::diff(&self.names, hp, &ovs) {
+                Ok(ops) => out.extend(ops.iter().map(|o| Drift { host: hp.host.clone(), kind: o.kind(), item: o.to_string() })),
+                Err(e) => out.push(Drift { host: hp.host.clone(), kind: "unreadable", item: e.to_string() }),
+            }
+        }
+        Ok(LabStatus { namespaces: present.len(), daemons, drift: out })
+    }
+
+    /// The lab's health: each host's daemons and every difference from the
+    /// plan, named by host, kind and item. Waits for a running `up`/`down`.
+    pub fn status(&self, topo: &Topology, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<LabStatus, LabError> {
+        let _lock = self.lock(progress)?;
+        self.survey(topo, plan)
+    }
+
+    /// Tear everything down: OVS daemons, every process still running in the
+    /// lab's namespaces, the namespaces, state. Returns what was removed.
     pub fn down(&self) -> Result<Vec<String>, LabError> {
+        self.down_with(&mut |_| {})
+    }
+
+    /// [`Lab::down`], telling `progress` when it waits for another command.
+    pub fn down_with(&self, progress: &mut dyn FnMut(&str)) -> Result<Vec<String>, LabError> {
+        let lock = self.lock(progress)?;
         let mut removed = Vec::new();
         if let Ok(hosts) = std::fs::read_dir(self.state.join("hosts")) {
             for h in hosts.flatten() {
@@ -231,7 +523,27 @@ impl Lab {
                 removed.push(format!("ovs of {name}"));
             }
         }
-        for ns in self.namespaces()? {
+        let namespaces = self.namespaces()?;
+        // A process inside a namespace keeps it alive after `ip netns del`,
+        // unnamed and unfindable: end them all first (pings, captures, shells).
+        let inodes = netns_inodes(&namespaces);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let procs = processes_in(&inodes);
+            if procs.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for (pid, comm, ns) in procs {
+                if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                    let what = format!("process {pid} ({comm}) in {ns}");
+                    if !removed.contains(&what) {
+                        removed.push(what);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for ns in namespaces {
             run("ip", &["netns", "del", &ns], &[], None)?;
             removed.push(ns);
         }
@@ -240,6 +552,12 @@ impl Lab {
                 .map_err(|source| CmdError::Spawn { cmd: format!("rm -rf {}", self.state.display()), source })?;
             removed.push(self.state.display().to_string());
         }
+        let survivors: Vec<String> =
+            processes_in(&inodes).into_iter().map(|(pid, comm, ns)| format!("process {pid} ({comm}) in deleted {ns}")).collect();
+        if !survivors.is_empty() {
+            return Err(LabError::Survivors(survivors));
+        }
+        lock.release_and_remove();
         Ok(removed)
     }
 
@@ -251,7 +569,11 @@ impl Lab {
 
     /// Anything of this lab still on the machine: namespaces, processes, files.
     pub fn leftovers(&self) -> Vec<String> {
-        let mut out = self.namespaces().unwrap_or_default();
+        let namespaces = self.namespaces().unwrap_or_default();
+        let mut out = namespaces.clone();
+        for (pid, comm, ns) in processes_in(&netns_inodes(&namespaces)) {
+            out.push(format!("process {pid} ({comm}) in {ns}"));
+        }
         let dir = self.state.display().to_string();
         if let Ok(procs) = std::fs::read_dir("/proc") {
             for p in procs.flatten() {
@@ -265,6 +587,9 @@ impl Lab {
         }
         if self.state.exists() {
             out.push(dir);
+        }
+        if self.lock_path().exists() {
+            out.push(self.lock_path().display().to_string());
         }
         out
     }

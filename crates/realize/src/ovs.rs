@@ -22,10 +22,42 @@ pub struct OvsInstance {
     keep: bool,
 }
 
+/// The two daemons of an instance, told apart because either can die alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Daemon {
+    /// The configuration database.
+    OvsdbServer,
+    /// The switch itself (datapath, OpenFlow tables).
+    Vswitchd,
+}
+
+impl Daemon {
+    /// Both, in start order.
+    pub const ALL: [Daemon; 2] = [Daemon::OvsdbServer, Daemon::Vswitchd];
+
+    /// The program name (and pid file stem).
+    pub fn program(self) -> &'static str {
+        match self {
+            Daemon::OvsdbServer => "ovsdb-server",
+            Daemon::Vswitchd => "ovs-vswitchd",
+        }
+    }
+}
+
+impl std::fmt::Display for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.program())
+    }
+}
+
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 
 impl OvsInstance {
     /// Start OVS in namespace `netns` (created if missing) with state in `dir`.
+    ///
+    /// On failure it removes only what this call created (the namespace, the
+    /// directory and the daemons in it) and leaves anything that was already
+    /// there untouched: an error path must never destroy state it did not make.
     pub fn start(netns: &str, dir: &Path) -> Result<OvsInstance, CmdError> {
         let existing = run("ip", &["netns", "list"], &[], None)?;
         let owns_netns = !existing.lines().any(|l| l.split_whitespace().next() == Some(netns));
@@ -33,50 +65,99 @@ impl OvsInstance {
             run("ip", &["netns", "add", netns], &[], None)?;
             run("ip", &["-n", netns, "link", "set", "lo", "up"], &[], None)?;
         }
-        std::fs::create_dir_all(dir).map_err(|source| CmdError::Spawn { cmd: format!("mkdir {}", dir.display()), source })?;
-        let me = OvsInstance { netns: netns.to_string(), dir: dir.to_path_buf(), owns_netns, keep: false };
-        let d = me.dir.display().to_string();
+        let created_dir = !dir.exists();
+        let mut me = OvsInstance { netns: netns.to_string(), dir: dir.to_path_buf(), owns_netns, keep: true };
+        match me.ensure_running() {
+            Ok(_) => {
+                me.keep = false;
+                Ok(me)
+            }
+            Err(e) => {
+                if created_dir {
+                    // Every daemon with a pid file in a directory we created is ours.
+                    me.stop();
+                    let _ = std::fs::remove_dir_all(&me.dir);
+                }
+                if owns_netns {
+                    let _ = run("ip", &["netns", "del", netns], &[], None);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Start whichever of the two daemons is not running (both for a new
+    /// instance), keeping the database and everything else in place: a killed
+    /// `ovs-vswitchd` or `ovsdb-server` comes back with the bridges and ports it
+    /// had (flows are not persistent in OVS; the converge that follows reloads
+    /// them). Returns the daemons started.
+    pub fn ensure_running(&self) -> Result<Vec<Daemon>, CmdError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| CmdError::Spawn { cmd: format!("mkdir {}", self.dir.display()), source })?;
+        let d = self.dir.display().to_string();
         let db = format!("{d}/conf.db");
-        if !Path::new(&db).exists() {
+        let fresh = !Path::new(&db).exists();
+        if fresh {
             run("ovsdb-tool", &["create", &db, SCHEMA], &[], None)?;
         }
-        me.run_env(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                netns,
-                "ovsdb-server",
-                &db,
-                &format!("--remote=punix:{d}/db.sock"),
-                &format!("--pidfile={d}/ovsdb-server.pid"),
-                &format!("--unixctl={d}/ovsdb-server.ctl"),
-                &format!("--log-file={d}/ovsdb-server.log"),
-                "--detach",
-            ],
-            None,
-        )?;
-        me.vsctl_nowait(&["init"])?;
-        me.run_env(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                netns,
-                "ovs-vswitchd",
-                &format!("unix:{d}/db.sock"),
-                &format!("--pidfile={d}/ovs-vswitchd.pid"),
-                &format!("--unixctl={d}/ovs-vswitchd.ctl"),
-                &format!("--log-file={d}/ovs-vswitchd.log"),
-                "--detach",
-                "--disable-system",
-                "--disable-system-route",
-                "-vconsole:off",
-            ],
-            None,
-        )?;
-        me.appctl(&["version"])?;
-        Ok(me)
+        let mut started = Vec::new();
+        if !self.daemon_alive(Daemon::OvsdbServer) {
+            self.run_env(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.netns,
+                    "ovsdb-server",
+                    &db,
+                    &format!("--remote=punix:{d}/db.sock"),
+                    &format!("--pidfile={d}/ovsdb-server.pid"),
+                    &format!("--unixctl={d}/ovsdb-server.ctl"),
+                    &format!("--log-file={d}/ovsdb-server.log"),
+                    "--detach",
+                ],
+                None,
+            )?;
+            started.push(Daemon::OvsdbServer);
+        }
+        if fresh {
+            self.vsctl_nowait(&["init"])?;
+        }
+        if !self.daemon_alive(Daemon::Vswitchd) {
+            self.run_env(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.netns,
+                    "ovs-vswitchd",
+                    &format!("unix:{d}/db.sock"),
+                    &format!("--pidfile={d}/ovs-vswitchd.pid"),
+                    &format!("--unixctl={d}/ovs-vswitchd.ctl"),
+                    &format!("--log-file={d}/ovs-vswitchd.log"),
+                    "--detach",
+                    "--disable-system",
+                    "--disable-system-route",
+                    "-vconsole:off",
+                ],
+                None,
+            )?;
+            started.push(Daemon::Vswitchd);
+        }
+        self.appctl(&["version"])?;
+        Ok(started)
+    }
+
+    /// Whether a daemon of this instance runs: its pid file names a live
+    /// (not zombie) process of that program. Cheaper than a round trip and,
+    /// unlike one, it tells the two daemons apart.
+    pub fn daemon_alive(&self, daemon: Daemon) -> bool {
+        let Some(pid) = self.pid(daemon.program()) else { return false };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        // "pid (comm) S …": comm is at most 15 characters.
+        let comm = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") ")).map(|(c, _)| c);
+        let state = stat.rsplit_once(") ").map(|(_, r)| r.trim_start());
+        let expected: String = daemon.program().chars().take(15).collect();
+        comm == Some(expected.as_str()) && !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
     }
 
     /// Reconnect to an instance a previous command started (left running).
@@ -90,9 +171,9 @@ impl OvsInstance {
         self
     }
 
-    /// Whether the vswitchd of this instance answers.
+    /// Whether both daemons run and vswitchd answers.
     pub fn alive(&self) -> bool {
-        self.appctl(&["version"]).is_ok()
+        self.daemon_alive(Daemon::OvsdbServer) && self.daemon_alive(Daemon::Vswitchd) && self.appctl(&["version"]).is_ok()
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -185,24 +266,27 @@ impl OvsInstance {
         self.vsctl(&["--if-exists", "del-br", name]).map(|_| ())
     }
 
-    fn pid(&self, daemon: &str) -> Option<i32> {
+    /// The pid a daemon's pid file names (it may be stale).
+    pub fn pid(&self, daemon: &str) -> Option<i32> {
         std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))).ok()?.trim().parse().ok()
     }
 
     /// Stop the daemons (vswitchd first) and wait until they are gone.
     pub fn stop(&self) {
-        let _ = self.appctl(&["exit"]);
-        for daemon in ["ovs-vswitchd", "ovsdb-server"] {
-            if let Some(pid) = self.pid(daemon) {
-                let _ = run("kill", &[&pid.to_string()], &[], None);
-                let deadline = Instant::now() + Duration::from_secs(3);
-                // A killed daemon stays a zombie until PID 1 reaps it: wait for state Z or gone.
-                while Instant::now() < deadline {
-                    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                        Ok(s) if !s.contains(") Z ") => std::thread::sleep(Duration::from_millis(10)),
-                        _ => break,
-                    }
-                }
+        if self.daemon_alive(Daemon::Vswitchd) {
+            let _ = self.appctl(&["exit"]);
+        }
+        for daemon in [Daemon::Vswitchd, Daemon::OvsdbServer] {
+            // A stale pid file may name a pid reused by an unrelated process: kill only our daemon.
+            if !self.daemon_alive(daemon) {
+                continue;
+            }
+            let Some(pid) = self.pid(daemon.program()) else { continue };
+            let _ = run("kill", &[&pid.to_string()], &[], None);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            // A killed daemon stays a zombie until PID 1 reaps it: wait for state Z or gone.
+            while Instant::now() < deadline && self.daemon_alive(daemon) {
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }

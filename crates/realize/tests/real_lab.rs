@@ -1,6 +1,9 @@
 //! The seed lab on real Open vSwitch and Linux namespaces: bring it up, ping
 //! every path of the walkthrough, capture the physical network to prove what
-//! travels on it (VLAN tags, DVR MACs as sources, no gateway ARP), check the
+//! travels on it (VLAN tags, DVR MACs as sources, no gateway ARP: with the
+//! neighbour caches flushed, the ARP is seen on the VM's port and answered by
+//! the local qrouter, and it does reach the wire once br-vlan's drop flow is
+//! removed, so the check can tell), check the
 //! floating IP and SNAT from the outside, converge twice (nothing to do the
 //! second time), remove a router's namespace and watch it come back, tear
 //! down and check that nothing is left. Prints bring-up, tear-down and RTT.
@@ -8,8 +11,12 @@
 //! Needs root, openvswitch-switch, iputils-ping and tcpdump (`.ci/run`
 //! installs them). In CI (`CI` set) a missing prerequisite fails the test.
 
+mod common;
+
+use common::Capture;
+use dvr_model::MacAddr;
 use dvr_realize::{Lab, cmd};
-use std::process::{Child, Command, Stdio};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 fn prerequisites() -> Result<(), String> {
@@ -26,51 +33,10 @@ fn prerequisites() -> Result<(), String> {
     ])
 }
 
-/// A packet capture running in a namespace until stopped.
-struct Capture {
-    child: Child,
-    file: std::path::PathBuf,
-}
-
-impl Capture {
-    /// Capture decoded lines (`tcpdump -e -nn -l`) into `file` until stopped.
-    fn start(ns: &str, dev: &str, filter: &str, file: std::path::PathBuf) -> Capture {
-        let out = std::fs::File::create(&file).unwrap();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-i", dev, "-e", "-nn", "-l"])
-            .args(filter.split_whitespace())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Traffic may start once tcpdump says it is listening (at most 10 s).
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut line = String::new();
-            while err.read_line(&mut line).unwrap_or(0) > 0 {
-                if line.contains("listening on") {
-                    let _ = tx.send(());
-                }
-                line.clear();
-            }
-        });
-        let _ = rx.recv_timeout(Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(100));
-        Capture { child, file }
-    }
-
-    /// Stop and return the captured lines.
-    fn stop(mut self) -> Vec<String> {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-        let lines: Vec<String> = std::fs::read_to_string(&self.file).unwrap_or_default().lines().map(String::from).collect();
-        let _ = std::fs::remove_file(&self.file);
-        lines
-    }
+/// The Ethernet source of a `tcpdump -e -nn` line ("TIME SRC > DST, …").
+fn source_mac(line: &str) -> MacAddr {
+    let src = line.split_whitespace().nth(1).unwrap_or_default();
+    src.parse().unwrap_or_else(|_| panic!("no source MAC in `{line}`"))
 }
 
 #[test]
@@ -113,35 +79,71 @@ fn seed_lab_on_real_ovs() {
     // The wire: compute1's port on the physnet1 switch.
     let fabric = lab.names.fabric_ns();
     let c1 = topo.host_ix("compute1").unwrap();
-    let c1_mac = topo.host(c1).dvr_mac.unwrap().to_string();
+    let c1_mac = topo.host(c1).dvr_mac.unwrap();
     let c1_port = format!("h{}-eth1", c1.0);
     let dir = std::env::temp_dir();
-    let qr_macs: Vec<String> = topo
-        .ports
-        .iter()
-        .filter(|p| matches!(p.owner, dvr_model::PortOwner::RouterInterfaceDistributed { .. }))
-        .map(|p| p.mac.to_string())
-        .collect();
-    let cap = Capture::start(&fabric, &c1_port, "", dir.join(format!("{}-wire.txt", lab.names.prefix)));
+    let qr_macs: Vec<MacAddr> =
+        topo.ports.iter().filter(|p| matches!(p.owner, dvr_model::PortOwner::RouterInterfaceDistributed { .. })).map(|p| p.mac).collect();
+    let gw1: Ipv4Addr = "192.168.1.1".parse().unwrap();
+    let qr1_mac =
+        topo.ports.iter().find(|p| p.ip == gw1 && matches!(p.owner, dvr_model::PortOwner::RouterInterfaceDistributed { .. })).unwrap().mac;
+    // compute1's qrouter device on test1, where vm1's ARP for its gateway must be answered.
+    let c1_plan = plan.host("compute1").unwrap();
+    let qr1 = c1_plan.bridge("br-int").unwrap().ports.iter().find(|p| p.mac == Some(qr1_mac)).unwrap();
+    let qr1_tag = qr1.tag.unwrap();
+    let c1_qrouter =
+        lab.names.svc_ns("compute1", &c1_plan.namespaces.iter().find(|n| n.kind == dvr_plan::NamespaceKind::Qrouter).unwrap().name);
+    // The pings above filled the neighbour caches: empty them, or no ARP is sent at all.
+    for vm in ["vm1", "vm4"] {
+        cmd::run("ip", &["-n", &lab.names.ep_ns(vm), "neigh", "flush", "all"], &[], None).unwrap();
+    }
+    let wire_cap = Capture::start(&fabric, &c1_port, "", dir.join(format!("{}-wire.txt", lab.names.prefix)));
+    let vm_cap = Capture::start(&lab.names.ep_ns("vm1"), "eth0", "arp", dir.join(format!("{}-vm1.txt", lab.names.prefix)));
+    let qr_cap = Capture::start(&c1_qrouter, &qr1.name, "arp", dir.join(format!("{}-qr.txt", lab.names.prefix)));
     for (from, to) in [("vm1", "192.168.2.20"), ("vm1", "192.168.1.20"), ("vm1", "192.168.1.1"), ("vm4", "192.168.2.1")] {
         assert!(lab.ping(from, to.parse().unwrap(), 2).unwrap().received >= 1);
     }
-    let wire = cap.stop();
+    let (wire, at_vm, at_qr) = (wire_cap.stop(), vm_cap.stop(), qr_cap.stop());
+    // The ARP happened, on the VM's own port, and compute1's own qrouter answered it.
+    let asked = "Request who-has 192.168.1.1 tell 192.168.1.9";
+    let answer = format!("Reply 192.168.1.1 is-at {qr1_mac}");
+    assert!(at_vm.iter().any(|l| l.contains(asked)), "vm1 ARPs for its gateway after the flush:\n{}", at_vm.join("\n"));
+    assert!(at_vm.iter().any(|l| l.contains(&answer)), "vm1 gets the gateway's answer:\n{}", at_vm.join("\n"));
+    assert!(at_qr.iter().any(|l| l.contains(asked)), "the request reaches compute1's qrouter:\n{}", at_qr.join("\n"));
+    assert!(at_qr.iter().any(|l| l.contains(&answer)), "compute1's qrouter answers it:\n{}", at_qr.join("\n"));
     let routed: Vec<&String> = wire.iter().filter(|l| l.contains("vlan 148") && l.contains("192.168.1.9 > 192.168.2.20")).collect();
     assert!(!routed.is_empty(), "routed vm1 -> vm5 frames on the wire with VLAN 148:\n{}", wire.join("\n"));
     for l in &routed {
-        assert!(
-            l.starts_with(&format!("{} ", l.split_whitespace().next().unwrap())) && l.contains(&format!("{c1_mac} >")),
-            "source must be compute1's DVR MAC {c1_mac}: {l}"
-        );
+        assert_eq!(source_mac(l), c1_mac, "source must be compute1's DVR MAC: {l}");
     }
     assert!(wire.iter().any(|l| l.contains("vlan 196") && l.contains("192.168.1.9 > 192.168.1.20")), "same-network frames carry VLAN 196");
-    for l in &wire {
-        for qr in &qr_macs {
-            assert!(!l.contains(&format!("{qr} >")), "gateway MAC {qr} as a source on the wire: {l}");
-        }
+    for l in wire.iter().filter(|l| !l.trim().is_empty()) {
+        assert!(!qr_macs.contains(&source_mac(l)), "a gateway MAC as a source on the wire: {l}");
         assert!(!l.contains("who-has 192.168.1.1 ") && !l.contains("who-has 192.168.2.1 "), "ARP for a gateway on the wire: {l}");
     }
+
+    // Positive control: without br-vlan's table-1 drop of gateway ARP, the same
+    // ARP reaches the wire, so the capture above can tell.
+    let drop_flow = format!("table=1,priority=3,arp,dl_vlan={qr1_tag},arp_tpa=192.168.1.1");
+    lab.ovs("compute1").ofctl(&["--strict", "del-flows", "br-vlan", &drop_flow], None).unwrap();
+    let arp_on_wire = |lab: &Lab| -> Vec<String> {
+        cmd::run("ip", &["-n", &lab.names.ep_ns("vm1"), "neigh", "flush", "all"], &[], None).unwrap();
+        let cap = Capture::start(&fabric, &c1_port, "arp", dir.join(format!("{}-wire-arp.txt", lab.names.prefix)));
+        assert!(lab.ping("vm1", gw1, 1).unwrap().received >= 1, "vm1 reaches its gateway");
+        cap.stop().into_iter().filter(|l| l.contains(asked)).collect()
+    };
+    let leaked = arp_on_wire(lab);
+    assert!(!leaked.is_empty(), "without the drop flow, vm1's ARP for its gateway is on the wire");
+    assert!(leaked.iter().all(|l| l.contains("vlan 196")), "tagged with test1's segment: {leaked:?}");
+    let st = lab.status(&topo, &plan, &mut |_| {}).unwrap();
+    assert!(st.of_host("compute1").any(|d| d.kind == "flows" && d.item.contains("br-vlan") && d.item.contains("1 planned flows missing")));
+    lab.up(&topo, &plan, &mut |_| {}).unwrap();
+    assert!(arp_on_wire(lab).is_empty(), "with the drop flow restored, the ARP stays on the host again");
+    eprintln!(
+        "gateway ARP: {} request(s) on vm1's port, answered by compute1's qrouter, 0 on the wire; without br-vlan's drop flow: {} on the wire",
+        at_vm.iter().filter(|l| l.contains(asked)).count(),
+        leaked.len()
+    );
 
     // From the outside: SNAT source and the floating IP.
     let ext = lab.names.ep_ns("ext1");

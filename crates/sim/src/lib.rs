@@ -19,5 +19,5 @@ pub mod trace;
 pub mod world;
 
 pub use packet::L4;
-pub use trace::{Disposition, Hop, HopKind, Trace, TraceError, TraceRequest, delivery_path, reach, trace, warm_up};
+pub use trace::{Disposition, Hop, HopKind, Trace, TraceError, TraceRequest, delivery_path, prime_neighbours, reach, trace, warm_up};
 pub use world::World;

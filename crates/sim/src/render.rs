@@ -42,6 +42,9 @@ pub fn text(t: &Trace) -> String {
         let _ = writeln!(o, "\n--- reply ---");
         o.push_str(&text(r));
     }
+    for n in &t.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
     o
 }
 

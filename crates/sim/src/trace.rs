@@ -91,6 +91,10 @@ pub struct Trace {
     /// The reply's trace (request only, when delivered).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<Box<Trace>>,
+    /// What the reader needs to interpret the verdict (e.g. what the
+    /// anti-spoofing tables do and do not protect when the trace spoofs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What to trace.
@@ -522,6 +526,7 @@ fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
             disposition: Disposition::Delivered,
             hops: p.hops,
             reply: None,
+            notes: vec![],
         };
     }
     let (reason, disposition) = if p.looped {
@@ -529,10 +534,15 @@ fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
     } else if let Some(d) = p.drops.iter().rev().find(|d| d.traced) {
         (d.reason.text(w), d.disposition)
     } else if let Some((node, dev, ip)) = w.stacks.iter().find_map(|n| n.stack.unresolved().first().map(|(d, ip)| (n, d.clone(), *ip))) {
+        // An answer that was sent and dropped (e.g. by anti-spoofing) explains
+        // more than the flooded copies of the request that died elsewhere.
+        let answer_drop =
+            p.drops.iter().rev().find(|d| matches!(d.frame.payload, Payload::Arp { op: crate::packet::ARP_REPLY, spa, .. } if spa == ip));
         let arp_drop = p.drops.iter().rev().find(|d| matches!(d.frame.payload, Payload::Arp { tpa, .. } if tpa == ip));
-        let why = match arp_drop {
-            Some(d) => format!("its ARP request was dropped: {}", d.reason.text(w)),
-            None => "nothing answered its ARP request".to_string(),
+        let why = match (answer_drop, arp_drop) {
+            (Some(d), _) => format!("its ARP request was answered, but the answer was dropped: {}", d.reason.text(w)),
+            (None, Some(d)) => format!("its ARP request was dropped: {}", d.reason.text(w)),
+            (None, None) => "nothing answered its ARP request".to_string(),
         };
         (
             format!("{} on {}: no ARP reply for {ip} on {dev} ({why}); the packet was never sent", node.name, node.host),
@@ -543,7 +553,7 @@ fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
     } else {
         (format!("nothing that owns {target} received the packet"), Disposition::Dropped)
     };
-    Trace { verdict: "dropped", delivered_to: None, drop_reason: Some(reason), disposition, hops: p.hops, reply: None }
+    Trace { verdict: "dropped", delivered_to: None, drop_reason: Some(reason), disposition, hops: p.hops, reply: None, notes: vec![] }
 }
 
 fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>) {
@@ -609,6 +619,45 @@ pub fn reach(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
     run_trace(w, req, false)
 }
 
+/// The cached-neighbour case of a spoofing trace: send `req` once under the
+/// endpoint's own addresses (unrecorded), so its ARP cache holds the next hop
+/// (the destination or its gateway) and the bridges know the path, as after
+/// earlier traffic. A spoofed trace after this sends its packet without
+/// ARPing first, as a real instance that starts spoofing mid-conversation does.
+pub fn prime_neighbours(w: &mut World, req: &TraceRequest) -> Result<(), TraceError> {
+    let honest = TraceRequest { spoof_ip: None, spoof_mac: None, ..req.clone() };
+    run_trace(w, &honest, false).map(|_| ())
+}
+
+/// What tables 24/25 protect and what they do not, for a spoofing trace.
+fn spoof_notes(req: &TraceRequest) -> Vec<String> {
+    let mut notes = Vec::new();
+    if req.spoof_ip.is_none() && req.spoof_mac.is_none() {
+        return notes;
+    }
+    notes.push(
+        "anti-spoofing: br-int table 24 (ARP_SPOOF_TABLE) passes an ARP packet from an instance port only when its sender IP \
+         (arp_spa) is the port's own fixed IP; table 25 (MAC_SPOOF_TABLE) passes a frame only when its source MAC is the \
+         port's own MAC"
+            .into(),
+    );
+    if req.spoof_mac.is_some() {
+        notes.push("a spoofed source MAC dies in table 25 whether or not the instance has to ARP first".into());
+    }
+    if req.spoof_ip.is_some() {
+        notes.push(
+            "tables 24/25 do not check the source IP of IP packets: that is the security-group firewall's job (port \
+             security), which this plan does not build yet. A spoofed source IP is stopped only while the instance must ARP \
+             first (its ARP names the spoofed address and dies in table 24); with the next hop already in its ARP cache \
+             (`--neighbour-cached`) the packets pass table 25 and are delivered, and only the replies are lost: the \
+             destination or its router must ARP for the spoofed address, and no answer gets through (the spoofer's own \
+             answer claims an address its port does not own and dies in table 24)"
+                .into(),
+        );
+    }
+    notes
+}
+
 fn run_trace(w: &mut World, req: &TraceRequest, record: bool) -> Result<Trace, TraceError> {
     let s = w.endpoint(&req.from).ok_or_else(|| TraceError::UnknownEndpoint(req.from.clone(), w.endpoint_names().join(", ")))?;
     if let Some(mac) = req.spoof_mac {
@@ -637,6 +686,7 @@ fn run_trace(w: &mut World, req: &TraceRequest, record: bool) -> Result<Trace, T
     let phase = std::mem::replace(&mut r.phase, Phase { hops: vec![], delivered: None, drops: vec![], looped: false });
     let answer = phase.delivered.and_then(|(ds, _, a)| a.map(|a| (ds, a)));
     let mut request = finish(r.w, phase, req.to);
+    request.notes = spoof_notes(req);
     if let Some((ds, a)) = answer {
         originate(&mut r, ds, a, Some(s));
         let phase = std::mem::replace(&mut r.phase, Phase { hops: vec![], delivered: None, drops: vec![], looped: false });

@@ -49,6 +49,80 @@ fn spoofed_source_mac_dies_in_table_25() {
     assert!(t.hops.iter().all(|h| h.host == "compute1"), "nothing left compute1");
 }
 
+/// The seed lab after earlier honest traffic from `from` to `to` (the
+/// neighbour is cached), then the spoofed request.
+fn run_cached(from: &str, to: &str, spoof_ip: Option<&str>, spoof_mac: Option<&str>) -> Trace {
+    let topo = dvr_model::seed();
+    let plan = dvr_plan::plan(&topo, Profile::Walkthrough).unwrap();
+    let mut w = World::build(&topo, &plan);
+    dvr_sim::warm_up(&mut w);
+    let req = TraceRequest {
+        from: from.into(),
+        to: to.parse().unwrap(),
+        l4: L4::Icmp { reply: false, id: 7 },
+        spoof_ip: spoof_ip.map(|s| s.parse().unwrap()),
+        spoof_mac: spoof_mac.map(|s| s.parse().unwrap()),
+    };
+    dvr_sim::prime_neighbours(&mut w, &req).unwrap();
+    trace(&mut w, &req).unwrap()
+}
+
+/// The notes say what tables 24/25 protect, and (for an IP spoof) what they do not.
+fn assert_explains_anti_spoofing(t: &Trace, ip_spoof: bool) {
+    let notes = t.notes.join("\n");
+    assert!(notes.contains("table 24") && notes.contains("sender IP"), "{notes}");
+    assert!(notes.contains("table 25") && notes.contains("source MAC"), "{notes}");
+    assert_eq!(notes.contains("security-group firewall"), ip_spoof, "{notes}");
+    assert_eq!(notes.contains("do not check the source IP"), ip_spoof, "{notes}");
+}
+
+#[test]
+fn spoofed_source_ip_with_cached_neighbour_passes_24_25_and_loses_only_replies() {
+    // Same network, same host: delivered to vm2 from the spoofed address.
+    let t = run_cached("vm1", "192.168.1.10", Some("192.168.1.99"), None);
+    assert_eq!(t.delivered_to.as_deref(), Some("vm2"), "{:?}", t.drop_reason);
+    let request = dvr_sim::delivery_path(&t);
+    assert!(request.iter().all(|h| h.packet.ip_src == "192.168.1.99"), "sent from the spoofed address");
+    assert!(request.iter().any(|h| h.where_ == "br-int" && h.detail.starts_with("table 25 priority 2")), "passed table 25");
+    assert!(!request.iter().any(|h| h.detail.starts_with("table 24")), "IP packets do not visit table 24");
+    let reply = t.reply.as_deref().expect("a reply was attempted");
+    assert_eq!(reply.verdict, "dropped");
+    assert_eq!(reply.disposition, Disposition::NeighbourUnreachable);
+    let why = reply.drop_reason.as_deref().unwrap();
+    assert!(why.contains("no ARP reply for 192.168.1.99") && why.contains("answer was dropped") && why.contains("table 24"), "{why}");
+    assert_explains_anti_spoofing(&t, true);
+    assert!(reply.notes.is_empty(), "notes belong to the request");
+
+    // Routed across hosts: delivered to vm5; compute2's router cannot reach the spoofed address.
+    let t = run_cached("vm1", "192.168.2.20", Some("192.168.1.99"), None);
+    assert_eq!(t.delivered_to.as_deref(), Some("vm5"), "{:?}", t.drop_reason);
+    let reply = t.reply.as_deref().unwrap();
+    assert_eq!(reply.verdict, "dropped");
+    assert!(reply.drop_reason.as_deref().unwrap().contains("no ARP reply for 192.168.1.99"), "{:?}", reply.drop_reason);
+}
+
+#[test]
+fn spoofed_source_ip_without_cache_and_spoofed_mac_either_way_never_leave_br_int() {
+    let t = run(dvr_model::SEED_YAML, "vm1", "192.168.2.20", Some("192.168.1.99"), None);
+    assert_eq!(t.disposition, Disposition::NeighbourUnreachable);
+    assert!(
+        t.drop_reason.as_deref().unwrap().contains("no ARP reply for 192.168.1.1")
+            && t.drop_reason.as_deref().unwrap().contains("table 24")
+    );
+    assert_explains_anti_spoofing(&t, true);
+    for cached in [false, true] {
+        let t = if cached {
+            run_cached("vm1", "192.168.1.10", None, Some("fa:16:3e:00:00:99"))
+        } else {
+            run(dvr_model::SEED_YAML, "vm1", "192.168.1.10", None, Some("fa:16:3e:00:00:99"))
+        };
+        assert_eq!(t.verdict, "dropped", "cached={cached}");
+        assert!(t.drop_reason.as_deref().unwrap().contains("table 25"), "cached={cached}: {:?}", t.drop_reason);
+        assert!(t.hops.iter().all(|h| h.host == "compute1" && (h.where_ == "vm1" || h.where_ == "br-int")), "cached={cached}");
+        assert_explains_anti_spoofing(&t, false);
+    }
+}
+
 #[test]
 fn a_network_no_router_joins_cannot_reach_another_network() {
     let yaml = dvr_model::SEED_YAML
