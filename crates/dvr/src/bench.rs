@@ -209,22 +209,22 @@ pub fn incremental_figures(hosts: usize) -> Result<Vec<IncrementalFigures>> {
     Ok(out)
 }
 
-fn requests(world: &World, yaml: &str) -> Vec<TraceRequest> {
-    dvr_sim::demo::parse_paths(yaml)
+fn requests(topo: &dvr_model::Topology) -> Vec<TraceRequest> {
+    topo.paths
         .iter()
         .filter_map(|p| {
-            let to = dvr_sim::demo::resolve(world, &p.to)?;
+            let to = topo.resolve_address(&p.to)?;
             Some(TraceRequest { from: p.from.clone(), to, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None })
         })
         .collect()
 }
 
-/// Traces per second over the paths listed in `yaml`, for `budget`.
-pub fn trace_figures(name: &str, topo: &dvr_model::Topology, yaml: &str, record: bool, budget: Duration) -> Result<TraceFigures> {
+/// Traces per second over the topology's `paths:`, for `budget`.
+pub fn trace_figures(name: &str, topo: &dvr_model::Topology, record: bool, budget: Duration) -> Result<TraceFigures> {
     let plan = dvr_plan::plan(topo, Profile::Walkthrough)?;
     let mut world = World::build(topo, &plan);
     dvr_sim::warm_up(&mut world);
-    let reqs = requests(&world, yaml);
+    let reqs = requests(topo);
     anyhow::ensure!(!reqs.is_empty(), "no paths listed in {name}");
     let t0 = Instant::now();
     let mut n = 0;
@@ -275,8 +275,8 @@ pub fn all_pairs(hosts: usize, threads: usize) -> Result<AllPairsFigures> {
                                 spoof_mac: None,
                             };
                             if let Ok(t) = dvr_sim::reach(&mut w, &req)
-                                && t.delivered_to.is_some()
-                                && t.reply.as_ref().is_some_and(|r| r.delivered_to.is_some())
+                                && t.verdict.is_delivered()
+                                && t.reply.as_ref().is_some_and(|r| r.verdict.is_delivered())
                             {
                                 ok += 1;
                             }

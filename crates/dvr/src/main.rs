@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod trace_cmd;
 
 /// mimalloc: planning a large cloud allocates millions of small objects;
 /// glibc's allocator spent more time in page faults and consolidation than
@@ -43,10 +44,10 @@ struct Cli {
 }
 
 #[derive(clap::Args, Clone)]
-struct TopologyArg {
+pub(crate) struct TopologyArg {
     /// Topology file (YAML, version 1). Default: the built-in seed lab.
     #[arg(short = 't', long = "topology", value_name = "FILE", global = true)]
-    topology: Option<PathBuf>,
+    pub(crate) topology: Option<PathBuf>,
     /// Apply a change to the deployment first, e.g. `remove-instance:vm1`,
     /// `remove-router-interface:router1:test2-v4`, `disassociate-floating-ip:10.100.0.7`,
     /// `remove-host:compute2`, `add-instance:NAME:HOST:NETWORK` (repeatable, in order).
@@ -63,26 +64,6 @@ enum PlanFormat {
     Json,
     /// Flow lines only (needs --host and --bridge), ready for `ovs-ofctl add-flows`.
     Flows,
-}
-
-#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
-enum TraceFormat {
-    /// Every hop, explained.
-    Text,
-    /// Only rewrites, deliveries and drops (stable; like `ovn-trace --minimal`).
-    Minimal,
-    /// The trace contract's JSON (spec/topology.md).
-    Json,
-}
-
-#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
-enum Proto {
-    /// ICMP echo (ping).
-    Icmp,
-    /// TCP to --dport.
-    Tcp,
-    /// UDP to --dport.
-    Udp,
 }
 
 /// Text for people or JSON for scripts (bench, lab status, validate).
@@ -135,59 +116,11 @@ enum Cmd {
     /// table and flow, NORMAL decision, wire, ARP exchange, ip rule, route and NAT rewrite.
     ///
     /// The twin executes the plan as Open vSwitch and the Linux kernel would.
-    /// Exit status 0 whenever the trace ran, whatever the verdict.
-    Trace {
-        #[command(flatten)]
-        topo: TopologyArg,
-        /// Instance or external host that sends.
-        #[arg(long, value_name = "NAME")]
-        from: String,
-        /// Destination address (or an endpoint name).
-        #[arg(long, value_name = "IPV4")]
-        to: String,
-        /// Protocol.
-        #[arg(long, value_enum, default_value = "icmp")]
-        proto: Proto,
-        /// Destination port (tcp/udp).
-        #[arg(long, default_value_t = 80)]
-        dport: u16,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "text")]
-        format: TraceFormat,
-        /// Send from this source IP instead of the endpoint's (anti-spoofing test).
-        #[arg(long, value_name = "IPV4")]
-        spoof_ip: Option<std::net::Ipv4Addr>,
-        /// Send from this MAC instead of the endpoint's (anti-spoofing test).
-        #[arg(long, value_name = "MAC")]
-        spoof_mac: Option<dvr_model::MacAddr>,
-        /// Let the endpoint first talk to the destination under its own addresses, so the
-        /// next hop is already in its ARP cache when it starts spoofing (it sends without
-        /// ARPing; a spoofed source IP then passes tables 24/25).
-        #[arg(long)]
-        neighbour_cached: bool,
-        /// Neutron behaviour profile (see `dvr plan --help`).
-        #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
-        profile: Profile,
-        /// Start from empty MAC tables (by default every endpoint has sent one boot-time
-        /// broadcast, so switches know where it is, as in a running cloud).
-        #[arg(long)]
-        cold: bool,
-    },
-    /// Trace every path listed at the top of the topology file (the seed lab lists
+    /// Exit status 0 whenever the trace ran, whatever the verdict, unless --expect says otherwise.
+    Trace(trace_cmd::TraceArgs),
+    /// Trace every path of the topology file's `paths:` section (the seed lab lists
     /// the nine paths of the walkthrough) and print a summary table.
-    Demo {
-        #[command(flatten)]
-        topo: TopologyArg,
-        /// How to print each trace.
-        #[arg(long, value_enum, default_value = "minimal")]
-        format: TraceFormat,
-        /// Print only the summary table.
-        #[arg(long)]
-        summary_only: bool,
-        /// Neutron behaviour profile (see `dvr plan --help`).
-        #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
-        profile: Profile,
-    },
+    Demo(trace_cmd::DemoArgs),
     /// Emulate the whole deployment on this machine with real Open vSwitch and
     /// Linux namespaces, and ping through it (root; see README for the install step).
     Lab {
@@ -319,13 +252,6 @@ fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
     Ok((topo, profile))
 }
 
-fn endpoint_ip(t: &Topology, name: &str) -> Option<std::net::Ipv4Addr> {
-    name.parse()
-        .ok()
-        .or_else(|| t.instances.iter().find(|x| x.name == name).map(|x| t.port(x.port).ip))
-        .or_else(|| t.external_hosts.iter().find(|e| e.name == name).map(|e| e.ip))
-}
-
 fn run_lab(cmd: LabCmd) -> Result<()> {
     match cmd {
         LabCmd::Up { topo, prefix, profile, verbose, timings } => {
@@ -349,12 +275,8 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
             }
             println!("lab `{}` up: {} namespaces, {total} operations applied, {} ms", prefix.prefix, report.namespaces, report.millis);
             if timings {
-                let yaml = match &topo.topology {
-                    None => dvr_model::SEED_YAML.to_string(),
-                    Some(p) => std::fs::read_to_string(p)?,
-                };
-                for p in dvr_sim::demo::parse_paths(&yaml) {
-                    let Some(to) = endpoint_ip(&t, &p.to) else { continue };
+                for p in trace_cmd::paths_of(&topo, &t)? {
+                    let Some(to) = t.resolve_address(&p.to) else { continue };
                     let r = lab.ping(&p.from, to, 5)?;
                     println!(
                         "ping {:<24} {}/{} replies, rtt avg {}",
@@ -440,7 +362,9 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
         LabCmd::Ping { prefix, from, to, count } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let (t, _) = lab_meta(&lab)?;
-            let ip = endpoint_ip(&t, &to).with_context(|| format!("`{to}` is neither an IPv4 address nor an instance/external host"))?;
+            let ip = t.resolve_address(&to).with_context(|| {
+                format!("`{to}` is neither an IPv4 address nor an instance/external host; endpoints are: {}", t.endpoint_names().join(", "))
+            })?;
             let r = lab.ping(&from, ip, count)?;
             print!("{}", r.output);
             if r.received == 0 {
@@ -451,7 +375,7 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
     Ok(())
 }
 
-fn load(arg: &TopologyArg) -> Result<Topology> {
+pub(crate) fn load(arg: &TopologyArg) -> Result<Topology> {
     if !arg.changes.is_empty() {
         return Ok(load_changed(arg)?.pop().expect("the original topology is always there"));
     }
@@ -531,64 +455,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, neighbour_cached, profile, cold } => {
-            let t = load(&topo)?;
-            let plan = dvr_plan::plan(&t, profile)?;
-            let mut world = dvr_sim::World::build(&t, &plan);
-            if !cold {
-                dvr_sim::warm_up(&mut world);
-            }
-            let to_ip = dvr_sim::demo::resolve(&world, &to)
-                .with_context(|| format!("--to `{to}` is neither an IPv4 address nor an instance/external host name"))?;
-            let l4 = match proto {
-                Proto::Icmp => dvr_sim::L4::Icmp { reply: false, id: 1 },
-                Proto::Tcp => dvr_sim::L4::Tcp { sport: 40000, dport },
-                Proto::Udp => dvr_sim::L4::Udp { sport: 40000, dport },
-            };
-            let req = dvr_sim::TraceRequest { from, to: to_ip, l4, spoof_ip, spoof_mac };
-            if neighbour_cached {
-                dvr_sim::prime_neighbours(&mut world, &req)?;
-            }
-            let tr = dvr_sim::trace(&mut world, &req)?;
-            match format {
-                TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),
-                TraceFormat::Minimal => print!("{}", dvr_sim::render::minimal(&tr)),
-                TraceFormat::Json => println!("{}", dvr_sim::render::json(&tr)),
-            }
-        }
-        Cmd::Demo { topo, format, summary_only, profile } => {
-            let t = load(&topo)?;
-            let yaml = match &topo.topology {
-                None => dvr_model::SEED_YAML.to_string(),
-                Some(p) => std::fs::read_to_string(p)?,
-            };
-            let paths = dvr_sim::demo::parse_paths(&yaml);
-            if paths.is_empty() {
-                bail!(
-                    "no paths to demonstrate: list them at the top of the topology file as comment lines like `#   vm1 -> vm5   routed across hosts`"
-                );
-            }
-            let plan = dvr_plan::plan(&t, profile)?;
-            let mut rows = Vec::new();
-            let mut traces = Vec::new();
-            for (i, p) in paths.iter().enumerate() {
-                eprintln!("[{}/{}] tracing {} -> {}", i + 1, paths.len(), p.from, p.to);
-                let tr = dvr_sim::demo::run_path(&t, &plan, p).map_err(anyhow::Error::msg)?;
-                if !summary_only {
-                    match format {
-                        TraceFormat::Json => traces.push(serde_json::json!({"path": format!("{} -> {}", p.from, p.to), "trace": tr})),
-                        TraceFormat::Text => println!("=== {} -> {}: {}\n{}", p.from, p.to, p.note, dvr_sim::render::text(&tr)),
-                        TraceFormat::Minimal => println!("=== {} -> {}: {}\n{}", p.from, p.to, p.note, dvr_sim::render::minimal(&tr)),
-                    }
-                }
-                rows.push(dvr_sim::demo::summarise(&t, p, &tr));
-            }
-            if format == TraceFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"traces": traces, "summary": rows}))?);
-            } else {
-                print!("{}", summary_table(&rows));
-            }
-        }
+        Cmd::Trace(a) => trace_cmd::run_trace(a)?,
+        Cmd::Demo(a) => trace_cmd::run_demo(a)?,
         Cmd::Lab { cmd } => run_lab(cmd)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
@@ -648,14 +516,14 @@ fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) 
     let budget = std::time::Duration::from_millis(if quick { 300 } else { 2000 });
     eprintln!("bench: traces on the seed lab");
     let seed = dvr_model::seed();
-    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, dvr_model::SEED_YAML, true, budget)?);
-    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, dvr_model::SEED_YAML, false, budget)?);
+    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, true, budget)?);
+    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, false, budget)?);
     eprintln!("bench: traces on {largest} hosts");
     let big_yaml = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(largest));
     let big = dvr_model::load_str("generated", &big_yaml)?;
     let label = format!("{largest} hosts ({} VMs)", big.instances.len());
-    r.traces.push(bench::trace_figures(&label, &big, &big_yaml, true, budget)?);
-    r.traces.push(bench::trace_figures(&label, &big, &big_yaml, false, budget)?);
+    r.traces.push(bench::trace_figures(&label, &big, true, budget)?);
+    r.traces.push(bench::trace_figures(&label, &big, false, budget)?);
     let pair_hosts = if quick { 10 } else { 50 };
     eprintln!("bench: all pairs of {} VMs", pair_hosts * 20);
     r.all_pairs = Some(bench::all_pairs(pair_hosts, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?);
@@ -682,26 +550,6 @@ fn machine() -> String {
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cpu}, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
-}
-
-/// The demo's summary as an aligned table.
-fn summary_table(rows: &[dvr_sim::demo::Summary]) -> String {
-    use std::fmt::Write;
-    let mut o = String::from("\nSUMMARY\n");
-    let w = rows.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
-    let to = |s: &str| s.strip_prefix("delivered to ").map(String::from).unwrap_or_else(|| "DROPPED".to_string());
-    let w2 = rows.iter().map(|r| to(&r.request).len()).max().unwrap_or(7).max(7);
-    let _ = writeln!(o, "{:<w$}  {:<w2$}  {:<9} {:<28} KEY REWRITES", "PATH", "REACHED", "REPLY", "HOSTS CROSSED");
-    for r in rows {
-        let reply = if r.reply.starts_with("delivered") { "delivered" } else { "DROPPED" };
-        let _ = writeln!(o, "{:<w$}  {:<w2$}  {:<9} {:<28} {}", r.path, to(&r.request), reply, r.hosts.join(" → "), r.rewrites.join("; "));
-    }
-    for r in rows {
-        if !r.request.starts_with("delivered") || !r.reply.starts_with("delivered") {
-            let _ = writeln!(o, "  {}: request {}; reply {}", r.path, r.request, r.reply);
-        }
-    }
-    o
 }
 
 /// Hosts, networks and every port with what was allocated for it.

@@ -119,3 +119,26 @@ fn validate_json_for_scripts() {
 fn dvr_model_seed() -> String {
     String::from_utf8(dvr(&["topology", "--format", "yaml"]).stdout).unwrap()
 }
+
+#[test]
+fn expect_sets_the_exit_status() {
+    let code = |args: &[&str]| dvr(args).status.code();
+    // Met expectations exit 0, and a positive control for each outcome.
+    assert_eq!(code(&["trace", "--from", "vm1", "--to", "vm5", "--expect", "delivered"]), Some(0));
+    assert_eq!(code(&["trace", "--from", "vm1", "--to", "vm2", "--spoof-mac", "fa:16:3e:00:00:99", "--expect", "dropped"]), Some(0));
+    let spoof = ["trace", "--from", "vm1", "--to", "vm5", "--spoof-ip", "192.168.1.99", "--neighbour-cached"];
+    assert_eq!(code(&[&spoof[..], &["--expect", "reply-dropped"]].concat()), Some(0));
+    // Unmet ones exit 1 and say what happened instead.
+    let out = dvr(&["trace", "--from", "vm1", "--to", "vm5", "--expect", "dropped"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--expect dropped: the trace ended delivered"), "{err}");
+    assert_eq!(code(&[&spoof[..], &["--expect", "delivered"]].concat()), Some(1));
+    // The typed JSON carries the drop's table.
+    let out = dvr(&["trace", "--from", "vm1", "--to", "vm2", "--spoof-mac", "fa:16:3e:00:00:99", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "dropped");
+    let dropped = serde_json::to_string(&v["dropped"]).unwrap();
+    assert!(dropped.contains("\"table\":25"), "{dropped}");
+    assert_eq!(code(&["trace", "--from", "vm1", "--to", "vm5", "--expect", "maybe"]), Some(2), "a bad value is a usage error");
+}

@@ -150,14 +150,36 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
         instances: Vec::new(),
         floating_ips: Vec::new(),
         external_hosts: Vec::new(),
+        paths: Vec::new(),
         ports: Vec::new(),
         index: Index::default(),
     };
     allocate(&mut c, &mut topo, spec, &instances, &fips, &ext_hosts, network_node);
+    check_paths(&mut c, spec, &topo);
     if !c.problems.is_empty() {
         return Err(invalid(c.problems));
     }
+    topo.paths = spec.paths.clone();
     Ok(topo)
+}
+
+/// `paths:` names endpoints that exist and destinations that resolve.
+fn check_paths(c: &mut Checker, spec: &TopologySpec, topo: &Topology) {
+    for (i, p) in spec.paths.iter().enumerate() {
+        let o = obj("paths", i, &format!("{} -> {}", p.from, p.to));
+        let endpoints = topo.endpoint_names().join(", ");
+        if topo.endpoint_ip(&p.from).is_none() {
+            c.bad(&o, "from", format!("no instance or external host is called `{}`", p.from), format!("name one of: {endpoints}"));
+        }
+        if topo.resolve_address(&p.to).is_none() {
+            c.bad(
+                &o,
+                "to",
+                format!("`{}` is neither an IPv4 address nor an instance or external host", p.to),
+                format!("give an IPv4 address or one of: {endpoints}"),
+            );
+        }
+    }
 }
 
 fn valid_name(s: &str) -> bool {

@@ -91,6 +91,8 @@ impl Change {
                     return Err(format!("no instance `{name}` to remove\n    fix: name one of: {}", names.join(", ")));
                 }
                 spec.floating_ips.retain(|f| f.instance.as_deref() != Some(name.as_str()));
+                // A demo path from or to a removed instance no longer exists.
+                spec.paths.retain(|p| &p.from != name && &p.to != name);
             }
             Change::AssociateFloatingIp { ip, instance } => {
                 spec.floating_ips.push(FloatingIpSpec { ip: *ip, instance: Some(instance.clone()), network: None });
@@ -138,6 +140,7 @@ impl Change {
                 let gone: Vec<String> = spec.instances.iter().filter(|x| &x.host == name).map(|x| x.name.clone()).collect();
                 spec.instances.retain(|x| &x.host != name);
                 spec.floating_ips.retain(|f| f.instance.as_ref().is_none_or(|x| !gone.contains(x)));
+                spec.paths.retain(|p| !gone.contains(&p.from) && !gone.contains(&p.to));
             }
         }
         Ok(())

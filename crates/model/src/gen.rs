@@ -10,7 +10,7 @@
 //! allocator of [`crate::build`], so the file stays small and realistic.
 //!
 //! [`generate_yaml`] writes the spec as topology YAML (version 1) with a
-//! header of demo paths (`#   vmA -> vmB   note`) chosen so that every listed
+//! `paths:` section of demo paths chosen so that every listed
 //! path exists, for `dvr demo -t FILE`. The same parameters always give
 //! byte-identical YAML.
 //!
@@ -295,6 +295,10 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
         instances,
         floating_ips,
         external_hosts,
+        paths: demo_paths(p, l)
+            .into_iter()
+            .map(|(from, to, note)| PathSpec { from, to, expect: Some(Expected::Delivered), note: Some(note) })
+            .collect(),
     }
 }
 
@@ -404,8 +408,8 @@ fn prune(v: &mut serde_yaml_ng::Value) {
     }
 }
 
-/// [`generate`] as topology YAML (version 1), headed by comment lines listing
-/// demo paths in the form `dvr demo` reads (`#   FROM -> TO   NOTE`).
+/// [`generate`] as topology YAML (version 1); its `paths:` section lists
+/// demo paths that exist, for `dvr demo -t FILE`.
 /// Same parameters → byte-identical text.
 pub fn generate_yaml(p: &GenParams) -> String {
     let l = layout(p);
@@ -419,15 +423,6 @@ pub fn generate_yaml(p: &GenParams) -> String {
          # floating IPs {}, external hosts {}, seed {}.\n",
         p.hosts, p.vms, p.networks, p.routers, p.floating_ips, p.external_hosts, p.seed
     );
-    let paths = demo_paths(p, &l);
-    if !paths.is_empty() {
-        out += "# Paths that exist in this deployment (for `dvr demo -t FILE`):\n";
-        let width = paths.iter().map(|(f, t, _)| f.len() + t.len() + 4).max().unwrap_or(0);
-        for (from, to, note) in paths {
-            let path = format!("{from} -> {to}");
-            out += &format!("#   {path:<width$}   {note}\n");
-        }
-    }
     out += "\n";
     out += &body;
     out

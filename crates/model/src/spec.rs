@@ -36,6 +36,59 @@ pub struct TopologySpec {
     /// Machines outside the cloud on an external network.
     #[serde(default)]
     pub external_hosts: Vec<ExternalHostSpec>,
+    /// Paths `dvr demo` traces, each with what should happen (optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathSpec>,
+}
+
+/// One path to demonstrate: a packet from an endpoint to an endpoint or address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathSpec {
+    /// Sender: an instance or external host.
+    pub from: String,
+    /// Destination: an instance or external host name, or an IPv4 address.
+    pub to: String,
+    /// What should happen; `dvr demo` fails when a path ends otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expected>,
+    /// What the path shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The expected end of a demonstrated path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expected {
+    /// The request and its reply are delivered.
+    Delivered,
+    /// The request is dropped.
+    Dropped,
+    /// The request is delivered, its reply dropped.
+    ReplyDropped,
+}
+
+impl std::str::FromStr for Expected {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "delivered" => Ok(Expected::Delivered),
+            "dropped" => Ok(Expected::Dropped),
+            "reply-dropped" => Ok(Expected::ReplyDropped),
+            other => Err(format!("`{other}` is not an outcome; use delivered, dropped or reply-dropped")),
+        }
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Expected::Delivered => "delivered",
+            Expected::Dropped => "dropped",
+            Expected::ReplyDropped => "reply-dropped",
+        })
+    }
 }
 
 /// What a host does; decides its agents and `agent_mode`.

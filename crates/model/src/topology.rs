@@ -26,6 +26,10 @@ pub struct Topology {
     pub floating_ips: Vec<FloatingIp>,
     /// External hosts in file order.
     pub external_hosts: Vec<ExternalHost>,
+    /// Paths to demonstrate (`paths:`), validated: `from` is an endpoint,
+    /// `to` an endpoint or an IPv4 address.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<crate::spec::PathSpec>,
     /// Every Neutron port, the implicit ones (router interfaces, sg-, qg-,
     /// fg-, DHCP) included, in allocation order.
     pub ports: Vec<Port>,
@@ -380,6 +384,23 @@ pub struct ExternalHost {
 }
 
 impl Topology {
+    /// Names of every endpoint (instances, then external hosts), for messages.
+    pub fn endpoint_names(&self) -> Vec<&str> {
+        self.instances.iter().map(|x| x.name.as_str()).chain(self.external_hosts.iter().map(|e| e.name.as_str())).collect()
+    }
+    /// The address of an instance or external host by name.
+    pub fn endpoint_ip(&self, name: &str) -> Option<Ipv4Addr> {
+        self.instances
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| self.port(x.port).ip)
+            .or_else(|| self.external_hosts.iter().find(|e| e.name == name).map(|e| e.ip))
+    }
+    /// An IPv4 address as written, or the address of the endpoint so named:
+    /// the one place a destination given by people is resolved.
+    pub fn resolve_address(&self, to: &str) -> Option<Ipv4Addr> {
+        to.parse().ok().or_else(|| self.endpoint_ip(to))
+    }
     /// Host index by name.
     pub fn host_ix(&self, name: &str) -> Option<HostIx> {
         self.hosts.iter().position(|h| h.name == name).map(HostIx)

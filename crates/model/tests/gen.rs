@@ -65,20 +65,7 @@ fn check_roundtrip(p: &GenParams) {
     assert_eq!(serde_json::to_value(&from_yaml).unwrap(), serde_json::to_value(&from_spec).unwrap(), "{p:?}");
 }
 
-/// The header's demo paths (`#   FROM -> TO   NOTE`), read as `dvr demo` reads them.
-fn header_paths(yaml: &str) -> Vec<(String, String, String)> {
-    yaml.lines()
-        .take_while(|l| l.starts_with('#') || l.trim().is_empty())
-        .filter_map(|l| {
-            let body = l.trim_start_matches('#').trim();
-            let (from, rest) = body.split_once(" -> ")?;
-            let (to, note) = rest.trim().split_once(char::is_whitespace).unwrap_or((rest.trim(), ""));
-            Some((from.to_string(), to.to_string(), note.trim().to_string()))
-        })
-        .collect()
-}
-
-/// Every header path names existing endpoints and has the property its note claims.
+/// Every `paths:` entry names existing endpoints and has the property its note claims.
 fn check_paths(p: &GenParams, topo: &Topology) -> Vec<String> {
     let yaml = generate_yaml(p);
     let vm = |name: &str| topo.instances.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("{p:?}: no instance {name}"));
@@ -87,7 +74,11 @@ fn check_paths(p: &GenParams, topo: &Topology) -> Vec<String> {
         topo.routers.iter().position(|r| r.interfaces.contains(&subnet)).expect("every subnet has a router")
     };
     let mut notes = Vec::new();
-    for (from, to, note) in header_paths(&yaml) {
+    let listed = load_str("generated.yaml", &yaml).unwrap().paths;
+    assert_eq!(listed.is_empty(), p.vms == 0, "{p:?}: the generated file lists demo paths when it has instances");
+    for ps in listed {
+        assert_eq!(ps.expect, Some(dvr_model::Expected::Delivered), "{p:?}: {ps:?}");
+        let (from, to, note) = (ps.from, ps.to, ps.note.unwrap_or_default());
         if note.starts_with("floating IP in") {
             assert!(topo.external_hosts.iter().any(|e| e.name == from), "{p:?}: {from}");
             let ip: std::net::Ipv4Addr = to.parse().unwrap();

@@ -11,8 +11,22 @@ fn embedded_seed_equals_shared_seed() {
         assert!(std::env::var_os("CI").is_none(), "shared/labs/seed.yaml missing in CI");
         return;
     };
+    // The shared file lists its demo paths in header comments (`#   FROM -> TO   NOTE`),
+    // ours in a `paths:` section: the same paths, in the same order.
+    let header: Vec<(String, String)> = text
+        .lines()
+        .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+        .filter_map(|l| {
+            let (from, rest) = l.trim_start_matches('#').trim().split_once(" -> ")?;
+            Some((from.to_string(), rest.split_whitespace().next()?.to_string()))
+        })
+        .collect();
+    let mut ours = seed();
+    let listed: Vec<(String, String)> = ours.paths.iter().map(|p| (p.from.clone(), p.to.clone())).collect();
+    assert_eq!(header, listed);
+    ours.paths.clear();
     let a = serde_json::to_value(load_str("shared", &text).unwrap()).unwrap();
-    let b = serde_json::to_value(seed()).unwrap();
+    let b = serde_json::to_value(ours).unwrap();
     assert_eq!(a, b);
 }
 

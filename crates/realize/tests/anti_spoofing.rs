@@ -86,8 +86,8 @@ fn twin(topo: &dvr_model::Topology, plan: &dvr_plan::Plan, case: &Case, cached: 
     }
     let t = dvr_sim::trace(&mut w, &req).unwrap();
     let v = Verdict {
-        request_delivered: t.delivered_to.as_deref() == Some(case.to),
-        reply_delivered: t.reply.as_ref().is_some_and(|r| r.verdict == "delivered"),
+        request_delivered: t.verdict.delivered_to() == Some(case.to),
+        reply_delivered: t.reply.as_ref().is_some_and(|r| r.verdict.is_delivered()),
     };
     (v, t)
 }
@@ -222,8 +222,8 @@ fn spoofing_verdicts_twin_equals_real_ovs() {
             real,
             "twin != real OVS for {}: twin said {:?} / reply {:?}",
             case.name,
-            t.drop_reason,
-            t.reply.as_ref().map(|r| &r.drop_reason)
+            t.verdict.drop_reason(),
+            t.reply.as_ref().map(|r| r.verdict.drop_reason())
         );
         if case.cached {
             // Positive control: the twin without the cached neighbour (its old behaviour) disagrees.

@@ -565,7 +565,7 @@ fn describe(
             OfStep::Matched { table, flow } => format!("    twin table {table}: {} actions={}", flow.match_string(), flow.actions_string()),
             OfStep::Miss { table, fatal } => format!("    twin table {table}: miss{}", if *fatal { " (drop)" } else { "" }),
             OfStep::Normal { vlan, out, learned } => format!("    twin NORMAL vlan {vlan} learned={learned} -> ports {out:?}"),
-            OfStep::Note(n) => format!("    twin note: {n}"),
+            OfStep::Event(n) => format!("    twin note: {n}"),
         })
         .collect();
     let ovs = match ovs {

@@ -49,12 +49,12 @@ fn twin_verdicts_match_real_pings() {
     for (from, to) in &pairs {
         let req = TraceRequest { from: from.clone(), to: *to, l4: L4::Icmp { reply: false, id: 9 }, spoof_ip: None, spoof_mac: None };
         let t = dvr_sim::reach(&mut world, &req).unwrap();
-        let twin = t.delivered_to.is_some() && t.reply.as_ref().is_some_and(|r| r.delivered_to.is_some());
+        let twin = t.verdict.is_delivered() && t.reply.as_ref().is_some_and(|r| r.verdict.is_delivered());
         let real = lab.ping(from, *to, 2).unwrap().received > 0;
         if twin == real {
             agree += 1;
         } else {
-            disagreements.push(format!("{from} -> {to}: twin {twin}, real {real} ({:?})", t.drop_reason));
+            disagreements.push(format!("{from} -> {to}: twin {twin}, real {real} ({:?})", t.verdict.drop_reason()));
         }
         reachable += usize::from(real);
     }

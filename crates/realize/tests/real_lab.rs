@@ -64,13 +64,8 @@ fn seed_lab_on_real_ovs() {
 
     // Every path of the walkthrough, with a real ping and its reply.
     let mut rtts = Vec::new();
-    for p in dvr_sim::demo::parse_paths(dvr_model::SEED_YAML) {
-        let to: std::net::Ipv4Addr =
-            p.to.parse()
-                .ok()
-                .or_else(|| topo.instances.iter().find(|x| x.name == p.to).map(|x| topo.port(x.port).ip))
-                .or_else(|| topo.external_hosts.iter().find(|e| e.name == p.to).map(|e| e.ip))
-                .unwrap();
+    for p in dvr_model::seed().paths {
+        let to = topo.resolve_address(&p.to).unwrap();
         let r = lab.ping(&p.from, to, 3).unwrap();
         assert!(r.received >= 1, "{} -> {}: no reply\n{}", p.from, p.to, r.output);
         rtts.push((format!("{} -> {}", p.from, p.to), r.rtt_avg_ms.unwrap_or(f64::NAN)));

@@ -15,9 +15,13 @@ pub mod ofp;
 pub mod packet;
 pub mod render;
 pub mod stack;
+pub mod step;
 pub mod trace;
 pub mod world;
 
 pub use packet::L4;
-pub use trace::{Disposition, Hop, HopKind, Trace, TraceError, TraceRequest, delivery_path, prime_neighbours, reach, trace, warm_up};
+pub use trace::{
+    Change, Disposition, DropReason, Dropped, Fate, Hop, HopKind, Lineage, NoSink, Place, Recorder, Sink, Step, Trace, TraceError,
+    TraceRequest, Verdict, delivery_path, prime_neighbours, reach, trace, warm_up,
+};
 pub use world::World;

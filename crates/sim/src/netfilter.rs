@@ -109,7 +109,7 @@ pub enum NatStep {
     /// The chain was walked; a rule decided (its text) or none did.
     Chain {
         /// Hook.
-        hook: &'static str,
+        hook: Hook,
         /// The deciding rule as `-A CHAIN args`, or `None` when no rule decided.
         rule: Option<String>,
         /// Rewrite done ("SNAT 192.168.1.10 → 10.100.0.2"), if any.
@@ -118,7 +118,7 @@ pub enum NatStep {
     /// A later packet of a known connection was rewritten by conntrack.
     Conntrack {
         /// Hook.
-        hook: &'static str,
+        hook: Hook,
         /// What changed.
         rewrite: String,
     },
@@ -254,7 +254,7 @@ impl Conntrack {
                 self.by_tuple.insert(new_reply, (i, Dir::Reply));
             }
             if nat.is_some() {
-                steps.push(NatStep::Chain { hook: hook.chain(), rule, rewrite });
+                steps.push(NatStep::Chain { hook, rule, rewrite });
             }
         }
         // Apply the connection's binding to this packet.
@@ -287,7 +287,7 @@ impl Conntrack {
                 format!("destination {} → {}", before.dst, t.dst)
             };
             let kind = if dir == Dir::Reply { "reply of a tracked connection" } else { "tracked connection" };
-            steps.push(NatStep::Conntrack { hook: hook.chain(), rewrite: format!("{kind}: {what}") });
+            steps.push(NatStep::Conntrack { hook, rewrite: format!("{kind}: {what}") });
         }
         steps
     }

@@ -133,7 +133,55 @@ pub enum OfStep {
         learned: bool,
     },
     /// An action was skipped or the frame was dropped for a reason OVS logs.
-    Note(String),
+    Event(OvsEvent),
+}
+
+/// What OVS logs when it skips an action or drops a frame outside any flow
+/// (closed set; the trace renders each with its own sentence).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum OvsEvent {
+    /// Resubmits nested deeper than OVS allows: the frame is dropped.
+    ResubmitDepthExceeded,
+    /// `push_vlan` on an already tagged frame (QinQ) is not modelled.
+    QinQNotModelled,
+    /// `output` to the port the frame came in on is skipped, as OVS does.
+    OutputToInputPort {
+        /// The port.
+        port: String,
+    },
+    /// `output` to a port the bridge does not have: dropped.
+    UnknownPort {
+        /// The port name in the action.
+        port: String,
+    },
+    /// NORMAL drops a tagged frame received on an access (tagged) port.
+    TaggedOnAccessPort {
+        /// The frame's VLAN.
+        vlan: u16,
+        /// The access port.
+        port: String,
+    },
+    /// NORMAL never forwards to reserved (link-local multicast) destinations.
+    ReservedDestination {
+        /// The destination MAC.
+        mac: MacAddr,
+    },
+}
+
+impl std::fmt::Display for OvsEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OvsEvent::ResubmitDepthExceeded => write!(f, "resubmit depth exceeded: dropped"),
+            OvsEvent::QinQNotModelled => write!(f, "push_vlan on a tagged frame (QinQ) is not modelled"),
+            OvsEvent::OutputToInputPort { port } => write!(f, "skipping output to input port {port}"),
+            OvsEvent::UnknownPort { port } => write!(f, "output to unknown port {port}: dropped"),
+            OvsEvent::TaggedOnAccessPort { vlan, port } => {
+                write!(f, "NORMAL: dropping VLAN {vlan} tagged frame received on access port {port}")
+            }
+            OvsEvent::ReservedDestination { mac } => write!(f, "NORMAL: dropping frame to reserved destination {mac}"),
+        }
+    }
 }
 
 /// The result of running one frame through one bridge.
@@ -196,7 +244,7 @@ impl OfBridge {
 
     fn run_table(&mut self, x: &mut Exec, table: u8, depth: u32) {
         if depth > MAX_RESUBMIT_DEPTH {
-            x.push(OfStep::Note("resubmit depth exceeded: dropped".into()));
+            x.push(OfStep::Event(OvsEvent::ResubmitDepthExceeded));
             x.stop = true;
             return;
         }
@@ -224,15 +272,15 @@ impl OfBridge {
                     if x.frame.vlan.is_none() {
                         x.frame.vlan = Some(0);
                     } else {
-                        x.push(OfStep::Note("push_vlan on a tagged frame (QinQ) is not modelled".into()));
+                        x.push(OfStep::Event(OvsEvent::QinQNotModelled));
                     }
                 }
                 Action::ModDlSrc(m) => x.frame.src = *m,
                 Action::ModDlDst(m) => x.frame.dst = *m,
                 Action::Output(name) => match self.port(name) {
-                    Some(p) if p == x.in_port => x.push(OfStep::Note(format!("skipping output to input port {name}"))),
+                    Some(p) if p == x.in_port => x.push(OfStep::Event(OvsEvent::OutputToInputPort { port: name.clone() })),
                     Some(p) => x.res.outputs.push((p, x.frame)),
-                    None => x.push(OfStep::Note(format!("output to unknown port {name}: dropped"))),
+                    None => x.push(OfStep::Event(OvsEvent::UnknownPort { port: name.clone() })),
                 },
                 Action::Normal => self.normal(x),
             }
@@ -245,13 +293,13 @@ impl OfBridge {
         let vlan = match (inp.tag, x.frame.vlan) {
             (Some(tag), None | Some(0)) => tag,
             (Some(_), Some(v)) => {
-                x.push(OfStep::Note(format!("NORMAL: dropping VLAN {v} tagged frame received on access port {}", inp.name)));
+                x.push(OfStep::Event(OvsEvent::TaggedOnAccessPort { vlan: v, port: inp.name.clone() }));
                 return;
             }
             (None, v) => v.unwrap_or(0),
         };
         if is_reserved(x.frame.dst) {
-            x.push(OfStep::Note(format!("NORMAL: dropping frame to reserved destination {}", x.frame.dst)));
+            x.push(OfStep::Event(OvsEvent::ReservedDestination { mac: x.frame.dst }));
             return;
         }
         if !x.frame.src.is_multicast() {
@@ -481,7 +529,7 @@ mod tests {
             assert!(is_reserved(dst), "{dst}");
             let r = br.process(0, icmp(mac(1), dst, None));
             assert!(r.outputs.is_empty(), "{dst} must not be forwarded: {:?}", r.outputs);
-            assert!(matches!(r.steps.last(), Some(OfStep::Note(n)) if n.contains("reserved")), "{:?}", r.steps);
+            assert!(matches!(r.steps.last(), Some(OfStep::Event(OvsEvent::ReservedDestination { .. }))), "{:?}", r.steps);
         }
         assert!(br.mac_table.is_empty(), "OVS checks admissibility before learning");
         for other in ["01:80:c2:00:00:10", "01:00:5e:00:00:01", "33:33:00:00:00:01", "00:e0:2b:00:00:01", "ff:ff:ff:ff:ff:ff"] {

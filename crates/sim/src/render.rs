@@ -1,9 +1,10 @@
 //! Three renderers over one [`Trace`] value: text that reads like an
 //! explanation, `minimal` (only rewrites, deliveries and drops, like
 //! `ovn-trace --minimal`, stable enough for golden tests) and JSON (the
-//! trace contract of `spec/topology.md`).
+//! trace contract of `docs/topology.md`). Each is a pattern match on the
+//! typed steps, fates and verdicts.
 
-use crate::trace::{Hop, HopKind, Trace};
+use crate::trace::{Fate, Hop, HopKind, Trace, Verdict};
 use std::fmt::Write;
 
 fn hop_line(h: &Hop) -> String {
@@ -11,23 +12,23 @@ fn hop_line(h: &Hop) -> String {
         HopKind::Wire => format!("wire {}", h.where_),
         _ => format!("{} {}", h.host, h.where_),
     };
-    let mut s = format!("[{}] {place}: {}", h.copy, h.detail);
-    if let Some(r) = &h.rewrite
+    let mut s = format!("[{}] {place}: {}", h.copy, h.step);
+    if let Some(r) = h.rewrite()
         && h.kind != HopKind::Wire
     {
         let _ = write!(s, "   ⇒ {r}");
     }
-    if let Some(f) = &h.fate {
+    if let Some(f) = h.fate {
         let _ = write!(s, "   [{f}]");
     }
     s
 }
 
-fn verdict_line(t: &Trace) -> String {
-    match (&t.delivered_to, &t.drop_reason) {
-        (Some(to), _) => format!("verdict: delivered to {to}"),
-        (None, Some(why)) => format!("verdict: dropped ({:?}): {why}", t.disposition),
-        (None, None) => "verdict: dropped".into(),
+/// The verdict as one line (`verdict: delivered to vm5`).
+pub fn verdict_line(t: &Trace) -> String {
+    match &t.verdict {
+        Verdict::Delivered { to } => format!("verdict: delivered to {to}"),
+        Verdict::Dropped(d) => format!("verdict: dropped ({:?}): {d}", t.disposition()),
     }
 }
 
@@ -48,24 +49,28 @@ pub fn text(t: &Trace) -> String {
     o
 }
 
+/// Whether `minimal` shows a hop: it rewrote the packet (not on a wire),
+/// delivered it, or dropped the traced packet (not ARP).
+pub fn is_key_hop(h: &Hop) -> bool {
+    match h.fate {
+        Some(Fate::Delivered) => true,
+        Some(Fate::Dropped) if h.packet.proto != "arp" => true,
+        _ => !h.changed.is_empty() && h.kind != HopKind::Wire,
+    }
+}
+
 /// Minimal text: hops that rewrote the packet, crossed a wire, or ended a
 /// copy by delivery or a drop of the traced packet.
 pub fn minimal(t: &Trace) -> String {
     let mut o = String::new();
-    for h in &t.hops {
-        let fate = h.fate.as_deref();
-        let keep = (h.rewrite.is_some() && h.kind != HopKind::Wire)
-            || fate == Some("delivered")
-            || (fate == Some("dropped") && h.packet.proto != "arp");
-        if keep {
-            let what = match (fate, &h.rewrite) {
-                (Some("delivered"), _) => format!("delivered: {}", h.detail),
-                (Some("dropped"), _) => format!("dropped: {}", h.detail),
-                (_, Some(r)) => r.clone(),
-                _ => h.detail.clone(),
-            };
-            let _ = writeln!(o, "{} {} {}: {what}", h.host, h.where_, h.packet.proto);
-        }
+    for h in t.hops.iter().filter(|h| is_key_hop(h)) {
+        let what = match (h.fate, h.rewrite()) {
+            (Some(Fate::Delivered), _) => format!("delivered: {}", h.step),
+            (Some(Fate::Dropped), _) => format!("dropped: {}", h.step),
+            (_, Some(r)) => r,
+            _ => h.step.to_string(),
+        };
+        let _ = writeln!(o, "{} {} {}: {what}", h.host, h.where_, h.packet.proto);
     }
     let _ = writeln!(o, "{}", verdict_line(t));
     if let Some(r) = &t.reply {
@@ -75,7 +80,8 @@ pub fn minimal(t: &Trace) -> String {
     o
 }
 
-/// JSON per the trace contract.
+/// JSON per the trace contract (plus the typed `step`, `changed`, `fate`
+/// and `dropped` of each hop and verdict).
 pub fn json(t: &Trace) -> String {
     serde_json::to_string_pretty(t).expect("traces serialise")
 }

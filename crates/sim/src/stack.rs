@@ -43,7 +43,7 @@ pub struct Neigh {
 }
 
 /// An IP packet being handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct IpPkt {
     /// Source.
     pub src: Ipv4Addr,
@@ -69,24 +69,140 @@ impl IpPkt {
     }
 }
 
-/// What the stack did, for the trace.
+/// What the stack did, for the trace: typed, with device indices and
+/// addresses only, so building a step costs no formatting and a
+/// reachability check can afford to produce them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StackStep {
-    /// A plain note (ARP handling, routing, …).
-    Note(String),
+    /// An ARP reply taught the stack a neighbour.
+    ArpLearned {
+        /// Device it arrived on.
+        dev: usize,
+        /// The sender's address.
+        ip: Ipv4Addr,
+        /// The sender's MAC.
+        mac: MacAddr,
+    },
+    /// An ARP request for a local address was answered.
+    ArpAnswered {
+        /// Device it arrived on (and the answer left by).
+        dev: usize,
+        /// The address asked for.
+        ip: Ipv4Addr,
+    },
+    /// Proxy ARP answered for an address routed out of another device.
+    ProxyArp {
+        /// Device the request arrived on.
+        dev: usize,
+        /// The address asked for.
+        ip: Ipv4Addr,
+        /// The device the route to `ip` leaves by.
+        out: usize,
+    },
+    /// Policy routing chose a rule and a route.
+    Routed {
+        /// Index into the stack's rules; `None` for `32766 from all lookup main`.
+        rule: Option<usize>,
+        /// Index into the stack's routes.
+        route: usize,
+    },
+    /// A received packet was for a local address and was delivered.
+    Local(IpPkt),
+    /// A locally generated packet was for a local address.
+    LocalOut(IpPkt),
+    /// The next hop's MAC is known: the packet is sent.
+    Neighbour {
+        /// Output device.
+        dev: usize,
+        /// Next hop.
+        nexthop: Ipv4Addr,
+        /// Its MAC.
+        mac: MacAddr,
+        /// Written by the agent (else learned by ARP).
+        permanent: bool,
+    },
+    /// No neighbour entry: an ARP request goes out and the packet waits.
+    ArpRequest {
+        /// Output device.
+        dev: usize,
+        /// Next hop asked for.
+        nexthop: Ipv4Addr,
+    },
+    /// ARP for the next hop is already pending: the packet waits too.
+    ArpPending {
+        /// Next hop.
+        nexthop: Ipv4Addr,
+    },
     /// A NAT decision or conntrack rewrite, with the packet after the hook.
     Nat(NatStep, IpPkt),
     /// The frame or packet was dropped, with why.
-    Drop(String),
+    Drop(KernelDrop),
     /// A flooded or misaddressed frame was ignored (not an error).
-    Ignored(String),
+    Ignored(Ignored),
+}
+
+/// Why the kernel dropped a frame or packet (closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelDrop {
+    /// A VLAN-tagged frame reached a device with no VLAN sub-device.
+    Tagged {
+        /// Device index.
+        dev: usize,
+    },
+    /// No rule's table had a route to the destination.
+    NoRoute {
+        /// Destination.
+        dst: Ipv4Addr,
+    },
+    /// Not a local address and `ip_forward=0`.
+    NotForwarding {
+        /// Destination.
+        dst: Ipv4Addr,
+    },
+    /// Strict reverse-path filtering: the route back leaves by another device.
+    RpFilter {
+        /// The packet's source.
+        src: Ipv4Addr,
+        /// Device it arrived on.
+        dev: usize,
+    },
+}
+
+/// Why a frame was ignored without being an error (closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// A unicast frame for another MAC (a flooded copy).
+    NotOurMac {
+        /// Device index.
+        dev: usize,
+        /// The frame's destination MAC.
+        dst: MacAddr,
+    },
+    /// An ARP request this stack does not answer.
+    ArpNotAnswered {
+        /// Device it arrived on.
+        dev: usize,
+        /// The address asked for.
+        ip: Ipv4Addr,
+        /// Why not.
+        why: ArpDecline,
+    },
+}
+
+/// Why an ARP request was not answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpDecline {
+    /// The address is on another device and `arp_ignore=1`.
+    OnOtherDevice(usize),
+    /// Proxy ARP is on, but the route to the address does not leave by another device.
+    NoProxyRoute,
+    /// Not a local address (and no proxy ARP).
+    NotLocal,
 }
 
 /// The outcome of handing one frame (or packet) to a stack.
 #[derive(Debug, Clone, Default)]
 pub struct StackResult {
-    /// Whether notes are written (traces) or skipped (reachability).
-    pub verbose: bool,
     /// Steps in order.
     pub steps: Vec<StackStep>,
     /// Frames sent: (device index, frame).
@@ -98,26 +214,20 @@ pub struct StackResult {
 }
 
 impl StackResult {
-    fn new(verbose: bool) -> StackResult {
-        StackResult { verbose, ..Default::default() }
+    fn new() -> StackResult {
+        StackResult::default()
     }
-    fn note(&mut self, f: impl FnOnce() -> String) {
-        if self.verbose {
-            self.steps.push(StackStep::Note(f()));
-        }
+    fn note(&mut self, s: StackStep) {
+        self.steps.push(s);
     }
-    fn ignored(&mut self, f: impl FnOnce() -> String) {
-        if self.verbose {
-            self.steps.push(StackStep::Ignored(f()));
-        }
+    fn ignored(&mut self, i: Ignored) {
+        self.steps.push(StackStep::Ignored(i));
     }
 }
 
 /// A network namespace.
 #[derive(Debug, Clone)]
 pub struct Stack {
-    /// Explain every step (traces) or only decide (reachability checks).
-    pub verbose: bool,
     /// Devices.
     pub devs: Vec<Dev>,
     /// Routes of all tables.
@@ -154,7 +264,7 @@ pub enum RouteResult {
         /// Next hop (the destination for on-link routes).
         nexthop: Ipv4Addr,
         /// How it was chosen, for the trace.
-        why: Vec<String>,
+        why: StackStep,
     },
 }
 
@@ -162,7 +272,6 @@ impl Stack {
     /// An empty stack with forwarding off.
     pub fn new(devs: Vec<Dev>) -> Stack {
         Stack {
-            verbose: true,
             devs,
             routes: vec![],
             rules: vec![],
@@ -186,8 +295,13 @@ impl Stack {
         self.devs.iter().position(|d| d.addrs.iter().any(|a| a.addr() == ip))
     }
 
-    fn lookup_table(&self, table: TableRef, dst: Ipv4Addr) -> Option<&Route> {
-        self.routes.iter().filter(|r| r.table == table && r.dst.contains(&dst)).max_by_key(|r| r.dst.prefix_len())
+    fn lookup_table(&self, table: TableRef, dst: Ipv4Addr) -> Option<usize> {
+        self.routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.table == table && r.dst.contains(&dst))
+            .max_by_key(|(_, r)| r.dst.prefix_len())
+            .map(|(i, _)| i)
     }
 
     /// Policy routing: `local`, the rules by priority (with `main` at 32766),
@@ -196,13 +310,14 @@ impl Stack {
         if self.is_local(dst).is_some() {
             return Some(RouteResult::Local);
         }
-        let mut rules: Vec<(u32, Option<&Rule>)> = self.rules.iter().map(|r| (r.priority, Some(r))).collect();
+        let mut rules: Vec<(u32, Option<usize>)> = self.rules.iter().enumerate().map(|(i, r)| (r.priority, Some(i))).collect();
         rules.push((32766, None));
         rules.sort_by_key(|(p, _)| *p);
-        for (prio, rule) in rules {
-            let (table, label) = match rule {
-                None => (TableRef::Main, "32766 from all lookup main".to_string()),
-                Some(r) => {
+        for (_, rule) in rules {
+            let table = match rule {
+                None => TableRef::Main,
+                Some(i) => {
+                    let r = &self.rules[i];
                     let ok = match &r.selector {
                         RuleSelector::From(n) => n.contains(&src),
                         RuleSelector::Iif(d) => iif.is_some_and(|i| &self.devs[i].name == d),
@@ -210,27 +325,14 @@ impl Stack {
                     if !ok {
                         continue;
                     }
-                    let sel = match &r.selector {
-                        RuleSelector::From(n) if n.prefix_len() == 32 => {
-                            format!("from {}", n.addr())
-                        }
-                        RuleSelector::From(n) => format!("from {n}"),
-                        RuleSelector::Iif(d) => format!("from all iif {d}"),
-                    };
-                    (TableRef::Id(r.table), format!("{prio} {sel} lookup {}", r.table))
+                    TableRef::Id(r.table)
                 }
             };
-            if let Some(r) = self.lookup_table(table, dst)
-                && let Some(dev) = self.dev(&r.dev)
+            if let Some(ri) = self.lookup_table(table, dst)
+                && let Some(dev) = self.dev(&self.routes[ri].dev)
             {
-                let dst_txt = if r.dst.prefix_len() == 0 { "default".to_string() } else { r.dst.to_string() };
-                let via = r.via.map(|v| format!(" via {v}")).unwrap_or_default();
-                let table_txt = if table == TableRef::Main { String::new() } else { format!(" table {table}") };
-                let why = if self.verbose {
-                    vec![format!("ip rule {label}"), format!("route {dst_txt}{via} dev {}{table_txt}", r.dev)]
-                } else {
-                    vec![]
-                };
+                let r = &self.routes[ri];
+                let why = StackStep::Routed { rule, route: ri };
                 return Some(RouteResult::Unicast { dev, nexthop: r.via.unwrap_or(dst), why });
             }
         }
@@ -239,14 +341,14 @@ impl Stack {
 
     /// Hand a frame received on device `dev` to the stack.
     pub fn receive(&mut self, dev: usize, f: Frame) -> StackResult {
-        let mut res = StackResult::new(self.verbose);
+        let mut res = StackResult::new();
         let d = &self.devs[dev];
         if f.vlan.is_some() {
-            res.steps.push(StackStep::Drop(format!("{} received a VLAN-tagged frame; it has no VLAN device", d.name)));
+            res.steps.push(StackStep::Drop(KernelDrop::Tagged { dev }));
             return res;
         }
         if f.dst != d.mac && !f.dst.is_multicast() {
-            res.ignored(|| format!("frame for {} is not addressed to {} ({})", f.dst, d.name, d.mac));
+            res.ignored(Ignored::NotOurMac { dev, dst: f.dst });
             return res;
         }
         match f.payload {
@@ -264,10 +366,9 @@ impl Stack {
     }
 
     fn receive_arp(&mut self, dev: usize, op: u16, sha: MacAddr, spa: Ipv4Addr, tpa: Ipv4Addr, res: &mut StackResult) {
-        let name = self.devs[dev].name.clone();
         if op == ARP_REPLY {
             self.learn(dev, spa, sha);
-            res.note(|| format!("ARP reply: {spa} is-at {sha} (learned on {name})"));
+            res.note(StackStep::ArpLearned { dev, ip: spa, mac: sha });
             self.flush_pending(dev, spa, res);
             return;
         }
@@ -278,7 +379,7 @@ impl Stack {
         };
         if answer_local {
             self.learn(dev, spa, sha);
-            res.note(|| format!("ARP request for {tpa}: answered by {name}"));
+            res.note(StackStep::ArpAnswered { dev, ip: tpa });
             res.out.push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
             return;
         }
@@ -288,18 +389,16 @@ impl Stack {
             && let Some(RouteResult::Unicast { dev: out, .. }) = self.route(spa, tpa, Some(dev))
             && out != dev
         {
-            res.note(|| {
-                format!("proxy ARP on {name}: the route to {tpa} leaves by {}, so {name} answers with its own MAC", self.devs[out].name)
-            });
+            res.note(StackStep::ProxyArp { dev, ip: tpa, out });
             res.out.push((dev, arp_frame(ARP_REPLY, self.devs[dev].mac, tpa, sha, spa)));
             return;
         }
         let why = match owner {
-            Some(o) => format!("{tpa} is on {}, not on {name} (arp_ignore=1)", self.devs[o].name),
-            None if self.devs[dev].proxy_arp => format!("{tpa} is not local and its route does not leave by another device: no proxy ARP"),
-            None => format!("{tpa} is not a local address"),
+            Some(o) => ArpDecline::OnOtherDevice(o),
+            None if self.devs[dev].proxy_arp => ArpDecline::NoProxyRoute,
+            None => ArpDecline::NotLocal,
         };
-        res.ignored(|| format!("ARP request on {name} not answered: {why}"));
+        res.ignored(Ignored::ArpNotAnswered { dev, ip: tpa, why });
     }
 
     fn nat(&mut self, hook: Hook, p: &mut IpPkt, in_dev: Option<usize>, out_dev: Option<usize>, res: &mut StackResult) {
@@ -322,24 +421,23 @@ impl Stack {
         match self.route(p.src, p.dst, Some(dev)) {
             Some(RouteResult::Local) => {
                 self.nat(Hook::Input, &mut p, Some(dev), None, res);
-                res.note(|| format!("{} is local: delivered ({})", p.dst, describe(&p)));
+                res.note(StackStep::Local(p));
                 res.delivered = Some(p);
                 res.answer = answer_to(&p);
             }
-            None => res.steps.push(StackStep::Drop(format!("no route to {}", p.dst))),
+            None => res.steps.push(StackStep::Drop(KernelDrop::NoRoute { dst: p.dst })),
             Some(RouteResult::Unicast { dev: out, nexthop, why }) => {
                 if !self.forward {
-                    res.steps.push(StackStep::Drop(format!("{} is not local and ip_forward=0", p.dst)));
+                    res.steps.push(StackStep::Drop(KernelDrop::NotForwarding { dst: p.dst }));
                     return;
                 }
                 if self.rp_filter == 1
                     && !matches!(self.route(p.dst, p.src, None), Some(RouteResult::Unicast { dev: back, .. }) if back == dev)
                 {
-                    res.steps
-                        .push(StackStep::Drop(format!("rp_filter: the route back to {} does not leave by {}", p.src, self.devs[dev].name)));
+                    res.steps.push(StackStep::Drop(KernelDrop::RpFilter { src: p.src, dev }));
                     return;
                 }
-                res.steps.extend(why.into_iter().map(StackStep::Note));
+                res.steps.push(why);
                 self.nat(Hook::Postrouting, &mut p, Some(dev), Some(out), res);
                 self.transmit(out, nexthop, p, res);
             }
@@ -348,16 +446,16 @@ impl Stack {
 
     /// Send a locally generated packet (an endpoint's ping, a service's answer).
     pub fn originate(&mut self, mut p: IpPkt) -> StackResult {
-        let mut res = StackResult::new(self.verbose);
+        let mut res = StackResult::new();
         self.nat(Hook::Output, &mut p, None, None, &mut res);
         match self.route(p.src, p.dst, None) {
-            None => res.steps.push(StackStep::Drop(format!("no route to {}", p.dst))),
+            None => res.steps.push(StackStep::Drop(KernelDrop::NoRoute { dst: p.dst })),
             Some(RouteResult::Local) => {
-                res.note(|| format!("{} is local", p.dst));
+                res.note(StackStep::LocalOut(p));
                 res.delivered = Some(p);
             }
             Some(RouteResult::Unicast { dev, nexthop, why }) => {
-                res.steps.extend(why.into_iter().map(StackStep::Note));
+                res.steps.push(why);
                 self.nat(Hook::Postrouting, &mut p, None, Some(dev), &mut res);
                 self.transmit(dev, nexthop, p, &mut res);
             }
@@ -369,8 +467,7 @@ impl Stack {
         let d = &self.devs[dev];
         match self.neigh.get(&(dev, nexthop)) {
             Some(n) => {
-                let kind = if n.permanent { "permanent" } else { "learned" };
-                res.note(|| format!("neighbour {nexthop} is {} ({kind}): send on {}", n.mac, d.name));
+                res.note(StackStep::Neighbour { dev, nexthop, mac: n.mac, permanent: n.permanent });
                 res.out
                     .push((dev, Frame { src: d.mac, dst: n.mac, vlan: None, payload: Payload::Ip { src: p.src, dst: p.dst, l4: p.l4 } }));
             }
@@ -385,10 +482,10 @@ impl Stack {
                         .or(d.addrs.first())
                         .map(|a| a.addr())
                         .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                    res.note(|| format!("no neighbour entry for {nexthop} on {}: ARP request, packet waits", d.name));
+                    res.note(StackStep::ArpRequest { dev, nexthop });
                     res.out.push((dev, arp_frame(ARP_REQUEST, d.mac, spa, MacAddr::BROADCAST, nexthop)));
                 } else {
-                    res.note(|| format!("ARP for {nexthop} already pending: packet waits"));
+                    res.note(StackStep::ArpPending { nexthop });
                 }
             }
         }

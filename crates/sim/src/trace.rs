@@ -4,9 +4,14 @@
 //! queue, so floods are followed copy by copy and each copy's fate is in
 //! the trace; copies are labelled `1`, `1.2`, `1.2.1` … by lineage.
 
+use crate::netfilter::NatStep;
 use crate::ofp::OfStep;
-use crate::packet::{Frame, L4, PacketView, Payload};
-use crate::stack::{IpPkt, StackResult, StackStep, describe};
+use crate::packet::{Frame, L4, Payload};
+use crate::stack::{Ignored, IpPkt, KernelDrop, StackResult, StackStep};
+use crate::step::changes;
+pub use crate::step::{
+    ArpDecline, ArpFailure, Change, Disposition, DropReason, Dropped, Fate, Hop, HopKind, Lineage, NormalDecision, Place, Step, Verdict,
+};
 use crate::world::{Attach, StackKind, World};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -18,83 +23,99 @@ pub const FULL_WARM_UP_HOSTS: usize = 64;
 /// Events processed before a trace is declared a loop.
 pub const MAX_EVENTS: usize = 20_000;
 
-/// The closed set of hop kinds of the trace contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HopKind {
-    /// An OpenFlow table lookup or NORMAL in a bridge.
-    Openflow,
-    /// A step in a Neutron namespace.
-    Namespace,
-    /// A frame on a physical network.
-    Wire,
-    /// A step in an instance, external host or the upstream gateway.
-    Endpoint,
-}
-
-/// One step of a trace.
-#[derive(Debug, Clone, Serialize)]
-pub struct Hop {
-    /// Host name; `fabric` for wires, `external` outside the cloud.
-    pub host: String,
-    /// Kind.
-    pub kind: HopKind,
-    /// Bridge, namespace, endpoint or physical network.
-    #[serde(rename = "where")]
-    pub where_: String,
-    /// What matched or was done.
-    pub detail: String,
-    /// The frame as it is when the hop is left.
-    pub packet: PacketView,
-    /// Copy lineage label.
-    pub copy: String,
-    /// Why the flow exists (openflow hops of planned flows).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
-    /// What this hop changed in the packet, if anything.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rewrite: Option<String>,
-    /// Whether this copy ended here (dropped, ignored or delivered).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fate: Option<String>,
-}
-
-/// How a trace ended (closed set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Disposition {
-    /// Reached its destination.
-    Delivered,
-    /// Dropped by a flow, a table miss, the kernel or a missing route.
-    Dropped,
-    /// No route to the destination.
-    NoRoute,
-    /// The next hop never answered ARP.
-    NeighbourUnreachable,
-    /// Frames kept circulating.
-    Loop,
-}
-
-/// A trace of one direction.
-#[derive(Debug, Clone, Serialize)]
+/// A trace of one direction: its steps in processing order (each copy of a
+/// flooded frame labelled by [`Lineage`], so the steps form a tree of
+/// copies), and how it ended.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
-    /// `delivered` or `dropped`.
-    pub verdict: &'static str,
-    /// Who received it.
-    pub delivered_to: Option<String>,
-    /// Why it was not delivered.
-    pub drop_reason: Option<String>,
-    /// Detailed disposition.
-    pub disposition: Disposition,
+    /// How it ended.
+    pub verdict: Verdict,
     /// Steps.
     pub hops: Vec<Hop>,
     /// The reply's trace (request only, when delivered).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<Box<Trace>>,
     /// What the reader needs to interpret the verdict (e.g. what the
     /// anti-spoofing tables do and do not protect when the trace spoofs).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl Trace {
+    /// The coarse class of the verdict.
+    pub fn disposition(&self) -> Disposition {
+        self.verdict.disposition()
+    }
+    /// Whether this direction and (for a request) its reply were delivered.
+    pub fn round_trip(&self) -> bool {
+        self.verdict.is_delivered() && self.reply.as_ref().is_some_and(|r| r.verdict.is_delivered())
+    }
+    /// The copies of this direction as a tree: each node is one copy with
+    /// its hops, children are the copies made from it (floods).
+    pub fn copy_tree(&self) -> Vec<CopyNode<'_>> {
+        fn insert<'a>(nodes: &mut Vec<CopyNode<'a>>, h: &'a Hop, depth: usize) {
+            let want = &h.copy.0[..depth.min(h.copy.0.len())];
+            if let Some(n) = nodes.iter_mut().rev().find(|n| n.copy.0 == want) {
+                if h.copy.0.len() == depth {
+                    n.hops.push(h);
+                } else {
+                    insert(&mut n.children, h, depth + 1);
+                }
+                return;
+            }
+            let mut n = CopyNode { copy: Lineage(want.to_vec()), hops: vec![], children: vec![] };
+            if h.copy.0.len() == depth {
+                n.hops.push(h);
+            } else {
+                insert(&mut n.children, h, depth + 1);
+            }
+            nodes.push(n);
+        }
+        let mut roots = Vec::new();
+        for h in &self.hops {
+            insert(&mut roots, h, 1);
+        }
+        roots
+    }
+}
+
+/// One copy of a frame in [`Trace::copy_tree`].
+#[derive(Debug, Clone)]
+pub struct CopyNode<'a> {
+    /// Its lineage.
+    pub copy: Lineage,
+    /// Its own hops, in order.
+    pub hops: Vec<&'a Hop>,
+    /// Copies made from it.
+    pub children: Vec<CopyNode<'a>>,
+}
+
+impl Serialize for Trace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            verdict: &'static str,
+            delivered_to: Option<&'a str>,
+            drop_reason: Option<String>,
+            disposition: Disposition,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            dropped: Option<&'a Dropped>,
+            hops: &'a [Hop],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reply: Option<&'a Trace>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            notes: &'a [String],
+        }
+        Out {
+            verdict: if self.verdict.is_delivered() { "delivered" } else { "dropped" },
+            delivered_to: self.verdict.delivered_to(),
+            drop_reason: self.verdict.dropped().map(ToString::to_string),
+            disposition: self.disposition(),
+            dropped: self.verdict.dropped(),
+            hops: &self.hops,
+            reply: self.reply.as_deref(),
+            notes: &self.notes,
+        }
+        .serialize(s)
+    }
 }
 
 /// What to trace.
@@ -127,46 +148,113 @@ enum Ev {
     Wire { wire: usize, port: usize },
 }
 
-/// Why a copy died; bridge drops in verdict-only mode are described only
-/// when a verdict needs them.
-enum Why {
-    Text(String),
-    Bridge { host: usize, bridge: usize, step: Option<OfStep> },
+/// Where a copy died, by index (names are resolved only for the verdict).
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    Bridge { host: usize, bridge: usize },
+    Stack(usize),
 }
 
-impl Why {
-    fn text(&self, w: &World) -> String {
-        match self {
-            Why::Text(t) => t.clone(),
-            Why::Bridge { host, bridge, step } => {
-                let br = &w.hosts[*host].bridges[*bridge];
-                let why = match step {
-                    Some(OfStep::Matched { table, flow }) => {
-                        format!("table {table} priority {} {} → drop", flow.priority, flow.match_string())
-                    }
-                    Some(OfStep::Miss { table, .. }) => format!("table {table}{}: no flow matches", table_name(br.kind, *table)),
-                    Some(OfStep::Normal { vlan, .. }) => format!("NORMAL in VLAN {vlan}: no other port"),
-                    Some(OfStep::Note(n)) => n.clone(),
-                    None => String::new(),
-                };
-                format!("{} {}: {why}", w.hosts[*host].name, br.name)
-            }
-        }
-    }
-}
-
-struct Drop {
-    reason: Why,
-    disposition: Disposition,
+struct DropRec {
+    at: Loc,
+    reason: DropReason,
     traced: bool,
     frame: Frame,
 }
 
-struct Phase {
+impl DropRec {
+    fn resolve(&self, w: &World) -> Dropped {
+        let at = match self.at {
+            Loc::Bridge { host, bridge } => {
+                Place { host: w.hosts[host].name.clone(), kind: HopKind::Openflow, where_: w.hosts[host].bridges[bridge].name.clone() }
+            }
+            Loc::Stack(s) => stack_place(w, s),
+        };
+        Dropped { at: Some(at), reason: self.reason.clone() }
+    }
+}
+
+fn stack_kind(w: &World, s: usize) -> HopKind {
+    if matches!(w.stacks[s].kind, StackKind::Namespace(_)) { HopKind::Namespace } else { HopKind::Endpoint }
+}
+
+fn stack_place(w: &World, s: usize) -> Place {
+    Place { host: w.stacks[s].host.clone(), kind: stack_kind(w, s), where_: w.stacks[s].name.clone() }
+}
+
+/// Where the hops of a trace go. [`trace`] records them ([`Recorder`]);
+/// [`reach`] throws them away before they are built ([`NoSink`]), so a
+/// reachability check pays for no names, texts or lineages.
+pub trait Sink {
+    /// Record the hop `make` builds; its index, or `None` when not recording.
+    fn hop(&mut self, make: impl FnOnce() -> Hop) -> Option<usize>;
+    /// The recorded hop at `i`.
+    fn get_mut(&mut self, i: usize) -> Option<&mut Hop>;
+    /// Index of the last recorded hop.
+    fn last(&self) -> Option<usize>;
+    /// The lineage of the `i`-th of `n` copies made from `parent`.
+    fn child(&self, parent: &Lineage, i: usize, n: usize) -> Lineage;
+    /// Hand over the hops recorded so far and start afresh.
+    fn take(&mut self) -> Vec<Hop>;
+}
+
+/// Records every hop (`dvr trace`).
+#[derive(Debug, Default)]
+pub struct Recorder {
     hops: Vec<Hop>,
+}
+
+impl Sink for Recorder {
+    fn hop(&mut self, make: impl FnOnce() -> Hop) -> Option<usize> {
+        self.hops.push(make());
+        Some(self.hops.len() - 1)
+    }
+    fn get_mut(&mut self, i: usize) -> Option<&mut Hop> {
+        self.hops.get_mut(i)
+    }
+    fn last(&self) -> Option<usize> {
+        self.hops.len().checked_sub(1)
+    }
+    fn child(&self, parent: &Lineage, i: usize, n: usize) -> Lineage {
+        parent.child(i, n)
+    }
+    fn take(&mut self) -> Vec<Hop> {
+        std::mem::take(&mut self.hops)
+    }
+}
+
+/// Records nothing (`reach`, warm-up, benchmarks).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoSink;
+
+impl Sink for NoSink {
+    fn hop(&mut self, _: impl FnOnce() -> Hop) -> Option<usize> {
+        None
+    }
+    fn get_mut(&mut self, _: usize) -> Option<&mut Hop> {
+        None
+    }
+    fn last(&self) -> Option<usize> {
+        None
+    }
+    fn child(&self, _: &Lineage, _: usize, _: usize) -> Lineage {
+        Lineage::default()
+    }
+    fn take(&mut self) -> Vec<Hop> {
+        Vec::new()
+    }
+}
+
+struct Phase {
     delivered: Option<(usize, IpPkt, Option<IpPkt>)>,
-    drops: Vec<Drop>,
+    drops: Vec<DropRec>,
     looped: bool,
+}
+
+impl Phase {
+    fn new() -> Phase {
+        Phase { delivered: None, drops: vec![], looped: false }
+    }
 }
 
 /// The identity of the traced packet (either direction, any NAT).
@@ -181,80 +269,138 @@ fn is_traced(f: &Frame, l4: L4) -> bool {
     }
 }
 
-fn diff(a: &Frame, b: &Frame) -> Option<String> {
-    let mut d = Vec::new();
-    if a.vlan != b.vlan {
-        let v = |x: Option<u16>| x.map_or("untagged".to_string(), |v| v.to_string());
-        d.push(format!("VLAN {}→{}", v(a.vlan), v(b.vlan)));
-    }
-    if a.src != b.src && a.payload == b.payload {
-        d.push(format!("src MAC {}→{}", a.src, b.src));
-    }
-    if a.dst != b.dst && a.payload == b.payload {
-        d.push(format!("dst MAC {}→{}", a.dst, b.dst));
-    }
-    if let (Payload::Ip { src: s1, dst: d1, .. }, Payload::Ip { src: s2, dst: d2, .. }) = (a.payload, b.payload) {
-        if s1 != s2 {
-            d.push(format!("src IP {s1}→{s2}"));
-        }
-        if d1 != d2 {
-            d.push(format!("dst IP {d1}→{d2}"));
-        }
-    }
-    (!d.is_empty()).then(|| d.join(", "))
-}
-
-struct Runner<'w> {
+struct Runner<'w, S: Sink> {
     w: &'w mut World,
     l4: L4,
-    /// Record hops (a full trace) or only find the verdict (fast reachability).
-    record: bool,
+    sink: S,
     /// Physical switches learn but do not forward (a contained warm-up).
     contain: bool,
-    queue: VecDeque<(Ev, Frame, String)>,
+    queue: VecDeque<(Ev, Frame, Lineage)>,
     phase: Phase,
 }
 
-impl Runner<'_> {
-    #[allow(clippy::too_many_arguments)]
-    fn hop(&mut self, host: &str, kind: HopKind, where_: &str, detail: String, packet: &Frame, copy: &str, prev: &mut Frame) -> usize {
-        if !self.record {
-            return usize::MAX;
+/// A stack's typed step with its device and route indices resolved to names.
+fn stack_step(w: &World, s: usize, step: &StackStep) -> Step {
+    let st = &w.stacks[s].stack;
+    let dev = |d: usize| st.devs[d].name.clone();
+    match step {
+        StackStep::ArpLearned { dev: d, ip, mac } => Step::ArpLearned { dev: dev(*d), ip: *ip, mac: *mac },
+        StackStep::ArpAnswered { dev: d, ip } => Step::ArpAnswered { dev: dev(*d), ip: *ip },
+        StackStep::ProxyArp { dev: d, ip, out } => Step::ProxyArp { dev: dev(*d), ip: *ip, out: dev(*out) },
+        StackStep::Routed { rule, route } => {
+            let rule = rule.map(|r| st.rules[r].clone());
+            let table = rule.as_ref().map_or(dvr_plan::TableRef::Main, |r| dvr_plan::TableRef::Id(r.table));
+            Step::Route { rule, table, route: st.routes[*route].clone() }
         }
-        let rewrite = diff(prev, packet);
-        *prev = *packet;
-        self.phase.hops.push(Hop {
-            host: host.to_string(),
-            kind,
-            where_: where_.to_string(),
-            detail,
-            packet: packet.into(),
-            copy: copy.to_string(),
-            why: None,
-            rewrite,
-            fate: None,
+        StackStep::Local(p) => Step::Deliver { endpoint: w.stacks[s].label.clone(), packet: *p },
+        StackStep::LocalOut(p) => Step::LocalOut { packet: *p },
+        StackStep::Neighbour { dev: d, nexthop, mac, permanent } => {
+            Step::Neighbour { dev: dev(*d), nexthop: *nexthop, mac: *mac, permanent: *permanent }
+        }
+        StackStep::ArpRequest { dev: d, nexthop } => Step::ArpRequest { dev: dev(*d), nexthop: *nexthop },
+        StackStep::ArpPending { nexthop } => Step::ArpPending { nexthop: *nexthop },
+        StackStep::Nat(NatStep::Chain { hook, rule, rewrite }, _) => {
+            Step::Nat { hook: *hook, rule: rule.clone(), rewrite: rewrite.clone() }
+        }
+        StackStep::Nat(NatStep::Conntrack { hook, rewrite }, _) => Step::Conntrack { hook: *hook, rewrite: rewrite.clone() },
+        StackStep::Drop(k) => Step::Drop { reason: kernel_drop(w, s, k) },
+        StackStep::Ignored(Ignored::NotOurMac { dev: d, dst }) => Step::NotOurMac { dev: dev(*d), dst: *dst, mac: st.devs[*d].mac },
+        StackStep::Ignored(Ignored::ArpNotAnswered { dev: d, ip, why }) => {
+            let why = match why {
+                crate::stack::ArpDecline::OnOtherDevice(o) => ArpDecline::OnOtherDevice { dev: dev(*o) },
+                crate::stack::ArpDecline::NoProxyRoute => ArpDecline::NoProxyRoute,
+                crate::stack::ArpDecline::NotLocal => ArpDecline::NotLocal,
+            };
+            Step::ArpIgnored { dev: dev(*d), ip: *ip, why }
+        }
+    }
+}
+
+fn kernel_drop(w: &World, s: usize, k: &KernelDrop) -> DropReason {
+    let dev = |d: usize| w.stacks[s].stack.devs[d].name.clone();
+    match *k {
+        KernelDrop::Tagged { dev: d } => DropReason::Tagged { dev: dev(d) },
+        KernelDrop::NoRoute { dst } => DropReason::NoRoute { dst },
+        KernelDrop::NotForwarding { dst } => DropReason::NotForwarding { dst },
+        KernelDrop::RpFilter { src, dev: d } => DropReason::RpFilter { src, dev: dev(d) },
+    }
+}
+
+fn of_step(w: &World, host: usize, bridge: usize, step: &OfStep) -> Step {
+    let br = &w.hosts[host].bridges[bridge];
+    match step {
+        OfStep::Matched { table, flow } => Step::Table { table: *table, table_name: table_name(br.kind, *table), flow: flow.clone() },
+        OfStep::Miss { table, fatal } => Step::Miss { table: *table, table_name: table_name(br.kind, *table), fatal: *fatal },
+        OfStep::Normal { vlan, out, learned } => Step::Normal { vlan: *vlan, decision: normal_decision(br, out, *learned) },
+        OfStep::Event(e) => Step::Ovs { event: e.clone() },
+    }
+}
+
+fn normal_decision(br: &crate::ofp::OfBridge, out: &[usize], learned: bool) -> NormalDecision {
+    match (out, learned) {
+        ([], _) => NormalDecision::NoPort,
+        ([p], true) => NormalDecision::Learned { port: br.ports[*p].name.clone() },
+        (ps, _) => NormalDecision::Flood { ports: ps.iter().map(|&p| br.ports[p].name.clone()).collect() },
+    }
+}
+
+/// Why a bridge sent a frame nowhere, from its last step.
+fn bridge_drop(w: &World, host: usize, bridge: usize, last: Option<&OfStep>) -> DropReason {
+    let br = &w.hosts[host].bridges[bridge];
+    match last {
+        Some(OfStep::Matched { table, flow }) => DropReason::Flow { table: *table, flow: flow.clone() },
+        Some(OfStep::Miss { table, fatal }) => {
+            DropReason::TableMiss { table: *table, table_name: table_name(br.kind, *table), fatal: *fatal }
+        }
+        Some(OfStep::Normal { vlan, out, learned }) => DropReason::Normal { vlan: *vlan, decision: normal_decision(br, out, *learned) },
+        Some(OfStep::Event(e)) => DropReason::Ovs { event: e.clone() },
+        None => DropReason::Ovs { event: crate::ofp::OvsEvent::ResubmitDepthExceeded },
+    }
+}
+
+impl<S: Sink> Runner<'_, S> {
+    /// Record a hop (when the sink records; place and step are built only
+    /// then); `prev` is the frame before it, updated to `packet` so the next
+    /// hop's changes are its own.
+    fn hop(
+        &mut self,
+        at: impl FnOnce(&World) -> Place,
+        step: impl FnOnce(&World) -> Step,
+        packet: &Frame,
+        copy: &Lineage,
+        prev: &mut Frame,
+    ) -> Option<usize> {
+        let w = &*self.w;
+        let p = *prev;
+        let i = self.sink.hop(|| {
+            let at = at(w);
+            Hop {
+                host: at.host,
+                kind: at.kind,
+                where_: at.where_,
+                step: step(w),
+                packet: packet.into(),
+                copy: copy.clone(),
+                changed: changes(&p, packet),
+                fate: None,
+            }
         });
-        self.phase.hops.len() - 1
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn drop(&mut self, hop: usize, reason: String, disposition: Disposition, traced: bool, fate: &str, frame: Frame) {
-        if let Some(h) = self.phase.hops.get_mut(hop) {
-            h.fate = Some(fate.to_string());
+        if i.is_some() {
+            *prev = *packet;
         }
-        self.phase.drops.push(Drop { reason: Why::Text(reason), disposition, traced, frame });
+        i
     }
 
-    fn enqueue(&mut self, targets: Vec<(Ev, Frame)>, copy: &str) {
+    fn set_fate(&mut self, i: Option<usize>, fate: Fate) {
+        if let Some(h) = i.and_then(|i| self.sink.get_mut(i)) {
+            h.fate = Some(fate);
+        }
+    }
+
+    fn enqueue(&mut self, targets: Vec<(Ev, Frame)>, copy: &Lineage) {
         let n = targets.len();
         for (i, (ev, f)) in targets.into_iter().enumerate() {
-            let label = if !self.record {
-                String::new()
-            } else if n == 1 {
-                copy.to_string()
-            } else {
-                format!("{copy}.{}", i + 1)
-            };
+            let label = self.sink.child(copy, i, n);
             self.queue.push_back((ev, f, label));
         }
     }
@@ -268,61 +414,23 @@ impl Runner<'_> {
         }
     }
 
-    fn stack_result(&mut self, s: usize, r: StackResult, input: Frame, copy: &str, want_reply_at: Option<usize>) {
-        let node = &self.w.stacks[s];
-        let (host, name) = if self.record || r.steps.iter().any(|x| matches!(x, StackStep::Drop(_))) {
-            (node.host.clone(), node.name.clone())
-        } else {
-            (String::new(), String::new())
-        };
-        let kind = if matches!(node.kind, StackKind::Namespace(_)) { HopKind::Namespace } else { HopKind::Endpoint };
-        let mut prev = input;
+    fn stack_result(&mut self, s: usize, r: StackResult, input: Frame, copy: &Lineage, want_reply_at: Option<usize>) {
         let traced = is_traced(&input, self.l4);
+        let mut prev = input;
         let mut shown = input;
-        if !self.record {
-            for step in &r.steps {
-                if let StackStep::Drop(why) = step {
-                    let disp = if why.starts_with("no route") { Disposition::NoRoute } else { Disposition::Dropped };
-                    self.phase.drops.push(Drop {
-                        reason: Why::Text(format!("{name} on {host}: {why}")),
-                        disposition: disp,
-                        traced,
-                        frame: input,
-                    });
-                }
-            }
-        }
-        let record = self.record;
-        for step in r.steps.iter().filter(|_| record) {
-            let (detail, fate) = match step {
-                StackStep::Note(n) => (n.clone(), None),
-                StackStep::Nat(crate::netfilter::NatStep::Chain { hook, rule, rewrite }, _) => {
-                    let d = match (rule, rewrite) {
-                        (Some(r), Some(w)) => format!("{hook} {w} ({r})"),
-                        (Some(r), None) => format!("{hook} no NAT ({r})"),
-                        (None, _) => format!("{hook} no rule matched"),
-                    };
-                    (d, None)
-                }
-                StackStep::Nat(crate::netfilter::NatStep::Conntrack { hook, rewrite }, _) => (format!("{hook} conntrack: {rewrite}"), None),
-                StackStep::Drop(why) => (format!("dropped: {why}"), Some(why.clone())),
-                StackStep::Ignored(why) => (why.clone(), Some(String::new())),
-            };
+        for step in &r.steps {
             if let StackStep::Nat(_, p) = step {
                 shown.payload = Payload::Ip { src: p.src, dst: p.dst, l4: p.l4 };
             }
-            let h = self.hop(&host, kind, &name, detail, &shown, copy, &mut prev);
-            match fate {
-                Some(why) if why.is_empty() => {
-                    if let Some(hop) = self.phase.hops.get_mut(h) {
-                        hop.fate = Some("ignored".into());
-                    }
+            let h = self.hop(|w| stack_place(w, s), |w| stack_step(w, s, step), &shown, copy, &mut prev);
+            match step {
+                StackStep::Ignored(_) => self.set_fate(h, Fate::Ignored),
+                StackStep::Drop(k) => {
+                    self.set_fate(h, Fate::Dropped);
+                    let reason = kernel_drop(self.w, s, k);
+                    self.phase.drops.push(DropRec { at: Loc::Stack(s), reason, traced, frame: input });
                 }
-                Some(why) => {
-                    let disp = if why.starts_with("no route") { Disposition::NoRoute } else { Disposition::Dropped };
-                    self.drop(h, format!("{name} on {host}: {why}"), disp, traced, "dropped", input);
-                }
-                None => {}
+                _ => {}
             }
         }
         if let Some(p) = r.delivered {
@@ -331,19 +439,20 @@ impl Runner<'_> {
                 Some(origin) => origin == s && p.l4 == self.l4.reversed() && self.phase.delivered.is_none(),
             };
             if matches_phase {
-                let h = self.phase.hops.len().wrapping_sub(1);
-                if let Some(hop) = self.phase.hops.get_mut(h) {
-                    hop.fate = Some("delivered".into());
-                }
+                let last = self.sink.last();
+                self.set_fate(last, Fate::Delivered);
                 self.phase.delivered = Some((s, p, r.answer));
             }
         }
         let mut targets = Vec::new();
         for (dev, f) in r.out {
-            if self.record {
-                let dev_name = self.w.stacks[s].stack.devs[dev].name.clone();
-                self.hop(&host, kind, &name, format!("sends on {dev_name}: {}", f), &f, copy, &mut prev);
-            }
+            self.hop(
+                |w| stack_place(w, s),
+                |w| Step::Transmit { dev: w.stacks[s].stack.devs[dev].name.clone(), frame: f },
+                &f,
+                copy,
+                &mut prev,
+            );
             if let Some(ev) = Self::from_attach(self.w.stacks[s].attach[dev]) {
                 targets.push((ev, f));
             }
@@ -351,84 +460,25 @@ impl Runner<'_> {
         self.enqueue(targets, copy);
     }
 
-    fn process(&mut self, ev: Ev, f: Frame, copy: String, want_reply_at: Option<usize>) {
+    fn process(&mut self, ev: Ev, f: Frame, copy: Lineage, want_reply_at: Option<usize>) {
         match ev {
             Ev::Stack { stack, dev } => {
-                self.w.stacks[stack].stack.verbose = self.record;
                 let r = self.w.stacks[stack].stack.receive(dev, f);
                 self.stack_result(stack, r, f, &copy, want_reply_at);
             }
             Ev::Bridge { host, bridge, port } => {
-                let br = &mut self.w.hosts[host].bridges[bridge];
-                let kind = br.kind;
-                let res = br.process(port, f);
-                if !self.record && !res.outputs.is_empty() {
-                    // Fast path: only where the frame goes matters.
-                    let attach = &self.w.hosts[host].attach[bridge];
-                    let targets: Vec<(Ev, Frame)> =
-                        res.outputs.iter().filter_map(|(p, out)| Self::from_attach(attach[*p]).map(|ev| (ev, *out))).collect();
-                    self.enqueue(targets, &copy);
-                    return;
-                }
-                if !self.record && res.outputs.is_empty() {
-                    let traced = is_traced(&f, self.l4);
-                    let step = res.steps.last().cloned();
-                    self.phase.drops.push(Drop {
-                        reason: Why::Bridge { host, bridge, step },
-                        disposition: Disposition::Dropped,
-                        traced,
-                        frame: f,
-                    });
-                    return;
-                }
-                let hostname = self.w.hosts[host].name.clone();
-                let bname = self.w.hosts[host].bridges[bridge].name.clone();
+                let res = self.w.hosts[host].bridges[bridge].process(port, f);
                 let mut prev = f;
                 let mut last = None;
-                let record = self.record;
-                for (i, step) in res.steps.iter().enumerate().filter(|_| record) {
+                for (i, step) in res.steps.iter().enumerate() {
                     let after = res.frame_after(i).unwrap_or(f);
-                    let (detail, why) = match step {
-                        OfStep::Matched { table, flow } => {
-                            let m = flow.match_string();
-                            let m = if m.is_empty() { "(any)".to_string() } else { m };
-                            (
-                                format!("table {table} priority {} {m} → {}", flow.priority, flow.actions_string()),
-                                (!flow.reason.is_empty()).then(|| format!("{}: {}", flow.builder, flow.reason)),
-                            )
-                        }
-                        OfStep::Miss { table, fatal: true } => {
-                            (format!("table {table}{}: no flow matches: table miss, dropped", table_name(kind, *table)), None)
-                        }
-                        OfStep::Miss { table, fatal: false } => {
-                            (format!("table {table}{}: no flow matches: nothing done", table_name(kind, *table)), None)
-                        }
-                        OfStep::Normal { vlan, out, learned } => {
-                            let ports = &self.w.hosts[host].bridges[bridge].ports;
-                            let out: Vec<&str> = out.iter().map(|&p| ports[p].name.as_str()).collect();
-                            let d = match (out.as_slice(), learned) {
-                                ([], _) => format!("NORMAL in VLAN {vlan}: no other port: dropped"),
-                                ([p], true) => {
-                                    format!("NORMAL in VLAN {vlan}: destination learned on {p}")
-                                }
-                                (ps, _) => format!("NORMAL in VLAN {vlan}: destination unknown, flood to {}", ps.join(", ")),
-                            };
-                            (d, None)
-                        }
-                        OfStep::Note(n) => (n.clone(), None),
-                    };
-                    let h = self.hop(&hostname, HopKind::Openflow, &bname, detail, &after, &copy, &mut prev);
-                    if let Some(hop) = self.phase.hops.get_mut(h) {
-                        hop.why = why;
-                    }
-                    last = Some(h);
+                    last = self.hop(|w| bridge_place(w, host, bridge), |w| of_step(w, host, bridge, step), &after, &copy, &mut prev);
                 }
                 if res.outputs.is_empty() {
-                    if let Some(h) = last {
-                        let detail = self.phase.hops[h].detail.clone();
-                        let traced = is_traced(&f, self.l4);
-                        self.drop(h, format!("{hostname} {bname}: {detail}"), Disposition::Dropped, traced, "dropped", f);
-                    }
+                    self.set_fate(last, Fate::Dropped);
+                    let reason = bridge_drop(self.w, host, bridge, res.steps.last());
+                    let traced = is_traced(&f, self.l4);
+                    self.phase.drops.push(DropRec { at: Loc::Bridge { host, bridge }, reason, traced, frame: f });
                     return;
                 }
                 let mut targets = Vec::new();
@@ -436,17 +486,36 @@ impl Runner<'_> {
                     match self.w.hosts[host].attach[bridge][p] {
                         Attach::None => {
                             let h = self.hop(
-                                &hostname,
-                                HopKind::Openflow,
-                                &bname,
-                                format!("output to {}: nothing attached", self.w.hosts[host].bridges[bridge].ports[p].name),
+                                |w| bridge_place(w, host, bridge),
+                                |w| Step::Unattached { port: w.hosts[host].bridges[bridge].ports[p].name.clone() },
                                 &out,
                                 &copy,
                                 &mut prev,
                             );
-                            self.phase.hops[h].fate = Some("dropped".into());
+                            self.set_fate(h, Fate::Dropped);
                         }
-                        a => targets.extend(Self::from_attach(a).map(|ev| (ev, out))),
+                        a => {
+                            if let Attach::Bridge { bridge: pb, port: pp, .. } = a {
+                                // The tag NORMAL or an output adds on a trunk patch port is
+                                // the frame as it enters the peer, not a rewrite of this hop.
+                                prev = out;
+                                self.hop(
+                                    |w| bridge_place(w, host, bridge),
+                                    |w| {
+                                        let hd = &w.hosts[host];
+                                        Step::Patch {
+                                            port: hd.bridges[bridge].ports[p].name.clone(),
+                                            to_bridge: hd.bridges[pb].name.clone(),
+                                            to_port: hd.bridges[pb].ports[pp].name.clone(),
+                                        }
+                                    },
+                                    &out,
+                                    &copy,
+                                    &mut prev,
+                                );
+                            }
+                            targets.extend(Self::from_attach(a).map(|ev| (ev, out)));
+                        }
                     }
                 }
                 self.enqueue(targets, &copy);
@@ -468,20 +537,23 @@ impl Runner<'_> {
                     Some(p) => vec![p],
                     None => (0..w.ports.len()).filter(|&p| p != port).collect(),
                 };
-                if self.record {
-                    let from_name = w.ports[port].2.clone();
-                    let names: Vec<String> = outs.iter().map(|&p| w.ports[p].2.clone()).collect();
-                    let wname = w.name.clone();
-                    let vlan = frame.vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
-                    let how = if known.is_some() { "learned" } else { "flooded" };
-                    let mut prev = f;
-                    let detail = format!(
-                        "{vlan} from {from_name} → {} ({how})",
-                        if names.is_empty() { "nowhere".to_string() } else { names.join(", ") }
-                    );
-                    let h = self.hop("fabric", HopKind::Wire, &wname, detail, &frame, &copy, &mut prev);
-                    self.phase.hops[h].rewrite = None;
-                }
+                let mut prev = frame;
+                self.hop(
+                    |w| Place { host: "fabric".into(), kind: HopKind::Wire, where_: w.wires[wire].name.clone() },
+                    |w| {
+                        let wr = &w.wires[wire];
+                        Step::Wire {
+                            network: wr.name.clone(),
+                            vlan: frame.vlan,
+                            from: wr.ports[port].2.clone(),
+                            to: outs.iter().map(|&p| wr.ports[p].2.clone()).collect(),
+                            learned: known.is_some(),
+                        }
+                    },
+                    &frame,
+                    &copy,
+                    &mut prev,
+                );
                 let mut targets = Vec::new();
                 for p in outs {
                     let (a, tag, _) = self.w.wires[wire].ports[p].clone();
@@ -513,60 +585,51 @@ impl Runner<'_> {
     }
 }
 
-fn table_name(kind: Option<dvr_plan::tables::BridgeKind>, t: u8) -> String {
-    kind.and_then(|k| dvr_plan::tables::lookup(k, dvr_openflow::TableId(t))).map(|d| format!(" ({})", d.name)).unwrap_or_default()
+fn bridge_place(w: &World, host: usize, bridge: usize) -> Place {
+    Place { host: w.hosts[host].name.clone(), kind: HopKind::Openflow, where_: w.hosts[host].bridges[bridge].name.clone() }
 }
 
-fn finish(w: &World, p: Phase, target: Ipv4Addr) -> Trace {
-    if let Some((s, _, _)) = p.delivered {
-        return Trace {
-            verdict: "delivered",
-            delivered_to: Some(w.stacks[s].label.clone()),
-            drop_reason: None,
-            disposition: Disposition::Delivered,
-            hops: p.hops,
-            reply: None,
-            notes: vec![],
-        };
-    }
-    let (reason, disposition) = if p.looped {
-        (format!("more than {MAX_EVENTS} frames: forwarding loop"), Disposition::Loop)
+fn table_name(kind: Option<dvr_plan::tables::BridgeKind>, t: u8) -> Option<&'static str> {
+    kind.and_then(|k| dvr_plan::tables::lookup(k, dvr_openflow::TableId(t))).map(|d| d.name)
+}
+
+fn finish(w: &World, p: Phase, hops: Vec<Hop>, target: Ipv4Addr) -> Trace {
+    let verdict = if let Some((s, _, _)) = p.delivered {
+        Verdict::Delivered { to: w.stacks[s].label.clone() }
+    } else if p.looped {
+        Verdict::Dropped(Dropped { at: None, reason: DropReason::Loop { events: MAX_EVENTS } })
     } else if let Some(d) = p.drops.iter().rev().find(|d| d.traced) {
-        (d.reason.text(w), d.disposition)
-    } else if let Some((node, dev, ip)) = w.stacks.iter().find_map(|n| n.stack.unresolved().first().map(|(d, ip)| (n, d.clone(), *ip))) {
+        Verdict::Dropped(d.resolve(w))
+    } else if let Some((s, dev, ip)) =
+        w.stacks.iter().enumerate().find_map(|(i, n)| n.stack.unresolved().first().map(|(d, ip)| (i, d.clone(), *ip)))
+    {
         // An answer that was sent and dropped (e.g. by anti-spoofing) explains
         // more than the flooded copies of the request that died elsewhere.
         let answer_drop =
             p.drops.iter().rev().find(|d| matches!(d.frame.payload, Payload::Arp { op: crate::packet::ARP_REPLY, spa, .. } if spa == ip));
         let arp_drop = p.drops.iter().rev().find(|d| matches!(d.frame.payload, Payload::Arp { tpa, .. } if tpa == ip));
-        let why = match (answer_drop, arp_drop) {
-            (Some(d), _) => format!("its ARP request was answered, but the answer was dropped: {}", d.reason.text(w)),
-            (None, Some(d)) => format!("its ARP request was dropped: {}", d.reason.text(w)),
-            (None, None) => "nothing answered its ARP request".to_string(),
+        let cause = match (answer_drop, arp_drop) {
+            (Some(d), _) => ArpFailure::AnswerDropped { drop: Box::new(d.resolve(w)) },
+            (None, Some(d)) => ArpFailure::RequestDropped { drop: Box::new(d.resolve(w)) },
+            (None, None) => ArpFailure::NoAnswer,
         };
-        (
-            format!("{} on {}: no ARP reply for {ip} on {dev} ({why}); the packet was never sent", node.name, node.host),
-            Disposition::NeighbourUnreachable,
-        )
+        Verdict::Dropped(Dropped { at: Some(stack_place(w, s)), reason: DropReason::NeighbourUnreachable { ip, dev, cause } })
     } else if let Some(d) = p.drops.last() {
-        (d.reason.text(w), d.disposition)
+        Verdict::Dropped(d.resolve(w))
     } else {
-        (format!("nothing that owns {target} received the packet"), Disposition::Dropped)
+        Verdict::Dropped(Dropped { at: None, reason: DropReason::NotReceived { target } })
     };
-    Trace { verdict: "dropped", delivered_to: None, drop_reason: Some(reason), disposition, hops: p.hops, reply: None, notes: vec![] }
+    Trace { verdict, hops, reply: None, notes: vec![] }
 }
 
-fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>) {
-    r.w.stacks[s].stack.verbose = r.record;
+fn originate<S: Sink>(r: &mut Runner<S>, s: usize, pkt: IpPkt, want_reply_at: Option<usize>) {
     let res = r.w.stacks[s].stack.originate(pkt);
     let src = r.w.stacks[s].stack.devs[0].mac;
     let input = Frame { src, dst: src, vlan: None, payload: Payload::Ip { src: pkt.src, dst: pkt.dst, l4: pkt.l4 } };
-    let host = r.w.stacks[s].host.clone();
-    let name = r.w.stacks[s].name.clone();
-    let kind = if matches!(r.w.stacks[s].kind, StackKind::Namespace(_)) { HopKind::Namespace } else { HopKind::Endpoint };
     let mut prev = input;
-    r.hop(&host, kind, &name, format!("sends {}", describe(&pkt)), &input, "1", &mut prev);
-    r.stack_result(s, res, input, "1", want_reply_at);
+    let root = r.sink.child(&Lineage::root(), 0, 1);
+    r.hop(|w| stack_place(w, s), |_| Step::Send { packet: pkt }, &input, &root, &mut prev);
+    r.stack_result(s, res, input, &root, want_reply_at);
     r.run(want_reply_at);
 }
 
@@ -581,14 +644,8 @@ fn originate(r: &mut Runner, s: usize, pkt: IpPkt, want_reply_at: Option<usize>)
 /// and the physical switch only, and remote bridges learn on first contact.
 pub fn warm_up(w: &mut World) {
     let r_contain = w.hosts.len() > FULL_WARM_UP_HOSTS;
-    let mut r = Runner {
-        w,
-        l4: L4::Icmp { reply: false, id: 0 },
-        record: false,
-        contain: r_contain,
-        queue: VecDeque::new(),
-        phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false },
-    };
+    let mut r =
+        Runner { w, l4: L4::Icmp { reply: false, id: 0 }, sink: NoSink, contain: r_contain, queue: VecDeque::new(), phase: Phase::new() };
     let endpoints: Vec<usize> =
         (0..r.w.stacks.len()).filter(|&s| matches!(r.w.stacks[s].kind, StackKind::Instance | StackKind::ExternalHost)).collect();
     for s in endpoints {
@@ -600,8 +657,8 @@ pub fn warm_up(w: &mut World) {
             vlan: None,
             payload: Payload::Arp { op: crate::packet::ARP_REQUEST, sha: d.mac, spa: ip, tha: dvr_model::MacAddr::ZERO, tpa: ip },
         };
-        if let Some(ev) = Runner::from_attach(r.w.stacks[s].attach[0]) {
-            r.queue.push_back((ev, garp, "boot".into()));
+        if let Some(ev) = Runner::<NoSink>::from_attach(r.w.stacks[s].attach[0]) {
+            r.queue.push_back((ev, garp, Lineage::default()));
         }
         r.run(None);
     }
@@ -610,13 +667,13 @@ pub fn warm_up(w: &mut World) {
 /// Trace a packet from an endpoint to an address, then its reply. The world
 /// keeps what the trace taught it (MAC tables, ARP caches, conntrack).
 pub fn trace(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
-    run_trace(w, req, true)
+    run_trace(w, req, Recorder::default())
 }
 
 /// Like [`trace`] but records no hops: only verdicts, reasons and who
 /// received what. The fast path for reachability checks and benchmarks.
 pub fn reach(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
-    run_trace(w, req, false)
+    run_trace(w, req, NoSink)
 }
 
 /// The cached-neighbour case of a spoofing trace: send `req` once under the
@@ -626,7 +683,7 @@ pub fn reach(w: &mut World, req: &TraceRequest) -> Result<Trace, TraceError> {
 /// ARPing first, as a real instance that starts spoofing mid-conversation does.
 pub fn prime_neighbours(w: &mut World, req: &TraceRequest) -> Result<(), TraceError> {
     let honest = TraceRequest { spoof_ip: None, spoof_mac: None, ..req.clone() };
-    run_trace(w, &honest, false).map(|_| ())
+    run_trace(w, &honest, NoSink).map(|_| ())
 }
 
 /// What tables 24/25 protect and what they do not, for a spoofing trace.
@@ -658,7 +715,7 @@ fn spoof_notes(req: &TraceRequest) -> Vec<String> {
     notes
 }
 
-fn run_trace(w: &mut World, req: &TraceRequest, record: bool) -> Result<Trace, TraceError> {
+fn run_trace<S: Sink>(w: &mut World, req: &TraceRequest, sink: S) -> Result<Trace, TraceError> {
     let s = w.endpoint(&req.from).ok_or_else(|| TraceError::UnknownEndpoint(req.from.clone(), w.endpoint_names().join(", ")))?;
     if let Some(mac) = req.spoof_mac {
         w.stacks[s].stack.devs[0].mac = mac;
@@ -674,23 +731,18 @@ fn run_trace(w: &mut World, req: &TraceRequest, record: bool) -> Result<Trace, T
     }
     let src = w.stacks[s].stack.devs[0].addrs[0].addr();
     let pkt = IpPkt { src, dst: req.to, l4: req.l4 };
-    let mut r = Runner {
-        w,
-        l4: req.l4,
-        record,
-        contain: false,
-        queue: VecDeque::new(),
-        phase: Phase { hops: vec![], delivered: None, drops: vec![], looped: false },
-    };
+    let mut r = Runner { w, l4: req.l4, sink, contain: false, queue: VecDeque::new(), phase: Phase::new() };
     originate(&mut r, s, pkt, None);
-    let phase = std::mem::replace(&mut r.phase, Phase { hops: vec![], delivered: None, drops: vec![], looped: false });
+    let phase = std::mem::replace(&mut r.phase, Phase::new());
     let answer = phase.delivered.and_then(|(ds, _, a)| a.map(|a| (ds, a)));
-    let mut request = finish(r.w, phase, req.to);
+    let hops = r.sink.take();
+    let mut request = finish(r.w, phase, hops, req.to);
     request.notes = spoof_notes(req);
     if let Some((ds, a)) = answer {
         originate(&mut r, ds, a, Some(s));
-        let phase = std::mem::replace(&mut r.phase, Phase { hops: vec![], delivered: None, drops: vec![], looped: false });
-        request.reply = Some(Box::new(finish(r.w, phase, a.dst)));
+        let phase = std::mem::replace(&mut r.phase, Phase::new());
+        let hops = r.sink.take();
+        request.reply = Some(Box::new(finish(r.w, phase, hops, a.dst)));
     }
     Ok(request)
 }
@@ -698,10 +750,9 @@ fn run_trace(w: &mut World, req: &TraceRequest, record: bool) -> Result<Trace, T
 /// The hops that carried the delivered packet itself: the ancestors (by copy
 /// label) of the delivering hop, restricted to the traced packet (no ARP).
 pub fn delivery_path(t: &Trace) -> Vec<&Hop> {
-    let Some(end) = t.hops.iter().rposition(|h| h.fate.as_deref() == Some("delivered")) else {
+    let Some(end) = t.hops.iter().rposition(|h| h.fate == Some(Fate::Delivered)) else {
         return vec![];
     };
     let label = &t.hops[end].copy;
-    let is_ancestor = |c: &str| label == c || label.starts_with(&format!("{c}."));
-    t.hops[..=end].iter().filter(|h| is_ancestor(&h.copy) && h.packet.proto != "arp").collect()
+    t.hops[..=end].iter().filter(|h| h.copy.is_ancestor_of(label) && h.packet.proto != "arp").collect()
 }

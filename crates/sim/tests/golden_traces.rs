@@ -2,18 +2,19 @@
 //! deliveries, drops): any change in how a packet crosses the deployment
 //! shows up as a snapshot diff.
 
-use dvr_sim::demo::{parse_paths, run_path};
+use dvr_sim::demo::run_path;
 
 #[test]
 fn seed_paths_minimal() {
     let topo = dvr_model::seed();
     let plan = dvr_plan::plan(&topo, dvr_plan::Profile::Walkthrough).unwrap();
-    let paths = parse_paths(dvr_model::SEED_YAML);
+    let paths = dvr_model::seed().paths;
     assert_eq!(paths.len(), 9, "the seed lab lists nine paths");
     let mut out = String::new();
     for p in &paths {
         let t = run_path(&topo, &plan, p).unwrap();
-        out += &format!("=== {} -> {} ({})\n{}\n", p.from, p.to, p.note, dvr_sim::render::minimal(&t));
+        assert_eq!(p.expect, Some(dvr_sim::demo::expected_of(&t)), "{} -> {}", p.from, p.to);
+        out += &format!("=== {} -> {} ({})\n{}\n", p.from, p.to, p.note.as_deref().unwrap_or(""), dvr_sim::render::minimal(&t));
     }
     insta::assert_snapshot!(out);
 }
@@ -23,6 +24,6 @@ fn demo_summary() {
     let topo = dvr_model::seed();
     let plan = dvr_plan::plan(&topo, dvr_plan::Profile::Walkthrough).unwrap();
     let rows: Vec<_> =
-        parse_paths(dvr_model::SEED_YAML).iter().map(|p| dvr_sim::demo::summarise(&topo, p, &run_path(&topo, &plan, p).unwrap())).collect();
+        dvr_model::seed().paths.iter().map(|p| dvr_sim::demo::summarise(&topo, p, &run_path(&topo, &plan, p).unwrap())).collect();
     insta::assert_json_snapshot!(rows);
 }

@@ -2,7 +2,8 @@
 //! floating IPs without an instance, and traces from unknown endpoints.
 
 use dvr_plan::Profile;
-use dvr_sim::{Disposition, L4, Trace, TraceRequest, World, trace};
+use dvr_sim::step::{ArpDecline, ArpFailure};
+use dvr_sim::{Disposition, DropReason, L4, Step, Trace, TraceRequest, World, trace};
 use std::net::Ipv4Addr;
 
 fn run(yaml: &str, from: &str, to: &str, spoof_ip: Option<&str>, spoof_mac: Option<&str>) -> Trace {
@@ -20,22 +21,31 @@ fn run(yaml: &str, from: &str, to: &str, spoof_ip: Option<&str>, spoof_mac: Opti
     trace(&mut w, &req).unwrap()
 }
 
-fn dropped_at<'a>(t: &'a Trace, host: &str, bridge: &str) -> Vec<&'a str> {
-    t.hops
-        .iter()
-        .filter(|h| h.host == host && h.where_ == bridge && h.fate.as_deref() == Some("dropped"))
-        .map(|h| h.detail.as_str())
-        .collect()
+fn dropped_at<'a>(t: &'a Trace, host: &str, bridge: &str) -> Vec<&'a Step> {
+    t.hops.iter().filter(|h| h.host == host && h.where_ == bridge && h.fate == Some(dvr_sim::Fate::Dropped)).map(|h| &h.step).collect()
+}
+
+/// The table of the flow or miss that dropped the traced packet's ARP, from the typed verdict.
+fn arp_drop_table(t: &Trace) -> Option<u8> {
+    match &t.verdict.dropped()?.reason {
+        DropReason::NeighbourUnreachable { cause: ArpFailure::RequestDropped { drop } | ArpFailure::AnswerDropped { drop }, .. } => {
+            match drop.reason {
+                DropReason::Flow { table, .. } | DropReason::TableMiss { table, .. } => Some(table),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 #[test]
 fn spoofed_source_ip_dies_in_table_24() {
     let t = run(dvr_model::SEED_YAML, "vm1", "192.168.1.10", Some("192.168.1.99"), None);
-    assert_eq!(t.verdict, "dropped");
-    assert_eq!(t.disposition, Disposition::NeighbourUnreachable);
+    assert!(!t.verdict.is_delivered());
+    assert_eq!(t.disposition(), Disposition::NeighbourUnreachable);
     let drops = dropped_at(&t, "compute1", "br-int");
-    assert!(drops.iter().any(|d| d.starts_with("table 24 priority 0")), "{drops:?}");
-    assert!(t.drop_reason.as_deref().unwrap().contains("table 24"));
+    assert!(drops.iter().any(|d| matches!(d, Step::Table { table: 24, flow, .. } if flow.priority == 0)), "{drops:?}");
+    assert_eq!(arp_drop_table(&t), Some(24), "{:?}", t.verdict);
     // The spoofed ARP never left br-int: no hop anywhere else saw it.
     assert!(t.hops.iter().all(|h| h.host == "compute1" && (h.where_ == "vm1" || h.where_ == "br-int")));
 }
@@ -43,9 +53,9 @@ fn spoofed_source_ip_dies_in_table_24() {
 #[test]
 fn spoofed_source_mac_dies_in_table_25() {
     let t = run(dvr_model::SEED_YAML, "vm1", "192.168.1.10", None, Some("fa:16:3e:00:00:99"));
-    assert_eq!(t.verdict, "dropped");
+    assert!(!t.verdict.is_delivered());
     let drops = dropped_at(&t, "compute1", "br-int");
-    assert!(drops.iter().any(|d| d.starts_with("table 25 (MAC_SPOOF_TABLE): no flow matches")), "{drops:?}");
+    assert!(drops.iter().any(|d| matches!(d, Step::Miss { table: 25, table_name: Some("MAC_SPOOF_TABLE"), .. })), "{drops:?}");
     assert!(t.hops.iter().all(|h| h.host == "compute1"), "nothing left compute1");
 }
 
@@ -80,34 +90,39 @@ fn assert_explains_anti_spoofing(t: &Trace, ip_spoof: bool) {
 fn spoofed_source_ip_with_cached_neighbour_passes_24_25_and_loses_only_replies() {
     // Same network, same host: delivered to vm2 from the spoofed address.
     let t = run_cached("vm1", "192.168.1.10", Some("192.168.1.99"), None);
-    assert_eq!(t.delivered_to.as_deref(), Some("vm2"), "{:?}", t.drop_reason);
+    assert_eq!(t.verdict.delivered_to(), Some("vm2"), "{:?}", t.verdict.drop_reason());
     let request = dvr_sim::delivery_path(&t);
     assert!(request.iter().all(|h| h.packet.ip_src == "192.168.1.99"), "sent from the spoofed address");
-    assert!(request.iter().any(|h| h.where_ == "br-int" && h.detail.starts_with("table 25 priority 2")), "passed table 25");
-    assert!(!request.iter().any(|h| h.detail.starts_with("table 24")), "IP packets do not visit table 24");
+    assert!(
+        request.iter().any(|h| h.where_ == "br-int" && matches!(&h.step, Step::Table { table: 25, flow, .. } if flow.priority == 2)),
+        "passed table 25"
+    );
+    assert!(
+        !request.iter().any(|h| matches!(h.step, Step::Table { table: 24, .. } | Step::Miss { table: 24, .. })),
+        "IP packets do not visit table 24"
+    );
     let reply = t.reply.as_deref().expect("a reply was attempted");
-    assert_eq!(reply.verdict, "dropped");
-    assert_eq!(reply.disposition, Disposition::NeighbourUnreachable);
-    let why = reply.drop_reason.as_deref().unwrap();
+    assert!(!reply.verdict.is_delivered());
+    assert_eq!(reply.disposition(), Disposition::NeighbourUnreachable);
+    let why = reply.verdict.drop_reason().unwrap();
     assert!(why.contains("no ARP reply for 192.168.1.99") && why.contains("answer was dropped") && why.contains("table 24"), "{why}");
     assert_explains_anti_spoofing(&t, true);
     assert!(reply.notes.is_empty(), "notes belong to the request");
 
     // Routed across hosts: delivered to vm5; compute2's router cannot reach the spoofed address.
     let t = run_cached("vm1", "192.168.2.20", Some("192.168.1.99"), None);
-    assert_eq!(t.delivered_to.as_deref(), Some("vm5"), "{:?}", t.drop_reason);
+    assert_eq!(t.verdict.delivered_to(), Some("vm5"), "{:?}", t.verdict.drop_reason());
     let reply = t.reply.as_deref().unwrap();
-    assert_eq!(reply.verdict, "dropped");
-    assert!(reply.drop_reason.as_deref().unwrap().contains("no ARP reply for 192.168.1.99"), "{:?}", reply.drop_reason);
+    assert!(!reply.verdict.is_delivered());
+    assert!(reply.verdict.drop_reason().unwrap().contains("no ARP reply for 192.168.1.99"), "{:?}", reply.verdict.drop_reason());
 }
 
 #[test]
 fn spoofed_source_ip_without_cache_and_spoofed_mac_either_way_never_leave_br_int() {
     let t = run(dvr_model::SEED_YAML, "vm1", "192.168.2.20", Some("192.168.1.99"), None);
-    assert_eq!(t.disposition, Disposition::NeighbourUnreachable);
+    assert_eq!(t.disposition(), Disposition::NeighbourUnreachable);
     assert!(
-        t.drop_reason.as_deref().unwrap().contains("no ARP reply for 192.168.1.1")
-            && t.drop_reason.as_deref().unwrap().contains("table 24")
+        t.verdict.drop_reason().unwrap().contains("no ARP reply for 192.168.1.1") && t.verdict.drop_reason().unwrap().contains("table 24")
     );
     assert_explains_anti_spoofing(&t, true);
     for cached in [false, true] {
@@ -116,8 +131,8 @@ fn spoofed_source_ip_without_cache_and_spoofed_mac_either_way_never_leave_br_int
         } else {
             run(dvr_model::SEED_YAML, "vm1", "192.168.1.10", None, Some("fa:16:3e:00:00:99"))
         };
-        assert_eq!(t.verdict, "dropped", "cached={cached}");
-        assert!(t.drop_reason.as_deref().unwrap().contains("table 25"), "cached={cached}: {:?}", t.drop_reason);
+        assert!(!t.verdict.is_delivered(), "cached={cached}");
+        assert!(t.verdict.drop_reason().unwrap().contains("table 25"), "cached={cached}: {:?}", t.verdict.drop_reason());
         assert!(t.hops.iter().all(|h| h.host == "compute1" && (h.where_ == "vm1" || h.where_ == "br-int")), "cached={cached}");
         assert_explains_anti_spoofing(&t, false);
     }
@@ -132,9 +147,9 @@ fn a_network_no_router_joins_cannot_reach_another_network() {
         )
         .replace("\nfloating_ips:", "  - {name: vm6, host: compute1, network: test3, ip: 192.168.3.5}\n\nfloating_ips:");
     let t = run(&yaml, "vm6", "192.168.1.9", None, None);
-    assert_eq!(t.verdict, "dropped");
-    assert_eq!(t.disposition, Disposition::NeighbourUnreachable);
-    assert!(t.drop_reason.as_deref().unwrap().contains("no ARP reply for 192.168.3.1"), "{:?}", t.drop_reason);
+    assert!(!t.verdict.is_delivered());
+    assert_eq!(t.disposition(), Disposition::NeighbourUnreachable);
+    assert!(t.verdict.drop_reason().unwrap().contains("no ARP reply for 192.168.3.1"), "{:?}", t.verdict.drop_reason());
     // Its gateway ARP went out on VLAN 300 (no DVR flow drops it: no router owns 192.168.3.1) and nobody answered.
     assert!(t.hops.iter().any(|h| h.where_ == "physnet1" && h.packet.vlan == Some(300)));
     assert!(!t.hops.iter().any(|h| h.where_ == "vm1"), "vm1 never sees it");
@@ -145,13 +160,16 @@ fn an_unassociated_floating_ip_is_unreachable() {
     let yaml =
         dvr_model::SEED_YAML.replace("  - {ip: 10.100.0.7, instance: vm1}", "  - {ip: 10.100.0.7, instance: vm1}\n  - {ip: 10.100.0.8}");
     let t = run(&yaml, "ext1", "10.100.0.8", None, None);
-    assert_eq!(t.verdict, "dropped");
-    assert!(t.drop_reason.as_deref().unwrap().contains("no ARP reply for 10.100.0.8"));
-    assert!(!t.hops.iter().any(|h| h.detail.starts_with("proxy ARP on")), "no fg- answers for an unassociated FIP");
-    assert!(t.hops.iter().filter(|h| h.detail.contains("no proxy ARP")).count() >= 3, "each fg- considered and declined");
+    assert!(!t.verdict.is_delivered());
+    assert!(t.verdict.drop_reason().unwrap().contains("no ARP reply for 10.100.0.8"));
+    assert!(!t.hops.iter().any(|h| matches!(h.step, Step::ProxyArp { .. })), "no fg- answers for an unassociated FIP");
+    assert!(
+        t.hops.iter().filter(|h| matches!(h.step, Step::ArpIgnored { why: ArpDecline::NoProxyRoute, .. })).count() >= 3,
+        "each fg- considered and declined"
+    );
     // The associated one still works in the same deployment.
     let ok = run(&yaml, "ext1", "10.100.0.7", None, None);
-    assert_eq!(ok.delivered_to.as_deref(), Some("vm1"));
+    assert_eq!(ok.verdict.delivered_to(), Some("vm1"));
 }
 
 #[test]
@@ -184,7 +202,7 @@ fn current_neutron_profile_lets_gateway_arp_reach_the_wire() {
         spoof_mac: None,
     };
     let t = trace(&mut w, &req).unwrap();
-    assert_eq!(t.delivered_to.as_deref(), Some("router1@compute1"));
+    assert_eq!(t.verdict.delivered_to(), Some("router1@compute1"));
     assert!(t.hops.iter().any(|h| h.kind == dvr_sim::HopKind::Wire && h.packet.proto == "arp"), "the ARP for the gateway crosses the wire");
 }
 
@@ -192,17 +210,15 @@ fn current_neutron_profile_lets_gateway_arp_reach_the_wire() {
 fn reach_gives_the_same_verdicts_as_trace() {
     let topo = dvr_model::seed();
     let plan = dvr_plan::plan(&topo, Profile::Walkthrough).unwrap();
-    let mut cases: Vec<TraceRequest> = dvr_sim::demo::parse_paths(dvr_model::SEED_YAML)
+    let mut cases: Vec<TraceRequest> = dvr_model::seed()
+        .paths
         .iter()
-        .map(|p| {
-            let w = World::build(&topo, &plan);
-            TraceRequest {
-                from: p.from.clone(),
-                to: dvr_sim::demo::resolve(&w, &p.to).unwrap(),
-                l4: L4::Icmp { reply: false, id: 3 },
-                spoof_ip: None,
-                spoof_mac: None,
-            }
+        .map(|p| TraceRequest {
+            from: p.from.clone(),
+            to: topo.resolve_address(&p.to).unwrap(),
+            l4: L4::Icmp { reply: false, id: 3 },
+            spoof_ip: None,
+            spoof_mac: None,
         })
         .collect();
     cases.push(TraceRequest {
@@ -227,7 +243,11 @@ fn reach_gives_the_same_verdicts_as_trace() {
         let full = trace(&mut a, &req).unwrap();
         let fast = dvr_sim::reach(&mut b, &req).unwrap();
         assert!(fast.hops.is_empty());
-        assert_eq!((full.verdict, &full.delivered_to, full.disposition), (fast.verdict, &fast.delivered_to, fast.disposition), "{req:?}");
-        assert_eq!(full.reply.map(|r| r.delivered_to), fast.reply.map(|r| r.delivered_to), "{req:?}");
+        assert_eq!(full.verdict, fast.verdict, "{req:?}");
+        assert_eq!(
+            full.reply.map(|r| r.verdict.delivered_to().map(String::from)),
+            fast.reply.map(|r| r.verdict.delivered_to().map(String::from)),
+            "{req:?}"
+        );
     }
 }

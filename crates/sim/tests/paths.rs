@@ -9,7 +9,7 @@
 //! the walkthrough's facts and not the twin's current output.
 
 use dvr_model::{Port, PortOwner, Topology, names};
-use dvr_sim::demo::{PathSpec, parse_paths, run_path};
+use dvr_sim::demo::{PathSpec, run_path};
 use dvr_sim::{Hop, HopKind, Trace, delivery_path};
 use std::net::Ipv4Addr;
 
@@ -25,7 +25,7 @@ fn lab() -> (Topology, dvr_plan::Plan) {
 
 /// The paths the seed file's header lists; the walkthrough has nine.
 fn seed_paths() -> Vec<PathSpec> {
-    let paths = parse_paths(dvr_model::SEED_YAML);
+    let paths = dvr_model::seed().paths;
     let list: Vec<String> = paths.iter().map(|p| format!("{} -> {}", p.from, p.to)).collect();
     assert_eq!(paths.len(), 9, "the seed header should list the nine walkthrough paths, got {list:?}");
     paths
@@ -151,7 +151,7 @@ fn contains_in_order(hay: &str, parts: &[String]) -> bool {
 
 impl Step {
     fn matches(&self, h: &Hop) -> bool {
-        h.host == self.host && h.where_.starts_with(&self.where_) && contains_in_order(&h.detail, &self.detail)
+        h.host == self.host && h.where_.starts_with(&self.where_) && contains_in_order(&h.detail(), &self.detail)
     }
 }
 
@@ -163,14 +163,14 @@ fn show(h: &Hop) -> String {
         h.copy,
         h.host,
         h.where_,
-        h.detail,
+        h.detail(),
         p.proto,
         p.eth_src,
         p.eth_dst,
         vlan,
         p.ip_src,
         p.ip_dst,
-        h.fate.as_deref().map(|f| format!(" [{f}]")).unwrap_or_default()
+        h.fate.map(|f| format!(" [{f}]")).unwrap_or_default()
     )
 }
 
@@ -204,7 +204,7 @@ fn all(t: &Trace) -> Vec<&Hop> {
 /// ARP included: the lineage of one frame through floods.
 fn lineage(t: &Trace, end: usize) -> Vec<&Hop> {
     let label = &t.hops[end].copy;
-    t.hops[..=end].iter().filter(|h| *label == h.copy || label.starts_with(&format!("{}.", h.copy))).collect()
+    t.hops[..=end].iter().filter(|h| h.copy.is_ancestor_of(label)).collect()
 }
 
 /// Index of the single hop matching `step` (panics if there is not exactly one).
@@ -217,7 +217,7 @@ fn find_one(what: &str, t: &Trace, step: &Step) -> usize {
 /// The delivery path of a trace, asserting there is one.
 fn delivered<'a>(what: &str, t: &'a Trace) -> Vec<&'a Hop> {
     let p = delivery_path(t);
-    assert!(!p.is_empty(), "{what}: not delivered: {:?}\nhops:\n{}", t.drop_reason, dump(&all(t)));
+    assert!(!p.is_empty(), "{what}: not delivered: {:?}\nhops:\n{}", t.verdict.drop_reason(), dump(&all(t)));
     p
 }
 
@@ -236,9 +236,8 @@ fn passes(hops: &[&Hop], host: &str, bridge: &str) -> Vec<Vec<u8>> {
                 out.push(Vec::new());
                 inside = true;
             }
-            if let Some(rest) = h.detail.strip_prefix("table ") {
-                let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                out.last_mut().expect("a pass").push(n.parse().expect("a table number"));
+            if let dvr_sim::Step::Table { table, .. } | dvr_sim::Step::Miss { table, .. } = h.step {
+                out.last_mut().expect("a pass").push(table);
             }
         } else {
             inside = false;
@@ -263,9 +262,9 @@ fn no_qrouter(what: &str, hops: &[&Hop]) {
 }
 
 fn verdicts(t: &Trace, to: &str, back_to: &str) {
-    assert_eq!(t.delivered_to.as_deref(), Some(to), "request: {:?}\n{}", t.drop_reason, dump(&all(t)));
+    assert_eq!(t.verdict.delivered_to(), Some(to), "request: {:?}\n{}", t.verdict.drop_reason(), dump(&all(t)));
     let r = reply(t);
-    assert_eq!(r.delivered_to.as_deref(), Some(back_to), "reply: {:?}\n{}", r.drop_reason, dump(&all(r)));
+    assert_eq!(r.verdict.delivered_to(), Some(back_to), "reply: {:?}\n{}", r.verdict.drop_reason(), dump(&all(r)));
 }
 
 // ---------------------------------------------------------------------------
@@ -286,7 +285,7 @@ fn vm_to_gateway_arp_and_ping_stay_on_the_host() {
 
     // a–f: ARP through 0 → 24 → 25 → 60 NORMAL, answered by the local qr-,
     // then the ICMP through 0 → 25 → 60 NORMAL to the local qrouter.
-    let end = t.hops.iter().position(|h| h.fate.as_deref() == Some("delivered")).expect("a delivering hop");
+    let end = t.hops.iter().position(|h| h.fate == Some(dvr_sim::Fate::Delivered)).expect("a delivering hop");
     let path = lineage(&t, end);
     let hops = expect_seq(
         "vm1 -> gateway",
@@ -320,7 +319,7 @@ fn vm_to_gateway_arp_and_ping_stay_on_the_host() {
     assert_eq!(passes(&icmp, "compute1", "br-int"), vec![vec![0, 25, 60]], "the ICMP\n{}", dump(&icmp));
 
     // e: only the local qr- answers the ARP.
-    let answers: Vec<&Hop> = t.hops.iter().filter(|h| h.detail.contains("ARP request for 192.168.1.1: answered")).collect();
+    let answers: Vec<&Hop> = t.hops.iter().filter(|h| h.detail().contains("ARP request for 192.168.1.1: answered")).collect();
     assert_eq!(answers.len(), 1, "one answer to the ARP for the gateway:\n{}", dump(&answers));
 
     // g: the copy NORMAL floods towards br-vlan dies in br-vlan table 1 on
@@ -330,7 +329,7 @@ fn vm_to_gateway_arp_and_ping_stay_on_the_host() {
         &t,
         &at("compute1", "br-vlan", &["table 1 ", "arp", &format!("dl_vlan={lv}"), "arp_tpa=192.168.1.1", "→ drop"]),
     );
-    assert_eq!(t.hops[drop].fate.as_deref(), Some("dropped"), "{}", show(&t.hops[drop]));
+    assert_eq!(t.hops[drop].fate, Some(dvr_sim::Fate::Dropped), "{}", show(&t.hops[drop]));
     assert_eq!(t.hops[drop].packet.proto, "arp");
     let to_vlan = lineage(&t, drop);
     expect_seq(
@@ -442,10 +441,10 @@ fn same_network_different_hosts_crosses_vlan_196() {
             at("compute2", "vm3", &["192.168.1.20 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[7].rewrite.as_deref(), Some(format!("VLAN {lv1}→196").as_str()), "{}", show(hops[7]));
+    assert_eq!(hops[7].rewrite().as_deref(), Some(format!("VLAN {lv1}→196").as_str()), "{}", show(hops[7]));
     assert_eq!(hops[7].packet.vlan, Some(196));
     assert_eq!(hops[8].packet.vlan, Some(196), "on the wire: {}", show(hops[8]));
-    assert_eq!(hops[11].rewrite.as_deref(), Some(format!("VLAN 196→{lv2}").as_str()), "{}", show(hops[11]));
+    assert_eq!(hops[11].rewrite().as_deref(), Some(format!("VLAN 196→{lv2}").as_str()), "{}", show(hops[11]));
     assert_eq!(hops[11].packet.vlan, Some(lv2));
     assert_eq!(passes(&req, "compute1", "br-vlan"), vec![vec![0, 1, 2]], "{}", dump(&req));
     assert_eq!(passes(&req, "compute2", "br-vlan"), vec![vec![0, 3]], "{}", dump(&req));
@@ -573,8 +572,8 @@ fn different_networks_different_hosts_carry_the_dvr_mac_on_the_wire() {
         ],
     );
     assert_eq!(hops[2].packet.eth_src, gw2, "the qrouter sends from the gateway MAC: {}", show(hops[2]));
-    assert_eq!(hops[5].rewrite.as_deref(), Some(format!("src MAC {gw2}→{dvr1}").as_str()), "{}", show(hops[5]));
-    assert_eq!(hops[6].rewrite.as_deref(), Some(format!("VLAN {lv2}→148").as_str()), "{}", show(hops[6]));
+    assert_eq!(hops[5].rewrite().as_deref(), Some(format!("src MAC {gw2}→{dvr1}").as_str()), "{}", show(hops[5]));
+    assert_eq!(hops[6].rewrite().as_deref(), Some(format!("VLAN {lv2}→148").as_str()), "{}", show(hops[6]));
     assert_eq!(hops[7].packet.vlan, Some(148), "on the wire: {}", show(hops[7]));
     assert_eq!(hops[7].packet.eth_src, dvr1, "on the wire: {}", show(hops[7]));
     assert_eq!(hops[11].packet.eth_src, gw2, "back to the test2 gateway MAC: {}", show(hops[11]));
@@ -639,8 +638,11 @@ fn snat_goes_through_the_snat_namespace_on_the_network_node() {
             at("compute1", "vm2", &["icmp echo-request 192.168.1.10 > 10.100.0.14"]),
             at("compute1", "br-int", &[&format!("destination learned on {qr1}")]),
             at("compute1", &qrouter, &["PREROUTING no rule matched"]),
-            at("compute1", &qrouter, &[&format!("ip rule {table} "), &format!("lookup {table}")]),
-            at("compute1", &qrouter, &[&format!("route default via {sg_ip} dev {qr1} table {table}")]),
+            at(
+                "compute1",
+                &qrouter,
+                &[&format!("ip rule {table} "), &format!("lookup {table}"), &format!("route default via {sg_ip} dev {qr1} table {table}")],
+            ),
             at("compute1", &qrouter, &[&format!("sends on {qr1}"), &format!("{gw1} > {sg_mac}")]),
             at("compute1", "br-vlan", &["table 1 ", &format!("dl_src={gw1}"), &format!("mod_dl_src:{dvr1}")]),
             at("compute1", "br-vlan", &["table 2 ", "mod_vlan_vid:196"]),
@@ -658,11 +660,11 @@ fn snat_goes_through_the_snat_namespace_on_the_network_node() {
             at("external", "ext1", &["10.100.0.14 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[4].packet.ip_src, "192.168.1.10", "no NAT in the qrouter: {}", show(hops[4]));
-    assert_eq!(hops[5].packet.eth_dst, sg_mac, "to the sg- port: {}", show(hops[5]));
-    assert_eq!(hops[8].packet.vlan, Some(196), "{}", show(hops[8]));
-    assert_eq!(hops[8].packet.eth_src, dvr1, "{}", show(hops[8]));
-    assert_eq!(hops[15].rewrite.as_deref(), Some(format!("src IP 192.168.1.10→{qg_ip}").as_str()), "{}", show(hops[15]));
+    assert_eq!(hops[3].packet.ip_src, "192.168.1.10", "no NAT in the qrouter: {}", show(hops[3]));
+    assert_eq!(hops[4].packet.eth_dst, sg_mac, "to the sg- port: {}", show(hops[4]));
+    assert_eq!(hops[7].packet.vlan, Some(196), "{}", show(hops[7]));
+    assert_eq!(hops[7].packet.eth_src, dvr1, "{}", show(hops[7]));
+    assert_eq!(hops[14].rewrite().as_deref(), Some(format!("src IP 192.168.1.10→{qg_ip}").as_str()), "{}", show(hops[14]));
     let last = req.last().expect("a delivering hop");
     assert_eq!(last.packet.ip_src, qg_ip, "ext1 sees the router gateway address: {}", show(last));
     assert!(req.iter().any(|h| h.host == "network"), "the frame crosses to the network node");
@@ -720,8 +722,11 @@ fn floating_ip_out_leaves_through_the_local_fip_namespace() {
             at("compute1", "vm1", &["icmp echo-request 192.168.1.9 > 10.100.0.14"]),
             at("compute1", "br-int", &[&format!("destination learned on {qr1}")]),
             at("compute1", &qrouter, &["PREROUTING no rule matched"]),
-            at("compute1", &qrouter, &[&format!("ip rule {fip_rule} from 192.168.1.9 lookup 16")]),
-            at("compute1", &qrouter, &[&format!("route default via {fpr_ip} dev {rfp}"), "table 16"]),
+            at(
+                "compute1",
+                &qrouter,
+                &[&format!("ip rule {fip_rule} from 192.168.1.9 lookup 16"), &format!("route default via {fpr_ip} dev {rfp}"), "table 16"],
+            ),
             at("compute1", &qrouter, &["POSTROUTING SNAT 192.168.1.9 → 10.100.0.7"]),
             at("compute1", &qrouter, &[&format!("sends on {rfp}"), "icmp echo-request 10.100.0.7 > 10.100.0.14"]),
             at("compute1", &fip, &["route ", &format!("dev {fg1}")]),
@@ -732,8 +737,8 @@ fn floating_ip_out_leaves_through_the_local_fip_namespace() {
             at("external", "ext1", &["10.100.0.14 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[5].rewrite.as_deref(), Some("src IP 192.168.1.9→10.100.0.7"), "{}", show(hops[5]));
-    assert_eq!(hops[11].packet.vlan, None, "extnet is flat: {}", show(hops[11]));
+    assert_eq!(hops[4].rewrite().as_deref(), Some("src IP 192.168.1.9→10.100.0.7"), "{}", show(hops[4]));
+    assert_eq!(hops[10].packet.vlan, None, "extnet is flat: {}", show(hops[10]));
     let last = req.last().expect("a delivering hop");
     assert_eq!(last.packet.ip_src, "10.100.0.7", "ext1 sees the floating IP: {}", show(last));
     // Never through the network node: not on the delivery path, and no
@@ -786,17 +791,17 @@ fn floating_ip_in_is_proxy_arped_by_fg_and_dnatted_in_the_qrouter() {
         .filter(|h| {
             h.packet.proto == "arp"
                 && h.packet.ip_dst == "10.100.0.7"
-                && (h.detail.starts_with("proxy ARP on ") || h.detail.contains(": answered by"))
+                && (h.detail().starts_with("proxy ARP on ") || h.detail().contains(": answered by"))
         })
         .collect();
     assert_eq!(answers.len(), 1, "one answer to the ARP for 10.100.0.7:\n{}", dump(&answers));
     let a = answers[0];
     assert_eq!((a.host.as_str(), a.where_.as_str()), ("compute1", fip.as_str()), "{}", show(a));
-    assert!(a.detail.contains("proxy ARP") && a.detail.contains(&fg1), "{}", show(a));
-    let replies = t.hops.iter().filter(|h| h.detail.contains("arp reply 10.100.0.7 is-at")).count();
+    assert!(matches!(&a.step, dvr_sim::Step::ProxyArp { dev, .. } if *dev == fg1), "{}", show(a));
+    let replies = t.hops.iter().filter(|h| h.detail().contains("arp reply 10.100.0.7 is-at")).count();
     assert_eq!(replies, 1, "one ARP reply for the floating IP");
 
-    let end = t.hops.iter().position(|h| h.fate.as_deref() == Some("delivered")).expect("a delivering hop");
+    let end = t.hops.iter().position(|h| h.fate == Some(dvr_sim::Fate::Delivered)).expect("a delivering hop");
     let path = lineage(&t, end);
     let hops = expect_seq(
         "ext1 -> 10.100.0.7",
@@ -820,7 +825,7 @@ fn floating_ip_in_is_proxy_arped_by_fg_and_dnatted_in_the_qrouter() {
             at("compute1", "vm1", &["192.168.1.9 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[11].rewrite.as_deref(), Some("dst IP 10.100.0.7→192.168.1.9"), "{}", show(hops[11]));
+    assert_eq!(hops[11].rewrite().as_deref(), Some("dst IP 10.100.0.7→192.168.1.9"), "{}", show(hops[11]));
     let req = delivered("ext1 -> 10.100.0.7", &t);
     assert!(req.iter().all(|h| h.host != "network" && h.host != "compute2"), "{}", dump(&req));
 
@@ -916,7 +921,7 @@ fn the_gateway_mac_never_appears_as_a_source_on_the_wire() {
     assert!(!gw.is_empty(), "the seed lab has distributed router interfaces");
     let mut checked = 0;
     for (p, t) in all_traces() {
-        assert_eq!(t.verdict, "delivered", "{} -> {}: {:?}", p.from, p.to, t.drop_reason);
+        assert!(t.verdict.is_delivered(), "{} -> {}: {:?}", p.from, p.to, t.verdict.drop_reason());
         for (dir, tr) in [("request", &t), ("reply", reply(&t))] {
             for h in tr.hops.iter().filter(|h| h.kind == HopKind::Wire) {
                 checked += 1;

@@ -1,0 +1,222 @@
+//! `dvr trace` and `dvr demo`: arguments and printing only; tracing,
+//! summaries and renderers live in `dvr-sim`.
+
+use crate::{TopologyArg, load};
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use dvr_model::{Expected, PathSpec, Topology};
+use dvr_plan::Profile;
+use dvr_sim::demo::{self, Outcome};
+
+/// How to print a trace.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    /// Every hop, explained.
+    Text,
+    /// Only rewrites, deliveries and drops (stable; like `ovn-trace --minimal`).
+    Minimal,
+    /// The trace contract's JSON (docs/topology.md).
+    Json,
+}
+
+/// Transport of the traced packet.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum Proto {
+    /// ICMP echo (ping).
+    Icmp,
+    /// TCP to --dport.
+    Tcp,
+    /// UDP to --dport.
+    Udp,
+}
+
+/// Arguments of `dvr trace`.
+#[derive(clap::Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    topo: TopologyArg,
+    /// Instance or external host that sends.
+    #[arg(long, value_name = "NAME")]
+    from: String,
+    /// Destination address (or an endpoint name).
+    #[arg(long, value_name = "IPV4")]
+    to: String,
+    /// Protocol.
+    #[arg(long, value_enum, default_value = "icmp")]
+    proto: Proto,
+    /// Destination port (tcp/udp).
+    #[arg(long, default_value_t = 80)]
+    dport: u16,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: TraceFormat,
+    /// Send from this source IP instead of the endpoint's (anti-spoofing test).
+    #[arg(long, value_name = "IPV4")]
+    spoof_ip: Option<std::net::Ipv4Addr>,
+    /// Send from this MAC instead of the endpoint's (anti-spoofing test).
+    #[arg(long, value_name = "MAC")]
+    spoof_mac: Option<dvr_model::MacAddr>,
+    /// Let the endpoint first talk to the destination under its own addresses, so the
+    /// next hop is already in its ARP cache when it starts spoofing (it sends without
+    /// ARPing; a spoofed source IP then passes tables 24/25).
+    #[arg(long)]
+    neighbour_cached: bool,
+    /// Neutron behaviour profile (see `dvr plan --help`).
+    #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
+    profile: Profile,
+    /// Start from empty MAC tables (by default every endpoint has sent one boot-time
+    /// broadcast, so switches know where it is, as in a running cloud).
+    #[arg(long)]
+    cold: bool,
+    /// Exit 1 unless the trace ends this way: `delivered` (request and reply),
+    /// `dropped` (the request) or `reply-dropped`. The trace is printed either way.
+    #[arg(long, value_name = "OUTCOME")]
+    expect: Option<Expected>,
+}
+
+/// Run `dvr trace`.
+pub fn run_trace(a: TraceArgs) -> Result<()> {
+    let t = load(&a.topo)?;
+    let plan = dvr_plan::plan(&t, a.profile)?;
+    let mut world = dvr_sim::World::build(&t, &plan);
+    if !a.cold {
+        dvr_sim::warm_up(&mut world);
+    }
+    let to_ip = t.resolve_address(&a.to).with_context(|| {
+        format!(
+            "--to `{}` is neither an IPv4 address nor an instance/external host name; endpoints are: {}",
+            a.to,
+            t.endpoint_names().join(", ")
+        )
+    })?;
+    let l4 = match a.proto {
+        Proto::Icmp => dvr_sim::L4::Icmp { reply: false, id: 1 },
+        Proto::Tcp => dvr_sim::L4::Tcp { sport: 40000, dport: a.dport },
+        Proto::Udp => dvr_sim::L4::Udp { sport: 40000, dport: a.dport },
+    };
+    let req = dvr_sim::TraceRequest { from: a.from, to: to_ip, l4, spoof_ip: a.spoof_ip, spoof_mac: a.spoof_mac };
+    if a.neighbour_cached {
+        dvr_sim::prime_neighbours(&mut world, &req)?;
+    }
+    let tr = dvr_sim::trace(&mut world, &req)?;
+    match a.format {
+        TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),
+        TraceFormat::Minimal => print!("{}", dvr_sim::render::minimal(&tr)),
+        TraceFormat::Json => println!("{}", dvr_sim::render::json(&tr)),
+    }
+    if let Some(want) = a.expect {
+        let got = demo::expected_of(&tr);
+        if got != want {
+            let reply = tr.reply.as_ref().map_or("none sent".to_string(), |r| r.verdict.to_string());
+            bail!("--expect {want}: the trace ended {got} (request {}; reply {reply})", tr.verdict);
+        }
+    }
+    Ok(())
+}
+
+/// Arguments of `dvr demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    topo: TopologyArg,
+    /// How to print each trace.
+    #[arg(long, value_enum, default_value = "minimal")]
+    format: TraceFormat,
+    /// Print only the summary table.
+    #[arg(long)]
+    summary_only: bool,
+    /// Neutron behaviour profile (see `dvr plan --help`).
+    #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
+    profile: Profile,
+}
+
+/// Run `dvr demo`.
+pub fn run_demo(a: DemoArgs) -> Result<()> {
+    let t = load(&a.topo)?;
+    let paths = paths_of(&a.topo, &t)?;
+    if paths.is_empty() {
+        bail!(
+            "no paths to demonstrate: add a `paths:` section to the topology file, e.g.\n  paths:\n    - {{from: vm1, to: vm5, expect: delivered, note: routed across hosts}}\n(see docs/topology.md)"
+        );
+    }
+    let plan = dvr_plan::plan(&t, a.profile)?;
+    let mut rows = Vec::new();
+    let mut traces = Vec::new();
+    let mut json = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        eprintln!("[{}/{}] tracing {} -> {}", i + 1, paths.len(), p.from, p.to);
+        let tr = demo::run_path(&t, &plan, p)?;
+        if !a.summary_only {
+            match a.format {
+                TraceFormat::Json => json.push(serde_json::json!({"path": format!("{} -> {}", p.from, p.to), "trace": tr})),
+                TraceFormat::Text => {
+                    println!("=== {} -> {}: {}\n{}", p.from, p.to, p.note.as_deref().unwrap_or(""), dvr_sim::render::text(&tr))
+                }
+                TraceFormat::Minimal => {
+                    println!("=== {} -> {}: {}\n{}", p.from, p.to, p.note.as_deref().unwrap_or(""), dvr_sim::render::minimal(&tr))
+                }
+            }
+        }
+        rows.push(demo::summarise(&t, p, &tr));
+        traces.push(tr);
+    }
+    if a.format == TraceFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"traces": json, "summary": rows}))?);
+    } else {
+        print!("{}", demo::summary_table(&rows));
+    }
+    let unexpected: Vec<String> = paths
+        .iter()
+        .zip(&rows)
+        .filter_map(|(p, r)| {
+            let want = p.expect?;
+            let got = match (&r.request, &r.reply) {
+                (Outcome::Delivered { .. }, Some(Outcome::Delivered { .. })) => Expected::Delivered,
+                (Outcome::Delivered { .. }, _) => Expected::ReplyDropped,
+                (Outcome::Dropped { .. }, _) => Expected::Dropped,
+            };
+            (got != want).then(|| format!("{}: expected {want}, got {got}", r.path))
+        })
+        .collect();
+    if !unexpected.is_empty() {
+        bail!(
+            "{} of {} paths did not end as the topology file's `paths:` expects:\n  {}",
+            unexpected.len(),
+            rows.len(),
+            unexpected.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The paths to demonstrate: the topology's `paths:` section; for one more
+/// version, the header comments of the file (`#   FROM -> TO   NOTE`), with
+/// a warning, when it has no `paths:`.
+pub fn paths_of(arg: &TopologyArg, t: &Topology) -> Result<Vec<PathSpec>> {
+    if !t.paths.is_empty() {
+        return Ok(t.paths.clone());
+    }
+    let Some(file) = &arg.topology else { return Ok(vec![]) };
+    let yaml = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let old = demo::parse_paths(&yaml);
+    if !old.is_empty() {
+        eprintln!(
+            "warning: {}: demo paths in header comments are deprecated and will not be read by the next version; \
+             move them to a `paths:` section (see docs/topology.md), e.g.\n  paths:\n{}",
+            file.display(),
+            old.iter().map(|p| format!("    - {{from: {}, to: {}, expect: delivered}}", p.from, p.to)).collect::<Vec<_>>().join("\n")
+        );
+    }
+    for p in &old {
+        if t.resolve_address(&p.to).is_none() || t.endpoint_ip(&p.from).is_none() {
+            bail!(
+                "{}: header path {} -> {}: unknown endpoint or address; endpoints are: {}",
+                file.display(),
+                p.from,
+                p.to,
+                t.endpoint_names().join(", ")
+            );
+        }
+    }
+    Ok(old)
+}

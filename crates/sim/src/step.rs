@@ -1,0 +1,811 @@
+//! The typed trace: every step a packet takes is a [`Step`] with data, every
+//! copy's end a [`Fate`], every verdict a [`Verdict`] with a [`DropReason`].
+//! Renderers (text, minimal, JSON, the pictures of `dvr draw` and the HTML
+//! report) pattern-match on these; nothing reads trace text back.
+
+use crate::netfilter::Hook;
+use crate::ofp::OvsEvent;
+use crate::packet::{Frame, PacketView};
+use crate::stack::{IpPkt, describe};
+use dvr_model::MacAddr;
+use dvr_openflow::Flow;
+use dvr_plan::{Route, Rule, RuleSelector, TableRef};
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// The closed set of hop kinds of the trace contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HopKind {
+    /// An OpenFlow table lookup or NORMAL in a bridge.
+    Openflow,
+    /// A step in a Neutron namespace.
+    Namespace,
+    /// A frame on a physical network.
+    Wire,
+    /// A step in an instance, external host or the upstream gateway.
+    Endpoint,
+}
+
+/// What NORMAL decided for a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum NormalDecision {
+    /// The destination was learned on this port.
+    Learned {
+        /// Output port.
+        port: String,
+    },
+    /// The destination is unknown: flooded to these ports of the VLAN.
+    Flood {
+        /// Output ports.
+        ports: Vec<String>,
+    },
+    /// No other port carries the VLAN: dropped.
+    NoPort,
+}
+
+/// Why an ARP request was not answered (names resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum ArpDecline {
+    /// The address is on another device and `arp_ignore=1`.
+    OnOtherDevice {
+        /// The device that owns the address.
+        dev: String,
+    },
+    /// Proxy ARP is on but the route does not leave by another device.
+    NoProxyRoute,
+    /// Not a local address.
+    NotLocal,
+}
+
+/// One step of a trace, with the data it acted on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// An endpoint or namespace generated a packet.
+    Send {
+        /// The packet.
+        packet: IpPkt,
+    },
+    /// A flow matched in an OpenFlow table and its actions ran.
+    Table {
+        /// Table number.
+        table: u8,
+        /// The table's name in the pipeline, when known.
+        table_name: Option<&'static str>,
+        /// The flow, with its provenance (builder and reason).
+        flow: Arc<Flow>,
+    },
+    /// No flow matched in a table.
+    Miss {
+        /// Table number.
+        table: u8,
+        /// The table's name, when known.
+        table_name: Option<&'static str>,
+        /// The first table (the frame is dropped) or a resubmit (nothing done).
+        fatal: bool,
+    },
+    /// NORMAL switched the frame.
+    Normal {
+        /// VLAN NORMAL worked in.
+        vlan: u16,
+        /// What it decided.
+        decision: NormalDecision,
+    },
+    /// OVS skipped an action or dropped the frame outside any flow.
+    Ovs {
+        /// What happened.
+        event: OvsEvent,
+    },
+    /// The frame crossed a patch port into another bridge of the same host.
+    Patch {
+        /// Port it left by.
+        port: String,
+        /// Bridge it entered.
+        to_bridge: String,
+        /// Port it entered by.
+        to_port: String,
+    },
+    /// Output to a port with nothing attached: the copy ends.
+    Unattached {
+        /// The port.
+        port: String,
+    },
+    /// The frame crossed a physical network.
+    Wire {
+        /// Physical network.
+        network: String,
+        /// Its VLAN on the wire, if tagged.
+        vlan: Option<u16>,
+        /// The NIC or machine it came from.
+        from: String,
+        /// Where the switch sent it.
+        to: Vec<String>,
+        /// Whether the destination was learned (else flooded).
+        learned: bool,
+    },
+    /// An ARP reply taught a stack a neighbour.
+    ArpLearned {
+        /// Device.
+        dev: String,
+        /// Sender address.
+        ip: Ipv4Addr,
+        /// Sender MAC.
+        mac: MacAddr,
+    },
+    /// An ARP request for a local address was answered.
+    ArpAnswered {
+        /// Device.
+        dev: String,
+        /// The address asked for.
+        ip: Ipv4Addr,
+    },
+    /// Proxy ARP answered with the device's own MAC.
+    ProxyArp {
+        /// Device the request came in on.
+        dev: String,
+        /// The address asked for.
+        ip: Ipv4Addr,
+        /// The device the route to it leaves by.
+        out: String,
+    },
+    /// An ARP request was not answered.
+    ArpIgnored {
+        /// Device.
+        dev: String,
+        /// The address asked for.
+        ip: Ipv4Addr,
+        /// Why not.
+        why: ArpDecline,
+    },
+    /// A frame for another MAC (a flooded copy) was ignored.
+    NotOurMac {
+        /// Device.
+        dev: String,
+        /// The frame's destination.
+        dst: MacAddr,
+        /// The device's MAC.
+        mac: MacAddr,
+    },
+    /// Policy routing chose a rule, a table and a route.
+    Route {
+        /// The rule; `None` for the default `32766 from all lookup main`.
+        rule: Option<Rule>,
+        /// The table looked up.
+        table: TableRef,
+        /// The route found.
+        route: Route,
+    },
+    /// The next hop's MAC is known: the packet goes out.
+    Neighbour {
+        /// Output device.
+        dev: String,
+        /// Next hop.
+        nexthop: Ipv4Addr,
+        /// Its MAC.
+        mac: MacAddr,
+        /// Agent-written (else learned).
+        permanent: bool,
+    },
+    /// No neighbour entry: ARP request sent, the packet waits.
+    ArpRequest {
+        /// Output device.
+        dev: String,
+        /// Next hop.
+        nexthop: Ipv4Addr,
+    },
+    /// ARP for the next hop already pending: the packet waits.
+    ArpPending {
+        /// Next hop.
+        nexthop: Ipv4Addr,
+    },
+    /// The nat chain of a hook was walked for a new connection.
+    Nat {
+        /// Hook.
+        #[serde(serialize_with = "ser_hook")]
+        hook: Hook,
+        /// The deciding rule (`-A CHAIN …`), if any.
+        rule: Option<String>,
+        /// The rewrite done (`SNAT a → b`), if any.
+        rewrite: Option<String>,
+    },
+    /// Conntrack rewrote a later packet of a known connection.
+    Conntrack {
+        /// Hook.
+        #[serde(serialize_with = "ser_hook")]
+        hook: Hook,
+        /// What changed.
+        rewrite: String,
+    },
+    /// A stack sent a frame on a device.
+    Transmit {
+        /// Device.
+        dev: String,
+        /// The frame.
+        #[serde(serialize_with = "ser_frame")]
+        frame: Frame,
+    },
+    /// The packet reached a local address of this stack.
+    Deliver {
+        /// Who received it (the contract's `delivered_to`).
+        endpoint: String,
+        /// The packet as delivered (after NAT).
+        packet: IpPkt,
+    },
+    /// A locally generated packet was for a local address.
+    LocalOut {
+        /// The packet.
+        packet: IpPkt,
+    },
+    /// The kernel dropped the frame or packet.
+    Drop {
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+fn ser_hook<S: Serializer>(h: &Hook, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(h.chain())
+}
+
+fn ser_frame<S: Serializer>(f: &Frame, s: S) -> Result<S::Ok, S::Error> {
+    PacketView::from(f).serialize(s)
+}
+
+fn table_suffix(name: &Option<&'static str>) -> String {
+    name.map(|n| format!(" ({n})")).unwrap_or_default()
+}
+
+fn flow_line(table: u8, flow: &Flow) -> String {
+    let m = flow.match_string();
+    let m = if m.is_empty() { "(any)".to_string() } else { m };
+    format!("table {table} priority {} {m} → {}", flow.priority, flow.actions_string())
+}
+
+fn normal_line(vlan: u16, d: &NormalDecision) -> String {
+    match d {
+        NormalDecision::NoPort => format!("NORMAL in VLAN {vlan}: no other port: dropped"),
+        NormalDecision::Learned { port } => format!("NORMAL in VLAN {vlan}: destination learned on {port}"),
+        NormalDecision::Flood { ports } => format!("NORMAL in VLAN {vlan}: destination unknown, flood to {}", ports.join(", ")),
+    }
+}
+
+fn miss_line(table: u8, name: &Option<&'static str>, fatal: bool) -> String {
+    let what = if fatal { "table miss, dropped" } else { "nothing done" };
+    format!("table {table}{}: no flow matches: {what}", table_suffix(name))
+}
+
+/// `ip rule` as `ip rule show` prints it (the default main rule for `None`).
+pub fn rule_line(rule: &Option<Rule>) -> String {
+    match rule {
+        None => "32766 from all lookup main".to_string(),
+        Some(r) => {
+            let sel = match &r.selector {
+                RuleSelector::From(n) if n.prefix_len() == 32 => format!("from {}", n.addr()),
+                RuleSelector::From(n) => format!("from {n}"),
+                RuleSelector::Iif(d) => format!("from all iif {d}"),
+            };
+            format!("{} {sel} lookup {}", r.priority, r.table)
+        }
+    }
+}
+
+/// A route as `ip route` prints it, with its table when not `main`.
+pub fn route_line(r: &Route) -> String {
+    let dst = if r.dst.prefix_len() == 0 { "default".to_string() } else { r.dst.to_string() };
+    let via = r.via.map(|v| format!(" via {v}")).unwrap_or_default();
+    let table = if r.table == TableRef::Main { String::new() } else { format!(" table {}", r.table) };
+    format!("route {dst}{via} dev {}{table}", r.dev)
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Send { packet } => write!(f, "sends {}", describe(packet)),
+            Step::Table { table, flow, .. } => f.write_str(&flow_line(*table, flow)),
+            Step::Miss { table, table_name, fatal } => f.write_str(&miss_line(*table, table_name, *fatal)),
+            Step::Normal { vlan, decision } => f.write_str(&normal_line(*vlan, decision)),
+            Step::Ovs { event } => write!(f, "{event}"),
+            Step::Patch { port, to_bridge, to_port } => write!(f, "patch port {port} → {to_bridge} ({to_port})"),
+            Step::Unattached { port } => write!(f, "output to {port}: nothing attached"),
+            Step::Wire { vlan, from, to, learned, .. } => {
+                let vlan = vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
+                let to = if to.is_empty() { "nowhere".to_string() } else { to.join(", ") };
+                write!(f, "{vlan} from {from} → {to} ({})", if *learned { "learned" } else { "flooded" })
+            }
+            Step::ArpLearned { dev, ip, mac } => write!(f, "ARP reply: {ip} is-at {mac} (learned on {dev})"),
+            Step::ArpAnswered { dev, ip } => write!(f, "ARP request for {ip}: answered by {dev}"),
+            Step::ProxyArp { dev, ip, out } => {
+                write!(f, "proxy ARP on {dev}: the route to {ip} leaves by {out}, so {dev} answers with its own MAC")
+            }
+            Step::ArpIgnored { dev, ip, why } => {
+                let why = match why {
+                    ArpDecline::OnOtherDevice { dev: o } => format!("{ip} is on {o}, not on {dev} (arp_ignore=1)"),
+                    ArpDecline::NoProxyRoute => format!("{ip} is not local and its route does not leave by another device: no proxy ARP"),
+                    ArpDecline::NotLocal => format!("{ip} is not a local address"),
+                };
+                write!(f, "ARP request on {dev} not answered: {why}")
+            }
+            Step::NotOurMac { dev, dst, mac } => write!(f, "frame for {dst} is not addressed to {dev} ({mac})"),
+            Step::Route { rule, route, .. } => write!(f, "ip rule {} → {}", rule_line(rule), route_line(route)),
+            Step::Neighbour { dev, nexthop, mac, permanent } => {
+                let kind = if *permanent { "permanent" } else { "learned" };
+                write!(f, "neighbour {nexthop} is {mac} ({kind}): send on {dev}")
+            }
+            Step::ArpRequest { dev, nexthop } => write!(f, "no neighbour entry for {nexthop} on {dev}: ARP request, packet waits"),
+            Step::ArpPending { nexthop } => write!(f, "ARP for {nexthop} already pending: packet waits"),
+            Step::Nat { hook, rule, rewrite } => match (rule, rewrite) {
+                (Some(r), Some(w)) => write!(f, "{} {w} ({r})", hook.chain()),
+                (Some(r), None) => write!(f, "{} no NAT ({r})", hook.chain()),
+                (None, _) => write!(f, "{} no rule matched", hook.chain()),
+            },
+            Step::Conntrack { hook, rewrite } => write!(f, "{} conntrack: {rewrite}", hook.chain()),
+            Step::Transmit { dev, frame } => write!(f, "sends on {dev}: {frame}"),
+            Step::Deliver { packet, .. } => write!(f, "{} is local: delivered ({})", packet.dst, describe(packet)),
+            Step::LocalOut { packet } => write!(f, "{} is local", packet.dst),
+            Step::Drop { reason } => write!(f, "dropped: {reason}"),
+        }
+    }
+}
+
+/// Why a packet or frame was dropped (closed set, with data).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum DropReason {
+    /// A flow's actions sent it nowhere (an explicit drop, or outputs all skipped).
+    Flow {
+        /// Table.
+        table: u8,
+        /// The flow.
+        flow: Arc<Flow>,
+    },
+    /// No flow matched.
+    TableMiss {
+        /// Table.
+        table: u8,
+        /// Its name, when known.
+        table_name: Option<&'static str>,
+        /// First table (dropped) or a resubmit (nothing done, nothing left).
+        fatal: bool,
+    },
+    /// NORMAL had nowhere to send it.
+    Normal {
+        /// VLAN.
+        vlan: u16,
+        /// What NORMAL decided.
+        decision: NormalDecision,
+    },
+    /// OVS dropped it outside any flow.
+    Ovs {
+        /// What happened.
+        event: OvsEvent,
+    },
+    /// A VLAN-tagged frame on a device without a VLAN sub-device.
+    Tagged {
+        /// Device.
+        dev: String,
+    },
+    /// No route to the destination.
+    NoRoute {
+        /// Destination.
+        dst: Ipv4Addr,
+    },
+    /// Not local and `ip_forward=0`.
+    NotForwarding {
+        /// Destination.
+        dst: Ipv4Addr,
+    },
+    /// Strict reverse-path filtering.
+    RpFilter {
+        /// Source of the packet.
+        src: Ipv4Addr,
+        /// Device it arrived on.
+        dev: String,
+    },
+    /// The next hop never answered ARP: the packet was never sent.
+    NeighbourUnreachable {
+        /// Next hop.
+        ip: Ipv4Addr,
+        /// Device the ARP went out of.
+        dev: String,
+        /// What became of the ARP exchange.
+        cause: ArpFailure,
+    },
+    /// Frames kept circulating.
+    Loop {
+        /// Events processed before giving up.
+        events: usize,
+    },
+    /// Nothing that owns the destination received the packet.
+    NotReceived {
+        /// The destination.
+        target: Ipv4Addr,
+    },
+}
+
+/// What became of the ARP exchange of an unreachable neighbour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "arp", rename_all = "snake_case")]
+pub enum ArpFailure {
+    /// The request was answered, but the answer was dropped.
+    AnswerDropped {
+        /// Where and why.
+        drop: Box<Dropped>,
+    },
+    /// The request itself was dropped.
+    RequestDropped {
+        /// Where and why.
+        drop: Box<Dropped>,
+    },
+    /// Nothing answered.
+    NoAnswer,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::Flow { table, flow } => f.write_str(&flow_line(*table, flow)),
+            DropReason::TableMiss { table, table_name, fatal } => f.write_str(&miss_line(*table, table_name, *fatal)),
+            DropReason::Normal { vlan, decision } => f.write_str(&normal_line(*vlan, decision)),
+            DropReason::Ovs { event } => write!(f, "{event}"),
+            DropReason::Tagged { dev } => write!(f, "{dev} received a VLAN-tagged frame; it has no VLAN device"),
+            DropReason::NoRoute { dst } => write!(f, "no route to {dst}"),
+            DropReason::NotForwarding { dst } => write!(f, "{dst} is not local and ip_forward=0"),
+            DropReason::RpFilter { src, dev } => write!(f, "rp_filter: the route back to {src} does not leave by {dev}"),
+            DropReason::NeighbourUnreachable { ip, dev, cause } => {
+                let why = match cause {
+                    ArpFailure::AnswerDropped { drop } => format!("its ARP request was answered, but the answer was dropped: {drop}"),
+                    ArpFailure::RequestDropped { drop } => format!("its ARP request was dropped: {drop}"),
+                    ArpFailure::NoAnswer => "nothing answered its ARP request".to_string(),
+                };
+                write!(f, "no ARP reply for {ip} on {dev} ({why}); the packet was never sent")
+            }
+            DropReason::Loop { events } => write!(f, "more than {events} frames: forwarding loop"),
+            DropReason::NotReceived { target } => write!(f, "nothing that owns {target} received the packet"),
+        }
+    }
+}
+
+/// Where something happened: a bridge, namespace or endpoint of a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Place {
+    /// Host (`fabric`, `external`).
+    pub host: String,
+    /// Kind of place.
+    pub kind: HopKind,
+    /// Bridge, namespace, endpoint or network name.
+    #[serde(rename = "where")]
+    pub where_: String,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            HopKind::Openflow => write!(f, "{} {}", self.host, self.where_),
+            HopKind::Wire => write!(f, "wire {}", self.where_),
+            HopKind::Namespace | HopKind::Endpoint => write!(f, "{} on {}", self.where_, self.host),
+        }
+    }
+}
+
+/// A drop: where, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dropped {
+    /// Where (none for a loop or a packet nothing received).
+    pub at: Option<Place>,
+    /// Why.
+    pub reason: DropReason,
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.at {
+            Some(at) => write!(f, "{at}: {}", self.reason),
+            None => write!(f, "{}", self.reason),
+        }
+    }
+}
+
+/// How one direction of a trace ended (closed set, with data).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Reached its destination.
+    Delivered {
+        /// Who received it (the contract's `delivered_to`).
+        to: String,
+    },
+    /// Did not.
+    Dropped(Dropped),
+}
+
+/// The coarse class of a verdict, for scripts and tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disposition {
+    /// Reached its destination.
+    Delivered,
+    /// Dropped by a flow, a table miss, the kernel or OVS.
+    Dropped,
+    /// No route to the destination.
+    NoRoute,
+    /// The next hop never answered ARP.
+    NeighbourUnreachable,
+    /// Frames kept circulating.
+    Loop,
+}
+
+impl Verdict {
+    /// Who received it, when delivered.
+    pub fn delivered_to(&self) -> Option<&str> {
+        match self {
+            Verdict::Delivered { to } => Some(to),
+            Verdict::Dropped(_) => None,
+        }
+    }
+    /// Whether it was delivered.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, Verdict::Delivered { .. })
+    }
+    /// The drop, when dropped.
+    pub fn dropped(&self) -> Option<&Dropped> {
+        match self {
+            Verdict::Dropped(d) => Some(d),
+            Verdict::Delivered { .. } => None,
+        }
+    }
+    /// The coarse class.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Verdict::Delivered { .. } => Disposition::Delivered,
+            Verdict::Dropped(d) => match d.reason {
+                DropReason::NoRoute { .. } => Disposition::NoRoute,
+                DropReason::NeighbourUnreachable { .. } => Disposition::NeighbourUnreachable,
+                DropReason::Loop { .. } => Disposition::Loop,
+                _ => Disposition::Dropped,
+            },
+        }
+    }
+}
+
+impl Verdict {
+    /// The drop as a sentence (the contract's `drop_reason`), when dropped.
+    pub fn drop_reason(&self) -> Option<String> {
+        self.dropped().map(ToString::to_string)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Delivered { to } => write!(f, "delivered to {to}"),
+            Verdict::Dropped(d) => write!(f, "dropped: {d}"),
+        }
+    }
+}
+
+/// How one copy of a frame ended at a hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fate {
+    /// Delivered to its destination.
+    Delivered,
+    /// Dropped.
+    Dropped,
+    /// Ignored as not addressed here (a flooded copy; not an error).
+    Ignored,
+}
+
+impl fmt::Display for Fate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fate::Delivered => "delivered",
+            Fate::Dropped => "dropped",
+            Fate::Ignored => "ignored",
+        })
+    }
+}
+
+/// A packet field a hop changed, old → new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "field", rename_all = "snake_case")]
+pub enum Change {
+    /// VLAN tag (`None` = untagged).
+    Vlan {
+        /// Before.
+        from: Option<u16>,
+        /// After.
+        to: Option<u16>,
+    },
+    /// Ethernet source.
+    SrcMac {
+        /// Before.
+        from: MacAddr,
+        /// After.
+        to: MacAddr,
+    },
+    /// Ethernet destination.
+    DstMac {
+        /// Before.
+        from: MacAddr,
+        /// After.
+        to: MacAddr,
+    },
+    /// IPv4 source.
+    SrcIp {
+        /// Before.
+        from: Ipv4Addr,
+        /// After.
+        to: Ipv4Addr,
+    },
+    /// IPv4 destination.
+    DstIp {
+        /// Before.
+        from: Ipv4Addr,
+        /// After.
+        to: Ipv4Addr,
+    },
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = |x: &Option<u16>| x.map_or("untagged".to_string(), |v| v.to_string());
+        match self {
+            Change::Vlan { from, to } => write!(f, "VLAN {}→{}", v(from), v(to)),
+            Change::SrcMac { from, to } => write!(f, "src MAC {from}→{to}"),
+            Change::DstMac { from, to } => write!(f, "dst MAC {from}→{to}"),
+            Change::SrcIp { from, to } => write!(f, "src IP {from}→{to}"),
+            Change::DstIp { from, to } => write!(f, "dst IP {from}→{to}"),
+        }
+    }
+}
+
+/// The fields that differ between two frames (MACs only when the payload
+/// is the same frame's).
+pub fn changes(a: &Frame, b: &Frame) -> Vec<Change> {
+    use crate::packet::Payload;
+    let mut d = Vec::new();
+    if a.vlan != b.vlan {
+        d.push(Change::Vlan { from: a.vlan, to: b.vlan });
+    }
+    if a.src != b.src && a.payload == b.payload {
+        d.push(Change::SrcMac { from: a.src, to: b.src });
+    }
+    if a.dst != b.dst && a.payload == b.payload {
+        d.push(Change::DstMac { from: a.dst, to: b.dst });
+    }
+    if let (Payload::Ip { src: s1, dst: d1, .. }, Payload::Ip { src: s2, dst: d2, .. }) = (a.payload, b.payload) {
+        if s1 != s2 {
+            d.push(Change::SrcIp { from: s1, to: s2 });
+        }
+        if d1 != d2 {
+            d.push(Change::DstIp { from: d1, to: d2 });
+        }
+    }
+    d
+}
+
+/// A copy's lineage: `1`, `1.2`, `1.2.1` … (the copy tree of floods).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Lineage(pub Vec<u16>);
+
+impl Lineage {
+    /// The first copy of a phase.
+    pub fn root() -> Lineage {
+        Lineage(vec![1])
+    }
+    /// The `i`-th (0-based) of `n` copies made from this one (the same copy when `n == 1`).
+    pub fn child(&self, i: usize, n: usize) -> Lineage {
+        let mut l = self.clone();
+        if n > 1 {
+            l.0.push(u16::try_from(i + 1).unwrap_or(u16::MAX));
+        }
+        l
+    }
+    /// Whether `self` is `other` or one of its ancestors.
+    pub fn is_ancestor_of(&self, other: &Lineage) -> bool {
+        other.0.starts_with(&self.0)
+    }
+}
+
+impl fmt::Display for Lineage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, n) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Lineage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One step of a trace, where it happened and what it did to the frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    /// Host name; `fabric` for wires, `external` outside the cloud.
+    pub host: String,
+    /// Kind.
+    pub kind: HopKind,
+    /// Bridge, namespace, endpoint or physical network.
+    pub where_: String,
+    /// What matched or was done.
+    pub step: Step,
+    /// The frame as it is when the hop is left.
+    pub packet: PacketView,
+    /// Copy lineage.
+    pub copy: Lineage,
+    /// The fields this hop changed.
+    pub changed: Vec<Change>,
+    /// Whether this copy ended here.
+    pub fate: Option<Fate>,
+}
+
+impl Hop {
+    /// The step as a sentence (the contract's `detail`).
+    pub fn detail(&self) -> String {
+        self.step.to_string()
+    }
+    /// Why the flow of a table step exists (`builder: reason`).
+    pub fn why(&self) -> Option<String> {
+        match &self.step {
+            Step::Table { flow, .. } if !flow.reason.is_empty() => Some(format!("{}: {}", flow.builder, flow.reason)),
+            _ => None,
+        }
+    }
+    /// The changes as one phrase (`VLAN 2→148, src MAC …`), if any.
+    pub fn rewrite(&self) -> Option<String> {
+        (!self.changed.is_empty()).then(|| self.changed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+    }
+    /// The place of this hop.
+    pub fn place(&self) -> Place {
+        Place { host: self.host.clone(), kind: self.kind, where_: self.where_.clone() }
+    }
+}
+
+impl Serialize for Hop {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            host: &'a str,
+            kind: HopKind,
+            #[serde(rename = "where")]
+            where_: &'a str,
+            detail: String,
+            packet: &'a PacketView,
+            copy: &'a Lineage,
+            step: &'a Step,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            why: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rewrite: Option<String>,
+            #[serde(skip_serializing_if = "<[Change]>::is_empty")]
+            changed: &'a [Change],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            fate: Option<Fate>,
+        }
+        Out {
+            host: &self.host,
+            kind: self.kind,
+            where_: &self.where_,
+            detail: self.detail(),
+            packet: &self.packet,
+            copy: &self.copy,
+            step: &self.step,
+            why: self.why(),
+            rewrite: self.rewrite(),
+            changed: &self.changed,
+            fate: self.fate,
+        }
+        .serialize(s)
+    }
+}
