@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod draw_cmd;
 mod trace_cmd;
 
 /// mimalloc: planning a large cloud allocates millions of small objects;
@@ -121,6 +122,9 @@ enum Cmd {
     /// Trace every path of the topology file's `paths:` section (the seed lab lists
     /// the nine paths of the walkthrough) and print a summary table.
     Demo(trace_cmd::DemoArgs),
+    /// Draw the deployment as SVG (or Graphviz DOT): hosts with their bridges, namespaces
+    /// and instances, physical networks across; `--trace A B` overlays a traced path.
+    Draw(draw_cmd::DrawArgs),
     /// Emulate the whole deployment on this machine with real Open vSwitch and
     /// Linux namespaces, and ping through it (root; see README for the install step).
     Lab {
@@ -457,6 +461,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Trace(a) => trace_cmd::run_trace(a)?,
         Cmd::Demo(a) => trace_cmd::run_demo(a)?,
+        Cmd::Draw(a) => draw_cmd::run(a)?,
         Cmd::Lab { cmd } => run_lab(cmd)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));

@@ -128,6 +128,10 @@ pub struct DemoArgs {
     /// Neutron behaviour profile (see `dvr plan --help`).
     #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
     profile: Profile,
+    /// Also write a self-contained HTML report (deployment diagram, each path's
+    /// picture, summary row and hop tree, the summary table) to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
 }
 
 /// Run `dvr demo`.
@@ -164,6 +168,11 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({"traces": json, "summary": rows}))?);
     } else {
         print!("{}", demo::summary_table(&rows));
+    }
+    if let Some(file) = &a.html {
+        let html = dvr_draw::report::html(&t, &plan, &paths, &traces, &rows);
+        std::fs::write(file, html).with_context(|| format!("cannot write the HTML report to {}", file.display()))?;
+        eprintln!("wrote {}", file.display());
     }
     let unexpected: Vec<String> = paths
         .iter()
