@@ -34,7 +34,8 @@ const AFTER: &str = "Examples:
   dvr validate -t my-cloud.yaml            check a topology file and show what was allocated
   dvr topology --format yaml               print the built-in seed lab to start your own file
 
-Topology files: version 1, see spec/topology.md. Without -t the built-in seed lab is used
+Topology files: version 1, see docs/topology.md (`dvr topology --example` prints a commented
+starting file). Without -t the built-in seed lab is used
 (the lab of the DVR walkthrough: 1 network node, 2 compute nodes, 2 VLAN networks, 1 router).";
 
 #[derive(Parser)]
@@ -176,6 +177,9 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: TopoFormat,
+        /// Print a commented starting file (every kind of object, demo paths) and exit.
+        #[arg(long)]
+        example: bool,
     },
 }
 
@@ -491,7 +495,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}: valid", t.name);
             print!("{}", topology_summary(&t));
         }
-        Cmd::Topology { topo, format } => match format {
+        Cmd::Topology { example: true, .. } => print!("{}", dvr_model::EXAMPLE_YAML),
+        Cmd::Topology { topo, format, .. } => match format {
             TopoFormat::Json => println!("{}", serde_json::to_string_pretty(&load(&topo)?)?),
             TopoFormat::Text => print!("{}", topology_summary(&load(&topo)?)),
             TopoFormat::Yaml => match &topo.topology {

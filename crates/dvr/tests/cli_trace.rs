@@ -142,3 +142,41 @@ fn expect_sets_the_exit_status() {
     assert!(dropped.contains("\"table\":25"), "{dropped}");
     assert_eq!(code(&["trace", "--from", "vm1", "--to", "vm5", "--expect", "maybe"]), Some(2), "a bad value is a usage error");
 }
+
+#[test]
+fn demo_paths_come_from_a_validated_paths_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dvr_model::SEED_YAML.split("\npaths:").next().unwrap().to_string();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    // A path naming nothing is a validation error with a fix, like any other key.
+    let bad = write("bad.yaml", &format!("{body}\npaths:\n  - {{from: vm9, to: vm5}}\n"));
+    let out = dvr(&["validate", "-t", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("paths[0] (vm9 -> vm5): field `from`") && err.contains("fix: name one of: vm1"), "{err}");
+    // An unmet `expect` makes the demo fail and name the path.
+    let wrong = write("wrong.yaml", &format!("{body}\npaths:\n  - {{from: vm1, to: vm5, expect: dropped}}\n"));
+    let out = dvr(&["demo", "-t", &wrong, "--summary-only"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vm1 -> vm5: expected dropped, got delivered"), "{err}");
+    // The old header comments are still read, with a warning showing the new form.
+    let old = write("old.yaml", &format!("#   vm1 -> vm5   routed\n#   vm1 -> vm2   switched\n{body}"));
+    let out = dvr(&["demo", "-t", &old, "--summary-only"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("deprecated") && err.contains("- {from: vm1, to: vm5, expect: delivered}"), "{err}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("vm1 -> vm5") && table.contains("vm1 -> vm2"), "{table}");
+    // The seed lab lists its paths in `paths:`: no warning.
+    let out = dvr(&["demo", "--summary-only"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("deprecated"));
+    // `dvr topology --example` is a valid, commented starting file.
+    let ex = write("example.yaml", &String::from_utf8_lossy(&dvr(&["topology", "--example"]).stdout));
+    let out = dvr(&["demo", "-t", &ex, "--summary-only"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -48,12 +48,12 @@ fn syntax_error(file: &str, e: &serde_yaml_ng::Error) -> TopologyError {
         None => kind.to_string(),
     };
     let fix = if message.contains("unknown field") {
-        suggestion("remove or rename the key; spec/topology.md lists the keys of version 1")
+        suggestion("remove or rename the key; docs/topology.md lists the keys of version 1")
     } else if message.contains("unknown variant") {
         suggestion("use one of the values the message lists")
     } else if message.contains("missing field") {
         let key = quoted.first().copied().unwrap_or("?");
-        format!("add the required key `{key}` (spec/topology.md shows every key of version 1)")
+        format!("add the required key `{key}` (docs/topology.md shows every key of version 1)")
     } else if message.contains("duplicate field") || message.contains("duplicate entry") {
         "write each key once per object; delete or rename the repeated one".to_string()
     } else if message.contains("is not a MAC address") {
@@ -63,9 +63,10 @@ fn syntax_error(file: &str, e: &serde_yaml_ng::Error) -> TopologyError {
     } else if message.contains("invalid IPv4 address") {
         "write the address as four decimal octets like 192.168.1.9 (version 1 is IPv4 only)".to_string()
     } else if message.contains("invalid type") || message.contains("invalid value") {
-        "give the value the type the message expects; spec/topology.md has an example of every key".to_string()
+        "give the value the type the message expects; docs/topology.md has an example of every key (`dvr topology --example` prints one)"
+            .to_string()
     } else {
-        "make the file valid YAML following spec/topology.md (version 1): check indentation, \
+        "make the file valid YAML following docs/topology.md (version 1): check indentation, \
          colons and brackets at the place named"
             .to_string()
     };

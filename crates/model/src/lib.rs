@@ -1,7 +1,7 @@
 //! # dvr-model: the deployment as data
 //!
 //! The first layer of the workspace. It reads a topology file (version 1,
-//! `spec/topology.md`), checks it, and allocates everything the file leaves
+//! `docs/topology.md`), checks it, and allocates everything the file leaves
 //! out — UUIDs, MACs, DVR MACs, fixed IPs, local VLANs, link-local pairs —
 //! deterministically, so that every later layer (plan, sim, realize) works
 //! from one immutable, valid [`Topology`] and never has to fail.
@@ -29,6 +29,10 @@ pub use types::*;
 
 /// The built-in seed lab: the deployment of the DVR walkthrough.
 pub const SEED_YAML: &str = include_str!("../../../labs/seed.yaml");
+
+/// A commented starting file (`dvr topology --example`): a small deployment
+/// that uses every kind of object and lists its demo paths.
+pub const EXAMPLE_YAML: &str = include_str!("../../../labs/example.yaml");
 
 /// The seed lab, validated. Used when no `-t FILE` is given.
 pub fn seed() -> Topology {

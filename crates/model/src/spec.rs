@@ -1,4 +1,4 @@
-//! The topology file, version 1, exactly as `spec/topology.md` writes it.
+//! The topology file, version 1, exactly as `docs/topology.md` writes it.
 //!
 //! These structs mirror the YAML one to one (`deny_unknown_fields` everywhere,
 //! so a typo is an error instead of a silently ignored key). They carry no

@@ -57,3 +57,12 @@ fn same_input_same_topology() {
     let b = serde_json::to_string(&seed()).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn the_example_file_is_valid_and_lists_its_paths() {
+    let t = load_str("example", EXAMPLE_YAML).unwrap();
+    assert_eq!(t.paths.len(), 4);
+    assert!(t.paths.iter().all(|p| p.expect == Some(Expected::Delivered)));
+    assert_eq!(t.floating_ips.len(), 1);
+    assert!(EXAMPLE_YAML.lines().filter(|l| l.contains('#')).count() > 10, "it is commented");
+}
