@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod draw_cmd;
+mod progress;
 mod trace_cmd;
 
 /// mimalloc: planning a large cloud allocates millions of small objects;
@@ -247,17 +248,10 @@ enum LabCmd {
     },
 }
 
-/// What `lab up` records so later lab commands know the deployment.
+/// The deployment and profile a running lab was built from.
 fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
-    let meta = std::fs::read_to_string(lab.state.join("lab.json"))
-        .with_context(|| format!("lab `{}` is not up (no {}); run `dvr lab up`", lab.names.prefix, lab.state.join("lab.json").display()))?;
-    let v: serde_json::Value = serde_json::from_str(&meta)?;
-    let topo = match v["topology"].as_str() {
-        Some(p) => dvr_model::load_file(std::path::Path::new(p))?,
-        None => dvr_model::seed(),
-    };
-    let profile: Profile = v["profile"].as_str().unwrap_or("walkthrough").parse().map_err(anyhow::Error::msg)?;
-    Ok((topo, profile))
+    let meta = lab.meta()?;
+    Ok((meta.topology()?, meta.profile))
 }
 
 fn run_lab(cmd: LabCmd) -> Result<()> {
@@ -266,9 +260,12 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
-            let path = topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string());
-            let meta = serde_json::to_string_pretty(&serde_json::json!({"topology": path, "profile": profile.name()}))?;
-            let report = lab.up_recording(&t, &plan, Some(&meta), &mut |m| eprintln!("lab up: {m}"))?;
+            let meta =
+                dvr_realize::LabMeta { topology: topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone())), profile };
+            let mut shown = progress::LabUp::new();
+            let report = lab.up_recording(&t, &plan, Some(&meta), &mut |p| shown.on(p));
+            shown.finish();
+            let report = report?;
             let total: usize = report.ops.iter().map(|(_, o)| o.len()).sum();
             for (h, ops) in &report.ops {
                 println!("{h}: {} operations", ops.len());
@@ -514,38 +511,40 @@ fn run(cli: Cli) -> Result<()> {
 fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) -> Result<()> {
     let mut r = bench::Report { machine: machine(), ..Default::default() };
     let exe = std::env::current_exe()?;
+    let stages = progress::Stages::new(sizes.len() + 4 + usize::from(!no_ovs));
     for &n in &sizes {
-        eprintln!("bench: planning {n} hosts ({} VMs) in a child process", n * 20);
+        stages.stage(&format!("planning {n} hosts ({} VMs) in a child process", n * 20));
         let out = std::process::Command::new(&exe).args(["bench", "--child-plan", &n.to_string()]).output()?;
         anyhow::ensure!(out.status.success(), "plan of {n} hosts failed: {}", String::from_utf8_lossy(&out.stderr));
         r.plan.push(serde_json::from_slice(&out.stdout)?);
     }
     let largest = sizes.iter().copied().max().unwrap_or(10);
-    eprintln!("bench: incremental changes on {largest} hosts");
+    stages.stage(&format!("incremental changes on {largest} hosts"));
     r.incremental = bench::incremental_figures(largest)?;
     let budget = std::time::Duration::from_millis(if quick { 300 } else { 2000 });
-    eprintln!("bench: traces on the seed lab");
+    stages.stage("traces on the seed lab");
     let seed = dvr_model::seed();
     r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, true, budget)?);
     r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, false, budget)?);
-    eprintln!("bench: traces on {largest} hosts");
+    stages.stage(&format!("traces on {largest} hosts"));
     let big_yaml = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(largest));
     let big = dvr_model::load_str("generated", &big_yaml)?;
     let label = format!("{largest} hosts ({} VMs)", big.instances.len());
     r.traces.push(bench::trace_figures(&label, &big, true, budget)?);
     r.traces.push(bench::trace_figures(&label, &big, false, budget)?);
     let pair_hosts = if quick { 10 } else { 50 };
-    eprintln!("bench: all pairs of {} VMs", pair_hosts * 20);
+    stages.stage(&format!("all pairs of {} VMs", pair_hosts * 20));
     r.all_pairs = Some(bench::all_pairs(pair_hosts, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?);
     if no_ovs {
         r.ovs_skipped = Some("--no-ovs".into());
     } else {
-        eprintln!("bench: ofproto/trace vs our engine");
+        stages.stage("ofproto/trace vs our engine");
         match bench::ovs_figures(if quick { 300 } else { 2000 }) {
             Ok(v) => r.ovs = Some(v),
             Err(e) => r.ovs_skipped = Some(format!("{e:#}")),
         }
     }
+    stages.finish();
     match format {
         BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         BenchFormat::Text => print!("{}", bench::render(&r)),

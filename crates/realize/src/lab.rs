@@ -159,6 +159,25 @@ pub enum LabError {
     /// After applying every operation, the lab still differs from the plan.
     #[error("lab up did not converge: {} still differs after applying ({}); this is a bug in the converge, please report it", .0.len(), .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; "))]
     NotConverged(Vec<Drift>),
+    /// A command needs a lab that is up, and this one is not.
+    #[error("lab `{prefix}` is not up (no {path}); run `dvr lab up --prefix {prefix}`")]
+    NotUp {
+        /// Lab prefix.
+        prefix: String,
+        /// The state file looked for.
+        path: String,
+    },
+    /// The state file exists but cannot be used.
+    #[error("{path}: {why}; run `dvr lab up` again to rewrite it")]
+    BadState {
+        /// The state file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The topology the lab was built from no longer loads.
+    #[error(transparent)]
+    Topology(#[from] dvr_model::TopologyError),
     /// Processes kept running in the lab's namespaces after tear-down.
     #[error("tear-down left processes running in the lab's deleted namespaces: {}; end them with `kill -9 PID`", .0.join(", "))]
     Survivors(Vec<String>),
@@ -188,6 +207,78 @@ fn netns_inodes(names: &[String]) -> BTreeMap<u64, String> {
     names.iter().filter_map(|n| std::fs::metadata(format!("/run/netns/{n}")).ok().map(|m| (m.ino(), n.clone()))).collect()
 }
 
+/// What `lab up` records in the state directory (`lab.json`), so later lab
+/// commands (`status`, `ping`) know which deployment and profile the lab is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabMeta {
+    /// The topology file (absolute), or `None` for the built-in seed lab.
+    pub topology: Option<PathBuf>,
+    /// The Neutron behaviour profile.
+    pub profile: dvr_plan::Profile,
+}
+
+impl LabMeta {
+    fn to_json(&self) -> String {
+        let v = serde_json::json!({
+            "topology": self.topology.as_ref().map(|p| p.display().to_string()),
+            "profile": self.profile.name(),
+        });
+        serde_json::to_string_pretty(&v).expect("a JSON value serialises")
+    }
+
+    fn from_json(path: &str, text: &str) -> Result<LabMeta, LabError> {
+        let bad = |why: String| LabError::BadState { path: path.to_string(), why };
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let profile = v["profile"].as_str().unwrap_or("walkthrough").parse().map_err(bad)?;
+        Ok(LabMeta { topology: v["topology"].as_str().map(PathBuf::from), profile })
+    }
+
+    /// The deployment: the recorded file, loaded again, or the seed lab.
+    pub fn topology(&self) -> Result<Topology, LabError> {
+        Ok(match &self.topology {
+            Some(p) => dvr_model::load_file(p)?,
+            None => dvr_model::seed(),
+        })
+    }
+}
+
+/// How far `lab up` got, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// A host is being set up (namespace and OVS) or converged to its plan.
+    Host {
+        /// Host name.
+        host: &'a str,
+        /// What is being done.
+        stage: HostStage,
+        /// Hosts done so far in this stage.
+        done: usize,
+        /// Hosts in this stage.
+        total: usize,
+    },
+    /// Anything else worth saying (waiting for the lock, a restarted daemon).
+    Note(&'a str),
+}
+
+/// The per-host stages of `lab up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostStage {
+    /// Namespace, Open vSwitch daemons, NICs on the fabric.
+    Setup,
+    /// Diff against the plan and apply.
+    Converge,
+}
+
+impl std::fmt::Display for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Host { host, stage: HostStage::Setup, .. } => write!(f, "host {host}: namespace and Open vSwitch"),
+            Progress::Host { host, stage: HostStage::Converge, .. } => write!(f, "host {host}: converging to its plan"),
+            Progress::Note(n) => f.write_str(n),
+        }
+    }
+}
+
 fn short(name: &str, max: usize) -> String {
     name.chars().take(max).collect()
 }
@@ -196,6 +287,15 @@ impl Lab {
     /// The lab of a prefix.
     pub fn new(prefix: &str) -> Lab {
         Lab { names: Names { prefix: prefix.to_string() }, state: PathBuf::from(format!("/run/dvr-lab/{prefix}")) }
+    }
+
+    /// What the last `lab up` recorded ([`LabMeta`]); [`LabError::NotUp`] when there is none.
+    pub fn meta(&self) -> Result<LabMeta, LabError> {
+        let path = self.state.join("lab.json");
+        let shown = path.display().to_string();
+        let text =
+            std::fs::read_to_string(&path).map_err(|_| LabError::NotUp { prefix: self.names.prefix.clone(), path: shown.clone() })?;
+        LabMeta::from_json(&shown, &text)
     }
 
     fn ovs_dir(&self, host: &str) -> PathBuf {
@@ -269,7 +369,7 @@ impl Lab {
     /// Converges in one run: after it returns `Ok`, [`Lab::status`] finds no
     /// drift (it checks that itself and fails otherwise). Dead OVS daemons are
     /// started again with their databases; nothing is deleted on an error path.
-    pub fn up(&self, topo: &Topology, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<UpReport, LabError> {
+    pub fn up(&self, topo: &Topology, plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<UpReport, LabError> {
         self.up_recording(topo, plan, None, progress)
     }
 
@@ -280,10 +380,10 @@ impl Lab {
         &self,
         topo: &Topology,
         plan: &Plan,
-        meta: Option<&str>,
-        progress: &mut dyn FnMut(&str),
+        meta: Option<&LabMeta>,
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<UpReport, LabError> {
-        let _lock = self.lock(progress)?;
+        let _lock = self.lock(&mut |m| progress(Progress::Note(m)))?;
         let t0 = Instant::now();
         let mut report = UpReport::default();
         std::fs::create_dir_all(&self.state)
@@ -321,8 +421,9 @@ impl Lab {
             ip::ip_ns(ns, &["link", "set", dev, "up"])
         };
         // Hosts: namespace, OVS, NICs on the fabric.
-        for (hi, h) in topo.hosts.iter().enumerate().filter(|(_, h)| h.has_dataplane()) {
-            progress(&format!("host {}: namespace and Open vSwitch", h.name));
+        let dataplane = topo.hosts.iter().filter(|h| h.has_dataplane()).count();
+        for (done, (hi, h)) in topo.hosts.iter().enumerate().filter(|(_, h)| h.has_dataplane()).enumerate() {
+            progress(Progress::Host { host: &h.name, stage: HostStage::Setup, done, total: dataplane });
             let hns = self.names.host_ns(&h.name);
             ensure_ns(&hns)?;
             let ovs = self.ovs(&h.name);
@@ -335,7 +436,7 @@ impl Lab {
             let existed = self.ovs_dir(&h.name).join("conf.db").exists();
             for d in ovs.ensure_running()? {
                 if existed {
-                    progress(&format!("host {}: {d} was not running; started it again", h.name));
+                    progress(Progress::Note(&format!("host {}: {d} was not running; started it again", h.name)));
                     report.restarted.push((h.name.clone(), d));
                 }
             }
@@ -405,15 +506,16 @@ impl Lab {
             }
         }
         // Converge every host to its plan.
-        for hp in plan.hosts.iter().filter(|h| !h.bridges.is_empty()) {
-            progress(&format!("host {}: converging to its plan", hp.host));
+        let planned = plan.hosts.iter().filter(|h| !h.bridges.is_empty()).count();
+        for (done, hp) in plan.hosts.iter().filter(|h| !h.bridges.is_empty()).enumerate() {
+            progress(Progress::Host { host: &hp.host, stage: HostStage::Converge, done, total: planned });
             let ovs = self.ovs(&hp.host);
             let ops = host::diff(&self.names, hp, &ovs)?;
             host::apply(&ops, &ovs)?;
             report.ops.push((hp.host.clone(), ops));
         }
         // One run must converge: check it the way `status` does.
-        progress("checking that the lab matches its plan");
+        progress(Progress::Note("checking that the lab matches its plan"));
         let left = self.survey(topo, plan)?.drift;
         if !left.is_empty() {
             return Err(LabError::NotConverged(left));
@@ -421,7 +523,7 @@ impl Lab {
         report.namespaces = self.namespaces()?.len();
         if let Some(meta) = meta {
             let path = self.state.join("lab.json");
-            std::fs::write(&path, meta).map_err(|source| CmdError::Spawn { cmd: format!("write {}", path.display()), source })?;
+            std::fs::write(&path, meta.to_json()).map_err(|source| CmdError::Spawn { cmd: format!("write {}", path.display()), source })?;
         }
         report.millis = t0.elapsed().as_millis();
         Ok(report)

@@ -15,5 +15,5 @@ pub mod ovs;
 pub mod unixctl;
 
 pub use cmd::CmdError;
-pub use lab::Lab;
+pub use lab::{HostStage, Lab, LabMeta, Progress};
 pub use ovs::OvsInstance;
