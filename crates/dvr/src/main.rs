@@ -490,12 +490,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Validate { topo, format: BenchFormat::Text } => {
             let t = load(&topo)?;
             println!("{}: valid", t.name);
-            print!("{}", topology_summary(&t));
+            print!("{}", t.summary());
         }
         Cmd::Topology { example: true, .. } => print!("{}", dvr_model::EXAMPLE_YAML),
         Cmd::Topology { topo, format, .. } => match format {
             TopoFormat::Json => println!("{}", serde_json::to_string_pretty(&load(&topo)?)?),
-            TopoFormat::Text => print!("{}", topology_summary(&load(&topo)?)),
+            TopoFormat::Text => print!("{}", load(&topo)?.summary()),
             TopoFormat::Yaml => match &topo.topology {
                 None => print!("{}", dvr_model::SEED_YAML),
                 Some(p) => {
@@ -559,39 +559,6 @@ fn machine() -> String {
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cpu}, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
-}
-
-/// Hosts, networks and every port with what was allocated for it.
-fn topology_summary(t: &Topology) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let _ = writeln!(o, "hosts:");
-    for h in &t.hosts {
-        let mac = h.dvr_mac.map(|m| format!(" dvr_mac={m}")).unwrap_or_default();
-        let vlans: Vec<String> = h.local_vlans.iter().map(|(n, v)| format!("{}={v}", t.network(*n).name)).collect();
-        let _ = writeln!(o, "  {:<12} {:?}{mac} local_vlans[{}]", h.name, h.role, vlans.join(" "));
-    }
-    let _ = writeln!(o, "networks:");
-    for n in &t.networks {
-        let seg = serde_json::to_string(&n.segment).unwrap_or_default();
-        let _ = writeln!(o, "  {:<12} {} {seg}{}", n.name, n.id, if n.external { " external" } else { "" });
-    }
-    let _ = writeln!(o, "routers:");
-    for r in &t.routers {
-        let hosts: Vec<&str> = r.hosts.iter().map(|h| t.host(*h).name.as_str()).collect();
-        let _ = writeln!(o, "  {:<12} {} on [{}]", r.name, r.id, hosts.join(", "));
-    }
-    let _ = writeln!(o, "ports:");
-    for p in &t.ports {
-        let host = p.host.map(|h| t.host(h).name.clone()).unwrap_or_else(|| "(every router host)".into());
-        let _ = writeln!(o, "  {:<15} {:<38} {:<15} {} {}", p.device_name(), p.owner.device_owner(), p.ip, p.mac, host);
-    }
-    let _ = writeln!(o, "floating_ips:");
-    for f in &t.floating_ips {
-        let to = f.association.map(|(x, _)| t.instance(x).name.clone()).unwrap_or_else(|| "(not associated)".into());
-        let _ = writeln!(o, "  {:<15} -> {to}", f.ip);
-    }
-    o
 }
 
 fn main() -> ExitCode {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod r#gen;
 pub mod names;
 pub mod spec;
+pub mod summary;
 pub mod topology;
 pub mod types;
 
