@@ -295,11 +295,6 @@ impl World {
     pub fn endpoint_names(&self) -> Vec<String> {
         self.stacks.iter().filter(|s| matches!(s.kind, StackKind::Instance | StackKind::ExternalHost)).map(|s| s.name.clone()).collect()
     }
-
-    /// The first address of an endpoint.
-    pub fn endpoint_ip(&self, name: &str) -> Option<Ipv4Addr> {
-        self.endpoint(name).and_then(|s| self.stacks[s].stack.devs[0].addrs.first().map(|a| a.addr()))
-    }
 }
 
 /// An endpoint: one device `eth0` with one address and its connected route.
