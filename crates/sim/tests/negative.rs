@@ -251,3 +251,36 @@ fn reach_gives_the_same_verdicts_as_trace() {
         );
     }
 }
+
+#[test]
+fn copies_form_a_tree_that_holds_every_hop_once() {
+    // Cold MAC tables: the first frames are flooded, so copies branch.
+    let topo = dvr_model::seed();
+    let plan = dvr_plan::plan(&topo, Profile::Walkthrough).unwrap();
+    let mut w = World::build(&topo, &plan);
+    let req = TraceRequest {
+        from: "vm1".into(),
+        to: topo.resolve_address("vm3").unwrap(),
+        l4: L4::Icmp { reply: false, id: 9 },
+        spoof_ip: None,
+        spoof_mac: None,
+    };
+    let t = trace(&mut w, &req).unwrap();
+    fn walk(n: &dvr_sim::trace::CopyNode, seen: &mut usize, branched: &mut bool) {
+        for h in &n.hops {
+            assert_eq!(h.copy, n.copy, "a node holds only its own copy's hops");
+        }
+        *seen += n.hops.len();
+        *branched |= n.children.len() > 1;
+        for c in &n.children {
+            assert!(n.copy.is_ancestor_of(&c.copy) && c.copy.0.len() == n.copy.0.len() + 1, "{} under {}", c.copy, n.copy);
+            walk(c, seen, branched);
+        }
+    }
+    let (mut seen, mut branched) = (0, false);
+    for root in t.copy_tree() {
+        walk(&root, &mut seen, &mut branched);
+    }
+    assert_eq!(seen, t.hops.len());
+    assert!(branched, "a flood makes sibling copies");
+}
