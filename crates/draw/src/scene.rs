@@ -433,7 +433,16 @@ pub fn build_scene(topo: &Topology, plan: &Plan, filter: &Filter) -> Scene {
                     && let (Some(&a), Some(&b)) =
                         (sc.anchors.get(&(hp.host.clone(), ns.name.clone())), sc.anchors.get(&(hp.host.clone(), peer_namespace.clone())))
                 {
-                    sc.links.push(Link { kind: LinkKind::Veth, from: a, to: b, label: Some(format!("{} ↔ {peer}", d.name)) });
+                    // Side to side when the two boxes share a row (they usually do).
+                    let rect = |n: &str| sc.shapes.iter().find(|s| s.host == hp.host && s.name == n).map(|s| s.rect);
+                    let (from, to) = match (rect(&ns.name), rect(peer_namespace)) {
+                        (Some(ra), Some(rb)) if (ra.y - rb.y).abs() < 1.0 => {
+                            let (l, r) = if ra.x < rb.x { (ra, rb) } else { (rb, ra) };
+                            ((l.x + l.w, l.y + l.h - 8.0), (r.x, r.y + r.h - 8.0))
+                        }
+                        _ => (a, b),
+                    };
+                    sc.links.push(Link { kind: LinkKind::Veth, from, to, label: Some(format!("{} ↔ {peer}", d.name)) });
                 }
             }
         }
@@ -528,6 +537,14 @@ pub fn path_hops(t: &Trace) -> Vec<&Hop> {
 }
 
 impl Scene {
+    /// The horizontal extent of a bridge box.
+    fn bridge_span(&self, host: &str, name: &str) -> Option<(f64, f64)> {
+        self.shapes
+            .iter()
+            .find(|s| s.kind == ShapeKind::Bridge && s.host == host && s.name == name)
+            .map(|s| (s.rect.x, s.rect.x + s.rect.w))
+    }
+
     /// A change as people name it: DVR and gateway MACs by owner.
     fn change_note(&self, c: &Change) -> String {
         match c {
@@ -580,7 +597,12 @@ impl Scene {
                         (None, None) => continue,
                     }
                 } else {
-                    let Some(&(x, y)) = self.anchors.get(&(h0.host.clone(), h0.where_.clone())) else { continue };
+                    let Some(&(cx, y)) = self.anchors.get(&(h0.host.clone(), h0.where_.clone())) else { continue };
+                    // On a wide bridge, enter straight below or above where the path comes from.
+                    let x = match (h0.kind, points.last(), self.bridge_span(&h0.host, &h0.where_)) {
+                        (HopKind::Openflow, Some(&(px, _)), Some((x0, x1))) => (px - offset).clamp(x0 + 12.0, x1 - 12.0),
+                        _ => cx,
+                    };
                     points.push((x + offset, y + offset));
                     (x + offset, y + offset)
                 };
