@@ -755,10 +755,10 @@ impl Hop {
     pub fn detail(&self) -> String {
         self.step.to_string()
     }
-    /// Why the flow of a table step exists (`builder: reason`).
+    /// Why the flow of a table step exists (`reason [builder]`).
     pub fn why(&self) -> Option<String> {
         match &self.step {
-            Step::Table { flow, .. } if !flow.reason.is_empty() => Some(format!("{}: {}", flow.builder, flow.reason)),
+            Step::Table { flow, .. } if !flow.reason.is_empty() => Some(format!("{} [{}]", flow.reason, flow.builder)),
             _ => None,
         }
     }
