@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod ops;
 
 /// mimalloc: planning a large cloud allocates millions of small objects;
 /// glibc's allocator spent more time in page faults and consolidation than
@@ -167,6 +168,21 @@ enum Cmd {
         /// broadcast, so switches know where it is, as in a running cloud).
         #[arg(long)]
         cold: bool,
+        /// Trace across hosts imported from these dump directories (`dvr collect`,
+        /// `dvr lab collect` or real-Neutron captures) instead of a planned topology.
+        /// `--from` is then an imported instance or an outside IPv4 address on an external subnet.
+        #[arg(long, value_name = "DIR", num_args = 1..)]
+        dumps: Vec<PathBuf>,
+    },
+    /// Build the twin from dumps alone (no topology file) and show what was found:
+    /// hosts, bridges, flows, namespaces, NAT, instances, and what had to be assumed.
+    Import {
+        /// Dump directories: one host each, or one sub-directory per host.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Output format (json: the imported plans and instances).
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
     },
     /// Trace every path listed at the top of the topology file (the seed lab lists
     /// the nine paths of the walkthrough) and print a summary table.
@@ -517,10 +533,38 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, profile, cold } => {
-            let t = load(&topo)?;
-            let plan = dvr_plan::plan(&t, profile)?;
-            let mut world = dvr_sim::World::build(&t, &plan);
+        Cmd::Import { dirs, format } => {
+            let imp = ops::import_dirs(&dirs)?;
+            match format {
+                BenchFormat::Text => print!("{}", ops::summary(&imp)),
+                BenchFormat::Json => {
+                    let eps: Vec<serde_json::Value> = imp
+                        .endpoints
+                        .iter()
+                        .map(|e| serde_json::json!({"name": e.name, "host": e.host, "mac": e.mac, "addr": e.addr, "gateway": e.gateway}))
+                        .collect();
+                    let v = serde_json::json!({"plan": imp.plan, "instances": eps, "notes": imp.notes});
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+            }
+        }
+        Cmd::Trace { topo, from, to, proto, dport, format, spoof_ip, spoof_mac, profile, cold, dumps } => {
+            let (mut world, from) = if dumps.is_empty() {
+                let t = load(&topo)?;
+                let plan = dvr_plan::plan(&t, profile)?;
+                (dvr_sim::World::build(&t, &plan), from)
+            } else {
+                let mut imp = ops::import_dirs(&dumps)?;
+                let from = match from.parse::<std::net::Ipv4Addr>() {
+                    Ok(ip) if !imp.endpoints.iter().any(|e| e.addr.addr() == ip) => imp.add_outside(ip)?,
+                    Ok(ip) => imp.endpoints.iter().find(|e| e.addr.addr() == ip).map(|e| e.name.clone()).unwrap_or(from),
+                    Err(_) => from,
+                };
+                if let Ok(ip) = to.parse() {
+                    imp.add_outside_destination(ip);
+                }
+                (imp.world(), from)
+            };
             if !cold {
                 dvr_sim::warm_up(&mut world);
             }
@@ -729,6 +773,7 @@ fn main() -> ExitCode {
             let bad_input = e.downcast_ref::<dvr_model::TopologyError>().is_some()
                 || e.downcast_ref::<dvr_plan::PlanError>().is_some()
                 || e.downcast_ref::<dvr_sim::TraceError>().is_some()
+                || e.downcast_ref::<dvr_sim::import::ImportError>().is_some()
                 || e.downcast_ref::<dvr_model::change::ChangeError>().is_some();
             ExitCode::from(if bad_input { 2 } else { 1 })
         }

@@ -10,6 +10,7 @@
 
 pub mod demo;
 pub mod fxhash;
+pub mod import;
 pub mod netfilter;
 pub mod ofp;
 pub mod packet;
@@ -20,4 +21,4 @@ pub mod world;
 
 pub use packet::L4;
 pub use trace::{Disposition, Hop, HopKind, Trace, TraceError, TraceRequest, delivery_path, reach, trace, warm_up};
-pub use world::World;
+pub use world::{Endpoint, EndpointAt, World};
