@@ -174,6 +174,18 @@ enum Cmd {
         #[arg(long, value_name = "DIR", num_args = 1..)]
         dumps: Vec<PathBuf>,
     },
+    /// Dump this host, read-only, into a directory for `dvr import`: OVS bridges, ports and
+    /// interfaces (JSON), flows per bridge, and per Neutron namespace addresses, routes of all
+    /// tables, rules, neighbours (`ip -j`), `iptables-save` and the relevant sysctls.
+    /// `manifest.json` lists the exact command behind every file.
+    Collect {
+        /// Output directory (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Host name to record (default: this machine's hostname).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
     /// Build the twin from dumps alone (no topology file) and show what was found:
     /// hosts, bridges, flows, namespaces, NAT, instances, and what had to be assumed.
     Import {
@@ -279,6 +291,15 @@ enum LabCmd {
         #[arg(long)]
         timings: bool,
     },
+    /// Dump every emulated host of the lab (read-only) into OUT/<host>/, as `dvr collect` does
+    /// on a real host.
+    Collect {
+        #[command(flatten)]
+        prefix: PrefixArg,
+        /// Output directory (one sub-directory per host).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Remove everything the lab created: OVS daemons, namespaces, links, state files.
     Down {
         #[command(flatten)]
@@ -375,6 +396,16 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                     );
                 }
             }
+        }
+        LabCmd::Collect { prefix, out } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            if lab.namespaces()?.is_empty() {
+                bail!("lab `{}` is not up; run `dvr lab up` first (or pass its --prefix)", prefix.prefix);
+            }
+            for m in dvr_realize::collect::collect_lab(&lab, &out)? {
+                println!("{}: {} files{}", m.host, m.files.len(), ops::errors_note(&m.errors));
+            }
+            println!("wrote {}; next: dvr import {}", out.display(), out.display());
         }
         LabCmd::Down { prefix } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
@@ -532,6 +563,16 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+        }
+        Cmd::Collect { out, host } => {
+            let host = match host {
+                Some(h) => h,
+                None => {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into())
+                }
+            };
+            let m = dvr_realize::collect::collect(&dvr_realize::collect::Source::local(&host), &out)?;
+            println!("{}: {} files{} in {}", m.host, m.files.len(), ops::errors_note(&m.errors), out.display());
         }
         Cmd::Import { dirs, format } => {
             let imp = ops::import_dirs(&dirs)?;

@@ -105,3 +105,8 @@ pub fn summary(imp: &Imported) -> String {
     }
     o
 }
+
+/// `, N commands failed (see manifest.json)` when a collect was partial.
+pub fn errors_note(errors: &[String]) -> String {
+    if errors.is_empty() { String::new() } else { format!(", {} commands failed (see manifest.json: errors)", errors.len()) }
+}

@@ -905,7 +905,26 @@ pub fn import(dumps: &[HostDump]) -> Result<Imported, ImportError> {
             notes.push(format!("{host}: no router or DHCP port on the subnet of {name} ({ip}); assumed /24 without a gateway"));
             (Ipv4Net::new(ip, 24).expect("24"), None)
         });
-        endpoints.push(Endpoint { name, host, kind: StackKind::Instance, mac, addr, gateway, routes: vec![], at: EndpointAt::Instance });
+        // DHCP option 121 is not in any dump: with `force_metadata` Neutron's DHCP agent
+        // pushes 169.254.169.254/32 via its port, so the qdhcp namespace holding both
+        // the metadata address and one on this subnet stands for it.
+        let metadata: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+        let mut routes = vec![];
+        for n in plans.iter().flat_map(|h| h.namespaces.iter()).filter(|n| n.kind == NamespaceKind::Qdhcp) {
+            let addrs: Vec<Ipv4Net> = n.devices.iter().flat_map(|d| d.addrs.iter().copied()).collect();
+            if addrs.iter().any(|a| a.addr() == metadata)
+                && let Some(port) = addrs.iter().find(|a| a.addr() != metadata && a.trunc().contains(&ip))
+            {
+                routes.push((Ipv4Net::new(metadata, 32).expect("32"), port.addr()));
+                notes.push(format!(
+                    "{host}: instance {name}: metadata route 169.254.169.254 via {} assumed (DHCP option 121 of {})",
+                    port.addr(),
+                    n.name
+                ));
+                break;
+            }
+        }
+        endpoints.push(Endpoint { name, host, kind: StackKind::Instance, mac, addr, gateway, routes, at: EndpointAt::Instance });
     }
     endpoints.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Imported { plan: Plan { topology: "imported".into(), profile: Profile::Current, hosts: plans }, endpoints, notes })
