@@ -172,12 +172,12 @@ pub fn collect(src: &Source, out: &Path) -> Result<Manifest, CollectError> {
         // iptables-save shows the nf_tables backend; an agent (or the lab) using the
         // legacy backend is only seen by iptables-legacy-save: take the one with rules.
         let mut got = r.in_ns(Some(&ns), "iptables-save", &[]);
-        if legacy && got.as_ref().map_or(true, |(_, t)| !t.contains("\n-A ")) {
-            if let Ok(l) = r.in_ns(Some(&ns), "iptables-legacy-save", &[])
-                && l.1.contains("\n-A ")
-            {
-                got = Ok(l);
-            }
+        if legacy
+            && got.as_ref().is_none_or(|(_, t)| !t.contains("\n-A "))
+            && let Ok(l) = r.in_ns(Some(&ns), "iptables-legacy-save", &[])
+            && l.1.contains("\n-A ")
+        {
+            got = Ok(l);
         }
         match got {
             Ok((cmd, text)) => r.write(&format!("iptables-{short}.txt"), cmd, &text)?,
