@@ -173,7 +173,7 @@ pub fn collect(src: &Source, out: &Path) -> Result<Manifest, CollectError> {
         // legacy backend is only seen by iptables-legacy-save: take the one with rules.
         let mut got = r.in_ns(Some(&ns), "iptables-save", &[]);
         if legacy
-            && got.as_ref().is_none_or(|(_, t)| !t.contains("\n-A "))
+            && !got.as_ref().is_ok_and(|(_, t)| t.contains("\n-A "))
             && let Ok(l) = r.in_ns(Some(&ns), "iptables-legacy-save", &[])
             && l.1.contains("\n-A ")
         {
