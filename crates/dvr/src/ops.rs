@@ -110,3 +110,15 @@ pub fn summary(imp: &Imported) -> String {
 pub fn errors_note(errors: &[String]) -> String {
     if errors.is_empty() { String::new() } else { format!(", {} commands failed (see manifest.json: errors)", errors.len()) }
 }
+
+/// `dvr verify` found a violation (exit status 1, the report is already printed).
+#[derive(Debug)]
+pub struct Violated;
+
+impl std::fmt::Display for Violated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an invariant is violated")
+    }
+}
+
+impl std::error::Error for Violated {}

@@ -1008,6 +1008,24 @@ impl Imported {
         if owned { None } else { self.add_outside(ip).ok() }
     }
 
+    /// Add one outside machine for checks that need the outside world: the
+    /// highest free address of the first external subnet (that of a `qg-` or
+    /// `fg-` port). `None` when the deployment has no external network.
+    pub fn add_default_outside(&mut self) -> Option<String> {
+        let subnets: Vec<Ipv4Net> = self
+            .plan
+            .hosts
+            .iter()
+            .flat_map(|h| h.namespaces.iter())
+            .flat_map(|n| n.devices.iter())
+            .filter(|d| d.name.starts_with("qg-") || d.name.starts_with("fg-"))
+            .flat_map(|d| d.addrs.iter().map(|a| a.trunc()))
+            .collect();
+        let net = subnets.into_iter().min()?;
+        let hosts: Vec<Ipv4Addr> = net.hosts().collect();
+        hosts.into_iter().rev().take(64).find_map(|ip| self.add_outside_destination(ip))
+    }
+
     /// The twin of the imported deployment.
     pub fn world(&self) -> crate::World {
         crate::World::assemble(&self.plan, &self.endpoints)

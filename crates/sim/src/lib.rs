@@ -17,6 +17,7 @@ pub mod packet;
 pub mod render;
 pub mod stack;
 pub mod trace;
+pub mod verify;
 pub mod world;
 
 pub use packet::L4;

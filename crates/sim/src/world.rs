@@ -151,6 +151,12 @@ fn sysctl(ns: &dvr_plan::Namespace, key: &str) -> Option<String> {
 impl World {
     /// Build the twin of a planned deployment.
     pub fn build(topo: &Topology, plan: &Plan) -> World {
+        World::assemble(plan, &World::endpoints_of(topo, plan))
+    }
+
+    /// The machines at the edge of a planned deployment: instances, external
+    /// hosts and the upstream gateway of each external subnet.
+    pub fn endpoints_of(topo: &Topology, plan: &Plan) -> Vec<Endpoint> {
         let mut eps = Vec::new();
         for x in &topo.instances {
             let port = topo.port(x.port);
@@ -204,7 +210,7 @@ impl World {
                 });
             }
         }
-        World::assemble(plan, &eps)
+        eps
     }
 
     /// Build the twin from host plans and the machines around them: what
