@@ -107,6 +107,13 @@ fn counterexample(t: &Trace) -> Vec<String> {
     out
 }
 
+/// The host whose bridge put copy `copy` on the wire: the last OpenFlow hop
+/// before it in the copy's lineage.
+fn sender_host(before: &[crate::trace::Hop], copy: &str) -> String {
+    let anc = |c: &str| copy == c || copy.starts_with(&format!("{c}."));
+    before.iter().rev().find(|x| x.kind == HopKind::Openflow && anc(&x.copy)).map(|x| x.host.clone()).unwrap_or_default()
+}
+
 fn req(from: &str, to: Ipv4Addr) -> TraceRequest {
     TraceRequest { from: from.to_string(), to, l4: L4::Icmp { reply: false, id: 7 }, spoof_ip: None, spoof_mac: None }
 }
@@ -129,15 +136,23 @@ fn routers_by_subnet(plan: &Plan) -> BTreeMap<Ipv4Net, BTreeSet<String>> {
     m
 }
 
-/// Floating IP → fixed IP, from the qrouter DNAT rules.
-fn floating_ips(plan: &Plan) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
+/// Floating IPs: those a fip namespace routes to a router (`FIP/32 via
+/// fpr-`), with the fixed IP when a qrouter DNAT rule names it.
+fn floating_ips(plan: &Plan) -> BTreeMap<Ipv4Addr, Option<Ipv4Addr>> {
     let mut m = BTreeMap::new();
-    for n in plan.hosts.iter().flat_map(|h| h.namespaces.iter()).filter(|n| n.kind == NamespaceKind::Qrouter) {
-        for r in n.iptables.iter().flat_map(|t| t.chains.iter()).flat_map(|c| c.rules.iter()) {
-            if let dvr_plan::IptTarget::Dnat { to } = r.target
-                && let Some(dvr_plan::IptMatch::Dst { net }) = r.matches.iter().find(|m| matches!(m, dvr_plan::IptMatch::Dst { .. }))
-            {
-                m.insert(net.addr(), to);
+    for n in plan.hosts.iter().flat_map(|h| h.namespaces.iter()) {
+        if n.kind == NamespaceKind::Fip {
+            for r in n.routes.iter().filter(|r| r.dst.prefix_len() == 32 && r.dev.starts_with("fpr-")) {
+                m.entry(r.dst.addr()).or_insert(None);
+            }
+        }
+        if n.kind == NamespaceKind::Qrouter {
+            for r in n.iptables.iter().flat_map(|t| t.chains.iter()).flat_map(|c| c.rules.iter()) {
+                if let dvr_plan::IptTarget::Dnat { to } = r.target
+                    && let Some(dvr_plan::IptMatch::Dst { net }) = r.matches.iter().find(|m| matches!(m, dvr_plan::IptMatch::Dst { .. }))
+                {
+                    m.insert(net.addr(), Some(to));
+                }
             }
         }
     }
@@ -256,19 +271,14 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             }
             for (dir, tt) in [("request", Some(&t)), ("reply", t.reply.as_deref())] {
                 let Some(tt) = tt else { continue };
-                if let Some(h) = tt
+                if let Some(i) = tt
                     .hops
                     .iter()
-                    .find(|h| h.kind == HopKind::Wire && h.packet.eth_src.parse().ok().is_some_and(|m| gw_macs.contains_key(&m)))
+                    .position(|h| h.kind == HopKind::Wire && h.packet.eth_src.parse().ok().is_some_and(|m| gw_macs.contains_key(&m)))
                 {
+                    let h = &tt.hops[i];
                     let m: MacAddr = h.packet.eth_src.parse().expect("checked");
-                    let from_host = tt
-                        .hops
-                        .iter()
-                        .rev()
-                        .find(|x| x.kind == HopKind::Openflow && h.copy.starts_with(&x.copy))
-                        .map(|x| x.host.clone())
-                        .unwrap_or_default();
+                    let from_host = sender_host(&tt.hops[..i], &h.copy);
                     wire_v.push(Violation {
                         what: format!(
                             "{} -> {} ({dir}): a frame left {from_host} with gateway MAC {m} of {} as its source",
@@ -286,7 +296,7 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
     // Outside: every instance out through its router, every floating IP in.
     for a in &instances {
         for o in &outside {
-            let has_fip = fips.values().any(|x| *x == a.addr.addr());
+            let has_fip = fips.values().any(|x| *x == Some(a.addr.addr()));
             let snat = routers
                 .get(&subnet(a))
                 .is_some_and(|rs| rs.iter().any(|r| plan.hosts.iter().any(|h| h.namespace(&r.replacen("qrouter-", "snat-", 1)).is_some())));
@@ -319,20 +329,26 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
     }
     for o in outside.iter().take(1) {
         for (fip, fixed) in &fips {
-            let Some(vm) = instances.iter().find(|e| e.addr.addr() == *fixed) else { continue };
+            let vm = fixed.and_then(|f| instances.iter().find(|e| e.addr.addr() == f));
             let mut w = base.clone();
-            let reached = reach(&mut w, &req(&o.name, *fip)).is_ok_and(|t| round_trip(&t) && t.delivered_to.as_deref() == Some(&vm.name));
+            let reached = reach(&mut w, &req(&o.name, *fip))
+                .is_ok_and(|t| round_trip(&t) && vm.is_none_or(|vm| t.delivered_to.as_deref() == Some(vm.name.as_str())));
             matrix.push(Cell { from: o.name.clone(), to: format!("fip:{fip}"), expect: true, reached });
             if !reached {
                 let mut w = base.clone();
                 if let Ok(t) = trace(&mut w, &req(&o.name, *fip)) {
+                    let whose = match (vm, fixed) {
+                        (Some(vm), _) => format!("of {}", vm.name),
+                        (None, Some(f)) => format!("of {f}"),
+                        (None, None) => "(no qrouter DNAT rule names its instance)".to_string(),
+                    };
                     reach_v.push(Violation {
-                        what: format!("floating IP {fip} of {} does not answer from outside ({})", vm.name, o.name),
+                        what: format!("floating IP {fip} {whose} does not answer from outside ({})", o.name),
                         item: t
                             .drop_reason
                             .clone()
                             .or_else(|| t.reply.as_ref().and_then(|r| r.drop_reason.clone()).map(|r| format!("reply: {r}")))
-                            .unwrap_or_default(),
+                            .unwrap_or_else(|| format!("delivered to {}", t.delivered_to.clone().unwrap_or_default())),
                         provenance: None,
                         trace: counterexample(t.reply.as_deref().filter(|_| t.delivered_to.is_some()).unwrap_or(&t)),
                     });
@@ -340,10 +356,11 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             }
         }
     }
+    let routed_across_n = pairs.iter().filter(|(a, b)| subnet(a) != subnet(b) && routed(a, b)).count();
     let n_ok = matrix.iter().filter(|c| c.expect == c.reached).count();
     checks.push(check(
         "no-gateway-mac-on-wire",
-        format!("{} routed cross-subnet pairs traced, gateway MACs {}", matrix.iter().filter(|c| c.expect).count(), gw_macs.len()),
+        format!("{} routed pairs across subnets traced, {} gateway MACs", routed_across_n, gw_macs.len()),
         wire_v,
     ));
 
@@ -357,14 +374,10 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             w.stacks[s].stack.neigh.retain(|(_, ip), _| *ip != gw);
         }
         let Ok(t) = trace(&mut w, &req(&a.name, gw)) else { continue };
-        if let Some(h) = t.hops.iter().find(|h| h.kind == HopKind::Wire && h.packet.proto == "arp" && h.packet.ip_dst == gw.to_string()) {
-            let leak_host = t
-                .hops
-                .iter()
-                .rev()
-                .find(|x| x.kind == HopKind::Openflow && h.copy.starts_with(&x.copy))
-                .map(|x| x.host.clone())
-                .unwrap_or_default();
+        if let Some(i) = t.hops.iter().position(|h| h.kind == HopKind::Wire && h.packet.proto == "arp" && h.packet.ip_dst == gw.to_string())
+        {
+            let h = &t.hops[i];
+            let leak_host = sender_host(&t.hops[..i], &h.copy);
             // Is there a drop flow for it somewhere that no packet reaches (Neutron's Q1)?
             let inert = plan.host(&leak_host).and_then(|hp| {
                 hp.bridges.iter().filter(|b| b.kind == BridgeKind::Phys).find_map(|b| {

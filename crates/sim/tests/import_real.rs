@@ -134,3 +134,22 @@ fn unknown_action_is_an_error_naming_host_bridge_and_flow() {
     assert!(e.contains("unknown action `learn(table=9)`"), "{e}");
     assert!(e.contains("priority=7 actions=learn(table=9)"), "{e}");
 }
+
+/// Real Neutron 29.0.0 leaks gateway ARP in VLAN mode (facts Q1): verify on
+/// the imported capture shows it, with the inert table-22 drop flow read from
+/// the dump (file and line) as the item; everything else holds.
+#[test]
+fn verify_on_the_real_capture_shows_neutrons_gateway_arp_leak() {
+    let Some(dumps) = capture("seed-fip") else { return };
+    let mut imp = import(&dumps).unwrap();
+    assert_eq!(imp.add_default_outside().as_deref(), Some("10.100.0.254"));
+    let r = dvr_sim::verify::verify(&imp.plan, &imp.endpoints, &Default::default());
+    let failed: Vec<&str> = r.checks.iter().filter(|c| !c.holds).map(|c| c.invariant).collect();
+    assert_eq!(failed, ["gateway-arp-contained"], "{}", dvr_sim::verify::text(&r, true));
+    let v = &r.checks.iter().find(|c| c.invariant == "gateway-arp-contained").unwrap().violations[0];
+    assert!(v.item.contains("table=22") && v.item.contains("arp_tpa=192.168.1.1"), "{}", v.item);
+    assert!(v.provenance.as_deref().unwrap().starts_with("dump: flows-br-vlan.txt:"), "{:?}", v.provenance);
+    // 20 instance pairs, 5 instances to the outside machine, the floating IP from outside.
+    assert_eq!(r.matrix.len(), 26);
+    assert!(r.matrix.iter().all(|c| c.expect && c.reached));
+}
