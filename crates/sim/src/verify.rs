@@ -114,6 +114,30 @@ fn sender_host(before: &[crate::trace::Hop], copy: &str) -> String {
     before.iter().rev().find(|x| x.kind == HopKind::Openflow && anc(&x.copy)).map(|x| x.host.clone()).unwrap_or_default()
 }
 
+/// What a failed trace points at: for a packet that died in a bridge on a
+/// catch-all drop or a table miss, the flow that is missing there; else the
+/// drop reason (of the reply when the request got through).
+fn why_item(t: &Trace) -> String {
+    let (t, dir) = match (&t.delivered_to, &t.reply) {
+        (Some(_), Some(r)) if r.delivered_to.is_none() => (&**r, "reply: "),
+        (Some(to), _) => return format!("delivered to {to}"),
+        _ => (t, ""),
+    };
+    let missing = t.hops.iter().rev().find(|h| h.fate.as_deref() == Some("dropped") && h.kind == HopKind::Openflow && h.packet.proto != "arp").and_then(|h| {
+        let catch_all = h.detail.contains("(any) → drop") || h.detail.contains("no flow matches");
+        let table = h.detail.strip_prefix("table ")?.split([' ', ':']).next()?.to_string();
+        catch_all.then(|| {
+            let p = &h.packet;
+            let vlan = p.vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
+            format!(
+                "{dir}missing: a flow in {} {} table {table} for this packet ({} {} → {}, dst MAC {}, {vlan}); only the table's catch-all drop matched",
+                h.host, h.where_, p.proto, p.ip_src, p.ip_dst, p.eth_dst
+            )
+        })
+    });
+    missing.unwrap_or_else(|| format!("{dir}{}", t.drop_reason.clone().unwrap_or_default()))
+}
+
 fn req(from: &str, to: Ipv4Addr) -> TraceRequest {
     TraceRequest { from: from.to_string(), to, l4: L4::Icmp { reply: false, id: 7 }, spoof_ip: None, spoof_mac: None }
 }
@@ -260,11 +284,7 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                     } else {
                         format!("{} reaches {} ({}), though no router joins their subnets", a.name, b.name, b.addr.addr())
                     },
-                    item: t
-                        .drop_reason
-                        .clone()
-                        .or_else(|| t.reply.as_ref().and_then(|r| r.drop_reason.clone()).map(|r| format!("reply: {r}")))
-                        .unwrap_or_else(|| format!("delivered to {}", t.delivered_to.clone().unwrap_or_default())),
+                    item: why_item(&t),
                     provenance: None,
                     trace: counterexample(&t),
                 });
@@ -315,11 +335,7 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                             o.addr.addr(),
                             if expect { "reachable" } else { "isolated" }
                         ),
-                        item: t
-                            .drop_reason
-                            .clone()
-                            .or_else(|| t.reply.as_ref().and_then(|r| r.drop_reason.clone()).map(|r| format!("reply: {r}")))
-                            .unwrap_or_default(),
+                        item: why_item(&t),
                         provenance: None,
                         trace: counterexample(t.reply.as_deref().filter(|_| t.delivered_to.is_some()).unwrap_or(&t)),
                     });
@@ -344,11 +360,7 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                     };
                     reach_v.push(Violation {
                         what: format!("floating IP {fip} {whose} does not answer from outside ({})", o.name),
-                        item: t
-                            .drop_reason
-                            .clone()
-                            .or_else(|| t.reply.as_ref().and_then(|r| r.drop_reason.clone()).map(|r| format!("reply: {r}")))
-                            .unwrap_or_else(|| format!("delivered to {}", t.delivered_to.clone().unwrap_or_default())),
+                        item: why_item(&t),
                         provenance: None,
                         trace: counterexample(t.reply.as_deref().filter(|_| t.delivered_to.is_some()).unwrap_or(&t)),
                     });
