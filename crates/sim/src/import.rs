@@ -397,7 +397,7 @@ fn ns_from_text(text: &str) -> NsDump {
                         word_after(&toks, "lladdr").and_then(|m| m.parse().ok()),
                     )
                 {
-                    n.neigh.push(Neighbour { ip, mac, dev });
+                    n.neigh.push(Neighbour { ip, mac, dev, origin: Origin::default() });
                 }
             }
             "sysctl" => n.sysctls.extend(sysctl_lines(l)),
@@ -428,7 +428,7 @@ fn parse_rule_words(rules: &mut Vec<Rule>, l: &str) {
             },
         }
     };
-    rules.push(Rule { priority, selector, table });
+    rules.push(Rule { priority, selector, table, origin: Origin::default() });
 }
 
 fn parse_route_words(toks: &[&str]) -> Option<Route> {
@@ -446,7 +446,14 @@ fn parse_route_words(toks: &[&str]) -> Option<Route> {
         Some(t) => table_ref(&t)?,
         None => TableRef::Main,
     };
-    Some(Route { table, dst: dst.trunc(), via, dev: word_after(toks, "dev")?, src: word_after(toks, "src").and_then(|v| v.parse().ok()) })
+    Some(Route {
+        table,
+        dst: dst.trunc(),
+        via,
+        dev: word_after(toks, "dev")?,
+        src: word_after(toks, "src").and_then(|v| v.parse().ok()),
+        origin: Origin::default(),
+    })
 }
 
 fn json_array(host: &str, file: &str, text: &str) -> Res<Vec<Value>> {
@@ -507,7 +514,14 @@ fn ns_from_json(d: &HostDump, ns: &str) -> Res<NsDump> {
             },
             None => None,
         };
-        n.routes.push(Route { table, dst: dst.trunc(), via, dev, src: s(&r, "prefsrc").and_then(|g| g.parse().ok()) });
+        n.routes.push(Route {
+            table,
+            dst: dst.trunc(),
+            via,
+            dev,
+            src: s(&r, "prefsrc").and_then(|g| g.parse().ok()),
+            origin: Origin::default(),
+        });
     }
     for r in json_array(&d.host, &f("rule.json"), get("rule.json"))? {
         let (Some(priority), Some(table)) = (r["priority"].as_u64(), s(&r, "table").and_then(|t| rule_table(&t))) else { continue };
@@ -525,14 +539,14 @@ fn ns_from_json(d: &HostDump, ns: &str) -> Res<NsDump> {
                 }
             }
         };
-        n.rules.push(Rule { priority: priority as u32, selector, table });
+        n.rules.push(Rule { priority: priority as u32, selector, table, origin: Origin::default() });
     }
     for e in json_array(&d.host, &f("neigh.json"), get("neigh.json"))? {
         let permanent = e["state"].as_array().is_some_and(|st| st.iter().any(|x| x == "PERMANENT"));
         if let (true, Some(ip), Some(mac), Some(dev)) =
             (permanent, s(&e, "dst").and_then(|x| x.parse().ok()), s(&e, "lladdr").and_then(|x| x.parse().ok()), s(&e, "dev"))
         {
-            n.neigh.push(Neighbour { ip, mac, dev });
+            n.neigh.push(Neighbour { ip, mac, dev, origin: Origin::default() });
         }
     }
     n.sysctls = sysctl_lines(get("sysctl.txt"));
@@ -656,7 +670,7 @@ fn ipt_rule(w: &[String], t: &IptTable) -> Result<IptRule, String> {
         not = false;
         i += 2;
     }
-    Ok(IptRule { matches, target: target.ok_or("no target")?, comment })
+    Ok(IptRule { matches, target: target.ok_or("no target")?, comment, origin: Origin::default() })
 }
 
 fn ip_part(s: &str) -> Result<Ipv4Addr, String> {
@@ -798,6 +812,17 @@ pub fn import(dumps: &[HostDump]) -> Result<Imported, ImportError> {
                     vec![]
                 }
             };
+            // Provenance of imported items: the dump file they were read from.
+            let text_file = d.files.contains_key(&format!("netns-{ns}.txt"));
+            let from = |k: &str| Origin::dump(if text_file { format!("netns-{ns}.txt") } else { format!("netns-{ns}.{k}.json") });
+            let mut dump = dump;
+            dump.routes.iter_mut().for_each(|r| r.origin = from("route"));
+            dump.rules.iter_mut().for_each(|r| r.origin = from("rule"));
+            dump.neigh.iter_mut().for_each(|r| r.origin = from("neigh"));
+            let mut iptables = iptables;
+            for r in iptables.iter_mut().flat_map(|t| t.chains.iter_mut()).flat_map(|c| c.rules.iter_mut()) {
+                r.origin = Origin::dump(format!("iptables-{ns}.txt"));
+            }
             namespaces.push(Namespace {
                 name: ns.clone(),
                 kind,

@@ -29,8 +29,8 @@ pub struct Violation {
     pub what: String,
     /// The missing or offending item (a flow, route, rule, device …).
     pub item: String,
-    /// Where the item comes from: `builder: reason` for planned items,
-    /// `dump: file:line` for imported ones.
+    /// Where the item comes from: `STAGE: reason [builder file:line]` for
+    /// planned items, `dump: file:line` for imported ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<String>,
     /// The counterexample: the packet's hops to where it died or leaked.
@@ -86,8 +86,17 @@ fn check(invariant: &'static str, checked: String, violations: Vec<Violation>) -
 }
 
 /// A flow and where it came from, for reports.
-fn flow_item(host: &str, bridge: &str, f: &Flow) -> (String, Option<String>) {
-    let prov = if f.builder.is_empty() { None } else { Some(format!("{}: {}", f.builder, f.reason)) };
+/// A flow and its provenance: `STAGE: reason [builder location]` for planned
+/// flows, `dump: FILE:LINE` for imported ones.
+fn flow_item(host: &str, bridge: &str, kind: BridgeKind, f: &Flow) -> (String, Option<String>) {
+    let prov = match f.builder.as_str() {
+        "" => None,
+        "dump" => Some(format!("dump: {}", f.reason)),
+        b => {
+            let stage = dvr_plan::tables::lookup(kind, f.table).map_or_else(|| format!("table {}", f.table), |t| t.name.to_string());
+            Some(format!("{stage}: {} [{b}]", f.reason))
+        }
+    };
     (format!("{host} {bridge}: {f}"), prov)
 }
 
@@ -400,12 +409,12 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                                 && f.matches.arp_tpa.is_some_and(|m| m.contains(gw))
                                 && f.actions == [Action::Drop]
                         })
-                        .map(|f| (b.name.clone(), f.clone()))
+                        .map(|f| (b.name.clone(), b.kind, f.clone()))
                 })
             });
             let (item, provenance) = match &inert {
-                Some((b, f)) => {
-                    let (i, p) = flow_item(&leak_host, b, f);
+                Some((b, kind, f)) => {
+                    let (i, p) = flow_item(&leak_host, b, *kind, f);
                     (
                         format!(
                             "{i} exists but no flow sends packets to table {} (Neutron's leak Q1: the gateway-ARP drop sits in an inert table)",

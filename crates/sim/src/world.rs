@@ -424,5 +424,12 @@ fn endpoint_stack(mac: MacAddr, ip: Ipv4Addr, cidr: Ipv4Net) -> Stack {
 }
 
 fn route(dst: Ipv4Net, via: Option<Ipv4Addr>, src: Ipv4Addr) -> Route {
-    Route { table: TableRef::Main, dst: dst.trunc(), via, dev: "eth0".into(), src: if via.is_none() { Some(src) } else { None } }
+    Route {
+        table: TableRef::Main,
+        dst: dst.trunc(),
+        via,
+        dev: "eth0".into(),
+        src: if via.is_none() { Some(src) } else { None },
+        origin: dvr_plan::Origin::default(),
+    }
 }

@@ -44,7 +44,8 @@ fn current_profile_leaks_gateway_arp_in_vlan_mode() {
     assert_eq!(v.len(), 5, "every instance on a routed subnet");
     assert!(v[0].what.contains("vm1's ARP for its gateway 192.168.1.1 leaves compute1"), "{}", v[0].what);
     assert!(v[0].item.contains("table=22") && v[0].item.contains("inert"), "{}", v[0].item);
-    assert!(v[0].provenance.as_deref().unwrap().starts_with("dvr_process_flows:"), "{:?}", v[0].provenance);
+    let prov = v[0].provenance.as_deref().unwrap();
+    assert!(prov.starts_with("FLOOD_TO_TUN: ARP for gateway 192.168.1.1") && prov.contains("[crates/plan/src/flows.rs:"), "{prov}");
     assert!(v[0].trace.iter().any(|l| l.starts_with("fabric physnet1")), "{:?}", v[0].trace);
 }
 
