@@ -206,8 +206,8 @@ enum Cmd {
         /// Print the reachability matrix.
         #[arg(long)]
         matrix: bool,
-        /// Trace at most this many instance pairs (0: all).
-        #[arg(long, default_value_t = 0)]
+        /// Trace at most this many instance pairs, evenly sampled (0: all).
+        #[arg(long, default_value_t = 2000)]
         max_pairs: usize,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]

@@ -126,12 +126,21 @@ fn sender_host(before: &[crate::trace::Hop], copy: &str) -> String {
 /// What a failed trace points at: for a packet that died in a bridge on a
 /// catch-all drop or a table miss, the flow that is missing there; else the
 /// drop reason (of the reply when the request got through).
-fn why_item(t: &Trace) -> String {
+/// Also returns the provenance of the flow that dropped the packet (its
+/// stage reason and builder, or the dump line it was read from).
+fn why_item_and_provenance(t: &Trace) -> (String, Option<String>) {
     let (t, dir) = match (&t.delivered_to, &t.reply) {
         (Some(_), Some(r)) if r.delivered_to.is_none() => (&**r, "reply: "),
-        (Some(to), _) => return format!("delivered to {to}"),
+        (Some(to), _) => return (format!("delivered to {to}"), None),
         _ => (t, ""),
     };
+    let provenance = t
+        .hops
+        .iter()
+        .rev()
+        .find(|h| h.fate.as_deref() == Some("dropped") && h.packet.proto != "arp")
+        .and_then(|h| h.why.clone())
+        .map(|w| if w.ends_with("[dump]") { format!("dump: {}", w.trim_end_matches(" [dump]")) } else { w });
     let missing = t.hops.iter().rev().find(|h| h.fate.as_deref() == Some("dropped") && h.kind == HopKind::Openflow && h.packet.proto != "arp").and_then(|h| {
         let catch_all = h.detail.contains("(any) → drop") || h.detail.contains("no flow matches");
         let table = h.detail.strip_prefix("table ")?.split([' ', ':']).next()?.to_string();
@@ -144,7 +153,7 @@ fn why_item(t: &Trace) -> String {
             )
         })
     });
-    missing.unwrap_or_else(|| format!("{dir}{}", t.drop_reason.clone().unwrap_or_default()))
+    (missing.unwrap_or_else(|| format!("{dir}{}", t.drop_reason.clone().unwrap_or_default())), provenance)
 }
 
 fn req(from: &str, to: Ipv4Addr) -> TraceRequest {
@@ -265,6 +274,7 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             }
         }
     }
+    let all_pairs = pairs.len();
     if opts.max_pairs > 0 && pairs.len() > opts.max_pairs {
         let step = pairs.len() / opts.max_pairs;
         pairs = pairs.into_iter().step_by(step.max(1)).take(opts.max_pairs).collect();
@@ -293,8 +303,8 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                     } else {
                         format!("{} reaches {} ({}), though no router joins their subnets", a.name, b.name, b.addr.addr())
                     },
-                    item: why_item(&t),
-                    provenance: None,
+                    item: why_item_and_provenance(&t).0,
+                    provenance: why_item_and_provenance(&t).1,
                     trace: counterexample(&t),
                 });
             }
@@ -344,8 +354,8 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                             o.addr.addr(),
                             if expect { "reachable" } else { "isolated" }
                         ),
-                        item: why_item(&t),
-                        provenance: None,
+                        item: why_item_and_provenance(&t).0,
+                        provenance: why_item_and_provenance(&t).1,
                         trace: counterexample(t.reply.as_deref().filter(|_| t.delivered_to.is_some()).unwrap_or(&t)),
                     });
                 }
@@ -369,8 +379,8 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                     };
                     reach_v.push(Violation {
                         what: format!("floating IP {fip} {whose} does not answer from outside ({})", o.name),
-                        item: why_item(&t),
-                        provenance: None,
+                        item: why_item_and_provenance(&t).0,
+                        provenance: why_item_and_provenance(&t).1,
                         trace: counterexample(t.reply.as_deref().filter(|_| t.delivered_to.is_some()).unwrap_or(&t)),
                     });
                 }
@@ -450,10 +460,15 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
     let routed_vms = instances.iter().filter(|a| routers.contains_key(&subnet(a))).count();
     checks.push(check("gateway-arp-contained", format!("{routed_vms} instances on routed subnets ARP for their gateway"), v));
 
+    let sampled = if pairs.len() < all_pairs {
+        format!(" (instance pairs evenly sampled: {} of {all_pairs}; --max-pairs 0 traces all)", pairs.len())
+    } else {
+        String::new()
+    };
     checks.push(check(
         "reachability",
         format!(
-            "{} pairs: {n_ok} as expected ({} routed, {} isolated)",
+            "{} pairs: {n_ok} as expected ({} routed, {} isolated){sampled}",
             matrix.len(),
             matrix.iter().filter(|c| c.expect).count(),
             matrix.iter().filter(|c| !c.expect).count()
