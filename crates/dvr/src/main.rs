@@ -200,6 +200,10 @@ enum Cmd {
         /// Verify hosts imported from these dump directories instead of a topology's plan.
         #[arg(long, value_name = "DIR", num_args = 1..)]
         dumps: Vec<PathBuf>,
+        /// With --dumps: outside machines to check SNAT and floating IPs from (an address on an
+        /// external subnet; repeatable). Default: the highest free address of the external subnet.
+        #[arg(long, value_name = "IPV4")]
+        outside: Vec<std::net::Ipv4Addr>,
         /// Neutron behaviour profile of the plan (see `dvr plan --help`).
         #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
         profile: Profile,
@@ -601,7 +605,7 @@ fn run(cli: Cli) -> Result<()> {
             let m = dvr_realize::collect::collect(&dvr_realize::collect::Source::local(&host), &out)?;
             println!("{}: {} files{} in {}", m.host, m.files.len(), ops::errors_note(&m.errors), out.display());
         }
-        Cmd::Verify { topo, dumps, profile, matrix, max_pairs, format } => {
+        Cmd::Verify { topo, dumps, outside, profile, matrix, max_pairs, format } => {
             let (plan, endpoints, notes) = if dumps.is_empty() {
                 let t = load(&topo)?;
                 let plan = dvr_plan::plan(&t, profile)?;
@@ -609,7 +613,12 @@ fn run(cli: Cli) -> Result<()> {
                 (plan, eps, vec![])
             } else {
                 let mut imp = ops::import_dirs(&dumps)?;
-                imp.add_default_outside();
+                if outside.is_empty() {
+                    imp.add_default_outside();
+                }
+                for ip in outside {
+                    imp.add_outside(ip)?;
+                }
                 (imp.plan, imp.endpoints, imp.notes)
             };
             let r = dvr_sim::verify::verify(&plan, &endpoints, &dvr_sim::verify::Options { max_pairs });
