@@ -59,6 +59,16 @@ pub enum CollectError {
     /// A command failed.
     #[error(transparent)]
     Cmd(#[from] CmdError),
+    /// Open vSwitch could not be read: nothing to collect.
+    #[error(
+        "host `{host}`: cannot read Open vSwitch: {cause}\n    fix: run `dvr collect` as root on a host where ovs-vswitchd runs (for a `dvr lab`, use `dvr lab collect`)"
+    )]
+    Ovs {
+        /// Host.
+        host: String,
+        /// The failed command (shown in the message, not chained).
+        cause: CmdError,
+    },
     /// The output directory could not be written.
     #[error("cannot write {path}: {source}\n    fix: pass a writable --out directory")]
     Write {
@@ -129,7 +139,8 @@ pub fn collect(src: &Source, out: &Path) -> Result<Manifest, CollectError> {
     let mut r = Run { src, out: out.to_path_buf(), manifest: Manifest { host: src.host.clone(), files: vec![], errors: vec![] } };
     // Open vSwitch.
     for table in ["bridge", "port", "interface"] {
-        let (cmd, text) = r.vsctl(&["--format=json", "list", table])?;
+        let (cmd, text) =
+            r.vsctl(&["--format=json", "list", table]).map_err(|cause| CollectError::Ovs { host: src.host.clone(), cause })?;
         r.write(&format!("ovs-{table}.json"), cmd, &text)?;
     }
     let (_, brs) = r.vsctl(&["list-br"])?;
