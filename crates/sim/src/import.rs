@@ -115,6 +115,8 @@ struct Ovs {
     bridges: Vec<(String, Vec<String>)>,
     ifaces: BTreeMap<String, Iface>,
     tags: BTreeMap<String, u16>,
+    /// Port → `other_config:physical_network` (Neutron's agent sets it on br-int ports).
+    physnets: BTreeMap<String, String>,
 }
 
 type Res<T> = Result<T, ImportError>;
@@ -194,6 +196,9 @@ fn ovs_from_json(d: &HostDump) -> Res<Option<Ovs>> {
         let name = r.get("name").map(|v| ovsdb_set(v).concat()).unwrap_or_default();
         if let Some(t) = r.get("tag").and_then(|v| ovsdb_set(v).first().and_then(|x| x.parse::<u16>().ok())) {
             o.tags.insert(name.clone(), t);
+        }
+        if let Some(pn) = r.get("other_config").map(ovsdb_map).and_then(|m| m.get("physical_network").cloned()) {
+            o.physnets.insert(name.clone(), pn);
         }
         if let Some(u) = r.get("_uuid").map(|v| ovsdb_set(v).concat()) {
             port_by_uuid.insert(u, name);
@@ -281,6 +286,11 @@ fn ovs_from_text(d: &HostDump) -> Res<Option<Ovs>> {
         for r in text_records(p) {
             if let (Some(n), Some(t)) = (r.get("name"), r.get("tag").and_then(|t| t.parse::<u16>().ok())) {
                 o.tags.insert(n.clone(), t);
+            }
+            if let (Some(n), Some(pn)) =
+                (r.get("name"), r.get("other_config").map(|x| text_map(x)).and_then(|m| m.get("physical_network").cloned()))
+            {
+                o.physnets.insert(n.clone(), pn);
             }
         }
     }
@@ -722,6 +732,36 @@ fn read_flows(
 
 // ---------- the import ----------
 
+/// Name each physical bridge's physical network the way Neutron does, when
+/// the dump says it: br-int's table-0 flow from the bridge's patch port gives
+/// frames a local VLAN; a br-int port with that tag carries
+/// `other_config:physical_network`. Without it the bridge's name stands for
+/// its network (the same bridge name on every host is one network).
+fn name_physnets(bridges: &mut [Bridge], physnets: &BTreeMap<String, String>) {
+    let Some(int) = bridges.iter().find(|b| b.kind == BridgeKind::Int) else { return };
+    let mut found: Vec<(String, String)> = vec![];
+    for b in bridges.iter().filter(|b| b.kind == BridgeKind::Phys) {
+        let Some(patch) = int.ports.iter().find(|p| matches!(&p.kind, PortKind::Patch { peer } if b.ports.iter().any(|x| &x.name == peer)))
+        else {
+            continue;
+        };
+        let lvids: BTreeSet<u16> = int
+            .flows
+            .iter()
+            .filter(|f| f.table.0 == 0 && f.matches.in_port.as_deref() == Some(patch.name.as_str()))
+            .flat_map(|f| f.actions.iter().filter_map(|a| if let Action::ModVlanVid(v) = a { Some(*v) } else { None }))
+            .collect();
+        if let Some(pn) = int.ports.iter().filter(|p| p.tag.is_some_and(|t| lvids.contains(&t))).find_map(|p| physnets.get(&p.name)) {
+            found.push((b.name.clone(), pn.clone()));
+        }
+    }
+    for (b, pn) in found {
+        if let Some(br) = bridges.iter_mut().find(|x| x.name == b) {
+            br.physnet = Some(pn);
+        }
+    }
+}
+
 /// The prefix and gateway of the subnet holding `ip`, from a router port.
 fn subnet_of(plans: &[HostPlan], host: &str, ip: Ipv4Addr) -> Option<(Ipv4Net, Option<Ipv4Addr>)> {
     let mut best = None;
@@ -891,6 +931,7 @@ pub fn import(dumps: &[HostDump]) -> Result<Imported, ImportError> {
                 flows,
             });
         }
+        name_physnets(&mut bridges, &ovs.physnets);
         let is_network = namespaces.iter().any(|n| n.kind == NamespaceKind::Snat);
         let dvr_mac = bridges.iter().find(|b| b.kind == BridgeKind::Int).and_then(|b| {
             b.flows.iter().find_map(|f| {
@@ -1006,11 +1047,11 @@ impl Imported {
                         addr: Ipv4Net::new(ip, a.prefix_len()).expect("prefix"),
                         gateway,
                         routes: vec![],
-                        at: EndpointAt::Outside { physnet: phys.name.clone(), vlan },
+                        at: EndpointAt::Outside { physnet: phys.physnet.clone().unwrap_or_else(|| phys.name.clone()), vlan },
                     });
                     self.notes.push(format!(
                         "outside machine {ip} placed on physical network {} ({}), MAC {}",
-                        phys.name,
+                        phys.physnet.as_deref().unwrap_or(&phys.name),
                         vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}")),
                         self.endpoints.last().expect("pushed").mac
                     ));

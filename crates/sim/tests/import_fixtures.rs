@@ -23,6 +23,8 @@ fn lab_dump_json_layout() {
     assert_eq!(h.dvr_mac.unwrap().to_string(), "fa:16:3f:d6:34:e2");
     let counts: Vec<(&str, usize, usize)> = h.bridges.iter().map(|b| (b.name.as_str(), b.ports.len(), b.flows.len())).collect();
     assert_eq!(counts, [("br-int", 8, 40), ("br-ex", 2, 9), ("br-vlan", 2, 16)], "the plan of compute1 has 40/9/16 flows");
+    // The lab sets no other_config: the bridge name stands for its physical network.
+    assert_eq!(h.bridges[2].physnet.as_deref(), Some("br-vlan"));
     // Port numbers in the dump are mapped back to names.
     let int = &h.bridges[0];
     assert!(
@@ -62,6 +64,9 @@ fn real_neutron_text_layout() {
     let h = &imp.plan.hosts[0];
     let counts: Vec<(&str, usize)> = h.bridges.iter().map(|b| (b.name.as_str(), b.flows.len())).collect();
     assert_eq!(counts, [("br-int", 51), ("br-ex", 9), ("br-vlan", 16)]);
+    // Physical networks named as Neutron's agent recorded them on br-int ports (other_config).
+    let physnets: Vec<Option<&str>> = h.bridges.iter().map(|b| b.physnet.as_deref()).collect();
+    assert_eq!(physnets, [None, Some("extnet"), Some("physnet1")]);
     let qr = h.namespaces.iter().find(|n| n.kind == NamespaceKind::Qrouter).unwrap();
     // IPv6 routes (`default via fe80::…`) and local/broadcast routes are not IPv4 routes of ours.
     assert_eq!(qr.routes.len(), 6);
