@@ -168,10 +168,11 @@ fn lab_collect_import_trace_verify_round_trip() {
     let v = violations(&r, "reachability");
     let fip = v.iter().find(|v| v.what.starts_with("floating IP 10.100.0.7")).expect("the floating IP is named");
     assert!(fip.trace.last().unwrap().contains("dropped"), "{:?}", fip.trace);
+    assert!(fip.item.starts_with(&format!("missing: compute1 {} nat rule -d 10.100.0.7/32", qr.name)), "{}", fip.item);
     assert!(v.iter().any(|v| v.what.starts_with("vm1 -> outside")), "{v:#?}");
     let t = imported_trace(&imp, "ext1", "10.100.0.7".parse().unwrap());
     assert!(t.delivered_to.is_none(), "ext1 -> FIP must die now");
-    eprintln!("break 2 (qrouter NAT flushed): {} — dies at: {}", fip.what, t.drop_reason.clone().unwrap_or_default());
+    eprintln!("break 2 (qrouter NAT flushed): {} — {} — dies at: {}", fip.what, fip.item, t.drop_reason.clone().unwrap_or_default());
     lab.up(&topo, &plan, &mut |_| {}).unwrap();
 
     // 4. Break: remove compute2's DVR-to-source-MAC flow for vm5 (br-int table 2).

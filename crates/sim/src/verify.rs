@@ -201,6 +201,22 @@ fn floating_ips(plan: &Plan) -> BTreeMap<Ipv4Addr, Option<Ipv4Addr>> {
     m
 }
 
+/// The qrouter a fip namespace hands a floating IP to: (host, qrouter
+/// namespace, its `rfp-` device, the origin of the fip namespace's route).
+fn fip_router(plan: &Plan, fip: Ipv4Addr) -> Option<(String, String, String, String)> {
+    for h in &plan.hosts {
+        for n in h.namespaces.iter().filter(|n| n.kind == NamespaceKind::Fip) {
+            for r in n.routes.iter().filter(|r| r.dst.prefix_len() == 32 && r.dst.addr() == fip) {
+                let rfp = r.dev.replacen("fpr-", "rfp-", 1);
+                if let Some(q) = h.namespaces.iter().find(|q| q.kind == NamespaceKind::Qrouter && q.device(&rfp).is_some()) {
+                    return Some((h.host.clone(), q.name.clone(), rfp, r.origin.to_string()));
+                }
+            }
+        }
+    }
+    None
+}
+
 fn int_bridge(hp: &HostPlan) -> Option<&dvr_plan::Bridge> {
     hp.bridges.iter().find(|b| b.kind == BridgeKind::Int)
 }
@@ -377,10 +393,19 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                         (None, Some(f)) => format!("of {f}"),
                         (None, None) => "(no qrouter DNAT rule names its instance)".to_string(),
                     };
+                    let (mut item, mut provenance) = why_item_and_provenance(&t);
+                    if fixed.is_none()
+                        && let Some((host, qr, rfp, origin)) = fip_router(plan, *fip)
+                    {
+                        item = format!(
+                            "missing: {host} {qr} nat rule -d {fip}/32 -i {rfp} -j DNAT --to-destination <fixed IP> (the fip namespace routes {fip} there; nothing translates it)"
+                        );
+                        provenance = Some(format!("the fip namespace's route: {origin}"));
+                    }
                     reach_v.push(Violation {
                         what: format!("floating IP {fip} {whose} does not answer from outside ({})", o.name),
-                        item: why_item_and_provenance(&t).0,
-                        provenance: why_item_and_provenance(&t).1,
+                        item,
+                        provenance,
                         trace: counterexample(t.reply.as_deref().filter(|_| t.delivered_to.is_some()).unwrap_or(&t)),
                     });
                 }

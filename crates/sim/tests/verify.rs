@@ -107,4 +107,6 @@ fn flushed_qrouter_nat_breaks_the_floating_ip_with_a_counterexample() {
     // Without its DNAT nothing answers for the floating IP any more.
     let fip = v.iter().find(|v| v.what.contains("floating IP 10.100.0.7")).expect("the FIP fails");
     assert!(!fip.trace.is_empty() && fip.trace.last().unwrap().contains("dropped"), "{:?}", fip.trace);
+    assert!(fip.item.starts_with("missing: compute1 qrouter-") && fip.item.contains("-d 10.100.0.7/32"), "{}", fip.item);
+    assert!(fip.provenance.as_deref().unwrap().contains("FipNamespace: floating IP 10.100.0.7 is bound here"), "{:?}", fip.provenance);
 }
