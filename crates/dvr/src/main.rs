@@ -665,6 +665,9 @@ fn run(cli: Cli) -> Result<()> {
                 if let Ok(ip) = to.parse() {
                     imp.add_outside_destination(ip);
                 }
+                for n in &imp.notes {
+                    eprintln!("note: {n}");
+                }
                 (imp.world(), from)
             };
             if !cold {
