@@ -83,3 +83,27 @@ fn trace_and_verify_across_the_real_neutron_capture() {
     assert!(s.contains("provenance: dump: flows-br-vlan.txt:"), "{s}");
     assert!(s.contains("ok     reachability                           26 pairs: 26 as expected"), "{s}");
 }
+
+#[test]
+fn collect_says_what_is_missing_and_lab_collect_needs_a_lab() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("h").display().to_string();
+    let o = dvr(&["lab", "collect", "--prefix", "dvr-no-such-lab", "--out", &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("lab `dvr-no-such-lab` is not up; run `dvr lab up` first"), "{}", stderr(&o));
+    let o = dvr(&["collect", "--out", &out, "--host", "h1"]);
+    if std::path::Path::new("/var/run/openvswitch/db.sock").exists() {
+        // A system Open vSwitch runs here: the dump is written with its manifest.
+        assert!(o.status.success(), "{}", stderr(&o));
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("h/manifest.json")).unwrap()).unwrap();
+        assert_eq!(m["host"], "h1");
+        assert!(m["files"].as_array().unwrap().iter().any(|f| f["command"].as_str().unwrap().contains("--format=json list interface")));
+    } else {
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("host `h1`: cannot read Open vSwitch") && stderr(&o).contains("fix: run `dvr collect` as root"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
