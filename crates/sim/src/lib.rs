@@ -10,14 +10,16 @@
 
 pub mod demo;
 pub mod fxhash;
+pub mod import;
 pub mod netfilter;
 pub mod ofp;
 pub mod packet;
 pub mod render;
 pub mod stack;
 pub mod trace;
+pub mod verify;
 pub mod world;
 
 pub use packet::L4;
 pub use trace::{Disposition, Hop, HopKind, Trace, TraceError, TraceRequest, delivery_path, prime_neighbours, reach, trace, warm_up};
-pub use world::World;
+pub use world::{Endpoint, EndpointAt, World};

@@ -23,7 +23,8 @@ fn hop_line(h: &Hop) -> String {
     s
 }
 
-fn verdict_line(t: &Trace) -> String {
+/// The last line of a trace: verdict and where or why.
+pub fn verdict_line(t: &Trace) -> String {
     match (&t.delivered_to, &t.drop_reason) {
         (Some(to), _) => format!("verdict: delivered to {to}"),
         (None, Some(why)) => format!("verdict: dropped ({:?}): {why}", t.disposition),

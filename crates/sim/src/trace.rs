@@ -394,7 +394,7 @@ impl Runner<'_> {
                             let m = if m.is_empty() { "(any)".to_string() } else { m };
                             (
                                 format!("table {table} priority {} {m} → {}", flow.priority, flow.actions_string()),
-                                (!flow.reason.is_empty()).then(|| format!("{}: {}", flow.builder, flow.reason)),
+                                (!flow.reason.is_empty()).then(|| format!("{} [{}]", flow.reason, flow.builder)),
                             )
                         }
                         OfStep::Miss { table, fatal: true } => {
