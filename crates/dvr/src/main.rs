@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod draw_cmd;
+mod ops;
 mod progress;
 mod trace_cmd;
 
@@ -121,6 +122,59 @@ enum Cmd {
     /// The twin executes the plan as Open vSwitch and the Linux kernel would.
     /// Exit status 0 whenever the trace ran, whatever the verdict, unless --expect says otherwise.
     Trace(trace_cmd::TraceArgs),
+    /// Dump this host, read-only, into a directory for `dvr import`: OVS bridges, ports and
+    /// interfaces (JSON), flows per bridge, and per Neutron namespace addresses, routes of all
+    /// tables, rules, neighbours (`ip -j`), `iptables-save` and the relevant sysctls.
+    /// `manifest.json` lists the exact command behind every file.
+    Collect {
+        /// Output directory (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Host name to record (default: this machine's hostname).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
+    /// Check the deployment's invariants, each with a verdict; every violation names the
+    /// missing or offending item, its provenance and a counterexample trace.
+    ///
+    /// Invariants: dvr-macs-unique, no-gateway-mac-on-wire, gateway-arp-contained,
+    /// reachability (routed pairs reach, unrouted pairs are isolated; instances reach the
+    /// outside through SNAT or their floating IP; floating IPs answer from outside),
+    /// fip-proxy-arp-single-host, one-fg-per-host-and-external-network, pools-not-exhausted,
+    /// anti-spoofing-every-vm-port. Exit status 0: all hold; 1: a violation.
+    Verify {
+        #[command(flatten)]
+        topo: TopologyArg,
+        /// Verify hosts imported from these dump directories instead of a topology's plan.
+        #[arg(long, value_name = "DIR", num_args = 1..)]
+        dumps: Vec<PathBuf>,
+        /// With --dumps: outside machines to check SNAT and floating IPs from (an address on an
+        /// external subnet; repeatable). Default: the highest free address of the external subnet.
+        #[arg(long, value_name = "IPV4")]
+        outside: Vec<std::net::Ipv4Addr>,
+        /// Neutron behaviour profile of the plan (see `dvr plan --help`).
+        #[arg(long, default_value = "walkthrough", value_name = "PROFILE")]
+        profile: Profile,
+        /// Print the reachability matrix.
+        #[arg(long)]
+        matrix: bool,
+        /// Trace at most this many instance pairs, evenly sampled (0: all).
+        #[arg(long, default_value_t = 2000)]
+        max_pairs: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+    },
+    /// Build the twin from dumps alone (no topology file) and show what was found:
+    /// hosts, bridges, flows, namespaces, NAT, instances, and what had to be assumed.
+    Import {
+        /// Dump directories: one host each, or one sub-directory per host.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Output format (json: the imported plans and instances).
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+    },
     /// Trace every path of the topology file's `paths:` section (the seed lab lists
     /// the nine paths of the walkthrough) and print a summary table.
     Demo(trace_cmd::DemoArgs),
@@ -210,6 +264,15 @@ enum LabCmd {
         #[arg(long)]
         timings: bool,
     },
+    /// Dump every emulated host of the lab (read-only) into OUT/<host>/, as `dvr collect` does
+    /// on a real host.
+    Collect {
+        #[command(flatten)]
+        prefix: PrefixArg,
+        /// Output directory (one sub-directory per host).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Remove everything the lab created: OVS daemons, namespaces, links, state files.
     Down {
         #[command(flatten)]
@@ -292,6 +355,16 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                     );
                 }
             }
+        }
+        LabCmd::Collect { prefix, out } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            if lab.namespaces()?.is_empty() {
+                bail!("lab `{}` is not up; run `dvr lab up` first (or pass its --prefix)", prefix.prefix);
+            }
+            for m in dvr_realize::collect::collect_lab(&lab, &out)? {
+                println!("{}: {} files{}", m.host, m.files.len(), ops::errors_note(&m.errors));
+            }
+            println!("wrote {}; next: dvr import {}", out.display(), out.display());
         }
         LabCmd::Down { prefix } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
@@ -463,6 +536,61 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Trace(a) => trace_cmd::run_trace(a)?,
         Cmd::Demo(a) => trace_cmd::run_demo(a)?,
         Cmd::Draw(a) => draw_cmd::run(a)?,
+        Cmd::Collect { out, host } => {
+            let host = match host {
+                Some(h) => h,
+                None => {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into())
+                }
+            };
+            let m = dvr_realize::collect::collect(&dvr_realize::collect::Source::local(&host), &out)?;
+            println!("{}: {} files{} in {}", m.host, m.files.len(), ops::errors_note(&m.errors), out.display());
+        }
+        Cmd::Verify { topo, dumps, outside, profile, matrix, max_pairs, format } => {
+            let (plan, endpoints, notes) = if dumps.is_empty() {
+                let t = load(&topo)?;
+                let plan = dvr_plan::plan(&t, profile)?;
+                let eps = dvr_sim::World::endpoints_of(&t, &plan);
+                (plan, eps, vec![])
+            } else {
+                let mut imp = ops::import_dirs(&dumps)?;
+                if outside.is_empty() {
+                    imp.add_default_outside();
+                }
+                for ip in outside {
+                    imp.add_outside(ip)?;
+                }
+                (imp.plan, imp.endpoints, imp.notes)
+            };
+            let r = dvr_sim::verify::verify(&plan, &endpoints, &dvr_sim::verify::Options { max_pairs });
+            match format {
+                BenchFormat::Json => {
+                    let mut v = serde_json::to_value(&r)?;
+                    v["ok"] = serde_json::json!(r.ok());
+                    v["import_notes"] = serde_json::json!(notes);
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                BenchFormat::Text => print!("{}", dvr_sim::verify::text(&r, matrix)),
+            }
+            if !r.ok() {
+                return Err(ops::Violated.into());
+            }
+        }
+        Cmd::Import { dirs, format } => {
+            let imp = ops::import_dirs(&dirs)?;
+            match format {
+                BenchFormat::Text => print!("{}", ops::summary(&imp)),
+                BenchFormat::Json => {
+                    let eps: Vec<serde_json::Value> = imp
+                        .endpoints
+                        .iter()
+                        .map(|e| serde_json::json!({"name": e.name, "host": e.host, "mac": e.mac, "addr": e.addr, "gateway": e.gateway}))
+                        .collect();
+                    let v = serde_json::json!({"plan": imp.plan, "instances": eps, "notes": imp.notes});
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+            }
+        }
         Cmd::Lab { cmd } => run_lab(cmd)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
@@ -565,11 +693,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ops::Violated>().is_some() => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             let bad_input = e.downcast_ref::<dvr_model::TopologyError>().is_some()
                 || e.downcast_ref::<dvr_plan::PlanError>().is_some()
                 || e.downcast_ref::<dvr_sim::TraceError>().is_some()
+                || e.downcast_ref::<dvr_sim::import::ImportError>().is_some()
                 || e.downcast_ref::<dvr_model::change::ChangeError>().is_some();
             ExitCode::from(if bad_input { 2 } else { 1 })
         }

@@ -72,29 +72,58 @@ pub struct TraceArgs {
     /// `dropped` (the request) or `reply-dropped`. The trace is printed either way.
     #[arg(long, value_name = "OUTCOME")]
     expect: Option<Expected>,
+    /// Trace across hosts imported from these dump directories (`dvr collect`,
+    /// `dvr lab collect` or real-Neutron captures) instead of a planned topology.
+    /// `--from` is then an imported instance or an outside IPv4 address on an external subnet.
+    #[arg(long, value_name = "DIR", num_args = 1..)]
+    dumps: Vec<std::path::PathBuf>,
 }
 
 /// Run `dvr trace`.
 pub fn run_trace(a: TraceArgs) -> Result<()> {
-    let t = load(&a.topo)?;
-    let plan = dvr_plan::plan(&t, a.profile)?;
-    let mut world = dvr_sim::World::build(&t, &plan);
+    let (mut world, from, to_ip) = if a.dumps.is_empty() {
+        let t = load(&a.topo)?;
+        let plan = dvr_plan::plan(&t, a.profile)?;
+        let to_ip = t.resolve_address(&a.to).with_context(|| {
+            format!(
+                "--to `{}` is neither an IPv4 address nor an instance/external host name; endpoints are: {}",
+                a.to,
+                t.endpoint_names().join(", ")
+            )
+        })?;
+        (dvr_sim::World::build(&t, &plan), a.from.clone(), to_ip)
+    } else {
+        // No topology: the imported endpoints are the names people can give.
+        let mut imp = crate::ops::import_dirs(&a.dumps)?;
+        let from = match a.from.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) if !imp.endpoints.iter().any(|e| e.addr.addr() == ip) => imp.add_outside(ip)?,
+            Ok(ip) => imp.endpoints.iter().find(|e| e.addr.addr() == ip).map(|e| e.name.clone()).unwrap_or(a.from.clone()),
+            Err(_) => a.from.clone(),
+        };
+        let to_ip = match a.to.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) => {
+                imp.add_outside_destination(ip);
+                ip
+            }
+            Err(_) => imp.endpoints.iter().find(|e| e.name == a.to).map(|e| e.addr.addr()).with_context(|| {
+                let names: Vec<&str> = imp.endpoints.iter().map(|e| e.name.as_str()).collect();
+                format!("--to `{}` is neither an IPv4 address nor an imported endpoint; endpoints are: {}", a.to, names.join(", "))
+            })?,
+        };
+        for n in &imp.notes {
+            eprintln!("note: {n}");
+        }
+        (imp.world(), from, to_ip)
+    };
     if !a.cold {
         dvr_sim::warm_up(&mut world);
     }
-    let to_ip = t.resolve_address(&a.to).with_context(|| {
-        format!(
-            "--to `{}` is neither an IPv4 address nor an instance/external host name; endpoints are: {}",
-            a.to,
-            t.endpoint_names().join(", ")
-        )
-    })?;
     let l4 = match a.proto {
         Proto::Icmp => dvr_sim::L4::Icmp { reply: false, id: 1 },
         Proto::Tcp => dvr_sim::L4::Tcp { sport: 40000, dport: a.dport },
         Proto::Udp => dvr_sim::L4::Udp { sport: 40000, dport: a.dport },
     };
-    let req = dvr_sim::TraceRequest { from: a.from, to: to_ip, l4, spoof_ip: a.spoof_ip, spoof_mac: a.spoof_mac };
+    let req = dvr_sim::TraceRequest { from, to: to_ip, l4, spoof_ip: a.spoof_ip, spoof_mac: a.spoof_mac };
     if a.neighbour_cached {
         dvr_sim::prime_neighbours(&mut world, &req)?;
     }

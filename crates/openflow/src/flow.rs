@@ -189,7 +189,9 @@ pub struct Flow {
     pub matches: Match,
     /// Actions in order; `[Drop]` for a drop flow.
     pub actions: Vec<Action>,
-    /// Builder that emitted the flow (e.g. `dvr_mac_flows`).
+    /// Builder that emitted the flow: the source location of the call that
+    /// made it (`crates/plan/src/flows.rs:84`, recorded with `#[track_caller]`),
+    /// or `dump` for a flow read from a host.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub builder: String,
     /// Why the flow exists.

@@ -11,4 +11,4 @@ pub mod flow;
 pub mod parse;
 
 pub use flow::*;
-pub use parse::{ParseError, parse_actions, parse_flow, parse_flows};
+pub use parse::{ParseError, is_unmodelled_field, parse_actions, parse_flow, parse_flow_lenient, parse_flows};

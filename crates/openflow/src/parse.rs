@@ -43,8 +43,30 @@ fn err(text: &str, what: impl Into<String>) -> ParseError {
     ParseError { line: 1, text: text.to_string(), what: what.into() }
 }
 
+/// Match fields real deployments use that the twin does not model
+/// (registers, conntrack state, metadata). [`parse_flow_lenient`] accepts
+/// them and reports them, so an import can say which flows it approximates.
+pub fn is_unmodelled_field(k: &str) -> bool {
+    k.strip_prefix("reg").or_else(|| k.strip_prefix("xreg")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        || k.starts_with("ct_")
+        || matches!(k, "metadata" | "pkt_mark" | "tun_id" | "recirc_id" | "dp_hash" | "conj_id" | "tcp_flags" | "actset_output")
+}
+
 /// Parse one flow line.
 pub fn parse_flow(line: &str) -> Result<Flow, ParseError> {
+    parse_flow_inner(line, None)
+}
+
+/// Parse one flow line of a real `dump-flows`, accepting the match fields the
+/// twin does not model ([`is_unmodelled_field`]); they are returned beside
+/// the flow (as `key=value`) instead of failing the line.
+pub fn parse_flow_lenient(line: &str) -> Result<(Flow, Vec<String>), ParseError> {
+    let mut ignored = Vec::new();
+    let f = parse_flow_inner(line, Some(&mut ignored))?;
+    Ok((f, ignored))
+}
+
+fn parse_flow_inner(line: &str, mut ignored: Option<&mut Vec<String>>) -> Result<Flow, ParseError> {
     let (head, actions) = match line.find("actions=") {
         Some(i) => (&line[..i], &line[i + "actions=".len()..]),
         None => return Err(err(line, "missing `actions=`")),
@@ -58,6 +80,11 @@ pub fn parse_flow(line: &str) -> Result<Flow, ParseError> {
         let m = &mut flow.matches;
         match (k, v) {
             (_, _) if STAT_FIELDS.contains(&k) => {}
+            (_, _) if ignored.is_some() && is_unmodelled_field(k) => {
+                if let Some(v) = ignored.as_deref_mut() {
+                    v.push(tok.to_string());
+                }
+            }
             ("reset_counts" | "send_flow_rem" | "check_overlap", None) => {}
             ("arp", None) => m.proto = Some(Proto::Arp),
             ("ip", None) => m.proto = Some(Proto::Ip),
@@ -320,6 +347,18 @@ mod tests {
             "table=24, priority=2,icmp6,in_port=3,icmp_type=136,nd_target=fe80::f816:3eff:fec9:17ac actions=goto_table:58"
         );
         assert!(parse_flow("priority=1,icmp6,nd_target=fe80::zz actions=drop").unwrap_err().what.contains("IPv6"));
+    }
+
+    /// `reg`/`ct` fields are accepted (and reported) by the lenient parser
+    /// only; the strict one keeps rejecting them.
+    #[test]
+    fn lenient_parser_reports_unmodelled_fields() {
+        let line = " cookie=0x1, duration=1.0s, table=0, n_packets=3, n_bytes=9, idle_age=4, priority=5,ct_state=+trk,reg5=0x3,in_port=2 actions=NORMAL";
+        let (f, ignored) = parse_flow_lenient(line).unwrap();
+        assert_eq!(ignored, vec!["ct_state=+trk".to_string(), "reg5=0x3".to_string()]);
+        assert_eq!(f.matches.in_port.as_deref(), Some("2"));
+        assert!(parse_flow(line).unwrap_err().what.contains("unknown match field"));
+        assert!(!is_unmodelled_field("register"));
     }
 
     #[test]

@@ -132,14 +132,11 @@ pub fn patch_name(prefix: &str, bridge: &str) -> String {
     dvr_model::names::interface_name(prefix, bridge, |s| sha1_smol::Sha1::from(s).digest().to_string())
 }
 
-/// A flow with provenance.
-pub fn flow(
-    t: crate::tables::TableDecl,
-    priority: u16,
-    matches: Match,
-    actions: Vec<Action>,
-    builder: &str,
-    reason: impl Into<String>,
-) -> Arc<Flow> {
-    Arc::new(Flow { table: t.id, priority, matches, actions, builder: builder.to_string(), reason: reason.into() })
+/// A flow with provenance: `builder` is the source location of the call that
+/// made it, recorded by `#[track_caller]` (never a hand-typed label), and the
+/// reason says why it exists; the stage is the table's declared name.
+#[track_caller]
+pub fn flow(t: crate::tables::TableDecl, priority: u16, matches: Match, actions: Vec<Action>, reason: impl Into<String>) -> Arc<Flow> {
+    let at = std::panic::Location::caller();
+    Arc::new(Flow { table: t.id, priority, matches, actions, builder: format!("{}:{}", at.file(), at.line()), reason: reason.into() })
 }

@@ -10,51 +10,34 @@ use std::sync::Arc;
 
 /// br-int base flows (`setup_default_table`, DVR `setup_dvr_flows_on_integ_br`).
 pub fn int_base_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
-    const B: &str = "int_base_flows";
     let p = cx.profile;
     let mut v = vec![
-        flow(
-            INT_LOCAL_SWITCHING,
-            0,
-            Match::default(),
-            vec![p.next(p.egress_start())],
-            B,
-            "table miss: everything else is switched normally",
-        ),
+        flow(INT_LOCAL_SWITCHING, 0, Match::default(), vec![p.next(p.egress_start())], "table miss: everything else is switched normally"),
         flow(
             INT_LOCAL_SWITCHING,
             65535,
             Match { dl_vlan: Some(VlanMatch::Tagged(4095)), ..Default::default() },
             vec![Action::Drop],
-            B,
             "drop traffic of dead ports (VLAN 4095)",
         ),
-        flow(INT_CANARY, 0, Match::default(), vec![Action::Drop], B, "canary: an empty table 23 means OVS restarted"),
-        flow(INT_ARP_SPOOF, 0, Match::default(), vec![Action::Drop], B, "ARP not allowed by a per-port flow is spoofed"),
-        flow(INT_TRANSIENT, 1, Match::default(), vec![Action::Normal], B, "learning switch for all non-DVR traffic"),
-        flow(INT_DVR_TO_SRC_MAC, 1, Match::default(), vec![Action::Drop], B, "DVR: unknown routed frames from remote hosts (tunnels)"),
+        flow(INT_CANARY, 0, Match::default(), vec![Action::Drop], "canary: when this stage is empty, OVS restarted and lost the flows"),
+        flow(INT_ARP_SPOOF, 0, Match::default(), vec![Action::Drop], "ARP not allowed by a per-port flow is spoofed"),
+        flow(INT_TRANSIENT, 1, Match::default(), vec![Action::Normal], "learning switch for all non-DVR traffic"),
+        flow(INT_DVR_TO_SRC_MAC, 1, Match::default(), vec![Action::Drop], "DVR: unknown routed frames from remote hosts (tunnels)"),
         flow(
             INT_DVR_TO_SRC_MAC_PHYSICAL,
             1,
             Match::default(),
             vec![Action::Drop],
-            B,
             "DVR: unknown routed frames from remote hosts (vlan/flat)",
         ),
     ];
     if p.has_passthrough_tables() {
-        v.push(flow(INT_LOCAL_EGRESS, 0, Match::default(), vec![p.next(INT_PACKET_RATE_LIMIT)], B, "local-IP feature off: pass on"));
-        v.push(flow(INT_LOCAL_IP, 0, Match::default(), vec![p.next(INT_PACKET_RATE_LIMIT)], B, "local-IP feature off: pass on"));
-        v.push(flow(
-            INT_PACKET_RATE_LIMIT,
-            0,
-            Match::default(),
-            vec![p.next(INT_BANDWIDTH_RATE_LIMIT)],
-            B,
-            "no packet-rate limit: pass on",
-        ));
-        v.push(flow(INT_BANDWIDTH_RATE_LIMIT, 0, Match::default(), vec![p.next(INT_TRANSIENT)], B, "no bandwidth limit: pass on"));
-        v.push(flow(INT_TRANSIENT_EGRESS, 3, Match::default(), vec![Action::Normal], B, "egress learning switch"));
+        v.push(flow(INT_LOCAL_EGRESS, 0, Match::default(), vec![p.next(INT_PACKET_RATE_LIMIT)], "local-IP feature off: pass on"));
+        v.push(flow(INT_LOCAL_IP, 0, Match::default(), vec![p.next(INT_PACKET_RATE_LIMIT)], "local-IP feature off: pass on"));
+        v.push(flow(INT_PACKET_RATE_LIMIT, 0, Match::default(), vec![p.next(INT_BANDWIDTH_RATE_LIMIT)], "no packet-rate limit: pass on"));
+        v.push(flow(INT_BANDWIDTH_RATE_LIMIT, 0, Match::default(), vec![p.next(INT_TRANSIENT)], "no bandwidth limit: pass on"));
+        v.push(flow(INT_TRANSIENT_EGRESS, 3, Match::default(), vec![Action::Normal], "egress learning switch"));
     }
     v
 }
@@ -72,7 +55,6 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             2,
             on(Match::default()),
             vec![Action::Drop],
-            "int_phys_flows",
             format!("drop frames from {} that no translation flow claims", m.bridge),
         ));
         v.extend(cx.per_remote_mac(INT_LOCAL_SWITCHING.id.0, 4, &int_patch, |mac| {
@@ -81,8 +63,7 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
                 4,
                 on(Match { dl_src: Some(mac), ..Default::default() }),
                 vec![p.next(INT_DVR_TO_SRC_MAC_PHYSICAL)],
-                "dvr_mac_flows",
-                format!("routed frame from the host with DVR MAC {mac}: restore the gateway MAC in table 2"),
+                format!("routed frame from the host with DVR MAC {mac}: restore the gateway MAC in DVR_TO_SRC_MAC_PHYSICAL"),
             )
         }));
         v.push(flow(
@@ -90,8 +71,7 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             5,
             on(Match { dl_dst: Some(cx.dvr_mac()), ..Default::default() }),
             vec![p.next(INT_ARP_DVR_MAC_TO_DST_MAC_PHYSICAL)],
-            "dvr_mac_flows",
-            "frame addressed to this host's DVR MAC: hand it to the router port (table 4)",
+            "frame addressed to this host's DVR MAC: hand it to the router port in ARP_DVR_MAC_TO_DST_MAC_PHYSICAL",
         ));
         for &(n, lvid) in &cx.host.local_vlans {
             let net = cx.topo.network(n);
@@ -113,7 +93,6 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
                 3,
                 on(Match { dl_vlan: Some(vlan), ..Default::default() }),
                 actions,
-                "local_vlan_flows",
                 format!("network {}: {seg} on the wire becomes local VLAN {lvid}", net.name),
             ));
         }
@@ -129,7 +108,6 @@ const ICMPV6_NEIGHBOR_ADVERT: u8 = 136;
 /// profile also IPv6 neighbour advertisements (0 → 24 → egress), see
 /// [`crate::Profile::has_icmpv6_na_protection`].
 pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
-    const B: &str = "anti_spoof_flows";
     let p = cx.profile;
     let mut v = Vec::new();
     for port in cx.bound_ports().filter(|p| matches!(p.owner, PortOwner::Compute { .. })) {
@@ -140,7 +118,6 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             10,
             on(Match { proto: Some(Proto::Arp), ..Default::default() }),
             vec![p.next(INT_ARP_SPOOF)],
-            B,
             format!("ARP from {dev}: check the sender IP"),
         ));
         v.push(flow(
@@ -148,7 +125,6 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             9,
             on(Match::default()),
             vec![p.next(INT_MAC_SPOOF)],
-            B,
             format!("frames from {dev}: check the source MAC"),
         ));
         if p.has_icmpv6_na_protection() {
@@ -159,7 +135,6 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
                 10,
                 on(na.clone()),
                 vec![p.next(INT_ARP_SPOOF)],
-                B,
                 format!("IPv6 neighbour advertisement from {dev}: check the target"),
             ));
             v.push(flow(
@@ -167,7 +142,6 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
                 2,
                 on(Match { nd_target: Some(lla), ..na }),
                 vec![p.next(p.egress_start())],
-                B,
                 format!("{dev} may advertise its link-local address {lla} only"),
             ));
         }
@@ -176,7 +150,6 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             2,
             on(Match { proto: Some(Proto::Arp), arp_spa: Some(Ipv4Match::host(port.ip)), ..Default::default() }),
             vec![p.next(INT_MAC_SPOOF)],
-            B,
             format!("{dev} may claim {} only", port.ip),
         ));
         v.push(flow(
@@ -184,7 +157,6 @@ pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             2,
             on(Match { dl_src: Some(port.mac), ..Default::default() }),
             vec![p.next(p.after_mac_spoof())],
-            B,
             format!("{dev} may send from {} only", port.mac),
         ));
     }
@@ -219,7 +191,6 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             5,
             Match { dl_vlan: Some(VlanMatch::Tagged(qr.lvid.get())), dl_dst: Some(cx.dvr_mac()), ..Default::default() },
             vec![Action::ModDlDst(gw_mac), Action::StripVlan, Action::Output(qr_dev.clone())],
-            "int_dvr_flows",
             format!("to this host's DVR MAC on local VLAN {}: deliver to {qr_dev} (matches the local VLAN, quirk Q4)", qr.lvid),
         ));
         v.push(flow(
@@ -227,7 +198,6 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             99,
             Match { proto: Some(Proto::Arp), dl_dst: Some(cx.dvr_mac()), arp_op: Some(2), arp_tha: Some(gw_mac), ..Default::default() },
             vec![Action::ModDlDst(gw_mac), p.next(p.egress_start())],
-            "int_dvr_flows",
             format!("ARP reply meant for gateway {}: restore its MAC as destination", qr.subnet.gateway),
         ));
         let net = cx.topo.network(qr.subnet.network);
@@ -243,7 +213,6 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
                 20,
                 m.clone(),
                 vec![Action::ModDlSrc(gw_mac), p.next(p.egress_start())],
-                "dvr_to_src_mac_flows",
                 format!("routed frame for {dev} ({}) from a remote host: the source becomes gateway {} again", port.ip, qr.subnet.gateway),
             ));
             let mut out = Vec::new();
@@ -251,7 +220,7 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
                 out.push(Action::StripVlan);
             }
             out.push(Action::Output(dev.clone()));
-            v.push(flow(INT_TRANSIENT, 20, m, out, "dvr_to_src_mac_flows", format!("routed frame for {dev}: untag and output directly")));
+            v.push(flow(INT_TRANSIENT, 20, m, out, format!("routed frame for {dev}: untag and output directly")));
         }
     }
     v
@@ -263,14 +232,13 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
     let p = cx.profile;
     let phy = cx.phy_patch(mapping);
     let from_int = Match { in_port: Some(phy.clone()), ..Default::default() };
-    const B: &str = "phys_base_flows";
     let mut v = vec![
-        flow(PHYS_LOCAL_SWITCHING, 0, Match::default(), vec![Action::Normal], B, "default: learning switch"),
-        flow(PHYS_LOCAL_SWITCHING, 2, from_int.clone(), vec![p.next(PHYS_DVR_PROCESS)], B, "from br-int: DVR processing first"),
-        flow(PHYS_LOCAL_SWITCHING, 1, Match::default(), vec![p.next(PHYS_DVR_NOT_LEARN)], B, "from the wire: check for remote DVR MACs"),
-        flow(PHYS_DVR_PROCESS, 0, Match::default(), vec![p.next(PHYS_LOCAL_VLAN_TRANSLATION)], B, "not routed: go on to VLAN translation"),
-        flow(PHYS_LOCAL_VLAN_TRANSLATION, 2, from_int.clone(), vec![Action::Drop], B, "from br-int on a VLAN without translation: drop"),
-        flow(PHYS_DVR_NOT_LEARN, 1, Match::default(), vec![Action::Normal], B, "ordinary frame from the wire: learning switch to br-int"),
+        flow(PHYS_LOCAL_SWITCHING, 0, Match::default(), vec![Action::Normal], "default: learning switch"),
+        flow(PHYS_LOCAL_SWITCHING, 2, from_int.clone(), vec![p.next(PHYS_DVR_PROCESS)], "from br-int: DVR processing first"),
+        flow(PHYS_LOCAL_SWITCHING, 1, Match::default(), vec![p.next(PHYS_DVR_NOT_LEARN)], "from the wire: check for remote DVR MACs"),
+        flow(PHYS_DVR_PROCESS, 0, Match::default(), vec![p.next(PHYS_LOCAL_VLAN_TRANSLATION)], "not routed: go on to VLAN translation"),
+        flow(PHYS_LOCAL_VLAN_TRANSLATION, 2, from_int.clone(), vec![Action::Drop], "from br-int on a VLAN without translation: drop"),
+        flow(PHYS_DVR_NOT_LEARN, 1, Match::default(), vec![Action::Normal], "ordinary frame from the wire: learning switch to br-int"),
     ];
     v.extend(cx.per_remote_mac(PHYS_DVR_NOT_LEARN.id.0, 2, &phy, |mac| {
         flow(
@@ -278,7 +246,6 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
             2,
             Match { dl_src: Some(mac), ..Default::default() },
             vec![Action::Output(phy.clone())],
-            "dvr_mac_flows",
             format!("routed frame from DVR MAC {mac}: straight to br-int, never learned"),
         )
     }));
@@ -296,7 +263,6 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
             4,
             Match { dl_vlan: Some(VlanMatch::Tagged(lvid.get())), ..from_int.clone() },
             actions,
-            "local_vlan_flows",
             format!("network {}: local VLAN {lvid} leaves as {what}", net.name),
         ));
     }
@@ -311,7 +277,6 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
             3,
             Match { proto: Some(Proto::Arp), dl_vlan: vl, arp_tpa: Some(Ipv4Match::host(gw)), ..Default::default() },
             vec![Action::Drop],
-            "dvr_process_flows",
             format!("ARP for gateway {gw} never leaves the host: the local router answers"),
         ));
         v.push(flow(
@@ -319,7 +284,6 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
             2,
             Match { dl_vlan: vl, dl_dst: Some(qr.port.mac), ..Default::default() },
             vec![Action::Drop],
-            "dvr_process_flows",
             format!("frames to gateway MAC {} never leave the host", qr.port.mac),
         ));
         v.push(flow(
@@ -327,7 +291,6 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
             1,
             Match { dl_vlan: vl, dl_src: Some(qr.port.mac), ..Default::default() },
             vec![Action::ModDlSrc(cx.dvr_mac()), p.next(PHYS_LOCAL_VLAN_TRANSLATION)],
-            "dvr_process_flows",
             format!("routed by the local router ({}): source becomes this host's DVR MAC", qr.subnet.gateway),
         ));
     }

@@ -42,6 +42,51 @@ impl HostPlan {
     }
 }
 
+/// Where a planned route, rule, neighbour or NAT rule comes from: the source
+/// location of the builder call that made it, recorded with
+/// `#[track_caller]` (never typed by hand), and why it exists, naming the
+/// agent step. Provenance is metadata: two items that differ only in their
+/// origin are the same item (equality ignores it), so a plan compares equal
+/// to the same state read back from a host.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Origin {
+    /// `file:line` of the builder call, or `dump: FILE` for imported items.
+    pub at: String,
+    /// Why the item exists.
+    pub why: String,
+}
+
+impl Origin {
+    /// The caller's location and a reason.
+    #[track_caller]
+    pub fn here(why: impl Into<String>) -> Origin {
+        let l = std::panic::Location::caller();
+        Origin { at: format!("{}:{}", l.file(), l.line()), why: why.into() }
+    }
+    /// An item read from a dump file rather than planned.
+    pub fn dump(file: impl std::fmt::Display) -> Origin {
+        Origin { at: format!("dump: {file}"), why: String::new() }
+    }
+    /// Whether no origin was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
+}
+
+impl Eq for Origin {}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.why.is_empty() { f.write_str(&self.at) } else { write!(f, "{} [{}]", self.why, self.at) }
+    }
+}
+
 /// One `key=value` kernel setting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sysctl {
@@ -228,6 +273,9 @@ pub struct Route {
     pub dev: String,
     /// Preferred source (connected routes).
     pub src: Option<Ipv4Addr>,
+    /// Which builder made it and why.
+    #[serde(skip_serializing_if = "Origin::is_empty")]
+    pub origin: Origin,
 }
 
 /// A policy rule selector.
@@ -249,6 +297,9 @@ pub struct Rule {
     pub selector: RuleSelector,
     /// Table looked up.
     pub table: u32,
+    /// Which builder made it and why.
+    #[serde(skip_serializing_if = "Origin::is_empty")]
+    pub origin: Origin,
 }
 
 /// One permanent neighbour entry.
@@ -260,6 +311,9 @@ pub struct Neighbour {
     pub mac: MacAddr,
     /// Device.
     pub dev: String,
+    /// Which builder made it and why.
+    #[serde(skip_serializing_if = "Origin::is_empty")]
+    pub origin: Origin,
 }
 
 /// One netfilter table (`nat`, `raw`) in iptables-save layout.
@@ -377,6 +431,9 @@ pub struct IptRule {
     pub target: IptTarget,
     /// `-m comment --comment` text.
     pub comment: Option<String>,
+    /// Which builder made it and why.
+    #[serde(skip_serializing_if = "Origin::is_empty")]
+    pub origin: Origin,
 }
 
 /// The DHCP service of a qdhcp namespace, with what it pushes to instances.

@@ -25,12 +25,16 @@ pub fn snat_idx(ip: Ipv4Addr) -> u32 {
     u32::from(ip)
 }
 
+/// The kernel's connected route of an address; its origin is the caller.
+#[track_caller]
 fn connected(dev: &str, addr: Ipv4Net) -> Route {
-    Route { table: TableRef::Main, dst: addr.trunc(), via: None, dev: dev.to_string(), src: Some(addr.addr()) }
+    let origin = Origin::here(format!("connected route of {addr} on {dev} (the kernel adds it with the address)"));
+    Route { table: TableRef::Main, dst: addr.trunc(), via: None, dev: dev.to_string(), src: Some(addr.addr()), origin }
 }
 
-fn default_via(table: TableRef, via: Ipv4Addr, dev: &str) -> Route {
-    Route { table, dst: Ipv4Net::default(), via: Some(via), dev: dev.to_string(), src: None }
+#[track_caller]
+fn default_via(table: TableRef, via: Ipv4Addr, dev: &str, why: &str) -> Route {
+    Route { table, dst: Ipv4Net::default(), via: Some(via), dev: dev.to_string(), src: None, origin: Origin::here(why) }
 }
 
 fn ovs_dev(port: &Port, subnet: &Subnet) -> Device {
@@ -65,8 +69,9 @@ fn wrapped(c: &str) -> String {
     format!("{WRAP}-{c}")
 }
 
-fn rule(matches: Vec<IptMatch>, target: IptTarget) -> IptRule {
-    IptRule { matches, target, comment: None }
+#[track_caller]
+fn rule(matches: Vec<IptMatch>, target: IptTarget, why: &str) -> IptRule {
+    IptRule { matches, target, comment: None, origin: Origin::here(why) }
 }
 
 fn jump(c: &str) -> IptTarget {
@@ -83,14 +88,19 @@ pub fn nat_skeleton() -> IptTable {
     }
     t.chains.push(chain("neutron-postrouting-bottom", false));
     let add = |t: &mut IptTable, c: &str, r: IptRule| t.chains.iter_mut().find(|x| x.name == c).expect("chain exists").rules.push(r);
-    add(&mut t, "PREROUTING", rule(vec![], jump(&wrapped("PREROUTING"))));
-    add(&mut t, "OUTPUT", rule(vec![], jump(&wrapped("OUTPUT"))));
-    add(&mut t, "POSTROUTING", rule(vec![], jump(&wrapped("POSTROUTING"))));
-    add(&mut t, "POSTROUTING", rule(vec![], jump("neutron-postrouting-bottom")));
-    let mut bottom = rule(vec![], jump(&wrapped("snat")));
+    const SKELETON: &str = "IptablesManager: built-in chain into the agent's wrapped chain";
+    add(&mut t, "PREROUTING", rule(vec![], jump(&wrapped("PREROUTING")), SKELETON));
+    add(&mut t, "OUTPUT", rule(vec![], jump(&wrapped("OUTPUT")), SKELETON));
+    add(&mut t, "POSTROUTING", rule(vec![], jump(&wrapped("POSTROUTING")), SKELETON));
+    add(
+        &mut t,
+        "POSTROUTING",
+        rule(vec![], jump("neutron-postrouting-bottom"), "IptablesManager: SNAT runs last, after every wrapped chain"),
+    );
+    let mut bottom = rule(vec![], jump(&wrapped("snat")), "IptablesManager: the bottom chain hands over to the l3 agent's snat chain");
     bottom.comment = Some("Perform source NAT on outgoing traffic.".into());
     add(&mut t, "neutron-postrouting-bottom", bottom);
-    add(&mut t, &wrapped("snat"), rule(vec![], jump(&wrapped("float-snat"))));
+    add(&mut t, &wrapped("snat"), rule(vec![], jump(&wrapped("float-snat")), "l3 agent: floating-IP SNAT before the router's SNAT"));
     t
 }
 
@@ -105,7 +115,15 @@ fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> Vec<Neighbour> {
     cx.topo
         .subnet_ports(s)
         .filter(|p| !matches!(p.owner, PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. }))
-        .map(|p| Neighbour { ip: p.ip, mac: p.mac, dev: dev.to_string() })
+        .map(|p| Neighbour {
+            ip: p.ip,
+            mac: p.mac,
+            dev: dev.to_string(),
+            origin: Origin::here(format!(
+                "_set_subnet_arp_info: permanent ARP for {} so the router never asks the wire (replies would reach another host's copy)",
+                p.ip
+            )),
+        })
         .collect()
 }
 
@@ -144,8 +162,14 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
                 priority: idx,
                 selector: RuleSelector::From(net(sub.gateway, sub.cidr.prefix_len()).trunc()),
                 table: idx,
+                origin: Origin::here(format!("DvrLocalRouter SNAT redirect: traffic from {} looks up its own table", sub.cidr)),
             });
-            ns.routes.push(default_via(TableRef::Id(idx), t.port(sg).ip, &dev.name));
+            ns.routes.push(default_via(
+                TableRef::Id(idx),
+                t.port(sg).ip,
+                &dev.name,
+                "DvrLocalRouter SNAT redirect: leave through the subnet's sg- port on the SNAT host",
+            ));
             ns.sysctls.push(Sysctl::new(format!("net.ipv4.conf.{}.send_redirects", dev.name), 0));
         }
         ns.devices.push(dev);
@@ -165,8 +189,18 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
             link: DeviceLink::Veth { peer: fpr.clone(), peer_namespace: names::fip_ns(&ext.id) },
         });
         ns.routes.push(connected(&rfp, rfp_addr));
-        ns.routes.push(default_via(TableRef::Id(FIP_RT_TBL), link.fpr_ip(), &rfp));
-        ns.neighbours.push(Neighbour { ip: link.fpr_ip(), mac: veth_mac(&cx.host.name, &fpr), dev: rfp.clone() });
+        ns.routes.push(default_via(
+            TableRef::Id(FIP_RT_TBL),
+            link.fpr_ip(),
+            &rfp,
+            "DvrLocalRouter floating IPs: table 16 leads to the fip namespace over rfp-",
+        ));
+        ns.neighbours.push(Neighbour {
+            ip: link.fpr_ip(),
+            mac: veth_mac(&cx.host.name, &fpr),
+            dev: rfp.clone(),
+            origin: Origin::here("FipNamespace: permanent ARP for the fpr- end of the rfp/fpr link"),
+        });
         let fips: Vec<&FloatingIp> =
             t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, fr)) if fr == r && t.instance(x).host == cx.ix)).collect();
         let nat = &mut ns.iptables[0];
@@ -177,6 +211,7 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
                 priority: f.rule_priority.expect("associated FIPs have a priority"),
                 selector: RuleSelector::From(net(fixed, 32)),
                 table: FIP_RT_TBL,
+                origin: Origin::here(format!("DvrLocalRouter floating IP {}: {fixed} leaves through the fip namespace", f.ip)),
             });
             push(
                 nat,
@@ -184,15 +219,28 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
                 rule(
                     vec![IptMatch::Dst { net: net(f.ip, 32) }, IptMatch::InIface { dev: rfp.clone(), not: false }],
                     IptTarget::Dnat { to: fixed },
+                    "floating_forward_rules: DNAT of the floating IP arriving from the fip namespace",
                 ),
             );
-            push(nat, &wrapped("float-snat"), rule(vec![IptMatch::Src { net: net(fixed, 32) }], IptTarget::Snat { to: f.ip }));
+            push(
+                nat,
+                &wrapped("float-snat"),
+                rule(
+                    vec![IptMatch::Src { net: net(fixed, 32) }],
+                    IptTarget::Snat { to: f.ip },
+                    "floating_forward_rules: SNAT of the instance to its floating IP",
+                ),
+            );
         }
         if !fips.is_empty() {
             push(
                 nat,
                 &wrapped("POSTROUTING"),
-                rule(vec![IptMatch::OutIface { dev: rfp.clone(), not: true }, IptMatch::CtStateDnat { not: true }], IptTarget::Accept),
+                rule(
+                    vec![IptMatch::OutIface { dev: rfp.clone(), not: true }, IptMatch::CtStateDnat { not: true }],
+                    IptTarget::Accept,
+                    "_add_snat_rules: no NAT for traffic that does not leave through rfp-",
+                ),
             );
         }
     }
@@ -228,21 +276,34 @@ fn add_gateway(cx: &HostCtx, r: RouterIx, ns: &mut Namespace) {
     let dev = ovs_dev(port, sub);
     let qg = dev.name.clone();
     ns.routes.push(connected(&qg, dev.addrs[0]));
-    ns.routes.push(default_via(TableRef::Main, sub.gateway, &qg));
+    ns.routes.push(default_via(TableRef::Main, sub.gateway, &qg, "external gateway: default route via the upstream router"));
     ns.devices.push(dev);
     let nat = &mut ns.iptables[0];
     push(
         nat,
         &wrapped("POSTROUTING"),
-        rule(vec![IptMatch::OutIface { dev: qg.clone(), not: true }, IptMatch::CtStateDnat { not: true }], IptTarget::Accept),
+        rule(
+            vec![IptMatch::OutIface { dev: qg.clone(), not: true }, IptMatch::CtStateDnat { not: true }],
+            IptTarget::Accept,
+            "_add_snat_rules: no NAT for traffic that does not leave through qg-",
+        ),
     );
-    push(nat, &wrapped("snat"), rule(vec![IptMatch::OutIface { dev: qg.clone(), not: false }], IptTarget::Snat { to: port.ip }));
+    push(
+        nat,
+        &wrapped("snat"),
+        rule(
+            vec![IptMatch::OutIface { dev: qg.clone(), not: false }],
+            IptTarget::Snat { to: port.ip },
+            "_add_snat_rules: SNAT to the gateway IP for traffic leaving through qg-",
+        ),
+    );
     push(
         nat,
         &wrapped("snat"),
         rule(
             vec![IptMatch::Mark { value: 0x2, mask: 0xffff, not: true }, IptMatch::CtStateDnat { not: false }],
             IptTarget::Snat { to: port.ip },
+            "_add_snat_rules: SNAT hairpinned DNAT traffic that did not come in from outside",
         ),
     );
 }
@@ -267,9 +328,10 @@ pub fn qrouter_legacy(cx: &HostCtx, r: RouterIx) -> Namespace {
             ns.devices[i].addrs.push(net(f.ip, 32));
         }
         let nat = &mut ns.iptables[0];
-        push(nat, &wrapped("PREROUTING"), rule(vec![IptMatch::Dst { net: net(f.ip, 32) }], IptTarget::Dnat { to: fixed }));
-        push(nat, &wrapped("OUTPUT"), rule(vec![IptMatch::Dst { net: net(f.ip, 32) }], IptTarget::Dnat { to: fixed }));
-        push(nat, &wrapped("float-snat"), rule(vec![IptMatch::Src { net: net(fixed, 32) }], IptTarget::Snat { to: f.ip }));
+        const FWD: &str = "floating_forward_rules (legacy router): floating IP to instance and back";
+        push(nat, &wrapped("PREROUTING"), rule(vec![IptMatch::Dst { net: net(f.ip, 32) }], IptTarget::Dnat { to: fixed }, FWD));
+        push(nat, &wrapped("OUTPUT"), rule(vec![IptMatch::Dst { net: net(f.ip, 32) }], IptTarget::Dnat { to: fixed }, FWD));
+        push(nat, &wrapped("float-snat"), rule(vec![IptMatch::Src { net: net(fixed, 32) }], IptTarget::Snat { to: f.ip }, FWD));
     }
     ns
 }
@@ -294,7 +356,11 @@ pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
         iptables: vec![IptTable {
             name: "raw".into(),
             chains: vec![
-                Chain { name: "PREROUTING".into(), builtin: true, rules: vec![rule(vec![], IptTarget::NoTrack)] },
+                Chain {
+                    name: "PREROUTING".into(),
+                    builtin: true,
+                    rules: vec![rule(vec![], IptTarget::NoTrack, "FipNamespace: no conntrack in the fip namespace (stateless forwarding)")],
+                },
                 chain("OUTPUT", true),
             ],
         }],
@@ -321,13 +387,38 @@ pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
         });
         ns.routes.push(connected(&fpr, addr));
         let idx = snat_idx(link.fpr_ip());
-        ns.rules.push(Rule { priority: idx, selector: RuleSelector::Iif(fpr.clone()), table: idx });
-        ns.routes.push(default_via(TableRef::Id(idx), sub.gateway, &fg_name));
-        ns.neighbours.push(Neighbour { ip: link.rfp_ip(), mac: veth_mac(&cx.host.name, &rfp), dev: fpr.clone() });
+        ns.rules.push(Rule {
+            priority: idx,
+            selector: RuleSelector::Iif(fpr.clone()),
+            table: idx,
+            origin: Origin::here(format!("FipNamespace: traffic from router {} uses its own table", router.name)),
+        });
+        ns.routes.push(default_via(
+            TableRef::Id(idx),
+            sub.gateway,
+            &fg_name,
+            "FipNamespace: the router's traffic leaves via the upstream gateway",
+        ));
+        ns.neighbours.push(Neighbour {
+            ip: link.rfp_ip(),
+            mac: veth_mac(&cx.host.name, &rfp),
+            dev: fpr.clone(),
+            origin: Origin::here("FipNamespace: permanent ARP for the rfp- end of the rfp/fpr link"),
+        });
         for f in
             t.floating_ips.iter().filter(|f| matches!(f.association, Some((x, fr)) if fr == link.router && t.instance(x).host == cx.ix))
         {
-            ns.routes.push(Route { table: TableRef::Main, dst: net(f.ip, 32), via: Some(link.rfp_ip()), dev: fpr.clone(), src: None });
+            ns.routes.push(Route {
+                table: TableRef::Main,
+                dst: net(f.ip, 32),
+                via: Some(link.rfp_ip()),
+                dev: fpr.clone(),
+                src: None,
+                origin: Origin::here(format!(
+                    "FipNamespace: floating IP {} is bound here: route it to the router (and proxy-ARP it on fg-)",
+                    f.ip
+                )),
+            });
         }
     }
     ns.rules.sort_by_key(|r| r.priority);
@@ -346,7 +437,7 @@ pub fn qdhcp(cx: &HostCtx, port: &Port) -> Namespace {
     let has_router = t.routers_on_subnet(port.subnet).next().is_some();
     let mut routes = vec![connected(&name, dev.addrs[0])];
     if has_router {
-        routes.push(default_via(TableRef::Main, sub.gateway, &name));
+        routes.push(default_via(TableRef::Main, sub.gateway, &name, "DHCP agent: default route via the subnet's router"));
     }
     Namespace {
         name: names::qdhcp_ns(&network.id),

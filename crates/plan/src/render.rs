@@ -8,7 +8,8 @@ use std::fmt::Write;
 /// Options of the text renderer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TextOptions {
-    /// Print each flow's builder and reason as a comment after it.
+    /// Print each flow's stage, reason and builder location, and each route,
+    /// rule, neighbour and NAT rule's reason and builder, as a comment after it.
     pub explain: bool,
 }
 
@@ -35,7 +36,7 @@ pub fn host_text(p: &HostPlan, opts: TextOptions) -> String {
         o.push_str(&bridge_text(b, opts));
     }
     for ns in &p.namespaces {
-        o.push_str(&namespace_text(ns));
+        o.push_str(&namespace_text_with(ns, opts));
     }
     o
 }
@@ -58,7 +59,8 @@ pub fn bridge_text(b: &Bridge, opts: TextOptions) -> String {
     for f in &b.flows {
         let _ = writeln!(o, "{f}");
         if opts.explain {
-            let _ = writeln!(o, "#   ^ {}: {}", f.builder, f.reason);
+            let stage = crate::tables::lookup(b.kind, f.table).map_or_else(|| format!("table {}", f.table), |t| t.name.to_string());
+            let _ = writeln!(o, "#   ^ {stage}: {} [{}]", f.reason, f.builder);
         }
     }
     o
@@ -71,6 +73,19 @@ pub fn flows_text(b: &Bridge) -> String {
 
 /// A namespace in `ip` and `iptables-save` formats.
 pub fn namespace_text(ns: &Namespace) -> String {
+    namespace_text_with(ns, TextOptions::default())
+}
+
+/// `#   ^ why [file:line]` after an item, when explaining.
+fn explain_line(o: &mut String, opts: TextOptions, origin: &Origin) {
+    if opts.explain && !origin.is_empty() {
+        let _ = writeln!(o, "#   ^ {origin}");
+    }
+}
+
+/// A namespace; with `explain`, each route, rule, neighbour and NAT rule is
+/// followed by its origin (why it exists and the builder that made it).
+pub fn namespace_text_with(ns: &Namespace, opts: TextOptions) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "\n## namespace {} ({:?} of {})", ns.name, ns.kind, ns.serves);
     let _ = writeln!(o, "### ip -br link");
@@ -89,13 +104,14 @@ pub fn namespace_text(ns: &Namespace) -> String {
         let _ = writeln!(o, "{:<16} {:<14} {}", d.name, "UP", addrs.join(" "));
     }
     let _ = writeln!(o, "### ip route show table all");
-    o.push_str(&routes_text(&ns.routes));
+    o.push_str(&routes_text_with(&ns.routes, opts));
     let _ = writeln!(o, "### ip rule");
-    o.push_str(&rules_text(&ns.rules));
+    o.push_str(&rules_text_with(&ns.rules, opts));
     if !ns.neighbours.is_empty() {
         let _ = writeln!(o, "### ip neigh (permanent)");
         for n in &ns.neighbours {
             let _ = writeln!(o, "{} dev {} lladdr {} PERMANENT", n.ip, n.dev, n.mac);
+            explain_line(&mut o, opts, &n.origin);
         }
     }
     if !ns.sysctls.is_empty() {
@@ -114,13 +130,18 @@ pub fn namespace_text(ns: &Namespace) -> String {
     }
     if !ns.iptables.is_empty() {
         let _ = writeln!(o, "### iptables-save");
-        o.push_str(&iptables_save(&ns.iptables));
+        o.push_str(&iptables_save_with(&ns.iptables, opts));
     }
     o
 }
 
 /// `ip route show table all` lines (main first, then numbered tables).
 pub fn routes_text(routes: &[Route]) -> String {
+    routes_text_with(routes, TextOptions::default())
+}
+
+/// [`routes_text`], each route followed by its origin when explaining.
+pub fn routes_text_with(routes: &[Route], opts: TextOptions) -> String {
     let mut sorted: Vec<&Route> = routes.iter().collect();
     sorted.sort_by_key(|r| r.table);
     let mut o = String::new();
@@ -138,24 +159,39 @@ pub fn routes_text(routes: &[Route]) -> String {
             let _ = write!(line, " proto kernel scope link src {s}");
         }
         let _ = writeln!(o, "{line}");
+        explain_line(&mut o, opts, &r.origin);
     }
     o
 }
 
 /// `ip rule` output including the kernel's default rules.
 pub fn rules_text(rules: &[Rule]) -> String {
-    let mut all: Vec<(u32, String)> =
-        vec![(0, "from all lookup local".into()), (32766, "from all lookup main".into()), (32767, "from all lookup default".into())];
+    rules_text_with(rules, TextOptions::default())
+}
+
+/// [`rules_text`], each planned rule followed by its origin when explaining.
+pub fn rules_text_with(rules: &[Rule], opts: TextOptions) -> String {
+    let none = Origin::default();
+    let mut all: Vec<(u32, String, &Origin)> = vec![
+        (0, "from all lookup local".into(), &none),
+        (32766, "from all lookup main".into(), &none),
+        (32767, "from all lookup default".into(), &none),
+    ];
     for r in rules {
         let sel = match &r.selector {
             RuleSelector::From(n) if n.prefix_len() == 32 => format!("from {}", n.addr()),
             RuleSelector::From(n) => format!("from {n}"),
             RuleSelector::Iif(d) => format!("from all iif {d}"),
         };
-        all.push((r.priority, format!("{sel} lookup {}", r.table)));
+        all.push((r.priority, format!("{sel} lookup {}", r.table), &r.origin));
     }
-    all.sort_by_key(|(p, _)| *p);
-    all.into_iter().map(|(p, s)| format!("{p}:\t{s}\n")).collect()
+    all.sort_by_key(|(p, _, _)| *p);
+    let mut o = String::new();
+    for (p, s, origin) in all {
+        let _ = writeln!(o, "{p}:\t{s}");
+        explain_line(&mut o, opts, origin);
+    }
+    o
 }
 
 /// One rule's arguments in `iptables-save` order.
@@ -189,6 +225,12 @@ pub fn ipt_rule_args(r: &IptRule) -> String {
 
 /// Tables in `iptables-save` format (loadable by `iptables-restore`).
 pub fn iptables_save(tables: &[IptTable]) -> String {
+    iptables_save_with(tables, TextOptions::default())
+}
+
+/// [`iptables_save`], each rule followed by its origin as a `#` comment
+/// (which `iptables-restore` skips) when explaining.
+pub fn iptables_save_with(tables: &[IptTable], opts: TextOptions) -> String {
     let mut o = String::new();
     for t in tables {
         let _ = writeln!(o, "*{}", t.name);
@@ -198,6 +240,7 @@ pub fn iptables_save(tables: &[IptTable]) -> String {
         for c in &t.chains {
             for r in &c.rules {
                 let _ = writeln!(o, "-A {} {}", c.name, ipt_rule_args(r));
+                explain_line(&mut o, opts, &r.origin);
             }
         }
         let _ = writeln!(o, "COMMIT");

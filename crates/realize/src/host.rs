@@ -131,8 +131,10 @@ pub enum Op {
     IptRestore(String, String, RuleDrift),
     /// Create a bridge (userspace datapath, secure fail mode).
     AddBridge(String),
-    /// Add a port: bridge, port, patch peer (None = existing device), tag.
-    AddPort(String, String, Option<String>, Option<u16>),
+    /// Add a port: bridge, port, patch peer (None = existing device), tag,
+    /// `external_ids` as Neutron's agent and Nova set them (`iface-id`,
+    /// `attached-mac`, `vm-uuid`), so `dvr collect` finds instances in the lab too.
+    AddPort(String, String, Option<String>, Option<u16>, Vec<(String, String)>),
     /// Set a port's access VLAN.
     SetTag(String, u16),
     /// Remove a port.
@@ -164,7 +166,7 @@ impl fmt::Display for Op {
             Op::Sysctl(n, k, v) => write!(f, "ip netns exec {n} sysctl -w {k}={v}"),
             Op::IptRestore(n, _, why) => write!(f, "ip netns exec {n} iptables-legacy-restore ({why})"),
             Op::AddBridge(b) => write!(f, "ovs-vsctl add-br {b}"),
-            Op::AddPort(b, p, peer, tag) => write!(
+            Op::AddPort(b, p, peer, tag, _) => write!(
                 f,
                 "ovs-vsctl add-port {b} {p}{}{}",
                 peer.as_ref().map(|x| format!(" (patch to {x})")).unwrap_or_default(),
@@ -427,7 +429,17 @@ pub fn diff(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Vec<Op>, 
                     PortKind::Patch { peer } => Some(peer.clone()),
                     _ => None,
                 };
-                ops.push(Op::AddPort(b.name.clone(), p.name.clone(), peer, p.tag));
+                let mut ext: Vec<(String, String)> = vec![];
+                if let Some(id) = &p.iface_id {
+                    ext.push(("iface-id".into(), id.clone()));
+                }
+                if let Some(m) = p.mac {
+                    ext.push(("attached-mac".into(), m.to_string()));
+                }
+                if let PortKind::Vif { instance } = &p.kind {
+                    ext.push(("vm-uuid".into(), instance.clone()));
+                }
+                ops.push(Op::AddPort(b.name.clone(), p.name.clone(), peer, p.tag, ext));
             } else if let Some(t) = p.tag
                 && tags.get(&p.name) != Some(&Some(t))
             {
@@ -584,8 +596,12 @@ fn apply_one(op: &Op, ovs: &OvsInstance) -> Result<(), RealizeError> {
                 "other_config:disable-in-band=true",
             ])?;
         }
-        Op::AddPort(b, p, peer, tag) => {
+        Op::AddPort(b, p, peer, tag, ext) => {
             let mut args: Vec<String> = vec!["--".into(), "add-port".into(), b.clone(), p.clone()];
+            if !ext.is_empty() {
+                args.extend(["--".into(), "set".into(), "interface".into(), p.clone()]);
+                args.extend(ext.iter().map(|(k, v)| format!("external_ids:{k}=\"{v}\"")));
+            }
             if let Some(peer) = peer {
                 args.extend([
                     "--".into(),

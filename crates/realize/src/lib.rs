@@ -7,6 +7,7 @@
 //! commands and checks the results.
 
 pub mod cmd;
+pub mod collect;
 pub mod host;
 pub mod ip;
 pub mod lab;

@@ -10,6 +10,7 @@
 
 pub mod demo;
 pub mod fxhash;
+pub mod import;
 pub mod netfilter;
 pub mod ofp;
 pub mod packet;
@@ -17,6 +18,7 @@ pub mod render;
 pub mod stack;
 pub mod step;
 pub mod trace;
+pub mod verify;
 pub mod world;
 
 pub use packet::L4;
@@ -24,4 +26,4 @@ pub use trace::{
     Change, Disposition, DropReason, Dropped, Fate, Hop, HopKind, Lineage, NoSink, Place, Recorder, Sink, Step, Trace, TraceError,
     TraceRequest, Verdict, delivery_path, prime_neighbours, reach, trace, warm_up,
 };
-pub use world::World;
+pub use world::{Endpoint, EndpointAt, World};

@@ -95,6 +95,42 @@ pub struct Wire {
     pub mac_table: crate::fxhash::FxMap<MacAddr, usize>,
 }
 
+/// Where an endpoint is plugged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAt {
+    /// An instance: behind the bridge port of kind `Vif { instance }` with its name.
+    Instance,
+    /// A machine on a physical network's switch, its frames tagged `vlan` there.
+    Outside {
+        /// Physical network (the wire's name).
+        physnet: String,
+        /// 802.1Q tag on the wire (VLAN networks).
+        vlan: Option<u16>,
+    },
+}
+
+/// A machine at the edge of the twin: an instance, an external host or an
+/// upstream gateway. One device `eth0` with one address.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Name used by `--from` and in traces.
+    pub name: String,
+    /// Host it runs on (`external` outside the cloud).
+    pub host: String,
+    /// Kind (instance, external host, upstream).
+    pub kind: StackKind,
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// Address with the subnet's prefix length.
+    pub addr: Ipv4Net,
+    /// Default gateway, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// Further routes (destination, next hop), e.g. DHCP option 121.
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Where it is plugged.
+    pub at: EndpointAt,
+}
+
 /// The whole twin.
 #[derive(Debug, Clone)]
 pub struct World {
@@ -115,6 +151,74 @@ fn sysctl(ns: &dvr_plan::Namespace, key: &str) -> Option<String> {
 impl World {
     /// Build the twin of a planned deployment.
     pub fn build(topo: &Topology, plan: &Plan) -> World {
+        World::assemble(plan, &World::endpoints_of(topo, plan))
+    }
+
+    /// The machines at the edge of a planned deployment: instances, external
+    /// hosts and the upstream gateway of each external subnet.
+    pub fn endpoints_of(topo: &Topology, plan: &Plan) -> Vec<Endpoint> {
+        let mut eps = Vec::new();
+        for x in &topo.instances {
+            let port = topo.port(x.port);
+            let sub = topo.subnet(port.subnet);
+            let network = &topo.network(x.network).name;
+            eps.push(Endpoint {
+                name: x.name.clone(),
+                host: topo.host(x.host).name.clone(),
+                kind: StackKind::Instance,
+                mac: port.mac,
+                addr: Ipv4Net::new(port.ip, sub.cidr.prefix_len()).expect("prefix"),
+                gateway: Some(sub.gateway),
+                routes: plan.dhcp_host_routes(network),
+                at: EndpointAt::Instance,
+            });
+        }
+        let outside = |network: dvr_model::NetworkIx| {
+            let net = topo.network(network);
+            let vlan = match &net.segment {
+                dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
+                _ => None,
+            };
+            net.segment.physnet().map(|p| EndpointAt::Outside { physnet: p.to_string(), vlan })
+        };
+        for e in &topo.external_hosts {
+            let sub = topo.subnet(e.subnet);
+            if let Some(at) = outside(e.network) {
+                eps.push(Endpoint {
+                    name: e.name.clone(),
+                    host: "external".into(),
+                    kind: StackKind::ExternalHost,
+                    mac: e.mac,
+                    addr: Ipv4Net::new(e.ip, sub.cidr.prefix_len()).expect("prefix"),
+                    gateway: Some(sub.gateway),
+                    routes: vec![],
+                    at,
+                });
+            }
+        }
+        for sub in topo.subnets.iter().filter(|s| s.external_gateway_mac.is_some()) {
+            if let Some(at) = outside(sub.network) {
+                eps.push(Endpoint {
+                    name: format!("gateway-{}", sub.name),
+                    host: "external".into(),
+                    kind: StackKind::Upstream,
+                    mac: sub.external_gateway_mac.expect("filtered"),
+                    addr: Ipv4Net::new(sub.gateway, sub.cidr.prefix_len()).expect("prefix"),
+                    gateway: None,
+                    routes: vec![],
+                    at,
+                });
+            }
+        }
+        eps
+    }
+
+    /// Build the twin from host plans and the machines around them: what
+    /// [`World::build`] does after reading a topology, and what an import of
+    /// dumps does with no topology at all. Instances are plugged into the
+    /// bridge port whose kind is `Vif { instance: name }`; outside machines
+    /// onto their physical network's switch.
+    pub fn assemble(plan: &Plan, endpoints: &[Endpoint]) -> World {
         let mut w = World { hosts: vec![], stacks: vec![], wires: vec![], endpoints: HashMap::new() };
         let mut wire_of: HashMap<String, usize> = HashMap::new();
         let mut wire = |w: &mut World, physnet: &str| -> usize {
@@ -186,37 +290,42 @@ impl World {
                 });
             }
         }
-        // Instances.
+        // Instances, then the machines outside the cloud.
         let mut vm_index: HashMap<String, usize> = HashMap::new();
-        for x in &topo.instances {
-            let port = topo.port(x.port);
-            let sub = topo.subnet(port.subnet);
-            let mut st = endpoint_stack(port.mac, port.ip, sub.cidr);
-            st.routes.push(route(Ipv4Net::default(), Some(sub.gateway), port.ip));
-            let network = &topo.network(x.network).name;
-            for (dst, via) in plan.dhcp_host_routes(network) {
-                st.routes.push(route(dst, Some(via), port.ip));
+        for e in endpoints {
+            let mut st = endpoint_stack(e.mac, e.addr.addr(), e.addr.trunc());
+            if let Some(g) = e.gateway {
+                st.routes.push(route(Ipv4Net::default(), Some(g), e.addr.addr()));
             }
-            vm_index.insert(x.name.clone(), w.stacks.len());
-            w.stacks.push(StackNode {
-                name: x.name.clone(),
-                host: topo.host(x.host).name.clone(),
-                label: x.name.clone(),
-                kind: StackKind::Instance,
-                stack: st,
-                attach: vec![Attach::None],
-            });
-        }
-        // External hosts and the upstream gateway of each external subnet.
-        for e in &topo.external_hosts {
-            let sub = topo.subnet(e.subnet);
-            let mut st = endpoint_stack(e.mac, e.ip, sub.cidr);
-            st.routes.push(route(Ipv4Net::default(), Some(sub.gateway), e.ip));
-            plug_outside(&mut w, &mut wire, topo, e.network, &e.name, StackKind::ExternalHost, st);
-        }
-        for sub in topo.subnets.iter().filter(|s| s.external_gateway_mac.is_some()) {
-            let st = endpoint_stack(sub.external_gateway_mac.expect("filtered"), sub.gateway, sub.cidr);
-            plug_outside(&mut w, &mut wire, topo, sub.network, &format!("gateway-{}", sub.name), StackKind::Upstream, st);
+            for (dst, via) in &e.routes {
+                st.routes.push(route(*dst, Some(*via), e.addr.addr()));
+            }
+            match &e.at {
+                EndpointAt::Instance => {
+                    vm_index.insert(e.name.clone(), w.stacks.len());
+                    w.stacks.push(StackNode {
+                        name: e.name.clone(),
+                        host: e.host.clone(),
+                        label: e.name.clone(),
+                        kind: e.kind,
+                        stack: st,
+                        attach: vec![Attach::None],
+                    });
+                }
+                EndpointAt::Outside { physnet, vlan } => {
+                    let wi = wire(&mut w, physnet);
+                    let s = w.stacks.len();
+                    w.stacks.push(StackNode {
+                        name: e.name.clone(),
+                        host: e.host.clone(),
+                        label: e.name.clone(),
+                        kind: e.kind,
+                        stack: st,
+                        attach: vec![Attach::Wire { wire: wi, port: w.wires[wi].ports.len() }],
+                    });
+                    w.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, *vlan, e.name.clone()));
+                }
+            }
         }
         // Wiring: bridge ports to peers, namespace devices, instances and wires.
         let plan_hosts: Vec<&dvr_plan::HostPlan> = plan.hosts.iter().filter(|h| !h.bridges.is_empty()).collect();
@@ -309,36 +418,13 @@ fn endpoint_stack(mac: MacAddr, ip: Ipv4Addr, cidr: Ipv4Net) -> Stack {
     st
 }
 
-/// Place a machine outside the cloud on its network's physical switch (tagged
-/// there when the network is a VLAN).
-fn plug_outside(
-    w: &mut World,
-    wire: &mut dyn FnMut(&mut World, &str) -> usize,
-    topo: &Topology,
-    network: dvr_model::NetworkIx,
-    name: &str,
-    kind: StackKind,
-    st: Stack,
-) {
-    let net = topo.network(network);
-    let Some(physnet) = net.segment.physnet() else { return };
-    let wi = wire(w, physnet);
-    let tag = match &net.segment {
-        dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
-        _ => None,
-    };
-    let s = w.stacks.len();
-    w.stacks.push(StackNode {
-        name: name.to_string(),
-        host: "external".into(),
-        label: name.to_string(),
-        kind,
-        stack: st,
-        attach: vec![Attach::Wire { wire: wi, port: w.wires[wi].ports.len() }],
-    });
-    w.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, tag, name.to_string()));
-}
-
 fn route(dst: Ipv4Net, via: Option<Ipv4Addr>, src: Ipv4Addr) -> Route {
-    Route { table: TableRef::Main, dst: dst.trunc(), via, dev: "eth0".into(), src: if via.is_none() { Some(src) } else { None } }
+    Route {
+        table: TableRef::Main,
+        dst: dst.trunc(),
+        via,
+        dev: "eth0".into(),
+        src: if via.is_none() { Some(src) } else { None },
+        origin: dvr_plan::Origin::default(),
+    }
 }
