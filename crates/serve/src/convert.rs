@@ -71,9 +71,13 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
         })
         .collect();
 
+    // An external network without a subnet is a step on the way (Neutron
+    // creates the network first); the file cannot express it, so it is left
+    // out until its subnet exists.
     let networks = r
         .networks
         .values()
+        .filter(|n| !n.external || r.subnets.values().any(|s| s.network_id == n.common.id))
         .map(|n| NetworkSpec {
             id: Some(n.common.id),
             name: label(&n.common.name, n.common.id),
