@@ -5,6 +5,9 @@ mod common;
 
 use serde_json::{Value, json};
 
+/// Method, path and body (a JSON string body is sent raw, unparsed).
+type Request = (&'static str, String, Option<Value>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_answer_neutron_errors_and_write_nothing() {
     let s = common::start().await;
@@ -44,7 +47,7 @@ async fn bad_requests_answer_neutron_errors_and_write_nothing() {
     let g = |m: &'static str, p: String| (m, p, None::<Value>);
     let net = |v: Value| json!({"network": v});
     let port = |v: Value| json!({"port": v});
-    let cases: Vec<((&str, String, Option<Value>), u16, &str, &str)> = vec![
+    let cases: Vec<(Request, u16, &str, &str)> = vec![
         (raw("POST", "/v2.0/networks".into(), "{\"network\": {"), 400, "HTTPBadRequest", "Malformed"),
         (j("POST", "/v2.0/networks".into(), net(json!({"name": "x", "foo": 1}))), 400, "BadRequest", "Unrecognized attribute(s) 'foo'"),
         (j("POST", "/v2.0/networks".into(), json!({"net": {}})), 400, "BadRequest", "Unable to find 'network'"),
