@@ -1,5 +1,8 @@
 //! A small HTTP client and an in-process server on a temp SQLite file.
+
 #![allow(dead_code)]
+
+pub mod pg;
 
 use serde_json::{Value, json};
 
