@@ -353,3 +353,46 @@ async fn token_auth_answers_401_without_the_token() {
     assert_eq!(st, 200);
     assert_eq!(s.running.store.snapshot().revision, 0, "a refused write wrote nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_create_is_one_transaction() {
+    let s = common::start().await;
+    let ids = common::build_seed(&s).await;
+    let rev = s.running.store.snapshot().revision;
+    let ports: Vec<Value> = (0..30).map(|i| json!({"name": format!("bulk{i}"), "network_id": ids["test2"]})).collect();
+    let (st, v) = s.post("/v2.0/ports", json!({ "ports": ports })).await;
+    assert_eq!(st, 201, "{v}");
+    let made = v["ports"].as_array().unwrap();
+    assert_eq!(made.len(), 30);
+    let ips: HashSet<&str> = made.iter().map(|p| p["fixed_ips"][0]["ip_address"].as_str().unwrap()).collect();
+    assert_eq!(ips.len(), 30);
+    assert_eq!(s.running.store.snapshot().revision, rev + 1, "a bulk create is one revision");
+    // One bad entry refuses the whole request.
+    let bad = json!({"ports": [{"name": "ok1", "network_id": ids["test2"]}, {"name": "clash", "network_id": ids["test2"], "fixed_ips": [{"ip_address": "192.168.2.10"}]}]});
+    let (st, v) = s.post("/v2.0/ports", bad).await;
+    assert_eq!((st, v["NeutronError"]["type"].as_str()), (409, Some("IpAddressAlreadyAllocated")));
+    let (_, l) = s.get("/v2.0/ports?name=ok1").await;
+    assert_eq!(l["ports"], json!([]));
+    assert_eq!(s.running.store.snapshot().revision, rev + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_a_port_later_keeps_its_address_and_makes_an_instance() {
+    let s = common::start().await;
+    let ids = common::build_seed(&s).await;
+    let p = s.create("ports", "port", json!({"name": "vm9", "network_id": ids["test1"]})).await;
+    let (ip, mac, id) = (p["fixed_ips"][0]["ip_address"].clone(), p["mac_address"].clone(), p["id"].as_str().unwrap().to_string());
+    assert_eq!(p["binding:vif_type"], "unbound");
+    let (st, v) =
+        s.put(&format!("/v2.0/ports/{id}"), json!({"port": {"device_owner": "compute:nova", "binding:host_id": "compute2"}})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["port"]["fixed_ips"][0]["ip_address"], ip);
+    assert_eq!(v["port"]["mac_address"], mac);
+    assert_eq!(v["port"]["status"], "ACTIVE");
+    let (_, t) = s.get("/v2.0/dvr/topology").await;
+    assert!(t["instances"].as_array().unwrap().iter().any(|x| x["name"] == "vm9" && x["host"] == "compute2"));
+    // Deleting other ports never renumbers it.
+    assert_eq!(s.delete(&format!("/v2.0/ports/{}", ids["vm2"])).await.0, 204);
+    let (_, v) = s.get(&format!("/v2.0/ports/{id}")).await;
+    assert_eq!(v["port"]["fixed_ips"][0]["ip_address"], ip);
+}
