@@ -652,13 +652,35 @@ async fn changes(State(app): State<App>, Query(q): Q) -> Res {
             .filter(|t| t.is_finite() && *t >= 0.0)
             .ok_or_else(|| body::bad_value("timeout", format!("'{s}' is not a number of seconds")))?,
     };
+    let limit: Option<usize> = match get("limit") {
+        None => None,
+        Some(s) => Some(
+            s.parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| body::bad_value("limit", format!("'{s}' is not a positive number of entries")))?,
+        ),
+    };
     let mut rx = app.store.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.min(300.0));
     loop {
         let rev = app.store.snapshot().revision;
+        if since > rev {
+            // The follower is ahead of the store (a new database): answer at once
+            // with the store's revision so it resynchronizes instead of waiting.
+            return Ok(axum::Json(json!({"revision": rev, "changes": []})).into_response());
+        }
         if rev > since {
-            let list = app.store.changes(since, rev).await?;
-            return Ok(axum::Json(json!({"revision": rev, "changes": list})).into_response());
+            let mut list = app.store.changes(since, rev).await?;
+            let mut upto = rev;
+            if let Some(n) = limit
+                && list.len() > n
+            {
+                // Whole revisions only: cut after the revision of entry n.
+                upto = list[n - 1].revision;
+                list.retain(|c| c.revision <= upto);
+            }
+            return Ok(axum::Json(json!({"revision": upto, "changes": list})).into_response());
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => continue,

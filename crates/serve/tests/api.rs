@@ -247,6 +247,23 @@ async fn change_log_has_no_gap_and_long_poll_wakes_on_write() {
         let want = revs.iter().filter(|r| **r > since).count();
         assert_eq!(w["changes"].as_array().unwrap().len(), want, "since={since}");
     }
+    // limit= cuts at a revision boundary; following the answered revision reads everything once.
+    let (mut since, mut read) = (0i64, 0usize);
+    while since < last {
+        let (_, w) = s.get(&format!("/v2.0/dvr/changes?since={since}&limit=3")).await;
+        let got = w["changes"].as_array().unwrap();
+        let upto = w["revision"].as_i64().unwrap();
+        assert!(got.iter().all(|c| c["revision"].as_i64().unwrap() > since && c["revision"].as_i64().unwrap() <= upto));
+        assert_eq!(got.len(), revs.iter().filter(|r| **r > since && **r <= upto).count(), "a revision was split");
+        read += got.len();
+        since = upto;
+    }
+    assert_eq!(read, revs.len());
+    // A follower ahead of the store is answered at once.
+    let t0 = Instant::now();
+    let (_, w) = s.get(&format!("/v2.0/dvr/changes?since={}&timeout=10", last + 100)).await;
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(w["revision"].as_i64().unwrap(), last);
     // Nothing new: the poll waits out its timeout and answers empty.
     let t0 = Instant::now();
     let (_, w) = s.get(&format!("/v2.0/dvr/changes?since={last}&timeout=0.3")).await;
