@@ -421,3 +421,41 @@ async fn binding_a_port_later_keeps_its_address_and_makes_an_instance() {
     let (_, v) = s.get(&format!("/v2.0/ports/{id}")).await;
     assert_eq!(v["port"]["fixed_ips"][0]["ip_address"], ip);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_interface_by_port_id() {
+    let s = common::start().await;
+    let ids = common::build_seed(&s).await;
+    let n = s.create("networks", "network", json!({"name": "n5"})).await;
+    let sub = s.create("subnets", "subnet", json!({"name": "n5-v4", "network_id": n["id"], "cidr": "192.168.5.0/24"})).await;
+    let rid = ids["router1"].clone();
+    // A port on another address cannot be a DVR interface.
+    let other =
+        s.create("ports", "port", json!({"name": "gwx", "network_id": n["id"], "fixed_ips": [{"ip_address": "192.168.5.77"}]})).await;
+    let (st, v) = s.put(&format!("/v2.0/routers/{rid}/add_router_interface"), json!({"port_id": other["id"]})).await;
+    assert_eq!((st, v["NeutronError"]["type"].as_str()), (400, Some("BadRequest")), "{v}");
+    // The gateway port becomes the interface and keeps its id and MAC.
+    let gw = s
+        .create(
+            "ports",
+            "port",
+            json!({"name": "gw5", "network_id": n["id"], "fixed_ips": [{"subnet_id": sub["id"], "ip_address": "192.168.5.1"}]}),
+        )
+        .await;
+    let (st, v) = s.put(&format!("/v2.0/routers/{rid}/add_router_interface"), json!({"port_id": gw["id"]})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["port_id"], gw["id"]);
+    assert_eq!(v["subnet_id"], sub["id"]);
+    let (_, p) = s.get(&format!("/v2.0/ports/{}", gw["id"].as_str().unwrap())).await;
+    assert_eq!(p["port"]["device_owner"], "network:router_interface_distributed");
+    assert_eq!(p["port"]["device_id"], rid.as_str());
+    assert_eq!(p["port"]["mac_address"], gw["mac_address"]);
+    let (_, t) = s.get("/v2.0/dvr/topology").await;
+    assert!(t["routers"][0]["interfaces"].as_array().unwrap().contains(&json!("n5-v4")));
+    // Removing it by port_id detaches the subnet again.
+    let (st, v) = s.put(&format!("/v2.0/routers/{rid}/remove_router_interface"), json!({"port_id": gw["id"]})).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, t) = s.get("/v2.0/dvr/topology").await;
+    assert!(!t["routers"][0]["interfaces"].as_array().unwrap().contains(&json!("n5-v4")));
+    assert_eq!(s.get(&format!("/v2.0/ports/{}", gw["id"].as_str().unwrap())).await.0, 404);
+}
