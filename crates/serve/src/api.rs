@@ -438,7 +438,7 @@ impl serde::Serialize for Empty {
 }
 
 async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> Res {
-    let snap = app.store.snapshot();
+    let snap = app.store.current().await?;
     const TYPED: [&str; 6] = ["network_id", "device_owner", "device_id", "binding:host_id", "name", "id"];
     if coll == Coll::Ports && q.iter().all(|(k, _)| TYPED.contains(&k.as_str())) {
         // Only typed filters: the prefilter is the whole filter, nothing to sort or page.
@@ -497,7 +497,7 @@ fn path_id(coll: Coll, id: &str) -> Result<Uuid, ApiError> {
 
 async fn show(State(app): State<App>, Path(id): Path<String>, Query(q): Q, coll: Coll) -> Res {
     let uid = path_id(coll, &id)?;
-    let snap = app.store.snapshot();
+    let snap = app.store.current().await?;
     let v = view(&snap.res, coll, &uid).ok_or_else(|| coll.not_found(&id))?;
     let fields: Vec<String> = q.iter().filter(|(k, _)| k == "fields").map(|(_, v)| v.clone()).collect();
     Ok(axum::Json(json!({ coll.singular(): only_fields(v, &fields) })).into_response())
@@ -608,7 +608,7 @@ async fn remove_interface(State(app): State<App>, Path(id): Path<String>, b: Byt
 }
 
 async fn topology(State(app): State<App>) -> Res {
-    let snap = app.store.snapshot();
+    let snap = app.store.current().await?;
     let spec = resources_to_spec(&snap.res);
     let mut v = serde_json::to_value(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
     v["revision"] = json!(snap.revision);
@@ -616,7 +616,7 @@ async fn topology(State(app): State<App>) -> Res {
 }
 
 async fn deployment(State(app): State<App>) -> Res {
-    let snap = app.store.snapshot();
+    let snap = app.store.current().await?;
     Ok(axum::Json(json!({"deployment": {"name": snap.res.name, "revision": snap.revision}})).into_response())
 }
 
@@ -664,7 +664,7 @@ async fn changes(State(app): State<App>, Query(q): Q) -> Res {
     let mut rx = app.store.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.min(300.0));
     loop {
-        let rev = app.store.snapshot().revision;
+        let rev = app.store.current().await?.revision;
         if since > rev {
             // The follower is ahead of the store (a new database): answer at once
             // with the store's revision so it resynchronizes instead of waiting.
