@@ -13,6 +13,7 @@ mod bench;
 mod draw_cmd;
 mod ops;
 mod progress;
+mod server_cmd;
 mod trace_cmd;
 
 /// mimalloc: planning a large cloud allocates millions of small objects;
@@ -91,6 +92,9 @@ enum TopoFormat {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Serve a Neutron v2.0-compatible API (networks, subnets, ports, routers,
+    /// floating IPs, agents) plus the dvr extension, over SQLite or PostgreSQL.
+    Server(server_cmd::ServerArgs),
     /// Show each host's desired state: bridges, ports, OpenFlow flows, namespaces.
     ///
     /// Flows are printed in `ovs-ofctl dump-flows` syntax and load unchanged with
@@ -592,6 +596,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Lab { cmd } => run_lab(cmd)?,
+        Cmd::Server(args) => server_cmd::run(args)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
         }
