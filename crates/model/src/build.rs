@@ -8,6 +8,7 @@
 
 use crate::alloc::*;
 use crate::error::{Problem, TopologyError};
+use crate::limits;
 use crate::spec::*;
 use crate::topology::*;
 use crate::types::*;
@@ -22,8 +23,36 @@ pub fn load_str(file: &str, yaml: &str) -> Result<Topology, TopologyError> {
 
 /// Parse topology YAML into its spec without validating it (for tools that
 /// edit a deployment, e.g. [`crate::change::Change`]).
+///
+/// The loader's bounds ([`crate::limits`]) are checked first: size, then
+/// nesting depth by a linear scan (before the parser, whose cost grows with the
+/// square of the depth), then, only for a file that uses aliases, their expansion.
 pub fn parse_spec(file: &str, yaml: &str) -> Result<TopologySpec, TopologyError> {
-    serde_yaml_ng::from_str(yaml).map_err(|e| syntax_error(file, &e))
+    let limit = |e| TopologyError::limit(file, e);
+    limits::check_size(yaml.len() as u64).map_err(limit)?;
+    let scanned = limits::scan(yaml).map_err(limit)?;
+    if scanned.has_aliases {
+        limits::check_expansion(yaml).map_err(limit)?;
+    }
+    serde_yaml_ng::from_str(yaml).map_err(|e| {
+        let message = e.to_string();
+        if message.contains("recursion limit exceeded") {
+            let mut too_deep = limits::LimitExceeded {
+                limit: "nesting depth",
+                location: String::new(),
+                what: format!("mappings and sequences nest deeper than the parser allows ({message})"),
+                fix: "a topology file nests about six levels; flatten the structure".to_string(),
+            };
+            if let Some(l) = e.location() {
+                too_deep.location = format!("{}:{}:", l.line(), l.column());
+            }
+            limit(too_deep)
+        } else if message.contains("repetition limit exceeded") {
+            limit(limits::expansion_error())
+        } else {
+            syntax_error(file, &e)
+        }
+    })
 }
 
 /// A parser error as a [`TopologyError::Syntax`]: the location once (the parser
@@ -96,18 +125,51 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Read, parse and validate a topology file.
 pub fn load_file(path: &std::path::Path) -> Result<Topology, TopologyError> {
     let file = path.display().to_string();
-    let yaml = std::fs::read_to_string(path).map_err(|source| TopologyError::Io { file: file.clone(), source })?;
+    // Read at most one byte past the size bound, so a huge file (or a pipe
+    // that never ends) is refused without being read whole.
+    let io = |source| TopologyError::Io { file: file.clone(), source };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, limits::MAX_FILE_BYTES + 1), &mut bytes)
+        .map_err(io)?;
+    limits::check_size(bytes.len() as u64).map_err(|e| TopologyError::limit(&file, e))?;
+    let yaml = String::from_utf8(bytes)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the file is not UTF-8 text ({e})"))))?;
     load_str(&file, &yaml)
 }
 
 /// Collects problems while walking the spec.
+///
+/// At most [`MAX_PROBLEMS`] are kept: a generated file with one mistake
+/// repeated everywhere (or every subnet overlapping every other) must not turn
+/// into millions of messages; the rest are counted in a closing line.
 struct Checker {
     problems: Vec<Problem>,
+    dropped: usize,
 }
+
+/// Problems reported in full; further ones are only counted.
+pub const MAX_PROBLEMS: usize = 200;
 
 impl Checker {
     fn bad(&mut self, object: impl Into<String>, field: &str, what: impl Into<String>, fix: impl Into<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.dropped += 1;
+            return;
+        }
         self.problems.push(Problem { object: object.into(), field: field.to_string(), what: what.into(), fix: fix.into() });
+    }
+
+    /// The problems, with a closing one counting those not kept.
+    fn finish(mut self) -> Vec<Problem> {
+        if self.dropped > 0 {
+            self.problems.push(Problem {
+                object: "topology".to_string(),
+                field: String::new(),
+                what: format!("{} more problem(s) not shown (only the first {MAX_PROBLEMS} are listed)", self.dropped),
+                fix: "fix the problems above and validate again".to_string(),
+            });
+        }
+        self.problems
     }
 }
 
@@ -117,8 +179,9 @@ fn obj(kind: &str, i: usize, name: &str) -> String {
 
 /// Validate and allocate.
 pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError> {
-    let mut c = Checker { problems: Vec::new() };
+    let mut c = Checker { problems: Vec::new(), dropped: 0 };
     let invalid = |problems| TopologyError::Invalid { file: file.to_string(), problems };
+    limits::check_counts(spec).map_err(|e| TopologyError::limit(file, e))?;
     match spec.version {
         Some(1) => {}
         Some(v) => c.bad("topology", "version", format!("version {v} is not supported"), "set `version: 1`"),
@@ -138,7 +201,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
     let fips = check_floating_ips(&mut c, spec, &networks, &subnets, &routers, &instances, &net_ix);
     let ext_hosts = check_external_hosts(&mut c, spec, &networks, &subnets, &net_ix);
     if !c.problems.is_empty() {
-        return Err(invalid(c.problems));
+        return Err(invalid(c.finish()));
     }
 
     let mut topo = Topology {
@@ -155,7 +218,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
     };
     allocate(&mut c, &mut topo, spec, &instances, &fips, &ext_hosts, network_node);
     if !c.problems.is_empty() {
-        return Err(invalid(c.problems));
+        return Err(invalid(c.finish()));
     }
     Ok(topo)
 }
@@ -331,6 +394,7 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
     check_unique(c, all_subnets, "give every subnet a unique name, across all networks (routers name them in `interfaces`)");
     let mapped: BTreeSet<&str> = hosts.iter().flat_map(|h| h.bridge_mappings.iter().map(|m| m.physnet.as_str())).collect();
     let mut used_vlans: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    let mut vlan_cursor: BTreeMap<String, u16> = BTreeMap::new();
     let mut used_vnis: BTreeMap<u32, usize> = BTreeMap::new();
     let mut flat_physnets: BTreeMap<String, usize> = BTreeMap::new();
     // Explicit segmentation ids first, so allocation never takes one given later.
@@ -402,7 +466,13 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
                         }
                     },
                     None => {
-                        let free = (1..=4094u16).find(|v| !used_vlans.contains_key(&(physnet.clone(), *v)));
+                        // Ids are only ever taken, so the search resumes where the last one ended:
+                        // allocation stays linear in the number of networks.
+                        let cursor = vlan_cursor.entry(physnet.clone()).or_insert(1u16);
+                        while *cursor <= 4094 && used_vlans.contains_key(&(physnet.clone(), *cursor)) {
+                            *cursor += 1;
+                        }
+                        let free = (*cursor <= 4094).then_some(*cursor);
                         match free {
                             Some(v) => {
                                 used_vlans.insert((physnet.clone(), v), i);
@@ -569,6 +639,8 @@ fn check_routers(
 ) -> Vec<Router> {
     check_unique(c, named("routers", &spec.routers, |r| &r.name), "give every router a unique name");
     let mut owner_of_subnet: BTreeMap<usize, usize> = BTreeMap::new();
+    let declared_subnets: std::collections::HashSet<&str> =
+        spec.networks.iter().flat_map(|n| n.subnets.iter().map(|s| s.name.as_str())).collect();
     let mut routers = Vec::new();
     for (i, r) in spec.routers.iter().enumerate() {
         let o = obj("routers", i, &r.name);
@@ -576,7 +648,7 @@ fn check_routers(
         let mut interfaces: Vec<SubnetIx> = Vec::new();
         for name in &r.interfaces {
             let Some(&s) = sub_ix.get(name.as_str()) else {
-                let declared = spec.networks.iter().any(|n| n.subnets.iter().any(|s| &s.name == name));
+                let declared = declared_subnets.contains(name.as_str());
                 if declared {
                     // Its CIDR is invalid, which is reported on the subnet.
                     continue;
@@ -594,7 +666,7 @@ fn check_routers(
                 );
                 continue;
             }
-            if interfaces.contains(&SubnetIx(s)) {
+            if owner_of_subnet.get(&s) == Some(&i) {
                 c.bad(&o, "interfaces", format!("subnet `{name}` is listed twice"), "list each subnet once");
                 continue;
             }
@@ -818,6 +890,12 @@ fn check_instances(
          `dvr trace --from NAME`); rename one of them",
     );
     let mut macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
+    let mut dvr_macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
+    for (j, h) in hosts.iter().enumerate() {
+        if let Some(m) = h.dvr_mac {
+            dvr_macs.entry(m).or_insert(j);
+        }
+    }
     let mut out = Vec::new();
     for (i, x) in spec.instances.iter().enumerate() {
         let o = obj("instances", i, &x.name);
@@ -920,7 +998,7 @@ fn check_instances(
                     format!("{m} is also the MAC of {}", obj("instances", first, &spec.instances[first].name)),
                     "MACs must be unique; remove `mac` to have one allocated",
                 );
-            } else if let Some(j) = hosts.iter().position(|h| h.dvr_mac == Some(m)) {
+            } else if let Some(&j) = dvr_macs.get(&m) {
                 c.bad(
                     &o,
                     "mac",
@@ -960,6 +1038,7 @@ fn check_floating_ips(
     net_ix: &HashMap<&str, usize>,
 ) -> Vec<Option<FipDraft>> {
     let mut by_instance: BTreeMap<usize, usize> = BTreeMap::new();
+    let instance_ix = first_index(spec.instances.iter().map(|x| x.name.as_str()));
     let externals: Vec<usize> = (0..networks.len()).filter(|&n| networks[n].external).collect();
     let mut out = Vec::new();
     for (i, f) in spec.floating_ips.iter().enumerate() {
@@ -980,7 +1059,7 @@ fn check_floating_ips(
         let mut association = None;
         let mut ok = true;
         if let Some(name) = &f.instance {
-            match spec.instances.iter().position(|x| &x.name == name) {
+            match instance_ix.get(name.as_str()).copied() {
                 None => {
                     c.bad(&o, "instance", format!("no instance is called `{name}`"), "name an instance from the instances list");
                     ok = false;
