@@ -166,8 +166,13 @@ pub fn parse_actions(s: &str) -> Result<Vec<Action>, ParseError> {
         };
         out.push(act);
     }
-    if out == [Action::Drop] {
+    // ovs-ofctl reads an empty action list as `drop`, and `drop` only alone:
+    // one spelling each, so a parsed flow prints back as the same flow.
+    if out.is_empty() {
         return Ok(vec![Action::Drop]);
+    }
+    if out.len() > 1 && out.contains(&Action::Drop) {
+        return Err(err(s, "`drop` must be the only action (ovs-ofctl refuses it among others)"));
     }
     Ok(out)
 }
@@ -286,6 +291,19 @@ mod tests {
         assert_eq!(flows[0].actions, vec![Action::ModVlanVid(196), Action::Normal]);
         assert_eq!(flows[0].matches.in_port.as_deref(), Some("phy-br-vlan"));
         assert_eq!(flows[1].actions[1], Action::GotoTable(TableId(2)));
+    }
+
+    /// Found by fuzzing (fuzz target `flows`): `actions=` parsed as no actions,
+    /// which prints as `actions=drop`, which parsed as `[Drop]`: two flows for one
+    /// text. An empty list is `drop`, as ovs-ofctl reads it.
+    #[test]
+    fn empty_actions_are_drop_and_drop_stands_alone() {
+        let f = parse_flow("table=0, n_bytes=826, priority=4,in_port=2,dl_vlan=2 actions=").unwrap();
+        assert_eq!(f.actions, vec![Action::Drop]);
+        assert_eq!(parse_flow(&f.to_string()).unwrap(), f);
+        let e = parse_flow("priority=1 actions=drop,NORMAL").unwrap_err();
+        assert!(e.what.contains("`drop` must be the only action"), "{e}");
+        assert_eq!(parse_flow("priority=1 actions=drop").unwrap().actions, vec![Action::Drop]);
     }
 
     #[test]
