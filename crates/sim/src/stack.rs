@@ -10,7 +10,11 @@
 //! tables, longest prefix, falling through on a miss), `ip_forward`,
 //! `rp_filter` (strict), nat PREROUTING/OUTPUT/POSTROUTING/INPUT with
 //! conntrack, local delivery answering ICMP echo (and any TCP/UDP, as a
-//! listening service would).
+//! listening service would). Special destinations as Linux treats them
+//! ([`Special`]): `0.0.0.0` and `127.0.0.0/8` are answered by the namespace
+//! itself and never leave it; the limited broadcast and multicast go to the
+//! link's broadcast/multicast MAC, never to a gateway, and are never forwarded;
+//! arriving from a network, `0.0.0.0` and `127/8` are martians and dropped.
 
 use crate::netfilter::{Conntrack, Hook, NatStep, RuleCtx, Tuple};
 use crate::packet::{ARP_REPLY, ARP_REQUEST, Frame, L4, Payload};
@@ -41,6 +45,47 @@ pub struct Neigh {
     /// Written by the agent (never replaced by ARP).
     pub permanent: bool,
 }
+
+/// Destinations that Linux never sends to a gateway ([`special`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// `0.0.0.0`: as a destination of a local socket it means "this host"
+    /// (the kernel sends it to 127.0.0.1 on `lo`); on the wire it is invalid.
+    ThisHost,
+    /// `127.0.0.0/8`: the `local` table routes it to `lo`; it never leaves.
+    Loopback,
+    /// `255.255.255.255`: the limited broadcast, sent to ff:ff:ff:ff:ff:ff on
+    /// the link of the route's device, never routed.
+    Broadcast,
+    /// `224.0.0.0/4`: sent to the group's 01:00:5e MAC on the route's device,
+    /// never to a gateway; with no multicast routing nothing forwards it.
+    Multicast,
+}
+
+/// Which [`Special`] destination `dst` is, if any.
+pub fn special(dst: Ipv4Addr) -> Option<Special> {
+    if dst.is_unspecified() {
+        Some(Special::ThisHost)
+    } else if dst.is_loopback() {
+        Some(Special::Loopback)
+    } else if dst.is_broadcast() {
+        Some(Special::Broadcast)
+    } else if dst.is_multicast() {
+        Some(Special::Multicast)
+    } else {
+        None
+    }
+}
+
+/// The Ethernet address of an IPv4 multicast group (RFC 1112: 01:00:5e and
+/// the group's low 23 bits).
+pub fn multicast_mac(group: Ipv4Addr) -> MacAddr {
+    let o = group.octets();
+    MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+}
+
+/// The all-hosts group every Linux interface joins.
+const ALL_HOSTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
 
 /// An IP packet being handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +363,38 @@ impl Stack {
     }
 
     fn receive_ip(&mut self, dev: usize, mut p: IpPkt, res: &mut StackResult) {
+        match special(p.dst) {
+            Some(Special::ThisHost | Special::Loopback) => {
+                res.steps.push(StackStep::Drop(format!(
+                    "martian destination {} arrived on {}: Linux drops 0.0.0.0 and 127.0.0.0/8 from a network",
+                    p.dst, self.devs[dev].name
+                )));
+                return;
+            }
+            Some(Special::Multicast) if p.dst != ALL_HOSTS => {
+                res.ignored(|| format!("{} is a multicast group this namespace has not joined; nothing forwards multicast", p.dst));
+                return;
+            }
+            Some(kind @ (Special::Broadcast | Special::Multicast)) => {
+                let what = if kind == Special::Broadcast { "the limited broadcast" } else { "the all-hosts multicast group" };
+                res.note(|| {
+                    format!(
+                        "{} is {what}: delivered to this namespace ({}), never forwarded{}",
+                        p.dst,
+                        describe(&p),
+                        if self.forward { " although ip_forward=1" } else { "" }
+                    )
+                });
+                res.note(|| {
+                    "no answer: Linux ignores echo requests to broadcast and multicast addresses \
+                     (net.ipv4.icmp_echo_ignore_broadcasts=1), and the twin answers no broadcast or multicast"
+                        .to_string()
+                });
+                res.delivered = Some(p);
+                return;
+            }
+            None => {}
+        }
         self.nat(Hook::Prerouting, &mut p, Some(dev), None, res);
         match self.route(p.src, p.dst, Some(dev)) {
             Some(RouteResult::Local) => {
@@ -349,6 +426,37 @@ impl Stack {
     /// Send a locally generated packet (an endpoint's ping, a service's answer).
     pub fn originate(&mut self, mut p: IpPkt) -> StackResult {
         let mut res = StackResult::new(self.verbose);
+        match special(p.dst) {
+            Some(kind @ (Special::ThisHost | Special::Loopback)) => {
+                if kind == Special::ThisHost {
+                    res.note(|| "destination 0.0.0.0 means this host: Linux sends it to 127.0.0.1 on lo".to_string());
+                    p.dst = Ipv4Addr::LOCALHOST;
+                }
+                if !p.src.is_loopback() {
+                    p.src = Ipv4Addr::LOCALHOST;
+                }
+                res.note(|| format!("{} is in 127.0.0.0/8 (local table, dev lo): delivered here, it never leaves", p.dst));
+                res.delivered = Some(p);
+                res.answer = answer_to(&p);
+                return res;
+            }
+            Some(kind @ (Special::Broadcast | Special::Multicast)) => {
+                let Some(RouteResult::Unicast { dev, why, .. }) = self.route(p.src, p.dst, None) else {
+                    res.steps.push(StackStep::Drop(format!("no route to {}", p.dst)));
+                    return res;
+                };
+                res.steps.extend(why.into_iter().map(StackStep::Note));
+                let (mac, what) = match kind {
+                    Special::Broadcast => (MacAddr::BROADCAST, "the limited broadcast"),
+                    _ => (multicast_mac(p.dst), "multicast"),
+                };
+                let d = &self.devs[dev];
+                res.note(|| format!("{} is {what}: sent to {mac} on {}, not to a gateway", p.dst, d.name));
+                res.out.push((dev, Frame { src: d.mac, dst: mac, vlan: None, payload: Payload::Ip { src: p.src, dst: p.dst, l4: p.l4 } }));
+                return res;
+            }
+            None => {}
+        }
         self.nat(Hook::Output, &mut p, None, None, &mut res);
         match self.route(p.src, p.dst, None) {
             None => res.steps.push(StackStep::Drop(format!("no route to {}", p.dst))),

@@ -332,6 +332,12 @@ impl Runner<'_> {
                     hop.fate = Some("delivered".into());
                 }
                 self.phase.delivered = Some((s, p, r.answer));
+            } else if want_reply_at.is_none() && p.l4 == self.l4 {
+                // A broadcast or multicast reaches several namespaces: the
+                // first is the verdict's, each copy shows where it ended.
+                if let Some(hop) = self.phase.hops.last_mut() {
+                    hop.fate = Some("delivered".into());
+                }
             }
         }
         let mut targets = Vec::new();
