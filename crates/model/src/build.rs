@@ -592,6 +592,9 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
                         format!("{cidr} overlaps subnet `{}` ({}) of the same network", other.name, other.cidr),
                         "use disjoint CIDRs",
                     );
+                    // One overlap per subnet is enough to fix it; reporting every
+                    // pair would make n² problems of n subnets.
+                    break;
                 }
             }
             subnet_ixs.push(SubnetIx(subnets.len()));
@@ -690,6 +693,8 @@ fn check_routers(
                         format!("{} ({name}) overlaps {} ({}) on the same router", sub.cidr, subnets[prev].cidr, subnets[prev].name),
                         "a router cannot route between overlapping subnets; use disjoint CIDRs or two routers",
                     );
+                    // One overlap per interface (not every pair: n² problems).
+                    break;
                 }
             }
             owner_of_subnet.insert(s, i);
@@ -729,6 +734,7 @@ fn check_routers(
                             "a router cannot route between overlapping subnets; use disjoint \
                              CIDRs for the external and the tenant subnets",
                         );
+                        break;
                     }
                 }
             }
