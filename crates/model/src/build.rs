@@ -227,6 +227,20 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
 }
 
+/// For each subnet (by index), the distributed routers with an interface on
+/// it, in router order: instance → router lookups without scanning every router.
+fn distributed_routers_by_subnet(routers: &[Router], subnets: usize) -> Vec<Vec<usize>> {
+    let mut by_subnet = vec![Vec::new(); subnets];
+    for (r, router) in routers.iter().enumerate().filter(|(_, r)| r.distributed) {
+        for s in &router.interfaces {
+            if let Some(list) = by_subnet.get_mut(s.0) {
+                list.push(r);
+            }
+        }
+    }
+    by_subnet
+}
+
 /// Name → index of its first holder, so a duplicate never hides the original.
 fn first_index<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
     let mut ix = HashMap::new();
@@ -821,10 +835,11 @@ fn check_host_mappings(
             }
         }
     }
+    let by_subnet = distributed_routers_by_subnet(routers, subnets.len());
     for (i, d) in instances.iter().enumerate() {
         let Some(d) = d else { continue };
         let x = &spec.instances[i].name;
-        for r in routers.iter().filter(|r| r.distributed && r.interfaces.contains(&d.subnet)) {
+        for r in by_subnet[d.subnet.0].iter().map(|&r| &routers[r]) {
             for s in &r.interfaces {
                 let sub = &subnets[s.0];
                 if sub.network != d.network {
@@ -1439,17 +1454,17 @@ fn allocate(
     }
     // 6. Which hosts carry each router: the SNAT host plus every host with a
     //    DVR-serviced port on one of its subnets (Neutron's DVR scheduler).
-    for r in 0..topo.routers.len() {
-        let router = &topo.routers[r];
-        let mut hosts: BTreeSet<HostIx> = router.snat_host.into_iter().collect();
-        if router.distributed {
-            for p in &topo.ports {
-                if p.owner.is_dvr_serviced() && router.interfaces.contains(&p.subnet) {
-                    hosts.extend(p.host);
-                }
-            }
+    //    One pass over the ports through a subnet → routers index (not a pass
+    //    per router: routers × ports is quadratic in the deployment's size).
+    let mut router_hosts: Vec<BTreeSet<HostIx>> = topo.routers.iter().map(|r| r.snat_host.into_iter().collect()).collect();
+    let by_subnet = distributed_routers_by_subnet(&topo.routers, topo.subnets.len());
+    for p in topo.ports.iter().filter(|p| p.owner.is_dvr_serviced()) {
+        for &r in &by_subnet[p.subnet.0] {
+            router_hosts[r].extend(p.host);
         }
-        topo.routers[r].hosts = hosts.into_iter().collect();
+    }
+    for (router, hosts) in topo.routers.iter_mut().zip(router_hosts) {
+        router.hosts = hosts.into_iter().collect();
     }
     // 7. fip-agent gateway (fg-) ports: one per (external network, host with a
     //    copy of a router whose gateway is on that network).
