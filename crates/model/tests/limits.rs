@@ -206,3 +206,17 @@ fn overlapping_subnets_report_one_problem_each_not_every_pair() {
     // 80 × 249 subnets and 5 × 3,999 interfaces overlap one before them.
     assert_eq!(more + dvr_model::build::MAX_PROBLEMS, 80 * 249 + 5 * 3999, "{last}");
 }
+
+/// An anchor on one host with a large map, reused by 200 aliases: under the
+/// parser's own repetition guard (few jumps) but 4 million nodes once
+/// expanded. Before the limit, 2,000 such aliases of a 50,000-entry map (an
+/// 840 KB file) ran 88 s and died out of memory at 4 GB.
+#[test]
+fn a_large_anchor_reused_many_times_is_refused() {
+    let maps: Vec<String> = (0..20_000).map(|i| format!("p{i}: br{i}")).collect();
+    let mut y = format!("version: 1\nhosts:\n  - &h {{name: a, role: compute, bridge_mappings: {{{}}}}}\n", maps.join(", "));
+    for _ in 0..200 {
+        y += "  - *h\n";
+    }
+    limit_err(&y, "alias expansion");
+}
