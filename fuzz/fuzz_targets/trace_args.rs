@@ -11,6 +11,11 @@ use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 
+fn seed_topology() -> &'static dvr_model::Topology {
+    static T: OnceLock<dvr_model::Topology> = OnceLock::new();
+    T.get_or_init(dvr_model::seed)
+}
+
 fn seed_world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
@@ -37,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
         _ => L4::Icmp { reply: false, id: 1 },
     };
     let mut world = seed_world().clone();
-    let Some(to) = dvr_sim::demo::resolve(&world, to) else { return };
+    // The CLI's two resolvers (trace: the twin's; lab ping/exec: the topology's) agree.
+    let to_ip = dvr_sim::demo::resolve(&world, to);
+    assert_eq!(to_ip, seed_topology().endpoint_ip(to), "the two endpoint resolvers disagree on `{to}`");
+    let Some(to) = to_ip else { return };
     let req = TraceRequest { from: from.to_string(), to, l4, spoof_ip, spoof_mac };
     let _ = dvr_sim::trace(&mut world, &req);
 });

@@ -311,10 +311,7 @@ fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
 }
 
 fn endpoint_ip(t: &Topology, name: &str) -> Option<std::net::Ipv4Addr> {
-    name.parse()
-        .ok()
-        .or_else(|| t.instances.iter().find(|x| x.name == name).map(|x| t.port(x.port).ip))
-        .or_else(|| t.external_hosts.iter().find(|e| e.name == name).map(|e| e.ip))
+    t.endpoint_ip(name)
 }
 
 fn run_lab(cmd: LabCmd) -> Result<()> {

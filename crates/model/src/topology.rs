@@ -380,6 +380,16 @@ pub struct ExternalHost {
 }
 
 impl Topology {
+    /// The address a command-line endpoint argument stands for: an IPv4
+    /// address as written, else the fixed IP of the instance or external host
+    /// of that name. Shared by the CLI (`lab ping`, `lab exec`) and the fuzz
+    /// target of trace arguments, so what users type is parsed in one place.
+    pub fn endpoint_ip(&self, arg: &str) -> Option<Ipv4Addr> {
+        arg.parse()
+            .ok()
+            .or_else(|| self.instances.iter().find(|x| x.name == arg).map(|x| self.port(x.port).ip))
+            .or_else(|| self.external_hosts.iter().find(|e| e.name == arg).map(|e| e.ip))
+    }
     /// Host index by name.
     pub fn host_ix(&self, name: &str) -> Option<HostIx> {
         self.hosts.iter().position(|h| h.name == name).map(HostIx)

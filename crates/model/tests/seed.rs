@@ -41,3 +41,15 @@ fn same_input_same_topology() {
     let b = serde_json::to_string(&seed()).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn endpoint_arguments_resolve_to_addresses() {
+    let t = seed();
+    assert_eq!(t.endpoint_ip("vm1"), Some("192.168.1.9".parse().unwrap()));
+    assert_eq!(t.endpoint_ip("10.9.8.7"), Some("10.9.8.7".parse().unwrap()));
+    let ext1 = t.external_hosts.iter().find(|e| e.name == "ext1").unwrap().ip;
+    assert_eq!(t.endpoint_ip("ext1"), Some(ext1));
+    for bad in ["", "nobody", "192.168.1", "192.168.1.256", " vm1"] {
+        assert_eq!(t.endpoint_ip(bad), None, "{bad:?}");
+    }
+}
