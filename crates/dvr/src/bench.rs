@@ -96,6 +96,21 @@ pub struct OvsFigures {
     pub ratio: f64,
 }
 
+/// Time and memory of one `dvr` command as a user runs it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CommandFigures {
+    /// The command line (after `dvr`), with the topology file as `FILE`.
+    pub command: String,
+    /// Wall time, s.
+    pub seconds: f64,
+    /// Peak resident memory of the command's process (getrusage `ru_maxrss`), MiB.
+    pub peak_rss_mib: f64,
+    /// What it printed on stdout, MiB.
+    pub output_mib: f64,
+    /// Exit status 0.
+    pub ok: bool,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
@@ -109,6 +124,8 @@ pub struct Report {
     pub traces: Vec<TraceFigures>,
     /// All-pairs reachability.
     pub all_pairs: Option<AllPairsFigures>,
+    /// Single commands on the largest generated deployment (time, peak memory).
+    pub commands: Vec<CommandFigures>,
     /// Side by side with Open vSwitch.
     pub ovs: Option<OvsFigures>,
     /// Why the OVS comparison did not run, if it did not.
@@ -126,6 +143,78 @@ pub fn peak_rss_mib() -> f64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// Run `dvr ARGS` and measure it. Done in a child process of its own
+/// (`dvr bench --child-measure ARGS`) that has no other children, so
+/// `getrusage(RUSAGE_CHILDREN)` there is exactly this command's peak RSS;
+/// stdout is read and counted, not kept.
+pub fn command_figures(label: &str, args: &[String]) -> Result<CommandFigures> {
+    let exe = std::env::current_exe().context("the path of the dvr binary")?;
+    let out = std::process::Command::new(exe)
+        .arg("bench")
+        .arg("--child-measure")
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the measuring child")?;
+    let mut f: CommandFigures = serde_json::from_slice(&out.stdout).context("reading the measuring child's figures")?;
+    f.command = label.to_string();
+    Ok(f)
+}
+
+/// The measuring child of [`command_figures`]: run `dvr ARGS`, drain its
+/// stdout, wait, and report the figures.
+pub fn measure_child(args: &[String]) -> Result<CommandFigures> {
+    use std::io::Read;
+    let exe = std::env::current_exe().context("the path of the dvr binary")?;
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting the measured command")?;
+    let mut stdout = child.stdout.take().context("the command's stdout")?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let n = stdout.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+    }
+    let status = child.wait()?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    Ok(CommandFigures {
+        command: args.join(" "),
+        seconds,
+        // Linux reports ru_maxrss in KiB.
+        peak_rss_mib: usage.max_rss() as f64 / 1024.0,
+        output_mib: bytes as f64 / (1024.0 * 1024.0),
+        ok: status.success(),
+    })
+}
+
+/// The commands measured on a generated deployment written to `file`: the
+/// ones an operator runs on the whole cloud (`validate`, one host's `plan`, a
+/// `trace`), and the whole plan as text and JSON, whose memory grows with its
+/// output.
+pub fn commands(file: &str, paths: &[dvr_model::PathSpec]) -> Vec<(String, Vec<String>)> {
+    let mut out = vec![
+        ("validate -t FILE".to_string(), vec!["validate", "-t", file]),
+        ("plan -t FILE --host compute1".to_string(), vec!["plan", "-t", file, "--host", "compute1"]),
+        ("plan -t FILE --host compute1 --format json".to_string(), vec!["plan", "-t", file, "--host", "compute1", "--format", "json"]),
+        ("plan -t FILE (every host, text)".to_string(), vec!["plan", "-t", file]),
+        ("plan -t FILE --format json (every host)".to_string(), vec!["plan", "-t", file, "--format", "json"]),
+    ];
+    if let Some(p) = paths.iter().find(|p| p.note.as_deref().is_some_and(|n| n.contains("different hosts"))).or(paths.first()) {
+        let label = format!("trace -t FILE --from {} --to {}", p.from, p.to);
+        out.push((label, vec!["trace", "-t", file, "--from", &p.from, "--to", &p.to]));
+    }
+    out.into_iter().map(|(l, a)| (l, a.into_iter().map(String::from).collect())).collect()
 }
 
 /// Build and plan a generated deployment of `hosts` compute hosts (run in a child).
@@ -403,6 +492,14 @@ pub fn render(r: &Report) -> String {
             "\nALL PAIRS: {} VMs, {} ordered pairs, {} reachable, {:.2} s on {} threads",
             a.vms, a.pairs, a.reachable, a.seconds, a.threads
         );
+    }
+    if !r.commands.is_empty() {
+        let _ = writeln!(o, "\nCOMMANDS on the largest deployment (each a child process; peak RSS from getrusage)");
+        let _ = writeln!(o, "{:<52} {:>9} {:>9} {:>10}", "command", "seconds", "peak MiB", "stdout MiB");
+        for c in &r.commands {
+            let failed = if c.ok { "" } else { "  (FAILED)" };
+            let _ = writeln!(o, "{:<52} {:>9.3} {:>9.1} {:>10.2}{failed}", c.command, c.seconds, c.peak_rss_mib, c.output_mib);
+        }
     }
     match (&r.ovs, &r.ovs_skipped) {
         (Some(v), _) => {

@@ -210,6 +210,9 @@ enum Cmd {
         /// Internal: plan one size and print its figures as JSON (run in a child process).
         #[arg(long, hide = true)]
         child_plan: Option<usize>,
+        /// Internal: run `dvr ARGS…` as a child, print its time and peak memory as JSON.
+        #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
+        child_measure: Option<Vec<String>>,
     },
     /// Generate a deterministic topology file for scale tests (20 VMs per host,
     /// one network per two hosts, one router per four hosts).
@@ -485,22 +488,27 @@ fn load_changed(arg: &TopologyArg) -> Result<Vec<Topology>> {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Plan { topo, host, bridge, format, explain, profile } => {
-            let plan = if topo.changes.is_empty() {
-                dvr_plan::plan(&load(&topo)?, profile)?
+            // Planned host by host and written as it goes: one host's plan in
+            // memory at a time, never the whole deployment's (nor its text).
+            // With --change, the changes run through the incremental planner
+            // (its result is what is printed) after a full plan of the original.
+            let (t, changed) = if topo.changes.is_empty() {
+                (load(&topo)?, None)
             } else {
-                let ts = load_changed(&topo)?;
+                let mut ts = load_changed(&topo)?;
                 dvr_plan::plan(&ts[0], profile)?; // the same checks as a full plan
                 let mut r = dvr_plan::incremental::Replanner::new(&ts[0], profile);
                 for t in &ts[1..] {
                     r.update(t);
                 }
-                r.plan().clone()
+                (ts.pop().expect("the original topology is always there"), Some(r.plan().clone()))
             };
-            let hosts: Vec<&dvr_plan::HostPlan> = match &host {
-                None => plan.hosts.iter().collect(),
-                Some(h) => vec![plan.host(h).with_context(|| {
-                    let names: Vec<&str> = plan.hosts.iter().map(|h| h.host.as_str()).collect();
-                    format!("no host `{h}` in {}; hosts are: {}", plan.topology, names.join(", "))
+            dvr_plan::check_supported(&t)?;
+            let hosts: Vec<dvr_model::HostIx> = match &host {
+                None => t.hosts_ix().map(|(i, _)| i).collect(),
+                Some(h) => vec![t.host_ix(h).with_context(|| {
+                    let names: Vec<&str> = t.hosts.iter().map(|h| h.name.as_str()).collect();
+                    format!("no host `{h}` in {}; hosts are: {}", t.name, names.join(", "))
                 })?],
             };
             let pick_bridge = |hp: &dvr_plan::HostPlan, b: &str| -> Result<dvr_plan::Bridge> {
@@ -509,33 +517,44 @@ fn run(cli: Cli) -> Result<()> {
                     format!("host `{}` has no bridge `{b}`; its bridges are: {}", hp.host, names.join(", "))
                 })
             };
+            let cache = dvr_plan::ctx::FlowCache::default();
+            let plan_one = |ix: dvr_model::HostIx| match &changed {
+                Some(p) => p.hosts[ix.0].clone(),
+                None => dvr_plan::plan_host_shared(&t, ix, profile, &cache),
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            use std::io::Write;
             match format {
                 PlanFormat::Json => {
-                    let v = match (&host, &bridge) {
-                        (Some(_), Some(b)) => serde_json::to_value(pick_bridge(hosts[0], b)?)?,
-                        (Some(_), None) => serde_json::to_value(hosts[0])?,
-                        (None, _) => serde_json::to_value(&plan)?,
+                    match (&host, &bridge) {
+                        (Some(_), Some(b)) => serde_json::to_writer_pretty(&mut out, &pick_bridge(&plan_one(hosts[0]), b)?)?,
+                        (Some(_), None) => serde_json::to_writer_pretty(&mut out, &plan_one(hosts[0]))?,
+                        (None, _) => match &changed {
+                            Some(p) => serde_json::to_writer_pretty(&mut out, p)?,
+                            None => serde_json::to_writer_pretty(&mut out, &dvr_plan::StreamedPlan { topo: &t, profile })?,
+                        },
                     };
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    writeln!(out)?;
                 }
                 PlanFormat::Flows => {
                     let (Some(_), Some(b)) = (&host, &bridge) else {
                         bail!("--format flows prints one bridge: give --host HOST and --bridge BRIDGE");
                     };
-                    print!("{}", render::flows_text(&pick_bridge(hosts[0], b)?));
+                    write!(out, "{}", render::flows_text(&pick_bridge(&plan_one(hosts[0]), b)?))?;
                 }
                 PlanFormat::Text => {
                     let opts = render::TextOptions { explain };
-                    for hp in hosts {
+                    for ix in hosts {
+                        let hp = plan_one(ix);
                         match &bridge {
-                            Some(b) => {
-                                print!("{}", render::bridge_text(&pick_bridge(hp, b)?, opts))
-                            }
-                            None => println!("{}", render::host_text(hp, opts)),
+                            Some(b) => write!(out, "{}", render::bridge_text(&pick_bridge(&hp, b)?, opts))?,
+                            None => writeln!(out, "{}", render::host_text(&hp, opts))?,
                         }
                     }
                 }
             }
+            out.flush()?;
         }
         Cmd::Trace(a) => trace_cmd::run_trace(a)?,
         Cmd::Demo(a) => trace_cmd::run_demo(a)?,
@@ -600,9 +619,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
         }
-        Cmd::Bench { sizes, quick, no_ovs, format, child_plan } => {
+        Cmd::Bench { sizes, quick, no_ovs, format, child_plan, child_measure } => {
             if let Some(n) = child_plan {
                 println!("{}", serde_json::to_string(&bench::plan_figures(n)?)?);
+                return Ok(());
+            }
+            if let Some(args) = child_measure {
+                println!("{}", serde_json::to_string(&bench::measure_child(&args)?)?);
                 return Ok(());
             }
             run_bench(if quick { vec![10, 100] } else { sizes }, quick, no_ovs, format)?;
@@ -665,6 +688,16 @@ fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) 
     let label = format!("{largest} hosts ({} VMs)", big.instances.len());
     r.traces.push(bench::trace_figures(&label, &big, true, budget)?);
     r.traces.push(bench::trace_figures(&label, &big, false, budget)?);
+    eprintln!("bench: single commands on {largest} hosts");
+    let dir = std::env::temp_dir().join(format!("dvr-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("gen-{largest}.yaml"));
+    std::fs::write(&file, &big_yaml)?;
+    let file_arg = file.display().to_string();
+    for (label, args) in bench::commands(&file_arg, &big.paths) {
+        r.commands.push(bench::command_figures(&label, &args)?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     let pair_hosts = if quick { 10 } else { 50 };
     stages.stage(&format!("all pairs of {} VMs", pair_hosts * 20));
     r.all_pairs = Some(bench::all_pairs(pair_hosts, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?);

@@ -22,9 +22,7 @@ fn capture() -> Option<String> {
     if p.exists() {
         return Some(p.display().to_string());
     }
-    assert!(std::env::var_os("CI").is_none(), "shared/reference/real-neutron/seed-fip missing in CI");
-    eprintln!("SKIPPED: no shared reference capture");
-    None
+    panic!("no shared reference capture at {}: this test needs ../shared beside the repository", p.display())
 }
 
 fn fixture() -> String {
@@ -69,7 +67,8 @@ fn bad_dump_directories_are_bad_input_with_a_fix() {
 }
 
 #[test]
-fn trace_and_verify_across_the_real_neutron_capture() {
+#[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
+fn shared_trace_and_verify_across_the_real_neutron_capture() {
     let Some(cap) = capture() else { return };
     let out = dvr(&["trace", "--dumps", &cap, "--from", "10.100.0.14", "--to", "10.100.0.39", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));

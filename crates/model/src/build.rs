@@ -8,6 +8,7 @@
 
 use crate::alloc::*;
 use crate::error::{Problem, ProblemKind, TopologyError};
+use crate::limits;
 use crate::spec::*;
 use crate::topology::*;
 use crate::types::*;
@@ -22,8 +23,36 @@ pub fn load_str(file: &str, yaml: &str) -> Result<Topology, TopologyError> {
 
 /// Parse topology YAML into its spec without validating it (for tools that
 /// edit a deployment, e.g. [`crate::change::Change`]).
+///
+/// The loader's bounds ([`crate::limits`]) are checked first: size, then
+/// nesting depth by a linear scan (before the parser, whose cost grows with the
+/// square of the depth), then, only for a file that uses aliases, their expansion.
 pub fn parse_spec(file: &str, yaml: &str) -> Result<TopologySpec, TopologyError> {
-    serde_yaml_ng::from_str(yaml).map_err(|e| syntax_error(file, &e))
+    let limit = |e| TopologyError::limit(file, e);
+    limits::check_size(yaml.len() as u64).map_err(limit)?;
+    let scanned = limits::scan(yaml).map_err(limit)?;
+    if scanned.has_aliases {
+        limits::check_expansion(yaml).map_err(limit)?;
+    }
+    serde_yaml_ng::from_str(yaml).map_err(|e| {
+        let message = e.to_string();
+        if message.contains("recursion limit exceeded") {
+            let mut too_deep = limits::LimitExceeded {
+                limit: "nesting depth",
+                location: String::new(),
+                what: format!("mappings and sequences nest deeper than the parser allows ({message})"),
+                fix: "a topology file nests about six levels; flatten the structure".to_string(),
+            };
+            if let Some(l) = e.location() {
+                too_deep.location = format!("{}:{}:", l.line(), l.column());
+            }
+            limit(too_deep)
+        } else if message.contains("repetition limit exceeded") {
+            limit(limits::expansion_error())
+        } else {
+            syntax_error(file, &e)
+        }
+    })
 }
 
 /// A parser error as a [`TopologyError::Syntax`]: the location once (the parser
@@ -97,14 +126,30 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Read, parse and validate a topology file.
 pub fn load_file(path: &std::path::Path) -> Result<Topology, TopologyError> {
     let file = path.display().to_string();
-    let yaml = std::fs::read_to_string(path).map_err(|source| TopologyError::Io { file: file.clone(), source })?;
+    // Read at most one byte past the size bound, so a huge file (or a pipe
+    // that never ends) is refused without being read whole.
+    let io = |source| TopologyError::Io { file: file.clone(), source };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, limits::MAX_FILE_BYTES + 1), &mut bytes)
+        .map_err(io)?;
+    limits::check_size(bytes.len() as u64).map_err(|e| TopologyError::limit(&file, e))?;
+    let yaml = String::from_utf8(bytes)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the file is not UTF-8 text ({e})"))))?;
     load_str(&file, &yaml)
 }
 
 /// Collects problems while walking the spec.
+///
+/// At most [`MAX_PROBLEMS`] are kept: a generated file with one mistake
+/// repeated everywhere (or every subnet overlapping every other) must not turn
+/// into millions of messages; the rest are counted in a closing line.
 struct Checker {
     problems: Vec<Problem>,
+    dropped: usize,
 }
+
+/// Problems reported in full; further ones are only counted.
+pub const MAX_PROBLEMS: usize = 200;
 
 impl Checker {
     fn bad(&mut self, object: impl Into<String>, field: &str, what: impl Into<String>, fix: impl Into<String>) {
@@ -114,7 +159,25 @@ impl Checker {
     /// Like [`Checker::bad`], for a problem of a kind that API front ends
     /// map to their own error types (e.g. an address already in use).
     fn bad_k(&mut self, kind: ProblemKind, object: impl Into<String>, field: &str, what: impl Into<String>, fix: impl Into<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.dropped += 1;
+            return;
+        }
         self.problems.push(Problem { kind, object: object.into(), field: field.to_string(), what: what.into(), fix: fix.into() });
+    }
+
+    /// The problems, with a closing one counting those not kept.
+    fn finish(mut self) -> Vec<Problem> {
+        if self.dropped > 0 {
+            self.problems.push(Problem {
+                kind: ProblemKind::Other,
+                object: "topology".to_string(),
+                field: String::new(),
+                what: format!("{} more problem(s) not shown (only the first {MAX_PROBLEMS} are listed)", self.dropped),
+                fix: "fix the problems above and validate again".to_string(),
+            });
+        }
+        self.problems
     }
 }
 
@@ -124,8 +187,9 @@ fn obj(kind: &str, i: usize, name: &str) -> String {
 
 /// Validate and allocate.
 pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError> {
-    let mut c = Checker { problems: Vec::new() };
+    let mut c = Checker { problems: Vec::new(), dropped: 0 };
     let invalid = |problems| TopologyError::Invalid { file: file.to_string(), problems };
+    limits::check_counts(spec).map_err(|e| TopologyError::limit(file, e))?;
     match spec.version {
         Some(1) => {}
         Some(v) => c.bad("topology", "version", format!("version {v} is not supported"), "set `version: 1`"),
@@ -146,7 +210,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
     let ext_hosts = check_external_hosts(&mut c, spec, &networks, &subnets, &net_ix);
     let ports = check_ports(&mut c, spec, &networks, &subnets, &net_ix, network_node);
     if !c.problems.is_empty() {
-        return Err(invalid(c.problems));
+        return Err(invalid(c.finish()));
     }
 
     let mut topo = Topology {
@@ -166,7 +230,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
     allocate(&mut c, &mut topo, spec, &instances, &fips, &ext_hosts, &ports, network_node);
     check_paths(&mut c, spec, &topo);
     if !c.problems.is_empty() {
-        return Err(invalid(c.problems));
+        return Err(invalid(c.finish()));
     }
     topo.paths = spec.paths.clone();
     Ok(topo)
@@ -193,6 +257,20 @@ fn check_paths(c: &mut Checker, spec: &TopologySpec, topo: &Topology) {
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+}
+
+/// For each subnet (by index), the distributed routers with an interface on
+/// it, in router order: instance → router lookups without scanning every router.
+fn distributed_routers_by_subnet(routers: &[Router], subnets: usize) -> Vec<Vec<usize>> {
+    let mut by_subnet = vec![Vec::new(); subnets];
+    for (r, router) in routers.iter().enumerate().filter(|(_, r)| r.distributed) {
+        for s in &router.interfaces {
+            if let Some(list) = by_subnet.get_mut(s.0) {
+                list.push(r);
+            }
+        }
+    }
+    by_subnet
 }
 
 /// Name → index of its first holder, so a duplicate never hides the original.
@@ -362,6 +440,7 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
     check_unique(c, all_subnets, "give every subnet a unique name, across all networks (routers name them in `interfaces`)");
     let mapped: BTreeSet<&str> = hosts.iter().flat_map(|h| h.bridge_mappings.iter().map(|m| m.physnet.as_str())).collect();
     let mut used_vlans: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    let mut vlan_cursor: BTreeMap<String, u16> = BTreeMap::new();
     let mut used_vnis: BTreeMap<u32, usize> = BTreeMap::new();
     let mut flat_physnets: BTreeMap<String, usize> = BTreeMap::new();
     // Explicit segmentation ids first, so allocation never takes one given later.
@@ -434,7 +513,13 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
                         }
                     },
                     None => {
-                        let free = (1..=4094u16).find(|v| !used_vlans.contains_key(&(physnet.clone(), *v)));
+                        // Ids are only ever taken, so the search resumes where the last one ended:
+                        // allocation stays linear in the number of networks.
+                        let cursor = vlan_cursor.entry(physnet.clone()).or_insert(1u16);
+                        while *cursor <= 4094 && used_vlans.contains_key(&(physnet.clone(), *cursor)) {
+                            *cursor += 1;
+                        }
+                        let free = (*cursor <= 4094).then_some(*cursor);
                         match free {
                             Some(v) => {
                                 used_vlans.insert((physnet.clone(), v), i);
@@ -567,6 +652,9 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
                         format!("{cidr} overlaps subnet `{}` ({}) of the same network", other.name, other.cidr),
                         "use disjoint CIDRs",
                     );
+                    // One overlap per subnet is enough to fix it; reporting every
+                    // pair would make n² problems of n subnets.
+                    break;
                 }
             }
             subnet_ixs.push(SubnetIx(subnets.len()));
@@ -617,6 +705,8 @@ fn check_routers(
 ) -> Vec<Router> {
     check_unique(c, named("routers", &spec.routers, |r| &r.name), "give every router a unique name");
     let mut owner_of_subnet: BTreeMap<usize, usize> = BTreeMap::new();
+    let declared_subnets: std::collections::HashSet<&str> =
+        spec.networks.iter().flat_map(|n| n.subnets.iter().map(|s| s.name.as_str())).collect();
     let mut routers = Vec::new();
     for (i, r) in spec.routers.iter().enumerate() {
         let o = obj("routers", i, &r.name);
@@ -624,7 +714,7 @@ fn check_routers(
         let mut interfaces: Vec<SubnetIx> = Vec::new();
         for name in &r.interfaces {
             let Some(&s) = sub_ix.get(name.as_str()) else {
-                let declared = spec.networks.iter().any(|n| n.subnets.iter().any(|s| &s.name == name));
+                let declared = declared_subnets.contains(name.as_str());
                 if declared {
                     // Its CIDR is invalid, which is reported on the subnet.
                     continue;
@@ -648,7 +738,7 @@ fn check_routers(
                 );
                 continue;
             }
-            if interfaces.contains(&SubnetIx(s)) {
+            if owner_of_subnet.get(&s) == Some(&i) {
                 c.bad(&o, "interfaces", format!("subnet `{name}` is listed twice"), "list each subnet once");
                 continue;
             }
@@ -674,6 +764,8 @@ fn check_routers(
                         format!("{} ({name}) overlaps {} ({}) on the same router", sub.cidr, subnets[prev].cidr, subnets[prev].name),
                         "a router cannot route between overlapping subnets; use disjoint CIDRs or two routers",
                     );
+                    // One overlap per interface (not every pair: n² problems).
+                    break;
                 }
             }
             owner_of_subnet.insert(s, i);
@@ -720,6 +812,7 @@ fn check_routers(
                             "a router cannot route between overlapping subnets; use disjoint \
                              CIDRs for the external and the tenant subnets",
                         );
+                        break;
                     }
                 }
             }
@@ -807,10 +900,11 @@ fn check_host_mappings(
             }
         }
     }
+    let by_subnet = distributed_routers_by_subnet(routers, subnets.len());
     for (i, d) in instances.iter().enumerate() {
         let Some(d) = d else { continue };
         let x = &spec.instances[i].name;
-        for r in routers.iter().filter(|r| r.distributed && r.interfaces.contains(&d.subnet)) {
+        for r in by_subnet[d.subnet.0].iter().map(|&r| &routers[r]) {
             for s in &r.interfaces {
                 let sub = &subnets[s.0];
                 if sub.network != d.network {
@@ -882,6 +976,12 @@ fn check_instances(
          `dvr trace --from NAME`); rename one of them",
     );
     let mut macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
+    let mut dvr_macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
+    for (j, h) in hosts.iter().enumerate() {
+        if let Some(m) = h.dvr_mac {
+            dvr_macs.entry(m).or_insert(j);
+        }
+    }
     let mut out = Vec::new();
     for (i, x) in spec.instances.iter().enumerate() {
         let o = obj("instances", i, &x.name);
@@ -998,7 +1098,7 @@ fn check_instances(
                     format!("{m} is also the MAC of {}", obj("instances", first, &spec.instances[first].name)),
                     "MACs must be unique; remove `mac` to have one allocated",
                 );
-            } else if let Some(j) = hosts.iter().position(|h| h.dvr_mac == Some(m)) {
+            } else if let Some(&j) = dvr_macs.get(&m) {
                 c.bad_k(
                     ProblemKind::MacInUse,
                     &o,
@@ -1039,6 +1139,7 @@ fn check_floating_ips(
     net_ix: &HashMap<&str, usize>,
 ) -> Vec<Option<FipDraft>> {
     let mut by_instance: BTreeMap<usize, usize> = BTreeMap::new();
+    let instance_ix = first_index(spec.instances.iter().map(|x| x.name.as_str()));
     let externals: Vec<usize> = (0..networks.len()).filter(|&n| networks[n].external).collect();
     let mut out = Vec::new();
     for (i, f) in spec.floating_ips.iter().enumerate() {
@@ -1065,7 +1166,7 @@ fn check_floating_ips(
         let mut association = None;
         let mut ok = true;
         if let Some(name) = &f.instance {
-            match spec.instances.iter().position(|x| &x.name == name) {
+            match instance_ix.get(name.as_str()).copied() {
                 None => {
                     c.bad_k(
                         ProblemKind::DanglingReference,
@@ -1726,17 +1827,17 @@ fn allocate(
     }
     // 6. Which hosts carry each router: the SNAT host plus every host with a
     //    DVR-serviced port on one of its subnets (Neutron's DVR scheduler).
-    for r in 0..topo.routers.len() {
-        let router = &topo.routers[r];
-        let mut hosts: BTreeSet<HostIx> = router.snat_host.into_iter().collect();
-        if router.distributed {
-            for p in &topo.ports {
-                if p.owner.is_dvr_serviced() && router.interfaces.contains(&p.subnet) {
-                    hosts.extend(p.host);
-                }
-            }
+    //    One pass over the ports through a subnet → routers index (not a pass
+    //    per router: routers × ports is quadratic in the deployment's size).
+    let mut router_hosts: Vec<BTreeSet<HostIx>> = topo.routers.iter().map(|r| r.snat_host.into_iter().collect()).collect();
+    let by_subnet = distributed_routers_by_subnet(&topo.routers, topo.subnets.len());
+    for p in topo.ports.iter().filter(|p| p.owner.is_dvr_serviced()) {
+        for &r in &by_subnet[p.subnet.0] {
+            router_hosts[r].extend(p.host);
         }
-        topo.routers[r].hosts = hosts.into_iter().collect();
+    }
+    for (router, hosts) in topo.routers.iter_mut().zip(router_hosts) {
+        router.hosts = hosts.into_iter().collect();
     }
     // 7. fip-agent gateway (fg-) ports: one per (external network, host with a
     //    copy of a router whose gateway is on that network).

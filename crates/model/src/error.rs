@@ -84,6 +84,21 @@ pub enum TopologyError {
         /// Advice.
         fix: String,
     },
+    /// The input exceeds one of the loader's bounds ([`crate::limits`]): too
+    /// big, nested too deep, aliases expanding too far, too many objects.
+    #[error("{file}:{location} {limit} limit exceeded: {what}\n    fix: {fix}")]
+    Limit {
+        /// File label.
+        file: String,
+        /// Which bound (`size`, `nesting depth`, `alias expansion`, `hosts`, …).
+        limit: &'static str,
+        /// `line:column:` when known.
+        location: String,
+        /// What the input has, and the bound.
+        what: String,
+        /// How to get under it.
+        fix: String,
+    },
     /// Well-formed YAML describing an impossible or ambiguous deployment.
     #[error("{file}: {} problem(s) in the topology:\n{}", .problems.len(), render(.problems))]
     Invalid {
@@ -92,6 +107,13 @@ pub enum TopologyError {
         /// Every problem found (validation does not stop at the first).
         problems: Vec<Problem>,
     },
+}
+
+impl TopologyError {
+    /// A [`crate::limits::LimitExceeded`] found in `file`.
+    pub fn limit(file: &str, e: crate::limits::LimitExceeded) -> TopologyError {
+        TopologyError::Limit { file: file.to_string(), limit: e.limit, location: e.location, what: e.what, fix: e.fix }
+    }
 }
 
 fn render(problems: &[Problem]) -> String {

@@ -7,7 +7,7 @@
 //! from one immutable, valid [`Topology`] and never has to fail.
 //!
 //! Modules: [`types`] (domain values), [`spec`] (the YAML as written),
-//! [`build`] (validation + allocation), [`alloc`] (the allocators),
+//! [`build`] (validation + allocation), [`limits`] (bounds on the input), [`alloc`] (the allocators),
 //! [`names`] (Neutron's device and namespace names), [`topology`] (the result).
 #![forbid(unsafe_code)]
 
@@ -16,6 +16,7 @@ pub mod build;
 pub mod change;
 pub mod error;
 pub mod r#gen;
+pub mod limits;
 pub mod names;
 pub mod spec;
 pub mod summary;

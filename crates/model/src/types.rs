@@ -76,7 +76,8 @@ impl FromStr for MacAddr {
         let mut parts = s.split([':', '-']);
         for o in out.iter_mut() {
             let p = parts.next().ok_or_else(err)?;
-            if p.is_empty() || p.len() > 2 {
+            // Hex digits only: from_str_radix would also take a sign (`+f`).
+            if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(err());
             }
             *o = u8::from_str_radix(p, 16).map_err(|_| err())?;
@@ -279,7 +280,9 @@ mod tests {
 
     #[test]
     fn mac_rejects_garbage() {
-        for bad in ["", "fa:16:3e", "fa:16:3e:00:00:00:00", "zz:16:3e:00:00:00", "fa:16:3e:000:0:0"] {
+        for bad in
+            ["", "fa:16:3e", "fa:16:3e:00:00:00:00", "zz:16:3e:00:00:00", "fa:16:3e:000:0:0", "+f:16:3e:00:00:00", "fa:16:3e:00:00:+0"]
+        {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

@@ -98,7 +98,7 @@ fn parse_flow_inner(line: &str, mut ignored: Option<&mut Vec<String>>) -> Result
             }
             ("table", Some(v)) => flow.table = TableId(num(tok, v)?),
             ("priority", Some(v)) => flow.priority = num(tok, v)?,
-            ("in_port", Some(v)) => m.in_port = Some(unquote(v)),
+            ("in_port", Some(v)) => m.in_port = Some(port_name(tok, v)?),
             ("dl_vlan", Some(v)) => {
                 let n: u32 = num(tok, v)?;
                 m.dl_vlan = Some(if n == 0xffff { VlanMatch::Untagged } else { VlanMatch::Tagged(n as u16) });
@@ -192,16 +192,35 @@ pub fn parse_actions(s: &str) -> Result<Vec<Action>, ParseError> {
                 _ => return Err(err(a, "unsupported set_field target")),
             }
         } else if let Some(p) = a.strip_prefix("output:") {
-            Action::Output(unquote(p))
+            Action::Output(port_name(a, p)?)
         } else {
             return Err(err(a, "unknown action"));
         };
         out.push(act);
     }
-    if out == [Action::Drop] {
+    // ovs-ofctl reads an empty action list as `drop`, and `drop` only alone:
+    // one spelling each, so a parsed flow prints back as the same flow.
+    if out.is_empty() {
         return Ok(vec![Action::Drop]);
     }
+    if out.len() > 1 && out.contains(&Action::Drop) {
+        return Err(err(s, "`drop` must be the only action (ovs-ofctl refuses it among others)"));
+    }
     Ok(out)
+}
+
+/// A port name or number as `in_port=`/`output:` give it (quotes removed).
+/// Only names the printer writes back unchanged are accepted: Neutron's device
+/// names and port numbers are letters, digits, `-`, `_` and `.`; whitespace,
+/// control characters, quotes, commas, parentheses, `=` and `:` would change
+/// meaning when printed unquoted.
+fn port_name(tok: &str, v: &str) -> Result<String, ParseError> {
+    let name = unquote(v);
+    let printable = |c: char| c.is_ascii_graphic() && !",\"()=:\\[]{}".contains(c);
+    if name.is_empty() || !name.chars().all(printable) {
+        return Err(err(tok, "a port name must be letters, digits, `-`, `_` or `.`"));
+    }
+    Ok(name)
 }
 
 fn unquote(s: &str) -> String {
@@ -359,6 +378,32 @@ mod tests {
         assert_eq!(f.matches.in_port.as_deref(), Some("2"));
         assert!(parse_flow(line).unwrap_err().what.contains("unknown match field"));
         assert!(!is_unmodelled_field("register"));
+    }
+
+    /// Found by fuzzing (fuzz target `flows`): `actions=` parsed as no actions,
+    /// which prints as `actions=drop`, which parsed as `[Drop]`: two flows for one
+    /// text. An empty list is `drop`, as ovs-ofctl reads it.
+    #[test]
+    fn empty_actions_are_drop_and_drop_stands_alone() {
+        let f = parse_flow("table=0, n_bytes=826, priority=4,in_port=2,dl_vlan=2 actions=").unwrap();
+        assert_eq!(f.actions, vec![Action::Drop]);
+        assert_eq!(parse_flow(&f.to_string()).unwrap(), f);
+        let e = parse_flow("priority=1 actions=drop,NORMAL").unwrap_err();
+        assert!(e.what.contains("`drop` must be the only action"), "{e}");
+        assert_eq!(parse_flow("priority=1 actions=drop").unwrap().actions, vec![Action::Drop]);
+    }
+
+    /// Found by fuzzing (fuzz target `flows`): `in_port="q\0\x0b…"` was read with
+    /// the control characters, printed unquoted and read back as `q\0`.
+    #[test]
+    fn port_names_with_control_characters_are_refused() {
+        for bad in ["in_port=\"q\u{0}\u{b}\u{b}\" actions=drop", "in_port=\"a\tb\" actions=drop", "priority=1 actions=output:\"x(y\""] {
+            let e = parse_flow(bad).unwrap_err();
+            assert!(e.what.contains("port name"), "{bad:?}: {e}");
+        }
+        let ok = parse_flow("in_port=\"qvo1f29bdf9-33\" actions=output:patch-int").unwrap();
+        assert_eq!(ok.matches.in_port.as_deref(), Some("qvo1f29bdf9-33"));
+        assert_eq!(parse_flow(&ok.to_string()).unwrap(), ok);
     }
 
     #[test]

@@ -71,14 +71,55 @@ pub enum PlanError {
     },
 }
 
-/// Plan every host.
-pub fn plan(topo: &Topology, profile: Profile) -> Result<Plan, PlanError> {
+/// Whether the planner lays out every network of `topo` (what [`plan`] checks
+/// first; callers that plan host by host check it themselves).
+pub fn check_supported(topo: &Topology) -> Result<(), PlanError> {
     if let Some(n) = topo.networks.iter().find(|n| matches!(n.segment, dvr_model::Segment::Vxlan { .. })) {
         return Err(PlanError::Unsupported { network: n.name.clone() });
     }
+    Ok(())
+}
+
+/// Plan every host.
+pub fn plan(topo: &Topology, profile: Profile) -> Result<Plan, PlanError> {
+    check_supported(topo)?;
     let cache = ctx::FlowCache::default();
     let hosts = topo.hosts_ix().map(|(i, _)| plan_host_shared(topo, i, profile, &cache)).collect();
     Ok(Plan { topology: topo.name.clone(), profile, hosts })
+}
+
+/// The whole [`Plan`] as it serializes, but planned one host at a time while
+/// it is written: memory holds one host's plan (and the shared flow cache),
+/// not the deployment's, so `dvr plan --format json` of 1,000 hosts streams
+/// instead of building gigabytes. Create it after [`check_supported`].
+pub struct StreamedPlan<'a> {
+    /// The deployment.
+    pub topo: &'a Topology,
+    /// The profile to plan with.
+    pub profile: Profile,
+}
+
+impl Serialize for StreamedPlan<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Hosts<'a>(&'a StreamedPlan<'a>);
+        impl Serialize for Hosts<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let cache = ctx::FlowCache::default();
+                let mut seq = s.serialize_seq(Some(self.0.topo.hosts.len()))?;
+                for (ix, _) in self.0.topo.hosts_ix() {
+                    seq.serialize_element(&plan_host_shared(self.0.topo, ix, self.0.profile, &cache))?;
+                }
+                seq.end()
+            }
+        }
+        let mut st = s.serialize_struct("Plan", 3)?;
+        st.serialize_field("topology", &self.topo.name)?;
+        st.serialize_field("profile", &self.profile)?;
+        st.serialize_field("hosts", &Hosts(self))?;
+        st.end()
+    }
 }
 
 /// Plan one host.

@@ -271,8 +271,10 @@ fn observe_neigh(ns: &str) -> Result<BTreeSet<(String, String, String)>, CmdErro
     netlink::neighbours(ns)
 }
 
-/// The `-A`/`:` lines of the tables present in `text`, per table, comparable.
-fn ipt_lines(text: &str) -> BTreeMap<String, Vec<String>> {
+/// Reads `iptables-save` text: the `-A`/`:` lines of the tables present in
+/// `text`, per table, with packet counters dropped, so what a namespace has can
+/// be compared with what the plan wants. Public so it can be fuzzed.
+pub fn ipt_lines(text: &str) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut table = String::new();
     for l in text.lines() {

@@ -6,6 +6,8 @@
 //! ping through the lab says.
 //!
 //! Needs root, openvswitch-switch, iputils-ping (`.ci/run` installs them).
+//! The test is `#[ignore]`d: `scripts/test` runs it when it can (always in
+//! CI), and then a missing prerequisite fails it.
 
 use dvr_model::alloc::SplitMix64;
 use dvr_model::r#gen::{GenParams, generate};
@@ -14,12 +16,11 @@ use dvr_sim::{L4, TraceRequest, World};
 use std::net::Ipv4Addr;
 
 #[test]
+#[ignore = "needs root and Open vSwitch: scripts/test runs it when it can (always in CI)"]
 fn twin_verdicts_match_real_pings() {
     let need = ["ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ip", "ping", "ethtool", "iptables-legacy-restore"];
     if let Err(why) = cmd::prerequisites(&need) {
-        assert!(std::env::var_os("CI").is_none(), "lab-vs-twin test cannot run in CI: {why}");
-        eprintln!("SKIPPED lab-vs-twin test: {why}");
-        return;
+        panic!("the lab-vs-twin test cannot run: {why}");
     }
     let params = GenParams { hosts: 3, vms: 18, networks: 4, routers: 2, seed: 7, external_hosts: 1, floating_ips: 2 };
     let topo = dvr_model::build::build("generated", &generate(&params)).unwrap();

@@ -5,8 +5,9 @@
 //! (`ovs-ofctl diff-flows` cannot be used: it prints a file's actions in
 //! OpenFlow 1.0 words and the switch's in 1.3 words, so every rewrite differs.)
 //!
-//! Needs root and Debian's openvswitch-switch (`.ci/run` installs it). In CI
-//! (`CI` set) a missing prerequisite is a failure, never a skip.
+//! Needs root and Debian's openvswitch-switch (`.ci/run` installs it). The test is
+//! `#[ignore]`d: `scripts/test` runs it when it can (root and the programs
+//! present; always in CI), and then a missing prerequisite is a failure.
 
 use dvr_openflow::{Flow, parse_flows};
 use dvr_plan::Profile;
@@ -23,11 +24,10 @@ fn key(f: &Flow) -> String {
 }
 
 #[test]
+#[ignore = "needs root and Open vSwitch: scripts/test runs it when it can (always in CI)"]
 fn every_planned_flow_set_loads_into_real_ovs_unchanged() {
     if let Err(why) = prerequisites() {
-        assert!(std::env::var_os("CI").is_none(), "real-OVS test cannot run in CI: {why}");
-        eprintln!("SKIPPED real-OVS test: {why}");
-        return;
+        panic!("the real-OVS flow test cannot run: {why}");
     }
     let dir = std::env::temp_dir().join(format!("dvr-ovs-flows-{}", std::process::id()));
     let ovs = OvsInstance::start(&format!("dvrtest-flows-{}", std::process::id()), &dir).expect("start OVS");

@@ -95,13 +95,12 @@ fn delete_flow(lab: &Lab, host: &str, bridge: &str, f: &dvr_openflow::Flow) {
 }
 
 #[test]
+#[ignore = "needs root and Open vSwitch: scripts/test runs it when it can (always in CI)"]
 fn lab_collect_import_trace_verify_round_trip() {
     if let Err(why) =
         cmd::prerequisites(&["ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ip", "iptables-legacy-save", "ethtool"])
     {
-        assert!(std::env::var_os("CI").is_none(), "round-trip test cannot run in CI: {why}");
-        eprintln!("SKIPPED round-trip test: {why}");
-        return;
+        panic!("round-trip test cannot run: {why}");
     }
     let topo = dvr_model::seed();
     let plan = dvr_plan::plan(&topo, dvr_plan::Profile::Walkthrough).unwrap();

@@ -10,7 +10,11 @@
 //! tables, longest prefix, falling through on a miss), `ip_forward`,
 //! `rp_filter` (strict), nat PREROUTING/OUTPUT/POSTROUTING/INPUT with
 //! conntrack, local delivery answering ICMP echo (and any TCP/UDP, as a
-//! listening service would).
+//! listening service would). Special destinations as Linux treats them
+//! ([`Special`]): `0.0.0.0` and `127.0.0.0/8` are answered by the namespace
+//! itself and never leave it; the limited broadcast and multicast go to the
+//! link's broadcast/multicast MAC, never to a gateway, and are never forwarded;
+//! arriving from a network, `0.0.0.0` and `127/8` are martians and dropped.
 
 use crate::netfilter::{Conntrack, Hook, NatStep, RuleCtx, Tuple};
 use crate::packet::{ARP_REPLY, ARP_REQUEST, Frame, L4, Payload};
@@ -41,6 +45,47 @@ pub struct Neigh {
     /// Written by the agent (never replaced by ARP).
     pub permanent: bool,
 }
+
+/// Destinations that Linux never sends to a gateway ([`special`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// `0.0.0.0`: as a destination of a local socket it means "this host"
+    /// (the kernel sends it to 127.0.0.1 on `lo`); on the wire it is invalid.
+    ThisHost,
+    /// `127.0.0.0/8`: the `local` table routes it to `lo`; it never leaves.
+    Loopback,
+    /// `255.255.255.255`: the limited broadcast, sent to ff:ff:ff:ff:ff:ff on
+    /// the link of the route's device, never routed.
+    Broadcast,
+    /// `224.0.0.0/4`: sent to the group's 01:00:5e MAC on the route's device,
+    /// never to a gateway; with no multicast routing nothing forwards it.
+    Multicast,
+}
+
+/// Which [`Special`] destination `dst` is, if any.
+pub fn special(dst: Ipv4Addr) -> Option<Special> {
+    if dst.is_unspecified() {
+        Some(Special::ThisHost)
+    } else if dst.is_loopback() {
+        Some(Special::Loopback)
+    } else if dst.is_broadcast() {
+        Some(Special::Broadcast)
+    } else if dst.is_multicast() {
+        Some(Special::Multicast)
+    } else {
+        None
+    }
+}
+
+/// The Ethernet address of an IPv4 multicast group (RFC 1112: 01:00:5e and
+/// the group's low 23 bits).
+pub fn multicast_mac(group: Ipv4Addr) -> MacAddr {
+    let o = group.octets();
+    MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+}
+
+/// The all-hosts group every Linux interface joins.
+const ALL_HOSTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
 
 /// An IP packet being handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -139,6 +184,44 @@ pub enum StackStep {
     Drop(KernelDrop),
     /// A flooded or misaddressed frame was ignored (not an error).
     Ignored(Ignored),
+    /// A destination Linux never sends to a gateway ([`Special`]), and what
+    /// the kernel did with it instead.
+    Special {
+        /// The destination as the packet had it.
+        dst: Ipv4Addr,
+        /// Which special destination it is.
+        kind: Special,
+        /// What the kernel did.
+        action: SpecialAction,
+    },
+}
+
+/// What the kernel does with a [`Special`] destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecialAction {
+    /// Sent by a local socket to `0.0.0.0` or `127/8`: delivered on `lo` to
+    /// this namespace (`0.0.0.0` becomes `to` = 127.0.0.1); it never leaves.
+    LocalDelivery {
+        /// The address it was delivered to.
+        to: Ipv4Addr,
+    },
+    /// The limited broadcast or a multicast group: sent to the link-layer
+    /// broadcast/group MAC on the route's device, not to a gateway.
+    SentOnLink {
+        /// Output device.
+        dev: usize,
+        /// Destination MAC of the frame.
+        mac: MacAddr,
+    },
+    /// Received limited broadcast or all-hosts multicast: delivered to this
+    /// namespace and never forwarded (even with `ip_forward=1`); no echo
+    /// answer (`icmp_echo_ignore_broadcasts=1`).
+    ReceivedNotForwarded {
+        /// Device it arrived on.
+        dev: usize,
+        /// Whether `ip_forward` is on (it still does not forward).
+        forwarding: bool,
+    },
 }
 
 /// Why the kernel dropped a frame or packet (closed set).
@@ -166,6 +249,13 @@ pub enum KernelDrop {
         /// Device it arrived on.
         dev: usize,
     },
+    /// `0.0.0.0` or `127.0.0.0/8` arriving from a network: a martian.
+    Martian {
+        /// Destination.
+        dst: Ipv4Addr,
+        /// Device it arrived on.
+        dev: usize,
+    },
 }
 
 /// Why a frame was ignored without being an error (closed set).
@@ -186,6 +276,14 @@ pub enum Ignored {
         ip: Ipv4Addr,
         /// Why not.
         why: ArpDecline,
+    },
+    /// A multicast group this namespace has not joined (only all-hosts is):
+    /// nothing forwards multicast either.
+    GroupNotJoined {
+        /// Device it arrived on.
+        dev: usize,
+        /// The group.
+        group: Ipv4Addr,
     },
 }
 
@@ -417,6 +515,26 @@ impl Stack {
     }
 
     fn receive_ip(&mut self, dev: usize, mut p: IpPkt, res: &mut StackResult) {
+        match special(p.dst) {
+            Some(Special::ThisHost | Special::Loopback) => {
+                res.steps.push(StackStep::Drop(KernelDrop::Martian { dst: p.dst, dev }));
+                return;
+            }
+            Some(Special::Multicast) if p.dst != ALL_HOSTS => {
+                res.ignored(Ignored::GroupNotJoined { dev, group: p.dst });
+                return;
+            }
+            Some(kind @ (Special::Broadcast | Special::Multicast)) => {
+                res.note(StackStep::Special {
+                    dst: p.dst,
+                    kind,
+                    action: SpecialAction::ReceivedNotForwarded { dev, forwarding: self.forward },
+                });
+                res.delivered = Some(p);
+                return;
+            }
+            None => {}
+        }
         self.nat(Hook::Prerouting, &mut p, Some(dev), None, res);
         match self.route(p.src, p.dst, Some(dev)) {
             Some(RouteResult::Local) => {
@@ -447,6 +565,37 @@ impl Stack {
     /// Send a locally generated packet (an endpoint's ping, a service's answer).
     pub fn originate(&mut self, mut p: IpPkt) -> StackResult {
         let mut res = StackResult::new();
+        match special(p.dst) {
+            Some(kind @ (Special::ThisHost | Special::Loopback)) => {
+                let asked = p.dst;
+                if kind == Special::ThisHost {
+                    p.dst = Ipv4Addr::LOCALHOST;
+                }
+                if !p.src.is_loopback() {
+                    p.src = Ipv4Addr::LOCALHOST;
+                }
+                res.note(StackStep::Special { dst: asked, kind, action: SpecialAction::LocalDelivery { to: p.dst } });
+                res.delivered = Some(p);
+                res.answer = answer_to(&p);
+                return res;
+            }
+            Some(kind @ (Special::Broadcast | Special::Multicast)) => {
+                let Some(RouteResult::Unicast { dev, why, .. }) = self.route(p.src, p.dst, None) else {
+                    res.steps.push(StackStep::Drop(KernelDrop::NoRoute { dst: p.dst }));
+                    return res;
+                };
+                res.steps.push(why);
+                let mac = match kind {
+                    Special::Broadcast => MacAddr::BROADCAST,
+                    _ => multicast_mac(p.dst),
+                };
+                res.note(StackStep::Special { dst: p.dst, kind, action: SpecialAction::SentOnLink { dev, mac } });
+                let d = &self.devs[dev];
+                res.out.push((dev, Frame { src: d.mac, dst: mac, vlan: None, payload: Payload::Ip { src: p.src, dst: p.dst, l4: p.l4 } }));
+                return res;
+            }
+            None => {}
+        }
         self.nat(Hook::Output, &mut p, None, None, &mut res);
         match self.route(p.src, p.dst, None) {
             None => res.steps.push(StackStep::Drop(KernelDrop::NoRoute { dst: p.dst })),

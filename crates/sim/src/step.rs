@@ -246,6 +246,47 @@ pub enum Step {
         /// Why.
         reason: DropReason,
     },
+    /// A multicast group the namespace has not joined: ignored.
+    GroupNotJoined {
+        /// Device it arrived on.
+        dev: String,
+        /// The group.
+        group: Ipv4Addr,
+    },
+    /// A destination Linux never sends to a gateway, and what it did instead.
+    Special {
+        /// The destination as the packet had it.
+        dst: Ipv4Addr,
+        /// What the kernel did.
+        action: SpecialStep,
+    },
+}
+
+/// What the kernel did with a special destination (`0.0.0.0`, `127/8`,
+/// `255.255.255.255`, `224.0.0.0/4`), device names resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum SpecialStep {
+    /// Sent by a local socket to `0.0.0.0` or `127/8`: delivered on `lo`.
+    LocalDelivery {
+        /// The address it was delivered to (127.0.0.1 for `0.0.0.0`).
+        to: Ipv4Addr,
+    },
+    /// The limited broadcast or a multicast group: sent to the link's
+    /// broadcast/group MAC, not to a gateway.
+    SentOnLink {
+        /// Output device.
+        dev: String,
+        /// The frame's destination MAC.
+        mac: MacAddr,
+    },
+    /// Received broadcast or all-hosts multicast: delivered here, never forwarded.
+    ReceivedNotForwarded {
+        /// Device it arrived on.
+        dev: String,
+        /// Whether `ip_forward` is on (it still does not forward).
+        forwarding: bool,
+    },
 }
 
 fn ser_hook<S: Serializer>(h: &Hook, s: S) -> Result<S::Ok, S::Error> {
@@ -345,6 +386,30 @@ impl fmt::Display for Step {
             },
             Step::Conntrack { hook, rewrite } => write!(f, "{} conntrack: {rewrite}", hook.chain()),
             Step::Transmit { dev, frame } => write!(f, "sends on {dev}: {frame}"),
+            Step::GroupNotJoined { dev, group } => {
+                write!(f, "{group} is a multicast group {dev}'s namespace has not joined; nothing forwards multicast")
+            }
+            Step::Special { dst, action } => match action {
+                SpecialStep::LocalDelivery { to } if dst.is_unspecified() => {
+                    write!(f, "destination 0.0.0.0 means this host: Linux sends it to {to} on lo; it never leaves")
+                }
+                SpecialStep::LocalDelivery { .. } => {
+                    write!(f, "{dst} is in 127.0.0.0/8 (local table, dev lo): delivered here, it never leaves")
+                }
+                SpecialStep::SentOnLink { dev, mac } => {
+                    let what = if dst.is_broadcast() { "the limited broadcast" } else { "multicast" };
+                    write!(f, "{dst} is {what}: sent to {mac} on {dev}, not to a gateway")
+                }
+                SpecialStep::ReceivedNotForwarded { dev, forwarding } => {
+                    let what = if dst.is_broadcast() { "the limited broadcast" } else { "the all-hosts multicast group" };
+                    let although = if *forwarding { " although ip_forward=1" } else { "" };
+                    write!(
+                        f,
+                        "{dst} is {what}: delivered to this namespace on {dev}, never forwarded{although}; no answer \
+                         (Linux ignores echo requests to broadcast and multicast: icmp_echo_ignore_broadcasts=1)"
+                    )
+                }
+            },
             Step::Deliver { packet, .. } => write!(f, "{} is local: delivered ({})", packet.dst, describe(packet)),
             Step::LocalOut { packet } => write!(f, "{} is local", packet.dst),
             Step::Drop { reason } => write!(f, "dropped: {reason}"),
@@ -406,6 +471,13 @@ pub enum DropReason {
         /// Device it arrived on.
         dev: String,
     },
+    /// `0.0.0.0` or `127.0.0.0/8` arriving from a network: a martian.
+    Martian {
+        /// Destination.
+        dst: Ipv4Addr,
+        /// Device it arrived on.
+        dev: String,
+    },
     /// The next hop never answered ARP: the packet was never sent.
     NeighbourUnreachable {
         /// Next hop.
@@ -456,6 +528,9 @@ impl fmt::Display for DropReason {
             DropReason::NoRoute { dst } => write!(f, "no route to {dst}"),
             DropReason::NotForwarding { dst } => write!(f, "{dst} is not local and ip_forward=0"),
             DropReason::RpFilter { src, dev } => write!(f, "rp_filter: the route back to {src} does not leave by {dev}"),
+            DropReason::Martian { dst, dev } => {
+                write!(f, "martian destination {dst} arrived on {dev}: Linux drops 0.0.0.0 and 127.0.0.0/8 from a network")
+            }
             DropReason::NeighbourUnreachable { ip, dev, cause } => {
                 let why = match cause {
                     ArpFailure::AnswerDropped { drop } => format!("its ARP request was answered, but the answer was dropped: {drop}"),

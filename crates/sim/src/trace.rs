@@ -7,10 +7,11 @@
 use crate::netfilter::NatStep;
 use crate::ofp::OfStep;
 use crate::packet::{Frame, L4, Payload};
-use crate::stack::{Ignored, IpPkt, KernelDrop, StackResult, StackStep};
+use crate::stack::{Ignored, IpPkt, KernelDrop, SpecialAction, StackResult, StackStep};
 use crate::step::changes;
 pub use crate::step::{
-    ArpDecline, ArpFailure, Change, Disposition, DropReason, Dropped, Fate, Hop, HopKind, Lineage, NormalDecision, Place, Step, Verdict,
+    ArpDecline, ArpFailure, Change, Disposition, DropReason, Dropped, Fate, Hop, HopKind, Lineage, NormalDecision, Place, SpecialStep,
+    Step, Verdict,
 };
 use crate::world::{Attach, StackKind, World};
 use serde::Serialize;
@@ -313,6 +314,15 @@ fn stack_step(w: &World, s: usize, step: &StackStep) -> Step {
             };
             Step::ArpIgnored { dev: dev(*d), ip: *ip, why }
         }
+        StackStep::Ignored(Ignored::GroupNotJoined { dev: d, group }) => Step::GroupNotJoined { dev: dev(*d), group: *group },
+        StackStep::Special { dst, kind: _, action } => Step::Special {
+            dst: *dst,
+            action: match *action {
+                SpecialAction::LocalDelivery { to } => SpecialStep::LocalDelivery { to },
+                SpecialAction::SentOnLink { dev: d, mac } => SpecialStep::SentOnLink { dev: dev(d), mac },
+                SpecialAction::ReceivedNotForwarded { dev: d, forwarding } => SpecialStep::ReceivedNotForwarded { dev: dev(d), forwarding },
+            },
+        },
     }
 }
 
@@ -323,6 +333,7 @@ fn kernel_drop(w: &World, s: usize, k: &KernelDrop) -> DropReason {
         KernelDrop::NoRoute { dst } => DropReason::NoRoute { dst },
         KernelDrop::NotForwarding { dst } => DropReason::NotForwarding { dst },
         KernelDrop::RpFilter { src, dev: d } => DropReason::RpFilter { src, dev: dev(d) },
+        KernelDrop::Martian { dst, dev: d } => DropReason::Martian { dst, dev: dev(d) },
     }
 }
 
@@ -442,6 +453,11 @@ impl<S: Sink> Runner<'_, S> {
                 let last = self.sink.last();
                 self.set_fate(last, Fate::Delivered);
                 self.phase.delivered = Some((s, p, r.answer));
+            } else if want_reply_at.is_none() && p.l4 == self.l4 {
+                // A broadcast or multicast reaches several namespaces: the
+                // first is the verdict's, each copy shows where it ended.
+                let last = self.sink.last();
+                self.set_fate(last, Fate::Delivered);
             }
         }
         let mut targets = Vec::new();

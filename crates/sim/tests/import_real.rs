@@ -10,9 +10,7 @@ use std::path::PathBuf;
 fn capture(name: &str) -> Option<Vec<HostDump>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/real-neutron").join(name);
     if !dir.exists() {
-        assert!(std::env::var_os("CI").is_none(), "shared/reference/real-neutron/{name} missing in CI");
-        eprintln!("SKIPPED: no shared reference capture at {}", dir.display());
-        return None;
+        panic!("no shared reference capture at {}: this test needs ../shared beside the repository", dir.display());
     }
     let mut out = vec![];
     for h in ["compute1", "compute2", "network"] {
@@ -67,7 +65,8 @@ const PATHS: &[(&str, &str, &str, &[&str])] = &[
 ];
 
 #[test]
-fn real_neutron_seed_fip_imports_and_traces_the_walkthrough_paths() {
+#[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
+fn shared_real_neutron_seed_fip_imports_and_traces_the_walkthrough_paths() {
     let Some(dumps) = capture("seed-fip") else { return };
     let imp = import(&dumps).unwrap();
     let names: Vec<&str> = imp.endpoints.iter().map(|e| e.name.as_str()).collect();
@@ -93,7 +92,8 @@ fn real_neutron_seed_fip_imports_and_traces_the_walkthrough_paths() {
 }
 
 #[test]
-fn real_neutron_seed_nofip_snats_vm1_through_the_network_node() {
+#[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
+fn shared_real_neutron_seed_nofip_snats_vm1_through_the_network_node() {
     let Some(dumps) = capture("seed-nofip") else { return };
     let imp = import(&dumps).unwrap();
     for (from, to, want, via) in
@@ -110,7 +110,8 @@ fn real_neutron_seed_nofip_snats_vm1_through_the_network_node() {
 /// flow for vm5 (table 2, `dl_dst=<vm5>`) deleted. vm1 -> vm5 arrives from
 /// the wire with compute1's DVR MAC and now dies in compute2's table 2.
 #[test]
-fn real_neutron_capture_with_a_deleted_flow_changes_the_verdict() {
+#[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
+fn shared_real_neutron_capture_with_a_deleted_flow_changes_the_verdict() {
     let Some(mut dumps) = capture("seed-fip") else { return };
     let c2 = dumps.iter_mut().find(|d| d.host == "compute2").unwrap();
     let flows = c2.files.get_mut("flows-br-int.txt").unwrap();
@@ -124,7 +125,8 @@ fn real_neutron_capture_with_a_deleted_flow_changes_the_verdict() {
 }
 
 #[test]
-fn unknown_action_is_an_error_naming_host_bridge_and_flow() {
+#[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
+fn shared_unknown_action_is_an_error_naming_host_bridge_and_flow() {
     let Some(mut dumps) = capture("seed-fip") else { return };
     let c2 = dumps.iter_mut().find(|d| d.host == "compute2").unwrap();
     c2.files
@@ -141,7 +143,8 @@ fn unknown_action_is_an_error_naming_host_bridge_and_flow() {
 /// the imported capture shows it, with the inert table-22 drop flow read from
 /// the dump (file and line) as the item; everything else holds.
 #[test]
-fn verify_on_the_real_capture_shows_neutrons_gateway_arp_leak() {
+#[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
+fn shared_verify_on_the_real_capture_shows_neutrons_gateway_arp_leak() {
     let Some(dumps) = capture("seed-fip") else { return };
     let mut imp = import(&dumps).unwrap();
     assert_eq!(imp.add_default_outside().as_deref(), Some("10.100.0.254"));
