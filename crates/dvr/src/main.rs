@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod remote;
 
 /// mimalloc: planning a large cloud allocates millions of small objects;
 /// glibc's allocator spent more time in page faults and consolidation than
@@ -47,6 +48,8 @@ struct TopologyArg {
     /// Topology file (YAML, version 1). Default: the built-in seed lab.
     #[arg(short = 't', long = "topology", value_name = "FILE", global = true)]
     topology: Option<PathBuf>,
+    #[command(flatten)]
+    server: remote::ServerArg,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -220,6 +223,26 @@ enum Cmd {
         /// Output format: text, or JSON (`{"valid": …, "problems": […]}`) for scripts.
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
+    },
+    /// Push a topology file to a running `dvr server` (Neutron API): creates only
+    /// what is missing, so applying the same file twice reports 0 changes.
+    Apply {
+        /// Topology file (YAML, version 1).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+    },
+    /// Write the deployment held by a running `dvr server` as a topology file (YAML v1).
+    Export {
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// The `name:` written into the file (shown in plans).
+        #[arg(long, default_value = "exported")]
+        name: String,
     },
     /// Print the validated topology with all allocations (IDs, MACs, IPs, VLANs).
     Topology {
@@ -432,6 +455,9 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
 }
 
 fn load(arg: &TopologyArg) -> Result<Topology> {
+    if let Some(api) = arg.server.api() {
+        return remote::load(&api);
+    }
     match &arg.topology {
         None => Ok(dvr_model::seed()),
         Some(p) => Ok(dvr_model::load_file(p)?),
@@ -512,7 +538,12 @@ fn run(cli: Cli) -> Result<()> {
                 None => dvr_model::SEED_YAML.to_string(),
                 Some(p) => std::fs::read_to_string(p)?,
             };
-            let paths = dvr_sim::demo::parse_paths(&yaml);
+            // On a live deployment the paths come from -t FILE (or the seed lab's list),
+            // keeping those whose endpoints exist there.
+            let paths: Vec<_> = dvr_sim::demo::parse_paths(&yaml)
+                .into_iter()
+                .filter(|p| topo.server.server.is_none() || endpoint_ip(&t, &p.from).is_some() && endpoint_ip(&t, &p.to).is_some())
+                .collect();
             if paths.is_empty() {
                 bail!(
                     "no paths to demonstrate: list them at the top of the topology file as comment lines like `#   vm1 -> vm5   routed across hosts`"
@@ -540,6 +571,14 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Lab { cmd } => run_lab(cmd)?,
+        Cmd::Apply { file, server, format } => {
+            let api = server.api().context("dvr apply needs --server URL (e.g. http://127.0.0.1:9696)")?;
+            remote::run_apply(&file, &api, format == BenchFormat::Json)?;
+        }
+        Cmd::Export { server, name } => {
+            let api = server.api().context("dvr export needs --server URL (e.g. http://127.0.0.1:9696)")?;
+            print!("{}", remote::export_yaml(&api, &name)?);
+        }
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
         }
@@ -572,6 +611,9 @@ fn run(cli: Cli) -> Result<()> {
             TopoFormat::Json => println!("{}", serde_json::to_string_pretty(&load(&topo)?)?),
             TopoFormat::Text => print!("{}", topology_summary(&load(&topo)?)),
             TopoFormat::Yaml => match &topo.topology {
+                None if topo.server.server.is_some() => {
+                    print!("{}", remote::export_yaml(&topo.server.api().context("--server")?, "live")?)
+                }
                 None => print!("{}", dvr_model::SEED_YAML),
                 Some(p) => {
                     load(&topo)?;
