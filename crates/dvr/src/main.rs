@@ -236,6 +236,26 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
     },
+    /// Measure the API server (printed, not asserted): time to apply a generated
+    /// deployment, port creations/s with 1 and 16 clients, port-list latency with
+    /// 20,000 ports stored. Each --db starts its own `dvr server` (fresh store
+    /// expected); or measure a running one with --server.
+    BenchServer {
+        /// Store of a server to start, e.g. sqlite:/tmp/b.db?mode=rwc or postgres://…; repeatable.
+        #[arg(long, value_name = "URL")]
+        db: Vec<String>,
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// Compute hosts of the generated deployment to apply (0 = skip).
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Ports stored for the list-latency figure (0 = skip).
+        #[arg(long, default_value_t = 20000)]
+        list_ports: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+    },
     /// Write the deployment held by a running `dvr server` as a topology file (YAML v1).
     Export {
         #[command(flatten)]
@@ -574,6 +594,21 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Apply { file, server, format } => {
             let api = server.api().context("dvr apply needs --server URL (e.g. http://127.0.0.1:9696)")?;
             remote::run_apply(&file, &api, format == BenchFormat::Json)?;
+        }
+        Cmd::BenchServer { db, server, hosts, list_ports, format } => {
+            let mut all = Vec::new();
+            for d in &db {
+                let s = remote::bench::Spawned::start(d)?;
+                all.push(remote::bench::figures(d, &s.url, None, hosts, list_ports)?);
+            }
+            if let Some(url) = &server.server {
+                all.push(remote::bench::figures(url, url, server.token.as_deref(), hosts, list_ports)?);
+            }
+            anyhow::ensure!(!all.is_empty(), "give --db STORE (repeatable) or --server URL");
+            match format {
+                BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+                BenchFormat::Text => print!("{}", remote::bench::render(&all)),
+            }
         }
         Cmd::Export { server, name } => {
             let api = server.api().context("dvr export needs --server URL (e.g. http://127.0.0.1:9696)")?;

@@ -3,6 +3,7 @@
 //! and turned into a topology file, so every command works on it unchanged).
 
 pub mod apply;
+pub mod bench;
 pub mod client;
 pub mod state;
 
