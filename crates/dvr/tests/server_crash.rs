@@ -105,18 +105,16 @@ fn kill_9_mid_burst_loses_no_acknowledged_write_and_leaves_no_gap() {
     }
     assert!(ports.len() >= acked.len() && ports.len() <= acked.len() + CLIENTS, "{} ports for {} acked writes", ports.len(), acked.len());
     // The change log: revisions 1..=N with no gap and no repeat.
-    let revs = all_change_revisions(&server);
+    // (One transaction may log several changes under one revision.)
+    let mut revs = all_change_revisions(&server);
     assert!(!revs.is_empty(), "empty change log");
+    assert!(revs.windows(2).all(|w| w[0] <= w[1]), "change log out of order");
+    revs.dedup();
     let first = revs[0];
     for (i, r) in revs.iter().enumerate() {
-        assert_eq!(
-            *r,
-            first + i as u64,
-            "change log gap or repeat at position {i}: {:?}",
-            &revs[i.saturating_sub(3)..(i + 3).min(revs.len())]
-        );
+        assert_eq!(*r, first + i as u64, "change log gap at position {i}: {:?}", &revs[i.saturating_sub(3)..(i + 3).min(revs.len())]);
     }
-    assert!(revs.len() >= ports.len() + 2, "{} changes for {} ports + network + subnet", revs.len(), ports.len());
+    assert!(revs.len() >= ports.len() + 2, "{} revisions for {} ports + network + subnet", revs.len(), ports.len());
     // And the server still takes writes after the crash.
     let (st, v) = server.req("POST", "/v2.0/ports", Some(&json!({"port": {"name": "after", "network_id": net_id}})));
     assert_eq!(st, 201, "{v}");
