@@ -116,11 +116,21 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
                 match have.get(h.name.as_str()) {
                     None => new.push(body),
                     Some(cur) => {
-                        if cur["role"] != body["role"] || cur["bridge_mappings"] != body["bridge_mappings"] {
+                        if cur["role"] != body["role"] {
+                            sum.warnings.push(format!(
+                                "host `{}` is a {} on the server and a {} in the file; a host's role cannot change (delete and re-declare it)",
+                                h.name, cur["role"], body["role"]
+                            ));
+                        }
+                        let differs = |k: &str| {
+                            cur[k].as_object().map(|m| m.len()).unwrap_or(0) + body[k].as_object().map(|m| m.len()).unwrap_or(0) > 0
+                                && cur[k] != body[k]
+                        };
+                        if differs("bridge_mappings") || differs("nics") {
                             let id = id_of(cur);
                             api.put(
                                 &format!("/v2.0/dvr/hosts/{id}"),
-                                &json!({"host": {"role": body["role"], "bridge_mappings": body["bridge_mappings"], "nics": body["nics"]}}),
+                                &json!({"host": {"bridge_mappings": body["bridge_mappings"], "nics": body["nics"]}}),
                             )?;
                             sum.updated("hosts", 1);
                         }
