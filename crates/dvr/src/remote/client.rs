@@ -24,14 +24,14 @@ pub enum ApiError {
         message: String,
     },
     /// No answer at all (connection refused, timeout, bad JSON).
-    #[error("{method} {url}: {source} (is `dvr server` running there? start it with `dvr server --listen 127.0.0.1:9696` or fix --server)")]
+    #[error("{method} {url}: {cause} (is `dvr server` running there? start it with `dvr server --listen 127.0.0.1:9696` or fix --server)")]
     Transport {
         /// HTTP method.
         method: &'static str,
         /// Full URL.
         url: String,
-        /// The transport error.
-        source: ureq::Error,
+        /// The transport error (not a `source`: its text is already in the message).
+        cause: ureq::Error,
     },
 }
 
@@ -87,7 +87,7 @@ impl Api {
 
     fn send(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
-        let transport = |source| ApiError::Transport { method, url: url.clone(), source };
+        let transport = |cause| ApiError::Transport { method, url: url.clone(), cause };
         let mut resp = match (method, body) {
             ("GET", _) => self.with_token(self.agent.get(&url)).call(),
             ("DELETE", _) => self.with_token(self.agent.delete(&url)).call(),

@@ -15,7 +15,7 @@ use std::path::Path;
 /// Where the live state is: the server URL and an optional static token.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ServerArg {
-    /// Read the deployment from a running `dvr server` (Neutron API) instead of a file, e.g. http://127.0.0.1:9696.
+    /// A running `dvr server` (Neutron API) to work on instead of a file, e.g. http://127.0.0.1:9696.
     #[arg(long, value_name = "URL", global = true)]
     pub server: Option<String>,
     /// Static token sent as `X-Auth-Token` (servers started with `--auth token`).
