@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod remote;
+mod server_cmd;
 
 /// mimalloc: planning a large cloud allocates millions of small objects;
 /// glibc's allocator spent more time in page faults and consolidation than
@@ -103,6 +104,9 @@ enum TopoFormat {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Serve a Neutron v2.0-compatible API (networks, subnets, ports, routers,
+    /// floating IPs, agents) plus the dvr extension, over SQLite or PostgreSQL.
+    Server(server_cmd::ServerArgs),
     /// Show each host's desired state: bridges, ports, OpenFlow flows, namespaces.
     ///
     /// Flows are printed in `ovs-ofctl dump-flows` syntax and load unchanged with
@@ -614,6 +618,7 @@ fn run(cli: Cli) -> Result<()> {
             let api = server.api().context("dvr export needs --server URL (e.g. http://127.0.0.1:9696)")?;
             print!("{}", remote::export_yaml(&api, &name)?);
         }
+        Cmd::Server(args) => server_cmd::run(args)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
         }
