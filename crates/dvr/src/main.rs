@@ -245,7 +245,7 @@ enum Cmd {
     /// 20,000 ports stored. Each --db starts its own `dvr server` (fresh store
     /// expected); or measure a running one with --server.
     BenchServer {
-        /// Store of a server to start, e.g. sqlite:/tmp/b.db?mode=rwc or postgres://…; repeatable.
+        /// Store of a server to start, e.g. sqlite:/tmp/b.db or postgres://…; repeatable.
         #[arg(long, value_name = "URL")]
         db: Vec<String>,
         #[command(flatten)]
@@ -264,9 +264,9 @@ enum Cmd {
     Export {
         #[command(flatten)]
         server: remote::ServerArg,
-        /// The `name:` written into the file (shown in plans).
-        #[arg(long, default_value = "exported")]
-        name: String,
+        /// The `name:` written into the file (shown in plans); default: the name the server keeps.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Print the validated topology with all allocations (IDs, MACs, IPs, VLANs).
     Topology {
@@ -616,7 +616,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Export { server, name } => {
             let api = server.api().context("dvr export needs --server URL (e.g. http://127.0.0.1:9696)")?;
-            print!("{}", remote::export_yaml(&api, &name)?);
+            print!("{}", remote::export_yaml(&api, name.as_deref())?);
         }
         Cmd::Server(args) => server_cmd::run(args)?,
         Cmd::Gen { hosts, seed } => {
@@ -652,7 +652,7 @@ fn run(cli: Cli) -> Result<()> {
             TopoFormat::Text => print!("{}", topology_summary(&load(&topo)?)),
             TopoFormat::Yaml => match &topo.topology {
                 None if topo.server.server.is_some() => {
-                    print!("{}", remote::export_yaml(&topo.server.api().context("--server")?, "live")?)
+                    print!("{}", remote::export_yaml(&topo.server.api().context("--server")?, None)?)
                 }
                 None => print!("{}", dvr_model::SEED_YAML),
                 Some(p) => {

@@ -75,7 +75,7 @@ fn hundred_clients(server: &Server) {
 #[test]
 fn hundred_clients_on_sqlite_get_distinct_addresses_and_macs() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}?mode=rwc", tmp.path().join("dvr.db").display());
+    let db = format!("sqlite:{}", tmp.path().join("dvr.db").display());
     let server = Server::start(&db, &tmp.path().join("server.log"));
     hundred_clients(&server);
 }

@@ -20,7 +20,7 @@ const KILL_AFTER: usize = 300;
 #[test]
 fn kill_9_mid_burst_loses_no_acknowledged_write_and_leaves_no_gap() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}?mode=rwc", tmp.path().join("dvr.db").display());
+    let db = format!("sqlite:{}", tmp.path().join("dvr.db").display());
     let log = tmp.path().join("server.log");
     let port = free_port();
     let mut server = Server::start_on(port, &db, &log, &[]);

@@ -50,7 +50,7 @@ fn plan_json(topology: &std::path::Path) -> serde_json::Value {
 fn openstack_client_builds_the_seed_lab_and_export_plans_identically() {
     let venv = venv();
     let tmp = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}?mode=rwc", tmp.path().join("dvr.db").display());
+    let db = format!("sqlite:{}", tmp.path().join("dvr.db").display());
     let server = Server::start(&db, &tmp.path().join("server.log"));
     let osc = Osc { bin: venv.join("bin/openstack").display().to_string(), url: server.url.clone() };
 

@@ -11,7 +11,7 @@ use support::*;
 fn openstacksdk_creates_lists_updates_with_if_match_and_deletes_everything() {
     let venv = venv();
     let tmp = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}?mode=rwc", tmp.path().join("dvr.db").display());
+    let db = format!("sqlite:{}", tmp.path().join("dvr.db").display());
     let server = Server::start(&db, &tmp.path().join("server.log"));
     let py = venv.join("bin/python3").display().to_string();
     let script = repo().join("scripts/sdk_check.py").display().to_string();

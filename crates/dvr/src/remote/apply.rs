@@ -143,6 +143,17 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
         }
     }
 
+    // The deployment's name (dvr extension): `dvr export` writes it back.
+    if cur.hosts.is_some()
+        && let Some(name) = &spec.name
+    {
+        let have = api.get("/v2.0/dvr/deployment")?;
+        if have["deployment"]["name"].as_str() != Some(name) {
+            api.put("/v2.0/dvr/deployment", &json!({"deployment": {"name": name}}))?;
+            sum.updated("deployment name", 1);
+        }
+    }
+
     // 2. Networks, with the segment the model settled on.
     let mut net_id: HashMap<String, String> =
         cur.networks.iter().map(|n| (n["name"].as_str().unwrap_or_default().into(), id_of(n))).collect();

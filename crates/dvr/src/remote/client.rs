@@ -72,7 +72,13 @@ impl Api {
 
     /// `GET path`.
     pub fn get(&self, path: &str) -> Result<Value, ApiError> {
-        self.send("GET", path, None)
+        let text = self.send_text("GET", path, None)?;
+        Self::json("GET", path, &text)
+    }
+
+    /// `GET path`, the body as text (for typed parsing that keeps key order).
+    pub fn get_text(&self, path: &str) -> Result<String, ApiError> {
+        self.send_text("GET", path, None)
     }
 
     /// `POST path` with a JSON body.
@@ -86,6 +92,24 @@ impl Api {
     }
 
     fn send(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+        let text = self.send_text(method, path, body)?;
+        Self::json(method, path, &text)
+    }
+
+    fn json(method: &'static str, path: &str, text: &str) -> Result<Value, ApiError> {
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(text).map_err(|e| ApiError::Status {
+            method,
+            path: path.to_string(),
+            status: 200,
+            kind: "BadJson".into(),
+            message: format!("the answer is not JSON ({e})"),
+        })
+    }
+
+    fn send_text(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<String, ApiError> {
         let url = format!("{}{path}", self.base);
         let transport = |cause| ApiError::Transport { method, url: url.clone(), cause };
         let mut resp = match (method, body) {
@@ -107,16 +131,7 @@ impl Api {
             let message = e["message"].as_str().map(String::from).unwrap_or_else(|| text.trim().chars().take(300).collect());
             return Err(ApiError::Status { method, path: path.to_string(), status, kind, message });
         }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| ApiError::Status {
-            method,
-            path: path.to_string(),
-            status,
-            kind: "BadJson".into(),
-            message: format!("the answer is not JSON ({e})"),
-        })
+        Ok(text)
     }
 
     fn with_token<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {

@@ -30,18 +30,17 @@ impl ServerArg {
     }
 }
 
-/// The live deployment as a topology file (YAML v1), labelled `name`.
-pub fn export_yaml(api: &Api, name: &str) -> Result<String> {
-    let res = state::Resources::fetch(api)?;
-    let spec = res.to_spec(name).context("the server's state does not fit a topology file")?;
+/// The live deployment as a topology file (YAML v1); `name` overrides the
+/// deployment name the server keeps.
+pub fn export_yaml(api: &Api, name: Option<&str>) -> Result<String> {
+    let spec = state::fetch_spec(api, name)?;
     Ok(serde_yaml_ng::to_string(&spec)?)
 }
 
 /// The live deployment, validated by the model as a file would be.
 pub fn load(api: &Api) -> Result<Topology> {
     let label = format!("server {}", api.base());
-    let res = state::Resources::fetch(api)?;
-    let spec = res.to_spec("live").context("the server's state does not fit a topology file")?;
+    let spec = state::fetch_spec(api, None)?;
     dvr_model::build::build(&label, &spec).with_context(|| format!("the state on {} is not a valid deployment", api.base()))
 }
 
