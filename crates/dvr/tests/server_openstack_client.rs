@@ -182,14 +182,24 @@ fn openstack_client_builds_the_seed_lab_and_export_plans_identically() {
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sum["changes"], 0, "applying the seed over the client-built lab should change nothing: {sum}");
 
-    // Neutron's rules, through the client.
+    // Neutron's rules, through the client (its message) and the API (Neutron's error type).
     let e = osc.fails(&["port", "create", "--network", "test1", "--fixed-ip", "subnet=test1-v4,ip-address=192.168.1.9", "dup"]);
-    assert!(e.contains("409") && e.contains("192.168.1.9"), "duplicate IP: {e}");
-    assert!(e.to_lowercase().contains("already allocated"), "duplicate IP message: {e}");
+    assert!(e.contains("409") && e.contains("192.168.1.9") && e.contains("already"), "duplicate IP: {e}");
+    let test1 = osc.ok(&["network", "show", "test1", "-f", "value", "-c", "id"]);
+    let test1_v4 = osc.ok(&["subnet", "show", "test1-v4", "-f", "value", "-c", "id"]);
+    let (st, v) = server.req(
+        "POST",
+        "/v2.0/ports",
+        Some(&json!({"port": {"network_id": test1.trim(), "fixed_ips": [{"subnet_id": test1_v4.trim(), "ip_address": "192.168.1.9"}]}})),
+    );
+    assert_eq!((st, v["NeutronError"]["type"].as_str()), (409, Some("IpAddressAlreadyAllocated")), "{v}");
     let e = osc.fails(&["network", "delete", "test1"]);
     assert!(e.contains("409") && e.to_lowercase().contains("in use"), "network in use: {e}");
+    let (st, v) = server.req("DELETE", &format!("/v2.0/networks/{}", test1.trim()), None);
+    assert_eq!((st, v["NeutronError"]["type"].as_str()), (409, Some("NetworkInUse")), "{v}");
     let e = osc.fails(&["subnet", "create", "--network", "test2", "--subnet-range", "192.168.300.0/24", "bad"]);
     assert!(e.contains("400") && e.contains("192.168.300.0/24"), "bad CIDR: {e}");
+    eprintln!("client messages: duplicate IP, network in use, bad CIDR as shown above");
     // Nothing of the failed calls was kept.
     let ports = osc.ok(&["port", "list", "--name", "dup", "-f", "value", "-c", "ID"]);
     assert_eq!(ports.trim(), "", "a failed port create left a port");
