@@ -14,7 +14,8 @@ use support::*;
 const CLIENTS: usize = 100;
 const PER_CLIENT: usize = 20;
 
-fn hundred_clients(server: &Server) {
+fn hundred_clients(server: &Server, dir: &std::path::Path) {
+    apply_seed_hosts(server, dir);
     let (st, net) = server.req(
         "POST",
         "/v2.0/networks",
@@ -77,7 +78,7 @@ fn hundred_clients_on_sqlite_get_distinct_addresses_and_macs() {
     let tmp = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", tmp.path().join("dvr.db").display());
     let server = Server::start(&db, &tmp.path().join("server.log"));
-    hundred_clients(&server);
+    hundred_clients(&server, tmp.path());
 }
 
 #[test]
@@ -85,7 +86,7 @@ fn hundred_clients_on_postgresql_get_distinct_addresses_and_macs() {
     let pg = Pg::start();
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&pg.url, &tmp.path().join("server.log"));
-    hundred_clients(&server);
+    hundred_clients(&server, tmp.path());
     drop(server);
     drop(pg);
 }

@@ -24,6 +24,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_write_and_leaves_no_gap() {
     let log = tmp.path().join("server.log");
     let port = free_port();
     let mut server = Server::start_on(port, &db, &log, &[]);
+    apply_seed_hosts(&server, tmp.path());
     let (st, net) = server.req(
         "POST",
         "/v2.0/networks",

@@ -55,12 +55,7 @@ fn openstack_client_builds_the_seed_lab_and_export_plans_identically() {
     let osc = Osc { bin: venv.join("bin/openstack").display().to_string(), url: server.url.clone() };
 
     // Hosts: `dvr apply` of a file with only the seed's hosts (the extension).
-    let seed_yaml = std::fs::read_to_string(repo().join("labs/seed.yaml")).unwrap();
-    let hosts_only: String = seed_yaml.split("\nnetworks:").next().unwrap().to_string();
-    std::fs::write(tmp.path().join("hosts.yaml"), &hosts_only).unwrap();
-    let out = dvr().args(["apply", "-f"]).arg(tmp.path().join("hosts.yaml")).args(["--server", &server.url]).output().unwrap();
-    assert!(out.status.success(), "dvr apply hosts: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("created 4 hosts"), "{}", String::from_utf8_lossy(&out.stdout));
+    apply_seed_hosts(&server, tmp.path());
 
     // The deployment, with the client only.
     osc.ok(&[

@@ -13,6 +13,7 @@ fn openstacksdk_creates_lists_updates_with_if_match_and_deletes_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", tmp.path().join("dvr.db").display());
     let server = Server::start(&db, &tmp.path().join("server.log"));
+    apply_seed_hosts(&server, tmp.path());
     let py = venv.join("bin/python3").display().to_string();
     let script = repo().join("scripts/sdk_check.py").display().to_string();
     let o = run_bounded(300, &[&py, &script, &server.url], &[("HOME", "/tmp")]);

@@ -14,6 +14,7 @@ fn a_write_through_one_replica_reaches_the_others_long_poll_within_100_ms() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Server::start(&pg.url, &tmp.path().join("a.log"));
     let b = Server::start(&pg.url, &tmp.path().join("b.log"));
+    apply_seed_hosts(&a, tmp.path());
     let mut worst = Duration::ZERO;
     for round in 0..5 {
         let since = all_change_revisions(&b).last().copied().unwrap_or(0);

@@ -266,3 +266,17 @@ pub fn all_change_revisions(s: &Server) -> Vec<u64> {
         since = last;
     }
 }
+
+/// Declare the seed lab's hosts (controller, network, compute1, compute2 with
+/// physnet1 → br-vlan and extnet → br-ex) through `dvr apply` of a hosts-only
+/// file: the model's rules want every physical network on some host.
+pub fn apply_seed_hosts(server: &Server, dir: &Path) {
+    let seed_yaml = std::fs::read_to_string(repo().join("labs/seed.yaml")).unwrap();
+    let hosts_only = seed_yaml.split("\nnetworks:").next().unwrap().to_string();
+    let file = dir.join("seed-hosts.yaml");
+    std::fs::write(&file, hosts_only).unwrap();
+    let out = dvr().args(["apply", "-f"]).arg(&file).args(["--server", &server.url]).output().unwrap();
+    assert!(out.status.success(), "dvr apply of the seed's hosts: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("created 4 hosts") || stdout.contains("0 changes"), "{stdout}");
+}
