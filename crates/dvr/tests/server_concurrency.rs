@@ -61,8 +61,14 @@ fn hundred_clients(server: &Server, dir: &std::path::Path) {
         assert!(mac.starts_with("fa:16:3e:"), "MAC outside fa:16:3e: {mac}");
         assert!(macs.insert(mac.to_string()), "MAC {mac} handed out twice");
     }
-    // Accounted for: the server's list is exactly what was answered.
-    let listed = server.get(&format!("/v2.0/ports?network_id={net_id}"));
+    // The server's own ports (DHCP) on the subnet share neither address nor MAC.
+    let own = server.get(&format!("/v2.0/ports?network_id={net_id}&device_owner=network:dhcp"));
+    for p in own["ports"].as_array().unwrap() {
+        assert!(!ips.contains(p["fixed_ips"][0]["ip_address"].as_str().unwrap()), "DHCP port shares an address: {p}");
+        assert!(!macs.contains(p["mac_address"].as_str().unwrap()), "DHCP port shares a MAC: {p}");
+    }
+    // Accounted for: the server's list of instance ports is exactly what was answered.
+    let listed = server.get(&format!("/v2.0/ports?network_id={net_id}&device_owner=compute:nova"));
     let listed: HashMap<String, &Value> =
         listed["ports"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap().to_string(), p)).collect();
     assert_eq!(listed.len(), answered.len(), "the server lists {} ports for {} answered creations", listed.len(), answered.len());
