@@ -38,7 +38,7 @@ fn hundred_clients(server: &Server, dir: &std::path::Path) {
                 start.wait();
                 (0..PER_CLIENT)
                     .map(|i| {
-                        let body = json!({"port": {"name": format!("c{c}-p{i}"), "network_id": net_id, "device_owner": "compute:nova", "binding:host_id": format!("compute{}", c % 10)}});
+                        let body = json!({"port": {"name": format!("c{c}-p{i}"), "network_id": net_id, "device_owner": "compute:nova", "binding:host_id": format!("compute{}", 1 + c % 2)}});
                         let (st, v) = http("POST", &format!("{url}/v2.0/ports"), Some(&body));
                         assert_eq!(st, 201, "client {c} port {i}: {v}");
                         v["port"].clone()
