@@ -229,7 +229,10 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
         }
         Some(info)
     };
-    let mut created_routers = 0;
+    // New routers go in one bulk request: the server then places every gateway
+    // at once, as the model does for the file (one by one, the server would
+    // give the first router's fip-agent gateway port the next router's address).
+    let mut new = Vec::new();
     for (ri, r) in topo.routers.iter().enumerate() {
         match router_id.get(&r.name) {
             None => {
@@ -237,9 +240,7 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
                 if let Some(g) = gateway_info(ri) {
                     body["external_gateway_info"] = g;
                 }
-                let v = api.post("/v2.0/routers", &json!({ "router": body }))?;
-                router_id.insert(r.name.clone(), id_of(&v["router"]));
-                created_routers += 1;
+                new.push(body);
             }
             Some(id) => {
                 if r.external_gateway.is_some() && !has_gateway.get(&r.name).copied().unwrap_or(false) {
@@ -248,6 +249,11 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
                 }
             }
         }
+    }
+    let mut created_routers = 0;
+    for r in create_bulk(api, "/v2.0/routers", "routers", new, progress)? {
+        router_id.insert(r["name"].as_str().unwrap_or_default().into(), id_of(&r));
+        created_routers += 1;
     }
     progress(&format!("routers: {created_routers} created"));
     sum.created("routers", created_routers);
@@ -335,11 +341,8 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
         }
     }
     progress(&format!("floating IPs: {} to create", new.len()));
-    // Neutron has no bulk create for floating IPs.
-    for body in new {
-        api.post("/v2.0/floatingips", &json!({ "floatingip": body }))?;
-        sum.created("floating IPs", 1);
-    }
+    let n = create_bulk(api, "/v2.0/floatingips", "floatingips", new, progress)?.len();
+    sum.created("floating IPs", n);
     sum.updated("floating IPs (association)", reassociated);
 
     // 7. External hosts (dvr extension).
