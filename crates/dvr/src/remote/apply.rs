@@ -72,12 +72,24 @@ impl Summary {
 /// Create `items` in `collection` (`/v2.0/ports`) under the plural `key`
 /// (`ports`), in bulk; returns the created objects in order.
 fn create_bulk(api: &Api, collection: &str, key: &str, items: Vec<Value>, progress: &dyn Fn(&str)) -> Result<Vec<Value>, ApiError> {
+    create_bulk_sized(api, collection, key, items, BULK, progress)
+}
+
+/// [`create_bulk`] with `size` objects per request.
+fn create_bulk_sized(
+    api: &Api,
+    collection: &str,
+    key: &str,
+    items: Vec<Value>,
+    size: usize,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::with_capacity(items.len());
     let total = items.len();
-    for chunk in items.chunks(BULK) {
+    for chunk in items.chunks(size.max(1)) {
         let v = api.post(collection, &json!({ key: chunk }))?;
         out.extend(v[key].as_array().cloned().unwrap_or_default());
-        if total > BULK {
+        if total > size.min(BULK) {
             progress(&format!("{key}: {}/{total}", out.len()));
         }
     }
@@ -309,7 +321,22 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
         }
     }
     progress(&format!("instance ports: {} to create", new.len()));
-    for p in create_bulk(api, "/v2.0/ports", "ports", new, progress)? {
+    // In one request when the server takes it: binding ports to hosts puts
+    // routers there and gives each such host its fip-agent gateway port; the
+    // model hands those out in host order, which only one transaction for all
+    // instances reproduces (chunks would number the hosts in file order).
+    let created = match create_bulk_sized(api, "/v2.0/ports", "ports", new.clone(), usize::MAX, progress) {
+        Err(e) if e.status() == Some(413) => {
+            sum.warnings.push(format!(
+                "{} refused {} instance ports in one request (413); sent in chunks of {BULK}: fip-agent gateway addresses may differ from the file's plan",
+                api.base(),
+                new.len()
+            ));
+            create_bulk(api, "/v2.0/ports", "ports", new, progress)?
+        }
+        r => r?,
+    };
+    for p in created {
         port_id.insert(p["name"].as_str().unwrap_or_default().into(), id_of(&p));
         sum.created("instance ports", 1);
     }
