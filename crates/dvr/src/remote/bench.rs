@@ -1,8 +1,9 @@
 //! `dvr bench-server`: figures of the API server, printed, never asserted.
 //!
-//! For each database (or an already running server): the time to `apply` the
-//! generated 1,000-host deployment, port creations per second with 1 and 16
-//! clients, and the p50/p99 latency of `GET /v2.0/ports?network_id=…` once the
+//! For each database (or an already running server): port creations per
+//! second with 1 and 16 clients on an empty store, the time to `apply` the
+//! generated 1,000-host deployment, creations again with that deployment
+//! stored, and the p50/p99 latency of `GET /v2.0/ports?network_id=…` once the
 //! store holds 20,000 more ports.
 
 use super::client::{Api, ApiError};
@@ -41,6 +42,8 @@ pub struct ApplyFigure {
 /// Single-port POSTs by concurrent clients.
 #[derive(Debug, Serialize)]
 pub struct CreationFigure {
+    /// What the store held: `empty` or the applied deployment.
+    pub store_holds: String,
     /// Concurrent clients.
     pub clients: usize,
     /// Ports created.
@@ -74,7 +77,8 @@ fn network(api: &Api, name: &str, cidr: &str) -> Result<String, ApiError> {
 /// Port creations per second with `clients` concurrent clients, `per_client` each.
 pub fn creations(url: &str, token: Option<&str>, tag: &str, clients: usize, per_client: usize) -> Result<CreationFigure, ApiError> {
     let api = Api::new(url, token.map(String::from));
-    let net = network(&api, &format!("bench-{tag}-{clients}"), &format!("10.{}.0.0/16", 100 + clients))?;
+    let second = if tag == "empty" { 0 } else { 100 };
+    let net = network(&api, &format!("bench-{tag}-{clients}"), &format!("10.{}.0.0/16", 100 + second + clients))?;
     let t0 = Instant::now();
     let results: Vec<Result<(), ApiError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
@@ -96,7 +100,12 @@ pub fn creations(url: &str, token: Option<&str>, tag: &str, clients: usize, per_
     });
     let secs = t0.elapsed().as_secs_f64();
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    Ok(CreationFigure { clients, ports: clients * per_client, per_second: (clients * per_client) as f64 / secs })
+    Ok(CreationFigure {
+        store_holds: tag.to_string(),
+        clients,
+        ports: clients * per_client,
+        per_second: (clients * per_client) as f64 / secs,
+    })
 }
 
 /// Fill the store with `total` ports over 100 networks (bulk), then time `requests` list calls.
@@ -124,9 +133,10 @@ pub fn list_latency(api: &Api, total: usize, requests: usize, progress: &dyn Fn(
         lat.push(t.elapsed());
         returned = v["ports"].as_array().map(|a| a.len()).unwrap_or(0);
     }
+    let stored = api.get("/v2.0/ports?fields=id")?["ports"].as_array().map(|a| a.len()).unwrap_or(0);
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
-    Ok(ListFigure { ports_in_store: total, ports_returned: returned, requests, p50_ms: pct(0.50), p99_ms: pct(0.99) })
+    Ok(ListFigure { ports_in_store: stored, ports_returned: returned, requests, p50_ms: pct(0.50), p99_ms: pct(0.99) })
 }
 
 /// Apply `dvr gen --hosts hosts` twice.
@@ -183,17 +193,23 @@ pub fn figures(store: &str, url: &str, token: Option<&str>, hosts: usize, list_p
     let api = Api::new(url, token.map(String::from));
     let t0 = Instant::now();
     let progress = |m: &str| eprintln!("bench-server [{store}] [{:>6.1}s] {m}", t0.elapsed().as_secs_f64());
+    let mut creations_v = Vec::new();
+    for (clients, per) in [(1, 400), (16, 50)] {
+        progress(&format!("port creations on an empty store, {clients} client(s)"));
+        creations_v.push(creations(url, token, "empty", clients, per)?);
+    }
     let apply = if hosts > 0 {
         progress(&format!("apply of the generated {hosts}-host deployment"));
-        Some(apply_figure(&api, hosts, &progress)?)
+        let a = apply_figure(&api, hosts, &progress)?;
+        // Every write is validated against the whole deployment: measure that too.
+        for (clients, per) in [(1, 20), (16, 4)] {
+            progress(&format!("port creations with {hosts} hosts stored, {clients} client(s)"));
+            creations_v.push(creations(url, token, &format!("{hosts} hosts"), clients, per)?);
+        }
+        Some(a)
     } else {
         None
     };
-    let mut creations_v = Vec::new();
-    for (clients, per) in [(1, 400), (16, 50)] {
-        progress(&format!("port creations, {clients} client(s)"));
-        creations_v.push(creations(url, token, "c", clients, per)?);
-    }
     let list = if list_ports > 0 {
         progress(&format!("filling {list_ports} ports for the list figure"));
         Some(list_latency(&api, list_ports, 200, &progress)?)
@@ -215,7 +231,10 @@ pub fn render(all: &[ServerFigures]) -> String {
             ));
         }
         for c in &f.creations {
-            o.push_str(&format!("  port creations, {:>2} client(s): {:>7.0} ports/s ({} ports)\n", c.clients, c.per_second, c.ports));
+            o.push_str(&format!(
+                "  port creations, {:>2} client(s), store holds {}: {:>7.1} ports/s ({} ports)\n",
+                c.clients, c.store_holds, c.per_second, c.ports
+            ));
         }
         if let Some(l) = &f.list {
             o.push_str(&format!(
