@@ -67,8 +67,13 @@ pub struct ListFigure {
     pub p99_ms: f64,
 }
 
-fn network(api: &Api, name: &str, cidr: &str) -> Result<String, ApiError> {
-    let n = api.post("/v2.0/networks", &json!({"network": {"name": name}}))?;
+/// A VLAN network on physnet1 (segments from 3000 up, clear of the generated
+/// deployment's 100..) with one subnet.
+fn network(api: &Api, name: &str, vlan: u64, cidr: &str) -> Result<String, ApiError> {
+    let n = api.post(
+        "/v2.0/networks",
+        &json!({"network": {"name": name, "provider:network_type": "vlan", "provider:physical_network": "physnet1", "provider:segmentation_id": vlan}}),
+    )?;
     let id = n["network"]["id"].as_str().unwrap_or_default().to_string();
     api.post("/v2.0/subnets", &json!({"subnet": {"name": format!("{name}-v4"), "network_id": id, "ip_version": 4, "cidr": cidr}}))?;
     Ok(id)
@@ -77,8 +82,13 @@ fn network(api: &Api, name: &str, cidr: &str) -> Result<String, ApiError> {
 /// Port creations per second with `clients` concurrent clients, `per_client` each.
 pub fn creations(url: &str, token: Option<&str>, tag: &str, clients: usize, per_client: usize) -> Result<CreationFigure, ApiError> {
     let api = Api::new(url, token.map(String::from));
-    let second = if tag == "empty" { 0 } else { 100 };
-    let net = network(&api, &format!("bench-{tag}-{clients}"), &format!("10.{}.0.0/16", 100 + second + clients))?;
+    let second: usize = if tag == "empty" { 0 } else { 100 };
+    let net = network(
+        &api,
+        &format!("bench-{tag}-{clients}"),
+        3000 + (second + clients) as u64,
+        &format!("10.{}.0.0/16", 100 + second + clients),
+    )?;
     let t0 = Instant::now();
     let results: Vec<Result<(), ApiError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
@@ -113,7 +123,7 @@ pub fn list_latency(api: &Api, total: usize, requests: usize, progress: &dyn Fn(
     let nets = 100;
     let mut first = String::new();
     for n in 0..nets {
-        let id = network(api, &format!("bench-list-{n}"), &format!("10.{}.{}.0/24", 200 + n / 100, n % 100))?;
+        let id = network(api, &format!("bench-list-{n}"), 3500 + n as u64, &format!("10.{}.{}.0/24", 200 + n / 100, n % 100))?;
         let ports: Vec<_> = (0..total / nets).map(|i| json!({"name": format!("l{n}-{i}"), "network_id": id})).collect();
         for chunk in ports.chunks(250) {
             api.post("/v2.0/ports", &json!({ "ports": chunk }))?;
@@ -139,11 +149,31 @@ pub fn list_latency(api: &Api, total: usize, requests: usize, progress: &dyn Fn(
     Ok(ListFigure { ports_in_store: stored, ports_returned: returned, requests, p50_ms: pct(0.50), p99_ms: pct(0.99) })
 }
 
-/// Apply `dvr gen --hosts hosts` twice.
-pub fn apply_figure(api: &Api, hosts: usize, progress: &dyn Fn(&str)) -> anyhow::Result<ApplyFigure> {
-    let yaml = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts));
+/// The generated deployment of `hosts` compute hosts, as written and as built.
+fn generated(hosts: usize) -> anyhow::Result<(dvr_model::spec::TopologySpec, dvr_model::Topology)> {
+    let yaml = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts.max(1)));
     let spec = dvr_model::parse_spec("generated", &yaml)?;
     let topo = dvr_model::build::build("generated", &spec)?;
+    Ok((spec, topo))
+}
+
+/// Declare the generated deployment's hosts only (the store needs hosts with
+/// physnet1 before any network), so the figures start from hosts and nothing else.
+pub fn declare_hosts(api: &Api, hosts: usize, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
+    let (mut spec, _) = generated(hosts)?;
+    spec.networks.clear();
+    spec.routers.clear();
+    spec.instances.clear();
+    spec.floating_ips.clear();
+    spec.external_hosts.clear();
+    let topo = dvr_model::build::build("generated hosts", &spec)?;
+    super::apply::apply(api, &spec, &topo, progress)?;
+    Ok(())
+}
+
+/// Apply `dvr gen --hosts hosts` twice.
+pub fn apply_figure(api: &Api, hosts: usize, progress: &dyn Fn(&str)) -> anyhow::Result<ApplyFigure> {
+    let (spec, topo) = generated(hosts)?;
     let t0 = Instant::now();
     let first = super::apply::apply(api, &spec, &topo, progress)?;
     let seconds = t0.elapsed().as_secs_f64();
@@ -193,6 +223,8 @@ pub fn figures(store: &str, url: &str, token: Option<&str>, hosts: usize, list_p
     let api = Api::new(url, token.map(String::from));
     let t0 = Instant::now();
     let progress = |m: &str| eprintln!("bench-server [{store}] [{:>6.1}s] {m}", t0.elapsed().as_secs_f64());
+    progress("declaring the generated deployment's hosts");
+    declare_hosts(&api, hosts, &progress)?;
     let mut creations_v = Vec::new();
     for (clients, per) in [(1, 400), (16, 50)] {
         progress(&format!("port creations on an empty store, {clients} client(s)"));
