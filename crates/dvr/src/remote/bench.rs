@@ -85,7 +85,7 @@ pub fn creations(url: &str, token: Option<&str>, tag: &str, clients: usize, per_
     let second: usize = if tag == "empty" { 0 } else { 100 };
     let net = network(
         &api,
-        &format!("bench-{tag}-{clients}"),
+        &format!("bench-{}-{clients}", tag.replace(' ', "-")),
         3000 + (second + clients) as u64,
         &format!("10.{}.0.0/16", 100 + second + clients),
     )?;
