@@ -50,6 +50,12 @@ pub fn run(a: ServerArgs) -> Result<()> {
             dvr_serve::Auth::Token(token)
         }
     };
+    if auth == dvr_serve::Auth::None && !a.listen.ip().is_loopback() {
+        eprintln!(
+            "dvr server: warning: --listen {} is not loopback and --auth is none: anyone who reaches it can change the deployment; use --auth token --token-file F",
+            a.listen
+        );
+    }
     let config = dvr_serve::Config {
         listen: a.listen,
         db: a.db,

@@ -1544,11 +1544,31 @@ fn allocate(
             a.macs.reserve(*m);
         }
     }
+    let mut gateway_holders: BTreeSet<SubnetIx> = BTreeSet::new();
     for (i, p) in ports.iter().enumerate() {
         let Some(p) = p else { continue };
         let label = spec.ports[i].name.clone().or_else(|| spec.ports[i].id.map(|u| u.to_string())).unwrap_or_default();
-        if let (None, Some(ip)) = (&p.pin_key, p.ip) {
-            claim(c, &mut a, p.subnet, ip, obj("ports", i, &label), "ip");
+        match (&p.pin_key, p.ip) {
+            // An unbound port on the gateway address is a router interface in
+            // the making (Neutron's add_router_interface by port): allowed
+            // once per subnet, while no router holds that gateway.
+            (None, Some(ip)) if ip == topo.subnets[p.subnet.0].gateway => {
+                let routed = topo.routers.iter().any(|r| r.interfaces.contains(&p.subnet));
+                if routed || !gateway_holders.insert(p.subnet) {
+                    c.bad_k(
+                        ProblemKind::IpInUse,
+                        obj("ports", i, &label),
+                        "ip",
+                        format!(
+                            "{ip} is the gateway of subnet `{}` and already taken by a router interface or another port",
+                            topo.subnets[p.subnet.0].name
+                        ),
+                        "use another address or remove `ip` to have one allocated",
+                    );
+                }
+            }
+            (None, Some(ip)) => claim(c, &mut a, p.subnet, ip, obj("ports", i, &label), "ip"),
+            _ => {}
         }
         if let (true, Some(m)) = (p.live, p.mac)
             && !a.macs.reserve(m)

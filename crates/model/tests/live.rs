@@ -100,3 +100,30 @@ fn problem_kinds_are_typed() {
     // Positive control: the seed itself has no problem.
     assert!(kinds(&seed_spec()).is_empty());
 }
+
+#[test]
+fn an_unbound_port_may_hold_an_unrouted_gateway_once() {
+    let mut spec = seed_spec();
+    spec.networks.push(dvr_model::spec::NetworkSpec {
+        id: None,
+        name: "n5".into(),
+        kind: dvr_model::spec::NetworkType::Vlan,
+        physical_network: Some("physnet1".into()),
+        segmentation_id: None,
+        external: false,
+        subnets: vec![dvr_model::spec::SubnetSpec { name: "n5-v4".into(), cidr: "192.168.5.0/24".into(), ..Default::default() }],
+    });
+    let gw = |name: &str, net: &str, ip: &str| PortSpec {
+        name: Some(name.into()),
+        network: net.into(),
+        ip: Some(ip.parse().unwrap()),
+        ..PortSpec::default()
+    };
+    spec.ports.push(gw("gw5", "n5", "192.168.5.1"));
+    assert!(kinds(&spec).is_empty(), "the port prepared for add_router_interface is fine");
+    spec.ports.push(gw("gw5b", "n5", "192.168.5.1"));
+    assert_eq!(kinds(&spec), vec![ProblemKind::IpInUse], "but only once");
+    spec.ports.pop();
+    spec.ports.push(gw("gw1", "test1", "192.168.1.1"));
+    assert_eq!(kinds(&spec), vec![ProblemKind::IpInUse], "a routed gateway is taken");
+}

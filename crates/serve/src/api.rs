@@ -411,8 +411,60 @@ fn enc(s: &str) -> String {
     out
 }
 
+/// A port as Neutron shows it, serialized straight to the response (no
+/// intermediate JSON tree): the fast path of large port lists.
+#[derive(serde::Serialize)]
+struct PortView<'a> {
+    #[serde(flatten)]
+    port: &'a Port,
+    tenant_id: &'a str,
+    #[serde(rename = "binding:profile")]
+    profile: Empty,
+    #[serde(rename = "binding:vif_details")]
+    vif_details: Empty,
+    security_groups: [(); 0],
+    allowed_address_pairs: [(); 0],
+    extra_dhcp_opts: [(); 0],
+    port_security_enabled: bool,
+}
+
+/// Serializes as `{}`.
+struct Empty;
+impl serde::Serialize for Empty {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
 async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> Res {
-    let snap = app.store.snapshot();
+    let snap = app.store.current().await?;
+    const TYPED: [&str; 6] = ["network_id", "device_owner", "device_id", "binding:host_id", "name", "id"];
+    if coll == Coll::Ports && q.iter().all(|(k, _)| TYPED.contains(&k.as_str())) {
+        // Only typed filters: the prefilter is the whole filter, nothing to sort or page.
+        let views: Vec<PortView> = snap
+            .res
+            .ports
+            .iter()
+            .filter(|(id, _)| prefilter(&snap.res, coll, id, &q))
+            .map(|(_, p)| PortView {
+                port: p,
+                tenant_id: &p.common.project_id,
+                profile: Empty,
+                vif_details: Empty,
+                security_groups: [],
+                allowed_address_pairs: [],
+                extra_dhcp_opts: [],
+                port_security_enabled: false,
+            })
+            .collect();
+        #[derive(serde::Serialize)]
+        struct Ports<'a> {
+            ports: Vec<PortView<'a>>,
+        }
+        let body = serde_json::to_vec(&Ports { ports: views }).map_err(|e| ApiError::internal(e.to_string()))?;
+        return Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
     let objs: Vec<Value> =
         ids(&snap.res, coll).iter().filter(|id| prefilter(&snap.res, coll, id, &q)).filter_map(|id| view(&snap.res, coll, id)).collect();
     let out = list_objects(objs, &q, &base_url(&h), coll.plural())?;
@@ -445,7 +497,7 @@ fn path_id(coll: Coll, id: &str) -> Result<Uuid, ApiError> {
 
 async fn show(State(app): State<App>, Path(id): Path<String>, Query(q): Q, coll: Coll) -> Res {
     let uid = path_id(coll, &id)?;
-    let snap = app.store.snapshot();
+    let snap = app.store.current().await?;
     let v = view(&snap.res, coll, &uid).ok_or_else(|| coll.not_found(&id))?;
     let fields: Vec<String> = q.iter().filter(|(k, _)| k == "fields").map(|(_, v)| v.clone()).collect();
     Ok(axum::Json(json!({ coll.singular(): only_fields(v, &fields) })).into_response())
@@ -556,7 +608,7 @@ async fn remove_interface(State(app): State<App>, Path(id): Path<String>, b: Byt
 }
 
 async fn topology(State(app): State<App>) -> Res {
-    let snap = app.store.snapshot();
+    let snap = app.store.current().await?;
     let spec = resources_to_spec(&snap.res);
     let mut v = serde_json::to_value(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
     v["revision"] = json!(snap.revision);
@@ -564,7 +616,7 @@ async fn topology(State(app): State<App>) -> Res {
 }
 
 async fn deployment(State(app): State<App>) -> Res {
-    let snap = app.store.snapshot();
+    let snap = app.store.current().await?;
     Ok(axum::Json(json!({"deployment": {"name": snap.res.name, "revision": snap.revision}})).into_response())
 }
 
@@ -600,13 +652,35 @@ async fn changes(State(app): State<App>, Query(q): Q) -> Res {
             .filter(|t| t.is_finite() && *t >= 0.0)
             .ok_or_else(|| body::bad_value("timeout", format!("'{s}' is not a number of seconds")))?,
     };
+    let limit: Option<usize> = match get("limit") {
+        None => None,
+        Some(s) => Some(
+            s.parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| body::bad_value("limit", format!("'{s}' is not a positive number of entries")))?,
+        ),
+    };
     let mut rx = app.store.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.min(300.0));
     loop {
-        let rev = app.store.snapshot().revision;
+        let rev = app.store.current().await?.revision;
+        if since > rev {
+            // The follower is ahead of the store (a new database): answer at once
+            // with the store's revision so it resynchronizes instead of waiting.
+            return Ok(axum::Json(json!({"revision": rev, "changes": []})).into_response());
+        }
         if rev > since {
-            let list = app.store.changes(since, rev).await?;
-            return Ok(axum::Json(json!({"revision": rev, "changes": list})).into_response());
+            let mut list = app.store.changes(since, rev).await?;
+            let mut upto = rev;
+            if let Some(n) = limit
+                && list.len() > n
+            {
+                // Whole revisions only: cut after the revision of entry n.
+                upto = list[n - 1].revision;
+                list.retain(|c| c.revision <= upto);
+            }
+            return Ok(axum::Json(json!({"revision": upto, "changes": list})).into_response());
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => continue,

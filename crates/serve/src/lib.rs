@@ -155,24 +155,19 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     Ok(Running { addr, store, task, stop: Some(tx) })
 }
 
-/// Run the server until Ctrl-C / SIGTERM (what `dvr server` does).
+/// Run the server until Ctrl-C / SIGTERM (what `dvr server` does). The
+/// signal handlers are installed before the address is announced, so a
+/// supervisor that stops the server right after it started is obeyed.
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ServeError::Serve)?;
+    let ctrl_c = tokio::signal::ctrl_c();
     let running = start(config).await?;
     eprintln!("dvr server: Neutron API on {} (store at revision {})", running.url(), running.store.snapshot().revision);
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+    let term = term.recv();
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+    let term = std::future::pending::<Option<()>>();
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}

@@ -516,6 +516,19 @@ impl Store {
         snap
     }
 
+    /// The state as of the database's latest commit: one cheap revision read,
+    /// and a catch-up from the change log only when another replica (or
+    /// process) wrote since. Reads through any replica see every write that
+    /// was answered, whichever replica answered it.
+    pub async fn current(&self) -> Result<Arc<Snapshot>, ApiError> {
+        let snap = self.snapshot();
+        let db_rev: i64 = match &self.db {
+            Db::Sqlite(p) => sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1").fetch_one(p).await?,
+            Db::Pg(p) => sqlx::query_scalar("SELECT revision FROM meta WHERE id = 1").fetch_one(p).await?,
+        };
+        if db_rev > snap.revision { self.refresh().await } else { Ok(snap) }
+    }
+
     /// Bring the cache up to the database (another replica may have written).
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, ApiError> {
         let _guard = self.write_lock.lock().await;

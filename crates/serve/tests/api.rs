@@ -172,6 +172,14 @@ async fn lists_filter_select_sort_and_paginate() {
     assert_eq!(names(&v, "networks"), ["test2", "test1", "external"]);
     let (_, v) = s.get("/v2.0/networks?sort_key=name&sort_dir=asc").await;
     assert_eq!(names(&v, "networks"), ["external", "test1", "test2"]);
+    // The fast path (typed filters only) renders exactly what the general path renders.
+    let (_, fast) = s.get(&format!("/v2.0/ports?network_id={}", ids["test1"])).await;
+    let (_, slow) = s.get(&format!("/v2.0/ports?network_id={}&sort_key=id", ids["test1"])).await;
+    let by_id = |v: &Value| -> std::collections::BTreeMap<String, Value> {
+        v["ports"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap().to_string(), p.clone())).collect()
+    };
+    assert_eq!(by_id(&fast), by_id(&slow));
+    assert!(by_id(&fast).len() >= 5, "vm1..vm3, DHCP, qr, sg on test1");
     // pagination: follow next links through every port, two at a time.
     let (_, all) = s.get("/v2.0/ports?sort_key=id").await;
     let all: Vec<String> = all["ports"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect();
@@ -239,6 +247,23 @@ async fn change_log_has_no_gap_and_long_poll_wakes_on_write() {
         let want = revs.iter().filter(|r| **r > since).count();
         assert_eq!(w["changes"].as_array().unwrap().len(), want, "since={since}");
     }
+    // limit= cuts at a revision boundary; following the answered revision reads everything once.
+    let (mut since, mut read) = (0i64, 0usize);
+    while since < last {
+        let (_, w) = s.get(&format!("/v2.0/dvr/changes?since={since}&limit=3")).await;
+        let got = w["changes"].as_array().unwrap();
+        let upto = w["revision"].as_i64().unwrap();
+        assert!(got.iter().all(|c| c["revision"].as_i64().unwrap() > since && c["revision"].as_i64().unwrap() <= upto));
+        assert_eq!(got.len(), revs.iter().filter(|r| **r > since && **r <= upto).count(), "a revision was split");
+        read += got.len();
+        since = upto;
+    }
+    assert_eq!(read, revs.len());
+    // A follower ahead of the store is answered at once.
+    let t0 = Instant::now();
+    let (_, w) = s.get(&format!("/v2.0/dvr/changes?since={}&timeout=10", last + 100)).await;
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(w["revision"].as_i64().unwrap(), last);
     // Nothing new: the poll waits out its timeout and answers empty.
     let t0 = Instant::now();
     let (_, w) = s.get(&format!("/v2.0/dvr/changes?since={last}&timeout=0.3")).await;
@@ -395,4 +420,42 @@ async fn binding_a_port_later_keeps_its_address_and_makes_an_instance() {
     assert_eq!(s.delete(&format!("/v2.0/ports/{}", ids["vm2"])).await.0, 204);
     let (_, v) = s.get(&format!("/v2.0/ports/{id}")).await;
     assert_eq!(v["port"]["fixed_ips"][0]["ip_address"], ip);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_interface_by_port_id() {
+    let s = common::start().await;
+    let ids = common::build_seed(&s).await;
+    let n = s.create("networks", "network", json!({"name": "n5"})).await;
+    let sub = s.create("subnets", "subnet", json!({"name": "n5-v4", "network_id": n["id"], "cidr": "192.168.5.0/24"})).await;
+    let rid = ids["router1"].clone();
+    // A port on another address cannot be a DVR interface.
+    let other =
+        s.create("ports", "port", json!({"name": "gwx", "network_id": n["id"], "fixed_ips": [{"ip_address": "192.168.5.77"}]})).await;
+    let (st, v) = s.put(&format!("/v2.0/routers/{rid}/add_router_interface"), json!({"port_id": other["id"]})).await;
+    assert_eq!((st, v["NeutronError"]["type"].as_str()), (400, Some("BadRequest")), "{v}");
+    // The gateway port becomes the interface and keeps its id and MAC.
+    let gw = s
+        .create(
+            "ports",
+            "port",
+            json!({"name": "gw5", "network_id": n["id"], "fixed_ips": [{"subnet_id": sub["id"], "ip_address": "192.168.5.1"}]}),
+        )
+        .await;
+    let (st, v) = s.put(&format!("/v2.0/routers/{rid}/add_router_interface"), json!({"port_id": gw["id"]})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["port_id"], gw["id"]);
+    assert_eq!(v["subnet_id"], sub["id"]);
+    let (_, p) = s.get(&format!("/v2.0/ports/{}", gw["id"].as_str().unwrap())).await;
+    assert_eq!(p["port"]["device_owner"], "network:router_interface_distributed");
+    assert_eq!(p["port"]["device_id"], rid.as_str());
+    assert_eq!(p["port"]["mac_address"], gw["mac_address"]);
+    let (_, t) = s.get("/v2.0/dvr/topology").await;
+    assert!(t["routers"][0]["interfaces"].as_array().unwrap().contains(&json!("n5-v4")));
+    // Removing it by port_id detaches the subnet again.
+    let (st, v) = s.put(&format!("/v2.0/routers/{rid}/remove_router_interface"), json!({"port_id": gw["id"]})).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, t) = s.get("/v2.0/dvr/topology").await;
+    assert!(!t["routers"][0]["interfaces"].as_array().unwrap().contains(&json!("n5-v4")));
+    assert_eq!(s.get(&format!("/v2.0/ports/{}", gw["id"].as_str().unwrap())).await.0, 404);
 }

@@ -42,6 +42,17 @@ async fn two_replicas_on_one_postgres() {
     let spec: dvr_model::spec::TopologySpec = serde_json::from_value(topo).unwrap();
     assert_eq!(serde_json::to_value(dvr_model::build::build("x", &spec).unwrap().ports).unwrap(), want);
 
+    // Read-your-writes across replicas: B answers a write A has answered, at once.
+    for i in 0..5 {
+        let made = a.create("networks", "network", json!({"name": format!("rw{i}")})).await;
+        let (st, v) = b.get(&format!("/v2.0/networks/{}", made["id"].as_str().unwrap())).await;
+        assert_eq!(st, 200, "B does not see A's answered write yet: {v}");
+        let (st, _) = b.delete(&format!("/v2.0/networks/{}", made["id"].as_str().unwrap())).await;
+        assert_eq!(st, 204);
+        let (st, _) = a.get(&format!("/v2.0/networks/{}", made["id"].as_str().unwrap())).await;
+        assert_eq!(st, 404, "A still shows what B deleted");
+    }
+    let rev = b.running.store.snapshot().revision;
     // B's change-log reader wakes on A's write (NOTIFY), long before its timeout.
     let url = format!("{}/v2.0/dvr/changes?since={rev}&timeout=20", b.running.url());
     let http = b.http.clone();
