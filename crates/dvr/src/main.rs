@@ -13,6 +13,7 @@ mod bench;
 mod draw_cmd;
 mod ops;
 mod progress;
+mod remote;
 mod server_cmd;
 mod trace_cmd;
 
@@ -59,6 +60,8 @@ pub(crate) struct TopologyArg {
     /// `dvr plan` runs each through the incremental planner.
     #[arg(long = "change", value_name = "KIND:ARGS")]
     changes: Vec<dvr_model::change::Change>,
+    #[command(flatten)]
+    server: remote::ServerArg,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -231,6 +234,46 @@ enum Cmd {
         /// Output format: text, or JSON (`{"valid": …, "problems": […]}`) for scripts.
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
+    },
+    /// Push a topology file to a running `dvr server` (Neutron API): creates only
+    /// what is missing, so applying the same file twice reports 0 changes.
+    Apply {
+        /// Topology file (YAML, version 1).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+    },
+    /// Measure the API server (printed, not asserted): time to apply a generated
+    /// deployment, port creations/s with 1 and 16 clients, port-list latency with
+    /// 20,000 ports stored. Each --db starts its own `dvr server` (fresh store
+    /// expected); or measure a running one with --server.
+    BenchServer {
+        /// Store of a server to start, e.g. sqlite:/tmp/b.db or postgres://…; repeatable.
+        #[arg(long, value_name = "URL")]
+        db: Vec<String>,
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// Compute hosts of the generated deployment to apply (0 = skip).
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Ports stored for the list-latency figure (0 = skip).
+        #[arg(long, default_value_t = 20000)]
+        list_ports: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+    },
+    /// Write the deployment held by a running `dvr server` as a topology file (YAML v1).
+    Export {
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// The `name:` written into the file (shown in plans); default: the name the server keeps.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Print the validated topology with all allocations (IDs, MACs, IPs, VLANs).
     Topology {
@@ -461,6 +504,9 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
 }
 
 pub(crate) fn load(arg: &TopologyArg) -> Result<Topology> {
+    if let Some(api) = arg.server.api() {
+        return remote::load(&api);
+    }
     if !arg.changes.is_empty() {
         return Ok(load_changed(arg)?.pop().expect("the original topology is always there"));
     }
@@ -615,6 +661,29 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Lab { cmd } => run_lab(cmd)?,
+        Cmd::Apply { file, server, format } => {
+            let api = server.api().context("dvr apply needs --server URL (e.g. http://127.0.0.1:9696)")?;
+            remote::run_apply(&file, &api, format == BenchFormat::Json)?;
+        }
+        Cmd::BenchServer { db, server, hosts, list_ports, format } => {
+            let mut all = Vec::new();
+            for d in &db {
+                let s = remote::bench::Spawned::start(d)?;
+                all.push(remote::bench::figures(d, &s.url, None, hosts, list_ports)?);
+            }
+            if let Some(url) = &server.server {
+                all.push(remote::bench::figures(url, url, server.token.as_deref(), hosts, list_ports)?);
+            }
+            anyhow::ensure!(!all.is_empty(), "give --db STORE (repeatable) or --server URL");
+            match format {
+                BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+                BenchFormat::Text => print!("{}", remote::bench::render(&all)),
+            }
+        }
+        Cmd::Export { server, name } => {
+            let api = server.api().context("dvr export needs --server URL (e.g. http://127.0.0.1:9696)")?;
+            print!("{}", remote::export_yaml(&api, name.as_deref())?);
+        }
         Cmd::Server(args) => server_cmd::run(args)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
@@ -653,6 +722,9 @@ fn run(cli: Cli) -> Result<()> {
             TopoFormat::Json => println!("{}", serde_json::to_string_pretty(&load(&topo)?)?),
             TopoFormat::Text => print!("{}", load(&topo)?.summary()),
             TopoFormat::Yaml => match &topo.topology {
+                None if topo.server.server.is_some() => {
+                    print!("{}", remote::export_yaml(&topo.server.api().context("--server")?, None)?)
+                }
                 None => print!("{}", dvr_model::SEED_YAML),
                 Some(p) => {
                     load(&topo)?;

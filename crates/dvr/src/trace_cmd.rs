@@ -231,6 +231,15 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
 /// version, the header comments of the file (`#   FROM -> TO   NOTE`), with
 /// a warning, when it has no `paths:`.
 pub fn paths_of(arg: &TopologyArg, t: &Topology) -> Result<Vec<PathSpec>> {
+    // A live deployment has no paths of its own: take them from -t FILE (or
+    // the seed lab's list) and keep those whose endpoints exist there.
+    if arg.server.api().is_some() {
+        let listed = match &arg.topology {
+            Some(f) => dvr_model::load_file(f)?.paths,
+            None => dvr_model::seed().paths,
+        };
+        return Ok(listed.into_iter().filter(|p| t.endpoint_ip(&p.from).is_some() && t.resolve_address(&p.to).is_some()).collect());
+    }
     if !t.paths.is_empty() {
         return Ok(t.paths.clone());
     }

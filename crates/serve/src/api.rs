@@ -39,6 +39,9 @@ pub struct App {
 type Q = Query<Vec<(String, String)>>;
 type Res = Result<Response, ApiError>;
 
+/// Largest request body accepted (bulk creates of a whole deployment).
+pub const MAX_BODY: usize = 64 << 20;
+
 /// Every route.
 pub fn router(app: App) -> Router {
     let mut r = Router::new()
@@ -71,6 +74,10 @@ pub fn router(app: App) -> Router {
     r.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "HTTPNotFound", "The resource could not be found.") })
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         .layer(middleware::map_response(method_not_allowed))
+        // Bulk creates of a whole deployment (`dvr apply` sends every new
+        // instance port of a 1,000-host file in one request, ~5 MB) must fit;
+        // axum's default of 2 MB would split them and change allocation order.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
 
