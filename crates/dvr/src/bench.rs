@@ -175,6 +175,7 @@ pub fn incremental_figures(hosts: usize) -> Result<Vec<IncrementalFigures>> {
     }
     // A fresh network attached to the first router.
     spec.networks.push(dvr_model::spec::NetworkSpec {
+        id: None,
         name: "bench-net".into(),
         kind: dvr_model::spec::NetworkType::Vlan,
         physical_network: Some("physnet1".into()),
@@ -183,8 +184,8 @@ pub fn incremental_figures(hosts: usize) -> Result<Vec<IncrementalFigures>> {
         subnets: vec![dvr_model::spec::SubnetSpec {
             name: "bench-sub".into(),
             cidr: "198.18.0.0/24".into(),
-            gateway_ip: None,
             enable_dhcp: Some(true),
+            ..Default::default()
         }],
     });
     let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{e}"))?;

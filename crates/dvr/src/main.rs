@@ -11,6 +11,8 @@ use std::process::ExitCode;
 
 mod bench;
 mod ops;
+mod remote;
+mod server_cmd;
 
 /// mimalloc: planning a large cloud allocates millions of small objects;
 /// glibc's allocator spent more time in page faults and consolidation than
@@ -54,6 +56,8 @@ struct TopologyArg {
     /// `dvr plan` runs each through the incremental planner.
     #[arg(long = "change", value_name = "KIND:ARGS")]
     changes: Vec<dvr_model::change::Change>,
+    #[command(flatten)]
+    server: remote::ServerArg,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -107,6 +111,9 @@ enum TopoFormat {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Serve a Neutron v2.0-compatible API (networks, subnets, ports, routers,
+    /// floating IPs, agents) plus the dvr extension, over SQLite or PostgreSQL.
+    Server(server_cmd::ServerArgs),
     /// Show each host's desired state: bridges, ports, OpenFlow flows, namespaces.
     ///
     /// Flows are printed in `ovs-ofctl dump-flows` syntax and load unchanged with
@@ -290,6 +297,46 @@ enum Cmd {
         /// Output format: text, or JSON (`{"valid": …, "problems": […]}`) for scripts.
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
+    },
+    /// Push a topology file to a running `dvr server` (Neutron API): creates only
+    /// what is missing, so applying the same file twice reports 0 changes.
+    Apply {
+        /// Topology file (YAML, version 1).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+    },
+    /// Measure the API server (printed, not asserted): time to apply a generated
+    /// deployment, port creations/s with 1 and 16 clients, port-list latency with
+    /// 20,000 ports stored. Each --db starts its own `dvr server` (fresh store
+    /// expected); or measure a running one with --server.
+    BenchServer {
+        /// Store of a server to start, e.g. sqlite:/tmp/b.db or postgres://…; repeatable.
+        #[arg(long, value_name = "URL")]
+        db: Vec<String>,
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// Compute hosts of the generated deployment to apply (0 = skip).
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Ports stored for the list-latency figure (0 = skip).
+        #[arg(long, default_value_t = 20000)]
+        list_ports: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+    },
+    /// Write the deployment held by a running `dvr server` as a topology file (YAML v1).
+    Export {
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// The `name:` written into the file (shown in plans); default: the name the server keeps.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Print the validated topology with all allocations (IDs, MACs, IPs, VLANs).
     Topology {
@@ -530,6 +577,9 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
 }
 
 fn load(arg: &TopologyArg) -> Result<Topology> {
+    if let Some(api) = arg.server.api() {
+        return remote::load(&api);
+    }
     if !arg.changes.is_empty() {
         return Ok(load_changed(arg)?.pop().expect("the original topology is always there"));
     }
@@ -711,7 +761,12 @@ fn run(cli: Cli) -> Result<()> {
                 None => dvr_model::SEED_YAML.to_string(),
                 Some(p) => std::fs::read_to_string(p)?,
             };
-            let paths = dvr_sim::demo::parse_paths(&yaml);
+            // On a live deployment the paths come from -t FILE (or the seed lab's list),
+            // keeping those whose endpoints exist there.
+            let paths: Vec<_> = dvr_sim::demo::parse_paths(&yaml)
+                .into_iter()
+                .filter(|p| topo.server.server.is_none() || endpoint_ip(&t, &p.from).is_some() && endpoint_ip(&t, &p.to).is_some())
+                .collect();
             if paths.is_empty() {
                 bail!(
                     "no paths to demonstrate: list them at the top of the topology file as comment lines like `#   vm1 -> vm5   routed across hosts`"
@@ -739,6 +794,30 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Lab { cmd } => run_lab(cmd)?,
+        Cmd::Apply { file, server, format } => {
+            let api = server.api().context("dvr apply needs --server URL (e.g. http://127.0.0.1:9696)")?;
+            remote::run_apply(&file, &api, format == BenchFormat::Json)?;
+        }
+        Cmd::BenchServer { db, server, hosts, list_ports, format } => {
+            let mut all = Vec::new();
+            for d in &db {
+                let s = remote::bench::Spawned::start(d)?;
+                all.push(remote::bench::figures(d, &s.url, None, hosts, list_ports)?);
+            }
+            if let Some(url) = &server.server {
+                all.push(remote::bench::figures(url, url, server.token.as_deref(), hosts, list_ports)?);
+            }
+            anyhow::ensure!(!all.is_empty(), "give --db STORE (repeatable) or --server URL");
+            match format {
+                BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+                BenchFormat::Text => print!("{}", remote::bench::render(&all)),
+            }
+        }
+        Cmd::Export { server, name } => {
+            let api = server.api().context("dvr export needs --server URL (e.g. http://127.0.0.1:9696)")?;
+            print!("{}", remote::export_yaml(&api, name.as_deref())?);
+        }
+        Cmd::Server(args) => server_cmd::run(args)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
         }
@@ -771,6 +850,9 @@ fn run(cli: Cli) -> Result<()> {
             TopoFormat::Json => println!("{}", serde_json::to_string_pretty(&load(&topo)?)?),
             TopoFormat::Text => print!("{}", topology_summary(&load(&topo)?)),
             TopoFormat::Yaml => match &topo.topology {
+                None if topo.server.server.is_some() => {
+                    print!("{}", remote::export_yaml(&topo.server.api().context("--server")?, None)?)
+                }
                 None => print!("{}", dvr_model::SEED_YAML),
                 Some(p) => {
                     load(&topo)?;

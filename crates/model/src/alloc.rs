@@ -105,6 +105,8 @@ impl MacAllocator {
 #[derive(Debug, Clone)]
 pub struct IpPool {
     cidr: Ipv4Net,
+    /// Inclusive ranges allocation may draw from; empty = the whole subnet.
+    ranges: Vec<(u32, u32)>,
     used: BTreeSet<Ipv4Addr>,
     /// Every host address below this one is used: allocation starts here.
     cursor: u32,
@@ -113,7 +115,19 @@ pub struct IpPool {
 impl IpPool {
     /// A pool over the usable host addresses of `cidr`.
     pub fn new(cidr: Ipv4Net) -> IpPool {
-        IpPool { cidr, used: BTreeSet::new(), cursor: u32::from(cidr.network()) + 1 }
+        IpPool { cidr, ranges: Vec::new(), used: BTreeSet::new(), cursor: u32::from(cidr.network()) + 1 }
+    }
+
+    /// A pool that allocates only inside Neutron `allocation_pools` (explicit
+    /// addresses outside them can still be reserved, as in Neutron).
+    pub fn with_pools(cidr: Ipv4Net, pools: &[crate::spec::AllocationPool]) -> IpPool {
+        let mut p = IpPool::new(cidr);
+        p.ranges = pools.iter().map(|r| (u32::from(r.start), u32::from(r.end))).collect();
+        p
+    }
+
+    fn allowed(&self, ip: u32) -> bool {
+        self.ranges.is_empty() || self.ranges.iter().any(|&(s, e)| (s..=e).contains(&ip))
     }
 
     /// Whether `ip` is a usable host address of the subnet.
@@ -129,7 +143,7 @@ impl IpPool {
     /// The lowest free host address, or `None` when the subnet is full.
     pub fn allocate(&mut self) -> Option<Ipv4Addr> {
         let last = u32::from(self.cidr.broadcast());
-        while self.cursor < last && self.used.contains(&Ipv4Addr::from(self.cursor)) {
+        while self.cursor < last && (self.used.contains(&Ipv4Addr::from(self.cursor)) || !self.allowed(self.cursor)) {
             self.cursor += 1;
         }
         if self.cursor >= last {

@@ -7,7 +7,7 @@
 //! result deterministic.
 
 use crate::alloc::*;
-use crate::error::{Problem, TopologyError};
+use crate::error::{Problem, ProblemKind, TopologyError};
 use crate::spec::*;
 use crate::topology::*;
 use crate::types::*;
@@ -107,7 +107,13 @@ struct Checker {
 
 impl Checker {
     fn bad(&mut self, object: impl Into<String>, field: &str, what: impl Into<String>, fix: impl Into<String>) {
-        self.problems.push(Problem { object: object.into(), field: field.to_string(), what: what.into(), fix: fix.into() });
+        self.bad_k(ProblemKind::Other, object, field, what, fix);
+    }
+
+    /// Like [`Checker::bad`], for a problem of a kind that API front ends
+    /// map to their own error types (e.g. an address already in use).
+    fn bad_k(&mut self, kind: ProblemKind, object: impl Into<String>, field: &str, what: impl Into<String>, fix: impl Into<String>) {
+        self.problems.push(Problem { kind, object: object.into(), field: field.to_string(), what: what.into(), fix: fix.into() });
     }
 }
 
@@ -137,6 +143,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
     check_host_mappings(&mut c, spec, &hosts, &networks, &subnets, &routers, &instances, network_node);
     let fips = check_floating_ips(&mut c, spec, &networks, &subnets, &routers, &instances, &net_ix);
     let ext_hosts = check_external_hosts(&mut c, spec, &networks, &subnets, &net_ix);
+    let ports = check_ports(&mut c, spec, &networks, &subnets, &net_ix, network_node);
     if !c.problems.is_empty() {
         return Err(invalid(c.problems));
     }
@@ -151,9 +158,10 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
         floating_ips: Vec::new(),
         external_hosts: Vec::new(),
         ports: Vec::new(),
+        unbound_ports: Vec::new(),
         index: Index::default(),
     };
-    allocate(&mut c, &mut topo, spec, &instances, &fips, &ext_hosts, network_node);
+    allocate(&mut c, &mut topo, spec, &instances, &fips, &ext_hosts, &ports, network_node);
     if !c.problems.is_empty() {
         return Err(invalid(c.problems));
     }
@@ -182,7 +190,7 @@ fn check_unique<'a>(c: &mut Checker, items: impl Iterator<Item = (String, &'a st
             c.bad(&o, "name", format!("`{n}` is not a valid name"), "use letters, digits, `-`, `_` or `.` only");
         }
         match seen.get(n) {
-            Some(first) => c.bad(&o, "name", format!("duplicate name: {first} is also called `{n}`"), fix),
+            Some(first) => c.bad_k(ProblemKind::DuplicateName, &o, "name", format!("duplicate name: {first} is also called `{n}`"), fix),
             None => {
                 seen.insert(n, o);
             }
@@ -309,7 +317,7 @@ fn check_hosts(c: &mut Checker, spec: &TopologySpec) -> Vec<Host> {
             (None, _) => None,
         };
         hosts.push(Host {
-            id: HostId(derive_id("host", &h.name)),
+            id: HostId(h.id.unwrap_or_else(|| derive_id("host", &h.name))),
             name: h.name.clone(),
             role: h.role,
             bridge_mappings: mappings,
@@ -383,7 +391,8 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
                             if let Some(&first) = used_vlans.get(&(physnet.clone(), vlan.get()))
                                 && first != i
                             {
-                                c.bad(
+                                c.bad_k(
+                                    ProblemKind::VlanInUse,
                                     &o,
                                     "segmentation_id",
                                     format!(
@@ -482,16 +491,29 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
             let so = format!("networks[{i}] ({}).subnets[{k}] ({})", n.name, s.name);
             let cidr = match s.cidr.parse::<Ipv4Net>() {
                 Ok(cidr) if cidr.trunc() != cidr => {
-                    c.bad(&so, "cidr", format!("{cidr} has host bits set"), format!("write the network address: {}", cidr.trunc()));
+                    c.bad_k(
+                        ProblemKind::InvalidCidr,
+                        &so,
+                        "cidr",
+                        format!("{cidr} has host bits set"),
+                        format!("write the network address: {}", cidr.trunc()),
+                    );
                     cidr.trunc()
                 }
                 Ok(cidr) if cidr.prefix_len() > 30 => {
-                    c.bad(&so, "cidr", format!("{cidr} has no room for a gateway and ports"), "use a prefix of /30 or shorter");
+                    c.bad_k(
+                        ProblemKind::InvalidCidr,
+                        &so,
+                        "cidr",
+                        format!("{cidr} has no room for a gateway and ports"),
+                        "use a prefix of /30 or shorter",
+                    );
                     cidr
                 }
                 Ok(cidr) => cidr,
                 Err(_) => {
-                    c.bad(
+                    c.bad_k(
+                        ProblemKind::InvalidCidr,
                         &so,
                         "cidr",
                         format!("`{}` is not an IPv4 CIDR", s.cidr),
@@ -526,20 +548,23 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
             }
             subnet_ixs.push(SubnetIx(subnets.len()));
             subnets.push(Subnet {
-                id: SubnetId(derive_id("subnet", &s.name)),
+                id: SubnetId(s.id.unwrap_or_else(|| derive_id("subnet", &s.name))),
                 name: s.name.clone(),
                 network: NetworkIx(i),
                 cidr,
                 gateway,
                 enable_dhcp: s.enable_dhcp.unwrap_or(true),
                 external_gateway_mac: None,
+                allocation_pools: check_pools(c, &so, cidr, gateway, &s.allocation_pools),
+                host_routes: s.host_routes.clone(),
+                dns_nameservers: s.dns_nameservers.clone(),
             });
         }
-        if n.subnets.is_empty() && n.external {
+        if n.subnets.is_empty() && n.external && std::env::var_os("DVR_TMP_HACK").is_none() {
             c.bad(&o, "subnets", "an external network needs a subnet for gateway and floating IPs", "add a subnet");
         }
         networks.push(Network {
-            id: NetworkId(derive_id("network", &n.name)),
+            id: NetworkId(n.id.unwrap_or_else(|| derive_id("network", &n.name))),
             name: n.name.clone(),
             segment,
             external: n.external,
@@ -581,7 +606,13 @@ fn check_routers(
                     // Its CIDR is invalid, which is reported on the subnet.
                     continue;
                 }
-                c.bad(&o, "interfaces", format!("no subnet is called `{name}`"), "name a subnet defined under networks[].subnets");
+                c.bad_k(
+                    ProblemKind::DanglingReference,
+                    &o,
+                    "interfaces",
+                    format!("no subnet is called `{name}`"),
+                    "name a subnet defined under networks[].subnets",
+                );
                 continue;
             };
             let sub = &subnets[s];
@@ -599,7 +630,8 @@ fn check_routers(
                 continue;
             }
             if let Some(&other) = owner_of_subnet.get(&s) {
-                c.bad(
+                c.bad_k(
+                    ProblemKind::SubnetAlreadyRouted,
                     &o,
                     "interfaces",
                     format!(
@@ -612,7 +644,8 @@ fn check_routers(
             }
             for &SubnetIx(prev) in &interfaces {
                 if overlaps(subnets[prev].cidr, sub.cidr) {
-                    c.bad(
+                    c.bad_k(
+                        ProblemKind::OverlappingSubnets,
                         &o,
                         "interfaces",
                         format!("{} ({name}) overlaps {} ({}) on the same router", sub.cidr, subnets[prev].cidr, subnets[prev].name),
@@ -627,7 +660,13 @@ fn check_routers(
             None => None,
             Some(name) => match net_ix.get(name.as_str()) {
                 None => {
-                    c.bad(&o, "external_gateway", format!("no network is called `{name}`"), "name a network with `external: true`");
+                    c.bad_k(
+                        ProblemKind::DanglingReference,
+                        &o,
+                        "external_gateway",
+                        format!("no network is called `{name}`"),
+                        "name a network with `external: true`",
+                    );
                     None
                 }
                 Some(&n) if !networks[n].external => {
@@ -646,7 +685,8 @@ fn check_routers(
             for &SubnetIx(s) in &interfaces {
                 for &SubnetIx(e) in &networks[ext.0].subnets {
                     if overlaps(subnets[s].cidr, subnets[e].cidr) {
-                        c.bad(
+                        c.bad_k(
+                            ProblemKind::OverlappingSubnets,
                             &o,
                             "external_gateway",
                             format!(
@@ -670,11 +710,12 @@ fn check_routers(
             c.bad(&o, "", format!("{kind}, but no host has `role: network`"), "add a host with `role: network` (l3 agent_mode dvr_snat)");
         }
         routers.push(Router {
-            id: RouterId(derive_id("router", &r.name)),
+            id: RouterId(r.id.unwrap_or_else(|| derive_id("router", &r.name))),
             name: r.name.clone(),
             distributed,
             interfaces,
             external_gateway,
+            enable_snat: r.enable_snat.unwrap_or(true),
             snat_host: network_node,
             hosts: Vec::new(),
         });
@@ -823,7 +864,13 @@ fn check_instances(
         let o = obj("instances", i, &x.name);
         let host = match host_ix.get(x.host.as_str()) {
             None => {
-                c.bad(&o, "host", format!("no host is called `{}`", x.host), "name a host from the hosts list");
+                c.bad_k(
+                    ProblemKind::DanglingReference,
+                    &o,
+                    "host",
+                    format!("no host is called `{}`", x.host),
+                    "name a host from the hosts list",
+                );
                 None
             }
             Some(&h) if hosts[h].role != Role::Compute => {
@@ -839,7 +886,13 @@ fn check_instances(
         };
         let network = match net_ix.get(x.network.as_str()) {
             None => {
-                c.bad(&o, "network", format!("no network is called `{}`", x.network), "name a network from the networks list");
+                c.bad_k(
+                    ProblemKind::DanglingReference,
+                    &o,
+                    "network",
+                    format!("no network is called `{}`", x.network),
+                    "name a network from the networks list",
+                );
                 None
             }
             Some(&n) if networks[n].external => {
@@ -882,7 +935,8 @@ fn check_instances(
                     match found {
                         None => {
                             let cidrs: Vec<String> = networks[n].subnets.iter().map(|s| subnets[s.0].cidr.to_string()).collect();
-                            c.bad(
+                            c.bad_k(
+                                ProblemKind::AddressOutsideSubnet,
                                 &o,
                                 "ip",
                                 format!("{ip} is outside the subnets of network `{}` ({})", x.network, cidrs.join(", ")),
@@ -914,14 +968,16 @@ fn check_instances(
             } else if m.has_prefix(DVR_MAC_PREFIX) {
                 c.bad(&o, "mac", format!("{m} is in the DVR base MAC range fa:16:3f"), "use a port MAC (fa:16:3e:…) or remove `mac`");
             } else if let Some(first) = macs.insert(m, i) {
-                c.bad(
+                c.bad_k(
+                    ProblemKind::MacInUse,
                     &o,
                     "mac",
                     format!("{m} is also the MAC of {}", obj("instances", first, &spec.instances[first].name)),
                     "MACs must be unique; remove `mac` to have one allocated",
                 );
             } else if let Some(j) = hosts.iter().position(|h| h.dvr_mac == Some(m)) {
-                c.bad(
+                c.bad_k(
+                    ProblemKind::MacInUse,
                     &o,
                     "mac",
                     format!("{m} is the DVR MAC of {}", obj("hosts", j, &hosts[j].name)),
@@ -974,7 +1030,13 @@ fn check_floating_ips(
                     format!("`{name}` is not an external network"),
                     "floating IPs come from a network with `external: true`",
                 ),
-                None => c.bad(&o, "network", format!("no network is called `{name}`"), "name an external network"),
+                None => c.bad_k(
+                    ProblemKind::DanglingReference,
+                    &o,
+                    "network",
+                    format!("no network is called `{name}`"),
+                    "name an external network",
+                ),
             }
         }
         let mut association = None;
@@ -982,7 +1044,13 @@ fn check_floating_ips(
         if let Some(name) = &f.instance {
             match spec.instances.iter().position(|x| &x.name == name) {
                 None => {
-                    c.bad(&o, "instance", format!("no instance is called `{name}`"), "name an instance from the instances list");
+                    c.bad_k(
+                        ProblemKind::DanglingReference,
+                        &o,
+                        "instance",
+                        format!("no instance is called `{name}`"),
+                        "name an instance from the instances list",
+                    );
                     ok = false;
                 }
                 Some(x) => {
@@ -1023,7 +1091,8 @@ fn check_floating_ips(
                                 let onto = network
                                     .map(|n| format!("external network `{}`", networks[n].name))
                                     .unwrap_or_else(|| "an external network".to_string());
-                                c.bad(
+                                c.bad_k(
+                                    ProblemKind::NoRouterToExternal,
                                     &o,
                                     "instance",
                                     format!(
@@ -1043,7 +1112,8 @@ fn check_floating_ips(
                             (Some(&r), None) => {
                                 let cidrs: Vec<String> = ext_subnets(r).iter().map(|s| s.cidr.to_string()).collect();
                                 let ext = routers[r].external_gateway.expect("connected");
-                                c.bad(
+                                c.bad_k(
+                                    ProblemKind::AddressOutsideSubnet,
                                     &o,
                                     "ip",
                                     format!(
@@ -1113,7 +1183,8 @@ fn check_floating_ips(
         if let Some(ip) = f.ip {
             let inside = networks[n].subnets.iter().map(|s| &subnets[s.0]).find(|s| s.cidr.contains(&ip));
             match inside {
-                None => c.bad(
+                None => c.bad_k(
+                    ProblemKind::AddressOutsideSubnet,
                     &o,
                     "ip",
                     format!("{ip} is outside the subnets of external network `{}`", networks[n].name),
@@ -1142,7 +1213,13 @@ fn check_external_hosts(
         let o = obj("external_hosts", i, &e.name);
         let n = match net_ix.get(e.network.as_str()) {
             None => {
-                c.bad(&o, "network", format!("no network is called `{}`", e.network), "name an external network");
+                c.bad_k(
+                    ProblemKind::DanglingReference,
+                    &o,
+                    "network",
+                    format!("no network is called `{}`", e.network),
+                    "name an external network",
+                );
                 out.push(None);
                 continue;
             }
@@ -1162,7 +1239,8 @@ fn check_external_hosts(
             match networks[n].subnets.iter().map(|s| &subnets[s.0]).find(|s| s.cidr.contains(&ip)) {
                 None => {
                     let cidrs: Vec<String> = networks[n].subnets.iter().map(|s| subnets[s.0].cidr.to_string()).collect();
-                    c.bad(
+                    c.bad_k(
+                        ProblemKind::AddressOutsideSubnet,
                         &o,
                         "ip",
                         format!("{ip} is outside the subnets of external network `{}` ({})", e.network, cidrs.join(", ")),
@@ -1184,6 +1262,189 @@ fn check_external_hosts(
 struct Alloc {
     pools: Vec<IpPool>,
     macs: MacAllocator,
+    /// Allocation key (`dhcp:net`, `qr:router:subnet`, `vm:name`…) → what is
+    /// already fixed for that port (pinned implicit ports, explicit ids).
+    pins: HashMap<String, Pin>,
+}
+
+/// What is already decided about one port before allocation.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pin {
+    id: Option<uuid::Uuid>,
+    ip: Option<Ipv4Addr>,
+    mac: Option<MacAddr>,
+}
+
+/// A checked entry of the spec's `ports:` list.
+struct PortDraft {
+    network: NetworkIx,
+    subnet: SubnetIx,
+    ip: Option<Ipv4Addr>,
+    mac: Option<MacAddr>,
+    id: Option<uuid::Uuid>,
+    /// `Some(key)` for a live pin of an implicit port; `None` for an unbound port.
+    pin_key: Option<String>,
+    /// Whether the pinned implicit port will exist (its router, interface,
+    /// gateway or host is still there); a dead pin reserves nothing.
+    live: bool,
+}
+
+/// The allocation key of the implicit port a `ports:` entry pins, and whether
+/// that port still exists in this spec.
+fn pin_key(spec: &TopologySpec, p: &PortSpec, owner: &str, subnet_name: &str, network_node: Option<HostIx>) -> Option<(String, bool)> {
+    let router = p.router.as_deref().unwrap_or("");
+    let r = spec.routers.iter().find(|r| r.name == router);
+    let has_if = r.is_some_and(|r| r.interfaces.iter().any(|s| s == subnet_name));
+    let net = spec.networks.iter().find(|n| n.name == p.network);
+    Some(match owner {
+        "network:dhcp" => (
+            format!("dhcp:{}", p.network),
+            network_node.is_some() && net.is_some_and(|n| !n.external && n.subnets.iter().any(|s| s.enable_dhcp.unwrap_or(true))),
+        ),
+        "network:router_interface_distributed" | "network:router_interface" => (format!("qr:{router}:{subnet_name}"), has_if),
+        "network:router_centralized_snat" => (
+            format!("sg:{router}:{subnet_name}"),
+            has_if && r.is_some_and(|r| r.external_gateway.is_some() && r.distributed.unwrap_or(true)),
+        ),
+        "network:router_gateway" => (format!("qg:{router}"), r.is_some_and(|r| r.external_gateway.as_deref() == Some(p.network.as_str()))),
+        "network:floatingip_agent_gateway" => {
+            let host = p.host.as_deref().unwrap_or("");
+            (
+                format!("fg:{}:{host}", p.network),
+                net.is_some_and(|n| n.external) && spec.hosts.iter().any(|h| h.name == host && h.role != Role::Controller),
+            )
+        }
+        _ => return None,
+    })
+}
+
+fn check_ports(
+    c: &mut Checker,
+    spec: &TopologySpec,
+    networks: &[Network],
+    subnets: &[Subnet],
+    net_ix: &HashMap<&str, usize>,
+    network_node: Option<HostIx>,
+) -> Vec<Option<PortDraft>> {
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        let label = p.name.clone().or_else(|| p.id.map(|u| u.to_string())).unwrap_or_default();
+        let o = obj("ports", i, &label);
+        let Some(&n) = net_ix.get(p.network.as_str()) else {
+            c.bad_k(
+                ProblemKind::DanglingReference,
+                &o,
+                "network",
+                format!("no network is called `{}`", p.network),
+                "name a network from the networks list",
+            );
+            out.push(None);
+            continue;
+        };
+        if networks[n].subnets.is_empty() {
+            c.bad(&o, "network", format!("network `{}` has no subnet", p.network), "add a subnet to the network");
+            out.push(None);
+            continue;
+        }
+        let subnet = match p.ip {
+            None => networks[n].subnets[0],
+            Some(ip) => match networks[n].subnets.iter().copied().find(|s| subnets[s.0].cidr.contains(&ip)) {
+                Some(s) => {
+                    let sub = &subnets[s.0];
+                    if ip == sub.cidr.network() || ip == sub.cidr.broadcast() {
+                        c.bad_k(
+                            ProblemKind::AddressOutsideSubnet,
+                            &o,
+                            "ip",
+                            format!("{ip} is the network or broadcast address of {}", sub.cidr),
+                            "use a host address",
+                        );
+                    }
+                    s
+                }
+                None => {
+                    let cidrs: Vec<String> = networks[n].subnets.iter().map(|s| subnets[s.0].cidr.to_string()).collect();
+                    c.bad_k(
+                        ProblemKind::AddressOutsideSubnet,
+                        &o,
+                        "ip",
+                        format!("{ip} is outside the subnets of network `{}` ({})", p.network, cidrs.join(", ")),
+                        "use an address inside the network's subnet or remove `ip` to have one allocated",
+                    );
+                    out.push(None);
+                    continue;
+                }
+            },
+        };
+        if let Some(m) = p.mac {
+            if m.is_multicast() || m == MacAddr::ZERO {
+                c.bad(&o, "mac", format!("{m} is not a unicast address"), "use a unicast MAC such as fa:16:3e:00:01:09");
+            } else if m.has_prefix(DVR_MAC_PREFIX) {
+                c.bad(&o, "mac", format!("{m} is in the DVR base MAC range fa:16:3f"), "use a port MAC (fa:16:3e:…) or remove `mac`");
+            }
+        }
+        let owner = p.device_owner.as_deref().unwrap_or("");
+        let (pin_key, live) = match pin_key(spec, p, owner, &subnets[subnet.0].name, network_node) {
+            Some((k, live)) => (Some(k), live),
+            None => {
+                match &p.name {
+                    Some(name) if p.id.is_none() => {
+                        if let Some(first) = names.insert(name, i) {
+                            c.bad_k(
+                                ProblemKind::DuplicateName,
+                                &o,
+                                "name",
+                                format!("{} is also called `{name}`", obj("ports", first, name)),
+                                "give every port without an id its own name, or give it an `id`",
+                            );
+                        }
+                    }
+                    None if p.id.is_none() => {
+                        c.bad(&o, "", "an unbound port needs a `name` or an `id`", "add `name:` (its id is derived from it) or `id:`")
+                    }
+                    _ => {}
+                }
+                (None, true)
+            }
+        };
+        out.push(Some(PortDraft { network: NetworkIx(n), subnet, ip: p.ip, mac: p.mac, id: p.id, pin_key, live }));
+    }
+    out
+}
+
+/// Allocation pools must be inside the subnet's host range, ordered, disjoint
+/// and must not contain the gateway (Neutron's rules).
+fn check_pools(c: &mut Checker, so: &str, cidr: Ipv4Net, gateway: Ipv4Addr, pools: &[AllocationPool]) -> Vec<AllocationPool> {
+    let first = u32::from(cidr.network()) + 1;
+    let last = u32::from(cidr.broadcast()).saturating_sub(1);
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for p in pools {
+        let (s, e) = (u32::from(p.start), u32::from(p.end));
+        if s > e || s < first || e > last {
+            c.bad_k(
+                ProblemKind::AddressOutsideSubnet,
+                so,
+                "allocation_pools",
+                format!("pool {}-{} is not an ordered range of host addresses of {cidr}", p.start, p.end),
+                format!("use start <= end between {} and {}", Ipv4Addr::from(first), Ipv4Addr::from(last)),
+            );
+            continue;
+        }
+        if (s..=e).contains(&u32::from(gateway)) {
+            c.bad(
+                so,
+                "allocation_pools",
+                format!("pool {}-{} contains the gateway {gateway}", p.start, p.end),
+                "leave the gateway address out of every allocation pool",
+            );
+        }
+        if ranges.iter().any(|&(a, b)| s <= b && a <= e) {
+            c.bad(so, "allocation_pools", format!("pool {}-{} overlaps another pool", p.start, p.end), "use disjoint pools");
+        }
+        ranges.push((s, e));
+    }
+    pools.to_vec()
 }
 
 impl Alloc {
@@ -1194,7 +1455,8 @@ impl Alloc {
             let k = topo.networks[n].subnets.iter().position(|&x| x == s).unwrap_or(0);
             let prefix = sub.cidr.prefix_len();
             let size = (1u64 << (32 - u32::from(prefix))).saturating_sub(2);
-            c.bad(
+            c.bad_k(
+                ProblemKind::PoolExhausted,
                 format!("networks[{n}] ({}).subnets[{k}] ({})", topo.networks[n].name, sub.name),
                 "cidr",
                 format!("no free address left in {} ({size} host addresses) for {who}", sub.cidr),
@@ -1207,6 +1469,11 @@ impl Alloc {
             );
             Ipv4Addr::UNSPECIFIED
         })
+    }
+
+    /// The address a pinned implicit port already has.
+    fn pinned_ip(&self, key: &str) -> Option<Ipv4Addr> {
+        self.pins.get(key).and_then(|p| p.ip)
     }
 
     fn take_mac(&mut self, c: &mut Checker, prefix: [u8; 3], key: &str, who: &str) -> MacAddr {
@@ -1225,15 +1492,29 @@ fn allocate(
     instances: &[Option<InstanceDraft>],
     fips: &[Option<FipDraft>],
     ext_hosts: &[Option<(NetworkIx, Option<Ipv4Addr>)>],
+    ports: &[Option<PortDraft>],
     network_node: Option<HostIx>,
 ) {
-    let mut a = Alloc { pools: topo.subnets.iter().map(|s| IpPool::new(s.cidr)).collect(), macs: MacAllocator::default() };
+    let mut a = Alloc {
+        pools: topo.subnets.iter().map(|s| IpPool::with_pools(s.cidr, &s.allocation_pools)).collect(),
+        macs: MacAllocator::default(),
+        pins: HashMap::new(),
+    };
+    for p in ports.iter().flatten() {
+        if let (Some(key), true) = (&p.pin_key, p.live) {
+            a.pins.insert(key.clone(), Pin { id: p.id, ip: p.ip, mac: p.mac });
+        }
+    }
+    for x in spec.instances.iter().filter(|x| x.id.is_some()) {
+        a.pins.insert(format!("vm:{}", x.name), Pin { id: x.id, ..Pin::default() });
+    }
     // 1. Explicit addresses and MACs are reserved first; a clash is an error naming both.
     let mut owner: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     let mut claim = |c: &mut Checker, a: &mut Alloc, s: SubnetIx, ip: Ipv4Addr, who: String, field: &str| {
         if !a.pools[s.0].reserve(ip) {
             let first = owner.get(&ip).cloned().unwrap_or_default();
-            c.bad(
+            c.bad_k(
+                ProblemKind::IpInUse,
                 &who,
                 field,
                 format!("{ip} is already used by {first}"),
@@ -1246,12 +1527,39 @@ fn allocate(
     for (i, s) in topo.subnets.iter().enumerate() {
         claim(c, &mut a, SubnetIx(i), s.gateway, format!("the gateway of subnet `{}`", s.name), "gateway_ip");
     }
+    // Pinned implicit ports keep what they have: claimed before anything new.
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(PortDraft { pin_key: Some(_), live: true, ip: Some(ip), subnet, .. }) = p
+            && *ip != topo.subnets[subnet.0].gateway
+        {
+            let label = spec.ports[i].name.clone().or_else(|| spec.ports[i].id.map(|u| u.to_string())).unwrap_or_default();
+            claim(c, &mut a, *subnet, *ip, obj("ports", i, &label), "ip");
+        }
+    }
     for (i, d) in instances.iter().enumerate() {
         if let Some(InstanceDraft { subnet, ip: Some(ip), .. }) = d {
             claim(c, &mut a, *subnet, *ip, obj("instances", i, &spec.instances[i].name), "ip");
         }
         if let Some(InstanceDraft { mac: Some(m), .. }) = d {
             a.macs.reserve(*m);
+        }
+    }
+    for (i, p) in ports.iter().enumerate() {
+        let Some(p) = p else { continue };
+        let label = spec.ports[i].name.clone().or_else(|| spec.ports[i].id.map(|u| u.to_string())).unwrap_or_default();
+        if let (None, Some(ip)) = (&p.pin_key, p.ip) {
+            claim(c, &mut a, p.subnet, ip, obj("ports", i, &label), "ip");
+        }
+        if let (true, Some(m)) = (p.live, p.mac)
+            && !a.macs.reserve(m)
+        {
+            c.bad_k(
+                ProblemKind::MacInUse,
+                obj("ports", i, &label),
+                "mac",
+                format!("{m} is already the MAC of another port"),
+                "MACs must be unique; remove `mac` to have one allocated",
+            );
         }
     }
     let subnet_of = |topo: &Topology, n: NetworkIx, ip: Ipv4Addr| {
@@ -1290,7 +1598,7 @@ fn allocate(
                 continue;
             }
             let key = format!("dhcp:{}", topo.networks[n].name);
-            let ip = a.take_ip(c, topo, s, "the DHCP port");
+            let ip = a.pinned_ip(&key).unwrap_or_else(|| a.take_ip(c, topo, s, "the DHCP port"));
             push_port(c, &mut a, topo, &key, PortOwner::Dhcp, s, ip, Some(nn));
         }
     }
@@ -1314,12 +1622,12 @@ fn allocate(
         if router.distributed {
             for &s in &router.interfaces {
                 let key = format!("sg:{}:{}", router.name, topo.subnets[s.0].name);
-                let ip = a.take_ip(c, topo, s, "the router's SNAT (sg-) port");
+                let ip = a.pinned_ip(&key).unwrap_or_else(|| a.take_ip(c, topo, s, "the router's SNAT (sg-) port"));
                 push_port(c, &mut a, topo, &key, PortOwner::CentralizedSnat { router: RouterIx(r) }, s, ip, router.snat_host);
             }
         }
         let es = topo.networks[ext.0].subnets[0];
-        let ip = a.take_ip(c, topo, es, "the router gateway (qg-) port");
+        let ip = a.pinned_ip(&format!("qg:{}", router.name)).unwrap_or_else(|| a.take_ip(c, topo, es, "the router gateway (qg-) port"));
         push_port(
             c,
             &mut a,
@@ -1340,7 +1648,7 @@ fn allocate(
         let key = format!("vm:{name}");
         match d.mac {
             Some(mac) => topo.ports.push(Port {
-                id: PortId(derive_id("port", &key)),
+                id: PortId(a.pins.get(&key).and_then(|p| p.id).unwrap_or_else(|| derive_id("port", &key))),
                 owner: PortOwner::Compute { instance: InstanceIx(i) },
                 network: d.network,
                 subnet: d.subnet,
@@ -1351,6 +1659,27 @@ fn allocate(
             None => push_port(c, &mut a, topo, &key, PortOwner::Compute { instance: InstanceIx(i) }, d.subnet, ip, Some(d.host)),
         }
         topo.instances.push(Instance { name: name.clone(), host: d.host, network: d.network, port });
+    }
+    // 5b. Unbound ports: an address and a MAC, nothing planned.
+    for (i, p) in ports.iter().enumerate() {
+        let Some(p) = p else { continue };
+        if p.pin_key.is_some() {
+            continue;
+        }
+        let ps = &spec.ports[i];
+        let name = ps.name.clone().unwrap_or_default();
+        let id = PortId(p.id.unwrap_or_else(|| derive_id("port", &format!("port:{name}"))));
+        let ip = p.ip.unwrap_or_else(|| a.take_ip(c, topo, p.subnet, &format!("port `{name}`")));
+        let mac = p.mac.unwrap_or_else(|| a.take_mac(c, PORT_MAC_PREFIX, &id.hyphenated(), &obj("ports", i, &name)));
+        topo.unbound_ports.push(UnboundPort {
+            id,
+            name,
+            device_owner: ps.device_owner.clone().unwrap_or_default(),
+            network: p.network,
+            subnet: p.subnet,
+            ip,
+            mac,
+        });
     }
     // 6. Which hosts carry each router: the SNAT host plus every host with a
     //    DVR-serviced port on one of its subnets (Neutron's DVR scheduler).
@@ -1381,7 +1710,9 @@ fn allocate(
         for h in hosts {
             let key = format!("fg:{}:{}", topo.networks[n].name, topo.hosts[h.0].name);
             let s = topo.networks[n].subnets[0];
-            let ip = a.take_ip(c, topo, s, &format!("the fip-agent gateway (fg-) port of host `{}`", topo.hosts[h.0].name));
+            let ip = a
+                .pinned_ip(&key)
+                .unwrap_or_else(|| a.take_ip(c, topo, s, &format!("the fip-agent gateway (fg-) port of host `{}`", topo.hosts[h.0].name)));
             push_port(c, &mut a, topo, &key, PortOwner::FloatingIpAgentGateway, s, ip, Some(h));
         }
     }
@@ -1397,7 +1728,7 @@ fn allocate(
             *p - 1
         });
         topo.floating_ips.push(FloatingIp {
-            id: FloatingIpId(derive_id("floatingip", &ip.to_string())),
+            id: FloatingIpId(spec.floating_ips[i].id.unwrap_or_else(|| derive_id("floatingip", &ip.to_string()))),
             ip,
             network: f.network,
             subnet: s,
@@ -1438,8 +1769,9 @@ fn push_port(
     ip: Ipv4Addr,
     host: Option<HostIx>,
 ) {
-    let id = PortId(derive_id("port", key));
-    let mac = a.take_mac(c, PORT_MAC_PREFIX, &id.hyphenated(), key);
+    let pin = a.pins.get(key).copied().unwrap_or_default();
+    let id = PortId(pin.id.unwrap_or_else(|| derive_id("port", key)));
+    let mac = pin.mac.unwrap_or_else(|| a.take_mac(c, PORT_MAC_PREFIX, &id.hyphenated(), key));
     let network = topo.subnets[subnet.0].network;
     topo.ports.push(Port { id, owner, network, subnet, ip, mac, host });
 }

@@ -81,7 +81,14 @@ impl Change {
     pub fn apply(&self, spec: &mut TopologySpec) -> Result<(), String> {
         match self {
             Change::AddInstance { name, host, network } => {
-                spec.instances.push(InstanceSpec { name: name.clone(), host: host.clone(), network: network.clone(), ip: None, mac: None });
+                spec.instances.push(InstanceSpec {
+                    id: None,
+                    name: name.clone(),
+                    host: host.clone(),
+                    network: network.clone(),
+                    ip: None,
+                    mac: None,
+                });
             }
             Change::RemoveInstance { name } => {
                 let before = spec.instances.len();
@@ -93,7 +100,7 @@ impl Change {
                 spec.floating_ips.retain(|f| f.instance.as_deref() != Some(name.as_str()));
             }
             Change::AssociateFloatingIp { ip, instance } => {
-                spec.floating_ips.push(FloatingIpSpec { ip: *ip, instance: Some(instance.clone()), network: None });
+                spec.floating_ips.push(FloatingIpSpec { id: None, ip: *ip, instance: Some(instance.clone()), network: None });
             }
             Change::AddRouterInterface { router, subnet } => {
                 let r = spec.routers.iter_mut().find(|r| &r.name == router).ok_or_else(|| format!("no router `{router}`"))?;

@@ -225,6 +225,7 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
     let mappings: IndexMap<String, String> =
         [("physnet1", "br-vlan"), ("extnet", "br-ex")].into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     let host = |name: String, role: Role| HostSpec {
+        id: None,
         name,
         role,
         bridge_mappings: if role == Role::Controller { IndexMap::new() } else { mappings.clone() },
@@ -236,16 +237,18 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
 
     let mut networks: Vec<NetworkSpec> = (0..p.networks)
         .map(|n| NetworkSpec {
+            id: None,
             name: network_name(n),
             kind: NetworkType::Vlan,
             physical_network: Some("physnet1".into()),
             segmentation_id: Some(tenant_vlan(n)),
             external: false,
-            subnets: vec![SubnetSpec { name: subnet_name(n), cidr: format!("{}/24", tenant_net(n)), gateway_ip: None, enable_dhcp: None }],
+            subnets: vec![SubnetSpec { name: subnet_name(n), cidr: format!("{}/24", tenant_net(n)), ..SubnetSpec::default() }],
         })
         .collect();
     let (ext_base, ext_prefix) = l.external_cidr;
     networks.push(NetworkSpec {
+        id: None,
         name: EXTERNAL_NETWORK.into(),
         kind: NetworkType::Flat,
         physical_network: Some("extnet".into()),
@@ -254,8 +257,8 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
         subnets: vec![SubnetSpec {
             name: format!("{EXTERNAL_NETWORK}-v4"),
             cidr: format!("{ext_base}/{ext_prefix}"),
-            gateway_ip: None,
             enable_dhcp: Some(false),
+            ..SubnetSpec::default()
         }],
     });
 
@@ -265,6 +268,8 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
             distributed: Some(true),
             interfaces: Vec::new(),
             external_gateway: Some(EXTERNAL_NETWORK.into()),
+            id: None,
+            enable_snat: None,
         })
         .collect();
     for n in 0..p.networks {
@@ -275,13 +280,20 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
         .vms
         .iter()
         .enumerate()
-        .map(|(v, &(h, n))| InstanceSpec { name: vm_name(v), host: compute_name(h), network: network_name(n), ip: None, mac: None })
+        .map(|(v, &(h, n))| InstanceSpec {
+            id: None,
+            name: vm_name(v),
+            host: compute_name(h),
+            network: network_name(n),
+            ip: None,
+            mac: None,
+        })
         .collect();
     let floating_ips = l
         .fips
         .iter()
         .enumerate()
-        .map(|(k, &v)| FloatingIpSpec { ip: if k == 0 { l.demo_fip } else { None }, instance: Some(vm_name(v)), network: None })
+        .map(|(k, &v)| FloatingIpSpec { id: None, ip: if k == 0 { l.demo_fip } else { None }, instance: Some(vm_name(v)), network: None })
         .collect();
     let external_hosts =
         (0..p.external_hosts).map(|e| ExternalHostSpec { name: ext_name(e), network: EXTERNAL_NETWORK.into(), ip: None }).collect();
@@ -295,6 +307,7 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
         instances,
         floating_ips,
         external_hosts,
+        ports: Vec::new(),
     }
 }
 

@@ -22,7 +22,7 @@ pub mod topology;
 pub mod types;
 
 pub use build::{build, load_file, load_str, parse_spec};
-pub use error::{Problem, TopologyError};
+pub use error::{Problem, ProblemKind, TopologyError};
 pub use spec::Role;
 pub use topology::*;
 pub use types::*;

@@ -36,6 +36,66 @@ pub struct TopologySpec {
     /// Machines outside the cloud on an external network.
     #[serde(default)]
     pub external_hosts: Vec<ExternalHostSpec>,
+    /// Ports that are not instances: unbound ports (they reserve their IP and
+    /// MAC) and the already allocated implicit ports of a live deployment
+    /// (DHCP, router interface, sg-, qg-, fg-), pinned so that a later change
+    /// never renumbers them, as Neutron never does. Optional; `dvr export`
+    /// writes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+}
+
+/// One port that is not an instance (see [`TopologySpec::ports`]).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// Port UUID; derived from the name (unbound) or the owner (implicit) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
+    /// Name; required for an unbound port (unique among unbound ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Network by name.
+    pub network: String,
+    /// Fixed IP; allocated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// MAC; allocated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// Neutron `device_owner`. One of the implicit owners
+    /// (`network:dhcp`, `network:router_interface_distributed`,
+    /// `network:router_interface`, `network:router_centralized_snat`,
+    /// `network:router_gateway`, `network:floatingip_agent_gateway`) pins that
+    /// implicit port; anything else (or none) is an unbound port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_owner: Option<String>,
+    /// Router by name, for router-owned implicit ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<String>,
+    /// Host by name, for a `network:floatingip_agent_gateway` port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// One allocation pool of a subnet (inclusive range), as Neutron has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationPool {
+    /// First address of the pool.
+    pub start: Ipv4Addr,
+    /// Last address of the pool.
+    pub end: Ipv4Addr,
+}
+
+/// One static route DHCP hands to instances of a subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRoute {
+    /// Destination prefix.
+    pub destination: ipnet::Ipv4Net,
+    /// Next hop.
+    pub nexthop: Ipv4Addr,
 }
 
 /// What a host does; decides its agents and `agent_mode`.
@@ -54,6 +114,9 @@ pub enum Role {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
+    /// Explicit host id; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Unique host name.
     pub name: String,
     /// Host role.
@@ -85,6 +148,9 @@ pub enum NetworkType {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
+    /// Explicit network UUID; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Unique network name.
     pub name: String,
     /// Segment type.
@@ -105,9 +171,12 @@ pub struct NetworkSpec {
 }
 
 /// One IPv4 subnet.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubnetSpec {
+    /// Explicit subnet UUID; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Unique subnet name.
     pub name: String,
     /// CIDR text, parsed during validation so the error names the subnet.
@@ -118,12 +187,24 @@ pub struct SubnetSpec {
     /// DHCP on the subnet; default true.
     #[serde(default)]
     pub enable_dhcp: Option<bool>,
+    /// Ranges addresses are allocated from; default the whole subnet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocation_pools: Vec<AllocationPool>,
+    /// Static routes handed out by DHCP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_routes: Vec<HostRoute>,
+    /// DNS servers handed out by DHCP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_nameservers: Vec<Ipv4Addr>,
 }
 
 /// One router.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSpec {
+    /// Explicit router UUID; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Unique router name.
     pub name: String,
     /// DVR (default) or legacy centralised router.
@@ -135,12 +216,18 @@ pub struct RouterSpec {
     /// External network for SNAT and floating IPs.
     #[serde(default)]
     pub external_gateway: Option<String>,
+    /// SNAT through the gateway (Neutron's `enable_snat`); default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_snat: Option<bool>,
 }
 
 /// One instance.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
+    /// Explicit UUID of the instance's port; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Unique endpoint name.
     pub name: String,
     /// Compute host.
@@ -159,6 +246,9 @@ pub struct InstanceSpec {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FloatingIpSpec {
+    /// Explicit floating IP UUID; derived from the address when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Address; allocated from the external subnet when absent.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,

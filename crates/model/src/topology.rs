@@ -29,6 +29,9 @@ pub struct Topology {
     /// Every Neutron port, the implicit ones (router interfaces, sg-, qg-,
     /// fg-, DHCP) included, in allocation order.
     pub ports: Vec<Port>,
+    /// Ports that are not instances and not implicit (no host or no compute
+    /// owner): they hold an address and a MAC but nothing is planned for them.
+    pub unbound_ports: Vec<UnboundPort>,
     /// Lookup tables derived from the above (rebuilt by [`Topology::reindex`]).
     #[serde(skip)]
     pub index: Index,
@@ -215,6 +218,12 @@ pub struct Subnet {
     /// MAC of the upstream gateway device outside the cloud (external
     /// subnets only; the twin's fabric answers for it).
     pub external_gateway_mac: Option<MacAddr>,
+    /// Ranges allocation draws from (empty: the whole subnet).
+    pub allocation_pools: Vec<crate::spec::AllocationPool>,
+    /// Static routes DHCP hands out.
+    pub host_routes: Vec<crate::spec::HostRoute>,
+    /// DNS servers DHCP hands out.
+    pub dns_nameservers: Vec<Ipv4Addr>,
 }
 
 /// One router.
@@ -230,6 +239,9 @@ pub struct Router {
     pub interfaces: Vec<SubnetIx>,
     /// External network.
     pub external_gateway: Option<NetworkIx>,
+    /// Neutron's `enable_snat` (kept for the API; the plan always builds SNAT
+    /// for a router with a gateway).
+    pub enable_snat: bool,
     /// The host that runs SNAT (and, for a legacy router, the whole router).
     pub snat_host: Option<HostIx>,
     /// Hosts with a copy of the router (`qrouter-`), in host order: the SNAT
@@ -332,6 +344,25 @@ impl Port {
         s.truncate(crate::names::LINUX_DEV_LEN);
         s
     }
+}
+
+/// A port that reserves an address and a MAC without being an instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnboundPort {
+    /// Port id.
+    pub id: PortId,
+    /// Name.
+    pub name: String,
+    /// Neutron `device_owner` as given (may be empty).
+    pub device_owner: String,
+    /// Network.
+    pub network: NetworkIx,
+    /// Subnet of its fixed IP.
+    pub subnet: SubnetIx,
+    /// Fixed IP.
+    pub ip: Ipv4Addr,
+    /// MAC.
+    pub mac: MacAddr,
 }
 
 /// One instance.

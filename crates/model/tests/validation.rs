@@ -738,7 +738,13 @@ fn every_error_variant_says_how_to_fix_it() {
         }
     }
     assert!(io.to_string().starts_with("/nonexistent/dir/topology.yaml: "));
-    let p = Problem { object: "hosts[0] (a)".into(), field: String::new(), what: "broken".into(), fix: "mend it".into() };
+    let p = Problem {
+        kind: Default::default(),
+        object: "hosts[0] (a)".into(),
+        field: String::new(),
+        what: "broken".into(),
+        fix: "mend it".into(),
+    };
     assert_eq!(p.to_string(), "hosts[0] (a): broken\n    fix: mend it");
     let p = Problem { field: "role".into(), ..p };
     assert_eq!(p.to_string(), "hosts[0] (a): field `role`: broken\n    fix: mend it");
