@@ -71,9 +71,17 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
         })
         .collect();
 
+    // An external network without a subnet is a step on the way (Neutron
+    // creates the network first); the file cannot express it, so it is left
+    // out until its subnet exists.
+    let mut subnets_of: HashMap<Uuid, Vec<&crate::resources::Subnet>> = HashMap::new();
+    for s in r.subnets.values() {
+        subnets_of.entry(s.network_id).or_default().push(s);
+    }
     let networks = r
         .networks
         .values()
+        .filter(|n| !n.external || subnets_of.contains_key(&n.common.id))
         .map(|n| NetworkSpec {
             id: Some(n.common.id),
             name: label(&n.common.name, n.common.id),
@@ -85,10 +93,10 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
             physical_network: n.physical_network.clone(),
             segmentation_id: n.segmentation_id,
             external: n.external,
-            subnets: r
-                .subnets
-                .values()
-                .filter(|s| s.network_id == n.common.id)
+            subnets: subnets_of
+                .get(&n.common.id)
+                .into_iter()
+                .flatten()
                 .map(|s| {
                     let gateway_ip = s.gateway_ip.as_deref().and_then(|g| g.parse().ok());
                     let pools: Vec<AllocationPool> = s
@@ -122,20 +130,22 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
         })
         .collect();
 
+    // Router interfaces are the routers' interface ports (one pass over the ports).
+    let mut interfaces_of: HashMap<&str, Vec<String>> = HashMap::new();
+    for p in r.ports.values().filter(|p| is_router_interface(&p.device_owner)) {
+        let list = interfaces_of.entry(p.device_id.as_str()).or_default();
+        for f in &p.fixed_ips {
+            let s = sub_name.get(&f.subnet_id).cloned().unwrap_or_else(|| unknown(&f.subnet_id));
+            if !list.contains(&s) {
+                list.push(s);
+            }
+        }
+    }
     let routers = r
         .routers
         .values()
         .map(|x| {
-            let rid = x.common.id.to_string();
-            let mut interfaces: Vec<String> = Vec::new();
-            for p in r.ports.values().filter(|p| is_router_interface(&p.device_owner) && p.device_id == rid) {
-                for f in &p.fixed_ips {
-                    let s = sub_name.get(&f.subnet_id).cloned().unwrap_or_else(|| unknown(&f.subnet_id));
-                    if !interfaces.contains(&s) {
-                        interfaces.push(s);
-                    }
-                }
-            }
+            let interfaces = interfaces_of.remove(x.common.id.to_string().as_str()).unwrap_or_default();
             RouterSpec {
                 id: Some(x.common.id),
                 name: label(&x.common.name, x.common.id),

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use dvr_model::alloc::derive_id;
 use dvr_model::{MacAddr, PortOwner, ProblemKind, Segment, Topology, TopologyError};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// What kind of request is being validated; decides how a model problem
@@ -97,7 +98,7 @@ pub fn id_taken(res: &Resources, id: &Uuid) -> bool {
 fn sync(res: &mut Resources, topo: &Topology) {
     // Networks: allocated VLANs.
     for n in &topo.networks {
-        if let Some(x) = res.networks.get_mut(&n.id.0) {
+        if let Some(x) = res.networks.get_mut(&n.id.0).map(Arc::make_mut) {
             x.segmentation_id = match &n.segment {
                 Segment::Vlan { vlan, .. } => Some(u64::from(vlan.get())),
                 Segment::Vxlan { vni } => Some(u64::from(vni.get())),
@@ -107,7 +108,7 @@ fn sync(res: &mut Resources, topo: &Topology) {
     }
     // Subnets: gateway and the pools Neutron reports.
     for s in &topo.subnets {
-        if let Some(x) = res.subnets.get_mut(&s.id.0) {
+        if let Some(x) = res.subnets.get_mut(&s.id.0).map(Arc::make_mut) {
             x.gateway_ip = Some(s.gateway.to_string());
             if x.allocation_pools.is_empty() {
                 x.allocation_pools = default_pools(s.cidr, Some(s.gateway))
@@ -118,19 +119,21 @@ fn sync(res: &mut Resources, topo: &Topology) {
         }
     }
     for h in &topo.hosts {
-        if let Some(x) = res.hosts.get_mut(&h.id.0) {
+        if let Some(x) = res.hosts.get_mut(&h.id.0).map(Arc::make_mut) {
             x.dvr_mac = h.dvr_mac.map(|m| m.to_string());
         }
     }
     let subnet_id = |ix: dvr_model::SubnetIx| topo.subnets[ix.0].id.0;
     // User ports: instances and unbound ports.
-    let mut user: HashMap<Uuid, (Uuid, String, String, bool)> = HashMap::new();
+    // (Typed values: formatting 20,000 addresses on every write is what cost.)
+    let mut user: HashMap<Uuid, (Uuid, std::net::Ipv4Addr, MacAddr, bool)> =
+        HashMap::with_capacity(topo.instances.len() + topo.unbound_ports.len());
     for x in &topo.instances {
         let p = &topo.ports[x.port.0];
-        user.insert(p.id.0, (subnet_id(p.subnet), p.ip.to_string(), p.mac.to_string(), true));
+        user.insert(p.id.0, (subnet_id(p.subnet), p.ip, p.mac, true));
     }
     for p in &topo.unbound_ports {
-        user.insert(p.id.0, (subnet_id(p.subnet), p.ip.to_string(), p.mac.to_string(), false));
+        user.insert(p.id.0, (subnet_id(p.subnet), p.ip, p.mac, false));
     }
     // Implicit ports, as Neutron shows them.
     let mut implicit: HashMap<Uuid, Port> = HashMap::new();
@@ -171,15 +174,14 @@ fn sync(res: &mut Resources, topo: &Topology) {
         implicit.insert(p.id.0, port);
     }
     // Floating IPs and Neutron's network:floatingip ports.
-    let port_ip: HashMap<Uuid, String> = topo.ports.iter().map(|p| (p.id.0, p.ip.to_string())).collect();
     for f in &topo.floating_ips {
-        let Some(x) = res.floatingips.get_mut(&f.id.0) else { continue };
+        let Some(x) = res.floatingips.get_mut(&f.id.0).map(Arc::make_mut) else { continue };
         x.floating_ip_address = f.ip.to_string();
         match f.association {
             Some((inst, r)) => {
-                let port = topo.ports[topo.instances[inst.0].port.0].id.0;
-                x.port_id = Some(port);
-                x.fixed_ip_address = port_ip.get(&port).cloned();
+                let port = &topo.ports[topo.instances[inst.0].port.0];
+                x.port_id = Some(port.id.0);
+                x.fixed_ip_address = Some(port.ip.to_string());
                 x.router_id = Some(topo.routers[r.0].id.0);
                 x.status = "ACTIVE".into();
             }
@@ -219,7 +221,7 @@ fn sync(res: &mut Resources, topo: &Topology) {
     }
     for id in order {
         let mut fresh = implicit.remove(&id).expect("inserted above");
-        match res.ports.get_mut(&id) {
+        match res.ports.get_mut(&id).map(Arc::make_mut) {
             Some(old) => {
                 fresh.common = old.common.clone();
                 if fresh.common.project_id.is_empty() {
@@ -228,16 +230,32 @@ fn sync(res: &mut Resources, topo: &Topology) {
                 *old = fresh;
             }
             None => {
-                res.ports.insert(id, fresh);
+                ins(&mut res.ports, id, fresh);
             }
         }
     }
     for p in res.ports.values_mut() {
         if let Some((sid, ip, mac, bound)) = user.get(&p.common.id) {
-            p.fixed_ips = vec![FixedIp { subnet_id: *sid, ip_address: ip.clone() }];
-            p.mac_address = mac.clone();
-            p.status = if *bound { "ACTIVE".into() } else { "DOWN".into() };
-            p.vif_type = if *bound { "ovs".into() } else { "unbound".into() };
+            let (status, vif) = if *bound { ("ACTIVE", "ovs") } else { ("DOWN", "unbound") };
+            let same_ip = p.fixed_ips.len() == 1 && p.fixed_ips[0].subnet_id == *sid && p.fixed_ips[0].ip_address.parse().ok() == Some(*ip);
+            let same_mac = p.mac_address.parse::<MacAddr>().ok() == Some(*mac);
+            if same_ip && same_mac && p.status == status && p.vif_type == vif {
+                continue;
+            }
+            let p = Arc::make_mut(p);
+            // Pinned ports come back as they were: rewrite only what the model allocated or changed.
+            if !same_ip {
+                p.fixed_ips = vec![FixedIp { subnet_id: *sid, ip_address: ip.to_string() }];
+            }
+            if !same_mac {
+                p.mac_address = mac.to_string();
+            }
+            if p.status != status {
+                p.status = status.into();
+            }
+            if p.vif_type != vif {
+                p.vif_type = vif.into();
+            }
         }
     }
     // Routers: the gateway port's addresses.
@@ -248,16 +266,21 @@ fn sync(res: &mut Resources, topo: &Topology) {
         .map(|p| (p.device_id.clone(), p.fixed_ips.clone()))
         .collect();
     for r in res.routers.values_mut() {
-        if let Some(g) = r.external_gateway_info.as_mut() {
-            g.external_fixed_ips = gw.get(&r.common.id.to_string()).cloned().unwrap_or_default();
+        let want = gw.get(&r.common.id.to_string()).cloned().unwrap_or_default();
+        if r.external_gateway_info.as_ref().is_some_and(|g| g.external_fixed_ips != want)
+            && let Some(g) = Arc::make_mut(r).external_gateway_info.as_mut()
+        {
+            g.external_fixed_ips = want;
         }
     }
     // External hosts: their addresses.
     let ext: HashMap<&str, String> = topo.external_hosts.iter().map(|e| (e.name.as_str(), e.ip.to_string())).collect();
     for e in res.external_hosts.values_mut() {
         let name = if e.common.name.is_empty() { e.common.id.to_string() } else { e.common.name.clone() };
-        if let Some(ip) = ext.get(name.as_str()) {
-            e.ip_address = Some(ip.clone());
+        if let Some(ip) = ext.get(name.as_str())
+            && e.ip_address.as_ref() != Some(ip)
+        {
+            Arc::make_mut(e).ip_address = Some(ip.clone());
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::resources::*;
 use axum::http::StatusCode;
 use dvr_model::MacAddr;
 use serde_json::Value;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Server settings the mutations need.
@@ -144,7 +145,7 @@ fn update_common(c: &mut Common, a: &Attrs) -> Result<(), ApiError> {
 }
 
 fn need_network(r: &Resources, id: Uuid) -> Result<&Network, ApiError> {
-    r.networks.get(&id).ok_or_else(|| Coll::Networks.not_found(&id.to_string()))
+    r.networks.get(&id).map(|n| &**n).ok_or_else(|| Coll::Networks.not_found(&id.to_string()))
 }
 
 /// Create one object; returns its id.
@@ -175,7 +176,7 @@ pub fn update(r: &mut Resources, coll: Coll, id: Uuid, a: &Attrs) -> Result<(), 
         Coll::ExternalHosts => {
             check_keys(a, &["name", "description", "ip_address"], &["network_id"], "PUT")?;
             let ip = ipv4(a, "ip_address")?;
-            let e = r.external_hosts.get_mut(&id).expect("checked");
+            let e = r.external_hosts.get_mut(&id).map(Arc::make_mut).expect("checked");
             update_common(&mut e.common, a)?;
             if let Some(ip) = ip {
                 e.ip_address = Some(ip.to_string());
@@ -236,7 +237,7 @@ pub fn delete(r: &mut Resources, coll: Coll, id: Uuid) -> Result<(), ApiError> {
                     ),
                 ));
             }
-            for f in r.floatingips.values_mut().filter(|f| f.port_id == Some(id)) {
+            for f in r.floatingips.values_mut().filter(|f| f.port_id == Some(id)).map(Arc::make_mut) {
                 f.port_id = None;
                 f.fixed_ip_address = None;
             }
@@ -309,7 +310,7 @@ fn create_network(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
         mtu: integer(a, "mtu")?.map(|m| m as u32).unwrap_or(1500),
         subnets: Vec::new(),
     };
-    r.networks.insert(id, n);
+    ins(&mut r.networks, id, n);
     Ok(id)
 }
 
@@ -320,7 +321,7 @@ fn update_network(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError
         &["provider:network_type", "provider:physical_network", "provider:segmentation_id", "subnets", "project_id", "tenant_id"],
         "PUT",
     )?;
-    let n = r.networks.get_mut(&id).expect("checked");
+    let n = r.networks.get_mut(&id).map(Arc::make_mut).expect("checked");
     update_common(&mut n.common, a)?;
     if let Some(b) = boolean(a, "admin_state_up")? {
         n.admin_state_up = b;
@@ -420,7 +421,8 @@ fn create_subnet(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
     let mut c = common_from(a, Uuid::nil())?;
     c.id = new_id("subnet", &c.name, |id| id_taken(r, id));
     let id = c.id;
-    r.subnets.insert(
+    ins(
+        &mut r.subnets,
         id,
         Subnet {
             common: c,
@@ -446,7 +448,7 @@ fn update_subnet(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError>
     )?;
     let gw = ipv4(a, "gateway_ip")?;
     let (p, h, d, e) = (pools(a)?, routes(a, "host_routes")?, dns(a)?, boolean(a, "enable_dhcp")?);
-    let s = r.subnets.get_mut(&id).expect("checked");
+    let s = r.subnets.get_mut(&id).map(Arc::make_mut).expect("checked");
     update_common(&mut s.common, a)?;
     if let Some(g) = gw {
         s.gateway_ip = Some(g.to_string());
@@ -477,7 +479,7 @@ fn fixed_ips(r: &Resources, a: &Attrs, network_id: Uuid) -> Result<Option<Vec<Fi
     let m = first.as_object().ok_or_else(|| bad_value("fixed_ips", format!("'{first}' is not an object")))?;
     check_keys(m, &["subnet_id", "ip_address"], &[], "fixed_ips")?;
     let ip = ipv4(m, "ip_address")?;
-    let subnets: Vec<&Subnet> = r.subnets.values().filter(|s| s.network_id == network_id).collect();
+    let subnets: Vec<&Subnet> = r.subnets.values().filter(|s| s.network_id == network_id).map(|s| &**s).collect();
     let subnet = match uuid(m, "subnet_id")? {
         Some(sid) => {
             let s = r.subnets.get(&sid).ok_or_else(|| Coll::Subnets.not_found(&sid.to_string()))?;
@@ -553,7 +555,8 @@ fn create_port(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
     let key = if crate::convert::is_instance(&device_owner, &host_id) { format!("vm:{}", c.name) } else { format!("port:{}", c.name) };
     c.id = new_id("port", &key, |id| id_taken(r, id));
     let id = c.id;
-    r.ports.insert(
+    ins(
+        &mut r.ports,
         id,
         Port {
             common: c,
@@ -591,7 +594,7 @@ fn update_port(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError> {
         return Err(bad_value("device_owner", "network:* owners are set by the server itself"));
     }
     let (dev, host) = (string(a, "device_id")?, string(a, "binding:host_id")?);
-    let p = r.ports.get_mut(&id).expect("checked");
+    let p = r.ports.get_mut(&id).map(Arc::make_mut).expect("checked");
     update_common(&mut p.common, a)?;
     if let Some(f) = fixed {
         p.fixed_ips = f;
@@ -644,7 +647,8 @@ fn gateway(r: &mut Resources, a: &Attrs, router: Uuid, router_label: &str) -> Re
         let rid = router.to_string();
         r.ports.retain(|_, p| !(p.device_owner == "network:router_gateway" && p.device_id == rid));
         let id = new_id("port", &format!("qg:{router_label}"), |id| id_taken(r, id));
-        r.ports.insert(
+        ins(
+            &mut r.ports,
             id,
             Port {
                 common: Common { id, ..Common::default() },
@@ -670,7 +674,8 @@ fn create_router(r: &mut Resources, a: &Attrs, s: &Settings) -> Result<Uuid, Api
     let id = c.id;
     let label = if c.name.is_empty() { id.to_string() } else { c.name.clone() };
     let gw = gateway(r, a, id, &label)?.flatten();
-    r.routers.insert(
+    ins(
+        &mut r.routers,
         id,
         Router {
             common: c,
@@ -710,7 +715,7 @@ fn update_router(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError>
     }
     let gw = gateway(r, a, id, &label)?;
     let (admin, dist) = (boolean(a, "admin_state_up")?, boolean(a, "distributed")?);
-    let x = r.routers.get_mut(&id).expect("checked");
+    let x = r.routers.get_mut(&id).map(Arc::make_mut).expect("checked");
     update_common(&mut x.common, a)?;
     if let Some(b) = admin {
         x.admin_state_up = b;
@@ -748,7 +753,8 @@ pub fn add_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Value
             let gw = s.gateway_ip.clone().unwrap_or_default();
             let network_id = s.network_id;
             let id = new_id("port", &format!("qr:{label}:{sub_label}"), |id| id_taken(r, id));
-            r.ports.insert(
+            ins(
+                &mut r.ports,
                 id,
                 Port {
                     common: Common { id, project_id: project.clone(), ..Common::default() },
@@ -790,7 +796,7 @@ pub fn add_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Value
                     f.subnet_id
                 )));
             }
-            let p = r.ports.get_mut(&pid).expect("checked");
+            let p = r.ports.get_mut(&pid).map(Arc::make_mut).expect("checked");
             p.device_owner = owner.into();
             p.device_id = rid.clone();
             (pid, f.subnet_id)
@@ -897,7 +903,8 @@ fn create_fip(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
         None => Uuid::new_v4(),
     };
     let id = c.id;
-    r.floatingips.insert(
+    ins(
+        &mut r.floatingips,
         id,
         FloatingIp {
             common: c,
@@ -920,7 +927,7 @@ fn update_fip(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError> {
         "PUT",
     )?;
     let port = associate(r, Some(id), a)?;
-    let f = r.floatingips.get_mut(&id).expect("checked");
+    let f = r.floatingips.get_mut(&id).map(Arc::make_mut).expect("checked");
     if let Some(d) = string(a, "description")? {
         f.common.description = d;
     }
@@ -982,7 +989,8 @@ fn create_host(r: &mut Resources, a: &Attrs, s: &Settings) -> Result<Uuid, ApiEr
         ..Common::default()
     };
     let id = c.id;
-    r.hosts.insert(
+    ins(
+        &mut r.hosts,
         id,
         Host {
             common: c,
@@ -998,7 +1006,7 @@ fn create_host(r: &mut Resources, a: &Attrs, s: &Settings) -> Result<Uuid, ApiEr
 fn update_host(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError> {
     check_keys(a, &["description", "bridge_mappings", "nics"], &["name", "role", "dvr_mac"], "PUT")?;
     let (b, n) = (map_of_strings(a, "bridge_mappings")?, map_of_strings(a, "nics")?);
-    let h = r.hosts.get_mut(&id).expect("checked");
+    let h = r.hosts.get_mut(&id).map(Arc::make_mut).expect("checked");
     if let Some(d) = string(a, "description")? {
         h.common.description = d;
     }
@@ -1025,6 +1033,6 @@ fn create_external_host(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> 
         ..Common::default()
     };
     let id = c.id;
-    r.external_hosts.insert(id, ExternalHost { common: c, network_id, ip_address: ipv4(a, "ip_address")?.map(|i| i.to_string()) });
+    ins(&mut r.external_hosts, id, ExternalHost { common: c, network_id, ip_address: ipv4(a, "ip_address")?.map(|i| i.to_string()) });
     Ok(id)
 }

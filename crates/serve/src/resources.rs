@@ -8,6 +8,7 @@
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The attributes every Neutron resource has (`standard-attr-*`).
@@ -269,24 +270,33 @@ pub struct ExternalHost {
 
 /// The whole deployment as Neutron objects plus the DVR extension objects,
 /// each collection in creation order (the order allocation follows).
+///
+/// Objects are shared (`Arc`): a mutation clones the deployment cheaply and
+/// copies only the objects it changes (`Arc::make_mut`), and the store finds
+/// the changed objects by pointer before comparing any value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
     /// Deployment label (the topology file's `name`).
     pub name: Option<String>,
     /// DVR extension hosts.
-    pub hosts: IndexMap<Uuid, Host>,
+    pub hosts: IndexMap<Uuid, Arc<Host>>,
     /// Networks.
-    pub networks: IndexMap<Uuid, Network>,
+    pub networks: IndexMap<Uuid, Arc<Network>>,
     /// Subnets.
-    pub subnets: IndexMap<Uuid, Subnet>,
+    pub subnets: IndexMap<Uuid, Arc<Subnet>>,
     /// Ports, implicit ones included.
-    pub ports: IndexMap<Uuid, Port>,
+    pub ports: IndexMap<Uuid, Arc<Port>>,
     /// Routers.
-    pub routers: IndexMap<Uuid, Router>,
+    pub routers: IndexMap<Uuid, Arc<Router>>,
     /// Floating IPs.
-    pub floatingips: IndexMap<Uuid, FloatingIp>,
+    pub floatingips: IndexMap<Uuid, Arc<FloatingIp>>,
     /// DVR extension external hosts.
-    pub external_hosts: IndexMap<Uuid, ExternalHost>,
+    pub external_hosts: IndexMap<Uuid, Arc<ExternalHost>>,
+}
+
+/// Insert a new object (wrapped for sharing).
+pub fn ins<T>(coll: &mut IndexMap<Uuid, Arc<T>>, id: Uuid, v: T) {
+    coll.insert(id, Arc::new(v));
 }
 
 /// Device owners of the ports Neutron (and the model) create by themselves.
@@ -320,13 +330,13 @@ impl Resources {
     ) -> Resources {
         Resources {
             name,
-            hosts: hosts.into_iter().map(|x| (x.common.id, x)).collect(),
-            networks: networks.into_iter().map(|x| (x.common.id, x)).collect(),
-            subnets: subnets.into_iter().map(|x| (x.common.id, x)).collect(),
-            ports: ports.into_iter().map(|x| (x.common.id, x)).collect(),
-            routers: routers.into_iter().map(|x| (x.common.id, x)).collect(),
-            floatingips: floatingips.into_iter().map(|x| (x.common.id, x)).collect(),
-            external_hosts: external_hosts.into_iter().map(|x| (x.common.id, x)).collect(),
+            hosts: hosts.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
+            networks: networks.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
+            subnets: subnets.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
+            ports: ports.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
+            routers: routers.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
+            floatingips: floatingips.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
+            external_hosts: external_hosts.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
         }
     }
 }

@@ -146,30 +146,31 @@ pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn diff_coll<T: Obj>(old: &IndexMap<Uuid, T>, new: &mut IndexMap<Uuid, T>, now: &str, out: &mut Vec<Change>) {
+fn diff_coll<T: Obj>(old: &IndexMap<Uuid, Arc<T>>, new: &mut IndexMap<Uuid, Arc<T>>, now: &str, out: &mut Vec<Change>) {
     for (id, n) in new.iter_mut() {
         match old.get(id) {
+            Some(o) if Arc::ptr_eq(o, n) => {}
             None => {
-                let c = n.common_mut();
+                let c = Arc::make_mut(n).common_mut();
                 c.revision_number = 1;
                 c.created_at = now.to_string();
                 c.updated_at = now.to_string();
-                out.push(change("create", T::RESOURCE, id, n));
+                out.push(change("create", T::RESOURCE, id, &**n));
             }
             Some(o) if o != n => {
                 let (rev, created) = (o.common().revision_number, o.common().created_at.clone());
-                let c = n.common_mut();
+                let c = Arc::make_mut(n).common_mut();
                 c.revision_number = rev + 1;
                 c.created_at = created;
                 c.updated_at = now.to_string();
-                out.push(change("update", T::RESOURCE, id, n));
+                out.push(change("update", T::RESOURCE, id, &**n));
             }
             Some(_) => {}
         }
     }
     for (id, o) in old {
         if !new.contains_key(id) {
-            out.push(change("delete", T::RESOURCE, id, o));
+            out.push(change("delete", T::RESOURCE, id, &**o));
         }
     }
 }
@@ -209,7 +210,7 @@ pub fn diff(old: &Resources, new: &mut Resources) -> Vec<Change> {
     out
 }
 
-fn apply_coll<T: Obj>(coll: &mut IndexMap<Uuid, T>, op: &str, id: Uuid, object: &Value) -> Result<(), StoreError> {
+fn apply_coll<T: Obj>(coll: &mut IndexMap<Uuid, Arc<T>>, op: &str, id: Uuid, object: &Value) -> Result<(), StoreError> {
     if op == "delete" {
         coll.shift_remove(&id);
         return Ok(());
@@ -220,9 +221,9 @@ fn apply_coll<T: Obj>(coll: &mut IndexMap<Uuid, T>, op: &str, id: Uuid, object: 
         message: e.to_string(),
     })?;
     match coll.get_mut(&id) {
-        Some(slot) => *slot = v,
+        Some(slot) => *slot = Arc::new(v),
         None => {
-            coll.insert(id, v);
+            coll.insert(id, Arc::new(v));
         }
     }
     Ok(())
