@@ -17,7 +17,14 @@ fn a_write_through_one_replica_reaches_the_others_long_poll_within_100_ms() {
     apply_seed_hosts(&a, tmp.path());
     let mut worst = Duration::ZERO;
     for round in 0..5 {
-        let since = all_change_revisions(&b).last().copied().unwrap_or(0);
+        // Start from the head both replicas agree on (B catches up asynchronously).
+        let head = changes_revision(&a.get("/v2.0/dvr/changes?since=0&timeout=0"));
+        let t0 = Instant::now();
+        while changes_revision(&b.get(&format!("/v2.0/dvr/changes?since={head}&timeout=0"))) < head {
+            assert!(t0.elapsed() < Duration::from_secs(10), "replica B never reached revision {head}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let since = head;
         // B's reader waits (up to 10 s) for anything after `since`.
         let url = b.url.clone();
         let reader = std::thread::spawn(move || {

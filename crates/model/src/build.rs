@@ -560,7 +560,7 @@ fn check_networks(c: &mut Checker, spec: &TopologySpec, hosts: &[Host]) -> (Vec<
                 dns_nameservers: s.dns_nameservers.clone(),
             });
         }
-        if n.subnets.is_empty() && n.external && std::env::var_os("DVR_TMP_HACK").is_none() {
+        if n.subnets.is_empty() && n.external {
             c.bad(&o, "subnets", "an external network needs a subnet for gateway and floating IPs", "add a subnet");
         }
         networks.push(Network {

@@ -326,13 +326,21 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
     // model hands those out in host order, which only one transaction for all
     // instances reproduces (chunks would number the hosts in file order).
     let created = match create_bulk_sized(api, "/v2.0/ports", "ports", new.clone(), usize::MAX, progress) {
-        Err(e) if e.status() == Some(413) => {
+        // A body over the server's limit: 413, or the connection closed while sending.
+        Err(e) if matches!(e.status(), Some(413) | None) => {
             sum.warnings.push(format!(
-                "{} refused {} instance ports in one request (413); sent in chunks of {BULK}: fip-agent gateway addresses may differ from the file's plan",
+                "{} refused {} instance ports in one request ({e}); sent in chunks of {BULK}: fip-agent gateway addresses may differ from the file's plan",
                 api.base(),
                 new.len()
             ));
-            create_bulk(api, "/v2.0/ports", "ports", new, progress)?
+            // Whatever the failed request did not create (it may have been cut after the server read it).
+            let now: std::collections::HashSet<String> =
+                super::state::list(api, "/v2.0/ports?device_owner=compute:nova&fields=name", "ports")?
+                    .iter()
+                    .filter_map(|p| p["name"].as_str().map(String::from))
+                    .collect();
+            let rest: Vec<Value> = new.into_iter().filter(|p| !now.contains(p["name"].as_str().unwrap_or_default())).collect();
+            create_bulk(api, "/v2.0/ports", "ports", rest, progress)?
         }
         r => r?,
     };
