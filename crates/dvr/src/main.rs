@@ -9,6 +9,7 @@ use dvr_plan::{Profile, render};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod agent;
 mod bench;
 mod ops;
 mod remote;
@@ -114,6 +115,9 @@ enum Cmd {
     /// Serve a Neutron v2.0-compatible API (networks, subnets, ports, routers,
     /// floating IPs, agents) plus the dvr extension, over SQLite or PostgreSQL.
     Server(server_cmd::ServerArgs),
+    /// Run one host's agent: register with the server, follow its change log,
+    /// and keep this host's bridges, flows and namespaces converged.
+    Agent(agent::AgentArgs),
     /// Show each host's desired state: bridges, ports, OpenFlow flows, namespaces.
     ///
     /// Flows are printed in `ovs-ofctl dump-flows` syntax and load unchanged with
@@ -818,6 +822,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", remote::export_yaml(&api, name.as_deref())?);
         }
         Cmd::Server(args) => server_cmd::run(args)?,
+        Cmd::Agent(args) => agent::run(args)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
         }
