@@ -25,7 +25,7 @@ use dvr_model::Topology;
 use dvr_plan::{HostPlan, Profile};
 use dvr_realize::host::{self, Names};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -269,9 +269,43 @@ struct Agent {
     /// The last planned state and the fingerprint of its inputs.
     planned: Option<(u64, HostPlan)>,
     canary_armed: Arc<Mutex<bool>>,
+    /// The emulated lab this host belongs to (instance namespaces live there).
+    lab: dvr_realize::Lab,
+    /// Instances this agent saw on its host at the last step (memory only).
+    plugged: Option<BTreeSet<String>>,
 }
 
 impl Agent {
+    /// Nova's part in the lab: plug a namespace for each instance bound to
+    /// this host that has none, unplug those that left it. Returns how many.
+    fn vifs(&mut self, topo: &Topology, ix: dvr_model::HostIx) -> Result<usize> {
+        let mine: BTreeSet<String> = topo.instances.iter().filter(|x| x.host == ix).map(|x| x.name.clone()).collect();
+        let present: BTreeSet<String> = dvr_realize::ip::netns_list()?.into_iter().collect();
+        let missing: Vec<&dvr_model::Instance> =
+            topo.instances.iter().filter(|x| x.host == ix && !present.contains(&self.lab.names.ep_ns(&x.name))).collect();
+        let mut n = 0;
+        if !missing.is_empty() {
+            // The DHCP-pushed host routes come from the qdhcp namespace's plan.
+            let plan = dvr_plan::plan(topo, self.profile)?;
+            for x in missing {
+                if self.lab.plug_instance(topo, x, &plan.dhcp_host_routes(&topo.network(x.network).name))? {
+                    log(&self.host, &format!("plugged instance {}", x.name));
+                    n += 1;
+                }
+            }
+        }
+        if let Some(before) = &self.plugged {
+            for gone in before.difference(&mine) {
+                if self.lab.unplug_instance(gone)? {
+                    log(&self.host, &format!("unplugged instance {gone}"));
+                    n += 1;
+                }
+            }
+        }
+        self.plugged = Some(mine);
+        Ok(n)
+    }
+
     /// Fetch the state; replan when this host's inputs changed (or `force`);
     /// converge when replanned or `full`. Returns the operations applied.
     fn step(&mut self, why: &str, full: bool) -> Result<usize> {
@@ -290,13 +324,16 @@ impl Agent {
         }
         let t_plan = t0.elapsed();
         let mut n = 0;
+        if !self.dry_run {
+            n += self.vifs(&topo, ix)?;
+        }
         let mut t_obs = t_plan;
         if changed || full {
             let hp = &self.planned.as_ref().expect("set above").1;
             let obs = host::observe(&self.names, hp, &self.ovs)?;
             let ops = host::diff_observed(&self.names, hp, &obs);
             t_obs = t0.elapsed();
-            n = ops.len();
+            n += ops.len();
             if self.dry_run {
                 for op in host::ordered(&ops) {
                     println!("{op}");
@@ -382,6 +419,8 @@ pub fn run(args: AgentArgs) -> Result<()> {
         status: status.clone(),
         planned: None,
         canary_armed: Arc::new(Mutex::new(false)),
+        lab: dvr_realize::Lab::new(&args.prefix),
+        plugged: None,
     };
     // First convergence (retried: the server may restart under us).
     loop {

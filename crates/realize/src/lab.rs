@@ -346,26 +346,8 @@ impl Lab {
         }
         // Instances: a namespace each, plugged into their host's br-int port.
         for x in &topo.instances {
-            let port = topo.port(x.port);
-            let sub = topo.subnet(port.subnet);
-            let ns = self.names.ep_ns(&x.name);
-            let hns = self.names.host_ns(&topo.host(x.host).name);
-            ensure_ns(&ns)?;
-            let have: Vec<String> = ip::link_names(&ns)?;
-            if !have.iter().any(|l| l == "eth0") {
-                let dev = port.device_name();
-                ip::ip(&["link", "add", &dev, "netns", &hns, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-                ip::tx_off(&hns, &dev)?;
-                ip::tx_off(&ns, "eth0")?;
-                ip::ip_ns(&hns, &["link", "set", &dev, "up"])?;
-                ip::ip_ns(&ns, &["link", "set", "eth0", "address", &port.mac.to_string()])?;
-                ip::ip_ns(&ns, &["addr", "add", &format!("{}/{}", port.ip, sub.cidr.prefix_len()), "dev", "eth0"])?;
-                ip::ip_ns(&ns, &["link", "set", "eth0", "up"])?;
-                ip::ip_ns(&ns, &["route", "replace", "default", "via", &sub.gateway.to_string(), "dev", "eth0"])?;
-                for (dst, via) in plan.dhcp_host_routes(&topo.network(x.network).name) {
-                    ip::ip_ns(&ns, &["route", "replace", &dst.to_string(), "via", &via.to_string(), "dev", "eth0"])?;
-                }
-            }
+            let routes = plan.dhcp_host_routes(&topo.network(x.network).name);
+            self.plug_instance(topo, x, &routes)?;
         }
         // External hosts and the upstream gateway of each external subnet.
         let mut outside: Vec<(String, dvr_model::MacAddr, String, Option<Ipv4Addr>, dvr_model::NetworkIx)> = topo
@@ -425,6 +407,54 @@ impl Lab {
         }
         report.millis = t0.elapsed().as_millis();
         Ok(report)
+    }
+
+    /// Plug instance `x` as Nova's VIF plugging does: its own namespace with
+    /// `eth0` (the port's MAC and address, default route via the subnet's
+    /// gateway, the DHCP-pushed `host_routes`), the other end of the veth in
+    /// its host's namespace under the port's device name, where the host's
+    /// plan attaches it to br-int. Returns whether anything was created.
+    pub fn plug_instance(
+        &self,
+        topo: &Topology,
+        x: &dvr_model::Instance,
+        host_routes: &[(ipnet::Ipv4Net, Ipv4Addr)],
+    ) -> Result<bool, LabError> {
+        let port = topo.port(x.port);
+        let sub = topo.subnet(port.subnet);
+        let ns = self.names.ep_ns(&x.name);
+        let hns = self.names.host_ns(&topo.host(x.host).name);
+        if !ip::netns_list()?.contains(&ns) {
+            ip::netns_add(&ns)?;
+        }
+        let have: Vec<String> = ip::link_names(&ns)?;
+        if have.iter().any(|l| l == "eth0") {
+            return Ok(false);
+        }
+        let dev = port.device_name();
+        ip::ip(&["link", "add", &dev, "netns", &hns, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip::tx_off(&hns, &dev)?;
+        ip::tx_off(&ns, "eth0")?;
+        ip::ip_ns(&hns, &["link", "set", &dev, "up"])?;
+        ip::ip_ns(&ns, &["link", "set", "eth0", "address", &port.mac.to_string()])?;
+        ip::ip_ns(&ns, &["addr", "add", &format!("{}/{}", port.ip, sub.cidr.prefix_len()), "dev", "eth0"])?;
+        ip::ip_ns(&ns, &["link", "set", "eth0", "up"])?;
+        ip::ip_ns(&ns, &["route", "replace", "default", "via", &sub.gateway.to_string(), "dev", "eth0"])?;
+        for (dst, via) in host_routes {
+            ip::ip_ns(&ns, &["route", "replace", &dst.to_string(), "via", &via.to_string(), "dev", "eth0"])?;
+        }
+        Ok(true)
+    }
+
+    /// Unplug an instance: delete its namespace (and with it both veth ends).
+    /// Returns whether it existed.
+    pub fn unplug_instance(&self, name: &str) -> Result<bool, LabError> {
+        let ns = self.names.ep_ns(name);
+        if !ip::netns_list()?.contains(&ns) {
+            return Ok(false);
+        }
+        crate::cmd::run("ip", &["netns", "del", &ns], &[], None)?;
+        Ok(true)
     }
 
     /// The operations a converge would apply now (empty when the lab matches the plan).
