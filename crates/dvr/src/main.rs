@@ -400,6 +400,10 @@ enum LabCmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
+        /// A live lab: compare with the server's state instead of the file the lab
+        /// was built from, and show each host's agent (alive, revision, last convergence).
+        #[command(flatten)]
+        server: remote::ServerArg,
     },
     /// Run a command inside an endpoint's or host's namespace, e.g. `dvr lab exec vm1 -- ip route`.
     Exec {
@@ -505,7 +509,7 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                 bail!("still present after tear-down: {}", left.join(", "));
             }
         }
-        LabCmd::Status { prefix, format } => {
+        LabCmd::Status { prefix, format, server } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let ns = lab.namespaces()?;
             if ns.is_empty() && !lab.state.exists() {
@@ -515,7 +519,22 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                 }
                 return Ok(());
             }
-            let (t, profile) = lab_meta(&lab)?;
+            let (mut t, profile) = lab_meta(&lab)?;
+            let mut agents: Vec<serde_json::Value> = Vec::new();
+            if let Some(api) = server.api() {
+                t = remote::load(&api)?;
+                let rev = api.get("/v2.0/dvr/deployment")?["deployment"]["revision"].as_i64().unwrap_or_default();
+                for a in api.get("/v2.0/agents")?["agents"].as_array().into_iter().flatten() {
+                    if a["agent_type"] != "Open vSwitch agent" {
+                        continue;
+                    }
+                    let c = &a["configurations"];
+                    agents.push(serde_json::json!({
+                        "host": a["host"], "alive": a["alive"], "revision": c["revision"], "server_revision": rev,
+                        "last_convergence": c["last_convergence"], "last_operations": c["last_operations"],
+                    }));
+                }
+            }
             let plan = dvr_plan::plan(&t, profile)?;
             let st = lab.status(&t, &plan, &mut |m| eprintln!("lab status: {m}"))?;
             if format == BenchFormat::Json {
@@ -533,7 +552,7 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                     .collect();
                 let drift: Vec<serde_json::Value> =
                     st.drift.iter().map(|d| serde_json::json!({"host": d.host, "kind": d.kind, "item": d.item})).collect();
-                let v = serde_json::json!({"prefix": prefix.prefix, "up": true, "clean": st.clean(), "namespaces": ns, "hosts": hosts, "drift": drift});
+                let v = serde_json::json!({"prefix": prefix.prefix, "up": true, "clean": st.clean(), "namespaces": ns, "hosts": hosts, "drift": drift, "agents": agents});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("lab `{}`: {} namespaces", prefix.prefix, st.namespaces);
@@ -542,6 +561,17 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                     let n = st.of_host(h).count();
                     let state = if n == 0 { "matches its plan".to_string() } else { format!("DRIFT: {n} items") };
                     println!("  {h:<12} {:<44} {state}", d.join(", "));
+                }
+                for a in &agents {
+                    println!(
+                        "  agent {:<10} {} revision {} of {}, last convergence {} ({} operations)",
+                        a["host"].as_str().unwrap_or("?"),
+                        if a["alive"] == true { "alive" } else { "DEAD" },
+                        a["revision"],
+                        a["server_revision"],
+                        a["last_convergence"].as_str().unwrap_or("never"),
+                        a["last_operations"]
+                    );
                 }
                 for d in &st.drift {
                     println!("    {:<10} {:<10} {}", d.host, d.kind, d.item);
