@@ -343,13 +343,21 @@ impl Agent {
                 *self.canary_armed.lock().unwrap_or_else(|e| e.into_inner()) = true;
             }
         }
-        let total = t0.elapsed();
+        let t_applied = t0.elapsed();
+        if !self.dry_run {
+            self.port_status()?;
+        }
+        let total = t_applied;
         {
             let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
             st.revision = rev;
             st.last_ops = n;
             st.convergences += 1;
             st.converged_at = Some(crate::agent::chrono_like_now());
+        }
+        if !changed && !full && n == 0 {
+            println!("agent {}: revision {rev}: host unaffected ({why}; model rebuilt in {} ms)", self.host, t_model.as_millis());
+            return Ok(0);
         }
         println!(
             "agent {}: revision {rev}: {n} operations{} ({why}; {} in {} ms: model {} ms, plan {} ms, observe+diff {} ms, apply {} ms)",
@@ -369,6 +377,26 @@ impl Agent {
             (total - t_obs).as_millis(),
         );
         Ok(n)
+    }
+}
+
+impl Agent {
+    /// Neutron's `update_device_up`: instance ports bound to this host go
+    /// `ACTIVE` once a convergence has put their flows in place (the server
+    /// makes a newly bound port `DOWN`).
+    fn port_status(&self) -> Result<()> {
+        let ports = self.api.get(&format!("/v2.0/ports?binding:host_id={}&fields=id&fields=status&fields=device_owner", self.host))?;
+        for p in ports["ports"].as_array().into_iter().flatten() {
+            let compute = p["device_owner"].as_str().is_some_and(|o| o.starts_with("compute:"));
+            if compute && p["status"] != "ACTIVE" {
+                let id = p["id"].as_str().unwrap_or_default();
+                self.api
+                    .put(&format!("/v2.0/dvr/ports/{id}/status"), &json!({"port": {"status": "ACTIVE"}}))
+                    .with_context(|| format!("setting port {id} ACTIVE"))?;
+                log(&self.host, &format!("port {id} ACTIVE"));
+            }
+        }
+        Ok(())
     }
 }
 
