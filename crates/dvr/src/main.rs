@@ -377,6 +377,15 @@ enum LabCmd {
         /// Measure: bring-up time, then ping RTT over each path of the topology file.
         #[arg(long)]
         timings: bool,
+        /// A live lab: start `dvr server` (SQLite in the lab's state directory) unless
+        /// one answers on --listen, apply the topology file through its API, build the
+        /// lab from the server's state and start one `dvr agent` per host inside that
+        /// host's namespace. Change it afterwards with `dvr apply` or `openstack`.
+        #[arg(long)]
+        live: bool,
+        /// Where the live lab's server listens.
+        #[arg(long, default_value = "127.0.0.1:9696", value_name = "ADDR")]
+        listen: String,
     },
     /// Dump every emulated host of the lab (read-only) into OUT/<host>/, as `dvr collect` does
     /// on a real host.
@@ -429,14 +438,81 @@ enum LabCmd {
     },
 }
 
+/// `dvr lab up --live`: server, layout through the API, lab from the server, agents.
+fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, listen: &str) -> Result<()> {
+    use std::process::{Command, Stdio};
+    let url = format!("http://{listen}");
+    let api = remote::client::Api::new(&url, None);
+    std::fs::create_dir_all(&lab.state).with_context(|| format!("cannot create {}", lab.state.display()))?;
+    let exe = std::env::current_exe()?;
+    let spawn_logged = |args: &[String], log: &str| -> Result<u32> {
+        let f = std::fs::File::create(lab.state.join(log))?;
+        let child = Command::new("setsid").args(args).stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f).spawn()?;
+        Ok(child.id())
+    };
+    if api.get("/").is_err() {
+        let db = format!("sqlite:{}", lab.state.join("live.db").display());
+        let pid =
+            spawn_logged(&[exe.display().to_string(), "server".into(), "--listen".into(), listen.into(), "--db".into(), db], "server.log")?;
+        std::fs::write(lab.state.join("server.pid"), pid.to_string())?;
+        let t0 = std::time::Instant::now();
+        while api.get("/").is_err() {
+            if t0.elapsed() > std::time::Duration::from_secs(10) {
+                bail!("the live lab's dvr server did not answer on {url} within 10 s; see {}", lab.state.join("server.log").display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("lab up: dvr server on {url} (pid {pid}, store {})", lab.state.join("live.db").display());
+    }
+    let file = match &topo.topology {
+        Some(p) => p.clone(),
+        None => {
+            let p = lab.state.join("seed.yaml");
+            std::fs::write(&p, dvr_model::SEED_YAML)?;
+            p
+        }
+    };
+    remote::run_apply(&file, &api, false)?;
+    let t = remote::load(&api)?;
+    let plan = dvr_plan::plan(&t, profile)?;
+    let meta = serde_json::to_string_pretty(&serde_json::json!({"topology": null, "server": url, "profile": profile.name()}))?;
+    let report = lab.up_recording(&t, &plan, Some(&meta), &mut |m| eprintln!("lab up: {m}"))?;
+    // Written after `up` (which rewrites the state's lab.json only).
+    for h in t.hosts.iter().filter(|h| h.has_dataplane()) {
+        let pidfile = lab.state.join(format!("agent-{}.pid", h.name));
+        let running = std::fs::read_to_string(&pidfile).ok().is_some_and(|p| std::path::Path::new(&format!("/proc/{}", p.trim())).exists());
+        if running {
+            continue;
+        }
+        let args: Vec<String> = ["ip", "netns", "exec", &lab.names.host_ns(&h.name)]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([exe.display().to_string(), "agent".into(), "--host".into(), h.name.clone(), "--server".into(), url.clone()])
+            .chain(["--prefix".into(), lab.names.prefix.clone(), "--profile".into(), profile.name().into()])
+            .collect();
+        let pid = spawn_logged(&args, &format!("agent-{}.log", h.name))?;
+        std::fs::write(&pidfile, pid.to_string())?;
+        eprintln!("lab up: agent of {} (pid {pid}, log {})", h.name, lab.state.join(format!("agent-{}.log", h.name)).display());
+    }
+    println!(
+        "live lab `{}` up: server {url}, {} namespaces, {} agents, {} ms",
+        lab.names.prefix,
+        report.namespaces,
+        t.hosts.iter().filter(|h| h.has_dataplane()).count(),
+        report.millis
+    );
+    Ok(())
+}
+
 /// What `lab up` records so later lab commands know the deployment.
 fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
     let meta = std::fs::read_to_string(lab.state.join("lab.json"))
         .with_context(|| format!("lab `{}` is not up (no {}); run `dvr lab up`", lab.names.prefix, lab.state.join("lab.json").display()))?;
     let v: serde_json::Value = serde_json::from_str(&meta)?;
-    let topo = match v["topology"].as_str() {
-        Some(p) => dvr_model::load_file(std::path::Path::new(p))?,
-        None => dvr_model::seed(),
+    let topo = match (v["topology"].as_str(), v["server"].as_str()) {
+        (Some(p), _) => dvr_model::load_file(std::path::Path::new(p))?,
+        (None, Some(url)) => remote::load(&remote::client::Api::new(url, None))?,
+        (None, None) => dvr_model::seed(),
     };
     let profile: Profile = v["profile"].as_str().unwrap_or("walkthrough").parse().map_err(anyhow::Error::msg)?;
     Ok((topo, profile))
@@ -451,8 +527,11 @@ fn endpoint_ip(t: &Topology, name: &str) -> Option<std::net::Ipv4Addr> {
 
 fn run_lab(cmd: LabCmd) -> Result<()> {
     match cmd {
-        LabCmd::Up { topo, prefix, profile, verbose, timings } => {
+        LabCmd::Up { topo, prefix, profile, verbose, timings, live, listen } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
+            if live {
+                return live_lab_up(&lab, &topo, profile, &listen);
+            }
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
             let path = topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string());
@@ -521,7 +600,12 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
             }
             let (mut t, profile) = lab_meta(&lab)?;
             let mut agents: Vec<serde_json::Value> = Vec::new();
-            if let Some(api) = server.api() {
+            // A live lab (`lab up --live`) recorded its server.
+            let recorded = std::fs::read_to_string(lab.state.join("lab.json"))
+                .ok()
+                .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+                .and_then(|v| v["server"].as_str().map(|u| remote::client::Api::new(u, None)));
+            if let Some(api) = server.api().or(recorded) {
                 t = remote::load(&api)?;
                 let rev = api.get("/v2.0/dvr/deployment")?["deployment"]["revision"].as_i64().unwrap_or_default();
                 for a in api.get("/v2.0/agents")?["agents"].as_array().into_iter().flatten() {

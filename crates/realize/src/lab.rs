@@ -546,6 +546,13 @@ impl Lab {
     pub fn down_with(&self, progress: &mut dyn FnMut(&str)) -> Result<Vec<String>, LabError> {
         let lock = self.lock(progress)?;
         let mut removed = Vec::new();
+        // A live lab's `dvr server` (`lab up --live`) runs outside the lab's
+        // namespaces; its agents run inside the host namespaces and end below.
+        if let Some(pid) = std::fs::read_to_string(self.state.join("server.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok())
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).is_ok()
+        {
+            removed.push(format!("dvr server (pid {pid})"));
+        }
         if let Ok(hosts) = std::fs::read_dir(self.state.join("hosts")) {
             for h in hosts.flatten() {
                 let name = h.file_name().to_string_lossy().to_string();
