@@ -379,8 +379,7 @@ enum LabCmd {
         timings: bool,
         /// A live lab: start `dvr server` (SQLite in the lab's state directory) unless
         /// one answers on --listen, apply the topology file through its API, build the
-        /// lab from the server's state and start one `dvr agent` per host inside that
-        /// host's namespace. Change it afterwards with `dvr apply` or `openstack`.
+        /// lab from the server's state and start one `dvr agent` per host. Change it afterwards with `dvr apply` or `openstack`.
         #[arg(long)]
         live: bool,
         /// Where the live lab's server listens.
@@ -484,12 +483,21 @@ fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, lis
         if running {
             continue;
         }
-        let args: Vec<String> = ["ip", "netns", "exec", &lab.names.host_ns(&h.name)]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([exe.display().to_string(), "agent".into(), "--host".into(), h.name.clone(), "--server".into(), url.clone()])
-            .chain(["--prefix".into(), lab.names.prefix.clone(), "--profile".into(), profile.name().into()])
-            .collect();
+        // The agent runs in the machine's namespace, not the host's: the server
+        // listens on the machine's loopback, which a host namespace cannot reach.
+        // It works on the host's namespaces and OVS by name, as `lab up` does.
+        let args: Vec<String> = vec![
+            exe.display().to_string(),
+            "agent".into(),
+            "--host".into(),
+            h.name.clone(),
+            "--server".into(),
+            url.clone(),
+            "--prefix".into(),
+            lab.names.prefix.clone(),
+            "--profile".into(),
+            profile.name().into(),
+        ];
         let pid = spawn_logged(&args, &format!("agent-{}.log", h.name))?;
         std::fs::write(&pidfile, pid.to_string())?;
         eprintln!("lab up: agent of {} (pid {pid}, log {})", h.name, lab.state.join(format!("agent-{}.log", h.name)).display());

@@ -546,12 +546,27 @@ impl Lab {
     pub fn down_with(&self, progress: &mut dyn FnMut(&str)) -> Result<Vec<String>, LabError> {
         let lock = self.lock(progress)?;
         let mut removed = Vec::new();
-        // A live lab's `dvr server` (`lab up --live`) runs outside the lab's
-        // namespaces; its agents run inside the host namespaces and end below.
-        if let Some(pid) = std::fs::read_to_string(self.state.join("server.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok())
-            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).is_ok()
-        {
-            removed.push(format!("dvr server (pid {pid})"));
+        // A live lab's agents and `dvr server` (`lab up --live`) run outside the
+        // lab's namespaces: the agents first, so none rebuilds what goes now.
+        let mut pidfiles: Vec<(String, PathBuf)> = std::fs::read_dir(&self.state)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let what = name.strip_suffix(".pid")?.to_string();
+                what.starts_with("agent-").then(|| (format!("dvr {what}"), e.path()))
+            })
+            .collect();
+        pidfiles.push(("dvr server".into(), self.state.join("server.pid")));
+        for (what, f) in pidfiles {
+            // Only a live `dvr` process: a stale pid file may name a reused pid.
+            if let Some(pid) = std::fs::read_to_string(&f).ok().and_then(|s| s.trim().parse::<i32>().ok())
+                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "dvr")
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok()
+            {
+                removed.push(format!("{what} (pid {pid})"));
+            }
         }
         if let Ok(hosts) = std::fs::read_dir(self.state.join("hosts")) {
             for h in hosts.flatten() {
