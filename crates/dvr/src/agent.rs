@@ -201,7 +201,10 @@ fn spawn_poller(api: Api, host: String, mut since: i64, tx: Sender<Event>) {
         let mut backoff = Duration::from_millis(100);
         let mut down = false;
         loop {
-            match api.get(&format!("/v2.0/dvr/changes?since={since}&timeout=25&limit=1000")) {
+            // 10 s: a server shutting down gracefully holds open long-polls to
+            // their end while its successor already serves; a short poll bounds
+            // how long the agent listens to the old one.
+            match api.get(&format!("/v2.0/dvr/changes?since={since}&timeout=10&limit=1000")) {
                 Ok(v) => {
                     if down {
                         log(&host, &format!("server back; resuming from revision {since}"));
@@ -518,6 +521,12 @@ pub fn run(args: AgentArgs) -> Result<()> {
             log(&args.host, &format!("convergence failed ({why}): {e:#}; retrying at the next event or in 1 s"));
             next_resync = Instant::now() + Duration::from_secs(1);
             continue;
+        }
+        // Report at once, so `GET /v2.0/agents` shows the new revision without
+        // waiting for the next heartbeat.
+        let st = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Err(e) = report(&agent.api, &args.host, mode, &cfg.bridge_mappings, &st) {
+            log(&args.host, &format!("report failed: {e:#}"));
         }
         if resync || restart {
             next_resync = Instant::now() + args.resync_interval;
