@@ -9,6 +9,7 @@ use dvr_plan::{Profile, render};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod agent;
 mod bench;
 mod draw_cmd;
 mod ops;
@@ -98,6 +99,9 @@ enum Cmd {
     /// Serve a Neutron v2.0-compatible API (networks, subnets, ports, routers,
     /// floating IPs, agents) plus the dvr extension, over SQLite or PostgreSQL.
     Server(server_cmd::ServerArgs),
+    /// Run one host's agent: register with the server, follow its change log,
+    /// and keep this host's bridges, flows and namespaces converged.
+    Agent(agent::AgentArgs),
     /// Show each host's desired state: bridges, ports, OpenFlow flows, namespaces.
     ///
     /// Flows are printed in `ovs-ofctl dump-flows` syntax and load unchanged with
@@ -313,6 +317,14 @@ enum LabCmd {
         /// Measure: bring-up time, then ping RTT over each path of the topology file.
         #[arg(long)]
         timings: bool,
+        /// A live lab: start `dvr server` (SQLite in the lab's state directory) unless
+        /// one answers on --listen, apply the topology file through its API, build the
+        /// lab from the server's state and start one `dvr agent` per host. Change it afterwards with `dvr apply` or `openstack`.
+        #[arg(long)]
+        live: bool,
+        /// Where the live lab's server listens.
+        #[arg(long, default_value = "127.0.0.1:9696", value_name = "ADDR")]
+        listen: String,
     },
     /// Dump every emulated host of the lab (read-only) into OUT/<host>/, as `dvr collect` does
     /// on a real host.
@@ -336,6 +348,10 @@ enum LabCmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
+        /// A live lab: compare with the server's state instead of the file the lab
+        /// was built from, and show each host's agent (alive, revision, last convergence).
+        #[command(flatten)]
+        server: remote::ServerArg,
     },
     /// Run a command inside an endpoint's or host's namespace, e.g. `dvr lab exec vm1 -- ip route`.
     Exec {
@@ -361,20 +377,106 @@ enum LabCmd {
     },
 }
 
-/// The deployment and profile a running lab was built from.
+/// `dvr lab up --live`: server, layout through the API, lab from the server, agents.
+fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, listen: &str) -> Result<()> {
+    use std::process::{Command, Stdio};
+    let url = format!("http://{listen}");
+    let api = remote::client::Api::new(&url, None);
+    std::fs::create_dir_all(&lab.state).with_context(|| format!("cannot create {}", lab.state.display()))?;
+    let exe = std::env::current_exe()?;
+    let spawn_logged = |args: &[String], log: &str| -> Result<u32> {
+        let f = std::fs::File::create(lab.state.join(log))?;
+        let child = Command::new("setsid").args(args).stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f).spawn()?;
+        Ok(child.id())
+    };
+    if api.get("/").is_err() {
+        let db = format!("sqlite:{}", lab.state.join("live.db").display());
+        let pid =
+            spawn_logged(&[exe.display().to_string(), "server".into(), "--listen".into(), listen.into(), "--db".into(), db], "server.log")?;
+        std::fs::write(lab.state.join("server.pid"), pid.to_string())?;
+        let t0 = std::time::Instant::now();
+        while api.get("/").is_err() {
+            if t0.elapsed() > std::time::Duration::from_secs(10) {
+                bail!("the live lab's dvr server did not answer on {url} within 10 s; see {}", lab.state.join("server.log").display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("lab up: dvr server on {url} (pid {pid}, store {})", lab.state.join("live.db").display());
+    }
+    let file = match &topo.topology {
+        Some(p) => p.clone(),
+        None => {
+            let p = lab.state.join("seed.yaml");
+            std::fs::write(&p, dvr_model::SEED_YAML)?;
+            p
+        }
+    };
+    remote::run_apply(&file, &api, false)?;
+    let t = remote::load(&api)?;
+    let plan = dvr_plan::plan(&t, profile)?;
+    let meta = dvr_realize::LabMeta { topology: None, profile, server: Some(url.clone()) };
+    let report = lab.up_recording(&t, &plan, Some(&meta), &mut |m| eprintln!("lab up: {m}"))?;
+    // Written after `up` (which rewrites the state's lab.json only).
+    for h in t.hosts.iter().filter(|h| h.has_dataplane()) {
+        let pidfile = lab.state.join(format!("agent-{}.pid", h.name));
+        let running = std::fs::read_to_string(&pidfile).ok().is_some_and(|p| std::path::Path::new(&format!("/proc/{}", p.trim())).exists());
+        if running {
+            continue;
+        }
+        // The agent runs in the machine's namespace, not the host's: the server
+        // listens on the machine's loopback, which a host namespace cannot reach.
+        // It works on the host's namespaces and OVS by name, as `lab up` does.
+        let args: Vec<String> = vec![
+            exe.display().to_string(),
+            "agent".into(),
+            "--host".into(),
+            h.name.clone(),
+            "--server".into(),
+            url.clone(),
+            "--prefix".into(),
+            lab.names.prefix.clone(),
+            "--profile".into(),
+            profile.name().into(),
+        ];
+        let pid = spawn_logged(&args, &format!("agent-{}.log", h.name))?;
+        std::fs::write(&pidfile, pid.to_string())?;
+        eprintln!("lab up: agent of {} (pid {pid}, log {})", h.name, lab.state.join(format!("agent-{}.log", h.name)).display());
+    }
+    println!(
+        "live lab `{}` up: server {url}, {} namespaces, {} agents, {} ms",
+        lab.names.prefix,
+        report.namespaces,
+        t.hosts.iter().filter(|h| h.has_dataplane()).count(),
+        report.millis
+    );
+    Ok(())
+}
+
+/// The deployment and profile a running lab was built from (a live lab's
+/// comes from its server).
 fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
     let meta = lab.meta()?;
-    Ok((meta.topology()?, meta.profile))
+    let topo = match &meta.server {
+        Some(url) => remote::load(&remote::client::Api::new(url, None))?,
+        None => meta.topology()?,
+    };
+    Ok((topo, meta.profile))
 }
 
 fn run_lab(cmd: LabCmd) -> Result<()> {
     match cmd {
-        LabCmd::Up { topo, prefix, profile, verbose, timings } => {
+        LabCmd::Up { topo, prefix, profile, verbose, timings, live, listen } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
+            if live {
+                return live_lab_up(&lab, &topo, profile, &listen);
+            }
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
-            let meta =
-                dvr_realize::LabMeta { topology: topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone())), profile };
+            let meta = dvr_realize::LabMeta {
+                topology: topo.topology.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone())),
+                profile,
+                server: None,
+            };
             let mut shown = progress::LabUp::new();
             let report = lab.up_recording(&t, &plan, Some(&meta), &mut |p| shown.on(p));
             shown.finish();
@@ -426,7 +528,7 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                 bail!("still present after tear-down: {}", left.join(", "));
             }
         }
-        LabCmd::Status { prefix, format } => {
+        LabCmd::Status { prefix, format, server } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let ns = lab.namespaces()?;
             if ns.is_empty() && !lab.state.exists() {
@@ -436,7 +538,27 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                 }
                 return Ok(());
             }
-            let (t, profile) = lab_meta(&lab)?;
+            let (mut t, profile) = lab_meta(&lab)?;
+            let mut agents: Vec<serde_json::Value> = Vec::new();
+            // A live lab (`lab up --live`) recorded its server.
+            let recorded = std::fs::read_to_string(lab.state.join("lab.json"))
+                .ok()
+                .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+                .and_then(|v| v["server"].as_str().map(|u| remote::client::Api::new(u, None)));
+            if let Some(api) = server.api().or(recorded) {
+                t = remote::load(&api)?;
+                let rev = api.get("/v2.0/dvr/deployment")?["deployment"]["revision"].as_i64().unwrap_or_default();
+                for a in api.get("/v2.0/agents")?["agents"].as_array().into_iter().flatten() {
+                    if a["agent_type"] != "Open vSwitch agent" {
+                        continue;
+                    }
+                    let c = &a["configurations"];
+                    agents.push(serde_json::json!({
+                        "host": a["host"], "alive": a["alive"], "revision": c["revision"], "server_revision": rev,
+                        "last_convergence": c["last_convergence"], "last_operations": c["last_operations"],
+                    }));
+                }
+            }
             let plan = dvr_plan::plan(&t, profile)?;
             let st = lab.status(&t, &plan, &mut |m| eprintln!("lab status: {m}"))?;
             if format == BenchFormat::Json {
@@ -454,7 +576,7 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                     .collect();
                 let drift: Vec<serde_json::Value> =
                     st.drift.iter().map(|d| serde_json::json!({"host": d.host, "kind": d.kind, "item": d.item})).collect();
-                let v = serde_json::json!({"prefix": prefix.prefix, "up": true, "clean": st.clean(), "namespaces": ns, "hosts": hosts, "drift": drift});
+                let v = serde_json::json!({"prefix": prefix.prefix, "up": true, "clean": st.clean(), "namespaces": ns, "hosts": hosts, "drift": drift, "agents": agents});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("lab `{}`: {} namespaces", prefix.prefix, st.namespaces);
@@ -463,6 +585,17 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                     let n = st.of_host(h).count();
                     let state = if n == 0 { "matches its plan".to_string() } else { format!("DRIFT: {n} items") };
                     println!("  {h:<12} {:<44} {state}", d.join(", "));
+                }
+                for a in &agents {
+                    println!(
+                        "  agent {:<10} {} revision {} of {}, last convergence {} ({} operations)",
+                        a["host"].as_str().unwrap_or("?"),
+                        if a["alive"] == true { "alive" } else { "DEAD" },
+                        a["revision"],
+                        a["server_revision"],
+                        a["last_convergence"].as_str().unwrap_or("never"),
+                        a["last_operations"]
+                    );
                 }
                 for d in &st.drift {
                     println!("    {:<10} {:<10} {}", d.host, d.kind, d.item);
@@ -685,6 +818,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", remote::export_yaml(&api, name.as_deref())?);
         }
         Cmd::Server(args) => server_cmd::run(args)?,
+        Cmd::Agent(args) => agent::run(args)?,
         Cmd::Gen { hosts, seed } => {
             print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
         }

@@ -215,6 +215,8 @@ pub struct LabMeta {
     pub topology: Option<PathBuf>,
     /// The Neutron behaviour profile.
     pub profile: dvr_plan::Profile,
+    /// A live lab (`lab up --live`): the `dvr server` its layout comes from.
+    pub server: Option<String>,
 }
 
 impl LabMeta {
@@ -222,6 +224,7 @@ impl LabMeta {
         let v = serde_json::json!({
             "topology": self.topology.as_ref().map(|p| p.display().to_string()),
             "profile": self.profile.name(),
+            "server": self.server,
         });
         serde_json::to_string_pretty(&v).expect("a JSON value serialises")
     }
@@ -230,7 +233,7 @@ impl LabMeta {
         let bad = |why: String| LabError::BadState { path: path.to_string(), why };
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
         let profile = v["profile"].as_str().unwrap_or("walkthrough").parse().map_err(bad)?;
-        Ok(LabMeta { topology: v["topology"].as_str().map(PathBuf::from), profile })
+        Ok(LabMeta { topology: v["topology"].as_str().map(PathBuf::from), profile, server: v["server"].as_str().map(str::to_string) })
     }
 
     /// The deployment: the recorded file, loaded again, or the seed lab.
@@ -447,26 +450,8 @@ impl Lab {
         }
         // Instances: a namespace each, plugged into their host's br-int port.
         for x in &topo.instances {
-            let port = topo.port(x.port);
-            let sub = topo.subnet(port.subnet);
-            let ns = self.names.ep_ns(&x.name);
-            let hns = self.names.host_ns(&topo.host(x.host).name);
-            ensure_ns(&ns)?;
-            let have: Vec<String> = ip::link_names(&ns)?;
-            if !have.iter().any(|l| l == "eth0") {
-                let dev = port.device_name();
-                ip::ip(&["link", "add", &dev, "netns", &hns, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-                ip::tx_off(&hns, &dev)?;
-                ip::tx_off(&ns, "eth0")?;
-                ip::ip_ns(&hns, &["link", "set", &dev, "up"])?;
-                ip::ip_ns(&ns, &["link", "set", "eth0", "address", &port.mac.to_string()])?;
-                ip::ip_ns(&ns, &["addr", "add", &format!("{}/{}", port.ip, sub.cidr.prefix_len()), "dev", "eth0"])?;
-                ip::ip_ns(&ns, &["link", "set", "eth0", "up"])?;
-                ip::ip_ns(&ns, &["route", "replace", "default", "via", &sub.gateway.to_string(), "dev", "eth0"])?;
-                for (dst, via) in plan.dhcp_host_routes(&topo.network(x.network).name) {
-                    ip::ip_ns(&ns, &["route", "replace", &dst.to_string(), "via", &via.to_string(), "dev", "eth0"])?;
-                }
-            }
+            let routes = plan.dhcp_host_routes(&topo.network(x.network).name);
+            self.plug_instance(topo, x, &routes)?;
         }
         // External hosts and the upstream gateway of each external subnet.
         let mut outside: Vec<(String, dvr_model::MacAddr, String, Option<Ipv4Addr>, dvr_model::NetworkIx)> = topo
@@ -527,6 +512,54 @@ impl Lab {
         }
         report.millis = t0.elapsed().as_millis();
         Ok(report)
+    }
+
+    /// Plug instance `x` as Nova's VIF plugging does: its own namespace with
+    /// `eth0` (the port's MAC and address, default route via the subnet's
+    /// gateway, the DHCP-pushed `host_routes`), the other end of the veth in
+    /// its host's namespace under the port's device name, where the host's
+    /// plan attaches it to br-int. Returns whether anything was created.
+    pub fn plug_instance(
+        &self,
+        topo: &Topology,
+        x: &dvr_model::Instance,
+        host_routes: &[(ipnet::Ipv4Net, Ipv4Addr)],
+    ) -> Result<bool, LabError> {
+        let port = topo.port(x.port);
+        let sub = topo.subnet(port.subnet);
+        let ns = self.names.ep_ns(&x.name);
+        let hns = self.names.host_ns(&topo.host(x.host).name);
+        if !ip::netns_list()?.contains(&ns) {
+            ip::netns_add(&ns)?;
+        }
+        let have: Vec<String> = ip::link_names(&ns)?;
+        if have.iter().any(|l| l == "eth0") {
+            return Ok(false);
+        }
+        let dev = port.device_name();
+        ip::ip(&["link", "add", &dev, "netns", &hns, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip::tx_off(&hns, &dev)?;
+        ip::tx_off(&ns, "eth0")?;
+        ip::ip_ns(&hns, &["link", "set", &dev, "up"])?;
+        ip::ip_ns(&ns, &["link", "set", "eth0", "address", &port.mac.to_string()])?;
+        ip::ip_ns(&ns, &["addr", "add", &format!("{}/{}", port.ip, sub.cidr.prefix_len()), "dev", "eth0"])?;
+        ip::ip_ns(&ns, &["link", "set", "eth0", "up"])?;
+        ip::ip_ns(&ns, &["route", "replace", "default", "via", &sub.gateway.to_string(), "dev", "eth0"])?;
+        for (dst, via) in host_routes {
+            ip::ip_ns(&ns, &["route", "replace", &dst.to_string(), "via", &via.to_string(), "dev", "eth0"])?;
+        }
+        Ok(true)
+    }
+
+    /// Unplug an instance: delete its namespace (and with it both veth ends).
+    /// Returns whether it existed.
+    pub fn unplug_instance(&self, name: &str) -> Result<bool, LabError> {
+        let ns = self.names.ep_ns(name);
+        if !ip::netns_list()?.contains(&ns) {
+            return Ok(false);
+        }
+        crate::cmd::run("ip", &["netns", "del", &ns], &[], None)?;
+        Ok(true)
     }
 
     /// The operations a converge would apply now (empty when the lab matches the plan).
@@ -618,6 +651,28 @@ impl Lab {
     pub fn down_with(&self, progress: &mut dyn FnMut(&str)) -> Result<Vec<String>, LabError> {
         let lock = self.lock(progress)?;
         let mut removed = Vec::new();
+        // A live lab's agents and `dvr server` (`lab up --live`) run outside the
+        // lab's namespaces: the agents first, so none rebuilds what goes now.
+        let mut pidfiles: Vec<(String, PathBuf)> = std::fs::read_dir(&self.state)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let what = name.strip_suffix(".pid")?.to_string();
+                what.starts_with("agent-").then(|| (format!("dvr {what}"), e.path()))
+            })
+            .collect();
+        pidfiles.push(("dvr server".into(), self.state.join("server.pid")));
+        for (what, f) in pidfiles {
+            // Only a live `dvr` process: a stale pid file may name a reused pid.
+            if let Some(pid) = std::fs::read_to_string(&f).ok().and_then(|s| s.trim().parse::<i32>().ok())
+                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "dvr")
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok()
+            {
+                removed.push(format!("{what} (pid {pid})"));
+            }
+        }
         if let Ok(hosts) = std::fs::read_dir(self.state.join("hosts")) {
             for h in hosts.flatten() {
                 let name = h.file_name().to_string_lossy().to_string();

@@ -55,6 +55,7 @@ pub fn router(app: App) -> Router {
         .route("/v2.0/agents", get(agents))
         .route("/v2.0/agents/{id}", get(agent).delete(delete_agent))
         .route("/v2.0/dvr/agents/report", post(report_agent))
+        .route("/v2.0/dvr/ports/{id}/status", put(set_port_status))
         .route("/v2.0/dvr/topology", get(topology))
         .route("/v2.0/dvr/changes", get(changes))
         .route("/v2.0/dvr/deployment", get(deployment).put(set_deployment));
@@ -729,6 +730,40 @@ async fn delete_agent(State(app): State<App>, Path(id): Path<String>) -> Res {
     } else {
         Err(ApiError::not_found("AgentNotFound", "Agent", &id))
     }
+}
+
+/// DVR extension: a host's agent reports a port's status (Neutron's agents
+/// do this over RPC with `update_device_up`/`update_device_down`): `ACTIVE`
+/// once the port's flows are in place, `DOWN` when it is unplugged. Only a
+/// port bound to a host can be `ACTIVE`.
+async fn set_port_status(State(app): State<App>, Path(id): Path<String>, b: Bytes) -> Res {
+    let v = body::parse_json(&b)?;
+    let a = body::object(&v, "port")?;
+    body::check_keys(&a, &["status"], &[], "PUT")?;
+    let status = body::string(&a, "status")?.unwrap_or_default();
+    if status != "ACTIVE" && status != "DOWN" {
+        return Err(body::bad_value("status", format!("'{status}' is not ACTIVE or DOWN")));
+    }
+    let uuid: Uuid = id.parse().map_err(|_| ApiError::not_found("PortNotFound", "Port", &id))?;
+    let (snap, ()) = app
+        .store
+        .write(|cur| {
+            let mut new = cur.clone();
+            let p = new.ports.get_mut(&uuid).ok_or_else(|| ApiError::not_found("PortNotFound", "Port", &id))?;
+            if status == "ACTIVE" && p.host_id.is_empty() {
+                return Err(ApiError::conflict(
+                    "PortNotBound",
+                    format!("port {id} is not bound to a host (binding:host_id is empty): only a bound port can be ACTIVE"),
+                ));
+            }
+            if p.status != status {
+                Arc::make_mut(p).status = status.clone();
+            }
+            Ok((new, ()))
+        })
+        .await?;
+    let p = snap.res.ports.get(&uuid).ok_or_else(|| ApiError::not_found("PortNotFound", "Port", &id))?;
+    Ok(axum::Json(json!({"port": {"id": id, "status": p.status}})).into_response())
 }
 
 /// DVR extension: an agent reports itself (registration and heartbeat).

@@ -236,7 +236,10 @@ fn sync(res: &mut Resources, topo: &Topology) {
     }
     for p in res.ports.values_mut() {
         if let Some((sid, ip, mac, bound)) = user.get(&p.common.id) {
-            let (status, vif) = if *bound { ("ACTIVE", "ovs") } else { ("DOWN", "unbound") };
+            // As in Neutron, a bound port is DOWN until its host's agent has
+            // wired it and says ACTIVE (`PUT /v2.0/dvr/ports/{id}/status`);
+            // the agent's word is kept across later writes while it stays bound.
+            let (status, vif) = if *bound { (if p.status == "ACTIVE" { "ACTIVE" } else { "DOWN" }, "ovs") } else { ("DOWN", "unbound") };
             let same_ip = p.fixed_ips.len() == 1 && p.fixed_ips[0].subnet_id == *sid && p.fixed_ips[0].ip_address.parse().ok() == Some(*ip);
             let same_mac = p.mac_address.parse::<MacAddr>().ok() == Some(*mac);
             if same_ip && same_mac && p.status == status && p.vif_type == vif {

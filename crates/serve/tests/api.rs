@@ -413,6 +413,11 @@ async fn binding_a_port_later_keeps_its_address_and_makes_an_instance() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["port"]["fixed_ips"][0]["ip_address"], ip);
     assert_eq!(v["port"]["mac_address"], mac);
+    // DOWN until compute2's agent says its flows are in place.
+    assert_eq!(v["port"]["status"], "DOWN");
+    let (st, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": "ACTIVE"}})).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = s.get(&format!("/v2.0/ports/{id}")).await;
     assert_eq!(v["port"]["status"], "ACTIVE");
     let (_, t) = s.get("/v2.0/dvr/topology").await;
     assert!(t["instances"].as_array().unwrap().iter().any(|x| x["name"] == "vm9" && x["host"] == "compute2"));
