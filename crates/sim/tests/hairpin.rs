@@ -36,14 +36,20 @@ instances:
   - {name: vm2, host: compute1, network: test1, ip: 192.168.1.10}
 floating_ips:
   - {ip: 10.100.0.7, instance: vm1}
+external_hosts:
+  - {name: ext1, network: external, ip: 10.100.0.14}
 "#;
 
 fn hairpin(profile: dvr_plan::Profile) -> (String, dvr_sim::Trace) {
+    path(profile, "vm2", "10.100.0.7")
+}
+
+fn path(profile: dvr_plan::Profile, from: &str, to: &str) -> (String, dvr_sim::Trace) {
     let topo = dvr_model::load_str("hairpin.yaml", LEGACY).expect("the hairpin lab loads");
     let plan = dvr_plan::plan(&topo, profile).expect("the hairpin lab plans");
     let gw = topo.port(topo.gateway_port(dvr_model::RouterIx(0)).expect("router1 has a gateway")).ip.to_string();
-    let spec = PathSpec { from: "vm2".into(), to: "10.100.0.7".into(), expect: None, note: None };
-    (gw, run_path(&topo, &plan, &spec).expect("vm2 can trace to the floating IP"))
+    let spec = PathSpec { from: from.into(), to: to.into(), expect: None, note: None };
+    (gw, run_path(&topo, &plan, &spec).expect("the path can be traced"))
 }
 
 fn nat_rewrites(t: &dvr_sim::Trace) -> Vec<String> {
@@ -94,4 +100,18 @@ fn postrouting_cites_the_hairpin_rule() {
         .collect();
     assert!(post.iter().any(|r| r.contains("--ctstate DNAT -j SNAT")), "{post:?}");
     assert!(!post.iter().any(|r| r.contains("! --ctstate DNAT -j ACCEPT")), "{post:?}");
+}
+
+/// The mangle mark at work: traffic from outside enters through qg-, gets
+/// mark 0x2, and is therefore DNATed to vm1 but *not* hairpin-SNATed: vm1
+/// sees the outside sender's address. Without the mark rule the hairpin
+/// rule would SNAT it to the gateway too.
+#[test]
+fn outside_traffic_to_the_floating_ip_keeps_its_source() {
+    let (gw, t) = path(dvr_plan::Profile::Current, "ext1", "10.100.0.7");
+    let rewrites = nat_rewrites(&t);
+    assert!(rewrites.iter().any(|r| r.contains("DNAT 10.100.0.7 → 192.168.1.9")), "{rewrites:?}");
+    assert!(!rewrites.iter().any(|r| r.contains(&format!("→ {gw}"))), "outside traffic was SNATed to the gateway: {rewrites:?}");
+    assert!(matches!(&t.verdict, Verdict::Delivered { to } if to == "vm1"), "{:?}", t.verdict);
+    assert_eq!(t.hops.last().expect("hops").packet.ip_src, "10.100.0.14");
 }
