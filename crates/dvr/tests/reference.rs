@@ -83,3 +83,65 @@ fn positive_control_a_missing_random_fully_is_reported() {
     assert_eq!(code, 1, "a changed SNAT rule was not reported:\n{out}");
     assert!(out.contains("~ real:") && out.contains("\"random_fully\":false"), "{out}");
 }
+
+/// One real ping the capture recorded (`pings.txt`: `FROM TO IP OK|FAIL`).
+struct Ping {
+    from: String,
+    ip: String,
+    ok: bool,
+}
+
+fn pings(cap: &Path) -> Option<Vec<Ping>> {
+    let text = std::fs::read_to_string(cap.join("pings.txt")).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                assert_eq!(w.len(), 4, "{}: bad pings.txt line `{l}`", cap.display());
+                Ping { from: w[0].to_string(), ip: w[2].to_string(), ok: w[3] == "OK" }
+            })
+            .collect(),
+    )
+}
+
+/// The walkthrough's paths traced over real Neutron's own state (`dvr trace
+/// --dumps` of the capture, no topology file involved): each verdict equals
+/// the real ping the capture recorded for that path.
+#[test]
+fn traces_over_real_neutron_state_agree_with_its_real_pings() {
+    let mut compared = 0;
+    for cap in captures() {
+        let Some(pings) = pings(&cap) else { continue };
+        let topo = dvr_model::load_file(&cap.join("topology.yaml")).expect("the capture's topology loads");
+        for p in pings {
+            // An instance sends by name; an external host by its address on the external subnet.
+            let from = if topo.instances.iter().any(|i| i.name == p.from) {
+                p.from.clone()
+            } else {
+                topo.resolve_address(&p.from).unwrap_or_else(|| panic!("{}: unknown sender {}", cap.display(), p.from)).to_string()
+            };
+            let out = Command::new(env!("CARGO_BIN_EXE_dvr"))
+                .args(["trace", "--profile", "current", "--format", "minimal", "--expect", "delivered", "--from", &from, "--to", &p.ip])
+                .arg("--dumps")
+                .arg(&cap)
+                .output()
+                .expect("dvr trace runs");
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let twin_ok = out.status.success();
+            assert_eq!(
+                twin_ok,
+                p.ok,
+                "{}: {} -> {}: real ping {}, twin over the imported capture {}:\n{text}",
+                cap.display(),
+                p.from,
+                p.ip,
+                if p.ok { "answered" } else { "failed" },
+                if twin_ok { "delivered" } else { "not delivered" }
+            );
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} real pings compared with traces over the imported captures");
+    assert!(compared > 0, "no committed capture records real pings (pings.txt)");
+}
