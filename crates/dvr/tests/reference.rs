@@ -106,8 +106,9 @@ fn pings(cap: &Path) -> Option<Vec<Ping>> {
 }
 
 /// The walkthrough's paths traced over real Neutron's own state (`dvr trace
-/// --dumps` of the capture, no topology file involved): each verdict equals
-/// the real ping the capture recorded for that path.
+/// --dumps` of the capture, no topology file involved) and over our plan of
+/// the same file: each verdict equals the real ping the capture recorded for
+/// that path.
 #[test]
 fn traces_over_real_neutron_state_agree_with_its_real_pings() {
     let mut compared = 0;
@@ -121,27 +122,35 @@ fn traces_over_real_neutron_state_agree_with_its_real_pings() {
             } else {
                 topo.resolve_address(&p.from).unwrap_or_else(|| panic!("{}: unknown sender {}", cap.display(), p.from)).to_string()
             };
-            let out = Command::new(env!("CARGO_BIN_EXE_dvr"))
-                .args(["trace", "--profile", "current", "--format", "minimal", "--expect", "delivered", "--from", &from, "--to", &p.ip])
-                .arg("--dumps")
-                .arg(&cap)
-                .output()
-                .expect("dvr trace runs");
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            let twin_ok = out.status.success();
-            assert_eq!(
-                twin_ok,
-                p.ok,
-                "{}: {} -> {}: real ping {}, twin over the imported capture {}:\n{text}",
-                cap.display(),
-                p.from,
-                p.ip,
-                if p.ok { "answered" } else { "failed" },
-                if twin_ok { "delivered" } else { "not delivered" }
-            );
-            compared += 1;
+            // Over real Neutron's imported state, and over our own plan of the same file.
+            let topo_file = cap.join("topology.yaml");
+            let sources: [(&str, Vec<&std::ffi::OsStr>); 2] = [
+                ("the imported capture", vec!["--dumps".as_ref(), cap.as_os_str()]),
+                ("the plan of topology.yaml", vec!["-t".as_ref(), topo_file.as_os_str(), "--from".as_ref(), p.from.as_ref()]),
+            ];
+            for (what, args) in sources {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_dvr"));
+                cmd.args(["trace", "--profile", "current", "--format", "minimal", "--expect", "delivered", "--to", &p.ip]);
+                if what.starts_with("the imported") {
+                    cmd.args(["--from", &from]);
+                }
+                let out = cmd.args(args).output().expect("dvr trace runs");
+                let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                let twin_ok = out.status.success();
+                assert_eq!(
+                    twin_ok,
+                    p.ok,
+                    "{}: {} -> {}: real ping {}, twin over {what} {}:\n{text}",
+                    cap.display(),
+                    p.from,
+                    p.ip,
+                    if p.ok { "answered" } else { "failed" },
+                    if twin_ok { "delivered" } else { "not delivered" }
+                );
+                compared += 1;
+            }
         }
     }
-    eprintln!("{compared} real pings compared with traces over the imported captures");
+    eprintln!("{compared} trace verdicts (imported state and plan) compared with real pings");
     assert!(compared > 0, "no committed capture records real pings (pings.txt)");
 }
