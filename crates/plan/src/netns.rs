@@ -121,7 +121,12 @@ pub fn float_snat_jump(nat: &mut IptTable, why: &str) {
 /// (`_add_snat_rules`), the mark the hairpin SNAT rule tests. The address-scope
 /// and CONNMARK rules of the same table are not modelled (docs/conformance.md).
 pub fn mangle_skeleton() -> IptTable {
-    let mut t = IptTable { name: "mangle".into(), chains: vec![chain("PREROUTING", true)] };
+    // Every built-in chain, as `iptables-save` lists them (the agent compares
+    // its restore with the save, line by line).
+    let mut t = IptTable {
+        name: "mangle".into(),
+        chains: ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"].iter().map(|c| chain(c, true)).collect(),
+    };
     for c in ["PREROUTING", "mark"] {
         t.chains.push(chain(&wrapped(c), false));
     }
