@@ -93,12 +93,9 @@ fn positive_control_dropped_flows_are_reported() {
 /// by role because the real server chose its own ids and service-port MACs).
 #[test]
 fn harness_reproduces_a_real_neutron_capture() {
-    let capture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/real-neutron/seed-fip");
-    if !capture.is_dir() {
-        assert!(std::env::var_os("CI").is_none(), "shared/reference/real-neutron/seed-fip missing in CI");
-        eprintln!("SKIPPED: no shared reference capture at {}", capture.display());
-        return;
-    }
+    // The same capture, committed with the project (tests/reference/seed-fip).
+    let capture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/seed-fip");
+    assert!(capture.is_dir(), "tests/reference/seed-fip is missing");
     let (code, out, err) = run(&["--capture", capture.to_str().unwrap()]);
     assert_eq!(code, 0, "the harness differs from the real capture:\n{out}\n{err}");
     assert!(out.contains("the harness reproduces the real capture; 9 bridges compared"), "{out}");
