@@ -92,10 +92,10 @@ fn positive_control_dropped_flows_are_reported() {
 /// deployment of the seed lab had (the shared reference capture, ports mapped
 /// by role because the real server chose its own ids and service-port MACs).
 #[test]
-#[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
-fn shared_harness_reproduces_a_real_neutron_capture() {
-    let capture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/real-neutron/seed-fip");
-    assert!(capture.is_dir(), "no shared reference capture at {}: this test needs ../shared beside the repository", capture.display());
+fn harness_reproduces_a_real_neutron_capture() {
+    // The same capture, committed with the project (tests/reference/seed-fip).
+    let capture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/seed-fip");
+    assert!(capture.is_dir(), "tests/reference/seed-fip is missing");
     let (code, out, err) = run(&["--capture", capture.to_str().unwrap()]);
     assert_eq!(code, 0, "the harness differs from the real capture:\n{out}\n{err}");
     assert!(out.contains("the harness reproduces the real capture; 9 bridges compared"), "{out}");

@@ -403,10 +403,15 @@ pub enum IptTarget {
     },
     /// `-j ACCEPT`: stop NAT processing for this connection.
     Accept,
-    /// `-j SNAT --to-source IP`.
+    /// `-j SNAT --to-source IP [--random-fully]`.
     Snat {
         /// New source.
         to: Ipv4Addr,
+        /// `--random-fully`: source ports chosen at random. Neutron adds it to
+        /// every SNAT rule when iptables ≥ 1.6.2 and `use_random_fully` is on
+        /// (the default). It changes which ports the kernel picks, not which
+        /// packets are translated, so the twin records it but does not model it.
+        random_fully: bool,
     },
     /// `-j DNAT --to-destination IP`.
     Dnat {
@@ -420,6 +425,14 @@ pub enum IptTarget {
     },
     /// `-j CT --notrack` (raw table).
     NoTrack,
+    /// `-j MARK --set-xmark VALUE/MASK` (mangle table): sets the packet mark
+    /// that nat rules test (`mark = (mark & !mask) ^ value`).
+    Mark {
+        /// Bits to set.
+        value: u32,
+        /// Bits cleared first.
+        mask: u32,
+    },
 }
 
 /// One rule.

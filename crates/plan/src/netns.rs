@@ -79,7 +79,9 @@ fn jump(c: &str) -> IptTarget {
 }
 
 /// The l3 agent's nat table skeleton (`IptablesManager`): built-ins jump to
-/// wrapped chains, `neutron-postrouting-bottom` → `snat` → `float-snat`.
+/// wrapped chains, `neutron-postrouting-bottom` → `snat`. The `snat` →
+/// `float-snat` jump is not part of it: [`float_snat_jump`] adds it where
+/// Neutron does.
 pub fn nat_skeleton() -> IptTable {
     let mut t =
         IptTable { name: "nat".into(), chains: ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"].iter().map(|c| chain(c, true)).collect() };
@@ -100,7 +102,40 @@ pub fn nat_skeleton() -> IptTable {
     let mut bottom = rule(vec![], jump(&wrapped("snat")), "IptablesManager: the bottom chain hands over to the l3 agent's snat chain");
     bottom.comment = Some("Perform source NAT on outgoing traffic.".into());
     add(&mut t, "neutron-postrouting-bottom", bottom);
-    add(&mut t, &wrapped("snat"), rule(vec![], jump(&wrapped("float-snat")), "l3 agent: floating-IP SNAT before the router's SNAT"));
+    t
+}
+
+/// `-A neutron-l3-agent-snat -j neutron-l3-agent-float-snat`: floating-IP SNAT
+/// before the router's SNAT. `RouterInfo._handle_router_snat_rules` adds it
+/// in every namespace it manages (snat-, legacy qrouter-, and the fip
+/// namespace's own manager); `DvrLocalRouter` overrides that and returns
+/// early, without the jump, when the router has no floating IP on this host.
+#[track_caller]
+pub fn float_snat_jump(nat: &mut IptTable, why: &str) {
+    push(nat, &wrapped("snat"), rule(vec![], jump(&wrapped("float-snat")), why));
+}
+
+/// The part of the l3 agent's mangle table that nat depends on:
+/// `PREROUTING` → `neutron-l3-agent-PREROUTING` → `neutron-l3-agent-mark`,
+/// where [`add_gateway`] marks traffic coming in from `qg-` with 0x2/0xffff
+/// (`_add_snat_rules`), the mark the hairpin SNAT rule tests. The address-scope
+/// and CONNMARK rules of the same table are not modelled (docs/conformance.md).
+pub fn mangle_skeleton() -> IptTable {
+    // Every built-in chain, as `iptables-save` lists them (the agent compares
+    // its restore with the save, line by line).
+    let mut t = IptTable {
+        name: "mangle".into(),
+        chains: ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"].iter().map(|c| chain(c, true)).collect(),
+    };
+    for c in ["PREROUTING", "mark"] {
+        t.chains.push(chain(&wrapped(c), false));
+    }
+    push(
+        &mut t,
+        "PREROUTING",
+        rule(vec![], jump(&wrapped("PREROUTING")), "IptablesManager: built-in chain into the agent's wrapped chain"),
+    );
+    push(&mut t, &wrapped("PREROUTING"), rule(vec![], jump(&wrapped("mark")), "l3 agent: the mark chain runs first in PREROUTING"));
     t
 }
 
@@ -138,7 +173,7 @@ fn l3_namespace(name: String, kind: NamespaceKind, serves: &str) -> Namespace {
         routes: vec![],
         rules: vec![],
         neighbours: vec![],
-        iptables: vec![nat_skeleton()],
+        iptables: vec![nat_skeleton(), mangle_skeleton()],
         sysctls: common_l3_sysctls(),
         dhcp: None,
     }
@@ -160,7 +195,9 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
             let idx = snat_idx(sub.gateway);
             ns.rules.push(Rule {
                 priority: idx,
-                selector: RuleSelector::From(net(sub.gateway, sub.cidr.prefix_len()).trunc()),
+                // The agent adds `from <gateway ip>/<prefix>` and the kernel keeps
+                // (and prints) the host bits; the match is the subnet either way.
+                selector: RuleSelector::From(net(sub.gateway, sub.cidr.prefix_len())),
                 table: idx,
                 origin: Origin::here(format!("DvrLocalRouter SNAT redirect: traffic from {} looks up its own table", sub.cidr)),
             });
@@ -227,12 +264,13 @@ pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
                 &wrapped("float-snat"),
                 rule(
                     vec![IptMatch::Src { net: net(fixed, 32) }],
-                    IptTarget::Snat { to: f.ip },
+                    IptTarget::Snat { to: f.ip, random_fully: true },
                     "floating_forward_rules: SNAT of the instance to its floating IP",
                 ),
             );
         }
         if !fips.is_empty() {
+            float_snat_jump(nat, "DvrLocalRouter._handle_router_snat_rules: the router has floating IPs on this host");
             push(
                 nat,
                 &wrapped("POSTROUTING"),
@@ -279,6 +317,7 @@ fn add_gateway(cx: &HostCtx, r: RouterIx, ns: &mut Namespace) {
     ns.routes.push(default_via(TableRef::Main, sub.gateway, &qg, "external gateway: default route via the upstream router"));
     ns.devices.push(dev);
     let nat = &mut ns.iptables[0];
+    float_snat_jump(nat, "_handle_router_snat_rules: floating-IP SNAT before the router's SNAT");
     push(
         nat,
         &wrapped("POSTROUTING"),
@@ -293,7 +332,7 @@ fn add_gateway(cx: &HostCtx, r: RouterIx, ns: &mut Namespace) {
         &wrapped("snat"),
         rule(
             vec![IptMatch::OutIface { dev: qg.clone(), not: false }],
-            IptTarget::Snat { to: port.ip },
+            IptTarget::Snat { to: port.ip, random_fully: true },
             "_add_snat_rules: SNAT to the gateway IP for traffic leaving through qg-",
         ),
     );
@@ -302,10 +341,21 @@ fn add_gateway(cx: &HostCtx, r: RouterIx, ns: &mut Namespace) {
         &wrapped("snat"),
         rule(
             vec![IptMatch::Mark { value: 0x2, mask: 0xffff, not: true }, IptMatch::CtStateDnat { not: false }],
-            IptTarget::Snat { to: port.ip },
+            IptTarget::Snat { to: port.ip, random_fully: true },
             "_add_snat_rules: SNAT hairpinned DNAT traffic that did not come in from outside",
         ),
     );
+    if let Some(mangle) = ns.iptables.iter_mut().find(|t| t.name == "mangle") {
+        push(
+            mangle,
+            &wrapped("mark"),
+            rule(
+                vec![IptMatch::InIface { dev: qg, not: false }],
+                IptTarget::Mark { value: 0x2, mask: 0xffff },
+                "_add_snat_rules: mark traffic that came in from outside (qg-), so the hairpin SNAT skips it",
+            ),
+        );
+    }
 }
 
 /// `qrouter-<id>` of a legacy (centralised) router on its host: qr-, qg-,
@@ -331,7 +381,11 @@ pub fn qrouter_legacy(cx: &HostCtx, r: RouterIx) -> Namespace {
         const FWD: &str = "floating_forward_rules (legacy router): floating IP to instance and back";
         push(nat, &wrapped("PREROUTING"), rule(vec![IptMatch::Dst { net: net(f.ip, 32) }], IptTarget::Dnat { to: fixed }, FWD));
         push(nat, &wrapped("OUTPUT"), rule(vec![IptMatch::Dst { net: net(f.ip, 32) }], IptTarget::Dnat { to: fixed }, FWD));
-        push(nat, &wrapped("float-snat"), rule(vec![IptMatch::Src { net: net(fixed, 32) }], IptTarget::Snat { to: f.ip }, FWD));
+        push(
+            nat,
+            &wrapped("float-snat"),
+            rule(vec![IptMatch::Src { net: net(fixed, 32) }], IptTarget::Snat { to: f.ip, random_fully: true }, FWD),
+        );
     }
     ns
 }
@@ -367,6 +421,12 @@ pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
         sysctls: common_l3_sysctls(),
         dhcp: None,
     };
+    // The fip namespace has its own IptablesManager: the same skeletons, and
+    // the float-snat jump its `_handle_router_snat_rules` adds.
+    let mut nat = nat_skeleton();
+    float_snat_jump(&mut nat, "FipNamespace's IptablesManager: floating-IP SNAT chain hooked in as in any router namespace");
+    ns.iptables.push(nat);
+    ns.iptables.push(mangle_skeleton());
     ns.sysctls.push(Sysctl::new("net.ipv4.ip_nonlocal_bind", 1));
     ns.sysctls.push(Sysctl::new(format!("net.ipv4.conf.{fg_name}.proxy_arp"), 1));
     ns.sysctls.push(Sysctl::new(format!("net.ipv4.neigh.{fg_name}.proxy_delay"), 1));
@@ -425,6 +485,22 @@ pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
     Some(ns)
 }
 
+/// The DHCP agent's nat table (its own `IptablesManager`, wrapper
+/// `neutron-dhcp-age`): PREROUTING into the empty wrapped chain. Nothing is
+/// translated in a qdhcp namespace; the skeleton is what `iptables-save` shows.
+fn dhcp_nat_skeleton() -> IptTable {
+    const DHCP_WRAP: &str = "neutron-dhcp-age-PREROUTING";
+    let mut t =
+        IptTable { name: "nat".into(), chains: ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"].iter().map(|c| chain(c, true)).collect() };
+    t.chains.push(chain(DHCP_WRAP, false));
+    push(
+        &mut t,
+        "PREROUTING",
+        rule(vec![], jump(DHCP_WRAP), "IptablesManager (DHCP agent): built-in chain into the agent's wrapped chain"),
+    );
+    t
+}
+
 /// `qdhcp-<network id>` on the network node: the DHCP port, the metadata
 /// address (`force_metadata`), and what DHCP pushes to instances.
 pub fn qdhcp(cx: &HostCtx, port: &Port) -> Namespace {
@@ -447,7 +523,7 @@ pub fn qdhcp(cx: &HostCtx, port: &Port) -> Namespace {
         routes,
         rules: vec![],
         neighbours: vec![],
-        iptables: vec![],
+        iptables: vec![dhcp_nat_skeleton()],
         sysctls: vec![],
         dhcp: Some(DhcpService {
             subnet: sub.cidr,

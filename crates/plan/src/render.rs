@@ -215,10 +215,12 @@ pub fn ipt_rule_args(r: &IptRule) -> String {
     a.push(match &r.target {
         IptTarget::Jump { chain } => format!("-j {chain}"),
         IptTarget::Accept => "-j ACCEPT".into(),
-        IptTarget::Snat { to } => format!("-j SNAT --to-source {to}"),
+        IptTarget::Snat { to, random_fully: false } => format!("-j SNAT --to-source {to}"),
+        IptTarget::Snat { to, random_fully: true } => format!("-j SNAT --to-source {to} --random-fully"),
         IptTarget::Dnat { to } => format!("-j DNAT --to-destination {to}"),
         IptTarget::Redirect { port } => format!("-j REDIRECT --to-ports {port}"),
         IptTarget::NoTrack => "-j CT --notrack".into(),
+        IptTarget::Mark { value, mask } => format!("-j MARK --set-xmark {value:#x}/{mask:#x}"),
     });
     a.join(" ")
 }

@@ -170,7 +170,10 @@ fn qrouter_policy_routing_and_permanent_arp() {
     let idx = u32::from(std::net::Ipv4Addr::new(192, 168, 1, 1));
     let r = q.rules.iter().find(|r| r.table == idx).unwrap();
     assert_eq!(r.priority, idx);
-    assert_eq!(r.selector, RuleSelector::From("192.168.1.0/24".parse().unwrap()));
+    // `from 192.168.1.1/24`: the gateway address with the subnet's prefix, as the
+    // agent adds it and `ip rule` prints it (real Neutron's capture shows this form).
+    assert_eq!(r.selector, RuleSelector::From("192.168.1.1/24".parse().unwrap()));
+    assert_eq!(dvr_plan::render::namespace_text(q).lines().filter(|l| l.contains("from 192.168.1.1/24 lookup")).count(), 1);
     let sg = t.port(t.snat_port(dvr_model::RouterIx(0), dvr_model::SubnetIx(0)).unwrap());
     assert!(q.routes.iter().any(|r| r.table == dvr_plan::TableRef::Id(idx) && r.via == Some(sg.ip)));
     // Floating IP rule from vm1's fixed IP into table 16.

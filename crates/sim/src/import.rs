@@ -433,7 +433,7 @@ fn parse_rule_words(rules: &mut Vec<Rule>, l: &str) {
         match word_after(&toks, "from").as_deref() {
             Some("all") | None => return,
             Some(s) => match net(s) {
-                Some(n) => RuleSelector::From(n.trunc()),
+                Some(n) => RuleSelector::From(n),
                 None => return,
             },
         }
@@ -543,7 +543,7 @@ fn ns_from_json(d: &HostDump, ns: &str) -> Res<NsDump> {
                 Some(a) => {
                     let len = r["srclen"].as_u64().unwrap_or(32) as u8;
                     match a.parse::<Ipv4Addr>().ok().and_then(|a| Ipv4Net::new(a, len).ok()) {
-                        Some(n) => RuleSelector::From(n.trunc()),
+                        Some(n) => RuleSelector::From(n),
                         None => continue,
                     }
                 }
@@ -594,7 +594,7 @@ pub fn parse_iptables(text: &str, notes: &mut Vec<String>, wherefrom: &str) -> V
     let mut cur: Option<IptTable> = None;
     for l in text.lines() {
         if let Some(t) = l.strip_prefix('*') {
-            cur = matches!(t, "nat" | "raw").then(|| IptTable { name: t.to_string(), chains: vec![] });
+            cur = matches!(t, "nat" | "raw" | "mangle").then(|| IptTable { name: t.to_string(), chains: vec![] });
         } else if l == "COMMIT" {
             tables.extend(cur.take());
         } else if let Some(t) = cur.as_mut() {
@@ -654,7 +654,7 @@ fn ipt_rule(w: &[String], t: &IptTable) -> Result<IptRule, String> {
                 let j = arg(i)?;
                 target = Some(match j.as_str() {
                     "ACCEPT" => IptTarget::Accept,
-                    "SNAT" | "DNAT" | "REDIRECT" | "CT" => IptTarget::Accept, // refined by its option below
+                    "SNAT" | "DNAT" | "REDIRECT" | "CT" | "MARK" => IptTarget::Accept, // refined by its option below
                     c if t.chains.iter().any(|x| x.name == c) => IptTarget::Jump { chain: c.to_string() },
                     other => return Err(format!("target {other} is not modelled")),
                 });
@@ -662,7 +662,13 @@ fn ipt_rule(w: &[String], t: &IptTable) -> Result<IptRule, String> {
                     target = None;
                 }
             }
-            "--to-source" => target = Some(IptTarget::Snat { to: ip_part(&arg(i)?)? }),
+            "--to-source" => target = Some(IptTarget::Snat { to: ip_part(&arg(i)?)?, random_fully: false }),
+            "--set-xmark" => {
+                let v = arg(i)?;
+                let (val, mask) = v.split_once('/').unwrap_or((&v, "0xffffffff"));
+                let p = |x: &str| u32::from_str_radix(x.trim_start_matches("0x"), 16).map_err(|_| "bad --set-xmark".to_string());
+                target = Some(IptTarget::Mark { value: p(val)?, mask: p(mask)? });
+            }
             "--to-destination" => target = Some(IptTarget::Dnat { to: ip_part(&arg(i)?)? }),
             "--to-ports" => target = Some(IptTarget::Redirect { port: arg(i)?.parse().map_err(|_| "bad --to-ports")? }),
             "--notrack" => {
@@ -671,7 +677,14 @@ fn ipt_rule(w: &[String], t: &IptTable) -> Result<IptRule, String> {
                 not = false;
                 continue;
             }
-            "--random-fully" | "--random" | "--persistent" => {
+            "--random-fully" => {
+                if let Some(IptTarget::Snat { random_fully, .. }) = target.as_mut() {
+                    *random_fully = true;
+                }
+                i += 1;
+                continue;
+            }
+            "--random" | "--persistent" => {
                 i += 1;
                 continue;
             }

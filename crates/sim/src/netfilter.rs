@@ -99,8 +99,53 @@ pub struct RuleCtx<'a> {
     pub in_dev: Option<&'a str>,
     /// Outgoing device (OUTPUT, POSTROUTING).
     pub out_dev: Option<&'a str>,
-    /// Packet mark (no mangle table is modelled: 0).
+    /// Packet mark, as the mangle table set it (see [`mangle`]).
     pub mark: u32,
+}
+
+/// What travels with a packet through one namespace's hooks, like the
+/// kernel's `skb->_nfct` and `skb->mark`: the conntrack entry found (or made)
+/// at the first hook, so later hooks of the same traversal do not look the
+/// already-translated packet up again, and the mark the mangle table set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skb {
+    /// The connection and this packet's direction in it, once known.
+    pub ct: Option<(usize, Dir)>,
+    /// `skb->mark`.
+    pub mark: u32,
+}
+
+/// Walk a mangle chain for one packet: `MARK --set-xmark value/mask` rules
+/// rewrite `mark` (`mark = (mark & !mask) ^ value`) and go on, as MARK does
+/// not terminate; jumps are followed. Returns the new mark and the rules that
+/// set it (as `-A CHAIN args`), for the trace.
+pub fn mangle(table: &IptTable, chain: &str, t: &Tuple, cx: &RuleCtx, mark: u32) -> (u32, Vec<String>) {
+    fn go(table: &IptTable, chain: &str, t: &Tuple, cx: &RuleCtx, mark: &mut u32, hits: &mut Vec<String>, depth: u32) {
+        let Some(c) = table.chain(chain) else { return };
+        if depth > 32 {
+            return;
+        }
+        let conn = Conn { orig: *t, reply: t.reversed(), dnat: false, snat: false, dst_decided: false, src_decided: false };
+        for r in &c.rules {
+            let cx = RuleCtx { mark: *mark, ..*cx };
+            if !rule_matches(r, t, &conn, &cx) {
+                continue;
+            }
+            match &r.target {
+                IptTarget::Jump { chain } => go(table, chain, t, &cx, mark, hits, depth + 1),
+                IptTarget::Mark { value, mask } => {
+                    *mark = (*mark & !mask) ^ value;
+                    hits.push(format!("-A {} {}", c.name, dvr_plan::render::ipt_rule_args(r)));
+                }
+                IptTarget::Accept => return,
+                _ => {}
+            }
+        }
+    }
+    let mut m = mark;
+    let mut hits = vec![];
+    go(table, chain, t, cx, &mut m, &mut hits, 0);
+    (m, hits)
 }
 
 /// What NAT did to one packet at one hook, for the trace.
@@ -171,9 +216,9 @@ fn walk(table: &IptTable, chain: &str, t: &Tuple, conn: &Conn, cx: &RuleCtx, dep
             },
             IptTarget::Accept => return Verdict::Accept(text),
             IptTarget::Dnat { to } => return Verdict::Dnat(*to, text),
-            IptTarget::Snat { to } => return Verdict::Snat(*to, text),
+            IptTarget::Snat { to, .. } => return Verdict::Snat(*to, text),
             IptTarget::Redirect { port } => return Verdict::Redirect(*port, text),
-            IptTarget::NoTrack => {}
+            IptTarget::NoTrack | IptTarget::Mark { .. } => {}
         }
     }
     Verdict::Continue
@@ -188,6 +233,14 @@ impl Conntrack {
     /// Run NAT for a packet at `hook`: create the connection if new, walk the
     /// nat chain once per connection and hook kind, apply the binding.
     /// `local_addr` is the incoming device's address (for REDIRECT).
+    ///
+    /// `attached` is the entry the packet already carries from an earlier
+    /// hook of the same traversal. The kernel looks a packet up once, at
+    /// PREROUTING or OUTPUT, and keeps the entry with it: by POSTROUTING the
+    /// packet may have been DNATed, and looking *that* tuple up would find
+    /// nothing and start a second connection that knows nothing of the DNAT
+    /// (so `! --ctstate DNAT` would wrongly match and hairpin SNAT never
+    /// happen). The entry used is stored back into `attached`.
     pub fn process(
         &mut self,
         nat: Option<&IptTable>,
@@ -195,9 +248,10 @@ impl Conntrack {
         t: &mut Tuple,
         cx: &RuleCtx,
         local_addr: Option<Ipv4Addr>,
+        attached: &mut Option<(usize, Dir)>,
     ) -> Vec<NatStep> {
         let mut steps = Vec::new();
-        let (i, dir) = match self.lookup(t) {
+        let (i, dir) = match attached.or_else(|| self.lookup(t)) {
             Some(found) => found,
             None => {
                 self.conns.push(Conn { orig: *t, reply: t.reversed(), dnat: false, snat: false, dst_decided: false, src_decided: false });
@@ -207,6 +261,7 @@ impl Conntrack {
                 (i, Dir::Original)
             }
         };
+        *attached = Some((i, dir));
         let dst_hook = hook.rewrites_destination();
         let decided = if dst_hook { self.conns[i].dst_decided } else { self.conns[i].src_decided };
         if dir == Dir::Original && !decided {

@@ -16,7 +16,7 @@
 //! link's broadcast/multicast MAC, never to a gateway, and are never forwarded;
 //! arriving from a network, `0.0.0.0` and `127/8` are martians and dropped.
 
-use crate::netfilter::{Conntrack, Hook, NatStep, RuleCtx, Tuple};
+use crate::netfilter::{Conntrack, Hook, NatStep, RuleCtx, Skb, Tuple, mangle};
 use crate::packet::{ARP_REPLY, ARP_REQUEST, Frame, L4, Payload};
 use dvr_model::MacAddr;
 use dvr_plan::{IptTable, Route, Rule, RuleSelector, TableRef};
@@ -342,6 +342,9 @@ pub struct Stack {
     pub rp_filter: u8,
     /// The nat table, if any.
     pub nat: Option<IptTable>,
+    /// The mangle table, if any: its PREROUTING/OUTPUT chains set the packet
+    /// mark that nat rules test (`-m mark ! --mark 0x2/0xffff`).
+    pub mangle: Option<IptTable>,
     /// `raw PREROUTING -j CT --notrack`: no conntrack, hence no NAT.
     pub notrack: bool,
     /// Connection tracking.
@@ -378,6 +381,7 @@ impl Stack {
             arp_ignore: 0,
             rp_filter: 0,
             nat: None,
+            mangle: None,
             notrack: false,
             ct: Conntrack::default(),
             pending: BTreeMap::new(),
@@ -499,16 +503,24 @@ impl Stack {
         res.ignored(Ignored::ArpNotAnswered { dev, ip: tpa, why });
     }
 
-    fn nat(&mut self, hook: Hook, p: &mut IpPkt, in_dev: Option<usize>, out_dev: Option<usize>, res: &mut StackResult) {
+    #[allow(clippy::too_many_arguments)]
+    fn nat(&mut self, hook: Hook, p: &mut IpPkt, in_dev: Option<usize>, out_dev: Option<usize>, skb: &mut Skb, res: &mut StackResult) {
+        let mut t = p.tuple();
+        let names = (in_dev.map(|d| self.devs[d].name.clone()), out_dev.map(|d| self.devs[d].name.clone()));
+        let cx = RuleCtx { in_dev: names.0.as_deref(), out_dev: names.1.as_deref(), mark: skb.mark };
+        if matches!(hook, Hook::Prerouting | Hook::Output)
+            && let Some(m) = &self.mangle
+        {
+            // mangle runs before nat at the same hook (priority -150 < -100).
+            (skb.mark, _) = mangle(m, hook.chain(), &t, &cx, skb.mark);
+        }
         if self.notrack {
             return;
         }
-        let mut t = p.tuple();
+        let cx = RuleCtx { mark: skb.mark, ..cx };
         let local = in_dev.and_then(|d| self.devs[d].addrs.first().map(|a| a.addr()));
         let nat = self.nat.clone();
-        let names = (in_dev.map(|d| self.devs[d].name.clone()), out_dev.map(|d| self.devs[d].name.clone()));
-        let cx = RuleCtx { in_dev: names.0.as_deref(), out_dev: names.1.as_deref(), mark: 0 };
-        let steps = self.ct.process(nat.as_ref(), hook, &mut t, &cx, local);
+        let steps = self.ct.process(nat.as_ref(), hook, &mut t, &cx, local, &mut skb.ct);
         p.set_tuple(&t);
         let after = *p;
         res.steps.extend(steps.into_iter().map(|s| StackStep::Nat(s, after)));
@@ -535,10 +547,11 @@ impl Stack {
             }
             None => {}
         }
-        self.nat(Hook::Prerouting, &mut p, Some(dev), None, res);
+        let mut skb = Skb::default();
+        self.nat(Hook::Prerouting, &mut p, Some(dev), None, &mut skb, res);
         match self.route(p.src, p.dst, Some(dev)) {
             Some(RouteResult::Local) => {
-                self.nat(Hook::Input, &mut p, Some(dev), None, res);
+                self.nat(Hook::Input, &mut p, Some(dev), None, &mut skb, res);
                 res.note(StackStep::Local(p));
                 res.delivered = Some(p);
                 res.answer = answer_to(&p);
@@ -556,7 +569,7 @@ impl Stack {
                     return;
                 }
                 res.steps.push(why);
-                self.nat(Hook::Postrouting, &mut p, Some(dev), Some(out), res);
+                self.nat(Hook::Postrouting, &mut p, Some(dev), Some(out), &mut skb, res);
                 self.transmit(out, nexthop, p, res);
             }
         }
@@ -596,7 +609,8 @@ impl Stack {
             }
             None => {}
         }
-        self.nat(Hook::Output, &mut p, None, None, &mut res);
+        let mut skb = Skb::default();
+        self.nat(Hook::Output, &mut p, None, None, &mut skb, &mut res);
         match self.route(p.src, p.dst, None) {
             None => res.steps.push(StackStep::Drop(KernelDrop::NoRoute { dst: p.dst })),
             Some(RouteResult::Local) => {
@@ -605,7 +619,7 @@ impl Stack {
             }
             Some(RouteResult::Unicast { dev, nexthop, why }) => {
                 res.steps.push(why);
-                self.nat(Hook::Postrouting, &mut p, None, Some(dev), &mut res);
+                self.nat(Hook::Postrouting, &mut p, None, Some(dev), &mut skb, &mut res);
                 self.transmit(dev, nexthop, p, &mut res);
             }
         }

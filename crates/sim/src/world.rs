@@ -263,6 +263,7 @@ impl World {
                 st.arp_ignore = sysctl(ns, "net.ipv4.conf.all.arp_ignore").and_then(|v| v.parse().ok()).unwrap_or(0);
                 st.rp_filter = sysctl(ns, "net.ipv4.conf.all.rp_filter").and_then(|v| v.parse().ok()).unwrap_or(0);
                 st.nat = ns.table("nat").cloned();
+                st.mangle = ns.table("mangle").cloned();
                 st.notrack = ns
                     .table("raw")
                     .and_then(|t| t.chain("PREROUTING"))

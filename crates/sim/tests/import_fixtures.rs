@@ -72,8 +72,10 @@ fn real_neutron_text_layout() {
     assert_eq!(qr.routes.len(), 6);
     assert!(qr.routes.iter().all(|r| r.dev != "lo"));
     assert!(qr.rules.iter().any(|r| r.priority == 38738 && r.table == 16));
-    // `from 192.168.1.1/24` is printed with host bits; the selector is the subnet.
-    assert!(qr.rules.iter().any(|r| r.selector == RuleSelector::From("192.168.1.0/24".parse().unwrap())));
+    // `from 192.168.1.1/24` is kept as the kernel prints it (host bits and all),
+    // which is what the plan writes too; it still matches the whole subnet.
+    let from = qr.rules.iter().find(|r| r.selector == RuleSelector::From("192.168.1.1/24".parse().unwrap())).expect("per-subnet rule");
+    assert!(matches!(&from.selector, RuleSelector::From(n) if n.contains(&"192.168.1.200".parse::<std::net::Ipv4Addr>().unwrap())));
     assert_eq!(qr.neighbours.len(), 10, "only permanent IPv4 entries");
     let fip = h.namespaces.iter().find(|n| n.kind == NamespaceKind::Fip).unwrap();
     assert!(fip.rules.iter().any(|r| matches!(&r.selector, RuleSelector::Iif(d) if d.starts_with("fpr-"))));
