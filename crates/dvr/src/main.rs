@@ -221,13 +221,29 @@ enum Cmd {
         #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
         child_measure: Option<Vec<String>>,
     },
-    /// Generate a deterministic topology file for scale tests (20 VMs per host,
-    /// one network per two hosts, one router per four hosts).
+    /// Generate a deterministic topology file for scale tests. By default the
+    /// proportions of a large cloud (20 VMs per host, one network per two hosts,
+    /// one router per four hosts, one floating IP per 20 VMs); each flag overrides one.
     Gen {
         /// Compute hosts.
         #[arg(long, default_value_t = 10)]
         hosts: usize,
-        /// Seed of the generator.
+        /// Instances per compute host (default 20).
+        #[arg(long, value_name = "N")]
+        vms_per_host: Option<usize>,
+        /// VLAN tenant networks, one /24 each (default hosts / 2, at least 2).
+        #[arg(long, value_name = "N")]
+        networks: Option<usize>,
+        /// Distributed routers; networks are split between them (default hosts / 4, at least 1).
+        #[arg(long, value_name = "N")]
+        routers: Option<usize>,
+        /// Floating IPs, each on a distinct instance (default one per 20 instances).
+        #[arg(long, value_name = "N")]
+        fips: Option<usize>,
+        /// Machines on the external network (default 2).
+        #[arg(long, value_name = "N")]
+        external_hosts: Option<usize>,
+        /// Seed of the placement generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -819,8 +835,27 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Server(args) => server_cmd::run(args)?,
         Cmd::Agent(args) => agent::run(args)?,
-        Cmd::Gen { hosts, seed } => {
-            print!("{}", dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed)));
+        Cmd::Gen { hosts, vms_per_host, networks, routers, fips, external_hosts, seed } => {
+            let d = dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed);
+            let vms = vms_per_host.map_or(d.vms, |v| v.saturating_mul(hosts));
+            let p = dvr_model::r#gen::GenParams {
+                vms,
+                networks: networks.unwrap_or(d.networks),
+                routers: routers.unwrap_or(d.routers),
+                floating_ips: fips.unwrap_or(if vms_per_host.is_some() { vms / 20 } else { d.floating_ips }),
+                external_hosts: external_hosts.unwrap_or(d.external_hosts),
+                ..d
+            };
+            if let Err(e) = p.check() {
+                anyhow::bail!(
+                    "dvr gen --hosts {hosts}: {e}\n    fix: change --hosts, --vms-per-host, --networks, --routers or --fips (now {} instances, {} networks, {} routers, {} floating IPs)",
+                    p.vms,
+                    p.networks,
+                    p.routers,
+                    p.floating_ips
+                );
+            }
+            print!("{}", dvr_model::r#gen::generate_yaml(&p));
         }
         Cmd::Bench { sizes, quick, no_ovs, format, child_plan, child_measure } => {
             if let Some(n) = child_plan {

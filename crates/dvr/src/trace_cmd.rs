@@ -83,7 +83,8 @@ pub struct TraceArgs {
 pub fn run_trace(a: TraceArgs) -> Result<()> {
     let (mut world, from, to_ip) = if a.dumps.is_empty() {
         let t = load(&a.topo)?;
-        let plan = dvr_plan::plan(&t, a.profile)?;
+        // Lazy: only the hosts the packet reaches are planned and built.
+        dvr_plan::check_supported(&t)?;
         let to_ip = t.resolve_address(&a.to).with_context(|| {
             format!(
                 "--to `{}` is neither an IPv4 address nor an instance/external host name; endpoints are: {}",
@@ -91,7 +92,7 @@ pub fn run_trace(a: TraceArgs) -> Result<()> {
                 t.endpoint_names().join(", ")
             )
         })?;
-        (dvr_sim::World::build(&t, &plan), a.from.clone(), to_ip)
+        (dvr_sim::World::lazy(std::sync::Arc::new(t), a.profile), a.from.clone(), to_ip)
     } else {
         // No topology: the imported endpoints are the names people can give.
         let mut imp = crate::ops::import_dirs(&a.dumps)?;

@@ -71,14 +71,15 @@ impl Default for GenParams {
 impl GenParams {
     /// The proportions of a large deployment (1,000 hosts ≈ 20,000 instances,
     /// 500 networks, 250 routers): `vms = 20 × hosts`, `networks = hosts / 2`
-    /// (at least 2), `routers = hosts / 4` (at least 1), one floating IP per 20
-    /// instances, 2 external hosts, seed 0.
+    /// (at least 2, at most [`MAX_NETWORKS`], the VLANs the network node can
+    /// carry: 10,000 hosts get 4,093 networks), `routers = hosts / 4` (at least
+    /// 1), one floating IP per 20 instances, 2 external hosts, seed 0.
     pub fn scale(hosts: usize) -> Self {
         let vms = 20 * hosts;
         GenParams {
             hosts,
             vms,
-            networks: (hosts / 2).max(2),
+            networks: (hosts / 2).clamp(2, MAX_NETWORKS),
             routers: (hosts / 4).max(1),
             seed: 0,
             external_hosts: 2,

@@ -88,6 +88,23 @@ pub fn plan(topo: &Topology, profile: Profile) -> Result<Plan, PlanError> {
     Ok(Plan { topology: topo.name.clone(), profile, hosts })
 }
 
+/// The classless static routes DHCP pushes to instances of `network`, as
+/// [`Plan::dhcp_host_routes`] finds them in the planned `qdhcp-` namespaces,
+/// but read from the topology alone: a lazy twin needs them for every
+/// instance before it has planned the hosts running the DHCP ports.
+pub fn dhcp_host_routes(topo: &Topology, network: dvr_model::NetworkIx) -> Vec<(ipnet::Ipv4Net, std::net::Ipv4Addr)> {
+    let mut out = Vec::new();
+    for (ix, h) in topo.hosts_ix() {
+        if !h.has_dataplane() {
+            continue;
+        }
+        for p in topo.host_ports(ix).filter(|p| p.owner == dvr_model::PortOwner::Dhcp && p.network == network) {
+            out.push((ipnet::Ipv4Net::new(netns::METADATA_IP, 32).expect("/32"), p.ip));
+        }
+    }
+    out
+}
+
 /// The whole [`Plan`] as it serializes, but planned one host at a time while
 /// it is written: memory holds one host's plan (and the shared flow cache),
 /// not the deployment's, so `dvr plan --format json` of 1,000 hosts streams

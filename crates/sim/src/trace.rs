@@ -270,12 +270,24 @@ fn is_traced(f: &Frame, l4: L4) -> bool {
     }
 }
 
+/// What physical switches do with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contain {
+    /// Learn and forward (a trace, a full warm-up).
+    Off,
+    /// Learn, do not forward (a contained warm-up).
+    Learn,
+    /// Neither (a lazily built host's own warm-up: the switch learned its
+    /// endpoints when the twin was warmed).
+    Silent,
+}
+
 struct Runner<'w, S: Sink> {
     w: &'w mut World,
     l4: L4,
     sink: S,
-    /// Physical switches learn but do not forward (a contained warm-up).
-    contain: bool,
+    /// What physical switches do with frames (contained warm-ups).
+    contain: Contain,
     queue: VecDeque<(Ev, Frame, Lineage)>,
     phase: Phase,
 }
@@ -421,7 +433,7 @@ impl<S: Sink> Runner<'_, S> {
             Attach::Bridge { host, bridge, port } => Some(Ev::Bridge { host, bridge, port }),
             Attach::Stack { stack, dev } => Some(Ev::Stack { stack, dev }),
             Attach::Wire { wire, port } => Some(Ev::Wire { wire, port }),
-            Attach::None => None,
+            Attach::None | Attach::Pending { .. } => None,
         }
     }
 
@@ -469,7 +481,7 @@ impl<S: Sink> Runner<'_, S> {
                 copy,
                 &mut prev,
             );
-            if let Some(ev) = Self::from_attach(self.w.stacks[s].attach[dev]) {
+            if let Some(ev) = Self::from_attach(self.w.stack_attach(s, dev)) {
                 targets.push((ev, f));
             }
         }
@@ -543,10 +555,15 @@ impl<S: Sink> Runner<'_, S> {
                 if let Some(t) = in_tag {
                     frame.vlan = Some(t);
                 }
-                w.mac_table.insert(frame.src, port);
-                if self.contain {
-                    return;
+                match self.contain {
+                    Contain::Off => {}
+                    Contain::Learn => {
+                        w.mac_table.insert(frame.src, port);
+                        return;
+                    }
+                    Contain::Silent => return,
                 }
+                w.mac_table.insert(frame.src, port);
                 let known = if frame.dst.is_multicast() { None } else { w.mac_table.get(&frame.dst).copied() };
                 let outs: Vec<usize> = match known {
                     Some(p) if p == port => vec![],
@@ -572,7 +589,8 @@ impl<S: Sink> Runner<'_, S> {
                 );
                 let mut targets = Vec::new();
                 for p in outs {
-                    let (a, tag, _) = self.w.wires[wire].ports[p].clone();
+                    let tag = self.w.wires[wire].ports[p].1;
+                    let a = self.w.wire_attach(wire, p);
                     let mut out = frame;
                     if let Some(t) = tag {
                         if out.vlan != Some(t) {
@@ -616,8 +634,12 @@ fn finish(w: &World, p: Phase, hops: Vec<Hop>, target: Ipv4Addr) -> Trace {
         Verdict::Dropped(Dropped { at: None, reason: DropReason::Loop { events: MAX_EVENTS } })
     } else if let Some(d) = p.drops.iter().rev().find(|d| d.traced) {
         Verdict::Dropped(d.resolve(w))
-    } else if let Some((s, dev, ip)) =
-        w.stacks.iter().enumerate().find_map(|(i, n)| n.stack.unresolved().first().map(|(d, ip)| (i, d.clone(), *ip)))
+    } else if let Some((_, s, dev, ip)) = w
+        .stacks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.stack.unresolved().first().map(|(d, ip)| (n.order, i, d.clone(), *ip)))
+        .min_by_key(|x| x.0)
     {
         // An answer that was sent and dropped (e.g. by anti-spoofing) explains
         // more than the flooded copies of the request that died elsewhere.
@@ -658,13 +680,35 @@ fn originate<S: Sink>(r: &mut Runner<S>, s: usize, pkt: IpPkt, want_reply_at: Op
 /// A full boot broadcast costs instances × hosts; beyond
 /// [`FULL_WARM_UP_HOSTS`] hosts the broadcast teaches the sender's own host
 /// and the physical switch only, and remote bridges learn on first contact.
+///
+/// A lazy twin ([`World::lazy`]) stays lazy: beyond that size its switches
+/// learn where each instance is without building its host, and a host built
+/// later replays its own instances' broadcasts then ([`warm_host`]).
 pub fn warm_up(w: &mut World) {
-    let r_contain = w.hosts.len() > FULL_WARM_UP_HOSTS;
-    let mut r =
-        Runner { w, l4: L4::Icmp { reply: false, id: 0 }, sink: NoSink, contain: r_contain, queue: VecDeque::new(), phase: Phase::new() };
+    let contain = w.hosts.len() > FULL_WARM_UP_HOSTS;
+    let endpoints: Vec<usize> = if w.is_lazy() && contain {
+        let mut eps = w.warm_unbuilt();
+        eps.extend((0..w.stacks.len()).filter(|&s| w.stacks[s].kind == StackKind::ExternalHost));
+        eps
+    } else {
+        w.materialize_all();
+        (0..w.stacks.len()).filter(|&s| matches!(w.stacks[s].kind, StackKind::Instance | StackKind::ExternalHost)).collect()
+    };
+    broadcast(w, &endpoints, if contain { Contain::Learn } else { Contain::Off });
+}
+
+/// The boot broadcasts of the instances on a lazily built host, contained
+/// to the host (the physical switch already learned them in [`warm_up`]).
+pub(crate) fn warm_host(w: &mut World, host: &str) {
     let endpoints: Vec<usize> =
-        (0..r.w.stacks.len()).filter(|&s| matches!(r.w.stacks[s].kind, StackKind::Instance | StackKind::ExternalHost)).collect();
-    for s in endpoints {
+        (0..w.stacks.len()).filter(|&s| w.stacks[s].kind == StackKind::Instance && w.stacks[s].host == host).collect();
+    broadcast(w, &endpoints, Contain::Silent);
+}
+
+/// Each endpoint's gratuitous ARP, one after another.
+fn broadcast(w: &mut World, endpoints: &[usize], contain: Contain) {
+    let mut r = Runner { w, l4: L4::Icmp { reply: false, id: 0 }, sink: NoSink, contain, queue: VecDeque::new(), phase: Phase::new() };
+    for &s in endpoints {
         let d = &r.w.stacks[s].stack.devs[0];
         let Some(ip) = d.addrs.first().map(|a| a.addr()) else { continue };
         let garp = Frame {
@@ -673,7 +717,7 @@ pub fn warm_up(w: &mut World) {
             vlan: None,
             payload: Payload::Arp { op: crate::packet::ARP_REQUEST, sha: d.mac, spa: ip, tha: dvr_model::MacAddr::ZERO, tpa: ip },
         };
-        if let Some(ev) = Runner::<NoSink>::from_attach(r.w.stacks[s].attach[0]) {
+        if let Some(ev) = Runner::<NoSink>::from_attach(r.w.stack_attach(s, 0)) {
             r.queue.push_back((ev, garp, Lineage::default()));
         }
         r.run(None);
@@ -747,7 +791,7 @@ fn run_trace<S: Sink>(w: &mut World, req: &TraceRequest, sink: S) -> Result<Trac
     }
     let src = w.stacks[s].stack.devs[0].addrs[0].addr();
     let pkt = IpPkt { src, dst: req.to, l4: req.l4 };
-    let mut r = Runner { w, l4: req.l4, sink, contain: false, queue: VecDeque::new(), phase: Phase::new() };
+    let mut r = Runner { w, l4: req.l4, sink, contain: Contain::Off, queue: VecDeque::new(), phase: Phase::new() };
     originate(&mut r, s, pkt, None);
     let phase = std::mem::replace(&mut r.phase, Phase::new());
     let answer = phase.delivered.and_then(|(ds, _, a)| a.map(|a| (ds, a)));

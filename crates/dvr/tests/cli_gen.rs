@@ -1,0 +1,85 @@
+//! `dvr gen`: every generator parameter is a flag, and impossible
+//! combinations fail with the flag to change.
+
+use std::process::{Command, Output};
+
+fn dvr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dvr")).args(args).output().expect("run dvr")
+}
+
+fn gen_topo(args: &[&str]) -> dvr_model::Topology {
+    let out = dvr(&[&["gen"], args].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dvr_model::load_str("gen.yaml", &String::from_utf8(out.stdout).unwrap()).expect("generated file is valid")
+}
+
+#[test]
+fn every_parameter_is_a_flag() {
+    let t = gen_topo(&[
+        "--hosts",
+        "4",
+        "--vms-per-host",
+        "3",
+        "--networks",
+        "3",
+        "--routers",
+        "2",
+        "--fips",
+        "5",
+        "--external-hosts",
+        "1",
+        "--seed",
+        "9",
+    ]);
+    assert_eq!(t.hosts.iter().filter(|h| h.name.starts_with("compute")).count(), 4);
+    assert_eq!(t.instances.len(), 12);
+    assert_eq!(t.networks.iter().filter(|n| !n.external).count(), 3);
+    assert_eq!(t.routers.len(), 2);
+    assert_eq!(t.floating_ips.len(), 5);
+    assert_eq!(t.external_hosts.len(), 1);
+    // The seed changes placement, not counts.
+    let other = gen_topo(&[
+        "--hosts",
+        "4",
+        "--vms-per-host",
+        "3",
+        "--networks",
+        "3",
+        "--routers",
+        "2",
+        "--fips",
+        "5",
+        "--external-hosts",
+        "1",
+        "--seed",
+        "10",
+    ]);
+    let placement = |t: &dvr_model::Topology| t.instances.iter().map(|x| (x.host, x.network)).collect::<Vec<_>>();
+    assert_eq!(other.instances.len(), 12);
+    assert_ne!(placement(&t), placement(&other));
+}
+
+#[test]
+fn defaults_are_the_scale_proportions() {
+    let t = gen_topo(&["--hosts", "8"]);
+    assert_eq!(t.instances.len(), 160);
+    assert_eq!(t.networks.iter().filter(|n| !n.external).count(), 4);
+    assert_eq!(t.routers.len(), 2);
+    assert_eq!(t.floating_ips.len(), 8);
+}
+
+#[test]
+fn impossible_parameters_name_the_flags() {
+    let out = dvr(&["gen", "--hosts", "4", "--networks", "0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("do not fit into 0 networks") && err.contains("fix:") && err.contains("--networks"), "{err}");
+}
+
+#[test]
+fn ten_thousand_hosts_generate() {
+    // More networks than VLANs would be needed at hosts / 2: scale caps them.
+    let out = dvr(&["gen", "--hosts", "10000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("\n- name: vm").count(), 200_000);
+}

@@ -1,0 +1,114 @@
+//! A lazy twin ([`World::lazy`]) plans hosts only when a frame reaches them,
+//! and its traces are exactly those of the fully built twin.
+
+use dvr_model::r#gen::{GenParams, generate_yaml};
+use dvr_plan::Profile;
+use dvr_sim::{L4, TraceRequest, World, trace, warm_up};
+use std::sync::Arc;
+
+fn topo(p: &GenParams) -> dvr_model::Topology {
+    dvr_model::load_str("gen.yaml", &generate_yaml(p)).expect("generated topology is valid")
+}
+
+/// Pairs to trace: instance → instance (same and other networks), instance →
+/// external host and floating IP, external host → floating IP.
+fn requests(t: &dvr_model::Topology) -> Vec<TraceRequest> {
+    let n = t.instances.len();
+    let mut out = Vec::new();
+    let icmp = L4::Icmp { reply: false, id: 1 };
+    for k in [0, 1, 3, 7, 11, 17, 29, 41] {
+        let a = &t.instances[k % n];
+        let b = &t.instances[(k * 13 + 5) % n];
+        out.push(TraceRequest { from: a.name.clone(), to: t.port(b.port).ip, l4: icmp, spoof_ip: None, spoof_mac: None });
+    }
+    for e in &t.external_hosts {
+        out.push(TraceRequest { from: t.instances[2 % n].name.clone(), to: e.ip, l4: icmp, spoof_ip: None, spoof_mac: None });
+    }
+    for f in t.floating_ips.iter().take(3) {
+        let e = &t.external_hosts[0];
+        out.push(TraceRequest { from: e.name.clone(), to: f.ip, l4: icmp, spoof_ip: None, spoof_mac: None });
+    }
+    out
+}
+
+/// Trace every request in sequence (state carries over, as in a session) on
+/// the full twin and on a lazy twin; the traces must be equal.
+fn compare(p: &GenParams, warm: bool) -> (usize, usize) {
+    let t = topo(p);
+    let plan = dvr_plan::plan(&t, Profile::Walkthrough).unwrap();
+    let mut full = World::build(&t, &plan);
+    let reqs = requests(&t);
+    let mut lazy = World::lazy(Arc::new(t), Profile::Walkthrough);
+    assert_eq!(lazy.built_hosts(), 0, "a lazy twin builds nothing up front");
+    if warm {
+        warm_up(&mut full);
+        warm_up(&mut lazy);
+    }
+    let mut delivered = 0;
+    for r in &reqs {
+        let a = trace(&mut full, r).unwrap();
+        let b = trace(&mut lazy, r).unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&a).unwrap(),
+            serde_json::to_string_pretty(&b).unwrap(),
+            "{} → {}: the lazy twin's trace differs",
+            r.from,
+            r.to
+        );
+        delivered += usize::from(a.round_trip());
+    }
+    // Generated routers are not joined, so some paths are meant to drop; both
+    // outcomes must be among the compared traces.
+    assert!(delivered >= 3 && delivered < reqs.len(), "delivered {delivered} of {}", reqs.len());
+    (lazy.built_hosts(), full.built_hosts())
+}
+
+#[test]
+fn lazy_equals_full_beyond_full_warm_up() {
+    // 70 compute hosts: more than FULL_WARM_UP_HOSTS, so warm-up is contained.
+    compare(&GenParams::scale(70).with_seed(3), true);
+}
+
+#[test]
+fn lazy_equals_full_cold() {
+    compare(&GenParams::scale(70).with_seed(5), false);
+}
+
+#[test]
+fn lazy_equals_full_small_deployment() {
+    // Full warm-up: the lazy twin builds every host, then traces the same.
+    let (built, all) = compare(&GenParams::default().with_seed(1), true);
+    assert_eq!(built, all);
+}
+
+#[test]
+fn one_trace_builds_only_the_hosts_it_reaches() {
+    let t = topo(&GenParams::scale(100).with_seed(7));
+    let from = t.instances[5].clone();
+    // Another host and network behind the same router: routed on the sender's
+    // host, then carried host to host with its DVR MAC (a same-network peer
+    // would be ARPed for by broadcast, which reaches every host on the
+    // physical network, so the lazy twin builds them all, as the full twin
+    // processes them all).
+    let router = |x: &dvr_model::Instance| t.routers_on_subnet(t.port(x.port).subnet).next();
+    let to = t
+        .instances
+        .iter()
+        .find(|x| x.network != from.network && x.host != from.host && router(x).is_some() && router(x) == router(&from))
+        .expect("a peer behind the same router on another host")
+        .clone();
+    let hosts = [t.host(from.host).name.clone(), t.host(to.host).name.clone()];
+    let to_ip = t.port(to.port).ip;
+    let mut w = World::lazy(Arc::new(t), Profile::Walkthrough);
+    warm_up(&mut w);
+    assert_eq!(w.built_hosts(), 0, "warm-up of a large lazy twin builds no host");
+    let r =
+        trace(&mut w, &TraceRequest { from: from.name, to: to_ip, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None })
+            .unwrap();
+    assert!(r.round_trip(), "{:?}", r.verdict);
+    let built: Vec<&str> = w.hosts.iter().filter(|h| !h.bridges.is_empty()).map(|h| h.name.as_str()).collect();
+    assert!(built.len() <= 3, "built {built:?}");
+    for h in &hosts {
+        assert!(built.contains(&h.as_str()), "{h} carries the packet and must be built: {built:?}");
+    }
+}
