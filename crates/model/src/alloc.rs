@@ -31,7 +31,9 @@ pub fn derive_id(kind: &str, name: &str) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{name}").as_bytes())
 }
 
-/// 24 stable bits from a key (FNV-1a; no need for cryptographic quality).
+/// 24 stable bits from a key (32-bit FNV-1a, folded; no need for
+/// cryptographic quality). Kept by hand: the `fnv` crate is 64-bit only, and
+/// these bits are allocated MACs and link-local pairs, which must not change.
 pub fn hash24(key: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in key.bytes() {
@@ -52,14 +54,13 @@ impl SplitMix64 {
         SplitMix64(seed)
     }
 
-    /// A generator whose seed is derived from a label (FNV-1a), so each
-    /// label has its own fixed stream.
+    /// A generator whose seed is derived from a label (64-bit FNV-1a, from
+    /// the `fnv` crate), so each label has its own fixed stream.
     pub fn from_label(label: &str) -> SplitMix64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in label.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        SplitMix64(h)
+        use std::hash::Hasher;
+        let mut h = fnv::FnvHasher::default();
+        h.write(label.as_bytes());
+        SplitMix64(h.finish())
     }
 
     /// The next 64 random bits.

@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod demo;
-pub mod fxhash;
 pub mod import;
 pub mod netfilter;
 pub mod ofp;

@@ -89,7 +89,7 @@ pub struct Conntrack {
     pub conns: Vec<Conn>,
     /// Both tuples of every connection → (connection, direction), like the
     /// kernel's hash of tuples.
-    by_tuple: crate::fxhash::FxMap<Tuple, (usize, Dir)>,
+    by_tuple: rustc_hash::FxHashMap<Tuple, (usize, Dir)>,
 }
 
 /// Interfaces and mark a rule sees.

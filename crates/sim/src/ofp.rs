@@ -13,10 +13,10 @@
 //! drops frames to the reserved addresses a bridge must never forward (STP,
 //! LLDP, pause, CDP …: OVS `eth_addr_is_reserved`, `forward_bpdu` off).
 
-use crate::fxhash::FxMap;
 use crate::packet::{Frame, L4, Payload};
 use dvr_model::MacAddr;
 use dvr_openflow::{Action, Flow, Match, Proto, VlanMatch};
+use rustc_hash::FxHashMap as FxMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

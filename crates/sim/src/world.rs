@@ -105,7 +105,7 @@ pub struct Wire {
     /// their frames carry on the wire.
     pub ports: Vec<(Attach, Option<u16>, String)>,
     /// Learned MAC → port.
-    pub mac_table: crate::fxhash::FxMap<MacAddr, usize>,
+    pub mac_table: rustc_hash::FxHashMap<MacAddr, usize>,
 }
 
 /// Where an endpoint is plugged.
