@@ -17,12 +17,11 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn capture() -> Option<String> {
+/// The shared real-Neutron capture (the tests using it are `shared_*`, ignored without ../shared).
+fn capture() -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/real-neutron/seed-fip");
-    if p.exists() {
-        return Some(p.display().to_string());
-    }
-    panic!("no shared reference capture at {}: this test needs ../shared beside the repository", p.display())
+    assert!(p.exists(), "no shared reference capture at {}: this test needs ../shared beside the repository", p.display());
+    p.display().to_string()
 }
 
 fn fixture() -> String {
@@ -69,7 +68,7 @@ fn bad_dump_directories_are_bad_input_with_a_fix() {
 #[test]
 #[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
 fn shared_trace_and_verify_across_the_real_neutron_capture() {
-    let Some(cap) = capture() else { return };
+    let cap = capture();
     let out = dvr(&["trace", "--dumps", &cap, "--from", "10.100.0.14", "--to", "10.100.0.39", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

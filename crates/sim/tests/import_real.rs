@@ -7,11 +7,9 @@ use dvr_sim::{HopKind, delivery_path};
 use dvr_sim::{L4, TraceRequest, trace, warm_up};
 use std::path::PathBuf;
 
-fn capture(name: &str) -> Option<Vec<HostDump>> {
+fn capture(name: &str) -> Vec<HostDump> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/real-neutron").join(name);
-    if !dir.exists() {
-        panic!("no shared reference capture at {}: this test needs ../shared beside the repository", dir.display());
-    }
+    assert!(dir.exists(), "no shared reference capture at {}: this test needs ../shared beside the repository", dir.display());
     let mut out = vec![];
     for h in ["compute1", "compute2", "network"] {
         let mut d = HostDump { host: h.into(), ..Default::default() };
@@ -22,7 +20,7 @@ fn capture(name: &str) -> Option<Vec<HostDump>> {
         }
         out.push(d);
     }
-    Some(out)
+    out
 }
 
 /// Trace on a fresh twin of the import: (request verdict, reply verdict,
@@ -67,7 +65,7 @@ const PATHS: &[(&str, &str, &str, &[&str])] = &[
 #[test]
 #[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
 fn shared_real_neutron_seed_fip_imports_and_traces_the_walkthrough_paths() {
-    let Some(dumps) = capture("seed-fip") else { return };
+    let dumps = capture("seed-fip");
     let imp = import(&dumps).unwrap();
     let names: Vec<&str> = imp.endpoints.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["vm1", "vm2", "vm3", "vm4", "vm5"]);
@@ -94,7 +92,7 @@ fn shared_real_neutron_seed_fip_imports_and_traces_the_walkthrough_paths() {
 #[test]
 #[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
 fn shared_real_neutron_seed_nofip_snats_vm1_through_the_network_node() {
-    let Some(dumps) = capture("seed-nofip") else { return };
+    let dumps = capture("seed-nofip");
     let imp = import(&dumps).unwrap();
     for (from, to, want, via) in
         PATHS.iter().copied().chain([("vm1", "10.100.0.14", "10.100.0.14", &["qrouter@compute1", "snat@network"][..])])
@@ -112,7 +110,7 @@ fn shared_real_neutron_seed_nofip_snats_vm1_through_the_network_node() {
 #[test]
 #[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
 fn shared_real_neutron_capture_with_a_deleted_flow_changes_the_verdict() {
-    let Some(mut dumps) = capture("seed-fip") else { return };
+    let mut dumps = capture("seed-fip");
     let c2 = dumps.iter_mut().find(|d| d.host == "compute2").unwrap();
     let flows = c2.files.get_mut("flows-br-int.txt").unwrap();
     let before = flows.lines().count();
@@ -127,7 +125,7 @@ fn shared_real_neutron_capture_with_a_deleted_flow_changes_the_verdict() {
 #[test]
 #[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
 fn shared_unknown_action_is_an_error_naming_host_bridge_and_flow() {
-    let Some(mut dumps) = capture("seed-fip") else { return };
+    let mut dumps = capture("seed-fip");
     let c2 = dumps.iter_mut().find(|d| d.host == "compute2").unwrap();
     c2.files
         .get_mut("flows-br-ex.txt")
@@ -145,7 +143,7 @@ fn shared_unknown_action_is_an_error_naming_host_bridge_and_flow() {
 #[test]
 #[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
 fn shared_verify_on_the_real_capture_shows_neutrons_gateway_arp_leak() {
-    let Some(dumps) = capture("seed-fip") else { return };
+    let dumps = capture("seed-fip");
     let mut imp = import(&dumps).unwrap();
     assert_eq!(imp.add_default_outside().as_deref(), Some("10.100.0.254"));
     let r = dvr_sim::verify::verify(&imp.plan, &imp.endpoints, &Default::default());
