@@ -167,6 +167,11 @@ pub enum OvsEvent {
         /// The destination MAC.
         mac: MacAddr,
     },
+    /// An action the twin does not execute yet: the frame is dropped.
+    NotModelled {
+        /// The action as printed.
+        action: String,
+    },
 }
 
 impl std::fmt::Display for OvsEvent {
@@ -180,6 +185,7 @@ impl std::fmt::Display for OvsEvent {
                 write!(f, "NORMAL: dropping VLAN {vlan} tagged frame received on access port {port}")
             }
             OvsEvent::ReservedDestination { mac } => write!(f, "NORMAL: dropping frame to reserved destination {mac}"),
+            OvsEvent::NotModelled { action } => write!(f, "action {action} is not modelled by the twin: dropped"),
         }
     }
 }
@@ -283,6 +289,10 @@ impl OfBridge {
                     None => x.push(OfStep::Event(OvsEvent::UnknownPort { port: name.clone() })),
                 },
                 Action::Normal => self.normal(x),
+                Action::Ct(_) | Action::CtClear | Action::Conjunction { .. } | Action::Load { .. } | Action::Move { .. } => {
+                    x.push(OfStep::Event(OvsEvent::NotModelled { action: a.to_string() }));
+                    x.stop = true;
+                }
             }
         }
     }
@@ -378,11 +388,16 @@ fn fields_match(m: &Match, f: &Frame) -> bool {
         return false;
     }
     let arp_fields = m.arp_op.is_some() || m.arp_spa.is_some() || m.arp_tpa.is_some() || m.arp_tha.is_some();
-    let ip_fields = m.nw_src.is_some() || m.nw_dst.is_some() || m.icmp_type.is_some();
+    let ip_fields = m.nw_src.is_some()
+        || m.nw_dst.is_some()
+        || m.icmp_type.is_some()
+        || m.icmp_code.is_some()
+        || m.tp_src.is_some()
+        || m.tp_dst.is_some();
     // The twin carries ARP and IPv4 only: nothing it sends is ICMPv6, so a
     // flow asking for `icmp6` or an ND target never matches (as in OVS for
     // the same ARP/IPv4 frames).
-    if m.proto == Some(Proto::Icmp6) || m.nd_target.is_some() {
+    if matches!(m.proto, Some(Proto::Icmp6 | Proto::Ipv6)) || m.nd_target.is_some() {
         return false;
     }
     match f.payload {
@@ -408,8 +423,25 @@ fn fields_match(m: &Match, f: &Frame) -> bool {
                 Some(Proto::Icmp) => l4.proto() == 1,
                 Some(Proto::Tcp) => l4.proto() == 6,
                 Some(Proto::Udp) => l4.proto() == 17,
-                Some(Proto::Icmp6) => false,
+                Some(Proto::Icmp6 | Proto::Ipv6) => false,
+                Some(Proto::IpProto(n)) => l4.proto() == n,
             };
+            // Transport ports: TCP and UDP only (OVS requires tcp/udp for tp_*).
+            let ports_ok = match l4 {
+                L4::Tcp { sport, dport } | L4::Udp { sport, dport } => {
+                    m.tp_src.is_none_or(|p| p.matches(sport)) && m.tp_dst.is_none_or(|p| p.matches(dport))
+                }
+                L4::Icmp { .. } => m.tp_src.is_none() && m.tp_dst.is_none(),
+            };
+            // ICMP echo has code 0.
+            let icmp_code_ok = match (m.icmp_code, l4) {
+                (None, _) => true,
+                (Some(c), L4::Icmp { .. }) => c == 0,
+                (Some(_), _) => false,
+            };
+            if !ports_ok || !icmp_code_ok {
+                return false;
+            }
             // ICMP type: echo request 8, echo reply 0; only ICMP has one.
             let icmp_type_ok = match (m.icmp_type, l4) {
                 (None, _) => true,
