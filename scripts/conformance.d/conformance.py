@@ -42,7 +42,40 @@ SCENARIOS = [
     # every host, driven through SecurityGroupAgentRpc with the server's
     # security_group_info_for_devices answer.
     ("seed-secure", ["-t", "{labs}/seed-secure.yaml"], []),
+    # More rule shapes (secure_more below): prefixes, ICMP type/code, port
+    # ranges as masks, overlapping remote-group ranges merged, protocol
+    # numbers, sctp, egress rules, a port without port security.
+    ("seed-secure: more rules", ["-t", "{work}/secure-more.yaml"], []),
 ]
+
+
+def secure_more(labs):
+    """labs/seed-secure.yaml with group `mixed` on vm2 and port security off on vm4."""
+    with open(os.path.join(labs, "seed-secure.yaml")) as f:
+        y = f.read()
+    vm4 = "  - {name: vm4, host: compute1, network: test2, ip: 192.168.2.10}"
+    assert vm4 in y and "    allowed_address_pairs:" in y
+    y = y.replace(vm4, vm4[:-1] + ", port_security_enabled: false, security_groups: []}")
+    y = y.replace("    allowed_address_pairs:", "    security_groups: [default, mixed]\n    allowed_address_pairs:")
+    y = y.replace(
+        "\nfloating_ips:",
+        """  - name: mixed
+    rules:
+      - {direction: egress, protocol: udp, port_range_min: 53, port_range_max: 53, remote_ip_prefix: 10.100.0.0/24}
+      - {direction: egress, protocol: tcp, port_range_min: 1000, port_range_max: 2000}
+      - {direction: egress, protocol: sctp, port_range_min: 5000, port_range_max: 5001}
+      - {direction: ingress, protocol: icmp, port_range_min: 8, port_range_max: 0, remote_ip_prefix: 192.168.0.0/16}
+      - {direction: ingress, protocol: icmp, port_range_min: 3}
+      - {direction: ingress, protocol: 47}
+      - {direction: ingress, protocol: tcp, port_range_min: 8000, port_range_max: 8100, remote_group: default}
+      - {direction: ingress, protocol: tcp, port_range_min: 8080, port_range_max: 9000, remote_group: ssh-icmp}
+      - {direction: ingress, protocol: tcp, port_range_min: 22, port_range_max: 22, remote_group: default}
+      - {direction: ingress, protocol: icmp, port_range_min: 8, remote_group: default}
+      - {direction: egress, protocol: udp, remote_group: web}
+
+floating_ips:""",
+    )
+    return y
 
 #: Deliberate deviations, documented in docs/conformance.md under their id.
 #: Each is recognised by what the flow is, not by where it appears, so a new
@@ -282,6 +315,8 @@ def main():
         return fidelity(args)
     with open(os.path.join(args.work, "gen10.yaml"), "w") as f:
         f.write(dvr(args.dvr, "gen", "--hosts", "10"))
+    with open(os.path.join(args.work, "secure-more.yaml"), "w") as f:
+        f.write(secure_more(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "labs")))
 
     report, all_ok = [], True
     print(f"{'scenario':<52} {'host':<12} {'bridge':<9} {'matched':>7} {'missing':>7} {'extra':>5} {'deviations':>10}")

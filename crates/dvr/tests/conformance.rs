@@ -83,9 +83,14 @@ fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
     // the documented deviation D2, and only where filtered ports are.
     assert!(out.contains("seed-secure                                          compute1     br-int        178       0     0"), "{out}");
     assert!(out.contains("seed-secure                                          compute2     br-int        149       0     0"), "{out}");
+    // More rule shapes: prefixes, ICMP type/code, masked port ranges, merged
+    // overlapping remote-group ranges, protocol numbers, sctp, egress rules
+    // and a port without port security.
+    assert_eq!(bridges("seed-secure: more rules"), 9);
+    assert!(out.contains("seed-secure: more rules                              compute1     br-int        226       0     0"), "{out}");
     let d2 = with("D2");
-    assert_eq!(d2.len(), 2, "{d2:?}");
-    assert!(d2.iter().all(|r| r["scenario"] == "seed-secure" && r["bridge"] == "br-int" && r["host"] != "network"));
+    assert_eq!(d2.len(), 4, "{d2:?}");
+    assert!(d2.iter().all(|r| r["scenario"].as_str().unwrap().starts_with("seed-secure") && r["bridge"] == "br-int" && r["host"] != "network"));
 }
 
 #[test]
