@@ -90,7 +90,9 @@ fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
     assert!(out.contains("seed-secure: more rules                              compute1     br-int        226       0     0"), "{out}");
     let d2 = with("D2");
     assert_eq!(d2.len(), 4, "{d2:?}");
-    assert!(d2.iter().all(|r| r["scenario"].as_str().unwrap().starts_with("seed-secure") && r["bridge"] == "br-int" && r["host"] != "network"));
+    assert!(
+        d2.iter().all(|r| r["scenario"].as_str().unwrap().starts_with("seed-secure") && r["bridge"] == "br-int" && r["host"] != "network")
+    );
 }
 
 #[test]
