@@ -122,3 +122,16 @@ fn incremental_replans_firewall_hosts_like_a_full_plan() {
     }
     assert_eq!(conj80(r.plan()), 1, "only vm3 is left in ssh-icmp");
 }
+
+/// Under the walkthrough profile the VLAN translation ends in NORMAL; with
+/// the firewall it must reach table 60, or frames from other hosts on the
+/// same network would skip the ingress filter.
+#[test]
+fn walkthrough_profile_sends_translated_frames_through_the_firewall() {
+    let secure = plan(&secure(), Profile::Walkthrough).unwrap();
+    let noop = plan(&load_str("seed", SEED_YAML).unwrap(), Profile::Walkthrough).unwrap();
+    let translation =
+        |p: &dvr_plan::Plan| flows(br_int(p, "compute2")).into_iter().find(|x| x.contains("in_port=int-br-vlan,dl_vlan=196")).unwrap();
+    assert!(translation(&noop).ends_with("actions=mod_vlan_vid:1,NORMAL"), "{}", translation(&noop));
+    assert!(translation(&secure).ends_with("actions=mod_vlan_vid:1,resubmit(,60)"), "{}", translation(&secure));
+}
