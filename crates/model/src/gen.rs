@@ -232,6 +232,7 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
         bridge_mappings: if role == Role::Controller { IndexMap::new() } else { mappings.clone() },
         nics: IndexMap::new(),
         dvr_mac: None,
+        tunnel_ip: None,
     };
     let mut hosts = vec![host("controller".into(), Role::Controller), host("network".into(), Role::Network)];
     hosts.extend((0..p.hosts).map(|h| host(compute_name(h), Role::Compute)));
@@ -315,6 +316,7 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
             .collect(),
         ports: Vec::new(),
         security_groups: Vec::new(),
+        underlay: None,
     }
 }
 

@@ -37,6 +37,14 @@ pub const SEED_YAML: &str = include_str!("../../../labs/seed.yaml");
 /// `openvswitch` firewall driver on every host.
 pub const SEED_SECURE_YAML: &str = include_str!("../../../labs/seed-secure.yaml");
 
+/// The seed lab with VXLAN tenant networks (`labs/seed-vxlan.yaml`): test1
+/// and test2 in tunnels with VNIs 1001 and 1002, endpoints from the default underlay.
+pub const SEED_VXLAN_YAML: &str = include_str!("../../../labs/seed-vxlan.yaml");
+
+/// The seed lab with a VLAN (test1) and a VXLAN (test2) network on one router
+/// (`labs/seed-mixed.yaml`).
+pub const SEED_MIXED_YAML: &str = include_str!("../../../labs/seed-mixed.yaml");
+
 /// A commented starting file (`dvr topology --example`): a small deployment
 /// that uses every kind of object and lists its demo paths.
 pub const EXAMPLE_YAML: &str = include_str!("../../../labs/example.yaml");

@@ -51,6 +51,12 @@ pub struct TopologySpec {
     /// firewall driver, as before; any: the `openvswitch` driver everywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<SecurityGroupSpec>,
+    /// The underlay subnet VXLAN tunnel endpoints live in (CIDR text, parsed
+    /// during validation so the error names the key); hosts without a
+    /// `tunnel_ip` get one allocated from it. Default
+    /// [`crate::build::DEFAULT_UNDERLAY`]; only used when tunnels are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<String>,
 }
 
 /// One path to demonstrate: a packet from an endpoint to an endpoint or address.
@@ -218,6 +224,10 @@ pub struct HostSpec {
     /// Explicit DVR MAC; else allocated from the DVR base MAC.
     #[serde(default)]
     pub dvr_mac: Option<String>,
+    /// The host's VXLAN tunnel endpoint (Neutron's `local_ip`); allocated
+    /// from the topology's `underlay` when absent and tunnels are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_ip: Option<Ipv4Addr>,
 }
 
 /// Network type as written.

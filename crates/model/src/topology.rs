@@ -40,6 +40,10 @@ pub struct Topology {
     /// of JSON with the `noop` driver so older outputs stay identical.
     #[serde(skip_serializing_if = "crate::security::Security::is_noop")]
     pub security: crate::security::Security,
+    /// The underlay subnet of the VXLAN tunnel endpoints (`local_ip`s); `None`
+    /// when the deployment uses no tunnels (then no host has a `tunnel_ip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<Ipv4Net>,
     /// Lookup tables derived from the above (rebuilt by [`Topology::reindex`]).
     #[serde(skip)]
     pub index: Index,
@@ -107,6 +111,10 @@ pub struct Host {
     pub local_vlans: Vec<(NetworkIx, VlanId)>,
     /// rfp-/fpr- link-local pair of each router with a gateway on this host.
     pub fip_links: Vec<FipLink>,
+    /// VXLAN tunnel endpoint (Neutron's `local_ip`): set on every dataplane
+    /// host when the deployment uses tunnels, `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_ip: Option<Ipv4Addr>,
 }
 
 /// The veth between a `qrouter-` and the `fip-` namespace of one host.
@@ -184,6 +192,14 @@ pub enum Segment {
 }
 
 impl Segment {
+    /// The VNI of a VXLAN segment.
+    pub fn vni(&self) -> Option<Vni> {
+        match self {
+            Segment::Vxlan { vni } => Some(*vni),
+            _ => None,
+        }
+    }
+
     /// The physical network for vlan/flat segments.
     pub fn physnet(&self) -> Option<&str> {
         match self {

@@ -68,6 +68,7 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
             bridge_mappings: h.bridge_mappings.clone(),
             nics: h.nics.clone(),
             dvr_mac: h.dvr_mac.clone(),
+            tunnel_ip: None,
         })
         .collect();
 
@@ -244,5 +245,6 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
         ports,
         paths: Vec::new(),
         security_groups: Vec::new(),
+        underlay: None,
     }
 }

@@ -119,6 +119,7 @@ pub(super) fn check_hosts(c: &mut Checker, cx: &Resolve) -> Vec<Host> {
             dvr_mac,
             local_vlans: Vec::new(),
             fip_links: Vec::new(),
+            tunnel_ip: None,
         });
     }
     hosts

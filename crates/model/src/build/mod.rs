@@ -22,6 +22,7 @@ mod instances;
 mod networks;
 mod ports;
 mod routers;
+mod tunnels;
 
 use crate::error::TopologyError;
 use crate::limits;
@@ -33,6 +34,7 @@ use std::collections::HashMap;
 
 pub use check::MAX_PROBLEMS;
 pub use hosts::networks_on_host;
+pub use tunnels::DEFAULT_UNDERLAY;
 
 /// What validation has resolved so far, shared by every object kind's check:
 /// the spec, the objects already checked, and name → index maps (the first
@@ -207,6 +209,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
     cx.hosts = hosts::check_hosts(&mut c, &cx);
     (cx.networks, cx.subnets, cx.sub_ix) = networks::check_networks(&mut c, &cx);
     cx.routers = routers::check_routers(&mut c, &cx);
+    let underlay = tunnels::check_tunnels(&mut c, &mut cx);
     networks::check_dhcp_host(&mut c, &cx);
     let instances = instances::check_instances(&mut c, &cx);
     hosts::check_host_mappings(&mut c, &cx, &instances);
@@ -236,6 +239,7 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
         ports: Vec::new(),
         unbound_ports: Vec::new(),
         security,
+        underlay,
         index: Index::default(),
     };
     allocation::allocate(&mut c, &mut topo, spec, &drafts, network_node);
