@@ -127,6 +127,13 @@ pub struct Match {
     /// Ethernet destination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dl_dst: Option<MacAddr>,
+    /// Bits of `dl_dst` compared (`dl_dst=01:00:00:00:00:00/01:00:00:00:00:00`
+    /// matches every multicast frame); `None` compares all 48.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_dst_mask: Option<MacAddr>,
+    /// Tunnel id (the VNI of a frame received on a VXLAN port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tun_id: Option<u64>,
     /// ARP opcode (1 request, 2 reply).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arp_op: Option<u16>,
@@ -188,7 +195,19 @@ impl Match {
     /// Whether any field needs per-packet metadata (registers, conntrack,
     /// conjunctions): the twin checks those only then.
     pub fn has_metadata(&self) -> bool {
-        !no_regs(&self.regs) || self.ct_state.is_some() || self.ct_zone.is_some() || self.ct_mark.is_some() || self.conj_id.is_some()
+        !no_regs(&self.regs)
+            || self.ct_state.is_some()
+            || self.ct_zone.is_some()
+            || self.ct_mark.is_some()
+            || self.conj_id.is_some()
+            || self.tun_id.is_some()
+    }
+
+    /// Whether `mac` matches `dl_dst` (under `dl_dst_mask`); true when unset.
+    pub fn dl_dst_matches(&self, mac: MacAddr) -> bool {
+        let Some(d) = self.dl_dst else { return true };
+        let mask = self.dl_dst_mask.map_or([0xff; 6], |m| m.0);
+        (0..6).all(|i| d.0[i] & mask[i] == mac.0[i] & mask[i])
     }
 }
 
@@ -246,6 +265,38 @@ pub enum Action {
         /// Destination bits.
         dst: Subfield,
     },
+    /// `IN_PORT`: send the frame back out of the port it came in on (OVS
+    /// drops a plain `output` to the ingress port); the ARP responder
+    /// answers this way.
+    InPort,
+    /// `learn(…)`: br-tun's MAC learning from tunnel frames.
+    Learn(Learn),
+}
+
+/// The one `learn` action the OVS agent installs (br-tun table 10,
+/// `_setup_learn_flows`): from a frame received on a tunnel, learn a flow in
+/// `table` that sends frames to its source MAC on its local VLAN back out of
+/// that tunnel with its tunnel id. Only this spec is modelled, so it is a
+/// fixed shape with the three numbers Neutron sets.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+pub struct Learn {
+    /// Table the learned flow goes to (UCAST_TO_TUN, 20).
+    pub table: TableId,
+    /// Priority of the learned flow (1: below l2population's entries).
+    pub priority: u16,
+    /// Seconds the learned flow lives (300).
+    pub hard_timeout: u16,
+}
+
+impl Learn {
+    /// The flow spec, as `ovs-ofctl` prints it.
+    pub const SPEC: &'static str = "NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:OXM_OF_IN_PORT[]";
+}
+
+impl fmt::Display for Learn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "learn(table={},hard_timeout={},priority={},{})", self.table, self.hard_timeout, self.priority, Learn::SPEC)
+    }
 }
 
 impl fmt::Display for Action {
@@ -264,9 +315,13 @@ impl fmt::Display for Action {
             Action::Ct(ct) => write!(f, "{ct}"),
             Action::CtClear => f.write_str("ct_clear"),
             Action::Conjunction { id, clause, n_clauses } => write!(f, "conjunction({id},{clause}/{n_clauses})"),
-            Action::Load { dst, value } if dst.is_whole() => write!(f, "set_field:{}->{}", crate::nx::hex(*value), dst.field.name()),
+            Action::Load { dst, value } if dst.is_whole() => {
+                write!(f, "set_field:{}->{}", dst.field.format_value(*value), dst.field.name())
+            }
             Action::Load { dst, value } => write!(f, "load:{}->{dst}", crate::nx::hex(*value)),
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
+            Action::InPort => f.write_str("IN_PORT"),
+            Action::Learn(l) => write!(f, "{l}"),
         }
     }
 }
@@ -334,6 +389,9 @@ impl Flow {
         if let Some(p) = &m.in_port {
             parts.push(format!("in_port={p}"));
         }
+        if let Some(t) = m.tun_id {
+            parts.push(format!("tun_id={}", crate::nx::hex(t)));
+        }
         match m.dl_vlan {
             Some(VlanMatch::Tagged(v)) => parts.push(format!("dl_vlan={v}")),
             Some(VlanMatch::Untagged) => parts.push("dl_vlan=0xffff".into()),
@@ -342,8 +400,10 @@ impl Flow {
         if let Some(x) = m.dl_src {
             parts.push(format!("dl_src={x}"));
         }
-        if let Some(x) = m.dl_dst {
-            parts.push(format!("dl_dst={x}"));
+        match (m.dl_dst, m.dl_dst_mask) {
+            (Some(x), Some(mask)) => parts.push(format!("dl_dst={x}/{mask}")),
+            (Some(x), None) => parts.push(format!("dl_dst={x}")),
+            _ => {}
         }
         if let Some(x) = m.arp_op {
             parts.push(format!("arp_op={x}"));

@@ -136,35 +136,76 @@ pub enum Field {
     CtZone,
     /// `in_port` (`NXM_OF_IN_PORT`).
     InPort,
+    /// `tun_id` (`NXM_NX_TUN_ID`): the VNI of a tunnel frame; br-tun sets it
+    /// before output to a VXLAN port and matches it on frames from one.
+    TunId,
+    /// `eth_src` (`NXM_OF_ETH_SRC`): the ARP responder moves it to `eth_dst`.
+    EthSrc,
+    /// `eth_dst` (`NXM_OF_ETH_DST`).
+    EthDst,
+    /// `arp_op` (`NXM_OF_ARP_OP`): the ARP responder turns a request into a reply.
+    ArpOp,
+    /// `arp_spa` (`NXM_OF_ARP_SPA`), the sender IP of an ARP packet.
+    ArpSpa,
+    /// `arp_tpa` (`NXM_OF_ARP_TPA`), the target IP of an ARP packet.
+    ArpTpa,
+    /// `arp_sha` (`NXM_NX_ARP_SHA`), the sender MAC of an ARP packet.
+    ArpSha,
+    /// `arp_tha` (`NXM_NX_ARP_THA`), the target MAC of an ARP packet.
+    ArpTha,
 }
+
+/// Every field of [`Field`] other than registers, for parsers and tests.
+const NAMED_FIELDS: [(Field, &str, &str); 11] = [
+    (Field::CtMark, "NXM_NX_CT_MARK", "ct_mark"),
+    (Field::CtZone, "NXM_NX_CT_ZONE", "ct_zone"),
+    (Field::InPort, "NXM_OF_IN_PORT", "in_port"),
+    (Field::TunId, "NXM_NX_TUN_ID", "tun_id"),
+    (Field::EthSrc, "NXM_OF_ETH_SRC", "eth_src"),
+    (Field::EthDst, "NXM_OF_ETH_DST", "eth_dst"),
+    (Field::ArpOp, "NXM_OF_ARP_OP", "arp_op"),
+    (Field::ArpSpa, "NXM_OF_ARP_SPA", "arp_spa"),
+    (Field::ArpTpa, "NXM_OF_ARP_TPA", "arp_tpa"),
+    (Field::ArpSha, "NXM_NX_ARP_SHA", "arp_sha"),
+    (Field::ArpTha, "NXM_NX_ARP_THA", "arp_tha"),
+];
 
 impl Field {
     /// Width in bits.
     pub fn width(self) -> u8 {
         match self {
-            Field::Reg(_) | Field::CtMark => 32,
-            Field::CtZone | Field::InPort => 16,
+            Field::Reg(_) | Field::CtMark | Field::ArpSpa | Field::ArpTpa => 32,
+            Field::CtZone | Field::InPort | Field::ArpOp => 16,
+            Field::TunId => 64,
+            Field::EthSrc | Field::EthDst | Field::ArpSha | Field::ArpTha => 48,
         }
+    }
+    /// Whether the field is a header of the packet (Ethernet, ARP) rather
+    /// than metadata OVS keeps beside it.
+    pub fn is_header(self) -> bool {
+        matches!(self, Field::EthSrc | Field::EthDst | Field::ArpOp | Field::ArpSpa | Field::ArpTpa | Field::ArpSha | Field::ArpTha)
+    }
+    /// Whether `load`/`set_field`/`move` may write it (OVS refuses writes to
+    /// `ct_zone`; the twin never rewrites `in_port`).
+    pub fn is_writable(self) -> bool {
+        !matches!(self, Field::CtZone | Field::InPort)
     }
     /// The NXM name `move` and `load` print (`NXM_NX_REG6`).
     pub fn nxm_name(self) -> String {
         match self {
             Field::Reg(n) => format!("NXM_NX_REG{n}"),
-            Field::CtMark => "NXM_NX_CT_MARK".into(),
-            Field::CtZone => "NXM_NX_CT_ZONE".into(),
-            Field::InPort => "NXM_OF_IN_PORT".into(),
+            f => NAMED_FIELDS.iter().find(|e| e.0 == f).map(|e| e.1.to_string()).unwrap_or_default(),
         }
     }
     /// The OXM-style name `set_field` prints (`reg6`).
     pub fn name(self) -> String {
         match self {
             Field::Reg(n) => format!("reg{n}"),
-            Field::CtMark => "ct_mark".into(),
-            Field::CtZone => "ct_zone".into(),
-            Field::InPort => "in_port".into(),
+            f => NAMED_FIELDS.iter().find(|e| e.0 == f).map(|e| e.2.to_string()).unwrap_or_default(),
         }
     }
-    /// Read either spelling.
+    /// Read either spelling (`OXM_OF_IN_PORT`, as OVS prints it inside
+    /// `learn`, too).
     pub fn from_name(s: &str) -> Option<Field> {
         let reg = |n: &str| n.parse::<u8>().ok().filter(|n| *n < 8).map(Field::Reg);
         if let Some(n) = s.strip_prefix("NXM_NX_REG") {
@@ -173,11 +214,23 @@ impl Field {
         if let Some(n) = s.strip_prefix("reg") {
             return reg(n);
         }
-        match s {
-            "NXM_NX_CT_MARK" | "ct_mark" => Some(Field::CtMark),
-            "NXM_NX_CT_ZONE" | "ct_zone" => Some(Field::CtZone),
-            "NXM_OF_IN_PORT" | "in_port" => Some(Field::InPort),
-            _ => None,
+        if s == "OXM_OF_IN_PORT" {
+            return Some(Field::InPort);
+        }
+        NAMED_FIELDS.iter().find(|e| e.1 == s || e.2 == s).map(|e| e.0)
+    }
+    /// How `set_field` writes a whole-field value, as OVS prints it: MACs
+    /// and IPv4 addresses in their usual notation, `arp_op` in decimal,
+    /// everything else in hex.
+    pub fn format_value(self, v: u64) -> String {
+        match self {
+            Field::EthSrc | Field::EthDst | Field::ArpSha | Field::ArpTha => {
+                let b = v.to_be_bytes();
+                dvr_model::MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]).to_string()
+            }
+            Field::ArpSpa | Field::ArpTpa => std::net::Ipv4Addr::from(v as u32).to_string(),
+            Field::ArpOp => v.to_string(),
+            _ => hex(v),
         }
     }
 }

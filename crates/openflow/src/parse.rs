@@ -58,7 +58,7 @@ pub fn is_unmodelled_field(k: &str) -> bool {
         || numbered("xreg")
         || numbered("xxreg")
         || k.starts_with("ct_")
-        || matches!(k, "metadata" | "pkt_mark" | "tun_id" | "recirc_id" | "dp_hash" | "tcp_flags" | "actset_output")
+        || matches!(k, "metadata" | "pkt_mark" | "recirc_id" | "dp_hash" | "tcp_flags" | "actset_output")
 }
 
 /// Parse one flow line.
@@ -127,7 +127,17 @@ fn parse_flow_inner(line: &str, mut ignored: Option<&mut Vec<String>>) -> Result
             }
             ("vlan_tci", Some(v)) if v == "0x0000/0x1fff" || v == "0/0x1fff" => m.dl_vlan = Some(VlanMatch::Untagged),
             ("dl_src" | "eth_src", Some(v)) => m.dl_src = Some(mac(tok, v)?),
-            ("dl_dst" | "eth_dst", Some(v)) => m.dl_dst = Some(mac(tok, v)?),
+            ("dl_dst" | "eth_dst", Some(v)) => match v.split_once('/') {
+                Some((a, b)) => {
+                    let mask = mac(tok, b)?;
+                    // OVS stores the value under its mask; an all-ones mask is an exact match.
+                    let a = mac(tok, a)?;
+                    m.dl_dst = Some(MacAddr(std::array::from_fn(|i| a.0[i] & mask.0[i])));
+                    m.dl_dst_mask = (mask != MacAddr::BROADCAST).then_some(mask);
+                }
+                None => m.dl_dst = Some(mac(tok, v)?),
+            },
+            ("tun_id" | "tunnel_id", Some(v)) => m.tun_id = Some(num(tok, v)?),
             ("arp_op", Some(v)) => m.arp_op = Some(num(tok, v)?),
             ("arp_spa", Some(v)) => m.arp_spa = Some(ipm(tok, v)?),
             ("arp_tpa", Some(v)) => m.arp_tpa = Some(ipm(tok, v)?),
@@ -217,6 +227,10 @@ pub fn parse_actions(s: &str) -> Result<Vec<Action>, ParseError> {
                 return Err(err(a, "ct_zone is read-only"));
             }
             Action::Move { src, dst }
+        } else if a == "IN_PORT" || a == "in_port" || a == "output:IN_PORT" || a == "output:in_port" {
+            Action::InPort
+        } else if let Some(inner) = a.strip_prefix("learn(").and_then(|r| r.strip_suffix(')')) {
+            Action::Learn(learn(a, inner)?)
         } else if a == "NORMAL" || a == "output:NORMAL" {
             Action::Normal
         } else if a == "strip_vlan" || a == "pop_vlan" {
@@ -245,8 +259,14 @@ pub fn parse_actions(s: &str) -> Result<Vec<Action>, ParseError> {
                 }
                 "eth_src" => Action::ModDlSrc(mac(a, v)?),
                 "eth_dst" => Action::ModDlDst(mac(a, v)?),
+                "tun_id" | "tunnel_id" => load(a, Subfield::whole(Field::TunId), num(a, v)?)?,
                 other => match Field::from_name(other) {
-                    Some(f @ (Field::Reg(_) | Field::CtMark)) => load(a, Subfield::whole(f), num(a, v)?)?,
+                    Some(f @ (Field::Reg(_) | Field::CtMark | Field::ArpOp)) => load(a, Subfield::whole(f), num(a, v)?)?,
+                    Some(f @ (Field::ArpSha | Field::ArpTha)) => load(a, Subfield::whole(f), mac_value(mac(a, v)?))?,
+                    Some(f @ (Field::ArpSpa | Field::ArpTpa)) => {
+                        let ip: Ipv4Addr = v.parse().map_err(|_| err(a, "not an IPv4 address"))?;
+                        load(a, Subfield::whole(f), u32::from(ip).into())?
+                    }
                     _ => return Err(err(a, "unsupported set_field target")),
                 },
             }
@@ -274,13 +294,44 @@ pub fn parse_actions(s: &str) -> Result<Vec<Action>, ParseError> {
 
 /// `load`/`set_field` of a constant into a writable field.
 fn load(tok: &str, dst: Subfield, value: u64) -> Result<Action, ParseError> {
-    if dst.field == Field::CtZone || dst.field == Field::InPort {
-        return Err(err(tok, "only registers and ct_mark can be loaded"));
+    if !dst.field.is_writable() {
+        return Err(err(tok, "ct_zone and in_port cannot be loaded"));
     }
     if dst.n_bits < 64 && value >> dst.n_bits != 0 {
         return Err(err(tok, format!("value does not fit in {} bits", dst.n_bits)));
     }
     Ok(Action::Load { dst, value })
+}
+
+/// A MAC as the 48-bit number `load` writes.
+fn mac_value(m: MacAddr) -> u64 {
+    m.0.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+/// The inside of `learn(…)`: Neutron's br-tun spec ([`Learn::SPEC`]) with its
+/// table, priority and hard timeout; a cookie is skipped; anything else is
+/// refused, since only that spec is modelled.
+fn learn(tok: &str, inner: &str) -> Result<Learn, ParseError> {
+    let (mut table, mut priority, mut hard_timeout) = (None, None, None);
+    let mut spec = Vec::new();
+    for part in split_actions(inner) {
+        match part.split_once('=') {
+            Some(("table", v)) => table = Some(TableId(num(tok, v)?)),
+            Some(("priority", v)) => priority = Some(num(tok, v)?),
+            Some(("hard_timeout", v)) => hard_timeout = Some(num(tok, v)?),
+            Some(("cookie", _)) => {}
+            _ => spec.push(part.replace("NXM_OF_IN_PORT[]", "OXM_OF_IN_PORT[]")),
+        }
+    }
+    if spec.join(",") != Learn::SPEC {
+        return Err(err(tok, format!("only the OVS agent's br-tun learn spec is modelled ({})", Learn::SPEC)));
+    }
+    let missing = |k: &str| err(tok, format!("learn without `{k}=`"));
+    Ok(Learn {
+        table: table.ok_or_else(|| missing("table"))?,
+        priority: priority.ok_or_else(|| missing("priority"))?,
+        hard_timeout: hard_timeout.ok_or_else(|| missing("hard_timeout"))?,
+    })
 }
 
 /// `NXM_NX_REG6[0..15]`, `NXM_NX_REG6[]`, `NXM_NX_REG6[3]` (or `reg6[…]`).
@@ -291,7 +342,7 @@ fn subfield(tok: &str, s: &str) -> Result<Subfield, ParseError> {
         None => (s, None),
     };
     let field = Field::from_name(name).ok_or_else(|| {
-        err(tok, format!("unknown field `{name}` (registers NXM_NX_REG0..7, NXM_NX_CT_MARK, NXM_NX_CT_ZONE, NXM_OF_IN_PORT)"))
+        err(tok, format!("unknown field `{name}` (registers NXM_NX_REG0..7, NXM_NX_CT_MARK, NXM_NX_CT_ZONE, NXM_OF_IN_PORT, NXM_NX_TUN_ID, NXM_OF_ETH_SRC/DST, NXM_OF_ARP_OP/SPA/TPA, NXM_NX_ARP_SHA/THA)"))
     })?;
     let (ofs, end) = match range {
         None | Some("") => (0u8, field.width() - 1),
@@ -588,6 +639,28 @@ mod tests {
             }),
         ]
     }
+    /// The actions br-tun adds: tunnel id, ARP rewrites, `IN_PORT`, `learn`.
+    fn arb_tunnel_action() -> impl Strategy<Value = Action> {
+        let whole = |f: Field, v: u64| Action::Load { dst: Subfield::whole(f), value: v & (Subfield::whole(f).mask()) };
+        prop_oneof![
+            any::<u64>().prop_map(move |v| whole(Field::TunId, v)),
+            any::<u64>().prop_map(move |v| whole(Field::ArpOp, v)),
+            any::<u64>().prop_map(move |v| whole(Field::ArpSha, v)),
+            any::<u64>().prop_map(move |v| whole(Field::ArpTha, v)),
+            any::<u64>().prop_map(move |v| whole(Field::ArpSpa, v)),
+            any::<u64>().prop_map(move |v| whole(Field::ArpTpa, v)),
+            Just(Action::Move { src: Subfield::whole(Field::EthSrc), dst: Subfield::whole(Field::EthDst) }),
+            Just(Action::Move { src: Subfield::whole(Field::ArpSha), dst: Subfield::whole(Field::ArpTha) }),
+            Just(Action::Move { src: Subfield::whole(Field::ArpSpa), dst: Subfield::whole(Field::ArpTpa) }),
+            Just(Action::InPort),
+            ((0u8..=253), any::<u16>(), any::<u16>()).prop_map(|(t, p, h)| Action::Learn(Learn {
+                table: TableId(t),
+                priority: p,
+                hard_timeout: h
+            })),
+            "[a-z][a-z0-9-]{0,13}".prop_map(Action::Output),
+        ]
+    }
     fn arb_conjunctions() -> impl Strategy<Value = Vec<Action>> {
         proptest::collection::vec(
             (any::<u32>(), 1u8..=64)
@@ -602,6 +675,20 @@ mod tests {
                                         actions in prop_oneof![4 => proptest::collection::vec(arb_action(), 0..5), 1 => arb_conjunctions()]) {
             let actions = if actions.is_empty() { vec![Action::Drop] } else { actions };
             let f = Flow::new(table, priority, m, actions);
+            let back = parse_flow(&f.to_string()).unwrap();
+            prop_assert_eq!(back, f);
+        }
+
+        #[test]
+        fn tunnel_fields_print_then_parse(m in arb_match(), tun_id in proptest::option::of(any::<u64>()),
+                                          mask in proptest::option::of(arb_mac().prop_filter("not all ones", |m| *m != MacAddr::BROADCAST)),
+                                          actions in proptest::collection::vec(arb_tunnel_action(), 1..5)) {
+            let mut m = Match { tun_id, ..m };
+            if let (Some(d), Some(mask)) = (m.dl_dst, mask) {
+                m.dl_dst = Some(MacAddr(std::array::from_fn(|i| d.0[i] & mask.0[i])));
+                m.dl_dst_mask = Some(mask);
+            }
+            let f = Flow::new(2, 1, m, actions);
             let back = parse_flow(&f.to_string()).unwrap();
             prop_assert_eq!(back, f);
         }
@@ -711,7 +798,7 @@ mod tests {
             ("priority=1 actions=ct(exec(set_field:0x1->ct_mark))", "requires commit"),
             ("priority=1 actions=ct(commit,exec(set_field:0x1->reg0))", "only set ct_mark"),
             ("priority=1 actions=ct(commit,alg=ftp)", "unsupported ct argument"),
-            ("priority=1 actions=load:0x1->NXM_NX_CT_ZONE[]", "only registers and ct_mark"),
+            ("priority=1 actions=load:0x1->NXM_NX_CT_ZONE[]", "ct_zone and in_port cannot be loaded"),
         ] {
             let e = parse_flow(line).unwrap_err();
             assert!(e.to_string().contains(what), "{line}: {e}");
@@ -721,6 +808,36 @@ mod tests {
     /// Found by fuzzing (fuzz target `flows`): `actions=` parsed as no actions,
     /// which prints as `actions=drop`, which parsed as `[Drop]`: two flows for one
     /// text. An empty list is `drop`, as ovs-ofctl reads it.
+    #[test]
+    fn reads_neutron_br_tun_flows() {
+        // As ovs-ofctl -O OpenFlow13 dump-flows prints Neutron's br-tun (OVS 3.1).
+        let dump = "\
+ cookie=0x1, duration=1.2s, table=10, n_packets=0, n_bytes=0, priority=1 actions=learn(table=20,hard_timeout=300,priority=1,cookie=0x1,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:OXM_OF_IN_PORT[]),output:\"patch-int\"
+ cookie=0x1, table=2, priority=0,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00 actions=goto_table:20
+ cookie=0x1, table=4, priority=1,tun_id=0x3e9 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:9
+ cookie=0x1, table=21, priority=1,arp,dl_vlan=1,arp_tpa=192.168.1.20 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:03->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:03->arp_sha,set_field:192.168.1.20->arp_spa,IN_PORT
+";
+        let f = parse_flows(dump).unwrap();
+        assert_eq!(f[0].actions[0], Action::Learn(Learn { table: TableId(20), priority: 1, hard_timeout: 300 }));
+        assert_eq!(f[0].actions[1], Action::Output("patch-int".into()));
+        assert_eq!(f[1].matches.dl_dst, Some(MacAddr::ZERO));
+        assert_eq!(f[1].matches.dl_dst_mask, Some(MacAddr([1, 0, 0, 0, 0, 0])));
+        assert_eq!(f[1].match_string(), "dl_dst=00:00:00:00:00:00/01:00:00:00:00:00");
+        assert_eq!(f[2].matches.tun_id, Some(1001));
+        assert_eq!(f[3].actions.last(), Some(&Action::InPort));
+        assert_eq!(
+            f[3].actions_string(),
+            "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],mod_dl_src:fa:16:3e:00:00:03,set_field:2->arp_op,\
+             move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],\
+             set_field:fa:16:3e:00:00:03->arp_sha,set_field:192.168.1.20->arp_spa,IN_PORT"
+        );
+        // Another learn spec is refused, not misread.
+        assert!(
+            parse_flow("table=10,priority=1 actions=learn(table=20,priority=1,hard_timeout=300,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])")
+                .is_err()
+        );
+    }
+
     #[test]
     fn empty_actions_are_drop_and_drop_stands_alone() {
         let f = parse_flow("table=0, n_bytes=826, priority=4,in_port=2,dl_vlan=2 actions=").unwrap();

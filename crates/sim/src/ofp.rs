@@ -60,6 +60,9 @@ pub struct Meta {
     pub ct_mark: u32,
     /// `conj_id` (0 outside a conjunctive re-lookup).
     pub conj_id: u32,
+    /// `tun_id`: the tunnel id (VNI) br-tun sets before output to a tunnel
+    /// port, or the one a frame arrived with from a tunnel.
+    pub tun_id: u64,
 }
 
 impl Meta {
@@ -69,6 +72,9 @@ impl Meta {
             Field::CtMark => self.ct_mark.into(),
             Field::CtZone => self.ct_zone.into(),
             Field::InPort => in_port as u64,
+            Field::TunId => self.tun_id,
+            // Header fields live in the frame ([`header_get`]), never here.
+            _ => 0,
         }
     }
     fn read(&self, s: Subfield, in_port: usize) -> u64 {
@@ -79,10 +85,56 @@ impl Meta {
         match s.field {
             Field::Reg(n) => self.regs[n as usize] = put(self.regs[n as usize].into()) as u32,
             Field::CtMark => self.ct_mark = put(self.ct_mark.into()) as u32,
-            // Read-only (refused by the parser); in_port is not rewritten by the twin.
-            Field::CtZone | Field::InPort => {}
+            Field::TunId => self.tun_id = put(self.tun_id),
+            // Read-only (refused by the parser); in_port is not rewritten by
+            // the twin; header fields are written into the frame ([`header_set`]).
+            _ => {}
         }
     }
+}
+
+/// The value of a header field of a frame (0 for ARP fields of a non-ARP frame).
+fn header_get(f: &Frame, field: Field) -> u64 {
+    let mac = |m: MacAddr| m.0.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+    match (field, &f.payload) {
+        (Field::EthSrc, _) => mac(f.src),
+        (Field::EthDst, _) => mac(f.dst),
+        (Field::ArpOp, Payload::Arp { op, .. }) => u64::from(*op),
+        (Field::ArpSpa, Payload::Arp { spa, .. }) => u32::from(*spa).into(),
+        (Field::ArpTpa, Payload::Arp { tpa, .. }) => u32::from(*tpa).into(),
+        (Field::ArpSha, Payload::Arp { sha, .. }) => mac(*sha),
+        (Field::ArpTha, Payload::Arp { tha, .. }) => mac(*tha),
+        _ => 0,
+    }
+}
+
+/// Write bits of a header field of a frame (ARP fields of a non-ARP frame are ignored).
+fn header_set(f: &mut Frame, s: Subfield, value: u64) {
+    let v = (header_get(f, s.field) & !s.mask()) | ((value << s.ofs) & s.mask());
+    let mac = |v: u64| {
+        let b = v.to_be_bytes();
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+    };
+    match (s.field, &mut f.payload) {
+        (Field::EthSrc, _) => f.src = mac(v),
+        (Field::EthDst, _) => f.dst = mac(v),
+        (Field::ArpOp, Payload::Arp { op, .. }) => *op = v as u16,
+        (Field::ArpSpa, Payload::Arp { spa, .. }) => *spa = std::net::Ipv4Addr::from(v as u32),
+        (Field::ArpTpa, Payload::Arp { tpa, .. }) => *tpa = std::net::Ipv4Addr::from(v as u32),
+        (Field::ArpSha, Payload::Arp { sha, .. }) => *sha = mac(v),
+        (Field::ArpTha, Payload::Arp { tha, .. }) => *tha = mac(v),
+        _ => {}
+    }
+}
+
+/// Read bits of a field: from the frame for headers, else from the metadata.
+fn field_read(f: &Frame, meta: &Meta, s: Subfield, in_port: usize) -> u64 {
+    if s.field.is_header() { (header_get(f, s.field) & s.mask()) >> s.ofs } else { meta.read(s, in_port) }
+}
+
+/// Write bits of a field: into the frame for headers, else into the metadata.
+fn field_write(f: &mut Frame, meta: &mut Meta, s: Subfield, value: u64) {
+    if s.field.is_header() { header_set(f, s, value) } else { meta.write(s, value) }
 }
 
 /// Whether the metadata fields of a match hold.
@@ -92,6 +144,7 @@ fn meta_matches(m: &Match, x: &Meta) -> bool {
         && m.ct_zone.is_none_or(|z| z == x.ct_zone)
         && m.ct_mark.is_none_or(|c| c.matches(x.ct_mark))
         && m.conj_id.is_none_or(|c| c == x.conj_id)
+        && m.tun_id.is_none_or(|t| t == x.tun_id)
 }
 
 /// Whether every action is `conjunction(…)`: such a flow is one clause of a
@@ -135,7 +188,10 @@ impl Table {
                 t.conj.push(r);
                 continue;
             }
-            match (r.flow.matches.dl_src, r.flow.matches.dl_dst, r.in_port) {
+            // A masked dl_dst (br-tun's unicast/multicast split) matches many
+            // MACs, so it cannot be indexed by one.
+            let dst = r.flow.matches.dl_dst.filter(|_| r.flow.matches.dl_dst_mask.is_none());
+            match (r.flow.matches.dl_src, dst, r.in_port) {
                 (Some(src), _, _) => t.by_src.entry(src).or_default().push(r),
                 (None, Some(dst), _) => t.by_dst.entry(dst).or_default().push(r),
                 (None, None, Some(port)) => t.by_in_port.entry(port).or_default().push(r),
@@ -512,11 +568,17 @@ impl OfBridge {
                     x.meta.ct_zone = 0;
                     x.meta.ct_mark = 0;
                 }
-                Action::Load { dst, value } => x.meta.write(*dst, *value),
+                Action::Load { dst, value } => field_write(&mut x.frame, &mut x.meta, *dst, *value),
                 Action::Move { src, dst } => {
-                    let v = x.meta.read(*src, x.in_port);
-                    x.meta.write(*dst, v);
+                    let v = field_read(&x.frame, &x.meta, *src, x.in_port);
+                    field_write(&mut x.frame, &mut x.meta, *dst, v);
                 }
+                // The ARP responder's answer goes back where the request came from.
+                Action::InPort => x.res.outputs.push((x.in_port, x.frame)),
+                // br-tun learning only caches what flooding already reaches
+                // (l2population's unicast entries outrank learned flows), so
+                // the twin does not add learned flows.
+                Action::Learn(_) => {}
                 Action::Conjunction { .. } => {
                     x.push(OfStep::Event(OvsEvent::ConjunctionOnly));
                     x.stop = true;
@@ -615,7 +677,7 @@ fn fields_match(m: &Match, f: &Frame) -> bool {
         Some(VlanMatch::Tagged(v)) if f.vlan != Some(v) => return false,
         _ => {}
     }
-    if m.dl_src.is_some_and(|s| s != f.src) || m.dl_dst.is_some_and(|d| d != f.dst) {
+    if m.dl_src.is_some_and(|s| s != f.src) || !m.dl_dst_matches(f.dst) {
         return false;
     }
     let arp_fields = m.arp_op.is_some() || m.arp_spa.is_some() || m.arp_tpa.is_some() || m.arp_tha.is_some();
