@@ -61,7 +61,7 @@ pub fn render(topo: &Topology, plan: &Plan, filter: &Filter, trace: Option<&Trac
                             );
                         }
                     }
-                    PortKind::Service { .. } => {}
+                    PortKind::Service { .. } | PortKind::Vxlan { .. } => {}
                 }
             }
         }

@@ -190,13 +190,19 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     let p = cx.profile;
     let mut v = Vec::new();
     for qr in cx.dvr_interfaces() {
-        let Some(_) = cx.mapping_of(qr.subnet.network) else {
+        // Tunnel networks use the tunnel tables (1, 3), vlan/flat ones the
+        // physical tables (2, 4) (`_dvr_to_src_mac_table_id`, `_dvr_dst_mac_table_id`).
+        let (to_src_mac, to_dst_mac) = if cx.topo.network(qr.subnet.network).segment.vni().is_some() {
+            (INT_DVR_TO_SRC_MAC, INT_ARP_DVR_MAC_TO_DST_MAC)
+        } else if cx.mapping_of(qr.subnet.network).is_some() {
+            (INT_DVR_TO_SRC_MAC_PHYSICAL, INT_ARP_DVR_MAC_TO_DST_MAC_PHYSICAL)
+        } else {
             continue;
         };
         let qr_dev = qr.port.device_name();
         let gw_mac = qr.port.mac;
         v.push(flow(
-            INT_ARP_DVR_MAC_TO_DST_MAC_PHYSICAL,
+            to_dst_mac,
             5,
             Match { dl_vlan: Some(VlanMatch::Tagged(qr.lvid.get())), dl_dst: Some(cx.dvr_mac()), ..Default::default() },
             vec![Action::ModDlDst(gw_mac), Action::StripVlan, Action::Output(qr_dev.clone())],
@@ -218,7 +224,7 @@ pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             let dev = port.device_name();
             let m = Match { dl_vlan: Some(vlan), dl_dst: Some(port.mac), ..Default::default() };
             v.push(flow(
-                INT_DVR_TO_SRC_MAC_PHYSICAL,
+                to_src_mac,
                 20,
                 m.clone(),
                 vec![Action::ModDlSrc(gw_mac), p.next(p.egress_start())],

@@ -131,6 +131,8 @@ pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, shared: &Shared) 
     for &r in t.index.host_routers.get(ix.0).into_iter().flatten() {
         (shared.routers[r.0], t.router(r).snat_host == Some(ix)).hash(&mut h);
     }
+    // br-tun: this host's endpoint and l2population's view of its VXLAN networks.
+    crate::tunnel::fingerprint(t, ix, &mut h);
     // Floating IPs served here: those of instances on this host.
     for p in t.host_ports(ix) {
         if let PortOwner::Compute { instance } = p.owner {

@@ -8,7 +8,7 @@
 //! The crate is pure (no I/O) and deterministic: the same topology gives a
 //! byte-identical plan. Layout: [`tables`] declares every pipeline stage once;
 //! [`profile`] holds the only differences between the walkthrough's Neutron
-//! and today's; [`flows`], [`firewall`], [`ovs`] and [`netns`] are the feature builders;
+//! and today's; [`flows`], [`firewall`], [`tunnel`] (br-tun, l2population), [`ovs`] and [`netns`] are the feature builders;
 //! [`model`] is the result; [`render`] prints it in native formats.
 #![forbid(unsafe_code)]
 
@@ -22,6 +22,7 @@ pub mod ovs;
 pub mod profile;
 pub mod render;
 pub mod tables;
+pub mod tunnel;
 
 pub use model::*;
 pub use profile::Profile;
@@ -59,25 +60,26 @@ impl Plan {
 }
 
 /// Why a topology cannot be planned (features the model accepts but the
-/// planner does not lay out yet).
+/// planner does not lay out). Every network type of version 1 is planned
+/// today; the error stays so callers keep checking before they plan.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// VXLAN networks need br-tun, which is not planned yet.
-    #[error(
-        "network `{network}` is of type vxlan: tunnel networks (br-tun) are not planned yet\n    fix: use `type: vlan` or `type: flat` for now"
-    )]
+    /// A network the planner cannot lay out.
+    #[error("network `{network}` cannot be planned: {why}\n    fix: {fix}")]
     Unsupported {
         /// Network name.
         network: String,
+        /// What is missing.
+        why: String,
+        /// What to do instead.
+        fix: String,
     },
 }
 
 /// Whether the planner lays out every network of `topo` (what [`plan`] checks
-/// first; callers that plan host by host check it themselves).
-pub fn check_supported(topo: &Topology) -> Result<(), PlanError> {
-    if let Some(n) = topo.networks.iter().find(|n| matches!(n.segment, dvr_model::Segment::Vxlan { .. })) {
-        return Err(PlanError::Unsupported { network: n.name.clone() });
-    }
+/// first; callers that plan host by host check it themselves). VLAN, flat
+/// and VXLAN networks all are.
+pub fn check_supported(_topo: &Topology) -> Result<(), PlanError> {
     Ok(())
 }
 

@@ -142,6 +142,18 @@ pub enum PortKind {
         /// Namespace holding the device.
         namespace: String,
     },
+    /// A VXLAN tunnel port of br-tun to one remote VTEP (`setup_tunnel_port`):
+    /// OVSDB `type=vxlan`, `options:local_ip`, `options:remote_ip`,
+    /// `options:key=flow` (the VNI comes from the flows' `tun_id`),
+    /// `options:dst_port=4789`.
+    Vxlan {
+        /// This host's tunnel endpoint (`local_ip`).
+        local_ip: Ipv4Addr,
+        /// The remote host's endpoint.
+        remote_ip: Ipv4Addr,
+        /// UDP destination port (4789, the IANA VXLAN port).
+        dst_port: u16,
+    },
 }
 
 /// One port of a bridge.

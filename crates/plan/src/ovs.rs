@@ -51,6 +51,10 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
             ofport: None,
         })
         .collect();
+    let tunnels = crate::tunnel::enabled(cx);
+    if tunnels {
+        ports.push(crate::tunnel::patch(crate::tunnel::PATCH_TUN, crate::tunnel::PATCH_INT));
+    }
     // Distributed router interfaces are bound on every host carrying the router.
     for qr in cx.dvr_interfaces() {
         ports.push(bridge_port(cx, qr.port));
@@ -67,6 +71,9 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
         crate::firewall::flows(cx, &ofports),
     ]
     .concat();
+    if tunnels {
+        int_flows.extend(crate::tunnel::int_tun_flows(cx));
+    }
     sort_flows(&mut int_flows);
     let mut out = vec![Bridge { name: "br-int".into(), kind: BridgeKind::Int, physnet: None, ports, flows: int_flows }];
     for m in &cx.host.bridge_mappings {
@@ -89,6 +96,11 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
             ],
             flows: f,
         });
+    }
+    if tunnels {
+        let mut f = crate::tunnel::tun_flows(cx);
+        sort_flows(&mut f);
+        out.push(Bridge { name: "br-tun".into(), kind: BridgeKind::Tun, physnet: None, ports: crate::tunnel::tun_ports(cx), flows: f });
     }
     out
 }

@@ -65,6 +65,18 @@ impl Profile {
         }
     }
 
+    /// The br-tun table holding the "ARP for the gateway IP" drop: table 1
+    /// (DVR_PROCESS) in the walkthrough's Neutron, table 22 (FLOOD_TO_TUN)
+    /// today (`install_dvr_process_ipv4`). Unlike on br-phys (quirk Q1) both
+    /// are effective on br-tun: an ARP broadcast reaches table 22 through the
+    /// ARP responder, which has no entry for a gateway.
+    pub fn tun_gateway_arp_drop_table(self) -> TableDecl {
+        match self {
+            Profile::Walkthrough => tables::TUN_DVR_PROCESS,
+            Profile::Current => tables::TUN_FLOOD_TO_TUN,
+        }
+    }
+
     /// Whether the current release's pass-through tables (30, 31, 58, 59, 62) exist.
     pub fn has_passthrough_tables(self) -> bool {
         self == Profile::Current

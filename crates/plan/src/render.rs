@@ -51,6 +51,9 @@ pub fn bridge_text(b: &Bridge, opts: TextOptions) -> String {
             PortKind::Nic => "nic".to_string(),
             PortKind::Vif { instance } => format!("vif of {instance}"),
             PortKind::Service { namespace } => format!("in {namespace}"),
+            PortKind::Vxlan { local_ip, remote_ip, dst_port } => {
+                format!("vxlan local_ip={local_ip} remote_ip={remote_ip} key=flow dst_port={dst_port}")
+            }
         };
         let tag = port.tag.map(|t| format!(" tag={t}")).unwrap_or_default();
         let mac = port.mac.map(|m| format!(" mac={m}")).unwrap_or_default();

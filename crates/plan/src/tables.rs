@@ -14,6 +14,8 @@ pub enum BridgeKind {
     Int,
     /// A physical bridge from `bridge_mappings` (`br-vlan`, `br-ex`).
     Phys,
+    /// The tunnel bridge, `br-tun`: VXLAN networks between hosts.
+    Tun,
 }
 
 /// One declared table.
@@ -69,6 +71,17 @@ tables! {
     PHYS_LOCAL_VLAN_TRANSLATION = (Phys, 2, "LOCAL_VLAN_TRANSLATION", "translates local VLANs to the network's segment on the wire");
     PHYS_DVR_NOT_LEARN = (Phys, 3, "DVR_NOT_LEARN_PHYSICAL", "frames from a remote DVR MAC go straight to br-int without MAC learning");
     PHYS_FLOOD_TO_TUN = (Phys, 22, "FLOOD_TO_TUN", "current profile only: where today's Neutron puts the gateway ARP drop on br-phys (inert, quirk Q1)");
+    TUN_LOCAL_SWITCHING = (Tun, 0, "LOCAL_SWITCHING", "classifies frames: from br-int to DVR processing, from a tunnel port to its tunnel type's table, anything else dropped");
+    TUN_DVR_PROCESS = (Tun, 1, "DVR_PROCESS", "keeps gateway traffic on the host (gateway ARP and gateway-MAC frames dropped) and rewrites routed frames' source MAC to the host's DVR MAC");
+    TUN_PATCH_LV_TO_TUN = (Tun, 2, "PATCH_LV_TO_TUN", "from br-int: ARP broadcasts to the ARP responder, other unicast to UCAST_TO_TUN, multicast to FLOOD_TO_TUN");
+    TUN_GRE_TUN_TO_LV = (Tun, 3, "GRE_TUN_TO_LV", "GRE tunnel id to local VLAN; no GRE networks are planned, so only the default drop");
+    TUN_VXLAN_TUN_TO_LV = (Tun, 4, "VXLAN_TUN_TO_LV", "VXLAN: the tunnel id (VNI) of a frame from a tunnel becomes the network's local VLAN");
+    TUN_GENEVE_TUN_TO_LV = (Tun, 6, "GENEVE_TUN_TO_LV", "Geneve tunnel id to local VLAN; no Geneve networks are planned, so only the default drop");
+    TUN_DVR_NOT_LEARN = (Tun, 9, "DVR_NOT_LEARN", "frames from a remote DVR MAC go straight to br-int without MAC learning");
+    TUN_LEARN_FROM_TUN = (Tun, 10, "LEARN_FROM_TUN", "learns (local VLAN, source MAC) -> tunnel port into UCAST_TO_TUN, then hands the frame to br-int");
+    TUN_UCAST_TO_TUN = (Tun, 20, "UCAST_TO_TUN", "l2population: unicast to a known remote port leaves through its host's tunnel with the network's VNI; unknown unicast floods");
+    TUN_ARP_RESPONDER = (Tun, 21, "ARP_RESPONDER", "l2population: ARP requests for remote ports are answered on this host, never broadcast into the tunnels");
+    TUN_FLOOD_TO_TUN = (Tun, 22, "FLOOD_TO_TUN", "broadcast and unknown unicast go to every remote VTEP with ports on the network (l2population flood entries)");
 }
 
 /// The declaration of a table of a bridge kind, if declared.

@@ -13,6 +13,7 @@ fn bridge_word(kind: BridgeKind) -> &'static str {
     match kind {
         BridgeKind::Int => "br-int",
         BridgeKind::Phys => "br-phys",
+        BridgeKind::Tun => "br-tun",
     }
 }
 
@@ -22,7 +23,10 @@ fn heading(kind: BridgeKind, id: impl std::fmt::Display, name: &str) -> String {
 
 /// The table headings of the document, as written.
 fn table_headings(doc: &str) -> Vec<&str> {
-    doc.lines().map(str::trim_end).filter(|l| l.starts_with("## br-int table ") || l.starts_with("## br-phys table ")).collect()
+    doc.lines()
+        .map(str::trim_end)
+        .filter(|l| l.starts_with("## br-int table ") || l.starts_with("## br-phys table ") || l.starts_with("## br-tun table "))
+        .collect()
 }
 
 #[test]
@@ -44,10 +48,13 @@ fn every_table_section_is_declared() {
 
 #[test]
 fn every_table_used_by_the_seed_plan_is_declared() {
-    let topo = dvr_model::seed();
     let mut undeclared = Vec::new();
-    for profile in dvr_plan::Profile::ALL {
-        let plan = dvr_plan::plan(&topo, profile).expect("the seed lab plans");
+    for (topo, profile) in [dvr_model::SEED_YAML, dvr_model::SEED_VXLAN_YAML, dvr_model::SEED_MIXED_YAML]
+        .into_iter()
+        .map(|y| dvr_model::load_str("lab", y).unwrap())
+        .flat_map(|t| dvr_plan::Profile::ALL.map(|p| (t.clone(), p)))
+    {
+        let plan = dvr_plan::plan(&topo, profile).expect("the seed labs plan");
         for host in &plan.hosts {
             for bridge in &host.bridges {
                 for flow in &bridge.flows {

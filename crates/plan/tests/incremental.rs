@@ -23,6 +23,18 @@ fn base() -> TopologySpec {
     dvr_model::parse_spec("base.yaml", &yaml).unwrap()
 }
 
+/// [`base`] with test1, test2 and test3 as VXLAN networks: l2population makes
+/// a host's br-tun depend on the other hosts' ports on its networks.
+fn base_vxlan() -> TopologySpec {
+    let mut spec = base();
+    for (i, n) in spec.networks.iter_mut().filter(|n| n.name.starts_with("test")).enumerate() {
+        n.kind = dvr_model::spec::NetworkType::Vxlan;
+        n.physical_network = None;
+        n.segmentation_id = Some(1001 + i as u64);
+    }
+    spec
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Add(usize, usize),
@@ -85,8 +97,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 40, max_global_rejects: 40, ..ProptestConfig::default() })]
 
     #[test]
-    fn incremental_equals_full(steps in proptest::collection::vec(step(), 1..8), profile in prop_oneof![Just(Profile::Walkthrough), Just(Profile::Current)]) {
-        let mut spec = base();
+    fn incremental_equals_full(steps in proptest::collection::vec(step(), 1..8), profile in prop_oneof![Just(Profile::Walkthrough), Just(Profile::Current)], vxlan in any::<bool>()) {
+        let mut spec = if vxlan { base_vxlan() } else { base() };
         let topo = dvr_model::build::build("base.yaml", &spec).unwrap();
         let mut r = Replanner::new(&topo, profile);
         let mut before = per_host(&dvr_plan::plan(&topo, profile).unwrap());
@@ -136,4 +148,24 @@ fn booting_an_instance_replans_only_the_hosts_it_touches() {
     let u = r.update(&dvr_model::build::build("b", &spec).unwrap());
     assert_eq!(u.replanned, ["network", "compute1", "compute2"]);
     assert_eq!(u.changed, ["network", "compute1", "compute2"]);
+}
+
+#[test]
+fn booting_an_instance_on_vxlan_replans_the_hosts_sharing_its_network() {
+    let mut spec = base_vxlan();
+    let topo = dvr_model::build::build("base.yaml", &spec).unwrap();
+    assert!(topo.networks.iter().any(|n| n.segment.vni().is_some()));
+    let mut r = Replanner::new(&topo, Profile::Walkthrough);
+    // A VM on test3 (no router) on compute3: its host, and the network node,
+    // whose DHCP port on test3 now has a remote VTEP (flood, unicast and ARP
+    // entries for the VM). compute1 and compute2 do not have test3: untouched.
+    Change::AddInstance { name: "lonely".into(), host: "compute3".into(), network: "test3".into() }.apply(&mut spec).unwrap();
+    let u = r.update(&dvr_model::build::build("b", &spec).unwrap());
+    assert_eq!(u.replanned, ["network", "compute3"]);
+    // A second one on compute1: compute1, compute3 and the network node now share test3's tunnels.
+    Change::AddInstance { name: "peer".into(), host: "compute1".into(), network: "test3".into() }.apply(&mut spec).unwrap();
+    let topo = dvr_model::build::build("b", &spec).unwrap();
+    let u = r.update(&topo);
+    assert!(u.changed.contains(&"compute3".to_string()), "compute3 learns the new peer by l2population: {:?}", u.changed);
+    assert_eq!(json(r.plan()), json(&dvr_plan::plan(&topo, Profile::Walkthrough).unwrap()));
 }

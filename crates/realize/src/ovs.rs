@@ -246,6 +246,19 @@ impl OvsInstance {
                         format!("options:peer={peer}"),
                     ]);
                 }
+                PortKind::Vxlan { local_ip, remote_ip, dst_port } => {
+                    args.extend([
+                        "--".into(),
+                        "set".into(),
+                        "interface".into(),
+                        p.name.clone(),
+                        "type=vxlan".into(),
+                        format!("options:local_ip={local_ip}"),
+                        format!("options:remote_ip={remote_ip}"),
+                        "options:key=flow".into(),
+                        format!("options:dst_port={dst_port}"),
+                    ]);
+                }
                 _ => args.extend(["--".into(), "set".into(), "interface".into(), p.name.clone(), "type=internal".into()]),
             }
             if let Some(tag) = p.tag {

@@ -521,6 +521,9 @@ impl World {
                         }
                         None => Attach::None,
                     },
+                    // Tunnel ports are not wired to an underlay yet: a frame
+                    // sent into one leaves the twin there.
+                    PortKind::Vxlan { .. } => Attach::None,
                     PortKind::Service { namespace } => match self.ns_index.get(&(hp.host.clone(), namespace.clone())) {
                         Some(&s) => match self.stacks[s].stack.dev(&port.name) {
                             Some(d) => {
