@@ -32,6 +32,15 @@ use check::{Checker, first_index, obj};
 use std::collections::HashMap;
 
 pub use check::MAX_PROBLEMS;
+
+/// Recompute host `h`'s local VLANs and link-local pairs exactly as a full
+/// build does (for [`crate::live`], after a change altered what the host
+/// carries). Problems are returned instead of collected.
+pub(crate) fn reallocate_host(topo: &mut Topology, h: HostIx) -> Vec<crate::error::Problem> {
+    let mut c = Checker::default();
+    hosts::allocate_host(&mut c, topo, h);
+    c.finish()
+}
 pub use hosts::networks_on_host;
 
 /// What validation has resolved so far, shared by every object kind's check:

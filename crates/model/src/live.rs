@@ -1,0 +1,705 @@
+//! The live model: a validated [`Topology`] that [`Change`]s edit in place.
+//!
+//! A control plane (the agents, `dvr server`) changes one object at a time
+//! in a deployment of thousands of hosts; rebuilding the model from the file
+//! for each change costs what the whole cloud costs (100–260 ms at 1,000
+//! hosts). [`Live`] keeps the allocators next to the topology — the free
+//! addresses of every subnet and the MACs in use — so a change validates only
+//! what it touches, hands out or releases only its own IDs, MACs and IPs, and
+//! fixes the indices and per-host allocations (local VLANs, link-local pairs,
+//! floating-IP rule priorities) of the hosts it affects.
+//!
+//! The contract, checked by the property test `in_place_equals_rebuild`
+//! (crates/model/tests/live_change.rs): the topology after
+//! [`Live::apply`] is identical — every object, every allocation, every index
+//! — to a full build of the *pinned* file ([`pinned_spec`]: the deployment
+//! written back with every allocation explicit) with the same change applied.
+//! Pinning is what makes allocation stable: an object the change does not
+//! touch keeps its address, MAC and id, as it does in Neutron.
+//!
+//! Instances and floating IPs (boot, delete, associate, disassociate) are
+//! edited in place. Router interfaces and hosts change what whole routers and
+//! every host's DVR-MAC list look like; they are applied by rebuilding from
+//! the pinned file ([`Applied::rebuilt`] says so), which keeps the same
+//! contract.
+
+use crate::alloc::*;
+use crate::build::{build, reallocate_host};
+use crate::change::{Change, ChangeError};
+use crate::spec::*;
+use crate::topology::*;
+use crate::types::*;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+/// A topology with its allocators, edited in place by changes.
+#[derive(Debug, Clone)]
+pub struct Live {
+    topo: Topology,
+    /// Per subnet: every address in use (gateway, ports, floating IPs,
+    /// external hosts, unbound ports) reserved.
+    pools: Vec<IpPool>,
+    /// Every MAC in use (ports, DVR MACs, external hosts and gateways).
+    macs: MacAllocator,
+}
+
+/// What one change did, for the planner: which hosts' plans may differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Hosts (by name, after the change) whose plan inputs the change
+    /// touched; every other host's plan is unchanged. Empty when
+    /// [`Applied::rebuilt`]: then any host may have changed.
+    pub hosts: BTreeSet<String>,
+    /// The change was applied by rebuilding from the pinned file (router
+    /// interfaces, hosts), not in place.
+    pub rebuilt: bool,
+}
+
+/// The error of a change, with the fix (`kind` is the change's kind).
+fn err(change: &Change, what: impl Into<String>) -> ChangeError {
+    ChangeError { kind: change.kind(), what: what.into() }
+}
+
+impl Live {
+    /// Take a validated topology and set up its allocators (one pass over
+    /// every port and address).
+    pub fn new(topo: Topology) -> Live {
+        let mut pools: Vec<IpPool> = topo.subnets.iter().map(|s| IpPool::with_pools(s.cidr, &s.allocation_pools)).collect();
+        let mut macs = MacAllocator::default();
+        for (i, s) in topo.subnets.iter().enumerate() {
+            pools[i].reserve(s.gateway);
+            if let Some(m) = s.external_gateway_mac {
+                macs.reserve(m);
+            }
+        }
+        for p in &topo.ports {
+            pools[p.subnet.0].reserve(p.ip);
+            macs.reserve(p.mac);
+        }
+        for p in &topo.unbound_ports {
+            pools[p.subnet.0].reserve(p.ip);
+            macs.reserve(p.mac);
+        }
+        for f in &topo.floating_ips {
+            pools[f.subnet.0].reserve(f.ip);
+        }
+        for e in &topo.external_hosts {
+            pools[e.subnet.0].reserve(e.ip);
+            macs.reserve(e.mac);
+        }
+        for h in &topo.hosts {
+            if let Some(m) = h.dvr_mac {
+                macs.reserve(m);
+            }
+        }
+        Live { topo, pools, macs }
+    }
+
+    /// The topology as it is now.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// The topology, giving up the allocators.
+    pub fn into_topology(self) -> Topology {
+        self.topo
+    }
+
+    /// Apply one change. On error nothing is changed and the message names
+    /// what is wrong and the fix.
+    pub fn apply(&mut self, change: &Change) -> Result<Applied, ChangeError> {
+        match change {
+            Change::AddInstance { name, host, network } => self.add_instance(change, name, host, network),
+            Change::RemoveInstance { name } => self.remove_instance(change, name),
+            Change::AssociateFloatingIp { ip, instance } => self.associate(change, *ip, instance),
+            Change::DisassociateFloatingIp { ip } => self.disassociate(change, *ip),
+            Change::AddRouterInterface { .. }
+            | Change::RemoveRouterInterface { .. }
+            | Change::AddHost { .. }
+            | Change::RemoveHost { .. } => self.rebuild(change),
+        }
+    }
+
+    /// Apply a change to the pinned file and build it.
+    fn rebuild(&mut self, change: &Change) -> Result<Applied, ChangeError> {
+        let mut spec = pinned_spec(&self.topo);
+        change.apply(&mut spec).map_err(|what| err(change, what))?;
+        let topo = build(&self.topo.name, &spec).map_err(|e| err(change, e.to_string()))?;
+        *self = Live::new(topo);
+        Ok(Applied { hosts: BTreeSet::new(), rebuilt: true })
+    }
+
+    // ------------------------------------------------------------ instances
+
+    fn add_instance(&mut self, change: &Change, name: &str, host: &str, network: &str) -> Result<Applied, ChangeError> {
+        let t = &self.topo;
+        if t.instances.len() >= crate::limits::MAX_INSTANCES {
+            return Err(err(
+                change,
+                format!("the deployment has {} instances, the most supported\n    fix: delete an instance first", t.instances.len()),
+            ));
+        }
+        if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+            return Err(err(change, format!("`{name}` is not a valid name\n    fix: use letters, digits, `-`, `_` or `.` only")));
+        }
+        if t.instances.iter().any(|x| x.name == name) || t.external_hosts.iter().any(|e| e.name == name) {
+            return Err(err(
+                change,
+                format!("an instance or external host is already called `{name}`\n    fix: give the new instance a name not in use"),
+            ));
+        }
+        let h = t.host_ix(host).ok_or_else(|| {
+            err(change, format!("no host is called `{host}`\n    fix: name one of: {}", names(t.hosts.iter().map(|h| &h.name))))
+        })?;
+        if t.host(h).role != Role::Compute {
+            return Err(err(
+                change,
+                format!("host `{host}` is not a compute host\n    fix: place the instance on a host with `role: compute`"),
+            ));
+        }
+        let n = t.networks.iter().position(|x| x.name == network).map(NetworkIx).ok_or_else(|| {
+            err(change, format!("no network is called `{network}`\n    fix: name one of: {}", names(t.networks.iter().map(|n| &n.name))))
+        })?;
+        let net = t.network(n);
+        if net.external {
+            return Err(err(
+                change,
+                format!("`{network}` is an external network\n    fix: attach instances to tenant networks; reach them with a floating IP"),
+            ));
+        }
+        let Some(&s) = net.subnets.first() else {
+            return Err(err(change, format!("network `{network}` has no subnet\n    fix: add a subnet to the network")));
+        };
+        // The physical networks the host needs: the instance's own, and those
+        // of the copies of distributed routers it will carry (as the build checks).
+        let mut need: Vec<(NetworkIx, String)> = vec![(n, format!("network `{network}` of the instance"))];
+        for r in t.routers_on_subnet(s).filter(|&r| t.router(r).distributed) {
+            let router = t.router(r);
+            for &i in &router.interfaces {
+                need.push((t.subnet(i).network, format!("its copy of distributed router `{}`", router.name)));
+            }
+            if let Some(e) = router.external_gateway {
+                need.push((e, format!("the fg- port of its copy of distributed router `{}`", router.name)));
+            }
+        }
+        for (nx, why) in need {
+            if let Some(p) = t.network(nx).segment.physnet()
+                && !p.is_empty()
+                && t.host(h).mapping(p).is_none()
+            {
+                return Err(err(
+                    change,
+                    format!(
+                        "host `{host}` has no bridge mapping for physical network `{p}`, needed for {why}\n    fix: add `{p}: <bridge>` to the bridge_mappings of `{host}` or use another host"
+                    ),
+                ));
+            }
+        }
+        let key = format!("vm:{name}");
+        let id = PortId(derive_id("port", &key));
+        let ip = self.take_ip(change, s, &format!("instance `{name}`"))?;
+        let Some(mac) = self.macs.allocate(PORT_MAC_PREFIX, &id.hyphenated()) else {
+            self.pools[s.0].release(ip);
+            return Err(err(change, "no free MAC address left\n    fix: delete unused ports"));
+        };
+        let x = InstanceIx(self.topo.instances.len());
+        // Instance ports sit after the router ports and before the fg- ports.
+        let at = self.topo.ports.len() - self.fg_count();
+        let port = Port { id, owner: PortOwner::Compute { instance: x }, network: n, subnet: s, ip, mac, host: Some(h) };
+        self.insert_port(at, port);
+        self.topo.instances.push(Instance { name: name.to_string(), host: h, network: n, port: PortIx(at) });
+        let mut touched = self.subnet_hosts(s);
+        touched.insert(h);
+        self.refresh_host(h);
+        Ok(self.applied(touched))
+    }
+
+    fn remove_instance(&mut self, change: &Change, name: &str) -> Result<Applied, ChangeError> {
+        let t = &self.topo;
+        let Some(x) = t.instances.iter().position(|x| x.name == name) else {
+            return Err(err(
+                change,
+                format!("no instance `{name}` to remove\n    fix: name one of: {}", names(t.instances.iter().map(|x| &x.name))),
+            ));
+        };
+        let inst = t.instances[x].clone();
+        let port = t.port(inst.port).clone();
+        let h = inst.host;
+        let mut touched = self.subnet_hosts(port.subnet);
+        touched.insert(h);
+        // Its floating IPs go with it (and their addresses back to the pool).
+        let mut f = 0;
+        while f < self.topo.floating_ips.len() {
+            let fip = &self.topo.floating_ips[f];
+            if matches!(fip.association, Some((i, _)) if i.0 == x) {
+                self.touch_fip_hosts(fip.association, &mut touched);
+                self.pools[fip.subnet.0].release(fip.ip);
+                self.topo.floating_ips.remove(f);
+            } else {
+                f += 1;
+            }
+        }
+        self.topo.paths.retain(|p| p.from != name && p.to != name);
+        self.remove_port(inst.port);
+        self.pools[port.subnet.0].release(port.ip);
+        self.macs.release(port.mac);
+        self.topo.instances.remove(x);
+        for p in &mut self.topo.ports {
+            if let PortOwner::Compute { instance } = &mut p.owner
+                && instance.0 > x
+            {
+                instance.0 -= 1;
+            }
+        }
+        for f in &mut self.topo.floating_ips {
+            if let Some((i, _)) = &mut f.association
+                && i.0 > x
+            {
+                i.0 -= 1;
+            }
+        }
+        self.renumber_fip_rules(h);
+        self.refresh_host(h);
+        Ok(self.applied(touched))
+    }
+
+    // -------------------------------------------------------- floating IPs
+
+    fn associate(&mut self, change: &Change, ip: Option<Ipv4Addr>, instance: &str) -> Result<Applied, ChangeError> {
+        let t = &self.topo;
+        if t.floating_ips.len() >= crate::limits::MAX_FLOATING_IPS {
+            return Err(err(change, "the deployment has the most floating IPs supported\n    fix: delete a floating IP first"));
+        }
+        let x = t.instances.iter().position(|i| i.name == instance).map(InstanceIx).ok_or_else(|| {
+            err(change, format!("no instance is called `{instance}`\n    fix: name one of: {}", names(t.instances.iter().map(|x| &x.name))))
+        })?;
+        if let Some(f) = t.floating_ips.iter().find(|f| matches!(f.association, Some((i, _)) if i == x)) {
+            return Err(err(
+                change,
+                format!("instance `{instance}` already has floating IP {}\n    fix: associate one floating IP per instance", f.ip),
+            ));
+        }
+        let sub = t.port(t.instance(x).port).subnet;
+        let ext_holds = |r: RouterIx, ip: Ipv4Addr| {
+            t.router(r).external_gateway.is_some_and(|e| t.network(e).subnets.iter().any(|s| t.subnet(*s).cidr.contains(&ip)))
+        };
+        // The build's rule: the first router (in file order) that takes the
+        // instance's subnet outside, and whose external subnets hold `ip`.
+        let connected: Vec<RouterIx> =
+            t.routers_ix().filter(|(_, r)| r.interfaces.contains(&sub) && r.external_gateway.is_some()).map(|(r, _)| r).collect();
+        let Some(&first) = connected.first() else {
+            return Err(err(
+                change,
+                format!(
+                    "no router connects subnet `{}` of instance `{instance}` to an external network\n    fix: add `{}` to the interfaces of a router whose external_gateway is set",
+                    t.subnet(sub).name,
+                    t.subnet(sub).name
+                ),
+            ));
+        };
+        let Some(r) = connected.iter().copied().find(|&r| ip.is_none_or(|ip| ext_holds(r, ip))) else {
+            let e = t.router(first).external_gateway.expect("connected");
+            let cidrs: Vec<String> = t.network(e).subnets.iter().map(|s| t.subnet(*s).cidr.to_string()).collect();
+            return Err(err(
+                change,
+                format!(
+                    "{} is outside the subnets of external network `{}` ({})\n    fix: use an address inside {} or give none to have one allocated",
+                    ip.expect("only an address can miss"),
+                    t.network(e).name,
+                    cidrs.join(", "),
+                    cidrs.join(", ")
+                ),
+            ));
+        };
+        let n = t.router(r).external_gateway.expect("connected");
+        let (s, ip) = match ip {
+            Some(ip) => {
+                let s = *t.network(n).subnets.iter().find(|s| t.subnet(**s).cidr.contains(&ip)).expect("checked above");
+                let sn = t.subnet(s);
+                if ip == sn.gateway || ip == sn.cidr.network() || ip == sn.cidr.broadcast() {
+                    return Err(err(
+                        change,
+                        format!("{ip} is the gateway, network or broadcast address of {}\n    fix: use a free host address", sn.cidr),
+                    ));
+                }
+                if !self.pools[s.0].reserve(ip) {
+                    return Err(err(
+                        change,
+                        format!("{ip} is already in use\n    fix: use a free address or give none to have one allocated"),
+                    ));
+                }
+                (s, ip)
+            }
+            None => {
+                let s = t.network(n).subnets[0];
+                (s, self.take_ip(change, s, &format!("floating_ips[{}]", self.topo.floating_ips.len()))?)
+            }
+        };
+        self.topo.floating_ips.push(FloatingIp {
+            id: FloatingIpId(derive_id("floatingip", &ip.to_string())),
+            ip,
+            network: n,
+            subnet: s,
+            association: Some((x, r)),
+            rule_priority: None,
+        });
+        let mut touched = BTreeSet::new();
+        self.touch_fip_hosts(Some((x, r)), &mut touched);
+        self.renumber_fip_rules(self.topo.instance(x).host);
+        Ok(self.applied(touched))
+    }
+
+    fn disassociate(&mut self, change: &Change, ip: Ipv4Addr) -> Result<Applied, ChangeError> {
+        let Some(f) = self.topo.floating_ips.iter().position(|f| f.ip == ip && f.association.is_some()) else {
+            return Err(err(change, format!("no floating IP {ip} associated with an instance\n    fix: name an associated floating IP")));
+        };
+        let assoc = self.topo.floating_ips[f].association.take();
+        self.topo.floating_ips[f].rule_priority = None;
+        let mut touched = BTreeSet::new();
+        self.touch_fip_hosts(assoc, &mut touched);
+        if let Some((x, _)) = assoc {
+            self.renumber_fip_rules(self.topo.instance(x).host);
+        }
+        Ok(self.applied(touched))
+    }
+
+    // -------------------------------------------------------------- helpers
+
+    fn take_ip(&mut self, change: &Change, s: SubnetIx, who: &str) -> Result<Ipv4Addr, ChangeError> {
+        self.pools[s.0].allocate().ok_or_else(|| {
+            let sub = self.topo.subnet(s);
+            err(
+                change,
+                format!(
+                    "no free address left in subnet `{}` ({}) for {who}\n    fix: use a larger subnet or delete unused ports",
+                    sub.name, sub.cidr
+                ),
+            )
+        })
+    }
+
+    /// The hosts whose plan shows a floating IP: the instance's host and,
+    /// for a legacy router, the router's host.
+    fn touch_fip_hosts(&self, assoc: Option<(InstanceIx, RouterIx)>, touched: &mut BTreeSet<HostIx>) {
+        if let Some((x, r)) = assoc {
+            touched.insert(self.topo.instance(x).host);
+            let router = self.topo.router(r);
+            if !router.distributed {
+                touched.extend(router.hosts.iter().copied());
+            }
+        }
+    }
+
+    /// The build's per-host rule priorities (32768 upwards, in floating-IP
+    /// order) for the associated floating IPs of instances on `h`.
+    fn renumber_fip_rules(&mut self, h: HostIx) {
+        let mut next = 32768;
+        for f in &mut self.topo.floating_ips {
+            if let Some((x, _)) = f.association
+                && self.topo.instances[x.0].host == h
+            {
+                f.rule_priority = Some(next);
+                next += 1;
+            }
+        }
+    }
+
+    /// Hosts whose plans show the ports of subnet `s`: those carrying a
+    /// router attached to it (permanent ARP, DVR flows) and the DHCP host.
+    fn subnet_hosts(&self, s: SubnetIx) -> BTreeSet<HostIx> {
+        let t = &self.topo;
+        let mut out: BTreeSet<HostIx> = t.routers_on_subnet(s).flat_map(|r| t.router(r).hosts.iter().copied()).collect();
+        if let Some(d) = t.dhcp_port(t.subnet(s).network) {
+            out.extend(t.port(d).host);
+        }
+        out
+    }
+
+    fn applied(&self, touched: BTreeSet<HostIx>) -> Applied {
+        Applied { hosts: touched.into_iter().map(|h| self.topo.host(h).name.clone()).collect(), rebuilt: false }
+    }
+
+    fn fg_count(&self) -> usize {
+        self.topo.ports.iter().rev().take_while(|p| p.owner == PortOwner::FloatingIpAgentGateway).count()
+    }
+
+    /// Bring host `h` in line with its ports: which distributed routers it
+    /// carries, its fg- ports, local VLANs and link-local pairs (the build's
+    /// steps 6, 7 and 10 for one host). Hosts whose router copies appear or
+    /// disappear are already in `touched` (they carry a router of the port's subnet).
+    fn refresh_host(&mut self, h: HostIx) {
+        let t = &self.topo;
+        // Distributed routers with a DVR-serviced port of this host behind them.
+        let mut wanted: BTreeSet<RouterIx> = BTreeSet::new();
+        for p in t.host_ports(h).filter(|p| p.owner.is_dvr_serviced()) {
+            wanted.extend(t.routers_on_subnet(p.subnet).filter(|&r| t.router(r).distributed));
+        }
+        let mut changed = false;
+        for r in 0..self.topo.routers.len() {
+            let router = &mut self.topo.routers[r];
+            let want = wanted.contains(&RouterIx(r)) || router.snat_host == Some(h);
+            let has = router.hosts.binary_search(&h);
+            match (want, has) {
+                (true, Err(at)) => {
+                    router.hosts.insert(at, h);
+                    let list = &mut self.topo.index.host_routers[h.0];
+                    let pos = list.binary_search(&RouterIx(r)).unwrap_err();
+                    list.insert(pos, RouterIx(r));
+                    changed = true;
+                }
+                (false, Ok(at)) => {
+                    router.hosts.remove(at);
+                    self.topo.index.host_routers[h.0].retain(|x| x.0 != r);
+                    changed = true;
+                }
+                _ => {}
+            }
+        }
+        if changed {
+            self.refresh_fg_ports(h);
+        }
+        // Local VLANs and link-local pairs, as the build computes them. They
+        // run out only past 4,094 networks or 8,192 routers on one host, which
+        // the instance's validation above cannot cause alone; the host keeps
+        // what fits, as a build that reports the problem would.
+        let _ = reallocate_host(&mut self.topo, h);
+    }
+
+    /// Add or remove host `h`'s fg- ports so it has one per external network
+    /// that a distributed router it carries uses as gateway.
+    fn refresh_fg_ports(&mut self, h: HostIx) {
+        let t = &self.topo;
+        let wanted: BTreeSet<NetworkIx> =
+            t.index.host_routers[h.0].iter().map(|r| t.router(*r)).filter(|r| r.distributed).filter_map(|r| r.external_gateway).collect();
+        let have: Vec<(NetworkIx, PortIx)> =
+            t.index.fip_agent_port.iter().filter(|((host, _), _)| *host == h).map(|((_, n), p)| (*n, *p)).collect();
+        for (n, p) in have {
+            if !wanted.contains(&n) {
+                let port = self.topo.port(p).clone();
+                self.remove_port(p);
+                self.pools[port.subnet.0].release(port.ip);
+                self.macs.release(port.mac);
+            }
+        }
+        for n in wanted {
+            if self.topo.fip_agent_port(h, n).is_some() {
+                continue;
+            }
+            let key = format!("fg:{}:{}", self.topo.network(n).name, self.topo.host(h).name);
+            let s = self.topo.network(n).subnets[0];
+            // A full external subnet leaves the port out, as the build reports it.
+            let Some(ip) = self.pools[s.0].allocate() else { continue };
+            let id = PortId(derive_id("port", &key));
+            let mac = self.macs.allocate(PORT_MAC_PREFIX, &id.hyphenated()).unwrap_or(MacAddr::ZERO);
+            // fg- ports are last, ordered by (network, host).
+            let first = self.topo.ports.len() - self.fg_count();
+            let at =
+                first + self.topo.ports[first..].iter().take_while(|q| (q.network, q.host.expect("fg- ports are bound")) < (n, h)).count();
+            let port = Port { id, owner: PortOwner::FloatingIpAgentGateway, network: n, subnet: s, ip, mac, host: Some(h) };
+            self.insert_port(at, port);
+        }
+    }
+
+    /// Insert a port at `at`, shifting every later port and every index that
+    /// names one.
+    fn insert_port(&mut self, at: usize, port: Port) {
+        let t = &mut self.topo;
+        shift_ports(t, |p| if p >= at { p + 1 } else { p });
+        let (host, subnet) = (port.host, port.subnet);
+        let owner = port.owner;
+        let network = port.network;
+        t.ports.insert(at, port);
+        let pi = PortIx(at);
+        if let Some(h) = host {
+            let list = &mut t.index.host_ports[h.0];
+            let pos = list.binary_search(&pi).unwrap_err();
+            list.insert(pos, pi);
+        }
+        let list = &mut t.index.subnet_ports[subnet.0];
+        let pos = list.binary_search(&pi).unwrap_err();
+        list.insert(pos, pi);
+        if let (PortOwner::FloatingIpAgentGateway, Some(h)) = (owner, host) {
+            t.index.fip_agent_port.insert((h, network), pi);
+        }
+    }
+
+    /// Remove the port at `at`, shifting every later port and every index.
+    fn remove_port(&mut self, at: PortIx) {
+        let t = &mut self.topo;
+        let port = t.ports.remove(at.0);
+        if let Some(h) = port.host {
+            t.index.host_ports[h.0].retain(|p| *p != at);
+        }
+        t.index.subnet_ports[port.subnet.0].retain(|p| *p != at);
+        if let (PortOwner::FloatingIpAgentGateway, Some(h)) = (port.owner, port.host) {
+            t.index.fip_agent_port.remove(&(h, port.network));
+        }
+        shift_ports(t, |p| if p > at.0 { p - 1 } else { p });
+    }
+}
+
+/// Renumber every reference to a port.
+fn shift_ports(t: &mut Topology, f: impl Fn(usize) -> usize) {
+    let fix = |p: &mut PortIx| p.0 = f(p.0);
+    for x in &mut t.instances {
+        fix(&mut x.port);
+    }
+    let ix = &mut t.index;
+    for list in ix.host_ports.iter_mut().chain(ix.subnet_ports.iter_mut()) {
+        list.iter_mut().for_each(fix);
+    }
+    ix.router_interface.values_mut().for_each(fix);
+    ix.snat_port.values_mut().for_each(fix);
+    ix.gateway_port.values_mut().for_each(fix);
+    ix.fip_agent_port.values_mut().for_each(fix);
+    ix.dhcp_port.values_mut().for_each(fix);
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    it.map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// The deployment as a topology file with every allocation explicit: ids,
+/// segmentation ids, DVR MACs, instance addresses and MACs, floating and
+/// external addresses, and a `ports:` pin (id, address, MAC) for every
+/// implicit port. Building it gives back the same topology; building it after
+/// a [`Change`] gives what [`Live::apply`] gives, with every untouched object
+/// keeping its allocations.
+pub fn pinned_spec(t: &Topology) -> TopologySpec {
+    let hosts = t
+        .hosts
+        .iter()
+        .map(|h| HostSpec {
+            id: Some(h.id.0),
+            name: h.name.clone(),
+            role: h.role,
+            bridge_mappings: h.bridge_mappings.iter().map(|m| (m.physnet.clone(), m.bridge.clone())).collect(),
+            nics: h.bridge_mappings.iter().map(|m| (m.physnet.clone(), m.nic.clone())).collect(),
+            dvr_mac: h.dvr_mac.map(|m| m.to_string()),
+        })
+        .collect();
+    let networks = t
+        .networks
+        .iter()
+        .map(|n| {
+            let (kind, physical_network, segmentation_id) = match &n.segment {
+                Segment::Vlan { physnet, vlan } => (NetworkType::Vlan, Some(physnet.clone()), Some(u64::from(vlan.get()))),
+                Segment::Flat { physnet } => (NetworkType::Flat, Some(physnet.clone()), None),
+                Segment::Vxlan { vni } => (NetworkType::Vxlan, None, Some(u64::from(vni.get()))),
+            };
+            NetworkSpec {
+                id: Some(n.id.0),
+                name: n.name.clone(),
+                kind,
+                physical_network,
+                segmentation_id,
+                external: n.external,
+                subnets: n
+                    .subnets
+                    .iter()
+                    .map(|s| {
+                        let s = t.subnet(*s);
+                        SubnetSpec {
+                            id: Some(s.id.0),
+                            name: s.name.clone(),
+                            cidr: s.cidr.to_string(),
+                            gateway_ip: Some(s.gateway),
+                            enable_dhcp: Some(s.enable_dhcp),
+                            allocation_pools: s.allocation_pools.clone(),
+                            host_routes: s.host_routes.clone(),
+                            dns_nameservers: s.dns_nameservers.clone(),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let routers = t
+        .routers
+        .iter()
+        .map(|r| RouterSpec {
+            id: Some(r.id.0),
+            name: r.name.clone(),
+            distributed: Some(r.distributed),
+            interfaces: r.interfaces.iter().map(|s| t.subnet(*s).name.clone()).collect(),
+            external_gateway: r.external_gateway.map(|n| t.network(n).name.clone()),
+            enable_snat: Some(r.enable_snat),
+        })
+        .collect();
+    let instances = t
+        .instances
+        .iter()
+        .map(|x| {
+            let p = t.port(x.port);
+            InstanceSpec {
+                id: Some(p.id.0),
+                name: x.name.clone(),
+                host: t.host(x.host).name.clone(),
+                network: t.network(x.network).name.clone(),
+                ip: Some(p.ip),
+                mac: Some(p.mac),
+            }
+        })
+        .collect();
+    let floating_ips = t
+        .floating_ips
+        .iter()
+        .map(|f| FloatingIpSpec {
+            id: Some(f.id.0),
+            ip: Some(f.ip),
+            instance: f.association.map(|(x, _)| t.instance(x).name.clone()),
+            network: Some(t.network(f.network).name.clone()),
+        })
+        .collect();
+    let external_hosts = t
+        .external_hosts
+        .iter()
+        .map(|e| ExternalHostSpec { name: e.name.clone(), network: t.network(e.network).name.clone(), ip: Some(e.ip) })
+        .collect();
+    let mut ports: Vec<PortSpec> = t
+        .unbound_ports
+        .iter()
+        .map(|p| PortSpec {
+            id: Some(p.id.0),
+            name: Some(p.name.clone()),
+            network: t.network(p.network).name.clone(),
+            ip: Some(p.ip),
+            mac: Some(p.mac),
+            device_owner: (!p.device_owner.is_empty()).then(|| p.device_owner.clone()),
+            router: None,
+            host: None,
+        })
+        .collect();
+    for p in t.ports.iter().filter(|p| !matches!(p.owner, PortOwner::Compute { .. })) {
+        let router = match p.owner {
+            PortOwner::RouterInterfaceDistributed { router }
+            | PortOwner::RouterInterface { router }
+            | PortOwner::CentralizedSnat { router }
+            | PortOwner::RouterGateway { router } => Some(t.router(router).name.clone()),
+            _ => None,
+        };
+        let host = (p.owner == PortOwner::FloatingIpAgentGateway).then(|| p.host.map(|h| t.host(h).name.clone())).flatten();
+        ports.push(PortSpec {
+            id: Some(p.id.0),
+            name: None,
+            network: t.network(p.network).name.clone(),
+            ip: Some(p.ip),
+            mac: Some(p.mac),
+            device_owner: Some(p.owner.device_owner().to_string()),
+            router,
+            host,
+        });
+    }
+    TopologySpec {
+        version: Some(1),
+        name: Some(t.name.clone()),
+        hosts,
+        networks,
+        routers,
+        instances,
+        floating_ips,
+        external_hosts,
+        paths: t.paths.clone(),
+        ports,
+    }
+}
