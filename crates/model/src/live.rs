@@ -405,14 +405,11 @@ impl Live {
     }
 
     /// Hosts whose plans show the ports of subnet `s`: those carrying a
-    /// router attached to it (permanent ARP, DVR flows) and the DHCP host.
+    /// router attached to it (permanent ARP, DVR flows). The DHCP namespace
+    /// lists no instance, so the DHCP host is not among them.
     fn subnet_hosts(&self, s: SubnetIx) -> BTreeSet<HostIx> {
         let t = &self.topo;
-        let mut out: BTreeSet<HostIx> = t.routers_on_subnet(s).flat_map(|r| t.router(r).hosts.iter().copied()).collect();
-        if let Some(d) = t.dhcp_port(t.subnet(s).network) {
-            out.extend(t.port(d).host);
-        }
-        out
+        t.routers_on_subnet(s).flat_map(|r| t.router(r).hosts.iter().copied()).collect()
     }
 
     fn applied(&self, touched: BTreeSet<HostIx>) -> Applied {

@@ -163,7 +163,10 @@ fn an_instance_change_touches_only_its_hosts() {
     let mut live = Live::new(build("b", &base()).unwrap());
     let a = live.apply(&Change::AddInstance { name: "lonely".into(), host: "compute3".into(), network: "test3".into() }).unwrap();
     assert!(!a.rebuilt);
-    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3", "network"]);
+    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3"]);
     let a = live.apply(&Change::RemoveInstance { name: "lonely".into() }).unwrap();
-    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3", "network"]);
+    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3"]);
+    // On a routed network: its host and every host with a copy of router1.
+    let a = live.apply(&Change::AddInstance { name: "vm9".into(), host: "compute2".into(), network: "test1".into() }).unwrap();
+    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute1", "compute2", "network"]);
 }

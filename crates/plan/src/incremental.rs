@@ -6,9 +6,17 @@
 //! exactly that part; a host whose fingerprint is unchanged keeps its plan.
 //! The property test `incremental_equals_full` checks this against full
 //! replans over random change sequences.
+//!
+//! A change made in place by [`dvr_model::live::Live`] names the hosts it
+//! touched ([`Applied`]); [`Replanner::apply`] replans only those, without
+//! fingerprinting the others. Either way each replanned host's change comes
+//! out as a typed [`HostDelta`] (items to add and delete), which an agent
+//! applies directly.
 
 use crate::ctx::FlowCache;
+use crate::delta::{HostDelta, diff};
 use crate::{HostPlan, Plan, Profile, plan_host_shared};
+use dvr_model::live::Applied;
 use dvr_model::*;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -144,6 +152,11 @@ pub struct Update {
     pub fingerprint_time: Duration,
     /// Time spent replanning.
     pub plan_time: Duration,
+    /// Per replanned host whose plan differs (new hosts included): what to
+    /// add and delete there.
+    pub deltas: Vec<HostDelta>,
+    /// Time spent computing the deltas.
+    pub delta_time: Duration,
 }
 
 /// A plan kept up to date across topology changes.
@@ -204,6 +217,14 @@ impl Replanner {
             hosts.push(hp);
         }
         u.plan_time = t1.elapsed();
+        let t2 = Instant::now();
+        for (at, before) in &befores {
+            let d = diff(before.as_ref(), &hosts[*at]);
+            if !d.is_empty() {
+                u.deltas.push(d);
+            }
+        }
+        u.delta_time = t2.elapsed();
         // Which replanned hosts really changed (outside the timed part).
         for (at, before) in befores {
             let after = &hosts[at];
@@ -216,6 +237,38 @@ impl Replanner {
         self.plan.hosts = hosts;
         self.plan.topology = t.name.clone();
         self.prints = new_prints;
+        u
+    }
+
+    /// Bring the plan up to date after a change made in place: replan only
+    /// the hosts `applied` names (a change applied by rebuilding falls back
+    /// to [`Replanner::update`]).
+    pub fn apply(&mut self, t: &Topology, applied: &Applied) -> Update {
+        if applied.rebuilt || t.hosts.len() != self.plan.hosts.len() {
+            return self.update(t);
+        }
+        let mut u = Update::default();
+        let t1 = Instant::now();
+        let mut befores = Vec::with_capacity(applied.hosts.len());
+        for name in &applied.hosts {
+            let Some(i) = t.host_ix(name) else { continue };
+            let hp = plan_host_shared(t, i, self.profile, &self.cache);
+            befores.push((i.0, std::mem::replace(&mut self.plan.hosts[i.0], hp)));
+            // Its old fingerprint no longer describes the plan held.
+            self.prints.remove(name);
+            u.replanned.push(name.clone());
+        }
+        u.plan_time = t1.elapsed();
+        let t2 = Instant::now();
+        for (at, before) in &befores {
+            let d = diff(Some(before), &self.plan.hosts[*at]);
+            if !d.is_empty() {
+                u.changed.push(d.host.clone());
+                u.deltas.push(d);
+            }
+        }
+        u.delta_time = t2.elapsed();
+        self.plan.topology = t.name.clone();
         u
     }
 }
