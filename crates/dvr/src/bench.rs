@@ -120,6 +120,9 @@ pub struct Report {
     pub plan: Vec<PlanFigures>,
     /// Incremental changes on the largest size.
     pub incremental: Vec<IncrementalFigures>,
+    /// Changes made in place on `dvr gen --hosts N --seed 7` (the largest size).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub live_changes: Vec<LiveChangeFigures>,
     /// Trace throughput.
     pub traces: Vec<TraceFigures>,
     /// All-pairs reachability.
@@ -480,6 +483,7 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    render_live_changes(&mut o, &r.live_changes);
     if !r.traces.is_empty() {
         let _ = writeln!(o, "\nTRACES (request + reply, paths listed in the topology file)");
         for t in &r.traces {
@@ -514,5 +518,181 @@ pub fn render(r: &Report) -> String {
         }
         _ => {}
     }
+    o
+}
+
+// ------------------------------------------------------------ live changes
+
+/// One change made in place ([`dvr_model::live::Live`]) and replanned from
+/// the hosts it names, end to end: model edit, replan, per-host deltas.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveChangeFigures {
+    /// What was changed.
+    pub change: String,
+    /// Edited in place (`false`: rebuilt from the pinned file).
+    pub in_place: bool,
+    /// Editing the model (validation, allocation, indices), ms.
+    pub model_ms: f64,
+    /// Replanning the touched hosts (and fingerprinting, for a rebuilt change), ms.
+    pub replan_ms: f64,
+    /// Computing the per-host deltas, ms.
+    pub delta_ms: f64,
+    /// All of it, ms.
+    pub total_ms: f64,
+    /// The target for this kind of change, ms.
+    pub target_ms: Option<f64>,
+    /// Hosts replanned.
+    pub hosts_replanned: usize,
+    /// Hosts whose plan changed (with a delta).
+    pub hosts_changed: usize,
+    /// Flows added / deleted over all deltas.
+    pub flows: (usize, usize),
+    /// Other items (ports, namespace items) added / deleted over all deltas.
+    pub items: (usize, usize),
+}
+
+/// Changes made in place on `dvr gen --hosts HOSTS --seed SEED`, each timed
+/// end to end: boot and delete an instance, associate, disassociate and move
+/// a floating IP, add and remove a router interface, add a host. Targets
+/// (issue 10): < 1 ms for a port or instance change, < 5 ms for a router
+/// interface; measured, never asserted.
+pub fn live_change_figures(hosts: usize, seed: u64) -> Result<Vec<LiveChangeFigures>> {
+    use dvr_model::live::Live;
+    let mut spec = generate(&GenParams::scale(hosts).with_seed(seed));
+    // A fresh network the first router can be attached to.
+    spec.networks.push(dvr_model::spec::NetworkSpec {
+        id: None,
+        name: "bench-net".into(),
+        kind: dvr_model::spec::NetworkType::Vlan,
+        physical_network: Some("physnet1".into()),
+        segmentation_id: None,
+        external: false,
+        subnets: vec![dvr_model::spec::SubnetSpec {
+            name: "bench-sub".into(),
+            cidr: "198.18.0.0/24".into(),
+            enable_dhcp: Some(true),
+            ..Default::default()
+        }],
+    });
+    let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut r = Replanner::new(&topo, Profile::Walkthrough);
+    let mut live = Live::new(topo);
+    let t = live.topology();
+    let host = t.hosts.iter().rev().find(|h| h.role == dvr_model::Role::Compute).map(|h| h.name.clone()).context("a compute host")?;
+    // A network behind a distributed router with a gateway, so the instance has
+    // router copies to update and can take a floating IP.
+    let routed = t
+        .routers
+        .iter()
+        .find(|r| r.distributed && r.external_gateway.is_some() && !r.interfaces.is_empty())
+        .context("a distributed router with a gateway")?;
+    let router = routed.name.clone();
+    let routed_net = t.network(t.subnet(routed.interfaces[0]).network).name.clone();
+    let fip = t.floating_ips.iter().find(|f| f.association.is_some()).context("an associated floating IP")?;
+    let (fip_ip, fip_owner) = (fip.ip, t.instance(fip.association.expect("associated").0).name.clone());
+    let steps: Vec<(&str, Vec<Change>, Option<f64>)> = vec![
+        (
+            "boot instance",
+            vec![Change::AddInstance { name: "bench-new".into(), host: host.clone(), network: routed_net.clone() }],
+            Some(1.0),
+        ),
+        ("associate floating IP", vec![Change::AssociateFloatingIp { ip: None, instance: "bench-new".into() }], Some(1.0)),
+        ("disassociate floating IP", vec![Change::DisassociateFloatingIp { ip: fip_ip }], Some(1.0)),
+        (
+            "move floating IP (2 changes)",
+            vec![Change::DisassociateFloatingIp { ip: "0.0.0.0".parse()? }, Change::AssociateFloatingIp { ip: None, instance: fip_owner }],
+            Some(1.0),
+        ),
+        ("delete instance", vec![Change::RemoveInstance { name: "bench-new".into() }], Some(1.0)),
+        ("add router interface", vec![Change::AddRouterInterface { router: router.clone(), subnet: "bench-sub".into() }], Some(5.0)),
+        ("remove router interface", vec![Change::RemoveRouterInterface { router, subnet: "bench-sub".into() }], Some(5.0)),
+        ("add host", vec![Change::AddHost { name: "bench-host".into(), like: None }], None),
+    ];
+    let mut out = Vec::new();
+    for (label, changes, target_ms) in steps {
+        let mut f = LiveChangeFigures {
+            change: label.into(),
+            in_place: true,
+            model_ms: 0.0,
+            replan_ms: 0.0,
+            delta_ms: 0.0,
+            total_ms: 0.0,
+            target_ms,
+            hosts_replanned: 0,
+            hosts_changed: 0,
+            flows: (0, 0),
+            items: (0, 0),
+        };
+        for mut c in changes {
+            // Moving: take the floating IP of the instance bench-new got.
+            if let Change::DisassociateFloatingIp { ip } = &mut c
+                && ip.is_unspecified()
+            {
+                let x = live.topology().instances.iter().position(|x| x.name == "bench-new").context("bench-new")?;
+                *ip = live.topology().floating_ips.iter().find(|f| f.association.is_some_and(|(i, _)| i.0 == x)).context("its FIP")?.ip;
+            }
+            let t0 = Instant::now();
+            let a = live.apply(&c).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+            let model = t0.elapsed();
+            let u = r.apply(live.topology(), &a);
+            f.in_place &= !a.rebuilt;
+            f.model_ms += ms(model);
+            f.replan_ms += ms(u.fingerprint_time + u.plan_time);
+            f.delta_ms += ms(u.delta_time);
+            f.total_ms += ms(model + u.fingerprint_time + u.plan_time + u.delta_time);
+            f.hosts_replanned += u.replanned.len();
+            f.hosts_changed += u.deltas.len();
+            for d in &u.deltas {
+                let (fa, fd) = d.flows();
+                f.flows.0 += fa;
+                f.flows.1 += fd;
+                f.items.0 += d.add.len() - fa;
+                f.items.1 += d.delete.len() - fd;
+            }
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
+fn render_live_changes(o: &mut String, live: &[LiveChangeFigures]) {
+    use std::fmt::Write;
+    if live.is_empty() {
+        return;
+    }
+    let _ =
+        writeln!(o, "\nCHANGES IN PLACE (dvr gen --seed 7, largest size; model edited in place, touched hosts replanned, per-host deltas)");
+    let _ = writeln!(
+        o,
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>13} {:>13}  target",
+        "change", "how", "model ms", "replan ms", "delta ms", "total ms", "replanned", "changed", "flows +/-", "items +/-"
+    );
+    for f in live {
+        let target = match f.target_ms {
+            Some(t) if f.total_ms < t => format!("< {t} ms: met"),
+            Some(t) => format!("< {t} ms: NOT met"),
+            None => "-".into(),
+        };
+        let _ = writeln!(
+            o,
+            "{:<30} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>8} {:>13} {:>13}  {target}",
+            f.change,
+            if f.in_place { "in place" } else { "rebuilt" },
+            f.model_ms,
+            f.replan_ms,
+            f.delta_ms,
+            f.total_ms,
+            f.hosts_replanned,
+            f.hosts_changed,
+            format!("{}/{}", f.flows.0, f.flows.1),
+            format!("{}/{}", f.items.0, f.items.1)
+        );
+    }
+}
+
+/// The report of `dvr bench --changes-only`.
+pub fn render_changes_only(r: &Report) -> String {
+    let mut o = format!("dvr bench on {}\n", r.machine);
+    render_live_changes(&mut o, &r.live_changes);
     o
 }

@@ -47,9 +47,14 @@ pub struct Live {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Hosts (by name, after the change) whose plan inputs the change
-    /// touched; every other host's plan is unchanged. Empty when
-    /// [`Applied::rebuilt`]: then any host may have changed.
+    /// touched, to be replanned whole. Empty when [`Applied::rebuilt`]: then
+    /// any host may have changed.
     pub hosts: BTreeSet<String>,
+    /// Routers (by name) whose copies on their other hosts see the change
+    /// only in their `qrouter-` namespace (the permanent ARP entry of a port
+    /// booted or deleted behind them): on those hosts only that namespace
+    /// needs replanning. Every host not named here or in `hosts` is unchanged.
+    pub routers: BTreeSet<String>,
     /// The change was applied by rebuilding from the pinned file (router
     /// interfaces, hosts), not in place.
     pub rebuilt: bool,
@@ -126,7 +131,7 @@ impl Live {
         change.apply(&mut spec).map_err(|what| err(change, what))?;
         let topo = build(&self.topo.name, &spec).map_err(|e| err(change, e.to_string()))?;
         *self = Live::new(topo);
-        Ok(Applied { hosts: BTreeSet::new(), rebuilt: true })
+        Ok(Applied { hosts: BTreeSet::new(), routers: BTreeSet::new(), rebuilt: true })
     }
 
     // ------------------------------------------------------------ instances
@@ -208,10 +213,9 @@ impl Live {
         let port = Port { id, owner: PortOwner::Compute { instance: x }, network: n, subnet: s, ip, mac, host: Some(h) };
         self.insert_port(at, port);
         self.topo.instances.push(Instance { name: name.to_string(), host: h, network: n, port: PortIx(at) });
-        let mut touched = self.subnet_hosts(s);
-        touched.insert(h);
+        let touched = BTreeSet::from([h]);
         self.refresh_host(h);
-        Ok(self.applied(touched))
+        Ok(self.applied(touched, s))
     }
 
     fn remove_instance(&mut self, change: &Change, name: &str) -> Result<Applied, ChangeError> {
@@ -225,8 +229,7 @@ impl Live {
         let inst = t.instances[x].clone();
         let port = t.port(inst.port).clone();
         let h = inst.host;
-        let mut touched = self.subnet_hosts(port.subnet);
-        touched.insert(h);
+        let mut touched = BTreeSet::from([h]);
         // Its floating IPs go with it (and their addresses back to the pool).
         let mut f = 0;
         while f < self.topo.floating_ips.len() {
@@ -260,7 +263,7 @@ impl Live {
         }
         self.renumber_fip_rules(h);
         self.refresh_host(h);
-        Ok(self.applied(touched))
+        Ok(self.applied(touched, port.subnet))
     }
 
     // -------------------------------------------------------- floating IPs
@@ -346,7 +349,7 @@ impl Live {
         let mut touched = BTreeSet::new();
         self.touch_fip_hosts(Some((x, r)), &mut touched);
         self.renumber_fip_rules(self.topo.instance(x).host);
-        Ok(self.applied(touched))
+        Ok(self.applied_hosts(touched))
     }
 
     fn disassociate(&mut self, change: &Change, ip: Ipv4Addr) -> Result<Applied, ChangeError> {
@@ -360,7 +363,7 @@ impl Live {
         if let Some((x, _)) = assoc {
             self.renumber_fip_rules(self.topo.instance(x).host);
         }
-        Ok(self.applied(touched))
+        Ok(self.applied_hosts(touched))
     }
 
     // -------------------------------------------------------------- helpers
@@ -404,16 +407,17 @@ impl Live {
         }
     }
 
-    /// Hosts whose plans show the ports of subnet `s`: those carrying a
-    /// router attached to it (permanent ARP, DVR flows). The DHCP namespace
-    /// lists no instance, so the DHCP host is not among them.
-    fn subnet_hosts(&self, s: SubnetIx) -> BTreeSet<HostIx> {
+    /// What a port change on subnet `s` touched: `hosts` whole, and the
+    /// copies of the routers attached to `s` (their permanent ARP for the
+    /// subnet's ports). The DHCP namespace lists no instance.
+    fn applied(&self, hosts: BTreeSet<HostIx>, s: SubnetIx) -> Applied {
         let t = &self.topo;
-        t.routers_on_subnet(s).flat_map(|r| t.router(r).hosts.iter().copied()).collect()
+        Applied { routers: t.routers_on_subnet(s).map(|r| t.router(r).name.clone()).collect(), ..self.applied_hosts(hosts) }
     }
 
-    fn applied(&self, touched: BTreeSet<HostIx>) -> Applied {
-        Applied { hosts: touched.into_iter().map(|h| self.topo.host(h).name.clone()).collect(), rebuilt: false }
+    /// A change that touched only `hosts`.
+    fn applied_hosts(&self, hosts: BTreeSet<HostIx>) -> Applied {
+        Applied { hosts: hosts.into_iter().map(|h| self.topo.host(h).name.clone()).collect(), routers: BTreeSet::new(), rebuilt: false }
     }
 
     fn fg_count(&self) -> usize {

@@ -164,9 +164,11 @@ fn an_instance_change_touches_only_its_hosts() {
     let a = live.apply(&Change::AddInstance { name: "lonely".into(), host: "compute3".into(), network: "test3".into() }).unwrap();
     assert!(!a.rebuilt);
     assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3"]);
+    assert!(a.routers.is_empty(), "no router on test3");
     let a = live.apply(&Change::RemoveInstance { name: "lonely".into() }).unwrap();
     assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3"]);
-    // On a routed network: its host and every host with a copy of router1.
+    // On a routed network: its host, and the copies of router1 elsewhere.
     let a = live.apply(&Change::AddInstance { name: "vm9".into(), host: "compute2".into(), network: "test1".into() }).unwrap();
-    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute1", "compute2", "network"]);
+    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute2"]);
+    assert_eq!(a.routers.iter().collect::<Vec<_>>(), ["router1"]);
 }

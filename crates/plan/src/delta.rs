@@ -4,12 +4,14 @@
 //! instead of a whole new [`HostPlan`] to compare against the host.
 //!
 //! A plan is seen as a multiset of typed [`Item`]s ([`items`]); the delta
-//! is the multiset difference. Applying it to the old plan's items gives the
-//! new plan's items exactly (the property test in crates/plan/tests/incremental.rs
-//! checks this for every change kind). Order within a list is not part of a
-//! delta: flows are matched by table and priority, addresses, routes, rules
-//! and neighbours are sets; the one ordered thing, the rules of an iptables
-//! chain, is carried as a whole chain.
+//! is the multiset difference, list by list (each bridge's ports and flows,
+//! each namespace's devices, routes, rules, neighbours, chains, sysctls).
+//! Applying it to the old plan's items gives the new plan's items (the
+//! property tests in crates/plan/tests/incremental.rs check this for every
+//! change kind). Items compare as the plan model compares them: provenance
+//! ([`Origin`]) is metadata and ignored. Order within a list is not part of
+//! a delta; the one ordered thing, the rules of an iptables chain, is carried
+//! as a whole chain.
 
 use crate::model::*;
 use crate::tables::BridgeKind;
@@ -132,24 +134,38 @@ pub fn items(p: &HostPlan) -> Vec<Item> {
     let mut out = vec![Item::Host { role: p.role, agent_mode: p.agent_mode, dvr_mac: p.dvr_mac }];
     out.extend(p.sysctls.iter().cloned().map(Item::Sysctl));
     for b in &p.bridges {
-        out.push(Item::Bridge { name: b.name.clone(), kind: b.kind, physnet: b.physnet.clone() });
-        out.extend(b.ports.iter().map(|port| Item::BridgePort { bridge: b.name.clone(), port: port.clone() }));
-        out.extend(b.flows.iter().map(|f| Item::Flow { bridge: b.name.clone(), flow: f.clone() }));
+        out.extend(bridge_items(b));
     }
     for n in &p.namespaces {
-        let ns = || n.name.clone();
-        out.push(Item::Namespace { name: ns(), kind: n.kind, serves: n.serves.clone() });
-        out.extend(n.devices.iter().map(|d| Item::Device { ns: ns(), device: d.clone() }));
-        out.extend(n.routes.iter().map(|r| Item::Route { ns: ns(), route: r.clone() }));
-        out.extend(n.rules.iter().map(|r| Item::Rule { ns: ns(), rule: r.clone() }));
-        out.extend(n.neighbours.iter().map(|x| Item::Neighbour { ns: ns(), neighbour: x.clone() }));
-        for t in &n.iptables {
-            out.extend(t.chains.iter().map(|c| Item::Chain { ns: ns(), table: t.name.clone(), chain: c.clone() }));
-        }
-        out.extend(n.sysctls.iter().map(|s| Item::NsSysctl { ns: ns(), sysctl: s.clone() }));
-        out.extend(n.dhcp.iter().map(|d| Item::Dhcp { ns: ns(), dhcp: d.clone() }));
+        out.extend(namespace_items(n));
     }
     out
+}
+
+/// A bridge, its ports and its flows.
+fn bridge_items(b: &Bridge) -> Vec<Item> {
+    let mut out = vec![Item::Bridge { name: b.name.clone(), kind: b.kind, physnet: b.physnet.clone() }];
+    out.extend(b.ports.iter().map(|port| Item::BridgePort { bridge: b.name.clone(), port: port.clone() }));
+    out.extend(b.flows.iter().map(|f| Item::Flow { bridge: b.name.clone(), flow: f.clone() }));
+    out
+}
+
+/// A namespace and everything in it.
+pub fn namespace_items(n: &Namespace) -> Vec<Item> {
+    let ns = || n.name.clone();
+    let mut out = vec![Item::Namespace { name: ns(), kind: n.kind, serves: n.serves.clone() }];
+    out.extend(n.devices.iter().map(|d| Item::Device { ns: ns(), device: d.clone() }));
+    out.extend(n.routes.iter().map(|r| Item::Route { ns: ns(), route: r.clone() }));
+    out.extend(n.rules.iter().map(|r| Item::Rule { ns: ns(), rule: r.clone() }));
+    out.extend(n.neighbours.iter().map(|x| Item::Neighbour { ns: ns(), neighbour: x.clone() }));
+    out.extend(chains(n).map(|(table, c)| Item::Chain { ns: ns(), table: table.to_string(), chain: c.clone() }));
+    out.extend(n.sysctls.iter().map(|s| Item::NsSysctl { ns: ns(), sysctl: s.clone() }));
+    out.extend(n.dhcp.iter().map(|d| Item::Dhcp { ns: ns(), dhcp: d.clone() }));
+    out
+}
+
+fn chains(n: &Namespace) -> impl Iterator<Item = (&str, &Chain)> {
+    n.iptables.iter().flat_map(|t| t.chains.iter().map(move |c| (t.name.as_str(), c)))
 }
 
 /// What changes on one host.
@@ -175,69 +191,119 @@ impl HostDelta {
     }
 }
 
-/// The identity of an item for comparison: flows by their content (shared
-/// flows by pointer first, which is what makes the DVR-MAC flows cheap), the
-/// rest by their JSON.
-#[derive(PartialEq, Eq, Hash)]
-enum Key<'a> {
-    Flow(&'a str, FlowRef<'a>),
-    Other(String),
+/// A multiset difference of two lists in the planner's deterministic order:
+/// the common prefix and suffix are skipped (a change adds or removes a few
+/// items in the middle), the rest matched by equality. Returns (added, deleted).
+/// `eq` is the items' equality (provenance is ignored, as in the plan model).
+fn diff_list<'a, T>(before: &'a [T], after: &'a [T], eq: impl Fn(&T, &T) -> bool) -> (Vec<&'a T>, Vec<&'a T>) {
+    let pre = before.iter().zip(after).take_while(|(a, b)| eq(a, b)).count();
+    let (b, a) = (&before[pre..], &after[pre..]);
+    let suf = b.iter().rev().zip(a.iter().rev()).take_while(|(x, y)| eq(x, y)).count();
+    let (b, a) = (&b[..b.len() - suf], &a[..a.len() - suf]);
+    let mut used = vec![false; b.len()];
+    let mut added = Vec::new();
+    for x in a {
+        match (0..b.len()).find(|&i| !used[i] && eq(&b[i], x)) {
+            Some(i) => used[i] = true,
+            None => added.push(x),
+        }
+    }
+    let deleted = b.iter().zip(used).filter(|(_, u)| !u).map(|(x, _)| x).collect();
+    (added, deleted)
 }
 
-/// A flow compared by pointer, then by value.
-struct FlowRef<'a>(&'a Arc<Flow>);
-
-impl PartialEq for FlowRef<'_> {
-    fn eq(&self, o: &Self) -> bool {
-        Arc::ptr_eq(self.0, o.0) || self.0 == o.0
-    }
-}
-impl Eq for FlowRef<'_> {}
-impl std::hash::Hash for FlowRef<'_> {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        // Table and priority only: cheap, and equal flows agree on them.
-        (self.0.table, self.0.priority).hash(h);
-    }
+/// Flows are shared (`Arc`): the same pointer is the same flow.
+fn same_flow(a: &Arc<Flow>, b: &Arc<Flow>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
-fn key(i: &Item) -> Key<'_> {
-    match i {
-        Item::Flow { bridge, flow } => Key::Flow(bridge, FlowRef(flow)),
-        other => Key::Other(serde_json::to_string(other).expect("plan items serialize")),
+/// Items to add and delete to turn namespace `old` into `new` (either may be
+/// absent: a namespace created or removed).
+pub fn diff_namespace(old: Option<&Namespace>, new: Option<&Namespace>, add: &mut Vec<Item>, delete: &mut Vec<Item>) {
+    let (o, n) = match (old, new) {
+        (None, None) => return,
+        (None, Some(n)) => return add.extend(namespace_items(n)),
+        (Some(o), None) => return delete.extend(namespace_items(o)),
+        (Some(o), Some(n)) => (o, n),
+    };
+    let ns = || n.name.clone();
+    if (o.kind, &o.serves) != (n.kind, &n.serves) {
+        delete.push(Item::Namespace { name: ns(), kind: o.kind, serves: o.serves.clone() });
+        add.push(Item::Namespace { name: ns(), kind: n.kind, serves: n.serves.clone() });
     }
+    macro_rules! list {
+        ($field:ident, $variant:ident, $name:ident) => {{
+            let (a, d) = diff_list(&o.$field, &n.$field, |x, y| x == y);
+            add.extend(a.into_iter().map(|x| Item::$variant { ns: ns(), $name: x.clone() }));
+            delete.extend(d.into_iter().map(|x| Item::$variant { ns: ns(), $name: x.clone() }));
+        }};
+    }
+    list!(devices, Device, device);
+    list!(routes, Route, route);
+    list!(rules, Rule, rule);
+    list!(neighbours, Neighbour, neighbour);
+    list!(sysctls, NsSysctl, sysctl);
+    let (oc, nc): (Vec<_>, Vec<_>) = (chains(o).collect(), chains(n).collect());
+    let (a, d) = diff_list(&oc, &nc, |x, y| x == y);
+    add.extend(a.into_iter().map(|(t, c)| Item::Chain { ns: ns(), table: t.to_string(), chain: (*c).clone() }));
+    delete.extend(d.into_iter().map(|(t, c)| Item::Chain { ns: ns(), table: t.to_string(), chain: (*c).clone() }));
+    if o.dhcp != n.dhcp {
+        delete.extend(o.dhcp.iter().map(|d| Item::Dhcp { ns: ns(), dhcp: d.clone() }));
+        add.extend(n.dhcp.iter().map(|d| Item::Dhcp { ns: ns(), dhcp: d.clone() }));
+    }
+}
+
+/// Items to add and delete to turn bridge `old` into `new`.
+fn diff_bridge(old: Option<&Bridge>, new: Option<&Bridge>, add: &mut Vec<Item>, delete: &mut Vec<Item>) {
+    let (o, n) = match (old, new) {
+        (None, None) => return,
+        (None, Some(n)) => return add.extend(bridge_items(n)),
+        (Some(o), None) => return delete.extend(bridge_items(o)),
+        (Some(o), Some(n)) => (o, n),
+    };
+    let br = || n.name.clone();
+    if (o.kind, &o.physnet) != (n.kind, &n.physnet) {
+        delete.push(Item::Bridge { name: br(), kind: o.kind, physnet: o.physnet.clone() });
+        add.push(Item::Bridge { name: br(), kind: n.kind, physnet: n.physnet.clone() });
+    }
+    let (a, d) = diff_list(&o.ports, &n.ports, |x, y| x == y);
+    add.extend(a.into_iter().map(|p| Item::BridgePort { bridge: br(), port: p.clone() }));
+    delete.extend(d.into_iter().map(|p| Item::BridgePort { bridge: br(), port: p.clone() }));
+    let (a, d) = diff_list(&o.flows, &n.flows, same_flow);
+    add.extend(a.into_iter().map(|f| Item::Flow { bridge: br(), flow: f.clone() }));
+    delete.extend(d.into_iter().map(|f| Item::Flow { bridge: br(), flow: f.clone() }));
+}
+
+/// Pair up named things of two lists: (old, new) per name, in `new`'s order
+/// then the old-only ones.
+fn pairs<'a, T>(old: &'a [T], new: &'a [T], name: impl Fn(&T) -> &str) -> Vec<(Option<&'a T>, Option<&'a T>)> {
+    let by_name: HashMap<&str, &T> = old.iter().map(|x| (name(x), x)).collect();
+    let mut out: Vec<(Option<&T>, Option<&T>)> = new.iter().map(|x| (by_name.get(name(x)).copied(), Some(x))).collect();
+    let kept: std::collections::HashSet<&str> = new.iter().map(&name).collect();
+    out.extend(old.iter().filter(|x| !kept.contains(name(x))).map(|x| (Some(x), None)));
+    out
 }
 
 /// The delta from `old` to `new` (the plans of one host; `old` is `None` for
 /// a new host).
 pub fn diff(old: Option<&HostPlan>, new: &HostPlan) -> HostDelta {
-    let before = old.map(items).unwrap_or_default();
-    let after = items(new);
-    let (add, delete) = diff_items(&before, &after);
-    HostDelta { host: new.host.clone(), add, delete }
-}
-
-/// Multiset difference: (in `after` but not `before`, in `before` but not `after`).
-pub fn diff_items(before: &[Item], after: &[Item]) -> (Vec<Item>, Vec<Item>) {
-    let mut count: HashMap<Key, isize> = HashMap::with_capacity(before.len());
-    for i in before {
-        *count.entry(key(i)).or_default() += 1;
+    let mut d = HostDelta { host: new.host.clone(), ..HostDelta::default() };
+    let Some(old) = old else {
+        d.add = items(new);
+        return d;
+    };
+    if (old.role, old.agent_mode, old.dvr_mac) != (new.role, new.agent_mode, new.dvr_mac) {
+        d.delete.push(Item::Host { role: old.role, agent_mode: old.agent_mode, dvr_mac: old.dvr_mac });
+        d.add.push(Item::Host { role: new.role, agent_mode: new.agent_mode, dvr_mac: new.dvr_mac });
     }
-    let mut add = Vec::new();
-    for i in after {
-        match count.get_mut(&key(i)) {
-            Some(n) if *n > 0 => *n -= 1,
-            _ => add.push(i.clone()),
-        }
+    let (a, del) = diff_list(&old.sysctls, &new.sysctls, |x, y| x == y);
+    d.add.extend(a.into_iter().cloned().map(Item::Sysctl));
+    d.delete.extend(del.into_iter().cloned().map(Item::Sysctl));
+    for (o, n) in pairs(&old.bridges, &new.bridges, |b| &b.name) {
+        diff_bridge(o, n, &mut d.add, &mut d.delete);
     }
-    // What is left counted in `before` is gone.
-    let mut delete = Vec::new();
-    for i in before {
-        if let Some(n) = count.get_mut(&key(i))
-            && *n > 0
-        {
-            *n -= 1;
-            delete.push(i.clone());
-        }
+    for (o, n) in pairs(&old.namespaces, &new.namespaces, |n| &n.name) {
+        diff_namespace(o, n, &mut d.add, &mut d.delete);
     }
-    (add, delete)
+    d
 }

@@ -14,8 +14,8 @@
 //! applies directly.
 
 use crate::ctx::FlowCache;
-use crate::delta::{HostDelta, diff};
-use crate::{HostPlan, Plan, Profile, plan_host_shared};
+use crate::delta::{HostDelta, diff, diff_namespace};
+use crate::{HostPlan, Namespace, Plan, Profile, plan_host_shared};
 use dvr_model::live::Applied;
 use dvr_model::*;
 use std::collections::HashMap;
@@ -144,6 +144,9 @@ pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, shared: &Shared) 
 pub struct Update {
     /// Hosts whose plan was recomputed (changed inputs or new).
     pub replanned: Vec<String>,
+    /// Hosts where only some namespaces were recomputed (the copies of a
+    /// router behind a booted or deleted port).
+    pub patched: Vec<String>,
     /// Hosts whose plan actually differs from before.
     pub changed: Vec<String>,
     /// Hosts removed from the deployment.
@@ -258,6 +261,33 @@ impl Replanner {
             self.prints.remove(name);
             u.replanned.push(name.clone());
         }
+        // Copies of the routers named on the other hosts: only their qrouter- namespace.
+        let whole: std::collections::HashSet<&str> = applied.hosts.iter().map(String::as_str).collect();
+        // Per patched host: its old namespace, or its old plan when replanned whole.
+        let mut namespaces: Vec<(usize, Result<Namespace, HostPlan>)> = Vec::new();
+        for name in &applied.routers {
+            let Some(r) = t.routers.iter().position(|x| &x.name == name).map(RouterIx) else { continue };
+            let router = t.router(r);
+            for &h in &router.hosts {
+                let host = &t.host(h).name;
+                if whole.contains(host.as_str()) {
+                    continue;
+                }
+                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+                let ns = if router.distributed { crate::netns::qrouter_dvr(&cx, r) } else { crate::netns::qrouter_legacy(&cx, r) };
+                let plan = &mut self.plan.hosts[h.0];
+                let old = match plan.namespaces.iter_mut().find(|n| n.name == ns.name) {
+                    Some(slot) => Ok(std::mem::replace(slot, ns)),
+                    // Not there before: replan the host whole.
+                    None => Err(std::mem::replace(plan, plan_host_shared(t, h, self.profile, &self.cache))),
+                };
+                self.prints.remove(host);
+                if !u.patched.contains(host) {
+                    u.patched.push(host.clone());
+                }
+                namespaces.push((h.0, old));
+            }
+        }
         u.plan_time = t1.elapsed();
         let t2 = Instant::now();
         for (at, before) in &befores {
@@ -265,6 +295,30 @@ impl Replanner {
             if !d.is_empty() {
                 u.changed.push(d.host.clone());
                 u.deltas.push(d);
+            }
+        }
+        for (at, old) in namespaces {
+            let plan = &self.plan.hosts[at];
+            let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
+            match old {
+                Ok(old) => {
+                    let new = plan.namespaces.iter().find(|n| n.name == old.name);
+                    diff_namespace(Some(&old), new, &mut d.add, &mut d.delete);
+                }
+                Err(old) => d = diff(Some(&old), plan),
+            }
+            if d.is_empty() {
+                continue;
+            }
+            match u.deltas.iter_mut().find(|x| x.host == d.host) {
+                Some(x) => {
+                    x.add.append(&mut d.add);
+                    x.delete.append(&mut d.delete);
+                }
+                None => {
+                    u.changed.push(d.host.clone());
+                    u.deltas.push(d);
+                }
             }
         }
         u.delta_time = t2.elapsed();
