@@ -52,12 +52,31 @@ pub struct Applied {
     pub hosts: BTreeSet<String>,
     /// Routers (by name) whose copies on their other hosts see the change
     /// only in their `qrouter-` namespace (the permanent ARP entry of a port
-    /// booted or deleted behind them): on those hosts only that namespace
-    /// needs replanning. Every host not named here or in `hosts` is unchanged.
+    /// booted or deleted behind them, [`Applied::port`]): on those hosts only
+    /// that entry changes.
     pub routers: BTreeSet<String>,
+    /// (host, router) pairs where only the router's copy changes: its
+    /// `qrouter-` namespace and the host's `fip-` namespace of the router's
+    /// external network (a floating IP associated or disassociated).
+    /// Every host not named in `hosts`, `routers` or `copies` is unchanged.
+    pub copies: BTreeSet<(String, String)>,
+    /// The port booted or deleted, if any.
+    pub port: Option<PortEvent>,
     /// The change was applied by rebuilding from the pinned file (router
     /// interfaces, hosts), not in place.
     pub rebuilt: bool,
+}
+
+/// A port booted (`added`) or deleted on a subnet: what the permanent ARP of
+/// the router copies behind it gains or loses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortEvent {
+    /// Its subnet.
+    pub subnet: SubnetIx,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Booted (`true`) or deleted.
+    pub added: bool,
 }
 
 /// The error of a change, with the fix (`kind` is the change's kind).
@@ -131,7 +150,7 @@ impl Live {
         change.apply(&mut spec).map_err(|what| err(change, what))?;
         let topo = build(&self.topo.name, &spec).map_err(|e| err(change, e.to_string()))?;
         *self = Live::new(topo);
-        Ok(Applied { hosts: BTreeSet::new(), routers: BTreeSet::new(), rebuilt: true })
+        Ok(Applied { rebuilt: true, ..Applied::default() })
     }
 
     // ------------------------------------------------------------ instances
@@ -215,7 +234,7 @@ impl Live {
         self.topo.instances.push(Instance { name: name.to_string(), host: h, network: n, port: PortIx(at) });
         let touched = BTreeSet::from([h]);
         self.refresh_host(h);
-        Ok(self.applied(touched, s))
+        Ok(self.applied(touched, PortEvent { subnet: s, ip, added: true }))
     }
 
     fn remove_instance(&mut self, change: &Change, name: &str) -> Result<Applied, ChangeError> {
@@ -263,7 +282,7 @@ impl Live {
         }
         self.renumber_fip_rules(h);
         self.refresh_host(h);
-        Ok(self.applied(touched, port.subnet))
+        Ok(self.applied(touched, PortEvent { subnet: port.subnet, ip: port.ip, added: false }))
     }
 
     // -------------------------------------------------------- floating IPs
@@ -346,10 +365,8 @@ impl Live {
             association: Some((x, r)),
             rule_priority: None,
         });
-        let mut touched = BTreeSet::new();
-        self.touch_fip_hosts(Some((x, r)), &mut touched);
         self.renumber_fip_rules(self.topo.instance(x).host);
-        Ok(self.applied_hosts(touched))
+        Ok(self.applied_fip((x, r)))
     }
 
     fn disassociate(&mut self, change: &Change, ip: Ipv4Addr) -> Result<Applied, ChangeError> {
@@ -358,12 +375,9 @@ impl Live {
         };
         let assoc = self.topo.floating_ips[f].association.take();
         self.topo.floating_ips[f].rule_priority = None;
-        let mut touched = BTreeSet::new();
-        self.touch_fip_hosts(assoc, &mut touched);
-        if let Some((x, _)) = assoc {
-            self.renumber_fip_rules(self.topo.instance(x).host);
-        }
-        Ok(self.applied_hosts(touched))
+        let assoc = assoc.expect("found associated");
+        self.renumber_fip_rules(self.topo.instance(assoc.0).host);
+        Ok(self.applied_fip(assoc))
     }
 
     // -------------------------------------------------------------- helpers
@@ -410,14 +424,29 @@ impl Live {
     /// What a port change on subnet `s` touched: `hosts` whole, and the
     /// copies of the routers attached to `s` (their permanent ARP for the
     /// subnet's ports). The DHCP namespace lists no instance.
-    fn applied(&self, hosts: BTreeSet<HostIx>, s: SubnetIx) -> Applied {
+    fn applied(&self, hosts: BTreeSet<HostIx>, port: PortEvent) -> Applied {
         let t = &self.topo;
-        Applied { routers: t.routers_on_subnet(s).map(|r| t.router(r).name.clone()).collect(), ..self.applied_hosts(hosts) }
+        Applied {
+            hosts: hosts.into_iter().map(|h| t.host(h).name.clone()).collect(),
+            routers: t.routers_on_subnet(port.subnet).map(|r| t.router(r).name.clone()).collect(),
+            port: Some(port),
+            ..Applied::default()
+        }
     }
 
-    /// A change that touched only `hosts`.
-    fn applied_hosts(&self, hosts: BTreeSet<HostIx>) -> Applied {
-        Applied { hosts: hosts.into_iter().map(|h| self.topo.host(h).name.clone()).collect(), routers: BTreeSet::new(), rebuilt: false }
+    /// A floating IP of instance `x` behind router `r` changed: the router's
+    /// copy on the instance's host (distributed), or the legacy router's hosts.
+    fn applied_fip(&self, (x, r): (InstanceIx, RouterIx)) -> Applied {
+        let t = &self.topo;
+        let router = t.router(r);
+        let host = t.host(t.instance(x).host).name.clone();
+        if router.distributed {
+            Applied { copies: BTreeSet::from([(host, router.name.clone())]), ..Applied::default() }
+        } else {
+            let mut hosts: BTreeSet<String> = router.hosts.iter().map(|h| t.host(*h).name.clone()).collect();
+            hosts.insert(host);
+            Applied { hosts, ..Applied::default() }
+        }
     }
 
     fn fg_count(&self) -> usize {
