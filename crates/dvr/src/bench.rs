@@ -588,11 +588,33 @@ pub fn live_change_figures(hosts: usize, seed: u64) -> Result<Vec<LiveChangeFigu
         .context("a distributed router with a gateway")?;
     let router = routed.name.clone();
     let routed_net = t.network(t.subnet(routed.interfaces[0]).network).name.clone();
+    // A host that already has a port on that network: the common case, where
+    // booting adds no network (and no local VLAN) to the host.
+    let net_ix = t.subnet(routed.interfaces[0]).network;
+    let busy = t
+        .instances
+        .iter()
+        .filter(|x| x.network == net_ix)
+        .map(|x| t.host(x.host).name.clone())
+        .next_back()
+        .context("an instance on the routed network")?;
+    // And one that has none (booting there adds a network and a router copy).
+    let on_net: std::collections::HashSet<dvr_model::HostIx> = t.instances.iter().filter(|x| x.network == net_ix).map(|x| x.host).collect();
+    let host = t
+        .hosts
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(i, h)| h.role == dvr_model::Role::Compute && !on_net.contains(&dvr_model::HostIx(*i)))
+        .map(|(_, h)| h.name.clone())
+        .unwrap_or(host);
     let fip = t.floating_ips.iter().find(|f| f.association.is_some()).context("an associated floating IP")?;
     let (fip_ip, fip_owner) = (fip.ip, t.instance(fip.association.expect("associated").0).name.clone());
     let steps: Vec<(&str, Vec<Change>, Option<f64>)> = vec![
+        ("boot instance", vec![Change::AddInstance { name: "bench-vm".into(), host: busy, network: routed_net.clone() }], Some(1.0)),
+        ("delete instance", vec![Change::RemoveInstance { name: "bench-vm".into() }], Some(1.0)),
         (
-            "boot instance",
+            "boot instance, new net on host",
             vec![Change::AddInstance { name: "bench-new".into(), host: host.clone(), network: routed_net.clone() }],
             Some(1.0),
         ),
@@ -603,7 +625,7 @@ pub fn live_change_figures(hosts: usize, seed: u64) -> Result<Vec<LiveChangeFigu
             vec![Change::DisassociateFloatingIp { ip: "0.0.0.0".parse()? }, Change::AssociateFloatingIp { ip: None, instance: fip_owner }],
             Some(1.0),
         ),
-        ("delete instance", vec![Change::RemoveInstance { name: "bench-new".into() }], Some(1.0)),
+        ("delete it (net leaves host)", vec![Change::RemoveInstance { name: "bench-new".into() }], Some(1.0)),
         ("add router interface", vec![Change::AddRouterInterface { router: router.clone(), subnet: "bench-sub".into() }], Some(5.0)),
         ("remove router interface", vec![Change::RemoveRouterInterface { router, subnet: "bench-sub".into() }], Some(5.0)),
         ("add host", vec![Change::AddHost { name: "bench-host".into(), like: None }], None),
