@@ -57,7 +57,7 @@ pub(crate) struct TopologyArg {
     pub(crate) topology: Option<PathBuf>,
     /// Apply a change to the deployment first, e.g. `remove-instance:vm1`,
     /// `remove-router-interface:router1:test2-v4`, `disassociate-floating-ip:10.100.0.7`,
-    /// `remove-host:compute2`, `add-instance:NAME:HOST:NETWORK` (repeatable, in order).
+    /// `remove-host:compute2`, `add-host:NAME[:LIKE]`, `add-instance:NAME:HOST:NETWORK` (repeatable, in order).
     /// `dvr plan` runs each through the incremental planner.
     #[arg(long = "change", value_name = "KIND:ARGS")]
     changes: Vec<dvr_model::change::Change>,
