@@ -6,11 +6,10 @@
 //! fip-agent ports, then instances and floating IPs), which is what makes the
 //! result deterministic.
 //!
-//! One module per object kind ([`hosts`], [`networks`], [`routers`],
-//! [`instances`], [`ports`], [`floating_ips`], [`external_hosts`]) checks that
-//! kind against a [`Resolve`] context — the objects resolved so far and the
-//! name → index maps of the file — and [`allocation`] hands out what the file
-//! leaves open. Keeping each kind in its own place is what lets a change to
+//! One module per object kind (`hosts`, `networks`, `routers`, `instances`,
+//! `ports`, `floating_ips`, `external_hosts`) checks that kind against a
+//! `Resolve` context — the objects resolved so far and the name → index maps
+//! of the file — and `allocation` hands out what the file leaves open. Keeping each kind in its own place is what lets a change to
 //! one object be checked and allocated without rebuilding the others.
 
 mod allocation;
