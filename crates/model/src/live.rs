@@ -60,6 +60,10 @@ pub struct Applied {
     /// external network (a floating IP associated or disassociated).
     /// Every host not named in `hosts`, `routers` or `copies` is unchanged.
     pub copies: BTreeSet<(String, String)>,
+    /// Hosts where only `br-int` changes (besides the ARP entries of
+    /// `routers`): the host of an instance booted or deleted when its
+    /// networks, router copies, VLANs and floating IPs stay as they were.
+    pub int_bridges: BTreeSet<String>,
     /// The port booted or deleted, if any.
     pub port: Option<PortEvent>,
     /// The change was applied by rebuilding from the pinned file (router
@@ -232,9 +236,8 @@ impl Live {
         let port = Port { id, owner: PortOwner::Compute { instance: x }, network: n, subnet: s, ip, mac, host: Some(h) };
         self.insert_port(at, port);
         self.topo.instances.push(Instance { name: name.to_string(), host: h, network: n, port: PortIx(at) });
-        let touched = BTreeSet::from([h]);
-        self.refresh_host(h);
-        Ok(self.applied(touched, PortEvent { subnet: s, ip, added: true }))
+        let host_changed = self.refresh_host(h);
+        Ok(self.applied(h, host_changed, PortEvent { subnet: s, ip, added: true }))
     }
 
     fn remove_instance(&mut self, change: &Change, name: &str) -> Result<Applied, ChangeError> {
@@ -248,7 +251,7 @@ impl Live {
         let inst = t.instances[x].clone();
         let port = t.port(inst.port).clone();
         let h = inst.host;
-        let mut touched = BTreeSet::from([h]);
+        let mut touched = BTreeSet::new();
         // Its floating IPs go with it (and their addresses back to the pool).
         let mut f = 0;
         while f < self.topo.floating_ips.len() {
@@ -281,8 +284,10 @@ impl Live {
             }
         }
         self.renumber_fip_rules(h);
-        self.refresh_host(h);
-        Ok(self.applied(touched, PortEvent { subnet: port.subnet, ip: port.ip, added: false }))
+        let host_changed = self.refresh_host(h) || !touched.is_empty();
+        let mut a = self.applied(h, host_changed, PortEvent { subnet: port.subnet, ip: port.ip, added: false });
+        a.hosts.extend(touched.into_iter().map(|x| self.topo.host(x).name.clone()));
+        Ok(a)
     }
 
     // -------------------------------------------------------- floating IPs
@@ -421,13 +426,17 @@ impl Live {
         }
     }
 
-    /// What a port change on subnet `s` touched: `hosts` whole, and the
-    /// copies of the routers attached to `s` (their permanent ARP for the
-    /// subnet's ports). The DHCP namespace lists no instance.
-    fn applied(&self, hosts: BTreeSet<HostIx>, port: PortEvent) -> Applied {
+    /// What a port change on host `h` touched: the host whole when its
+    /// networks, router copies or allocations changed (else only its br-int),
+    /// and the copies of the routers attached to the port's subnet (their
+    /// permanent ARP for the subnet's ports). The DHCP namespace lists no instance.
+    fn applied(&self, h: HostIx, host_changed: bool, port: PortEvent) -> Applied {
         let t = &self.topo;
+        let name = BTreeSet::from([t.host(h).name.clone()]);
+        let (hosts, int_bridges) = if host_changed { (name, BTreeSet::new()) } else { (BTreeSet::new(), name) };
         Applied {
-            hosts: hosts.into_iter().map(|h| t.host(h).name.clone()).collect(),
+            hosts,
+            int_bridges,
             routers: t.routers_on_subnet(port.subnet).map(|r| t.router(r).name.clone()).collect(),
             port: Some(port),
             ..Applied::default()
@@ -456,8 +465,14 @@ impl Live {
     /// Bring host `h` in line with its ports: which distributed routers it
     /// carries, its fg- ports, local VLANs and link-local pairs (the build's
     /// steps 6, 7 and 10 for one host). Hosts whose router copies appear or
-    /// disappear are already in `touched` (they carry a router of the port's subnet).
-    fn refresh_host(&mut self, h: HostIx) {
+    /// disappear are already in `touched` (they carry a router of the port's
+    /// subnet). Returns whether any of this changed for the host.
+    fn refresh_host(&mut self, h: HostIx) -> bool {
+        let state = |t: &Topology| {
+            let links: Vec<(RouterIx, ipnet::Ipv4Net)> = t.hosts[h.0].fip_links.iter().map(|l| (l.router, l.pair)).collect();
+            (t.index.host_routers[h.0].clone(), t.hosts[h.0].local_vlans.clone(), links)
+        };
+        let before = state(&self.topo);
         let t = &self.topo;
         // Distributed routers with a DVR-serviced port of this host behind them.
         let mut wanted: BTreeSet<RouterIx> = BTreeSet::new();
@@ -493,6 +508,7 @@ impl Live {
         // the instance's validation above cannot cause alone; the host keeps
         // what fits, as a build that reports the problem would.
         let _ = reallocate_host(&mut self.topo, h);
+        before != state(&self.topo)
     }
 
     /// Add or remove host `h`'s fg- ports so it has one per external network

@@ -167,9 +167,11 @@ fn an_instance_change_touches_only_its_hosts() {
     assert!(a.routers.is_empty(), "no router on test3");
     let a = live.apply(&Change::RemoveInstance { name: "lonely".into() }).unwrap();
     assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3"]);
-    // On a routed network: its host, and the copies of router1 elsewhere.
+    // On a routed network its host already carries: only its host's br-int,
+    // and the copies of router1 (their permanent ARP).
     let a = live.apply(&Change::AddInstance { name: "vm9".into(), host: "compute2".into(), network: "test1".into() }).unwrap();
-    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute2"]);
+    assert!(a.hosts.is_empty());
+    assert_eq!(a.int_bridges.iter().collect::<Vec<_>>(), ["compute2"]);
     assert_eq!(a.routers.iter().collect::<Vec<_>>(), ["router1"]);
 }
 

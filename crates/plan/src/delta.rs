@@ -253,8 +253,9 @@ pub fn diff_namespace(old: Option<&Namespace>, new: Option<&Namespace>, add: &mu
     }
 }
 
-/// Items to add and delete to turn bridge `old` into `new`.
-fn diff_bridge(old: Option<&Bridge>, new: Option<&Bridge>, add: &mut Vec<Item>, delete: &mut Vec<Item>) {
+/// Items to add and delete to turn bridge `old` into `new` (either may be
+/// absent: a bridge created or removed).
+pub fn diff_bridge(old: Option<&Bridge>, new: Option<&Bridge>, add: &mut Vec<Item>, delete: &mut Vec<Item>) {
     let (o, n) = match (old, new) {
         (None, None) => return,
         (None, Some(n)) => return add.extend(bridge_items(n)),

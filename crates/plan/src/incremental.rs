@@ -14,8 +14,8 @@
 //! applies directly.
 
 use crate::ctx::FlowCache;
-use crate::delta::{HostDelta, Item, diff, diff_namespace};
-use crate::{HostPlan, Namespace, Neighbour, Plan, Profile, plan_host_shared};
+use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};
+use crate::{Bridge, HostPlan, Namespace, Neighbour, Plan, Profile, plan_host_shared};
 use dvr_model::live::Applied;
 use dvr_model::*;
 use std::collections::HashMap;
@@ -99,7 +99,7 @@ impl Shared {
     }
 }
 
-/// Hash of everything [`plan_host`] reads for host `ix`.
+/// Hash of everything [`crate::plan_host`] reads for host `ix`.
 pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, shared: &Shared) -> u64 {
     let mut h = DefaultHasher::new();
     let host = t.host(ix);
@@ -268,6 +268,22 @@ impl Replanner {
             u.replanned.push(name.clone());
         }
         let whole: std::collections::HashSet<&str> = applied.hosts.iter().map(String::as_str).collect();
+        // Hosts where only br-int changes (an instance booted or deleted there).
+        let mut bridges: Vec<(usize, Bridge)> = Vec::new();
+        for name in &applied.int_bridges {
+            let Some(h) = t.host_ix(name) else { continue };
+            if whole.contains(name.as_str()) {
+                continue;
+            }
+            let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+            let fresh = crate::ovs::int_bridge(&cx);
+            let plan = &mut self.plan.hosts[h.0];
+            match plan.bridges.iter_mut().find(|b| b.name == fresh.name) {
+                Some(slot) => bridges.push((h.0, std::mem::replace(slot, fresh))),
+                None => befores.push((h.0, std::mem::replace(plan, plan_host_shared(t, h, self.profile, &self.cache)))),
+            }
+            self.mark_patched(&mut u, name);
+        }
         // Per patched host: the namespaces before, or its whole plan when it
         // had to be replanned whole; or the delta itself (ARP entries).
         let mut patches: Vec<(usize, Replaced)> = Vec::new();
@@ -331,6 +347,12 @@ impl Replanner {
                 }
                 Err(old) => diff(Some(&old), plan),
             };
+            u.deltas.push(d);
+        }
+        for (at, old) in bridges {
+            let plan = &self.plan.hosts[at];
+            let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
+            diff_bridge(Some(&old), plan.bridges.iter().find(|b| b.name == old.name), &mut d.add, &mut d.delete);
             u.deltas.push(d);
         }
         u.deltas.extend(arp);

@@ -295,12 +295,15 @@ fn an_in_place_change_replans_only_the_hosts_it_touches() {
     assert!(u.patched.is_empty());
     assert_eq!(u.changed, ["compute3"]);
     assert_eq!(u.deltas.len(), 1);
-    // A VM on test1 (router1) on compute2: its host whole; on the other
-    // copies of router1 only the qrouter namespace gains its permanent ARP.
+    // A VM on test1 (router1) on compute2, which has test1 already: its
+    // host's br-int; on every copy of router1 the qrouter namespace gains
+    // its permanent ARP entry.
     let a = live.apply(&Change::AddInstance { name: "vm9".into(), host: "compute2".into(), network: "test1".into() }).unwrap();
     let u = r.apply(live.topology(), &a);
-    assert_eq!(u.replanned, ["compute2"]);
-    assert_eq!(u.patched, ["network", "compute1"]);
+    assert!(u.replanned.is_empty());
+    assert_eq!(u.patched, ["compute2", "network", "compute1"]);
+    let d = u.deltas.iter().find(|d| d.host == "compute2").unwrap();
+    assert!(d.flows().0 > 0 && d.add.iter().any(|i| matches!(i, Item::BridgePort { .. })), "{d:?}");
     for h in ["network", "compute1"] {
         let d = u.deltas.iter().find(|d| d.host == h).unwrap();
         assert!(d.delete.is_empty() && d.add.len() == 1, "{h}: {d:?}");
