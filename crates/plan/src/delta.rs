@@ -212,6 +212,40 @@ fn diff_list<'a, T>(before: &'a [T], after: &'a [T], eq: impl Fn(&T, &T) -> bool
     (added, deleted)
 }
 
+/// [`diff_list`] for flows: what is left after the common prefix and suffix
+/// is matched through a hash map when it is large (a host whose local VLANs
+/// shifted changes flows all over its tables), not pair by pair.
+fn diff_flows<'a>(before: &'a [Arc<Flow>], after: &'a [Arc<Flow>]) -> (Vec<&'a Arc<Flow>>, Vec<&'a Arc<Flow>>) {
+    let pre = before.iter().zip(after).take_while(|(a, b)| same_flow(a, b)).count();
+    let (b, a) = (&before[pre..], &after[pre..]);
+    let suf = b.iter().rev().zip(a.iter().rev()).take_while(|(x, y)| same_flow(x, y)).count();
+    let (b, a) = (&b[..b.len() - suf], &a[..a.len() - suf]);
+    if b.len().saturating_mul(a.len()) <= 4096 {
+        return diff_list(b, a, same_flow);
+    }
+    let mut count: HashMap<&Flow, usize> = HashMap::with_capacity(b.len());
+    for f in b {
+        *count.entry(f.as_ref()).or_default() += 1;
+    }
+    let mut added = Vec::new();
+    for f in a {
+        match count.get_mut(f.as_ref()) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => added.push(f),
+        }
+    }
+    let mut deleted = Vec::new();
+    for f in b {
+        if let Some(n) = count.get_mut(f.as_ref())
+            && *n > 0
+        {
+            *n -= 1;
+            deleted.push(f);
+        }
+    }
+    (added, deleted)
+}
+
 /// Flows are shared (`Arc`): the same pointer is the same flow.
 fn same_flow(a: &Arc<Flow>, b: &Arc<Flow>) -> bool {
     Arc::ptr_eq(a, b) || a == b
@@ -270,7 +304,7 @@ pub fn diff_bridge(old: Option<&Bridge>, new: Option<&Bridge>, add: &mut Vec<Ite
     let (a, d) = diff_list(&o.ports, &n.ports, |x, y| x == y);
     add.extend(a.into_iter().map(|p| Item::BridgePort { bridge: br(), port: p.clone() }));
     delete.extend(d.into_iter().map(|p| Item::BridgePort { bridge: br(), port: p.clone() }));
-    let (a, d) = diff_list(&o.flows, &n.flows, same_flow);
+    let (a, d) = diff_flows(&o.flows, &n.flows);
     add.extend(a.into_iter().map(|f| Item::Flow { bridge: br(), flow: f.clone() }));
     delete.extend(d.into_iter().map(|f| Item::Flow { bridge: br(), flow: f.clone() }));
 }

@@ -307,6 +307,11 @@ impl Replanner {
             let Some(r) = router_ix(name) else { continue };
             let router = t.router(r);
             let mut entry: Option<(String, Neighbour, usize)> = None;
+            // The qr- device of the port's subnet and the namespace, the same on every copy.
+            let site = applied
+                .port
+                .and_then(|ev| t.router_interface(r, ev.subnet))
+                .map(|p| (t.port(p).device_name(), dvr_model::names::qrouter_ns(&router.id)));
             for &h in &router.hosts {
                 let host = &t.host(h).name;
                 if whole.contains(host.as_str()) || copies.contains(&(host.as_str(), name.as_str())) {
@@ -314,8 +319,8 @@ impl Replanner {
                 }
                 self.mark_patched(&mut u, host);
                 if router.distributed
-                    && let Some(ev) = applied.port
-                    && let Some(d) = self.patch_arp(t, h, r, ev, &mut entry)
+                    && let (Some(ev), Some(site)) = (applied.port, &site)
+                    && let Some(d) = self.patch_arp(t, h, site, ev, &mut entry)
                 {
                     arp.push(d);
                     continue;
@@ -411,20 +416,19 @@ impl Replanner {
         &mut self,
         t: &Topology,
         h: HostIx,
-        r: RouterIx,
+        (dev, ns_name): &(String, String),
         ev: dvr_model::live::PortEvent,
         entry: &mut Option<(String, Neighbour, usize)>,
     ) -> Option<HostDelta> {
-        let dev = t.port(t.router_interface(r, ev.subnet)?).device_name();
-        let ns_name = dvr_model::names::qrouter_ns(&t.router(r).id);
         let plan = &mut self.plan.hosts[h.0];
-        let ns = plan.namespaces.iter_mut().find(|n| n.name == ns_name)?;
-        let block = ns.neighbours.iter().position(|n| n.dev == dev)?;
-        let len = ns.neighbours[block..].iter().take_while(|n| n.dev == dev).count();
+        let ns = plan.namespaces.iter_mut().find(|n| &n.name == ns_name)?;
+        let block = ns.neighbours.iter().position(|n| &n.dev == dev)?;
+        let len = ns.neighbours[block..].iter().take_while(|n| &n.dev == dev).count();
+        let ns_name = ns_name.clone();
         let d = if ev.added {
             if entry.is_none() {
                 let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
-                let all = crate::netns::subnet_arp(&cx, ev.subnet, &dev);
+                let all = crate::netns::subnet_arp(&cx, ev.subnet, dev);
                 let rank = all.iter().position(|n| n.ip == ev.ip)?;
                 *entry = Some((dev.clone(), all[rank].clone(), rank));
             }
