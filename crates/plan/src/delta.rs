@@ -223,8 +223,32 @@ fn diff_flows<'a>(before: &'a [Arc<Flow>], after: &'a [Arc<Flow>]) -> (Vec<&'a A
     if b.len().saturating_mul(a.len()) <= 4096 {
         return diff_list(b, a, same_flow);
     }
-    let mut count: HashMap<&Flow, usize> = HashMap::with_capacity(b.len());
+    // Most flows are shared (the DVR-MAC ones): match those by pointer first,
+    // then hash the contents of the few left.
+    let mut shared: rustc_hash::FxHashMap<*const Flow, usize> = rustc_hash::FxHashMap::default();
+    shared.reserve(b.len());
     for f in b {
+        *shared.entry(Arc::as_ptr(f)).or_default() += 1;
+    }
+    let mut a_left = Vec::new();
+    for f in a {
+        match shared.get_mut(&Arc::as_ptr(f)) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => a_left.push(f),
+        }
+    }
+    let mut b_left = Vec::new();
+    for f in b {
+        if let Some(n) = shared.get_mut(&Arc::as_ptr(f))
+            && *n > 0
+        {
+            *n -= 1;
+            b_left.push(f);
+        }
+    }
+    let (b, a) = (b_left, a_left);
+    let mut count: HashMap<&Flow, usize> = HashMap::with_capacity(b.len());
+    for &f in &b {
         *count.entry(f.as_ref()).or_default() += 1;
     }
     let mut added = Vec::new();
@@ -341,4 +365,59 @@ pub fn diff(old: Option<&HostPlan>, new: &HostPlan) -> HostDelta {
         diff_namespace(o, n, &mut d.add, &mut d.delete);
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dvr_openflow::{Match, TableId};
+
+    fn flow(i: u16) -> Arc<Flow> {
+        Arc::new(Flow {
+            table: TableId((i % 5) as u8),
+            priority: i,
+            matches: Match::default(),
+            actions: vec![],
+            builder: String::new(),
+            reason: format!("flow {i}"),
+        })
+    }
+
+    /// `before - deleted + added == after`, as multisets of flow contents.
+    fn check(before: &[Arc<Flow>], after: &[Arc<Flow>]) -> (usize, usize) {
+        let (added, deleted) = diff_flows(before, after);
+        let mut got: Vec<&Flow> = before.iter().map(|f| f.as_ref()).collect();
+        for d in &deleted {
+            let at = got.iter().position(|f| *f == d.as_ref()).expect("deletes a flow it has");
+            got.remove(at);
+        }
+        got.extend(added.iter().map(|f| f.as_ref()));
+        let key = |v: &mut Vec<&Flow>| v.sort_by_key(|f| (f.table, f.priority, f.reason.clone()));
+        let mut want: Vec<&Flow> = after.iter().map(|f| f.as_ref()).collect();
+        key(&mut got);
+        key(&mut want);
+        assert!(got == want, "before - deleted + added != after");
+        (added.len(), deleted.len())
+    }
+
+    #[test]
+    fn flow_diffs_small_and_large_shared_and_fresh() {
+        let before: Vec<Arc<Flow>> = (0..300).map(flow).collect();
+        // Large middle: both ends change, the rest is the same flows reordered,
+        // some shared (same Arc), some fresh copies of equal flows.
+        let mut after: Vec<Arc<Flow>> = before[1..299].iter().rev().cloned().collect();
+        for f in after.iter_mut().step_by(3) {
+            *f = Arc::new(Flow::clone(f));
+        }
+        after.insert(0, flow(1000));
+        after.push(flow(1001));
+        after.push(flow(5)); // a duplicate of a kept flow
+        assert_eq!(check(&before, &after), (3, 2));
+        // Small: one flow inserted in the middle.
+        let mut small = before.clone();
+        small.insert(150, flow(2000));
+        assert_eq!(check(&before, &small), (1, 0));
+        assert_eq!(check(&small, &before), (0, 1));
+        assert_eq!(check(&before, &before), (0, 0));
+    }
 }
