@@ -41,6 +41,11 @@ pub struct Live {
     pools: Vec<IpPool>,
     /// Every MAC in use (ports, DVR MACs, external hosts and gateways).
     macs: MacAllocator,
+    /// The file the topology was built from, with every change since
+    /// applied to it ([`Change::apply`]): what a rebuild starts from, so it
+    /// keeps whatever the file says (demo paths, keys this module does not
+    /// edit) and only gains the allocations ([`Live::pinned_spec`]).
+    spec: TopologySpec,
 }
 
 /// What one change did, for the planner: which hosts' plans may differ.
@@ -89,9 +94,25 @@ fn err(change: &Change, what: impl Into<String>) -> ChangeError {
 }
 
 impl Live {
-    /// Take a validated topology and set up its allocators (one pass over
-    /// every port and address).
+    /// Build the topology of a file and keep both.
+    pub fn build(file: &str, spec: &TopologySpec) -> Result<Live, crate::error::TopologyError> {
+        let topo = build(file, spec)?;
+        Ok(Live::with_spec(topo, spec.clone()))
+    }
+
+    /// Take a validated topology (its file is taken to be [`pinned_spec`]).
     pub fn new(topo: Topology) -> Live {
+        let spec = pinned_spec(&topo);
+        Live::with_spec(topo, spec)
+    }
+
+    /// Take a validated topology and the file it was built from, and set up
+    /// the allocators (one pass over every port and address).
+    fn with_spec(topo: Topology, mut spec: TopologySpec) -> Live {
+        // Floating IPs by address from here on (a change names them so).
+        for (f, t) in spec.floating_ips.iter_mut().zip(&topo.floating_ips) {
+            f.ip = Some(t.ip);
+        }
         let mut pools: Vec<IpPool> = topo.subnets.iter().map(|s| IpPool::with_pools(s.cidr, &s.allocation_pools)).collect();
         let mut macs = MacAllocator::default();
         for (i, s) in topo.subnets.iter().enumerate() {
@@ -120,7 +141,7 @@ impl Live {
                 macs.reserve(m);
             }
         }
-        Live { topo, pools, macs }
+        Live { topo, pools, macs, spec }
     }
 
     /// The topology as it is now.
@@ -136,7 +157,7 @@ impl Live {
     /// Apply one change. On error nothing is changed and the message names
     /// what is wrong and the fix.
     pub fn apply(&mut self, change: &Change) -> Result<Applied, ChangeError> {
-        match change {
+        let applied = match change {
             Change::AddInstance { name, host, network } => self.add_instance(change, name, host, network),
             Change::RemoveInstance { name } => self.remove_instance(change, name),
             Change::AssociateFloatingIp { ip, instance } => self.associate(change, *ip, instance),
@@ -144,16 +165,44 @@ impl Live {
             Change::AddRouterInterface { .. }
             | Change::RemoveRouterInterface { .. }
             | Change::AddHost { .. }
-            | Change::RemoveHost { .. } => self.rebuild(change),
+            | Change::RemoveHost { .. } => return self.rebuild(change),
+        }?;
+        // The file follows. A new floating IP is written with its address, so
+        // a later change can name it.
+        match change {
+            Change::AssociateFloatingIp { instance, .. } => {
+                let f = self.topo.floating_ips.last().expect("just added");
+                self.spec.floating_ips.push(FloatingIpSpec {
+                    id: None,
+                    ip: Some(f.ip),
+                    instance: Some(instance.clone()),
+                    network: Some(self.topo.network(f.network).name.clone()),
+                });
+            }
+            _ => {
+                if change.apply(&mut self.spec).is_err() {
+                    // Cannot happen (the change was valid in place); stay correct anyway.
+                    self.spec = pinned_spec(&self.topo);
+                }
+            }
         }
+        Ok(applied)
+    }
+
+    /// The file with the change history applied and every allocation made
+    /// explicit: building it gives this topology.
+    pub fn pinned_spec(&self) -> TopologySpec {
+        let mut spec = self.spec.clone();
+        pin(&mut spec, &self.topo);
+        spec
     }
 
     /// Apply a change to the pinned file and build it.
     fn rebuild(&mut self, change: &Change) -> Result<Applied, ChangeError> {
-        let mut spec = pinned_spec(&self.topo);
+        let mut spec = self.pinned_spec();
         change.apply(&mut spec).map_err(|what| err(change, what))?;
         let topo = build(&self.topo.name, &spec).map_err(|e| err(change, e.to_string()))?;
-        *self = Live::new(topo);
+        *self = Live::with_spec(topo, spec);
         Ok(Applied { rebuilt: true, ..Applied::default() })
     }
 
@@ -605,12 +654,107 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
     it.map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
+/// Device owners of the implicit ports a `ports:` entry can pin.
+const IMPLICIT_OWNERS: [&str; 6] = [
+    "network:dhcp",
+    "network:router_interface_distributed",
+    "network:router_interface",
+    "network:router_centralized_snat",
+    "network:router_gateway",
+    "network:floatingip_agent_gateway",
+];
+
+/// Write every allocation of `t` into `spec`, the file `t` was built from:
+/// ids, segmentation ids, DVR MACs, gateways, instance, floating and external
+/// addresses and MACs, unbound ports, and a pin for every implicit port.
+/// Everything else the file says is kept.
+fn pin(spec: &mut TopologySpec, t: &Topology) {
+    use std::collections::HashMap;
+    let hosts: HashMap<&str, &Host> = t.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+    for h in &mut spec.hosts {
+        if let Some(x) = hosts.get(h.name.as_str()) {
+            h.id = Some(x.id.0);
+            h.dvr_mac = x.dvr_mac.map(|m| m.to_string());
+        }
+    }
+    let networks: HashMap<&str, &Network> = t.networks.iter().map(|n| (n.name.as_str(), n)).collect();
+    let subnets: HashMap<&str, &Subnet> = t.subnets.iter().map(|s| (s.name.as_str(), s)).collect();
+    for n in &mut spec.networks {
+        if let Some(x) = networks.get(n.name.as_str()) {
+            n.id = Some(x.id.0);
+            n.segmentation_id = match &x.segment {
+                Segment::Vlan { vlan, .. } => Some(u64::from(vlan.get())),
+                Segment::Vxlan { vni } => Some(u64::from(vni.get())),
+                Segment::Flat { .. } => None,
+            };
+        }
+        for s in &mut n.subnets {
+            if let Some(x) = subnets.get(s.name.as_str()) {
+                s.id = Some(x.id.0);
+                s.gateway_ip = Some(x.gateway);
+            }
+        }
+    }
+    let routers: HashMap<&str, &Router> = t.routers.iter().map(|r| (r.name.as_str(), r)).collect();
+    for r in &mut spec.routers {
+        if let Some(x) = routers.get(r.name.as_str()) {
+            r.id = Some(x.id.0);
+        }
+    }
+    let instances: HashMap<&str, &Instance> = t.instances.iter().map(|x| (x.name.as_str(), x)).collect();
+    for x in &mut spec.instances {
+        if let Some(i) = instances.get(x.name.as_str()) {
+            let p = t.port(i.port);
+            (x.id, x.ip, x.mac) = (Some(p.id.0), Some(p.ip), Some(p.mac));
+        }
+    }
+    for (f, x) in spec.floating_ips.iter_mut().zip(&t.floating_ips) {
+        (f.id, f.ip, f.network) = (Some(x.id.0), Some(x.ip), Some(t.network(x.network).name.clone()));
+    }
+    for (e, x) in spec.external_hosts.iter_mut().zip(&t.external_hosts) {
+        e.ip = Some(x.ip);
+    }
+    spec.ports.retain(|p| !p.device_owner.as_deref().is_some_and(|o| IMPLICIT_OWNERS.contains(&o)));
+    for (p, x) in spec.ports.iter_mut().zip(&t.unbound_ports) {
+        (p.id, p.ip, p.mac) = (Some(x.id.0), Some(x.ip), Some(x.mac));
+    }
+    spec.ports.extend(implicit_pins(t));
+}
+
+/// A `ports:` pin (id, address, MAC) for every implicit port.
+fn implicit_pins(t: &Topology) -> Vec<PortSpec> {
+    let mut ports = Vec::new();
+    for p in t.ports.iter().filter(|p| !matches!(p.owner, PortOwner::Compute { .. })) {
+        let router = match p.owner {
+            PortOwner::RouterInterfaceDistributed { router }
+            | PortOwner::RouterInterface { router }
+            | PortOwner::CentralizedSnat { router }
+            | PortOwner::RouterGateway { router } => Some(t.router(router).name.clone()),
+            _ => None,
+        };
+        let host = (p.owner == PortOwner::FloatingIpAgentGateway).then(|| p.host.map(|h| t.host(h).name.clone())).flatten();
+        ports.push(PortSpec {
+            id: Some(p.id.0),
+            name: None,
+            network: t.network(p.network).name.clone(),
+            ip: Some(p.ip),
+            mac: Some(p.mac),
+            device_owner: Some(p.owner.device_owner().to_string()),
+            router,
+            host,
+        });
+    }
+    ports
+}
+
 /// The deployment as a topology file with every allocation explicit: ids,
 /// segmentation ids, DVR MACs, instance addresses and MACs, floating and
 /// external addresses, and a `ports:` pin (id, address, MAC) for every
 /// implicit port. Building it gives back the same topology; building it after
 /// a [`Change`] gives what [`Live::apply`] gives, with every untouched object
 /// keeping its allocations.
+// `..Default::default()`: keys the file gains later start empty here.
+#[allow(clippy::needless_update)]
 pub fn pinned_spec(t: &Topology) -> TopologySpec {
     let hosts = t
         .hosts
@@ -684,6 +828,7 @@ pub fn pinned_spec(t: &Topology) -> TopologySpec {
                 network: t.network(x.network).name.clone(),
                 ip: Some(p.ip),
                 mac: Some(p.mac),
+                ..InstanceSpec::default()
             }
         })
         .collect();
@@ -716,26 +861,7 @@ pub fn pinned_spec(t: &Topology) -> TopologySpec {
             host: None,
         })
         .collect();
-    for p in t.ports.iter().filter(|p| !matches!(p.owner, PortOwner::Compute { .. })) {
-        let router = match p.owner {
-            PortOwner::RouterInterfaceDistributed { router }
-            | PortOwner::RouterInterface { router }
-            | PortOwner::CentralizedSnat { router }
-            | PortOwner::RouterGateway { router } => Some(t.router(router).name.clone()),
-            _ => None,
-        };
-        let host = (p.owner == PortOwner::FloatingIpAgentGateway).then(|| p.host.map(|h| t.host(h).name.clone())).flatten();
-        ports.push(PortSpec {
-            id: Some(p.id.0),
-            name: None,
-            network: t.network(p.network).name.clone(),
-            ip: Some(p.ip),
-            mac: Some(p.mac),
-            device_owner: Some(p.owner.device_owner().to_string()),
-            router,
-            host,
-        });
-    }
+    ports.extend(implicit_pins(t));
     TopologySpec {
         version: Some(1),
         name: Some(t.name.clone()),
@@ -747,5 +873,6 @@ pub fn pinned_spec(t: &Topology) -> TopologySpec {
         external_hosts,
         paths: t.paths.clone(),
         ports,
+        ..TopologySpec::default()
     }
 }

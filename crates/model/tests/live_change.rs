@@ -101,12 +101,13 @@ proptest! {
 
     #[test]
     fn in_place_equals_rebuild(steps in proptest::collection::vec(step(), 1..12)) {
-        let topo = build("base.yaml", &base()).unwrap();
-        let mut live = Live::new(topo);
+        let mut live = Live::build("base.yaml", &base()).unwrap();
         let (mut applied, mut in_place) = (0, 0);
         for (serial, s) in steps.iter().enumerate() {
             let Some(change) = to_change(live.topology(), s, serial) else { continue };
-            let mut spec = pinned_spec(live.topology());
+            // The file as Live keeps it (every change so far applied), pinned;
+            // every few steps the one written from the topology alone instead.
+            let mut spec = if serial % 3 == 2 { pinned_spec(live.topology()) } else { live.pinned_spec() };
             let rebuilt = change.apply(&mut spec).map_err(|e| e.to_string()).and_then(|()| build("base.yaml", &spec).map_err(|e| e.to_string()));
             let before = live.clone();
             let got = live.apply(&change);
@@ -131,9 +132,15 @@ proptest! {
     }
 }
 
-/// The pinned file builds back to the same topology (the base of the property above).
+/// The pinned file builds back to the same topology (the base of the
+/// property above), whether written from the topology alone or over the file
+/// it was built from (which keeps the file's own keys, e.g. its paths).
 #[test]
 fn pinned_spec_builds_back_to_the_same_topology() {
+    let live = Live::build("s", &dvr_model::parse_spec("s", dvr_model::SEED_YAML).unwrap()).unwrap();
+    let kept = live.pinned_spec();
+    assert!(!kept.paths.is_empty(), "the seed lab's paths are kept");
+    same(live.topology(), &build("s", &kept).unwrap()).unwrap();
     let g = dvr_model::r#gen::generate(&dvr_model::r#gen::GenParams { hosts: 30, seed: 5, ..Default::default() });
     for (label, spec) in [
         ("seed", dvr_model::parse_spec("s", dvr_model::SEED_YAML).unwrap()),
@@ -181,7 +188,7 @@ fn an_instance_change_touches_only_its_hosts() {
 #[test]
 fn generated_deployment_in_place_equals_rebuild() {
     let spec = dvr_model::r#gen::generate(&dvr_model::r#gen::GenParams::scale(12).with_seed(7));
-    let mut live = Live::new(build("g", &spec).unwrap());
+    let mut live = Live::build("g", &spec).unwrap();
     let mut rng = dvr_model::alloc::SplitMix64::new(7);
     let (mut applied, mut refused) = (0, 0);
     for serial in 0..40 {
@@ -201,7 +208,7 @@ fn generated_deployment_in_place_equals_rebuild() {
                 v => Change::DisassociateFloatingIp { ip: v[rng.below(v.len())] },
             },
         };
-        let mut next = pinned_spec(live.topology());
+        let mut next = live.pinned_spec();
         let rebuilt = change.apply(&mut next).ok().and_then(|()| build("g", &next).ok());
         match (live.apply(&change), rebuilt) {
             (Ok(a), Some(t)) => {

@@ -370,17 +370,12 @@ pub fn diff(old: Option<&HostPlan>, new: &HostPlan) -> HostDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dvr_openflow::{Match, TableId};
+    use dvr_openflow::Match;
 
     fn flow(i: u16) -> Arc<Flow> {
-        Arc::new(Flow {
-            table: TableId((i % 5) as u8),
-            priority: i,
-            matches: Match::default(),
-            actions: vec![],
-            builder: String::new(),
-            reason: format!("flow {i}"),
-        })
+        let mut f = Flow::new((i % 5) as u8, i, Match::default(), vec![]);
+        f.reason = format!("flow {i}");
+        Arc::new(f)
     }
 
     /// `before - deleted + added == after`, as multisets of flow contents.
