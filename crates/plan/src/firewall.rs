@@ -48,6 +48,18 @@ pub fn enabled(topo: &Topology) -> bool {
     topo.security.driver == FirewallDriver::Openvswitch
 }
 
+/// What follows br-int's VLAN translation of frames from a physical bridge.
+/// The profile decides ([`crate::Profile::after_vlan_translation`]), except
+/// that with the firewall the walkthrough's `NORMAL` would deliver frames
+/// from other hosts straight to their port, past the ingress hooks of table
+/// 60: Neutron's firewall needs them to reach table 60, so they do.
+pub fn after_vlan_translation(cx: &HostCtx) -> Action {
+    match (enabled(cx.topo), cx.profile) {
+        (true, crate::Profile::Walkthrough) => cx.next(INT_TRANSIENT),
+        (_, p) => p.after_vlan_translation(),
+    }
+}
+
 /// Give br-int's ports their OpenFlow numbers (1, 2, … in list order) when the
 /// firewall is on, and return name → number. With the `noop` driver nothing
 /// is numbered (the flows use names only), so older plans stay identical.

@@ -222,9 +222,8 @@ fn remote_group_rule_through_a_conjunction() {
 /// different hosts; the frame arrives on br-int from int-br-vlan, and table
 /// 0 hands it to NORMAL, which delivers it to vm5's port without passing
 /// table 60's firewall hooks (81/82). Neutron resubmits that traffic to
-/// table 60 (via 59). The plan (sgcore) must do the same; then this passes.
+/// table 60 (via 59); so does the plan (`firewall::after_vlan_translation`).
 #[test]
-#[ignore = "plan gap (sgcore): br-int table 0 sends int-br-<physnet> traffic to NORMAL, bypassing the ingress firewall"]
 fn same_network_traffic_from_another_host_meets_the_ingress_rules() {
     let vm5 = "  - {name: vm5, host: compute2, network: test2, ip: 192.168.2.20, security_groups: [default, web]}\n";
     let yaml = dvr_model::SEED_SECURE_YAML.replace(vm5, &vm5.replace("[default, web]", "[web]"));
