@@ -175,6 +175,51 @@ fn diff_coll<T: Obj>(old: &IndexMap<Uuid, Arc<T>>, new: &mut IndexMap<Uuid, Arc<
     }
 }
 
+/// Neutron's `revises_on_change`: a network's revision moves when one of its
+/// subnets is added or removed, a router's when one of its interface ports is
+/// (clients that `If-Match` on them see the change). Ours derive those
+/// relations instead of storing them, so a parent whose content did not change
+/// otherwise gets its `updated_at` cleared here: [`diff_coll`] then sees it
+/// changed and stamps a new revision and `updated_at`.
+fn touch_parents(old: &Resources, new: &mut Resources) {
+    use std::collections::BTreeSet;
+    let subnets = |r: &Resources, net: &Uuid| -> BTreeSet<Uuid> {
+        r.subnets.values().filter(|s| &s.network_id == net).map(|s| s.common.id).collect()
+    };
+    let interfaces = |r: &Resources, router: &Uuid| -> BTreeSet<Uuid> {
+        let id = router.to_string();
+        r.ports
+            .values()
+            .filter(|p| crate::resources::is_router_interface(&p.device_owner) && p.device_id == id)
+            .map(|p| p.common.id)
+            .collect()
+    };
+    let nets: Vec<Uuid> = new
+        .networks
+        .iter()
+        .filter(|(id, n)| old.networks.get(*id).is_some_and(|o| o == *n) && subnets(old, id) != subnets(new, id))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in nets {
+        if let Some(n) = new.networks.get_mut(&id) {
+            *n = Arc::new((**n).clone());
+            Arc::make_mut(n).common.updated_at.clear();
+        }
+    }
+    let routers: Vec<Uuid> = new
+        .routers
+        .iter()
+        .filter(|(id, x)| old.routers.get(*id).is_some_and(|o| o == *x) && interfaces(old, id) != interfaces(new, id))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in routers {
+        if let Some(x) = new.routers.get_mut(&id) {
+            *x = Arc::new((**x).clone());
+            Arc::make_mut(x).common.updated_at.clear();
+        }
+    }
+}
+
 fn change<T: Serialize>(op: &str, resource: &str, id: &Uuid, obj: &T) -> Change {
     Change {
         revision: 0,
@@ -190,6 +235,7 @@ fn change<T: Serialize>(op: &str, resource: &str, id: &Uuid, obj: &T) -> Change 
 pub fn diff(old: &Resources, new: &mut Resources) -> Vec<Change> {
     let now = now();
     let mut out = Vec::new();
+    touch_parents(old, new);
     if old.name != new.name {
         let op = if new.name.is_some() { "update" } else { "delete" };
         out.push(Change {
