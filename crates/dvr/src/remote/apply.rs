@@ -86,9 +86,28 @@ fn create_bulk_sized(
 ) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::with_capacity(items.len());
     let total = items.len();
+    let mut bulk = true;
     for chunk in items.chunks(size.max(1)) {
-        let v = api.post(collection, &json!({ key: chunk }))?;
-        out.extend(v[key].as_array().cloned().unwrap_or_default());
+        if bulk {
+            match api.post(collection, &json!({ key: chunk })) {
+                Ok(v) => {
+                    out.extend(v[key].as_array().cloned().unwrap_or_default());
+                    continue;
+                }
+                // Real Neutron creates routers and floating IPs one at a time
+                // (their extensions do not allow bulk): 400 "Bulk operation not supported".
+                Err(ApiError::Status { status: 400, message, .. }) if message.contains("Bulk operation not supported") => {
+                    progress(&format!("{key}: the server has no bulk create here; one request each"));
+                    bulk = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let one = key.strip_suffix('s').unwrap_or(key);
+        for item in chunk {
+            let v = api.post(collection, &json!({ one: item }))?;
+            out.push(v[one].clone());
+        }
         if total > size.min(BULK) {
             progress(&format!("{key}: {}/{total}", out.len()));
         }
