@@ -91,3 +91,58 @@ fn positive_control_a_stale_acceptance_fails() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("accepted but no longer seen"), "{out}");
 }
+
+/// Run `scripts/compare-export` over a recorded real-Neutron API dump.
+fn compare_export(dump: &std::path::Path) -> (i32, String) {
+    let out = Command::new("python3")
+        .arg(root().join("scripts/compare-export"))
+        .arg("--api-dump")
+        .arg(dump)
+        .arg(root().join("labs/seed.yaml"))
+        .args(["--allow-host", "controller", "--dvr", env!("CARGO_BIN_EXE_dvr")])
+        .output()
+        .expect("python3 runs scripts/compare-export");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Client compatibility: real Neutron 29.0.0's state after
+/// `dvr apply -f labs/seed.yaml` (recorded in
+/// `tests/reference/api-parity/seed-applied/`), read back by `dvr export`
+/// (hosts from its agents), plans like `labs/seed.yaml` on every host once
+/// what Neutron allocates itself (ids, router/DHCP port MACs and addresses)
+/// is mapped by role. The controller runs no agent: Neutron does not know it.
+#[test]
+fn export_of_the_real_neutron_plans_like_the_applied_file() {
+    let (code, out) = compare_export(&root().join("tests/reference/api-parity/seed-applied"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("the export plans like the file on every host"), "{out}");
+    assert!(out.contains("3 hosts taken from its agents"), "{out}");
+    for host in ["network", "compute1", "compute2"] {
+        let line = out.lines().find(|l| l.starts_with(&format!("{host} "))).unwrap_or_else(|| panic!("no row for {host}:\n{out}"));
+        let n: Vec<usize> = line.split_whitespace().skip(1).take(3).map(|x| x.parse().unwrap()).collect();
+        assert!(n[0] > 150 && n[1] == 0 && n[2] == 0, "{host}: {line}");
+    }
+}
+
+#[test]
+fn positive_control_an_export_of_another_deployment_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = root().join("tests/reference/api-parity/seed-applied");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    // vm4 bound to compute2 instead of compute1: the plans of both hosts must change.
+    let ports = dir.path().join("ports.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ports).unwrap()).unwrap();
+    let vm4 = v["ports"].as_array_mut().unwrap().iter_mut().find(|p| p["name"] == "vm4").unwrap();
+    assert_eq!(vm4["binding:host_id"], "compute1");
+    vm4["binding:host_id"] = "compute2".into();
+    std::fs::write(&ports, serde_json::to_string(&v).unwrap()).unwrap();
+    let (code, out) = compare_export(dir.path());
+    assert_eq!(code, 1, "{out}");
+    for host in ["compute1", "compute2"] {
+        assert!(out.lines().any(|l| l.starts_with(&format!("{host} ")) && l.ends_with("DIFFERS")), "{host} not reported:\n{out}");
+    }
+}
