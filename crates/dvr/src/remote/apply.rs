@@ -128,11 +128,27 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
 
     // 1. Hosts (dvr extension): name, role, bridge mappings, NICs and the DVR MAC.
     match &cur.hosts {
-        None => sum.warnings.push(format!(
-            "{} has no /v2.0/dvr/hosts (404): {} hosts not declared; a real Neutron learns hosts from its agents",
-            api.base(),
-            topo.hosts.len()
-        )),
+        None => {
+            sum.warnings.push(format!(
+                "{} has no /v2.0/dvr/hosts (404): {} hosts not declared (nor their DVR MACs); a real Neutron learns hosts from its agents",
+                api.base(),
+                topo.hosts.len()
+            ));
+            // Neutron binds a port only to a host whose OVS agent is alive:
+            // say which of the file's hosts it does not know yet.
+            let agents = super::state::list(api, "/v2.0/agents", "agents").unwrap_or_default();
+            let alive = |h: &str| agents.iter().any(|a| a["host"] == h && a["agent_type"] == "Open vSwitch agent" && a["alive"] != false);
+            for x in &topo.instances {
+                let host = &topo.host(x.host).name;
+                if !alive(host) {
+                    sum.warnings.push(format!(
+                        "instance `{}`: host `{host}` has no live Open vSwitch agent on {}; Neutron will leave its port unbound (binding_failed) until one reports",
+                        x.name,
+                        api.base()
+                    ));
+                }
+            }
+        }
         Some(have) => {
             let have: HashMap<&str, &Value> = have.iter().map(|h| (h["name"].as_str().unwrap_or_default(), h)).collect();
             let mut new = Vec::new();
