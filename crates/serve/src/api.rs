@@ -606,7 +606,60 @@ async fn create(State(app): State<App>, b: Bytes, coll: Coll) -> Res {
             for a in &objs {
                 made.push(mutate::create(&mut new, coll, a, &settings)?);
             }
-            settle(&mut new, Action::Create(coll.singular()))?;
+            settle(&mut new, Action::Create(coll.singular())).map_err(|e| {
+                // Neutron's wording where a client may match it; the model's explanation as detail.
+                let network = objs.first().and_then(|a| a.get("network_id")).and_then(Value::as_str).unwrap_or_default();
+                let attr = |k: &str| objs.first().and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
+                let neutron = |e: ApiError, message: String| {
+                    let detail = e.message.clone();
+                    ApiError { message, detail, ..e }
+                };
+                match (coll, e.kind) {
+                    (Coll::Ports, "IpAddressGenerationFailure") => {
+                        neutron(e, format!("No more IP addresses available on network {network}."))
+                    }
+                    (Coll::Subnets, "InvalidInput") => {
+                        let cidr = attr("cidr");
+                        match cidr.parse::<ipnet::Ipv4Net>() {
+                            Err(_) => neutron(e, format!("Invalid input for operation: {cidr} is not in a CIDR format.")),
+                            Ok(c) if cur.subnets.values().any(|s| {
+                                s.network_id.to_string() == network
+                                    && s.cidr.parse::<ipnet::Ipv4Net>().is_ok_and(|o| o.contains(&c.network()) || c.contains(&o.network()))
+                            }) =>
+                            {
+                                neutron(
+                                    e,
+                                    format!(
+                                        "Invalid input for operation: Requested subnet with cidr: {cidr} for network: {network} overlaps with another subnet."
+                                    ),
+                                )
+                            }
+                            Ok(_) => e,
+                        }
+                    }
+                    (Coll::FloatingIps, "ExternalGatewayForFloatingIPNotFound") => {
+                        let port = attr("port_id");
+                        let subnet = Uuid::parse_str(&port)
+                            .ok()
+                            .and_then(|p| cur.ports.get(&p))
+                            .and_then(|p| {
+                                p.fixed_ips.first().map(|f| f.subnet_id).or_else(|| {
+                                    cur.subnets.values().find(|s| s.network_id == p.network_id).map(|s| s.common.id)
+                                })
+                            })
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
+                        neutron(
+                            e,
+                            format!(
+                                "External network {} is not reachable from subnet {subnet}.  Therefore, cannot associate Port {port} with a Floating IP.",
+                                attr("floating_network_id")
+                            ),
+                        )
+                    }
+                    _ => e,
+                }
+            })?;
             Ok((new, made))
         })
         .await?;
@@ -689,7 +742,17 @@ async fn interface(app: App, id: String, b: Bytes, add: bool) -> Res {
         .write(|cur| {
             let mut new = cur.clone();
             let out = if add { mutate::add_interface(&mut new, uid, &a)? } else { mutate::remove_interface(&mut new, uid, &a)? };
-            settle(&mut new, if add { Action::AddInterface } else { Action::RemoveInterface })?;
+            settle(&mut new, if add { Action::AddInterface } else { Action::RemoveInterface }).map_err(|e| {
+                if e.kind == "RouterInterfaceInUseByFloatingIP" {
+                    let detail = e.message.clone();
+                    ApiError { message: format!(
+                        "Router interface for subnet {} on router {uid} cannot be deleted, as it is required by one or more floating IPs.",
+                        out["subnet_id"].as_str().unwrap_or_default()
+                    ), detail, ..e }
+                } else {
+                    e
+                }
+            })?;
             Ok((new, out))
         })
         .await?;

@@ -15,8 +15,9 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", "Resource body required"));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", format!("Malformed request body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", "Body contains invalid data").with_detail(format!("malformed JSON: {e}"))
+    })
 }
 
 /// The objects of a POST body: one (`{"port": {…}}`) or bulk (`{"ports": […]}`).

@@ -82,8 +82,9 @@ impl Coll {
             Coll::Networks => ApiError::not_found("NetworkNotFound", "Network", id),
             Coll::Subnets => ApiError::not_found("SubnetNotFound", "Subnet", id),
             Coll::Ports => ApiError::not_found("PortNotFound", "Port", id),
-            Coll::Routers => ApiError::not_found("RouterNotFound", "Router", id),
-            Coll::FloatingIps => ApiError::not_found("FloatingIPNotFound", "Floating IP", id),
+            // Neutron 29 writes these two without the final period.
+            Coll::Routers => ApiError::new(StatusCode::NOT_FOUND, "RouterNotFound", format!("Router {id} could not be found")),
+            Coll::FloatingIps => ApiError::new(StatusCode::NOT_FOUND, "FloatingIPNotFound", format!("Floating IP {id} could not be found")),
             Coll::Hosts => ApiError::not_found("HostNotFound", "Host", id),
             Coll::ExternalHosts => ApiError::not_found("ExternalHostNotFound", "External host", id),
         }
@@ -199,13 +200,21 @@ pub fn delete(r: &mut Resources, coll: Coll, id: Uuid) -> Result<(), ApiError> {
                     || r.external_hosts.values().any(|e| e.network_id == id)
                     || r.routers.values().any(|x| x.external_gateway_info.as_ref().is_some_and(|g| g.network_id == id));
             if used {
+                let ports: Vec<String> = r
+                    .ports
+                    .values()
+                    .filter(|p| p.network_id == id && p.device_owner != "network:dhcp" && p.device_owner != "network:floatingip")
+                    .map(|p| p.common.id.to_string())
+                    .collect();
                 return Err(ApiError::conflict(
                     "NetworkInUse",
                     format!(
-                        "Unable to complete operation on network {id}. There are one or more ports still in use on the network \
-                         (or floating IPs, routers' gateways, external hosts); delete them first"
+                        "Unable to complete operation on network {id}. There are one or more ports still in use on the network, \
+                         id for these ports is: {}.",
+                        ports.join(",")
                     ),
-                ));
+                )
+                .with_detail("delete its ports, floating IPs, router gateways and external hosts first"));
             }
             r.networks.shift_remove(&id);
             r.subnets.retain(|_, s| s.network_id != id);
@@ -216,11 +225,9 @@ pub fn delete(r: &mut Resources, coll: Coll, id: Uuid) -> Result<(), ApiError> {
             if used {
                 return Err(ApiError::conflict(
                     "SubnetInUse",
-                    format!(
-                        "Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet \
-                         (a router interface or a port); remove the router interface or delete the ports first"
-                    ),
-                ));
+                    format!("Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."),
+                )
+                .with_detail("a router interface or a port has an address on it; remove the router interface or delete the ports first"));
             }
             r.subnets.shift_remove(&id);
             r.ports.retain(|_, p| !(p.device_owner == "network:dhcp" && p.fixed_ips.iter().any(|f| f.subnet_id == id)));
@@ -246,10 +253,14 @@ pub fn delete(r: &mut Resources, coll: Coll, id: Uuid) -> Result<(), ApiError> {
         Coll::Routers => {
             let rid = id.to_string();
             if r.ports.values().any(|p| is_router_interface(&p.device_owner) && p.device_id == rid) {
-                return Err(ApiError::conflict(
-                    "RouterInUse",
-                    format!("Router {id} still has ports; remove its interfaces (remove_router_interface) first"),
-                ));
+                let ports: Vec<String> = r
+                    .ports
+                    .values()
+                    .filter(|p| is_router_interface(&p.device_owner) && p.device_id == rid)
+                    .map(|p| p.common.id.to_string())
+                    .collect();
+                return Err(ApiError::conflict("RouterInUse", format!("Router {id} has ports still attached: {}", ports.join(", ")))
+                    .with_detail("remove its interfaces (remove_router_interface) first"));
             }
             if r.floatingips.values().any(|f| f.router_id == Some(id) && f.port_id.is_some()) {
                 return Err(ApiError::conflict(
@@ -821,7 +832,7 @@ pub fn add_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Value
                 .values()
                 .any(|p| is_router_interface(&p.device_owner) && p.device_id == rid && p.fixed_ips.iter().any(|f| f.subnet_id == sid))
             {
-                return Err(ApiError::bad_request(format!("Bad router request: Router {router} already has a port on subnet {sid}.")));
+                return Err(ApiError::bad_request(format!("Bad router request: Router already has a port on subnet {sid}.")));
             }
             let sub_label = if s.common.name.is_empty() { sid.to_string() } else { s.common.name.clone() };
             let gw = s.gateway_ip.clone().unwrap_or_default();
@@ -865,10 +876,7 @@ pub fn add_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Value
             if r.ports.values().any(|p| {
                 is_router_interface(&p.device_owner) && p.device_id == rid && p.fixed_ips.iter().any(|x| x.subnet_id == f.subnet_id)
             }) {
-                return Err(ApiError::bad_request(format!(
-                    "Bad router request: Router {router} already has a port on subnet {}.",
-                    f.subnet_id
-                )));
+                return Err(ApiError::bad_request(format!("Bad router request: Router already has a port on subnet {}.", f.subnet_id)));
             }
             let p = r.ports.get_mut(&pid).map(Arc::make_mut).expect("checked");
             p.device_owner = owner.into();
