@@ -63,6 +63,11 @@ pub struct Meta {
     /// `tun_id`: the tunnel id (VNI) br-tun sets before output to a tunnel
     /// port, or the one a frame arrived with from a tunnel.
     pub tun_id: u64,
+    /// `tun_src`: the outer source address of a frame that arrived from a
+    /// tunnel (the remote VTEP); `None` for frames from anywhere else.
+    pub tun_src: Option<std::net::Ipv4Addr>,
+    /// `tun_dst`: the outer destination address (this host's `local_ip`).
+    pub tun_dst: Option<std::net::Ipv4Addr>,
 }
 
 impl Meta {
@@ -411,6 +416,9 @@ pub struct OfResult {
     pub steps: Vec<OfStep>,
     /// Frames leaving the bridge: (port index, frame as sent).
     pub outputs: Vec<(usize, Frame)>,
+    /// The `tun_id` metadata at each output (parallel to `outputs`): the key
+    /// a flow-based tunnel port (`options:key=flow`) encapsulates with.
+    pub tun_ids: Vec<u64>,
     /// The frame as it was when each step began (parallel to `steps`).
     pub frames: Vec<Frame>,
     /// The frame when processing ended.
@@ -532,7 +540,7 @@ impl OfBridge {
                 Action::ModDlDst(m) => x.frame.dst = *m,
                 Action::Output(name) => match self.port(name) {
                     Some(p) if p == x.in_port => x.push(OfStep::Event(OvsEvent::OutputToInputPort { port: name.clone() })),
-                    Some(p) => x.res.outputs.push((p, x.frame)),
+                    Some(p) => x.output(p, x.frame),
                     None => x.push(OfStep::Event(OvsEvent::UnknownPort { port: name.clone() })),
                 },
                 Action::Normal => self.normal(x),
@@ -574,7 +582,7 @@ impl OfBridge {
                     field_write(&mut x.frame, &mut x.meta, *dst, v);
                 }
                 // The ARP responder's answer goes back where the request came from.
-                Action::InPort => x.res.outputs.push((x.in_port, x.frame)),
+                Action::InPort => x.output(x.in_port, x.frame),
                 // br-tun learning only caches what flooding already reaches
                 // (l2population's unicast entries outrank learned flows), so
                 // the twin does not add learned flows.
@@ -622,7 +630,7 @@ impl OfBridge {
                 None if vlan == 0 => None,
                 None => Some(vlan),
             };
-            x.res.outputs.push((p, out));
+            x.output(p, out);
         }
         x.push(OfStep::Normal { vlan, out: targets, learned: learned.is_some() });
     }
@@ -654,6 +662,11 @@ struct Exec {
 }
 
 impl Exec {
+    fn output(&mut self, port: usize, frame: Frame) {
+        self.res.outputs.push((port, frame));
+        self.res.tun_ids.push(self.meta.tun_id);
+    }
+
     fn push(&mut self, s: OfStep) {
         self.res.steps.push(s);
         self.res.frames.push(self.frame);
