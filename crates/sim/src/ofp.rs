@@ -802,6 +802,26 @@ mod tests {
         assert_eq!((r.outputs[0].0, r.outputs[0].1.vlan), (0, None), "learned, untagged to access port");
     }
 
+    /// Each output carries the `tun_id` at the time of the output (what a
+    /// `key=flow` tunnel port encapsulates with); a frame from a tunnel
+    /// matches on the `tun_id` it arrived with.
+    #[test]
+    fn outputs_carry_the_tun_id_and_tunnel_frames_match_it() {
+        let flows = parse_flows(
+            "table=0, priority=1,in_port=a actions=set_field:0x3e9->tun_id,output:b,set_field:0x3ea->tun_id,output:c\n\
+             table=0, priority=1,in_port=trunk,tun_id=0x3e9 actions=output:a\n\
+             table=0, priority=0 actions=drop",
+        )
+        .unwrap();
+        let mut br = OfBridge::new("br-tun", ports(), &flows);
+        let r = br.process(0, icmp(mac(1), mac(2), None));
+        let outs: Vec<(usize, u64)> = r.outputs.iter().map(|(p, _)| *p).zip(r.tun_ids.iter().copied()).collect();
+        assert_eq!(outs, [(1, 0x3e9), (2, 0x3ea)]);
+        let from_tunnel = |tun_id| Meta { tun_id, tun_src: Some(Ipv4Addr::new(172, 16, 0, 3)), ..Meta::default() };
+        assert_eq!(br.process_meta(3, icmp(mac(2), mac(1), None), from_tunnel(0x3e9)).outputs.len(), 1);
+        assert!(br.process_meta(3, icmp(mac(2), mac(1), None), from_tunnel(0x3ea)).outputs.is_empty(), "another VNI: dropped");
+    }
+
     /// The ICMPv6 neighbour-advertisement anti-spoofing flows never match
     /// the twin's ARP/IPv4 frames (as in OVS); `icmp_type` on IPv4 ICMP
     /// tells echo requests (8) from replies (0).
