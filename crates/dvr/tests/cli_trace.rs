@@ -63,6 +63,18 @@ fn vxlan_traces_show_the_tunnel_hop_in_text_and_json() {
     );
     assert!(s.contains("set_field:0x3ea->tun_id,output:vxlan-ac100003"), "{s}");
     assert!(s.contains("compute2 br-tun: table 4 priority 1 tun_id=0x3ea"), "{s}");
+    // minimal keeps the crossing of the traced packet (an encapsulation), not ARP floods.
+    let out = dvr(&["trace", "-t", VXLAN, "--from", "vm1", "--to", "vm3", "--format", "minimal"]);
+    let m = String::from_utf8_lossy(&out.stdout);
+    let tunnels: Vec<&str> = m.lines().filter(|l| l.starts_with("fabric underlay ")).collect();
+    assert_eq!(
+        tunnels,
+        [
+            "fabric underlay icmp: VXLAN VNI 1001 172.16.0.2 > 172.16.0.3 udp/4789 from compute1:vxlan-ac100003 → compute2:vxlan-ac100002",
+            "fabric underlay icmp: VXLAN VNI 1001 172.16.0.3 > 172.16.0.2 udp/4789 from compute2:vxlan-ac100002 → compute1:vxlan-ac100003"
+        ],
+        "{m}"
+    );
     for args in VXLAN_JSON_TRACES {
         let out = dvr(args);
         assert!(out.status.success());
