@@ -46,6 +46,12 @@ SCENARIOS = [
     # ranges as masks, overlapping remote-group ranges merged, protocol
     # numbers, sctp, egress rules, a port without port security.
     ("seed-secure: more rules", ["-t", "{work}/secure-more.yaml"], []),
+    # VXLAN tenant networks: every agent runs br-tun (OVSTunnelBridge) with
+    # tunnel_types = vxlan, l2_population and arp_responder on; the server's
+    # l2population fdb entries come from Neutron's own mechanism driver.
+    ("seed-vxlan", ["-t", "{labs}/seed-vxlan.yaml"], []),
+    # VLAN and VXLAN networks on one router.
+    ("seed-mixed", ["-t", "{labs}/seed-mixed.yaml"], []),
 ]
 
 
@@ -150,8 +156,15 @@ def canon_ours(flow):
             match["in_port"] = v
         elif k == "dl_vlan":
             match["vlan_vid"] = hex(0x1000 | v["tagged"]) if isinstance(v, dict) else hex(0)
-        elif k in ("dl_src", "dl_dst"):
-            match["eth_" + k[3:]] = v.lower()
+        elif k == "dl_src":
+            match["eth_src"] = v.lower()
+        elif k == "dl_dst":
+            mask = m.get("dl_dst_mask")
+            match["eth_dst"] = v.lower() if mask is None else f"{v.lower()}/{mask.lower()}"
+        elif k == "dl_dst_mask":
+            continue  # with dl_dst
+        elif k == "tun_id":
+            match["tunnel_id"] = str(v)
         elif k in ("arp_spa", "arp_tpa"):
             match[k] = _ip(v)
         elif k == "arp_tha":
@@ -171,8 +184,14 @@ def canon_ours(flow):
         kind, arg = a["action"], a.get("arg")
         if kind == "drop":
             continue
-        if kind in ("load", "ct", "ct_clear", "conjunction"):
+        if kind in ("load", "move", "ct", "ct_clear", "conjunction"):
             actions.append(nx_action(a))
+            continue
+        if kind == "learn":
+            actions.append(neutron_agent.learn_canon(arg["table"], arg["priority"], arg["hard_timeout"], arg["spec"]))
+            continue
+        if kind == "in_port":
+            actions.append("output:IN_PORT")
             continue
         if kind == "goto_table":
             goto.append(f"goto_table:{arg}")
@@ -195,6 +214,21 @@ def canon_ours(flow):
     return {"table": flow["table"], "priority": flow["priority"], "match": neutron_agent.norm_match(match), "actions": actions + goto}
 
 
+#: Widths of the fields our plan writes whole (others: 32 bits, registers and ct_mark).
+FIELD_BITS = {"ct_zone": 16, "in_port": 16, "arp_op": 16, "tun_id": 64, "eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48}
+#: Our field names that os-ken spells otherwise.
+OXM_NAME = {"tun_id": "tunnel_id"}
+
+
+def _field_value(name, v):
+    """A constant written into a field, as os-ken prints the field's value."""
+    if name in ("eth_src", "eth_dst", "arp_sha", "arp_tha"):
+        return ":".join(f"{(v >> s) & 255:02x}" for s in (40, 32, 24, 16, 8, 0))
+    if name in ("arp_spa", "arp_tpa"):
+        return ".".join(str((v >> s) & 255) for s in (24, 16, 8, 0))
+    return str(v)
+
+
 def _field(f):
     field = f["field"]
     return f"reg{field['reg']}" if isinstance(field, dict) else field
@@ -209,8 +243,15 @@ def nx_action(a):
         return f"conjunction({arg['id']},{arg['clause']}/{arg['n_clauses']})"
     if kind == "load":
         dst = arg["dst"]
-        whole = dst["ofs"] == 0 and dst["n_bits"] == (16 if _field(dst) in ("ct_zone", "in_port") else 32)
-        return f"set_field:{_field(dst)}={arg['value']}" if whole else f"unknown:load:{arg}"
+        name = _field(dst)
+        width = FIELD_BITS.get(name, 32)
+        if dst["ofs"] != 0 or dst["n_bits"] != width:
+            return f"unknown:load:{arg}"
+        return f"set_field:{OXM_NAME.get(name, name)}={_field_value(name, arg['value'])}"
+    if kind == "move":
+        src, dst = arg["src"], arg["dst"]
+        bits = lambda x: f"{OXM_NAME.get(_field(x), _field(x))}[{x['ofs']}..{x['ofs'] + x['n_bits'] - 1}]"  # noqa: E731
+        return f"move:{bits(src)}->{bits(dst)}"
     zone = arg.get("zone")
     if zone is None:
         z = None

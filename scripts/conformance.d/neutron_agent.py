@@ -50,6 +50,9 @@ from neutron.plugins.ml2.drivers.openvswitch.agent import ovs_neutron_agent
 from neutron.plugins.ml2.drivers.openvswitch.agent import vlanmanager
 from neutron.plugins.ml2.drivers.openvswitch.agent.openflow.native import br_int
 from neutron.plugins.ml2.drivers.openvswitch.agent.openflow.native import br_phys
+from neutron.plugins.ml2.drivers.openvswitch.agent.openflow.native import br_tun
+from neutron.plugins.ml2.drivers.l2pop import db as l2pop_db
+from neutron.plugins.ml2.drivers.l2pop import mech_driver as l2pop_mech
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
@@ -300,6 +303,48 @@ class Server:
         members = {gid: {"IPv4": self.member_ips(ix), "IPv6": []} for gid, ix in remote.items()}
         return {"devices": devices, "security_groups": security_groups, "sg_member_ips": members}
 
+    # --- l2population (the server's mechanism driver) ---
+    def l2pop_fdb(self, host):
+        """The fdb entries l2population's server side sends ``host`` for each
+        of its VXLAN networks, computed by Neutron's own
+        ``L2populationMechanismDriver._create_agent_fdb`` over our ports: its
+        database queries (active distributed and non-distributed ports of a
+        network, an agent's tunnel IP) are answered from the topology."""
+        h = self.host_ix(host)
+        mine = self.hosts[h]
+        agent = lambda ix: types.SimpleNamespace(host=self.hosts[ix]["name"], ip=self.hosts[ix].get("tunnel_ip"))  # noqa: E731
+
+        def ports(network_id, distributed):
+            n = next(i for i, x in enumerate(self.topo["networks"]) if x["id"] == network_id)
+            out = []
+            for p in self.topo["ports"]:
+                if p["network"] != n:
+                    continue
+                binding = types.SimpleNamespace(port=self.port_dict(p))
+                if p["owner"] == "router_interface_distributed":
+                    if distributed:
+                        out += [(binding, agent(x)) for x in self.topo["routers"][p["router"]]["hosts"]]
+                elif not distributed and p["host"] is not None:
+                    out.append((binding, agent(p["host"])))
+            return out
+
+        saved = (l2pop_db.get_distributed_active_network_ports, l2pop_db.get_nondistributed_active_network_ports, l2pop_db.get_agent_ip)
+        l2pop_db.get_distributed_active_network_ports = lambda ctx, nid: ports(nid, True)
+        l2pop_db.get_nondistributed_active_network_ports = lambda ctx, nid: ports(nid, False)
+        l2pop_db.get_agent_ip = lambda a: a.ip
+        try:
+            drv = l2pop_mech.L2populationMechanismDriver.__new__(l2pop_mech.L2populationMechanismDriver)
+            out = []
+            for n, _lvid in mine["local_vlans"]:
+                net = self.network(n)
+                if net["segment"]["type"] != "vxlan":
+                    continue
+                segment = {"segmentation_id": net["segment"]["vni"], "network_type": "vxlan"}
+                out.append(drv._create_agent_fdb(None, agent(h), segment, net["id"]))
+            return out
+        finally:
+            l2pop_db.get_distributed_active_network_ports, l2pop_db.get_nondistributed_active_network_ports, l2pop_db.get_agent_ip = saved
+
     # --- L2 plugin RPC (get_devices_details_list_and_failed_devices) ---
     def device_details(self, host, device):
         p = self.port_by_id(device)
@@ -314,7 +359,7 @@ class Server:
             "network_id": net["id"],
             "network_type": seg["type"],
             "physical_network": seg.get("physnet"),
-            "segmentation_id": seg.get("vlan"),
+            "segmentation_id": seg.get("vlan", seg.get("vni")),
             "admin_state_up": True,
             "fixed_ips": self.fixed_ips(p),
             "device_owner": DEVICE_OWNER[p["owner"]],
@@ -662,6 +707,16 @@ class PhysBridge(FakeBridgeMixin, br_phys.OVSPhysicalBridge):
     """Neutron's native physical bridge with the edges above."""
 
 
+class TunBridge(FakeBridgeMixin, br_tun.OVSTunnelBridge):
+    """Neutron's native br-tun with the edges above; a tunnel port is an
+    OVSDB row with its options (``OVSBridge.add_tunnel_port``)."""
+
+    def add_tunnel_port(self, port_name, remote_ip, local_ip, tunnel_type="gre", vxlan_udp_port=4789, dont_fragment=True, tunnel_csum=False, tos=None):
+        ofport = self._db.add_port(self.br_name, port_name)
+        self._ports()[port_name]["options"] = {"type": tunnel_type, "remote_ip": remote_ip, "local_ip": local_ip, "key": "flow", "dst_port": str(vxlan_udp_port)}
+        return ofport
+
+
 class _NoopSgAgent:
     """``SecurityGroupAgentRpc`` with the noop firewall (``firewall_driver =
     noop``, as in the reference captures): no filters, no ARP protection of
@@ -722,12 +777,19 @@ class Host:
         db = self.db
         a.br_int_cls = lambda n: IntBridge(n, os_ken_app=None).attach(db)
         a.br_phys_cls = lambda n: PhysBridge(n, os_ken_app=None).attach(db)
+        a.br_tun_cls = lambda n: TunBridge(n, os_ken_app=None).attach(db)
         a.available_local_vlans = set(range(n_const.MIN_VLAN_TAG, n_const.MAX_VLAN_TAG + 1))
-        a.tunnel_types = []
-        a.enable_tunneling = False
-        a.l2_pop = False
+        # With a tunnel endpoint: tunnel_types = vxlan, l2_population and
+        # arp_responder on (the ml2 l2population driver is loaded).
+        tunnel_ip = host.get("tunnel_ip")
+        a.tunnel_types = ["vxlan"] if tunnel_ip else []
+        a.enable_tunneling = bool(tunnel_ip)
+        a.l2_pop = bool(tunnel_ip)
         a.enable_distributed_routing = True
-        a.arp_responder_enabled = False
+        a.arp_responder_enabled = bool(tunnel_ip)
+        a.local_ip = tunnel_ip
+        a.vxlan_udp_port = 4789
+        a.dont_fragment, a.tunnel_csum, a.tos = True, False, None
         a.host = name
         a.agent_id = "ovs-agent-%s" % name
         a.int_br = a.br_int_cls(cfg.CONF.OVS.integration_bridge)
@@ -746,7 +808,10 @@ class Host:
         a.vlan_manager = vlanmanager.LocalVlanManager()
         a._reset_tunnel_ofports()
         a.tun_br = None
-        a.patch_int_ofport = a.patch_tun_ofport = ovs_consts.OFPORT_INVALID  # no br-tun
+        a.patch_int_ofport = a.patch_tun_ofport = ovs_consts.OFPORT_INVALID  # no br-tun (yet)
+        if a.enable_tunneling:
+            a.setup_tunnel_br(cfg.CONF.OVS.tunnel_bridge)
+            a.setup_tunnel_br_flows()
         a.context = None
         a.plugin_rpc = self.plugin_rpc
         a.dvr_plugin_rpc = self.plugin_rpc
@@ -818,8 +883,8 @@ class Host:
                 "physical_network": str(net["segment"].get("physnet")),
                 "tag": str(lvids[p["network"]]),
             }
-            if net["segment"].get("vlan") is not None:
-                oc["segmentation_id"] = str(net["segment"]["vlan"])
+            if net["segment"].get("vlan", net["segment"].get("vni")) is not None:
+                oc["segmentation_id"] = str(net["segment"].get("vlan", net["segment"].get("vni")))
             ports[name]["other_config"] = oc
 
     def loop(self):
@@ -834,6 +899,12 @@ class Host:
         a.process_deleted_ports(port_info)
         a.update_stale_ofport_rules()
         a.process_network_ports(port_info, False)
+        if a.enable_tunneling:
+            # l2population: the server's add_fdb_entries for every VXLAN
+            # network of the host (the converged result of its casts), through
+            # the agent's RPC entry point, which unmarshalls the entries.
+            for fdb in self.server.l2pop_fdb(self.name):
+                a.add_fdb_entries(None, fdb)
         if a.iter_num == 0:
             a.cleanup_stale_flows()
         self.ports = current
@@ -858,7 +929,7 @@ class Host:
         """Every bridge's flows, in canonical notation (see ``canon``)."""
         a = self.agent
         out = {}
-        for br in [a.int_br] + [a.phys_brs[p] for p in a.bridge_mappings]:
+        for br in [a.int_br] + [a.phys_brs[p] for p in a.bridge_mappings] + ([a.tun_br] if a.tun_br else []):
             names = br.ofport_names()
             out[br.br_name] = [canon_neutron(f, names) for f in br._table.flows] + [canon_text(f, names) for f in br._text]
         return out
@@ -884,6 +955,45 @@ def _value(k, v):
     if k == "vlan_vid":
         return hex(v)
     return str(v)
+
+
+#: OXM field of a learn spec → (the NXM/OXM name ovs-ofctl prints inside
+#: ``learn(…)``, its width in bits).
+LEARN_FIELDS = {
+    "vlan_tci": ("NXM_OF_VLAN_TCI", 16),
+    "eth_src": ("NXM_OF_ETH_SRC", 48),
+    "eth_dst": ("NXM_OF_ETH_DST", 48),
+    "tunnel_id": ("NXM_NX_TUN_ID", 64),
+    "in_port": ("OXM_OF_IN_PORT", 32),
+}
+
+
+def _learn_field(field_ofs, n_bits):
+    field, ofs = field_ofs
+    name, width = LEARN_FIELDS.get(field, (f"unknown:{field}", 0))
+    return f"{name}[]" if ofs == 0 and n_bits == width else f"{name}[{ofs}..{ofs + n_bits - 1}]"
+
+
+def learn_spec(spec):
+    """One ``NXFlowSpec*`` of a learn action as ovs-ofctl prints it
+    (``NXM_OF_VLAN_TCI[0..11]``, ``NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[]``,
+    ``load:0->NXM_OF_VLAN_TCI[]``, ``output:OXM_OF_IN_PORT[]``), so it can be
+    compared with the spec text our plan prints."""
+    kind = type(spec).__name__
+    if kind == "NXFlowSpecMatch":
+        dst, src = _learn_field(spec.dst, spec.n_bits), _learn_field(spec.src, spec.n_bits)
+        return dst if dst == src else f"{dst}={src}"
+    if kind == "NXFlowSpecLoad":
+        src = str(spec.src) if isinstance(spec.src, int) else _learn_field(spec.src, spec.n_bits)
+        return f"load:{src}->{_learn_field(spec.dst, spec.n_bits)}"
+    if kind == "NXFlowSpecOutput":
+        return f"output:{_learn_field(spec.src, spec.n_bits)}"
+    return f"unknown:{kind}"
+
+
+def learn_canon(table, priority, hard_timeout, spec_text):
+    """A learn action in one notation (cookie aside): OVS's order of the keywords, then the spec."""
+    return f"learn(table={table},hard_timeout={hard_timeout},priority={priority},{spec_text})"
 
 
 def canon_neutron(f, names):
@@ -913,6 +1023,10 @@ def canon_neutron(f, names):
                     actions.append(f"push_vlan:{hex(act.ethertype)}")
                 elif isinstance(act, ofpp.NXActionResubmitTable):
                     actions.append(f"resubmit:{act.table_id}")
+                elif isinstance(act, ofpp.NXActionRegMove):
+                    actions.append(f"move:{act.src_field}[{act.src_ofs}..{act.src_ofs + act.n_bits - 1}]->{act.dst_field}[{act.dst_ofs}..{act.dst_ofs + act.n_bits - 1}]")
+                elif isinstance(act, ofpp.NXActionLearn):
+                    actions.append(learn_canon(act.table_id, act.priority, act.hard_timeout, ",".join(learn_spec(x) for x in act.specs)))
                 else:
                     actions.append(f"unknown:{type(act).__name__}")
         else:
