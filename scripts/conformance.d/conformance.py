@@ -50,9 +50,27 @@ SCENARIOS = [
     # tunnel_types = vxlan, l2_population and arp_responder on; the server's
     # l2population fdb entries come from Neutron's own mechanism driver.
     ("seed-vxlan", ["-t", "{labs}/seed-vxlan.yaml"], []),
+    # The generated 10-host deployment with its tenant networks as VXLAN
+    # (vxlan_gen below): 11 tunnel endpoints, 200 instances for l2population.
+    ("gen10-vxlan", ["-t", "{work}/gen10-vxlan.yaml"], []),
     # VLAN and VXLAN networks on one router.
     ("seed-mixed", ["-t", "{labs}/seed-mixed.yaml"], []),
+    # Changes on VXLAN: l2population's remove_fdb_entries casts (a port's
+    # unicast/ARP entries; a host's flooding entry and then its tunnel port).
+    ("seed-vxlan: remove VM port (vm3)", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-instance:vm3"]),
+    ("seed-vxlan: remove router interface (router1, test2-v4)", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-router-interface:router1:test2-v4"]),
+    ("seed-vxlan: remove host compute2", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-host:compute2"]),
 ]
+
+
+def vxlan_gen(gen):
+    """A ``dvr gen`` file with every VLAN tenant network turned into VXLAN
+    (VNI 5000 + the VLAN id); the tunnel endpoints come from the default underlay."""
+    import re
+
+    out, n = re.subn(r"  type: vlan\n  physical_network: \S+\n  segmentation_id: (\d+)\n", lambda m: f"  type: vxlan\n  segmentation_id: {5000 + int(m[1])}\n", gen)
+    assert n > 0, "dvr gen printed no VLAN network"
+    return out
 
 
 def secure_more(labs):
@@ -90,11 +108,12 @@ DEVIATIONS = [
     {
         "id": "D1",
         "side": "missing",
-        "what": "stale table-4 flow left by Neutron after a router interface is removed",
-        # Installed with the local VLAN, deleted with the segmentation VLAN
-        # (delete_dvr_dst_mac_for_arp): the flow outlives its qr- port, whose
+        "what": "stale ARP_DVR_MAC_TO_DST_MAC flow (table 4 vlan/flat, 3 tunnel) left by Neutron after a router interface is removed",
+        # delete_dvr_dst_mac_for_arp deletes in the wrong table (DVR_TO_SRC_MAC,
+        # 2 or 1, instead of 4 or 3), and on VLAN networks with the segmentation
+        # VLAN instead of the local one: the flow outlives its qr- port, whose
         # port number is no longer on the bridge, so it prints as a number.
-        "test": lambda k: k[0] == 4 and k[1] == 5 and any(a.startswith("output:") and a[7:].isdigit() for a in k[3]),
+        "test": lambda k: k[0] in (3, 4) and k[1] == 5 and any(a.startswith("output:") and a[7:].isdigit() for a in k[3]),
     },
     {
         "id": "D2",
@@ -104,10 +123,59 @@ DEVIATIONS = [
         # firewall's tables or its table-0/60 hooks.
         "test": lambda k: dict(k[2]).get("eth_type") in ("34525", "32821") and (k[0] in FIREWALL_TABLES),
     },
+    # D3 (tunnel ports only, see tunnel_port_neutron): Neutron sets
+    # options:egress_pkt_mark=0 on every tunnel port; the plan does not.
 ]
+
+#: br-tun tables with per-network l2population and ARP-responder entries:
+#: VXLAN_TUN_TO_LV, UCAST_TO_TUN, ARP_RESPONDER, FLOOD_TO_TUN.
+TUNNEL_TABLES = (4, 20, 21, 22)
 
 #: The openvswitch firewall's tables (neutron_lib ovs_constants).
 FIREWALL_TABLES = (71, 72, 73, 81, 82, 91, 92, 93, 94)
+
+
+#: OVS's default of an interface option Neutron sets explicitly.
+OVS_DEFAULTS = {"df_default": "true", "dst_port": "4789"}
+
+
+def tunnel_port_neutron(kind, options):
+    """A tunnel port Neutron created (``add_tunnel_port``) as comparable text,
+    and the deviations it carries. ``in_key=flow,out_key=flow`` is ``key=flow``
+    (OVS's shorthand); options at OVS's default are dropped; ``egress_pkt_mark``
+    is deviation D3."""
+    o = dict(options)
+    devs = ["D3"] if o.pop("egress_pkt_mark", None) is not None else []
+    if "in_key" in o and o.get("in_key") == o.get("out_key"):
+        o["key"] = o.pop("in_key")
+        o.pop("out_key")
+    for k, v in OVS_DEFAULTS.items():
+        if o.get(k) == v:
+            o.pop(k)
+    return f"type={kind}," + ",".join(f"{k}={v}" for k, v in sorted(o.items())), devs
+
+
+def tunnel_port_ours(p):
+    """One of our VXLAN ports in the same text: ``key=flow`` is part of the
+    port kind (``PortKind::Vxlan``: the VNI comes from the flows' tun_id)."""
+    o = {"local_ip": p["local_ip"], "remote_ip": p["remote_ip"], "key": "flow", "dst_port": str(p["dst_port"])}
+    for k, v in OVS_DEFAULTS.items():
+        if o.get(k) == v:
+            o.pop(k)
+    return f"type={p['type']}," + ",".join(f"{k}={v}" for k, v in sorted(o.items()))
+
+
+def compare_tunnel_ports(ours, theirs):
+    """(matched, missing, extra, deviations) of br-tun's tunnel ports: name → text."""
+    mine = {p["name"]: tunnel_port_ours(p) for p in ours if p["type"] not in ("patch",)}
+    neut, devs = {}, set()
+    for name, (kind, options) in theirs.items():
+        neut[name], d = tunnel_port_neutron(kind, options)
+        devs.update(d)
+    matched = sum(1 for n in mine if neut.get(n) == mine[n])
+    missing = [f"{n} {t}" for n, t in sorted(neut.items()) if mine.get(n) != t]
+    extra = [f"{n} {t}" for n, t in sorted(mine.items()) if neut.get(n) != t]
+    return matched, missing, extra, sorted(devs)
 
 
 def deviation(side, k):
@@ -277,7 +345,19 @@ def ofports(plan):
 
 
 def key(f):
-    return (f["table"], f["priority"], tuple(sorted(f["match"].items())), tuple(f["actions"]))
+    return (f["table"], f["priority"], tuple(sorted(f["match"].items())), flood_set(f["table"], f["actions"]))
+
+
+def flood_set(table, actions):
+    """A FLOOD_TO_TUN flow's outputs to tunnel ports as a set (sorted): each
+    output sends one copy, so their order means nothing. Neutron lists them in
+    tunnel-port number order (``lvm.tun_ofports``, a set of ofports, which OVS
+    gives out in the order l2population's entries happened to arrive); we list
+    them by remote address."""
+    n = len(actions)
+    while table == 22 and n > 0 and actions[n - 1].startswith("output:vxlan-"):
+        n -= 1
+    return tuple(actions[:n]) + tuple(sorted(actions[n:]))
 
 
 def show(k):
@@ -350,12 +430,20 @@ def main():
         help="positive control for the firewall: drop the first planned flow of every firewall table (71-94) of each "
         "bridge; each must be reported missing",
     )
+    ap.add_argument(
+        "--control-tunnel",
+        action="store_true",
+        help="positive control for br-tun: drop, on every br-tun, the first planned per-network flow of tables 4, 20, 21 "
+        "and 22, the first tunnel port's table-0 flow, and the first tunnel port; each must be reported missing",
+    )
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     if args.capture:
         return fidelity(args)
     with open(os.path.join(args.work, "gen10.yaml"), "w") as f:
         f.write(dvr(args.dvr, "gen", "--hosts", "10"))
+    with open(os.path.join(args.work, "gen10-vxlan.yaml"), "w") as f:
+        f.write(vxlan_gen(dvr(args.dvr, "gen", "--hosts", "10")))
     with open(os.path.join(args.work, "secure-more.yaml"), "w") as f:
         f.write(secure_more(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "labs")))
 
@@ -371,7 +459,8 @@ def main():
         after = json.loads(dvr(args.dvr, "topology", "--format", "json", *targs, *chg)) if changes else None
         plan = json.loads(dvr(args.dvr, "plan", "--profile", "current", "--format", "json", *targs, *chg))
         numbers = ofports(plan)
-        theirs = neutron_agent.run(before, after, ofports=numbers)
+        tports = {}
+        theirs = neutron_agent.run(before, after, ofports=numbers, tunnel_ports=tports)
         # The agent gets a host's devices as an unordered set; its result must
         # not depend on the order (e.g. an instance port bound before or after
         # its subnet's router interface).
@@ -391,6 +480,13 @@ def main():
                 ours = [canon_ours(f) for f in br["flows"]]
                 if args.control:
                     ours = sorted(ours, key=key)[1:]
+                if args.control_tunnel and br["name"] == "br-tun":
+                    # The first l2population/ARP-responder entry of each
+                    # table (priority >= 1), and the first tunnel port's
+                    # table-0 flow.
+                    firsts = {t: min((key(f) for f in ours if f["table"] == t and f["priority"] >= 1), default=None) for t in TUNNEL_TABLES}
+                    firsts[0] = min((key(f) for f in ours if f["table"] == 0 and f["match"].get("in_port", "").startswith("vxlan-")), default=None)
+                    ours = [f for f in ours if key(f) not in firsts.values()]
                 if args.control_firewall:
                     firsts = {t: min((key(f) for f in ours if f["table"] == t), default=None) for t in FIREWALL_TABLES}
                     ours = [f for f in ours if key(f) not in firsts.values()]
@@ -421,6 +517,32 @@ def main():
                         "deviations": [{"id": d, "side": side, "flow": show(k)} for side, k, d in devs],
                     }
                 )
+                if br["name"] == "br-tun":
+                    # The tunnel ports themselves (OVSDB type and options).
+                    ports = [p for p in br["ports"] if p["type"] != "patch"]
+                    if args.control_tunnel:
+                        ports = ports[1:]
+                    pm, pmiss, pextra, pdevs = compare_tunnel_ports(ports, tports.get(hp["host"], {}))
+                    all_ok &= not pmiss and not pextra
+                    print(
+                        f"{name:<52} {hp['host']:<12} {'tun-ports':<9} {pm:>7} {len(pmiss):>7} {len(pextra):>5} "
+                        f"{','.join(pdevs) or '-':>10}"
+                    )
+                    for k in pmiss:
+                        print(f"    missing (Neutron has, we do not): port {k}")
+                    for k in pextra:
+                        print(f"    extra   (we have, Neutron does not): port {k}")
+                    report.append(
+                        {
+                            "scenario": name,
+                            "host": hp["host"],
+                            "bridge": "tun-ports",
+                            "matched": pm,
+                            "missing": pmiss,
+                            "extra": pextra,
+                            "deviations": [{"id": d, "side": "missing", "flow": "egress_pkt_mark=0 on every tunnel port"} for d in pdevs],
+                        }
+                    )
         for host in theirs:
             if not any(hp["host"] == host for hp in plan["hosts"]):
                 print(f"{name:<52} {host:<12} Neutron ran an agent here, our plan has no such host")

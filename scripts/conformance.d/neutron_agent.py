@@ -407,6 +407,29 @@ class PluginRpc:
         return self.server.security_group_info_for_devices(context, device_ids, self.ofport_of)
 
 
+def _fdb_items(fdbs):
+    """l2population fdb messages as a set of (network, segment, type, agent IP, entry)."""
+    return {
+        (net, v["segment_id"], v["network_type"], ip, tuple(e))
+        for fdb in fdbs
+        for net, v in fdb.items()
+        for ip, entries in v["ports"].items()
+        for e in entries
+    }
+
+
+def fdb_difference(before, after):
+    """The fdb entries in ``before`` and not in ``after``, as one message:
+    what the server's ``remove_fdb_entries`` casts tell this agent (a port
+    gone: its unicast/ARP entry; a host's last port on a network gone: its
+    flooding entry too)."""
+    out = {}
+    for net, seg, kind, ip, entry in sorted(_fdb_items(before) - _fdb_items(after)):
+        v = out.setdefault(net, {"segment_id": seg, "network_type": kind, "ports": {}})
+        v["ports"].setdefault(ip, []).append(list(entry))
+    return out
+
+
 class Ovsdb:
     """The OVSDB rows the agent reads and writes: bridges with their ports."""
 
@@ -426,6 +449,8 @@ class Ovsdb:
                 b["next_ofport"] += 1
             b["ports"][name] = {
                 "name": name,
+                "type": None,
+                "options": {},
                 "ofport": ofport_request or b["next_ofport"],
                 "external_ids": dict(external_ids or {}),
                 "tag": tag,
@@ -529,6 +554,13 @@ class _OvsdbApi:
     @contextlib.contextmanager
     def transaction(self, *a, **k):
         yield _Txn(self.db, self.bridge)
+
+    def add_port(self, bridge, name, may_exist=True):
+        return lambda: self.db.add_port(bridge, name)
+
+    def del_port(self, name, bridge=None, if_exists=True):
+        run = lambda: self.db.del_port(bridge or self.bridge, name)  # noqa: E731
+        return types.SimpleNamespace(execute=run)
 
     def _row(self, table, record):
         for b in self.db.bridges.values():
@@ -645,7 +677,9 @@ class FakeBridgeMixin:
         return self._ports()[port_name]["ofport"]
 
     def add_patch_port(self, local_name, remote_name):
-        return self._db.add_port(self.br_name, local_name)
+        ofport = self._db.add_port(self.br_name, local_name)
+        self._ports()[local_name].update(type="patch", options={"peer": remote_name})
+        return ofport
 
     def get_port_name_list(self):
         return list(self._ports())
@@ -708,13 +742,13 @@ class PhysBridge(FakeBridgeMixin, br_phys.OVSPhysicalBridge):
 
 
 class TunBridge(FakeBridgeMixin, br_tun.OVSTunnelBridge):
-    """Neutron's native br-tun with the edges above; a tunnel port is an
-    OVSDB row with its options (``OVSBridge.add_tunnel_port``)."""
+    """Neutron's native br-tun with the edges above. Tunnel ports are made by
+    Neutron's own ``OVSBridge.add_tunnel_port`` → ``add_port``: an OVSDB port
+    row with the interface's ``type`` and ``options`` as Neutron sets them."""
 
-    def add_tunnel_port(self, port_name, remote_ip, local_ip, tunnel_type="gre", vxlan_udp_port=4789, dont_fragment=True, tunnel_csum=False, tos=None):
-        ofport = self._db.add_port(self.br_name, port_name)
-        self._ports()[port_name]["options"] = {"type": tunnel_type, "remote_ip": remote_ip, "local_ip": local_ip, "key": "flow", "dst_port": str(vxlan_udp_port)}
-        return ofport
+    def tunnel_ports(self):
+        """The tunnel ports: name → (type, options)."""
+        return {n: (r["type"], dict(r["options"])) for n, r in self._ports().items() if r.get("type") not in (None, "patch")}
 
 
 class _NoopSgAgent:
@@ -912,8 +946,10 @@ class Host:
 
     def change(self, server):
         """The deployment changed: the server's answers change, the DVR MAC
-        list is fanned out, deleted ports get ``port_delete``, the host's
-        br-int is re-plugged, and the agent runs one loop iteration."""
+        list is fanned out, deleted ports get ``port_delete``, l2population's
+        entries that went away are cast (``remove_fdb_entries``), the host's
+        br-int is re-plugged, and the agent runs one loop iteration (which
+        casts the new entries, ``add_fdb_entries``)."""
         old = self.server
         self.server = server
         self.plugin_rpc.server = server
@@ -922,8 +958,16 @@ class Host:
         for p in old.ports_on_host(self.name):
             if p["id"] not in new_ids:
                 self.agent.port_delete(None, port_id=p["id"])
+        if self.agent.enable_tunneling:
+            gone = fdb_difference(old.l2pop_fdb(self.name), server.l2pop_fdb(self.name))
+            if gone:
+                self.agent.remove_fdb_entries(None, gone)
         self._plug(server)
         self.loop()
+
+    def tunnel_ports(self):
+        """br-tun's tunnel ports as Neutron created them: name → (type, options)."""
+        return self.agent.tun_br.tunnel_ports() if self.agent.tun_br else {}
 
     def dump(self):
         """Every bridge's flows, in canonical notation (see ``canon``)."""
@@ -1034,11 +1078,12 @@ def canon_neutron(f, names):
     return {"table": f["table_id"], "priority": f["priority"], "match": norm_match(match), "actions": actions + goto}
 
 
-def run(topo, change_topo=None, order=sorted, ofports=None):
+def run(topo, change_topo=None, order=sorted, ofports=None, tunnel_ports=None):
     """Flows per host and bridge that Neutron's agent installs for ``topo``;
     with ``change_topo``, after each surviving host's agent has processed the
     change from ``topo`` to ``change_topo``. ``order`` is the order in which
-    the agent gets its devices (sorted by port id, or e.g. ``reversed``)."""
+    the agent gets its devices (sorted by port id, or e.g. ``reversed``).
+    A ``tunnel_ports`` dict gets each host's br-tun tunnel ports."""
     server = Server(topo)
     after = Server(change_topo) if change_topo else None
     out = {}
@@ -1051,6 +1096,8 @@ def run(topo, change_topo=None, order=sorted, ofports=None):
         if after:
             agent.change(after)
         out[h["name"]] = agent.dump()
+        if tunnel_ports is not None:
+            tunnel_ports[h["name"]] = agent.tunnel_ports()
     return out
 
 
