@@ -6,8 +6,11 @@ Usage: python conformance.py --dvr PATH/TO/dvr --work DIR [--json OUT]
 Scenarios: the seed lab; a generated 10-host deployment (`dvr gen --hosts 10`);
 four changes to the seed lab, each run through Neutron's agents (one more
 rpc_loop iteration) and through our incremental planner (`dvr plan --change`);
-and the seed lab with security groups (labs/seed-secure.yaml), where every
-agent runs Neutron's `openvswitch` firewall driver (OVSFirewallDriver).
+the seed lab with security groups (labs/seed-secure.yaml), where every
+agent runs Neutron's `openvswitch` firewall driver (OVSFirewallDriver); and
+VXLAN (labs/seed-vxlan.yaml, labs/seed-mixed.yaml, the generated deployment as
+VXLAN, four changes), where every agent runs br-tun (OVSTunnelBridge) with
+l2population and the ARP responder, and br-tun's tunnel ports are compared too.
 
 Flows are compared on table, priority, the set of match fields and the ordered
 actions. Only notation is normalised: cookies are ignored, fields are keyed by
@@ -60,6 +63,8 @@ SCENARIOS = [
     ("seed-vxlan: remove VM port (vm3)", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-instance:vm3"]),
     ("seed-vxlan: remove router interface (router1, test2-v4)", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-router-interface:router1:test2-v4"]),
     ("seed-vxlan: remove host compute2", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-host:compute2"]),
+    # A port booted later: the other hosts get its unicast and ARP-responder entries.
+    ("seed-vxlan: add instance vm6 (compute2, test2)", ["-t", "{labs}/seed-vxlan.yaml"], ["add-instance:vm6:compute2:test2"]),
 ]
 
 

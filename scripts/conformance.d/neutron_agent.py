@@ -1,8 +1,8 @@
 """Drive Neutron's own Open vSwitch agent code for one host, without a switch.
 
 Neutron 29.0.0's native bridge classes (``OVSIntegrationBridge``,
-``OVSPhysicalBridge``) and the agents (``OVSNeutronAgent``,
-``OVSDVRNeutronAgent``) run unchanged. Only their edges are replaced, the way
+``OVSPhysicalBridge``, ``OVSTunnelBridge``) and the agents (``OVSNeutronAgent``,
+``OVSDVRNeutronAgent``, with l2population's agent side) run unchanged. Only their edges are replaced, the way
 Neutron's own unit tests replace them:
 
 * OpenFlow: ``_get_dp`` returns a fake datapath carrying os-ken's real
@@ -14,7 +14,8 @@ Neutron's own unit tests replace them:
 * RPC: the server's answers (device details, DVR MACs, subnet info, ports per
   host and subnet) are computed from our topology (``dvr topology --format
   json``), with Neutron's own helpers where the server uses them
-  (``is_dvr_serviced``, device owner constants).
+  (``is_dvr_serviced``, device owner constants, and l2population's
+  ``_create_agent_fdb`` over DB queries answered from the topology).
 
 The agent object is created without ``__init__`` (which would connect to
 RabbitMQ and OVSDB) and then driven through the same methods, in the same

@@ -135,6 +135,7 @@ fn plan_matches_neutrons_tunnel_bridge_and_l2population() {
         ("seed-vxlan: remove VM port (vm3)", 3),
         ("seed-vxlan: remove router interface (router1, test2-v4)", 3),
         ("seed-vxlan: remove host compute2", 2),
+        ("seed-vxlan: add instance vm6 (compute2, test2)", 3),
     ] {
         assert_eq!(rows(scenario, "br-tun"), hosts, "{scenario}");
         assert_eq!(rows(scenario, "tun-ports"), hosts, "{scenario}");
@@ -174,6 +175,8 @@ fn plan_matches_neutrons_tunnel_bridge_and_l2population() {
     // compute2 gone: its flood entries, unicast/ARP entries, tunnel port and
     // DVR MAC flows leave every other host.
     assert!(row("seed-vxlan: remove host compute2", "compute1", "tun-ports").ends_with("      1"));
+    // vm6 booted on compute2: compute1 gets its unicast and ARP-responder entries.
+    assert!(row("seed-vxlan: add instance vm6 (compute2, test2)", "compute1", "br-tun").ends_with("     45"));
 }
 
 #[test]
