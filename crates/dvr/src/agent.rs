@@ -201,10 +201,9 @@ fn spawn_poller(api: Api, host: String, mut since: i64, tx: Sender<Event>) {
         let mut backoff = Duration::from_millis(100);
         let mut down = false;
         loop {
-            // 10 s: a server shutting down gracefully holds open long-polls to
-            // their end while its successor already serves; a short poll bounds
-            // how long the agent listens to the old one.
-            match api.get(&format!("/v2.0/dvr/changes?since={since}&timeout=10&limit=1000")) {
+            // A server shutting down answers pending polls at once, so the
+            // poll length only bounds how long a silent peer is trusted.
+            match api.get(&format!("/v2.0/dvr/changes?since={since}&timeout=30&limit=1000")) {
                 Ok(v) => {
                     if down {
                         log(&host, &format!("server back; resuming from revision {since}"));
@@ -232,7 +231,10 @@ fn spawn_poller(api: Api, host: String, mut since: i64, tx: Sender<Event>) {
                         down = true;
                     }
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    // Capped at 0.5 s: a restarted server is followed again
+                    // within half a second of listening (a refused connect
+                    // on loopback costs nothing).
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
             }
         }
