@@ -753,8 +753,13 @@ async fn delete_agent(State(app): State<App>, Path(id): Path<String>) -> Res {
 async fn set_port_status(State(app): State<App>, Path(id): Path<String>, b: Bytes) -> Res {
     let v = body::parse_json(&b)?;
     let a = body::object(&v, "port")?;
-    body::check_keys(&a, &["status"], &[], "PUT")?;
+    body::check_keys(&a, &["status", "host"], &[], "PUT")?;
     let status = body::string(&a, "status")?.unwrap_or_default();
+    // The reporting agent's host: a report about a port since bound
+    // elsewhere is stale and ignored (Neutron's `update_device_up/down`
+    // check the binding host too), so an old host unplugging late cannot
+    // turn the new host's ACTIVE port DOWN, nor a late ACTIVE a re-bound port.
+    let host = body::string(&a, "host")?;
     if status != "ACTIVE" && status != "DOWN" {
         return Err(body::bad_value("status", format!("'{status}' is not ACTIVE or DOWN")));
     }
@@ -764,6 +769,9 @@ async fn set_port_status(State(app): State<App>, Path(id): Path<String>, b: Byte
         .write(|cur| {
             let mut new = cur.clone();
             let p = new.ports.get_mut(&uuid).ok_or_else(|| ApiError::not_found("PortNotFound", "Port", &id))?;
+            if host.as_ref().is_some_and(|h| *h != p.host_id) {
+                return Ok((new, ()));
+            }
             if status == "ACTIVE" && p.host_id.is_empty() {
                 return Err(ApiError::conflict(
                     "PortNotBound",

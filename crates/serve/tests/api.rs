@@ -454,6 +454,24 @@ async fn binding_a_port_later_keeps_its_address_and_makes_an_instance() {
     assert_eq!(v["port"]["status"], "ACTIVE");
     let (_, t) = s.get("/v2.0/dvr/topology").await;
     assert!(t["instances"].as_array().unwrap().iter().any(|x| x["name"] == "vm9" && x["host"] == "compute2"));
+    // A later write that keeps the binding keeps ACTIVE (control for what follows).
+    let (_, v) = s.put(&format!("/v2.0/ports/{id}"), json!({"port": {"binding:host_id": "compute2", "description": "x"}})).await;
+    assert_eq!(v["port"]["status"], "ACTIVE");
+    // Re-bound to compute1: DOWN until compute1's agent reports it.
+    let (st, v) = s.put(&format!("/v2.0/ports/{id}"), json!({"port": {"binding:host_id": "compute1"}})).await;
+    assert_eq!((st, v["port"]["status"].as_str()), (200, Some("DOWN")), "{v}");
+    // compute2's late reports (it still thinks the port is its own) are ignored.
+    for late in ["ACTIVE", "DOWN"] {
+        let (st, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": late, "host": "compute2"}})).await;
+        assert_eq!((st, v["port"]["status"].as_str()), (200, Some("DOWN")), "{v}");
+    }
+    let (_, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": "ACTIVE", "host": "compute1"}})).await;
+    assert_eq!(v["port"]["status"], "ACTIVE");
+    let (_, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": "DOWN", "host": "compute2"}})).await;
+    assert_eq!(v["port"]["status"], "ACTIVE", "an old host's late DOWN must not unwire the new host's port");
+    // The new host's agent unplugs it: DOWN.
+    let (_, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": "DOWN", "host": "compute1"}})).await;
+    assert_eq!(v["port"]["status"], "DOWN");
     // Deleting other ports never renumbers it.
     assert_eq!(s.delete(&format!("/v2.0/ports/{}", ids["vm2"])).await.0, 204);
     let (_, v) = s.get(&format!("/v2.0/ports/{id}")).await;
