@@ -276,39 +276,102 @@ struct Agent {
     canary_armed: Arc<Mutex<bool>>,
     /// The emulated lab this host belongs to (instance namespaces live there).
     lab: dvr_realize::Lab,
-    /// Instances this agent saw on its host at the last step (memory only).
-    plugged: Option<BTreeSet<String>>,
+    /// Instances of this host still plugged on their previous host at the
+    /// last step: the agent steps again shortly until they are free.
+    waiting: Vec<String>,
+    /// Since when each of them has been waiting (for [`TAKEOVER_AFTER`]).
+    waiting_since: BTreeMap<String, Instant>,
+}
+
+/// How long an agent waits for an instance's previous host to unplug it
+/// before taking its namespace over (that host's agent is down or stuck).
+const TAKEOVER_AFTER: Duration = Duration::from_secs(5);
+
+/// How often an agent looks again while an instance waits for its previous host.
+const WAITING_RETRY: Duration = Duration::from_millis(200);
+
+/// `plan` without the ports named `devs` and the flows that name them.
+fn without_ports(plan: &HostPlan, devs: &[String]) -> HostPlan {
+    let mut hp = plan.clone();
+    for b in &mut hp.bridges {
+        b.ports.retain(|p| !devs.contains(&p.name));
+        b.flows.retain(|f| {
+            let text = f.to_string();
+            !devs.iter().any(|d| text.contains(d.as_str()))
+        });
+    }
+    hp
+}
+
+/// What plugging did in one step.
+#[derive(Default)]
+struct Vifs {
+    /// Namespaces plugged or unplugged.
+    changed: usize,
+    /// Instances of this host whose namespace another host still holds (a
+    /// re-bound port its old host has not unplugged yet): retried shortly.
+    waiting: Vec<String>,
+    /// Port UUIDs (hyphenated) whose VIF is plugged here after the step.
+    plugged_ports: BTreeSet<String>,
 }
 
 impl Agent {
     /// Nova's part in the lab: plug a namespace for each instance bound to
-    /// this host that has none, unplug those that left it. Returns how many.
-    fn vifs(&mut self, topo: &Topology, ix: dvr_model::HostIx) -> Result<usize> {
-        let mine: BTreeSet<String> = topo.instances.iter().filter(|x| x.host == ix).map(|x| x.name.clone()).collect();
-        let present: BTreeSet<String> = dvr_realize::ip::netns_list()?.into_iter().collect();
-        let missing: Vec<&dvr_model::Instance> =
-            topo.instances.iter().filter(|x| x.host == ix && !present.contains(&self.lab.names.ep_ns(&x.name))).collect();
-        let mut n = 0;
-        if !missing.is_empty() {
+    /// this host that has none, unplug the ones this host plugged that are no
+    /// longer bound here (deleted meanwhile, even while the agent was down,
+    /// or re-bound). What this host plugged is read from the host itself
+    /// (the VIF markers, [`dvr_realize::Lab::plugged_vifs`]): the agent
+    /// remembers nothing and never touches a namespace it did not plug.
+    fn vifs(&mut self, topo: &Topology, ix: dvr_model::HostIx) -> Result<Vifs> {
+        let mine: BTreeMap<&str, &dvr_model::Instance> =
+            topo.instances.iter().filter(|x| x.host == ix).map(|x| (x.name.as_str(), x)).collect();
+        let mut out = Vifs::default();
+        let mut kept = BTreeSet::new();
+        for v in self.lab.plugged_vifs(&self.host)? {
+            // Still bound here, and to the same port (a port deleted and
+            // created again under the same name has another device).
+            match mine.get(v.instance.as_str()) {
+                Some(x) if topo.port(x.port).device_name() == v.device => {
+                    out.plugged_ports.insert(topo.port(x.port).id.hyphenated());
+                    kept.insert(v.instance);
+                }
+                _ => {
+                    self.lab.unplug_instance(&v.instance)?;
+                    log(&self.host, &format!("unplugged instance {} (no longer bound here)", v.instance));
+                    out.changed += 1;
+                }
+            }
+        }
+        let mut routes: Option<dvr_plan::Plan> = None;
+        let now = Instant::now();
+        self.waiting_since.retain(|n, _| mine.contains_key(n.as_str()) && !kept.contains(n));
+        for (name, x) in mine.iter().filter(|(n, _)| !kept.contains(**n)) {
+            if self.lab.instance_plugged_anywhere(name)? {
+                // Plugged, but not by this host: its previous host (a re-bound
+                // port) still has it and unplugs it when its agent follows the
+                // change. Wait for that; after TAKEOVER_AFTER that agent is
+                // down or stuck, and the namespace (named after an instance
+                // the server binds here) is taken over.
+                let since = *self.waiting_since.entry(name.to_string()).or_insert(now);
+                if now.duration_since(since) < TAKEOVER_AFTER {
+                    out.waiting.push(name.to_string());
+                    continue;
+                }
+                log(&self.host, &format!("instance {name}: its previous host did not unplug it in {TAKEOVER_AFTER:?}; taking it over"));
+                self.lab.unplug_instance(name)?;
+            }
+            self.waiting_since.remove(*name);
             // The DHCP-pushed host routes come from the qdhcp namespace's plan.
-            let plan = dvr_plan::plan(topo, self.profile)?;
-            for x in missing {
-                if self.lab.plug_instance(topo, x, &plan.dhcp_host_routes(&topo.network(x.network).name))? {
-                    log(&self.host, &format!("plugged instance {}", x.name));
-                    n += 1;
-                }
+            if routes.is_none() {
+                routes = Some(dvr_plan::plan(topo, self.profile)?);
             }
+            let plan = routes.as_ref().expect("set above");
+            self.lab.plug_instance(topo, x, &plan.dhcp_host_routes(&topo.network(x.network).name))?;
+            log(&self.host, &format!("plugged instance {name}"));
+            out.plugged_ports.insert(topo.port(x.port).id.hyphenated());
+            out.changed += 1;
         }
-        if let Some(before) = &self.plugged {
-            for gone in before.difference(&mine) {
-                if self.lab.unplug_instance(gone)? {
-                    log(&self.host, &format!("unplugged instance {gone}"));
-                    n += 1;
-                }
-            }
-        }
-        self.plugged = Some(mine);
-        Ok(n)
+        Ok(out)
     }
 
     /// Fetch the state; replan when this host's inputs changed (or `force`);
@@ -329,12 +392,25 @@ impl Agent {
         }
         let t_plan = t0.elapsed();
         let mut n = 0;
-        if !self.dry_run {
-            n += self.vifs(&topo, ix)?;
-        }
+        let vifs = if self.dry_run { Vifs::default() } else { self.vifs(&topo, ix)? };
+        n += vifs.changed;
+        let waiting_changed = vifs.waiting != self.waiting;
+        self.waiting = vifs.waiting.clone();
         let mut t_obs = t_plan;
-        if changed || full {
-            let hp = &self.planned.as_ref().expect("set above").1;
+        if changed || full || vifs.changed > 0 || waiting_changed {
+            let planned = &self.planned.as_ref().expect("set above").1;
+            // An instance still held by its previous host has no device here
+            // yet: converge without its port (and the flows naming it) now,
+            // with it once it is plugged.
+            let filtered;
+            let hp = if self.waiting.is_empty() {
+                planned
+            } else {
+                let devs: Vec<String> =
+                    topo.instances.iter().filter(|x| self.waiting.contains(&x.name)).map(|x| topo.port(x.port).device_name()).collect();
+                filtered = without_ports(planned, &devs);
+                &filtered
+            };
             let obs = host::observe(&self.names, hp, &self.ovs)?;
             let ops = host::diff_observed(&self.names, hp, &obs);
             t_obs = t0.elapsed();
@@ -350,7 +426,7 @@ impl Agent {
         }
         let t_applied = t0.elapsed();
         if !self.dry_run {
-            self.port_status()?;
+            self.port_status(&vifs.plugged_ports)?;
         }
         let total = t_applied;
         {
@@ -386,19 +462,24 @@ impl Agent {
 }
 
 impl Agent {
-    /// Neutron's `update_device_up`: instance ports bound to this host go
-    /// `ACTIVE` once a convergence has put their flows in place (the server
-    /// makes a newly bound port `DOWN`).
-    fn port_status(&self) -> Result<()> {
+    /// Neutron's `update_device_up`/`update_device_down`: an instance port
+    /// bound to this host is `ACTIVE` once its VIF is plugged here and a
+    /// convergence has put its flows in place, `DOWN` otherwise (not plugged
+    /// yet, its old host still holding it, unplugged). Each report names this
+    /// host, so the server ignores it when the port was re-bound meanwhile.
+    fn port_status(&self, plugged: &BTreeSet<String>) -> Result<()> {
         let ports = self.api.get(&format!("/v2.0/ports?binding:host_id={}&fields=id&fields=status&fields=device_owner", self.host))?;
         for p in ports["ports"].as_array().into_iter().flatten() {
-            let compute = p["device_owner"].as_str().is_some_and(|o| o.starts_with("compute:"));
-            if compute && p["status"] != "ACTIVE" {
-                let id = p["id"].as_str().unwrap_or_default();
+            if !p["device_owner"].as_str().is_some_and(|o| o.starts_with("compute:")) {
+                continue;
+            }
+            let id = p["id"].as_str().unwrap_or_default();
+            let want = if plugged.contains(id) { "ACTIVE" } else { "DOWN" };
+            if p["status"] != want {
                 self.api
-                    .put(&format!("/v2.0/dvr/ports/{id}/status"), &json!({"port": {"status": "ACTIVE"}}))
-                    .with_context(|| format!("setting port {id} ACTIVE"))?;
-                log(&self.host, &format!("port {id} ACTIVE"));
+                    .put(&format!("/v2.0/dvr/ports/{id}/status"), &json!({"port": {"status": want, "host": self.host}}))
+                    .with_context(|| format!("setting port {id} {want}"))?;
+                log(&self.host, &format!("port {id} {want}"));
             }
         }
         Ok(())
@@ -453,7 +534,8 @@ pub fn run(args: AgentArgs) -> Result<()> {
         planned: None,
         canary_armed: Arc::new(Mutex::new(false)),
         lab: dvr_realize::Lab::new(&args.prefix),
-        plugged: None,
+        waiting: Vec::new(),
+        waiting_since: BTreeMap::new(),
     };
     // First convergence (retried: the server may restart under us).
     loop {
@@ -490,8 +572,11 @@ pub fn run(args: AgentArgs) -> Result<()> {
     }
     let mut next_resync = Instant::now() + args.resync_interval;
     loop {
-        let wait = next_resync.saturating_duration_since(Instant::now());
-        let first = match rx.recv_timeout(wait) {
+        // While an instance waits for its previous host, step again shortly
+        // (a light step: fetch, plug if free, converge only if anything moved).
+        let retry = (!agent.waiting.is_empty()).then(|| Instant::now() + WAITING_RETRY);
+        let until = retry.map_or(next_resync, |r| r.min(next_resync));
+        let first = match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(ev) => Some(ev),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => bail!("the agent's watcher threads stopped"),
@@ -503,8 +588,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
         let restart = events.iter().any(|e| matches!(e, Event::OvsRestart));
         let reset = events.iter().any(|e| matches!(e, Event::Reset));
         let newer = events.iter().any(|e| matches!(e, Event::Changed(r) if *r > cur));
-        let resync = events.is_empty();
-        if !(restart || reset || newer || resync) {
+        let resync = events.is_empty() && Instant::now() >= next_resync;
+        let waiting = events.is_empty() && !resync && !agent.waiting.is_empty();
+        if !(restart || reset || newer || resync || waiting) {
             continue;
         }
         let why = if restart {
@@ -513,8 +599,10 @@ pub fn run(args: AgentArgs) -> Result<()> {
             "server reset"
         } else if newer {
             "change"
-        } else {
+        } else if resync {
             "periodic resync"
+        } else {
+            "instance waiting for its previous host"
         };
         if restart || reset {
             agent.planned = None;
@@ -538,8 +626,28 @@ pub fn run(args: AgentArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, without_ports};
     use std::time::Duration;
+
+    #[test]
+    fn a_waiting_instance_is_left_out_of_the_converged_plan_and_nothing_else() {
+        let topo = dvr_model::seed();
+        let x = topo.instances.iter().find(|x| x.name == "vm1").expect("seed has vm1");
+        let dev = topo.port(x.port).device_name();
+        let plan = dvr_plan::plan_host(&topo, x.host, dvr_plan::Profile::Walkthrough);
+        let names =
+            |hp: &dvr_plan::HostPlan| -> Vec<String> { hp.bridges.iter().flat_map(|b| b.ports.iter().map(|p| p.name.clone())).collect() };
+        let naming = |hp: &dvr_plan::HostPlan| hp.bridges.iter().flat_map(|b| &b.flows).filter(|f| f.to_string().contains(&dev)).count();
+        // Positive control: the plan has the port and flows naming it.
+        assert!(names(&plan).contains(&dev));
+        assert!(naming(&plan) > 0);
+        let cut = without_ports(&plan, std::slice::from_ref(&dev));
+        assert!(!names(&cut).contains(&dev));
+        assert_eq!(naming(&cut), 0);
+        assert_eq!(names(&cut).len(), names(&plan).len() - 1);
+        assert_eq!(cut.flow_count(), plan.flow_count() - naming(&plan));
+        assert_eq!(cut.namespaces.len(), plan.namespaces.len());
+    }
 
     #[test]
     fn durations_parse_with_units_and_refuse_nonsense() {

@@ -29,6 +29,19 @@ use std::time::{Duration, Instant};
 /// How long a lab command waits for another one on the same prefix.
 pub const LOCK_WAIT: Duration = Duration::from_secs(180);
 
+/// Alias prefix of the host-side device of an instance VIF plugged by
+/// [`Lab::plug_instance`]; the instance name follows.
+pub const VIF_MARK: &str = "dvr-vif:";
+
+/// An instance VIF found on a host by its marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluggedVif {
+    /// The instance (its namespace is `ep_ns(instance)`).
+    pub instance: String,
+    /// The host-side device (`tap…`, named after the port's UUID).
+    pub device: String,
+}
+
 /// A lab on this machine.
 #[derive(Debug, Clone)]
 pub struct Lab {
@@ -538,6 +551,8 @@ impl Lab {
         }
         let dev = port.device_name();
         ip::ip(&["link", "add", &dev, "netns", &hns, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        // The marker: this host plugged this instance (see `plugged_vifs`).
+        ip::ip_ns(&hns, &["link", "set", "dev", &dev, "alias", &format!("{VIF_MARK}{}", x.name)])?;
         ip::tx_off(&hns, &dev)?;
         ip::tx_off(&ns, "eth0")?;
         ip::ip_ns(&hns, &["link", "set", &dev, "up"])?;
@@ -549,6 +564,32 @@ impl Lab {
             ip::ip_ns(&ns, &["route", "replace", &dst.to_string(), "via", &via.to_string(), "dev", "eth0"])?;
         }
         Ok(true)
+    }
+
+    /// The instance VIFs plugged on `host`: its namespace's devices marked
+    /// by [`Lab::plug_instance`] (alias `dvr-vif:INSTANCE`). An agent acts on
+    /// these only, never on a namespace it did not plug (another host's
+    /// instance, an external host, anything foreign); one netlink dump of the
+    /// host namespace, nothing remembered by the agent.
+    pub fn plugged_vifs(&self, host: &str) -> Result<Vec<PluggedVif>, LabError> {
+        let links = crate::netlink::links(&self.names.host_ns(host))?;
+        Ok(links
+            .into_iter()
+            .filter_map(|(device, l)| {
+                let instance = l.alias?.strip_prefix(VIF_MARK)?.to_string();
+                Some(PluggedVif { instance, device })
+            })
+            .collect())
+    }
+
+    /// Whether instance `name`'s namespace exists with its `eth0` (plugged,
+    /// by whichever host): a namespace without `eth0` is an unfinished plug.
+    pub fn instance_plugged_anywhere(&self, name: &str) -> Result<bool, LabError> {
+        let ns = self.names.ep_ns(name);
+        if !ip::netns_list()?.contains(&ns) {
+            return Ok(false);
+        }
+        Ok(ip::link_names(&ns)?.iter().any(|l| l == "eth0"))
     }
 
     /// Unplug an instance: delete its namespace (and with it both veth ends).
