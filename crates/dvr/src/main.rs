@@ -334,10 +334,17 @@ enum LabCmd {
         #[arg(long)]
         timings: bool,
         /// A live lab: start `dvr server` (SQLite in the lab's state directory) unless
-        /// one answers on --listen, apply the topology file through its API, build the
-        /// lab from the server's state and start one `dvr agent` per host. Change it afterwards with `dvr apply` or `openstack`.
+        /// one answers on --listen, declare the lab's machines on it (the hosts of
+        /// --machines), build those machines and the physical networks, start one
+        /// `dvr agent` per host and the outside world's follower (`dvr lab outside`).
+        /// It starts empty: build and change it with `dvr apply` or `openstack`.
+        /// With -t FILE, the whole file is applied first (a shortcut).
         #[arg(long)]
         live: bool,
+        /// The live lab's machines: the `hosts` of this topology file (nothing
+        /// else of it). Default: the seed lab's (network, compute1, compute2, controller).
+        #[arg(long, value_name = "FILE", requires = "live")]
+        machines: Option<PathBuf>,
         /// Where the live lab's server listens.
         #[arg(long, default_value = "127.0.0.1:9696", value_name = "ADDR")]
         listen: String,
@@ -369,6 +376,20 @@ enum LabCmd {
         #[command(flatten)]
         server: remote::ServerArg,
     },
+    /// The lab's outside world follows a server: a namespace per external host
+    /// (the server's `external-hosts`) and per external subnet's upstream gateway
+    /// appears and goes with them. Neither Neutron nor its agents create these
+    /// (they are the world beyond the external network), so a live lab runs this
+    /// beside its agents (`lab up --live` starts it with --follow).
+    Outside {
+        #[command(flatten)]
+        prefix: PrefixArg,
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// Keep following the server's change log (until killed).
+        #[arg(long)]
+        follow: bool,
+    },
     /// Run a command inside an endpoint's or host's namespace, e.g. `dvr lab exec vm1 -- ip route`.
     Exec {
         #[command(flatten)]
@@ -393,8 +414,41 @@ enum LabCmd {
     },
 }
 
-/// `dvr lab up --live`: server, layout through the API, lab from the server, agents.
-fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, listen: &str) -> Result<()> {
+/// The hosts section of a topology file (or of the seed lab) as a file of
+/// its own: a live lab's machines, without anything of a tenant.
+fn machines_only(file: Option<&std::path::Path>) -> Result<String> {
+    let (label, yaml) = match file {
+        Some(p) => {
+            (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("--machines {}: cannot read it", p.display()))?)
+        }
+        None => ("<built-in seed lab>".to_string(), dvr_model::SEED_YAML.to_string()),
+    };
+    let spec = dvr_model::parse_spec(&label, &yaml)?;
+    anyhow::ensure!(!spec.hosts.is_empty(), "--machines {label}: the file declares no hosts; a live lab needs its machines under `hosts:`");
+    let only = dvr_model::spec::TopologySpec {
+        version: spec.version,
+        name: None,
+        hosts: spec.hosts,
+        networks: vec![],
+        routers: vec![],
+        instances: vec![],
+        floating_ips: vec![],
+        external_hosts: vec![],
+        paths: vec![],
+        ports: vec![],
+    };
+    Ok(serde_yaml_ng::to_string(&only)?)
+}
+
+/// `dvr lab up --live`: server, the machines (or with -t the whole layout)
+/// through the API, the lab from the server, agents, the outside follower.
+fn live_lab_up(
+    lab: &dvr_realize::Lab,
+    topo: &TopologyArg,
+    machines: Option<&std::path::Path>,
+    profile: Profile,
+    listen: &str,
+) -> Result<()> {
     use std::process::{Command, Stdio};
     let url = format!("http://{listen}");
     let api = remote::client::Api::new(&url, None);
@@ -422,8 +476,8 @@ fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, lis
     let file = match &topo.topology {
         Some(p) => p.clone(),
         None => {
-            let p = lab.state.join("seed.yaml");
-            std::fs::write(&p, dvr_model::SEED_YAML)?;
+            let p = lab.state.join("machines.yaml");
+            std::fs::write(&p, machines_only(machines)?)?;
             p
         }
     };
@@ -458,6 +512,23 @@ fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, lis
         std::fs::write(&pidfile, pid.to_string())?;
         eprintln!("lab up: agent of {} (pid {pid}, log {})", h.name, lab.state.join(format!("agent-{}.log", h.name)).display());
     }
+    let pidfile = lab.state.join("outside.pid");
+    let running = std::fs::read_to_string(&pidfile).ok().is_some_and(|p| std::path::Path::new(&format!("/proc/{}", p.trim())).exists());
+    if !running {
+        let args: Vec<String> = vec![
+            exe.display().to_string(),
+            "lab".into(),
+            "outside".into(),
+            "--follow".into(),
+            "--prefix".into(),
+            lab.names.prefix.clone(),
+            "--server".into(),
+            url.clone(),
+        ];
+        let pid = spawn_logged(&args, "outside.log")?;
+        std::fs::write(&pidfile, pid.to_string())?;
+        eprintln!("lab up: outside world follower (pid {pid}, log {})", lab.state.join("outside.log").display());
+    }
     println!(
         "live lab `{}` up: server {url}, {} namespaces, {} agents, {} ms",
         lab.names.prefix,
@@ -466,6 +537,43 @@ fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, lis
         report.millis
     );
     Ok(())
+}
+
+/// `dvr lab outside`: bring the outside world to the server's state, once
+/// or after every change (long-poll of the change log, retried while the
+/// server is away).
+fn lab_outside(lab: &dvr_realize::Lab, api: &remote::client::Api, follow: bool) -> Result<()> {
+    let mut since = -1i64;
+    loop {
+        let rev = api.get("/v2.0/dvr/deployment").ok().and_then(|v| v["deployment"]["revision"].as_i64());
+        let done = match rev {
+            Some(r) if r == since => Ok(()),
+            Some(r) => remote::load(api).and_then(|t| Ok(lab.outside(&t)?)).map(|(created, removed)| {
+                for n in &created {
+                    eprintln!("lab outside: revision {r}: created {n}");
+                }
+                for n in &removed {
+                    eprintln!("lab outside: revision {r}: removed {n}");
+                }
+                since = r;
+            }),
+            None => Err(anyhow::anyhow!("{}: no answer from the server (GET /v2.0/dvr/deployment)", api.base())),
+        };
+        match done {
+            Err(e) if !follow => return Err(e),
+            Err(e) => {
+                eprintln!("lab outside: {e:#}; retrying in 1 s");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            }
+            Ok(()) if !follow => return Ok(()),
+            Ok(()) => {}
+        }
+        match api.get(&format!("/v2.0/dvr/changes?since={}&timeout=30&limit=1", since.max(0))) {
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(300)),
+        }
+    }
 }
 
 /// The deployment and profile a running lab was built from (a live lab's
@@ -481,10 +589,10 @@ fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
 
 fn run_lab(cmd: LabCmd) -> Result<()> {
     match cmd {
-        LabCmd::Up { topo, prefix, profile, verbose, timings, live, listen } => {
+        LabCmd::Up { topo, prefix, profile, verbose, timings, live, machines, listen } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             if live {
-                return live_lab_up(&lab, &topo, profile, &listen);
+                return live_lab_up(&lab, &topo, machines.as_deref(), profile, &listen);
             }
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
@@ -627,6 +735,11 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                     prefix.prefix
                 );
             }
+        }
+        LabCmd::Outside { prefix, server, follow } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let api = server.api().context("dvr lab outside needs --server URL (the live lab's server)")?;
+            lab_outside(&lab, &api, follow)?;
         }
         LabCmd::Exec { prefix, name, cmd } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
@@ -982,5 +1095,33 @@ fn main() -> ExitCode {
                 || e.downcast_ref::<dvr_model::change::ChangeError>().is_some();
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::machines_only;
+
+    #[test]
+    fn a_live_labs_machines_are_the_hosts_and_nothing_of_a_tenant() {
+        let yaml = machines_only(None).expect("the seed's hosts");
+        let spec = dvr_model::parse_spec("machines", &yaml).expect("a valid topology file");
+        let names: Vec<&str> = spec.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["controller", "network", "compute1", "compute2"]);
+        assert!(spec.hosts.iter().any(|h| h.bridge_mappings.get("extnet").map(String::as_str) == Some("br-ex")));
+        assert!(spec.networks.is_empty() && spec.routers.is_empty() && spec.instances.is_empty());
+        assert!(spec.floating_ips.is_empty() && spec.external_hosts.is_empty() && spec.name.is_none());
+        // It builds: a deployment of machines only is a valid (empty) one.
+        let topo = dvr_model::build::build("machines", &spec).expect("builds");
+        assert!(topo.instances.is_empty() && topo.external_hosts.is_empty());
+        // The seed's own DVR MACs: the same hosts in the same order.
+        let seed = dvr_model::seed();
+        let macs = |t: &dvr_model::Topology| t.hosts.iter().map(|h| h.dvr_mac).collect::<Vec<_>>();
+        assert_eq!(macs(&topo), macs(&seed));
+        // A file without hosts cannot be a lab's machines.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("nohosts.yaml");
+        std::fs::write(&f, "version: 1\n").expect("write");
+        assert!(machines_only(Some(&f)).unwrap_err().to_string().contains("declares no hosts"));
     }
 }
