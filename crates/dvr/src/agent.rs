@@ -63,6 +63,10 @@ pub struct AgentArgs {
     /// Which Neutron's pipeline to build.
     #[arg(long, default_value = "walkthrough")]
     profile: Profile,
+    /// Run inside this network namespace (an emulated host's, as `lab up
+    /// --live` does): entered first, before any thread starts.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
 }
 
 /// Neutron's L3 agent modes that DVR uses.
@@ -488,6 +492,9 @@ impl Agent {
 
 /// Run `dvr agent` until killed (or once with `--once`).
 pub fn run(args: AgentArgs) -> Result<()> {
+    if let Some(ns) = &args.netns {
+        dvr_realize::netlink::enter(ns).with_context(|| format!("--netns {ns}: cannot enter it (is the lab up?)"))?;
+    }
     let url = args.server.server.clone().context("dvr agent needs --server URL (e.g. http://127.0.0.1:9696)")?;
     let mk_api = || Api::new(&url, args.server.token.clone());
     let mut cfg = match &args.config {

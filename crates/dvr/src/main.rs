@@ -390,6 +390,21 @@ enum LabCmd {
         #[arg(long)]
         follow: bool,
     },
+    /// The live lab's management network: 127.0.0.1:PORT inside each host's
+    /// namespace leads to the machine's 127.0.0.1:PORT (the server), so each
+    /// agent runs inside its host and the server binds loopback only
+    /// (`lab up --live` starts it; runs until killed).
+    Mgmt {
+        #[command(flatten)]
+        prefix: PrefixArg,
+        /// The server's address in the machine's namespace (the port is also
+        /// the one each host namespace listens on).
+        #[arg(long, value_name = "ADDR:PORT")]
+        server_addr: std::net::SocketAddr,
+        /// A host to connect (repeatable).
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+    },
     /// Run a command inside an endpoint's or host's namespace, e.g. `dvr lab exec vm1 -- ip route`.
     Exec {
         #[command(flatten)]
@@ -486,23 +501,48 @@ fn live_lab_up(
     let plan = dvr_plan::plan(&t, profile)?;
     let meta = dvr_realize::LabMeta { topology: None, profile, server: Some(url.clone()) };
     let report = lab.up_recording(&t, &plan, Some(&meta), &mut |m| eprintln!("lab up: {m}"))?;
+    // The management network, so each agent runs inside its host namespace
+    // (the server binds the machine's loopback only).
+    let server_addr = listen.parse::<std::net::SocketAddr>().with_context(|| format!("--listen {listen}: expected ADDR:PORT"))?;
+    let port = server_addr.port();
+    let dataplane: Vec<&dvr_model::Host> = t.hosts.iter().filter(|h| h.has_dataplane()).collect();
+    let pidfile = lab.state.join("mgmt.pid");
+    let running = std::fs::read_to_string(&pidfile).ok().is_some_and(|p| std::path::Path::new(&format!("/proc/{}", p.trim())).exists());
+    if !running {
+        let mut args: Vec<String> = vec![
+            exe.display().to_string(),
+            "lab".into(),
+            "mgmt".into(),
+            "--prefix".into(),
+            lab.names.prefix.clone(),
+            "--server-addr".into(),
+            server_addr.to_string(),
+        ];
+        for h in &dataplane {
+            args.extend(["--host".into(), h.name.clone()]);
+        }
+        let pid = spawn_logged(&args, "mgmt.log")?;
+        std::fs::write(&pidfile, pid.to_string())?;
+        eprintln!("lab up: management network (pid {pid}): 127.0.0.1:{port} in every host namespace leads to the server");
+    }
     // Written after `up` (which rewrites the state's lab.json only).
-    for h in t.hosts.iter().filter(|h| h.has_dataplane()) {
+    for h in dataplane {
         let pidfile = lab.state.join(format!("agent-{}.pid", h.name));
         let running = std::fs::read_to_string(&pidfile).ok().is_some_and(|p| std::path::Path::new(&format!("/proc/{}", p.trim())).exists());
         if running {
             continue;
         }
-        // The agent runs in the machine's namespace, not the host's: the server
-        // listens on the machine's loopback, which a host namespace cannot reach.
-        // It works on the host's namespaces and OVS by name, as `lab up` does.
+        // Inside its host's namespace, as an agent runs on its machine; the
+        // server through the management network (`lab mgmt`).
         let args: Vec<String> = vec![
             exe.display().to_string(),
             "agent".into(),
+            "--netns".into(),
+            lab.names.host_ns(&h.name),
             "--host".into(),
             h.name.clone(),
             "--server".into(),
-            url.clone(),
+            format!("http://127.0.0.1:{port}"),
             "--prefix".into(),
             lab.names.prefix.clone(),
             "--profile".into(),
@@ -740,6 +780,16 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             let api = server.api().context("dvr lab outside needs --server URL (the live lab's server)")?;
             lab_outside(&lab, &api, follow)?;
+        }
+        LabCmd::Mgmt { prefix, server_addr, hosts } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let ns: Vec<String> = hosts.iter().map(|h| lab.names.host_ns(h)).collect();
+            let port = server_addr.port();
+            eprintln!("lab mgmt: 127.0.0.1:{port} of {} leads to the server at {server_addr}", ns.join(", "));
+            match dvr_realize::relay::relay(&ns, port, server_addr) {
+                Ok(never) => match never {},
+                Err(e) => bail!("lab mgmt: {e}; is the lab up (dvr lab up --live)?"),
+            }
         }
         LabCmd::Exec { prefix, name, cmd } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);

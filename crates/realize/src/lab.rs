@@ -766,7 +766,7 @@ impl Lab {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
                 let what = name.strip_suffix(".pid")?.to_string();
-                (what.starts_with("agent-") || what == "outside").then(|| (format!("dvr {what}"), e.path()))
+                (what.starts_with("agent-") || what == "outside" || what == "mgmt").then(|| (format!("dvr {what}"), e.path()))
             })
             .collect();
         pidfiles.push(("dvr server".into(), self.state.join("server.pid")));

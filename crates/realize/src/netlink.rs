@@ -419,3 +419,13 @@ pub fn addr_del(ns: &str, dev: &str, net: &str) -> Result<(), CmdError> {
         Ok(())
     })
 }
+
+/// Move the calling thread into namespace `ns` for good (threads it spawns
+/// afterwards start there too). Unlike `ip netns exec`, the mount namespace
+/// stays the machine's, so namespaces this process adds later (`ip netns
+/// add`) are seen by everyone. Call it before spawning any thread.
+pub fn enter(ns: &str) -> Result<(), CmdError> {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).map_err(|e| err(ns, "enter", format!("open {path}: {e}")))?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| err(ns, "enter", format!("setns: {e}")))
+}
