@@ -8,7 +8,9 @@
 //! Sans I/O: the world is a value; tracing mutates only it.
 #![forbid(unsafe_code)]
 
+pub mod conntrack;
 pub mod demo;
+pub mod firewall;
 pub mod import;
 pub mod netfilter;
 pub mod ofp;
