@@ -461,6 +461,7 @@ fn machines_only(file: Option<&std::path::Path>) -> Result<String> {
         external_hosts: vec![],
         paths: vec![],
         ports: vec![],
+        security_groups: vec![],
     };
     Ok(serde_yaml_ng::to_string(&only)?)
 }
