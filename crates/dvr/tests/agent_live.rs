@@ -7,7 +7,8 @@
 //! agent with and without changes meanwhile, an instance deleted while its
 //! agent is down, a server restart). `scripts/agent-live` drives it and
 //! prints the figures; this test runs it and fails on any `FAIL:` line or a
-//! non-zero exit.
+//! non-zero exit, and writes the figures to
+//! `target/tmp/agent-live-figures.txt`, which `scripts/test` prints.
 //!
 //! Needs root, Open vSwitch and the pinned client venv (`scripts/venv`):
 //! `flock -o /tmp/dvr-real-ovs.lock cargo test -p dvr --test agent_live -- --ignored --nocapture`.
@@ -36,7 +37,26 @@ fn live_lab_follows_the_openstack_client_through_changes_and_faults() {
     assert!(!text.contains("FAIL:"), "{text}");
     assert!(out.status.success(), "{text}");
     // Positive control: the script did reach its end, through every stage.
-    for stage in ["agent rows", "the nine seed paths ping", "openstack port delete vm6", "fault: restart the server", "agent-live: done"] {
+    for stage in [
+        "agent rows",
+        "the nine seed paths ping",
+        "openstack port delete vm6",
+        "fault: restart the server",
+        "== figures",
+        "agent-live: done",
+    ] {
         assert!(text.contains(stage), "the run never reached `{stage}`:\n{text}");
     }
+    // The figures: written where `scripts/test` shows them in its summary
+    // (a passing test's output is captured otherwise).
+    let figures = figures(&text);
+    assert!(figures.lines().count() >= 8, "the figures section is short:\n{figures}");
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-live-figures.txt");
+    std::fs::write(&file, &figures).expect("write the figures");
+}
+
+/// The `== figures` section of the script's output, up to its last line.
+fn figures(text: &str) -> String {
+    let from = text.find("== figures").expect("checked by the caller");
+    text[from..].lines().take_while(|l| !l.starts_with("agent-live: done")).map(|l| format!("{l}\n")).collect()
 }
