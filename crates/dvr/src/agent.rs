@@ -11,13 +11,17 @@
 //!   flow must be restored;
 //! - the **heartbeat** reports the agent rows (OVS agent + L3 agent) every
 //!   10 s with the agent's revision and last convergence;
-//! - the **main loop** fetches the state, rebuilds the model, replans this
-//!   host only when its inputs changed ([`dvr_plan::incremental::fingerprint`])
-//!   and converges with `realize` (observe, pure diff, apply the difference).
-//!   A periodic full resync (default 30 s) repairs drift.
+//! - the **main loop** fetches the state, follows it with its model (in
+//!   place where the change allows, rebuilt otherwise: [`follow`]), takes
+//!   this host's plan when its inputs changed
+//!   ([`dvr_plan::incremental::fingerprint`]) and converges with `realize`
+//!   (observe, pure diff, apply the difference). A periodic full resync
+//!   (default 30 s) repairs drift.
 //!
 //! Nothing is persisted: the server and the host tell a restarted agent all it
 //! needs, and a host that already matches converges with 0 operations.
+
+mod follow;
 
 use crate::remote::{ServerArg, client::Api};
 use anyhow::{Context, Result, bail};
@@ -67,6 +71,12 @@ pub struct AgentArgs {
     /// --live` does): entered first, before any thread starts.
     #[arg(long, value_name = "NAME")]
     netns: Option<String>,
+    /// After each change followed in place, also rebuild the model from the
+    /// server's topology and check this host's plan is the same (after
+    /// converging, so latency is unaffected); a difference is logged
+    /// (`in place DIFFERS`) and repaired by a rebuild.
+    #[arg(long)]
+    verify_in_place: bool,
 }
 
 /// Neutron's L3 agent modes that DVR uses.
@@ -186,8 +196,8 @@ fn report(api: &Api, host: &str, mode: AgentMode, mappings: &BTreeMap<String, St
     Ok(())
 }
 
-/// The server's state at one revision.
-fn fetch(api: &Api) -> Result<(i64, Topology)> {
+/// The server's topology at one revision (parsed, not built).
+fn fetch(api: &Api) -> Result<(i64, dvr_model::spec::TopologySpec)> {
     let mut v = api.get("/v2.0/dvr/topology")?;
     let rev = v["revision"].as_i64().context("the server's /v2.0/dvr/topology has no revision")?;
     if let Some(o) = v.as_object_mut() {
@@ -195,9 +205,7 @@ fn fetch(api: &Api) -> Result<(i64, Topology)> {
     }
     let spec: dvr_model::spec::TopologySpec =
         serde_json::from_value(v).with_context(|| format!("the topology of {} (revision {rev}) is not a topology file", api.base()))?;
-    let label = format!("server {} revision {rev}", api.base());
-    let topo = dvr_model::build::build(&label, &spec)?;
-    Ok((rev, topo))
+    Ok((rev, spec))
 }
 
 fn spawn_poller(api: Api, host: String, mut since: i64, tx: Sender<Event>) {
@@ -277,6 +285,9 @@ struct Agent {
     status: Arc<Mutex<Status>>,
     /// The last planned state and the fingerprint of its inputs.
     planned: Option<(u64, HostPlan)>,
+    /// The model following the server (`None`: rebuilt at the next step).
+    model: Option<follow::Model>,
+    verify_in_place: bool,
     canary_armed: Arc<Mutex<bool>>,
     /// The emulated lab this host belongs to (instance namespaces live there).
     lab: dvr_realize::Lab,
@@ -382,21 +393,61 @@ impl Agent {
     /// converge when replanned or `full`. Returns the operations applied.
     fn step(&mut self, why: &str, full: bool) -> Result<usize> {
         let t0 = Instant::now();
-        let (rev, topo) = fetch(&self.api)?;
+        let (rev, spec) = fetch(&self.api)?;
+        let t_fetch = t0.elapsed();
+        let label = format!("server {} revision {rev}", self.api.base());
+        let mut model = self.model.take();
+        let followed = follow::follow(&mut model, &label, spec, self.profile)?;
+        let model = model.expect("follow leaves a model");
         let t_model = t0.elapsed();
+        let topo = model.topology();
         let Some(ix) = topo.hosts.iter().position(|h| h.name == self.host) else {
             bail!("host `{}` is not declared on {} (revision {rev}); register it with POST /v2.0/dvr/hosts", self.host, self.api.base());
         };
         let ix = dvr_model::HostIx(ix);
-        let shared = dvr_plan::incremental::Shared::new(&topo);
-        let fp = dvr_plan::incremental::fingerprint(&topo, ix, self.profile, &shared);
+        let shared = dvr_plan::incremental::Shared::new(topo);
+        let fp = dvr_plan::incremental::fingerprint(topo, ix, self.profile, &shared);
         let changed = self.planned.as_ref().is_none_or(|(f, _)| *f != fp);
         if changed {
-            self.planned = Some((fp, dvr_plan::plan_host(&topo, ix, self.profile)));
+            self.planned = Some((fp, model.host_plan(ix).clone()));
         }
         let t_plan = t0.elapsed();
+        let outcome = self.converge(&model, ix, rev, why, full, changed, (t_fetch, t_model, t_plan, t0), &followed);
+        let in_place = matches!(followed.how, follow::How::InPlace(_));
+        let check = (self.verify_in_place && in_place).then(|| follow::verify(&model, &label, &self.host, self.profile));
+        self.model = Some(model);
+        let n = outcome?;
+        match check {
+            Some(Err(diff)) => {
+                log(&self.host, &format!("revision {rev}: in place DIFFERS from a rebuild ({diff}); rebuilding"));
+                self.model = None;
+                self.planned = None;
+                Ok(n + self.step("repair: the in-place model differed from a rebuild", true)?)
+            }
+            Some(Ok(())) => {
+                log(&self.host, &format!("revision {rev}: in place matches a rebuild"));
+                Ok(n)
+            }
+            None => Ok(n),
+        }
+    }
+
+    /// Plug, converge and report one step (see [`Agent::step`]).
+    #[allow(clippy::too_many_arguments)]
+    fn converge(
+        &mut self,
+        model: &follow::Model,
+        ix: dvr_model::HostIx,
+        rev: i64,
+        why: &str,
+        full: bool,
+        changed: bool,
+        (t_fetch, t_model, t_plan, t0): (Duration, Duration, Duration, Instant),
+        followed: &follow::Followed,
+    ) -> Result<usize> {
+        let topo = model.topology();
         let mut n = 0;
-        let vifs = if self.dry_run { Vifs::default() } else { self.vifs(&topo, ix)? };
+        let vifs = if self.dry_run { Vifs::default() } else { self.vifs(topo, ix)? };
         n += vifs.changed;
         let waiting_changed = vifs.waiting != self.waiting;
         self.waiting = vifs.waiting.clone();
@@ -441,11 +492,11 @@ impl Agent {
             st.converged_at = Some(crate::agent::chrono_like_now());
         }
         if !changed && !full && n == 0 {
-            println!("agent {}: revision {rev}: host unaffected ({why}; model rebuilt in {} ms)", self.host, t_model.as_millis());
+            println!("agent {}: revision {rev}: host unaffected ({why}; fetch {} ms, {followed})", self.host, t_fetch.as_millis());
             return Ok(0);
         }
         println!(
-            "agent {}: revision {rev}: {n} operations{} ({why}; {} in {} ms: model {} ms, plan {} ms, observe+diff {} ms, apply {} ms)",
+            "agent {}: revision {rev}: {n} operations{} ({why}; {} in {} ms: fetch {} ms, {followed}, host plan {} ms, observe+diff {} ms, apply {} ms)",
             self.host,
             if self.dry_run { " (dry run, not applied)" } else { "" },
             if changed {
@@ -456,7 +507,7 @@ impl Agent {
                 "host unaffected"
             },
             total.as_millis(),
-            t_model.as_millis(),
+            t_fetch.as_millis(),
             (t_plan - t_model).as_millis(),
             (t_obs - t_plan).as_millis(),
             (total - t_obs).as_millis(),
@@ -539,6 +590,8 @@ pub fn run(args: AgentArgs) -> Result<()> {
         dry_run: args.dry_run,
         status: status.clone(),
         planned: None,
+        model: None,
+        verify_in_place: args.verify_in_place,
         canary_armed: Arc::new(Mutex::new(false)),
         lab: dvr_realize::Lab::new(&args.prefix),
         waiting: Vec::new(),
@@ -613,6 +666,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
         };
         if restart || reset {
             agent.planned = None;
+        }
+        if reset {
+            agent.model = None;
         }
         if let Err(e) = agent.step(why, restart || reset || resync) {
             log(&args.host, &format!("convergence failed ({why}): {e:#}; retrying at the next event or in 1 s"));

@@ -558,6 +558,9 @@ fn live_lab_up(
             lab.names.prefix.clone(),
             "--profile".into(),
             profile.name().into(),
+            // The lab shows its work: each change followed in place is
+            // checked against a rebuild (after converging).
+            "--verify-in-place".into(),
         ];
         let pid = spawn_logged(&args, &format!("agent-{}.log", h.name))?;
         std::fs::write(&pidfile, pid.to_string())?;
