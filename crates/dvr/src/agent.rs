@@ -11,13 +11,17 @@
 //!   flow must be restored;
 //! - the **heartbeat** reports the agent rows (OVS agent + L3 agent) every
 //!   10 s with the agent's revision and last convergence;
-//! - the **main loop** fetches the state, rebuilds the model, replans this
-//!   host only when its inputs changed ([`dvr_plan::incremental::fingerprint`])
-//!   and converges with `realize` (observe, pure diff, apply the difference).
-//!   A periodic full resync (default 30 s) repairs drift.
+//! - the **main loop** fetches the state, follows it with its model (in
+//!   place where the change allows, rebuilt otherwise: [`follow`]), takes
+//!   this host's plan when its inputs changed
+//!   ([`dvr_plan::incremental::fingerprint`]) and converges with `realize`
+//!   (observe, pure diff, apply the difference). A periodic full resync
+//!   (default 30 s) repairs drift.
 //!
 //! Nothing is persisted: the server and the host tell a restarted agent all it
 //! needs, and a host that already matches converges with 0 operations.
+
+mod follow;
 
 use crate::remote::{ServerArg, client::Api};
 use anyhow::{Context, Result, bail};
@@ -63,6 +67,16 @@ pub struct AgentArgs {
     /// Which Neutron's pipeline to build.
     #[arg(long, default_value = "walkthrough")]
     profile: Profile,
+    /// Run inside this network namespace (an emulated host's, as `lab up
+    /// --live` does): entered first, before any thread starts.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+    /// After each change followed in place, also rebuild the model from the
+    /// server's topology and check this host's plan is the same (after
+    /// converging, so latency is unaffected); a difference is logged
+    /// (`in place DIFFERS`) and repaired by a rebuild.
+    #[arg(long)]
+    verify_in_place: bool,
 }
 
 /// Neutron's L3 agent modes that DVR uses.
@@ -182,8 +196,8 @@ fn report(api: &Api, host: &str, mode: AgentMode, mappings: &BTreeMap<String, St
     Ok(())
 }
 
-/// The server's state at one revision.
-fn fetch(api: &Api) -> Result<(i64, Topology)> {
+/// The server's topology at one revision (parsed, not built).
+fn fetch(api: &Api) -> Result<(i64, dvr_model::spec::TopologySpec)> {
     let mut v = api.get("/v2.0/dvr/topology")?;
     let rev = v["revision"].as_i64().context("the server's /v2.0/dvr/topology has no revision")?;
     if let Some(o) = v.as_object_mut() {
@@ -191,9 +205,7 @@ fn fetch(api: &Api) -> Result<(i64, Topology)> {
     }
     let spec: dvr_model::spec::TopologySpec =
         serde_json::from_value(v).with_context(|| format!("the topology of {} (revision {rev}) is not a topology file", api.base()))?;
-    let label = format!("server {} revision {rev}", api.base());
-    let topo = dvr_model::build::build(&label, &spec)?;
-    Ok((rev, topo))
+    Ok((rev, spec))
 }
 
 fn spawn_poller(api: Api, host: String, mut since: i64, tx: Sender<Event>) {
@@ -201,10 +213,9 @@ fn spawn_poller(api: Api, host: String, mut since: i64, tx: Sender<Event>) {
         let mut backoff = Duration::from_millis(100);
         let mut down = false;
         loop {
-            // 10 s: a server shutting down gracefully holds open long-polls to
-            // their end while its successor already serves; a short poll bounds
-            // how long the agent listens to the old one.
-            match api.get(&format!("/v2.0/dvr/changes?since={since}&timeout=10&limit=1000")) {
+            // A server shutting down answers pending polls at once, so the
+            // poll length only bounds how long a silent peer is trusted.
+            match api.get(&format!("/v2.0/dvr/changes?since={since}&timeout=30&limit=1000")) {
                 Ok(v) => {
                     if down {
                         log(&host, &format!("server back; resuming from revision {since}"));
@@ -232,7 +243,10 @@ fn spawn_poller(api: Api, host: String, mut since: i64, tx: Sender<Event>) {
                         down = true;
                     }
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    // Capped at 0.5 s: a restarted server is followed again
+                    // within half a second of listening (a refused connect
+                    // on loopback costs nothing).
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
             }
         }
@@ -271,68 +285,187 @@ struct Agent {
     status: Arc<Mutex<Status>>,
     /// The last planned state and the fingerprint of its inputs.
     planned: Option<(u64, HostPlan)>,
+    /// The model following the server (`None`: rebuilt at the next step).
+    model: Option<follow::Model>,
+    verify_in_place: bool,
     canary_armed: Arc<Mutex<bool>>,
     /// The emulated lab this host belongs to (instance namespaces live there).
     lab: dvr_realize::Lab,
-    /// Instances this agent saw on its host at the last step (memory only).
-    plugged: Option<BTreeSet<String>>,
+    /// Instances of this host still plugged on their previous host at the
+    /// last step: the agent steps again shortly until they are free.
+    waiting: Vec<String>,
+    /// Since when each of them has been waiting (for [`TAKEOVER_AFTER`]).
+    waiting_since: BTreeMap<String, Instant>,
+}
+
+/// How long an agent waits for an instance's previous host to unplug it
+/// before taking its namespace over (that host's agent is down or stuck).
+const TAKEOVER_AFTER: Duration = Duration::from_secs(5);
+
+/// How often an agent looks again while an instance waits for its previous host.
+const WAITING_RETRY: Duration = Duration::from_millis(200);
+
+/// `plan` without the ports named `devs` and the flows that name them.
+fn without_ports(plan: &HostPlan, devs: &[String]) -> HostPlan {
+    let mut hp = plan.clone();
+    for b in &mut hp.bridges {
+        b.ports.retain(|p| !devs.contains(&p.name));
+        b.flows.retain(|f| {
+            let text = f.to_string();
+            !devs.iter().any(|d| text.contains(d.as_str()))
+        });
+    }
+    hp
+}
+
+/// What plugging did in one step.
+#[derive(Default)]
+struct Vifs {
+    /// Namespaces plugged or unplugged.
+    changed: usize,
+    /// Instances of this host whose namespace another host still holds (a
+    /// re-bound port its old host has not unplugged yet): retried shortly.
+    waiting: Vec<String>,
+    /// Port UUIDs (hyphenated) whose VIF is plugged here after the step.
+    plugged_ports: BTreeSet<String>,
 }
 
 impl Agent {
     /// Nova's part in the lab: plug a namespace for each instance bound to
-    /// this host that has none, unplug those that left it. Returns how many.
-    fn vifs(&mut self, topo: &Topology, ix: dvr_model::HostIx) -> Result<usize> {
-        let mine: BTreeSet<String> = topo.instances.iter().filter(|x| x.host == ix).map(|x| x.name.clone()).collect();
-        let present: BTreeSet<String> = dvr_realize::ip::netns_list()?.into_iter().collect();
-        let missing: Vec<&dvr_model::Instance> =
-            topo.instances.iter().filter(|x| x.host == ix && !present.contains(&self.lab.names.ep_ns(&x.name))).collect();
-        let mut n = 0;
-        if !missing.is_empty() {
+    /// this host that has none, unplug the ones this host plugged that are no
+    /// longer bound here (deleted meanwhile, even while the agent was down,
+    /// or re-bound). What this host plugged is read from the host itself
+    /// (the VIF markers, [`dvr_realize::Lab::plugged_vifs`]): the agent
+    /// remembers nothing and never touches a namespace it did not plug.
+    fn vifs(&mut self, topo: &Topology, ix: dvr_model::HostIx) -> Result<Vifs> {
+        let mine: BTreeMap<&str, &dvr_model::Instance> =
+            topo.instances.iter().filter(|x| x.host == ix).map(|x| (x.name.as_str(), x)).collect();
+        let mut out = Vifs::default();
+        let mut kept = BTreeSet::new();
+        for v in self.lab.plugged_vifs(&self.host)? {
+            // Still bound here, and to the same port (a port deleted and
+            // created again under the same name has another device).
+            match mine.get(v.instance.as_str()) {
+                Some(x) if topo.port(x.port).device_name() == v.device => {
+                    out.plugged_ports.insert(topo.port(x.port).id.hyphenated());
+                    kept.insert(v.instance);
+                }
+                _ => {
+                    self.lab.unplug_instance(&v.instance)?;
+                    log(&self.host, &format!("unplugged instance {} (no longer bound here)", v.instance));
+                    out.changed += 1;
+                }
+            }
+        }
+        let mut routes: Option<dvr_plan::Plan> = None;
+        let now = Instant::now();
+        self.waiting_since.retain(|n, _| mine.contains_key(n.as_str()) && !kept.contains(n));
+        for (name, x) in mine.iter().filter(|(n, _)| !kept.contains(**n)) {
+            if self.lab.instance_plugged_anywhere(name)? {
+                // Plugged, but not by this host: its previous host (a re-bound
+                // port) still has it and unplugs it when its agent follows the
+                // change. Wait for that; after TAKEOVER_AFTER that agent is
+                // down or stuck, and the namespace (named after an instance
+                // the server binds here) is taken over.
+                let since = *self.waiting_since.entry(name.to_string()).or_insert(now);
+                if now.duration_since(since) < TAKEOVER_AFTER {
+                    out.waiting.push(name.to_string());
+                    continue;
+                }
+                log(&self.host, &format!("instance {name}: its previous host did not unplug it in {TAKEOVER_AFTER:?}; taking it over"));
+                self.lab.unplug_instance(name)?;
+            }
+            self.waiting_since.remove(*name);
             // The DHCP-pushed host routes come from the qdhcp namespace's plan.
-            let plan = dvr_plan::plan(topo, self.profile)?;
-            for x in missing {
-                if self.lab.plug_instance(topo, x, &plan.dhcp_host_routes(&topo.network(x.network).name))? {
-                    log(&self.host, &format!("plugged instance {}", x.name));
-                    n += 1;
-                }
+            if routes.is_none() {
+                routes = Some(dvr_plan::plan(topo, self.profile)?);
             }
+            let plan = routes.as_ref().expect("set above");
+            self.lab.plug_instance(topo, x, &plan.dhcp_host_routes(&topo.network(x.network).name))?;
+            log(&self.host, &format!("plugged instance {name}"));
+            out.plugged_ports.insert(topo.port(x.port).id.hyphenated());
+            out.changed += 1;
         }
-        if let Some(before) = &self.plugged {
-            for gone in before.difference(&mine) {
-                if self.lab.unplug_instance(gone)? {
-                    log(&self.host, &format!("unplugged instance {gone}"));
-                    n += 1;
-                }
-            }
-        }
-        self.plugged = Some(mine);
-        Ok(n)
+        Ok(out)
     }
 
     /// Fetch the state; replan when this host's inputs changed (or `force`);
     /// converge when replanned or `full`. Returns the operations applied.
     fn step(&mut self, why: &str, full: bool) -> Result<usize> {
         let t0 = Instant::now();
-        let (rev, topo) = fetch(&self.api)?;
+        let (rev, spec) = fetch(&self.api)?;
+        let t_fetch = t0.elapsed();
+        let label = format!("server {} revision {rev}", self.api.base());
+        let mut model = self.model.take();
+        let followed = follow::follow(&mut model, &label, spec, self.profile)?;
+        let model = model.expect("follow leaves a model");
         let t_model = t0.elapsed();
+        let topo = model.topology();
         let Some(ix) = topo.hosts.iter().position(|h| h.name == self.host) else {
             bail!("host `{}` is not declared on {} (revision {rev}); register it with POST /v2.0/dvr/hosts", self.host, self.api.base());
         };
         let ix = dvr_model::HostIx(ix);
-        let shared = dvr_plan::incremental::Shared::new(&topo);
-        let fp = dvr_plan::incremental::fingerprint(&topo, ix, self.profile, &shared);
+        let shared = dvr_plan::incremental::Shared::new(topo);
+        let fp = dvr_plan::incremental::fingerprint(topo, ix, self.profile, &shared);
         let changed = self.planned.as_ref().is_none_or(|(f, _)| *f != fp);
         if changed {
-            self.planned = Some((fp, dvr_plan::plan_host(&topo, ix, self.profile)));
+            self.planned = Some((fp, model.host_plan(ix).clone()));
         }
         let t_plan = t0.elapsed();
-        let mut n = 0;
-        if !self.dry_run {
-            n += self.vifs(&topo, ix)?;
+        let outcome = self.converge(&model, ix, rev, why, full, changed, (t_fetch, t_model, t_plan, t0), &followed);
+        let in_place = matches!(followed.how, follow::How::InPlace(_));
+        let check = (self.verify_in_place && in_place).then(|| follow::verify(&model, &label, &self.host, self.profile));
+        self.model = Some(model);
+        let n = outcome?;
+        match check {
+            Some(Err(diff)) => {
+                log(&self.host, &format!("revision {rev}: in place DIFFERS from a rebuild ({diff}); rebuilding"));
+                self.model = None;
+                self.planned = None;
+                Ok(n + self.step("repair: the in-place model differed from a rebuild", true)?)
+            }
+            Some(Ok(())) => {
+                log(&self.host, &format!("revision {rev}: in place matches a rebuild"));
+                Ok(n)
+            }
+            None => Ok(n),
         }
+    }
+
+    /// Plug, converge and report one step (see [`Agent::step`]).
+    #[allow(clippy::too_many_arguments)]
+    fn converge(
+        &mut self,
+        model: &follow::Model,
+        ix: dvr_model::HostIx,
+        rev: i64,
+        why: &str,
+        full: bool,
+        changed: bool,
+        (t_fetch, t_model, t_plan, t0): (Duration, Duration, Duration, Instant),
+        followed: &follow::Followed,
+    ) -> Result<usize> {
+        let topo = model.topology();
+        let mut n = 0;
+        let vifs = if self.dry_run { Vifs::default() } else { self.vifs(topo, ix)? };
+        n += vifs.changed;
+        let waiting_changed = vifs.waiting != self.waiting;
+        self.waiting = vifs.waiting.clone();
         let mut t_obs = t_plan;
-        if changed || full {
-            let hp = &self.planned.as_ref().expect("set above").1;
+        if changed || full || vifs.changed > 0 || waiting_changed {
+            let planned = &self.planned.as_ref().expect("set above").1;
+            // An instance still held by its previous host has no device here
+            // yet: converge without its port (and the flows naming it) now,
+            // with it once it is plugged.
+            let filtered;
+            let hp = if self.waiting.is_empty() {
+                planned
+            } else {
+                let devs: Vec<String> =
+                    topo.instances.iter().filter(|x| self.waiting.contains(&x.name)).map(|x| topo.port(x.port).device_name()).collect();
+                filtered = without_ports(planned, &devs);
+                &filtered
+            };
             let obs = host::observe(&self.names, hp, &self.ovs)?;
             let ops = host::diff_observed(&self.names, hp, &obs);
             t_obs = t0.elapsed();
@@ -348,7 +481,7 @@ impl Agent {
         }
         let t_applied = t0.elapsed();
         if !self.dry_run {
-            self.port_status()?;
+            self.port_status(&vifs.plugged_ports)?;
         }
         let total = t_applied;
         {
@@ -359,11 +492,11 @@ impl Agent {
             st.converged_at = Some(crate::agent::chrono_like_now());
         }
         if !changed && !full && n == 0 {
-            println!("agent {}: revision {rev}: host unaffected ({why}; model rebuilt in {} ms)", self.host, t_model.as_millis());
+            println!("agent {}: revision {rev}: host unaffected ({why}; fetch {} ms, {followed})", self.host, t_fetch.as_millis());
             return Ok(0);
         }
         println!(
-            "agent {}: revision {rev}: {n} operations{} ({why}; {} in {} ms: model {} ms, plan {} ms, observe+diff {} ms, apply {} ms)",
+            "agent {}: revision {rev}: {n} operations{} ({why}; {} in {} ms: fetch {} ms, {followed}, host plan {} ms, observe+diff {} ms, apply {} ms)",
             self.host,
             if self.dry_run { " (dry run, not applied)" } else { "" },
             if changed {
@@ -374,7 +507,7 @@ impl Agent {
                 "host unaffected"
             },
             total.as_millis(),
-            t_model.as_millis(),
+            t_fetch.as_millis(),
             (t_plan - t_model).as_millis(),
             (t_obs - t_plan).as_millis(),
             (total - t_obs).as_millis(),
@@ -384,19 +517,24 @@ impl Agent {
 }
 
 impl Agent {
-    /// Neutron's `update_device_up`: instance ports bound to this host go
-    /// `ACTIVE` once a convergence has put their flows in place (the server
-    /// makes a newly bound port `DOWN`).
-    fn port_status(&self) -> Result<()> {
+    /// Neutron's `update_device_up`/`update_device_down`: an instance port
+    /// bound to this host is `ACTIVE` once its VIF is plugged here and a
+    /// convergence has put its flows in place, `DOWN` otherwise (not plugged
+    /// yet, its old host still holding it, unplugged). Each report names this
+    /// host, so the server ignores it when the port was re-bound meanwhile.
+    fn port_status(&self, plugged: &BTreeSet<String>) -> Result<()> {
         let ports = self.api.get(&format!("/v2.0/ports?binding:host_id={}&fields=id&fields=status&fields=device_owner", self.host))?;
         for p in ports["ports"].as_array().into_iter().flatten() {
-            let compute = p["device_owner"].as_str().is_some_and(|o| o.starts_with("compute:"));
-            if compute && p["status"] != "ACTIVE" {
-                let id = p["id"].as_str().unwrap_or_default();
+            if !p["device_owner"].as_str().is_some_and(|o| o.starts_with("compute:")) {
+                continue;
+            }
+            let id = p["id"].as_str().unwrap_or_default();
+            let want = if plugged.contains(id) { "ACTIVE" } else { "DOWN" };
+            if p["status"] != want {
                 self.api
-                    .put(&format!("/v2.0/dvr/ports/{id}/status"), &json!({"port": {"status": "ACTIVE"}}))
-                    .with_context(|| format!("setting port {id} ACTIVE"))?;
-                log(&self.host, &format!("port {id} ACTIVE"));
+                    .put(&format!("/v2.0/dvr/ports/{id}/status"), &json!({"port": {"status": want, "host": self.host}}))
+                    .with_context(|| format!("setting port {id} {want}"))?;
+                log(&self.host, &format!("port {id} {want}"));
             }
         }
         Ok(())
@@ -405,6 +543,9 @@ impl Agent {
 
 /// Run `dvr agent` until killed (or once with `--once`).
 pub fn run(args: AgentArgs) -> Result<()> {
+    if let Some(ns) = &args.netns {
+        dvr_realize::netlink::enter(ns).with_context(|| format!("--netns {ns}: cannot enter it (is the lab up?)"))?;
+    }
     let url = args.server.server.clone().context("dvr agent needs --server URL (e.g. http://127.0.0.1:9696)")?;
     let mk_api = || Api::new(&url, args.server.token.clone());
     let mut cfg = match &args.config {
@@ -449,9 +590,12 @@ pub fn run(args: AgentArgs) -> Result<()> {
         dry_run: args.dry_run,
         status: status.clone(),
         planned: None,
+        model: None,
+        verify_in_place: args.verify_in_place,
         canary_armed: Arc::new(Mutex::new(false)),
         lab: dvr_realize::Lab::new(&args.prefix),
-        plugged: None,
+        waiting: Vec::new(),
+        waiting_since: BTreeMap::new(),
     };
     // First convergence (retried: the server may restart under us).
     loop {
@@ -488,8 +632,11 @@ pub fn run(args: AgentArgs) -> Result<()> {
     }
     let mut next_resync = Instant::now() + args.resync_interval;
     loop {
-        let wait = next_resync.saturating_duration_since(Instant::now());
-        let first = match rx.recv_timeout(wait) {
+        // While an instance waits for its previous host, step again shortly
+        // (a light step: fetch, plug if free, converge only if anything moved).
+        let retry = (!agent.waiting.is_empty()).then(|| Instant::now() + WAITING_RETRY);
+        let until = retry.map_or(next_resync, |r| r.min(next_resync));
+        let first = match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(ev) => Some(ev),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => bail!("the agent's watcher threads stopped"),
@@ -501,8 +648,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
         let restart = events.iter().any(|e| matches!(e, Event::OvsRestart));
         let reset = events.iter().any(|e| matches!(e, Event::Reset));
         let newer = events.iter().any(|e| matches!(e, Event::Changed(r) if *r > cur));
-        let resync = events.is_empty();
-        if !(restart || reset || newer || resync) {
+        let resync = events.is_empty() && Instant::now() >= next_resync;
+        let waiting = events.is_empty() && !resync && !agent.waiting.is_empty();
+        if !(restart || reset || newer || resync || waiting) {
             continue;
         }
         let why = if restart {
@@ -511,11 +659,16 @@ pub fn run(args: AgentArgs) -> Result<()> {
             "server reset"
         } else if newer {
             "change"
-        } else {
+        } else if resync {
             "periodic resync"
+        } else {
+            "instance waiting for its previous host"
         };
         if restart || reset {
             agent.planned = None;
+        }
+        if reset {
+            agent.model = None;
         }
         if let Err(e) = agent.step(why, restart || reset || resync) {
             log(&args.host, &format!("convergence failed ({why}): {e:#}; retrying at the next event or in 1 s"));
@@ -536,8 +689,28 @@ pub fn run(args: AgentArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, without_ports};
     use std::time::Duration;
+
+    #[test]
+    fn a_waiting_instance_is_left_out_of_the_converged_plan_and_nothing_else() {
+        let topo = dvr_model::seed();
+        let x = topo.instances.iter().find(|x| x.name == "vm1").expect("seed has vm1");
+        let dev = topo.port(x.port).device_name();
+        let plan = dvr_plan::plan_host(&topo, x.host, dvr_plan::Profile::Walkthrough);
+        let names =
+            |hp: &dvr_plan::HostPlan| -> Vec<String> { hp.bridges.iter().flat_map(|b| b.ports.iter().map(|p| p.name.clone())).collect() };
+        let naming = |hp: &dvr_plan::HostPlan| hp.bridges.iter().flat_map(|b| &b.flows).filter(|f| f.to_string().contains(&dev)).count();
+        // Positive control: the plan has the port and flows naming it.
+        assert!(names(&plan).contains(&dev));
+        assert!(naming(&plan) > 0);
+        let cut = without_ports(&plan, std::slice::from_ref(&dev));
+        assert!(!names(&cut).contains(&dev));
+        assert_eq!(naming(&cut), 0);
+        assert_eq!(names(&cut).len(), names(&plan).len() - 1);
+        assert_eq!(cut.flow_count(), plan.flow_count() - naming(&plan));
+        assert_eq!(cut.namespaces.len(), plan.namespaces.len());
+    }
 
     #[test]
     fn durations_parse_with_units_and_refuse_nonsense() {

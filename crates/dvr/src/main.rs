@@ -344,10 +344,17 @@ enum LabCmd {
         #[arg(long)]
         timings: bool,
         /// A live lab: start `dvr server` (SQLite in the lab's state directory) unless
-        /// one answers on --listen, apply the topology file through its API, build the
-        /// lab from the server's state and start one `dvr agent` per host. Change it afterwards with `dvr apply` or `openstack`.
+        /// one answers on --listen, declare the lab's machines on it (the hosts of
+        /// --machines), build those machines and the physical networks, start one
+        /// `dvr agent` per host and the outside world's follower (`dvr lab outside`).
+        /// It starts empty: build and change it with `dvr apply` or `openstack`.
+        /// With -t FILE, the whole file is applied first (a shortcut).
         #[arg(long)]
         live: bool,
+        /// The live lab's machines: the `hosts` of this topology file (nothing
+        /// else of it). Default: the seed lab's (network, compute1, compute2, controller).
+        #[arg(long, value_name = "FILE", requires = "live")]
+        machines: Option<PathBuf>,
         /// Where the live lab's server listens.
         #[arg(long, default_value = "127.0.0.1:9696", value_name = "ADDR")]
         listen: String,
@@ -379,6 +386,35 @@ enum LabCmd {
         #[command(flatten)]
         server: remote::ServerArg,
     },
+    /// The lab's outside world follows a server: a namespace per external host
+    /// (the server's `external-hosts`) and per external subnet's upstream gateway
+    /// appears and goes with them. Neither Neutron nor its agents create these
+    /// (they are the world beyond the external network), so a live lab runs this
+    /// beside its agents (`lab up --live` starts it with --follow).
+    Outside {
+        #[command(flatten)]
+        prefix: PrefixArg,
+        #[command(flatten)]
+        server: remote::ServerArg,
+        /// Keep following the server's change log (until killed).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// The live lab's management network: 127.0.0.1:PORT inside each host's
+    /// namespace leads to the machine's 127.0.0.1:PORT (the server), so each
+    /// agent runs inside its host and the server binds loopback only
+    /// (`lab up --live` starts it; runs until killed).
+    Mgmt {
+        #[command(flatten)]
+        prefix: PrefixArg,
+        /// The server's address in the machine's namespace (the port is also
+        /// the one each host namespace listens on).
+        #[arg(long, value_name = "ADDR:PORT")]
+        server_addr: std::net::SocketAddr,
+        /// A host to connect (repeatable).
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+    },
     /// Run a command inside an endpoint's or host's namespace, e.g. `dvr lab exec vm1 -- ip route`.
     Exec {
         #[command(flatten)]
@@ -403,8 +439,42 @@ enum LabCmd {
     },
 }
 
-/// `dvr lab up --live`: server, layout through the API, lab from the server, agents.
-fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, listen: &str) -> Result<()> {
+/// The hosts section of a topology file (or of the seed lab) as a file of
+/// its own: a live lab's machines, without anything of a tenant.
+fn machines_only(file: Option<&std::path::Path>) -> Result<String> {
+    let (label, yaml) = match file {
+        Some(p) => {
+            (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("--machines {}: cannot read it", p.display()))?)
+        }
+        None => ("<built-in seed lab>".to_string(), dvr_model::SEED_YAML.to_string()),
+    };
+    let spec = dvr_model::parse_spec(&label, &yaml)?;
+    anyhow::ensure!(!spec.hosts.is_empty(), "--machines {label}: the file declares no hosts; a live lab needs its machines under `hosts:`");
+    let only = dvr_model::spec::TopologySpec {
+        version: spec.version,
+        name: None,
+        hosts: spec.hosts,
+        networks: vec![],
+        routers: vec![],
+        instances: vec![],
+        floating_ips: vec![],
+        external_hosts: vec![],
+        paths: vec![],
+        ports: vec![],
+        security_groups: vec![],
+    };
+    Ok(serde_yaml_ng::to_string(&only)?)
+}
+
+/// `dvr lab up --live`: server, the machines (or with -t the whole layout)
+/// through the API, the lab from the server, agents, the outside follower.
+fn live_lab_up(
+    lab: &dvr_realize::Lab,
+    topo: &TopologyArg,
+    machines: Option<&std::path::Path>,
+    profile: Profile,
+    listen: &str,
+) -> Result<()> {
     use std::process::{Command, Stdio};
     let url = format!("http://{listen}");
     let api = remote::client::Api::new(&url, None);
@@ -432,8 +502,8 @@ fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, lis
     let file = match &topo.topology {
         Some(p) => p.clone(),
         None => {
-            let p = lab.state.join("seed.yaml");
-            std::fs::write(&p, dvr_model::SEED_YAML)?;
+            let p = lab.state.join("machines.yaml");
+            std::fs::write(&p, machines_only(machines)?)?;
             p
         }
     };
@@ -442,31 +512,76 @@ fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, lis
     let plan = dvr_plan::plan(&t, profile)?;
     let meta = dvr_realize::LabMeta { topology: None, profile, server: Some(url.clone()) };
     let report = lab.up_recording(&t, &plan, Some(&meta), &mut |m| eprintln!("lab up: {m}"))?;
+    // The management network, so each agent runs inside its host namespace
+    // (the server binds the machine's loopback only).
+    let server_addr = listen.parse::<std::net::SocketAddr>().with_context(|| format!("--listen {listen}: expected ADDR:PORT"))?;
+    let port = server_addr.port();
+    let dataplane: Vec<&dvr_model::Host> = t.hosts.iter().filter(|h| h.has_dataplane()).collect();
+    let pidfile = lab.state.join("mgmt.pid");
+    let running = std::fs::read_to_string(&pidfile).ok().is_some_and(|p| std::path::Path::new(&format!("/proc/{}", p.trim())).exists());
+    if !running {
+        let mut args: Vec<String> = vec![
+            exe.display().to_string(),
+            "lab".into(),
+            "mgmt".into(),
+            "--prefix".into(),
+            lab.names.prefix.clone(),
+            "--server-addr".into(),
+            server_addr.to_string(),
+        ];
+        for h in &dataplane {
+            args.extend(["--host".into(), h.name.clone()]);
+        }
+        let pid = spawn_logged(&args, "mgmt.log")?;
+        std::fs::write(&pidfile, pid.to_string())?;
+        eprintln!("lab up: management network (pid {pid}): 127.0.0.1:{port} in every host namespace leads to the server");
+    }
     // Written after `up` (which rewrites the state's lab.json only).
-    for h in t.hosts.iter().filter(|h| h.has_dataplane()) {
+    for h in dataplane {
         let pidfile = lab.state.join(format!("agent-{}.pid", h.name));
         let running = std::fs::read_to_string(&pidfile).ok().is_some_and(|p| std::path::Path::new(&format!("/proc/{}", p.trim())).exists());
         if running {
             continue;
         }
-        // The agent runs in the machine's namespace, not the host's: the server
-        // listens on the machine's loopback, which a host namespace cannot reach.
-        // It works on the host's namespaces and OVS by name, as `lab up` does.
+        // Inside its host's namespace, as an agent runs on its machine; the
+        // server through the management network (`lab mgmt`).
         let args: Vec<String> = vec![
             exe.display().to_string(),
             "agent".into(),
+            "--netns".into(),
+            lab.names.host_ns(&h.name),
             "--host".into(),
             h.name.clone(),
             "--server".into(),
-            url.clone(),
+            format!("http://127.0.0.1:{port}"),
             "--prefix".into(),
             lab.names.prefix.clone(),
             "--profile".into(),
             profile.name().into(),
+            // The lab shows its work: each change followed in place is
+            // checked against a rebuild (after converging).
+            "--verify-in-place".into(),
         ];
         let pid = spawn_logged(&args, &format!("agent-{}.log", h.name))?;
         std::fs::write(&pidfile, pid.to_string())?;
         eprintln!("lab up: agent of {} (pid {pid}, log {})", h.name, lab.state.join(format!("agent-{}.log", h.name)).display());
+    }
+    let pidfile = lab.state.join("outside.pid");
+    let running = std::fs::read_to_string(&pidfile).ok().is_some_and(|p| std::path::Path::new(&format!("/proc/{}", p.trim())).exists());
+    if !running {
+        let args: Vec<String> = vec![
+            exe.display().to_string(),
+            "lab".into(),
+            "outside".into(),
+            "--follow".into(),
+            "--prefix".into(),
+            lab.names.prefix.clone(),
+            "--server".into(),
+            url.clone(),
+        ];
+        let pid = spawn_logged(&args, "outside.log")?;
+        std::fs::write(&pidfile, pid.to_string())?;
+        eprintln!("lab up: outside world follower (pid {pid}, log {})", lab.state.join("outside.log").display());
     }
     println!(
         "live lab `{}` up: server {url}, {} namespaces, {} agents, {} ms",
@@ -476,6 +591,43 @@ fn live_lab_up(lab: &dvr_realize::Lab, topo: &TopologyArg, profile: Profile, lis
         report.millis
     );
     Ok(())
+}
+
+/// `dvr lab outside`: bring the outside world to the server's state, once
+/// or after every change (long-poll of the change log, retried while the
+/// server is away).
+fn lab_outside(lab: &dvr_realize::Lab, api: &remote::client::Api, follow: bool) -> Result<()> {
+    let mut since = -1i64;
+    loop {
+        let rev = api.get("/v2.0/dvr/deployment").ok().and_then(|v| v["deployment"]["revision"].as_i64());
+        let done = match rev {
+            Some(r) if r == since => Ok(()),
+            Some(r) => remote::load(api).and_then(|t| Ok(lab.outside(&t)?)).map(|(created, removed)| {
+                for n in &created {
+                    eprintln!("lab outside: revision {r}: created {n}");
+                }
+                for n in &removed {
+                    eprintln!("lab outside: revision {r}: removed {n}");
+                }
+                since = r;
+            }),
+            None => Err(anyhow::anyhow!("{}: no answer from the server (GET /v2.0/dvr/deployment)", api.base())),
+        };
+        match done {
+            Err(e) if !follow => return Err(e),
+            Err(e) => {
+                eprintln!("lab outside: {e:#}; retrying in 1 s");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            }
+            Ok(()) if !follow => return Ok(()),
+            Ok(()) => {}
+        }
+        match api.get(&format!("/v2.0/dvr/changes?since={}&timeout=30&limit=1", since.max(0))) {
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(300)),
+        }
+    }
 }
 
 /// The deployment and profile a running lab was built from (a live lab's
@@ -491,10 +643,10 @@ fn lab_meta(lab: &dvr_realize::Lab) -> Result<(Topology, Profile)> {
 
 fn run_lab(cmd: LabCmd) -> Result<()> {
     match cmd {
-        LabCmd::Up { topo, prefix, profile, verbose, timings, live, listen } => {
+        LabCmd::Up { topo, prefix, profile, verbose, timings, live, machines, listen } => {
             let lab = dvr_realize::Lab::new(&prefix.prefix);
             if live {
-                return live_lab_up(&lab, &topo, profile, &listen);
+                return live_lab_up(&lab, &topo, machines.as_deref(), profile, &listen);
             }
             let t = load(&topo)?;
             let plan = dvr_plan::plan(&t, profile)?;
@@ -636,6 +788,21 @@ fn run_lab(cmd: LabCmd) -> Result<()> {
                     hosts.into_iter().collect::<Vec<_>>().join(", "),
                     prefix.prefix
                 );
+            }
+        }
+        LabCmd::Outside { prefix, server, follow } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let api = server.api().context("dvr lab outside needs --server URL (the live lab's server)")?;
+            lab_outside(&lab, &api, follow)?;
+        }
+        LabCmd::Mgmt { prefix, server_addr, hosts } => {
+            let lab = dvr_realize::Lab::new(&prefix.prefix);
+            let ns: Vec<String> = hosts.iter().map(|h| lab.names.host_ns(h)).collect();
+            let port = server_addr.port();
+            eprintln!("lab mgmt: 127.0.0.1:{port} of {} leads to the server at {server_addr}", ns.join(", "));
+            match dvr_realize::relay::relay(&ns, port, server_addr) {
+                Ok(never) => match never {},
+                Err(e) => bail!("lab mgmt: {e}; is the lab up (dvr lab up --live)?"),
             }
         }
         LabCmd::Exec { prefix, name, cmd } => {
@@ -1008,5 +1175,33 @@ fn main() -> ExitCode {
                 || e.downcast_ref::<dvr_model::change::ChangeError>().is_some();
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::machines_only;
+
+    #[test]
+    fn a_live_labs_machines_are_the_hosts_and_nothing_of_a_tenant() {
+        let yaml = machines_only(None).expect("the seed's hosts");
+        let spec = dvr_model::parse_spec("machines", &yaml).expect("a valid topology file");
+        let names: Vec<&str> = spec.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["controller", "network", "compute1", "compute2"]);
+        assert!(spec.hosts.iter().any(|h| h.bridge_mappings.get("extnet").map(String::as_str) == Some("br-ex")));
+        assert!(spec.networks.is_empty() && spec.routers.is_empty() && spec.instances.is_empty());
+        assert!(spec.floating_ips.is_empty() && spec.external_hosts.is_empty() && spec.name.is_none());
+        // It builds: a deployment of machines only is a valid (empty) one.
+        let topo = dvr_model::build::build("machines", &spec).expect("builds");
+        assert!(topo.instances.is_empty() && topo.external_hosts.is_empty());
+        // The seed's own DVR MACs: the same hosts in the same order.
+        let seed = dvr_model::seed();
+        let macs = |t: &dvr_model::Topology| t.hosts.iter().map(|h| h.dvr_mac).collect::<Vec<_>>();
+        assert_eq!(macs(&topo), macs(&seed));
+        // A file without hosts cannot be a lab's machines.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("nohosts.yaml");
+        std::fs::write(&f, "version: 1\n").expect("write");
+        assert!(machines_only(Some(&f)).unwrap_err().to_string().contains("declares no hosts"));
     }
 }

@@ -22,6 +22,10 @@
 //! every host's DVR-MAC list look like; they are applied by rebuilding from
 //! the pinned file ([`Applied::rebuilt`] says so), which keeps the same
 //! contract.
+//!
+//! A control plane that already allocated a change (an agent following
+//! `dvr server`) makes it with those allocations: [`Live::boot`] and
+//! [`Live::reassociate`] (module `pinned`).
 
 use crate::alloc::*;
 use crate::build::{build, reallocate_host};
@@ -31,6 +35,9 @@ use crate::topology::*;
 use crate::types::*;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+
+mod pinned;
+use pinned::Pin;
 
 /// A topology with its allocators, edited in place by changes.
 #[derive(Debug, Clone)]
@@ -163,7 +170,7 @@ impl Live {
             return self.rebuild(change);
         }
         let applied = match change {
-            Change::AddInstance { name, host, network } => self.add_instance(change, name, host, network),
+            Change::AddInstance { name, host, network } => self.add_instance(change, name, host, network, Pin::default()),
             Change::RemoveInstance { name } => self.remove_instance(change, name),
             Change::AssociateFloatingIp { ip, instance } => self.associate(change, *ip, instance),
             Change::DisassociateFloatingIp { ip } => self.disassociate(change, *ip),
@@ -213,7 +220,7 @@ impl Live {
 
     // ------------------------------------------------------------ instances
 
-    fn add_instance(&mut self, change: &Change, name: &str, host: &str, network: &str) -> Result<Applied, ChangeError> {
+    fn add_instance(&mut self, change: &Change, name: &str, host: &str, network: &str, pin: Pin) -> Result<Applied, ChangeError> {
         let t = &self.topo;
         if t.instances.len() >= crate::limits::MAX_INSTANCES {
             return Err(err(
@@ -278,9 +285,20 @@ impl Live {
             }
         }
         let key = format!("vm:{name}");
-        let id = PortId(derive_id("port", &key));
-        let ip = self.take_ip(change, s, &format!("instance `{name}`"))?;
-        let Some(mac) = self.macs.allocate(PORT_MAC_PREFIX, &id.hyphenated()) else {
+        let id = PortId(pin.id.unwrap_or_else(|| derive_id("port", &key)));
+        let ip = match pin.ip {
+            Some(ip) => self.reserve_ip(change, s, ip)?,
+            None => self.take_ip(change, s, &format!("instance `{name}`"))?,
+        };
+        let mac = match pin.mac {
+            Some(m) if self.macs.reserve(m) => Some(m),
+            Some(m) => {
+                self.pools[s.0].release(ip);
+                return Err(err(change, format!("MAC {m} is already in use\n    fix: give the port a free MAC")));
+            }
+            None => self.macs.allocate(PORT_MAC_PREFIX, &id.hyphenated()),
+        };
+        let Some(mac) = mac else {
             self.pools[s.0].release(ip);
             return Err(err(change, "no free MAC address left\n    fix: delete unused ports"));
         };

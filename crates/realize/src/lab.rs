@@ -29,6 +29,47 @@ use std::time::{Duration, Instant};
 /// How long a lab command waits for another one on the same prefix.
 pub const LOCK_WAIT: Duration = Duration::from_secs(180);
 
+/// Alias prefix of the host-side device of an instance VIF plugged by
+/// [`Lab::plug_instance`]; the instance name follows.
+pub const VIF_MARK: &str = "dvr-vif:";
+
+/// An instance VIF found on a host by its marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluggedVif {
+    /// The instance (its namespace is `ep_ns(instance)`).
+    pub instance: String,
+    /// The host-side device (`qvo…`, named after the port's UUID).
+    pub device: String,
+}
+
+/// Alias prefix of the fabric-side device of an outside endpoint (external
+/// host, upstream gateway) created by [`Lab::outside`]; its name follows.
+pub const OUTSIDE_MARK: &str = "dvr-outside:";
+
+/// The outside endpoints of `topo`: (name, MAC, address/prefix, default
+/// gateway, network), external hosts first, then each external subnet's
+/// upstream gateway `gw-SUBNET`.
+fn outside_of(topo: &Topology) -> Vec<(String, dvr_model::MacAddr, String, Option<Ipv4Addr>, dvr_model::NetworkIx)> {
+    let mut outside: Vec<_> = topo
+        .external_hosts
+        .iter()
+        .map(|e| {
+            let sub = topo.subnet(e.subnet);
+            (e.name.clone(), e.mac, format!("{}/{}", e.ip, sub.cidr.prefix_len()), Some(sub.gateway), e.network)
+        })
+        .collect();
+    for s in topo.subnets.iter().filter(|s| s.external_gateway_mac.is_some()) {
+        outside.push((
+            format!("gw-{}", s.name),
+            s.external_gateway_mac.expect("filtered"),
+            format!("{}/{}", s.gateway, s.cidr.prefix_len()),
+            None,
+            s.network,
+        ));
+    }
+    outside
+}
+
 /// A lab on this machine.
 #[derive(Debug, Clone)]
 pub struct Lab {
@@ -412,17 +453,7 @@ impl Lab {
                 ip::ip_ns(&fabric, &["link", "set", &br, "up"])?;
             }
         }
-        let plug = |ns: &str, dev: &str, fabric_port: &str, physnet: &str| -> Result<(), CmdError> {
-            let have: Vec<String> = ip::link_names(ns)?;
-            if have.iter().any(|l| l == dev) {
-                return Ok(());
-            }
-            ip::ip(&["link", "add", dev, "netns", ns, "type", "veth", "peer", "name", fabric_port, "netns", &fabric])?;
-            ip::tx_off(ns, dev)?;
-            ip::tx_off(&fabric, fabric_port)?;
-            ip::ip_ns(&fabric, &["link", "set", fabric_port, "master", &Self::wire_bridge(physnet), "up"])?;
-            ip::ip_ns(ns, &["link", "set", dev, "up"])
-        };
+        let plug = |ns: &str, dev: &str, fabric_port: &str, physnet: &str| self.wire(ns, dev, fabric_port, physnet);
         // Hosts: namespace, OVS, NICs on the fabric.
         let dataplane = topo.hosts.iter().filter(|h| h.has_dataplane()).count();
         for (done, (hi, h)) in topo.hosts.iter().enumerate().filter(|(_, h)| h.has_dataplane()).enumerate() {
@@ -454,42 +485,7 @@ impl Lab {
             self.plug_instance(topo, x, &routes)?;
         }
         // External hosts and the upstream gateway of each external subnet.
-        let mut outside: Vec<(String, dvr_model::MacAddr, String, Option<Ipv4Addr>, dvr_model::NetworkIx)> = topo
-            .external_hosts
-            .iter()
-            .map(|e| {
-                let sub = topo.subnet(e.subnet);
-                (e.name.clone(), e.mac, format!("{}/{}", e.ip, sub.cidr.prefix_len()), Some(sub.gateway), e.network)
-            })
-            .collect();
-        for s in topo.subnets.iter().filter(|s| s.external_gateway_mac.is_some()) {
-            outside.push((
-                format!("gw-{}", s.name),
-                s.external_gateway_mac.expect("filtered"),
-                format!("{}/{}", s.gateway, s.cidr.prefix_len()),
-                None,
-                s.network,
-            ));
-        }
-        for (i, (name, mac, addr, gw, net)) in outside.iter().enumerate() {
-            let Segment::Flat { physnet } = &topo.network(*net).segment else {
-                return Err(LabError::Usage(format!(
-                    "external network `{}` is not flat: the lab wires only flat external networks",
-                    topo.network(*net).name
-                )));
-            };
-            let ns = self.names.ep_ns(name);
-            ensure_ns(&ns)?;
-            let have: Vec<String> = ip::link_names(&ns)?;
-            if !have.iter().any(|l| l == "eth0") {
-                plug(&ns, "eth0", &format!("x{i}-{}", short(name, 10)), physnet)?;
-                ip::ip_ns(&ns, &["link", "set", "eth0", "address", &mac.to_string()])?;
-                ip::ip_ns(&ns, &["addr", "add", addr, "dev", "eth0"])?;
-                if let Some(g) = gw {
-                    ip::ip_ns(&ns, &["route", "replace", "default", "via", &g.to_string(), "dev", "eth0"])?;
-                }
-            }
-        }
+        self.outside_in(topo, &existing)?;
         // Converge every host to its plan.
         let planned = plan.hosts.iter().filter(|h| !h.bridges.is_empty()).count();
         for (done, hp) in plan.hosts.iter().filter(|h| !h.bridges.is_empty()).enumerate() {
@@ -512,6 +508,88 @@ impl Lab {
         }
         report.millis = t0.elapsed().as_millis();
         Ok(report)
+    }
+
+    /// Plug device `dev` of namespace `ns` into physical network `physnet`
+    /// (a veth whose other end, `fabric_port`, joins the physnet's bridge in
+    /// the fabric namespace). Nothing when `dev` exists.
+    fn wire(&self, ns: &str, dev: &str, fabric_port: &str, physnet: &str) -> Result<(), CmdError> {
+        let fabric = self.names.fabric_ns();
+        let have: Vec<String> = ip::link_names(ns)?;
+        if have.iter().any(|l| l == dev) {
+            return Ok(());
+        }
+        ip::ip(&["link", "add", dev, "netns", ns, "type", "veth", "peer", "name", fabric_port, "netns", &fabric])?;
+        ip::tx_off(ns, dev)?;
+        ip::tx_off(&fabric, fabric_port)?;
+        ip::ip_ns(&fabric, &["link", "set", fabric_port, "master", &Self::wire_bridge(physnet), "up"])?;
+        ip::ip_ns(ns, &["link", "set", dev, "up"])
+    }
+
+    /// The outside world of the lab (not Neutron's: what is beyond the
+    /// external networks): one namespace per external host and per external
+    /// subnet's upstream gateway (`gw-SUBNET`), wired to its flat physical
+    /// network. Creates what `topo` has and the lab lacks, removes the ones
+    /// it created earlier that `topo` no longer has (marked by the alias
+    /// `dvr-outside:NAME` of their fabric-side device; nothing else is
+    /// touched). A live lab runs this on every change (`dvr lab outside`).
+    /// Returns (created, removed).
+    pub fn outside(&self, topo: &Topology) -> Result<(Vec<String>, Vec<String>), LabError> {
+        let existing: std::collections::BTreeSet<String> = ip::netns_list()?.into_iter().collect();
+        let fabric = self.names.fabric_ns();
+        if !existing.contains(&fabric) {
+            return Err(LabError::Usage(format!("lab `{}` is not up (no {fabric}); run `dvr lab up` first", self.names.prefix)));
+        }
+        let created = self.outside_in(topo, &existing)?;
+        let wanted: std::collections::BTreeSet<String> = outside_of(topo).into_iter().map(|o| o.0).collect();
+        let mut removed = Vec::new();
+        for (_, l) in crate::netlink::links(&fabric)? {
+            let Some(name) = l.alias.as_deref().and_then(|a| a.strip_prefix(OUTSIDE_MARK)) else { continue };
+            if !wanted.contains(name) {
+                let ns = self.names.ep_ns(name);
+                if ip::netns_list()?.contains(&ns) {
+                    run("ip", &["netns", "del", &ns], &[], None)?;
+                }
+                removed.push(name.to_string());
+            }
+        }
+        Ok((created, removed))
+    }
+
+    fn outside_in(&self, topo: &Topology, existing: &std::collections::BTreeSet<String>) -> Result<Vec<String>, LabError> {
+        let mut created = Vec::new();
+        for (i, (name, mac, addr, gw, net)) in outside_of(topo).iter().enumerate() {
+            let Segment::Flat { physnet } = &topo.network(*net).segment else {
+                return Err(LabError::Usage(format!(
+                    "external network `{}` is not flat: the lab wires only flat external networks",
+                    topo.network(*net).name
+                )));
+            };
+            let ns = self.names.ep_ns(name);
+            if !existing.contains(&ns) {
+                ip::netns_add(&ns)?;
+            }
+            let have: Vec<String> = ip::link_names(&ns)?;
+            if !have.iter().any(|l| l == "eth0") {
+                let fabric = self.names.fabric_ns();
+                let taken = ip::link_names(&fabric)?;
+                // The index is the usual name; when endpoints came and went, a
+                // live one may hold it: the next free index then.
+                let fabric_port = (i..)
+                    .map(|j| format!("x{j}-{}", short(name, 10)))
+                    .find(|p| !taken.contains(p))
+                    .expect("an unbounded range has a free name");
+                self.wire(&ns, "eth0", &fabric_port, physnet)?;
+                ip::ip_ns(&fabric, &["link", "set", "dev", &fabric_port, "alias", &format!("{OUTSIDE_MARK}{name}")])?;
+                ip::ip_ns(&ns, &["link", "set", "eth0", "address", &mac.to_string()])?;
+                ip::ip_ns(&ns, &["addr", "add", addr, "dev", "eth0"])?;
+                if let Some(g) = gw {
+                    ip::ip_ns(&ns, &["route", "replace", "default", "via", &g.to_string(), "dev", "eth0"])?;
+                }
+                created.push(name.clone());
+            }
+        }
+        Ok(created)
     }
 
     /// Plug instance `x` as Nova's VIF plugging does: its own namespace with
@@ -538,6 +616,8 @@ impl Lab {
         }
         let dev = port.device_name();
         ip::ip(&["link", "add", &dev, "netns", &hns, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        // The marker: this host plugged this instance (see `plugged_vifs`).
+        ip::ip_ns(&hns, &["link", "set", "dev", &dev, "alias", &format!("{VIF_MARK}{}", x.name)])?;
         ip::tx_off(&hns, &dev)?;
         ip::tx_off(&ns, "eth0")?;
         ip::ip_ns(&hns, &["link", "set", &dev, "up"])?;
@@ -549,6 +629,32 @@ impl Lab {
             ip::ip_ns(&ns, &["route", "replace", &dst.to_string(), "via", &via.to_string(), "dev", "eth0"])?;
         }
         Ok(true)
+    }
+
+    /// The instance VIFs plugged on `host`: its namespace's devices marked
+    /// by [`Lab::plug_instance`] (alias `dvr-vif:INSTANCE`). An agent acts on
+    /// these only, never on a namespace it did not plug (another host's
+    /// instance, an external host, anything foreign); one netlink dump of the
+    /// host namespace, nothing remembered by the agent.
+    pub fn plugged_vifs(&self, host: &str) -> Result<Vec<PluggedVif>, LabError> {
+        let links = crate::netlink::links(&self.names.host_ns(host))?;
+        Ok(links
+            .into_iter()
+            .filter_map(|(device, l)| {
+                let instance = l.alias?.strip_prefix(VIF_MARK)?.to_string();
+                Some(PluggedVif { instance, device })
+            })
+            .collect())
+    }
+
+    /// Whether instance `name`'s namespace exists with its `eth0` (plugged,
+    /// by whichever host): a namespace without `eth0` is an unfinished plug.
+    pub fn instance_plugged_anywhere(&self, name: &str) -> Result<bool, LabError> {
+        let ns = self.names.ep_ns(name);
+        if !ip::netns_list()?.contains(&ns) {
+            return Ok(false);
+        }
+        Ok(ip::link_names(&ns)?.iter().any(|l| l == "eth0"))
     }
 
     /// Unplug an instance: delete its namespace (and with it both veth ends).
@@ -660,7 +766,7 @@ impl Lab {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
                 let what = name.strip_suffix(".pid")?.to_string();
-                what.starts_with("agent-").then(|| (format!("dvr {what}"), e.path()))
+                (what.starts_with("agent-") || what == "outside" || what == "mgmt").then(|| (format!("dvr {what}"), e.path()))
             })
             .collect();
         pidfiles.push(("dvr server".into(), self.state.join("server.pid")));

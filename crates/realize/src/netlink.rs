@@ -58,6 +58,9 @@ pub struct LinkState {
     pub up: bool,
     /// IPv4 addresses as `a.b.c.d/p`.
     pub addrs: BTreeSet<String>,
+    /// The interface alias (`ip link set DEV alias TEXT`): where the agent
+    /// marks the VIFs it plugged, so it never mistakes a foreign device for one.
+    pub alias: Option<String>,
 }
 
 fn mac_text(b: &[u8]) -> String {
@@ -75,15 +78,18 @@ async fn links_of(h: &Handle) -> Result<BTreeMap<String, LinkState>, String> {
     while let Some(m) = links.try_next().await.map_err(|e| e.to_string())? {
         let mut name = String::new();
         let mut mac = String::new();
+        let mut alias = None;
         for a in &m.attributes {
             match a {
                 LinkAttribute::IfName(n) => name = n.clone(),
                 LinkAttribute::Address(b) => mac = mac_text(b),
+                LinkAttribute::IfAlias(t) => alias = Some(t.clone()),
                 _ => {}
             }
         }
         by_index.insert(m.header.index, name.clone());
-        out.insert(name, LinkState { index: m.header.index, mac, up: m.header.flags.contains(LinkFlags::Up), addrs: BTreeSet::new() });
+        let up = m.header.flags.contains(LinkFlags::Up);
+        out.insert(name, LinkState { index: m.header.index, mac, up, addrs: BTreeSet::new(), alias });
     }
     let mut addrs = h.address().get().execute();
     while let Some(m) = addrs.try_next().await.map_err(|e| e.to_string())? {
@@ -412,4 +418,14 @@ pub fn addr_del(ns: &str, dev: &str, net: &str) -> Result<(), CmdError> {
         }
         Ok(())
     })
+}
+
+/// Move the calling thread into namespace `ns` for good (threads it spawns
+/// afterwards start there too). Unlike `ip netns exec`, the mount namespace
+/// stays the machine's, so namespaces this process adds later (`ip netns
+/// add`) are seen by everyone. Call it before spawning any thread.
+pub fn enter(ns: &str) -> Result<(), CmdError> {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).map_err(|e| err(ns, "enter", format!("open {path}: {e}")))?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| err(ns, "enter", format!("setns: {e}")))
 }

@@ -34,6 +34,11 @@ pub struct App {
     pub settings: Arc<Settings>,
     /// `Some(token)` when `--auth token`.
     pub token: Option<Arc<String>>,
+    /// Becomes `true` when the server shuts down: pending long-polls of the
+    /// change log answer at once (with what they have), so followers
+    /// reconnect to the next server instead of listening to this one until
+    /// their timeout (graceful shutdown waits for every open request).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 type Q = Query<Vec<(String, String)>>;
@@ -797,7 +802,8 @@ async fn set_deployment(State(app): State<App>, b: Bytes) -> Res {
 }
 
 /// Long-poll the change log: answers as soon as something newer than
-/// `since` exists, or after `timeout` seconds (at most 300) with no changes.
+/// `since` exists, or after `timeout` seconds (at most 300) with no changes,
+/// or at once (empty, with the current revision) when the server shuts down.
 async fn changes(State(app): State<App>, Query(q): Q) -> Res {
     let get = |k: &str| q.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
     let since: i64 = match get("since") {
@@ -822,6 +828,7 @@ async fn changes(State(app): State<App>, Query(q): Q) -> Res {
         ),
     };
     let mut rx = app.store.subscribe();
+    let mut shutdown = app.shutdown.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.min(300.0));
     loop {
         let rev = app.store.current().await?.revision;
@@ -842,9 +849,16 @@ async fn changes(State(app): State<App>, Query(q): Q) -> Res {
             }
             return Ok(axum::Json(json!({"revision": upto, "changes": list})).into_response());
         }
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
-            Ok(Ok(())) => continue,
-            _ => return Ok(axum::Json(json!({"revision": rev, "changes": []})).into_response()),
+        if *shutdown.borrow_and_update() {
+            return Ok(axum::Json(json!({"revision": rev, "changes": []})).into_response());
+        }
+        tokio::select! {
+            woke = tokio::time::timeout_at(deadline, rx.changed()) => match woke {
+                Ok(Ok(())) => continue,
+                _ => return Ok(axum::Json(json!({"revision": rev, "changes": []})).into_response()),
+            },
+            // Shutting down (or the sender is gone): answer now.
+            _ = shutdown.changed() => return Ok(axum::Json(json!({"revision": rev, "changes": []})).into_response()),
         }
     }
 }
@@ -892,8 +906,13 @@ async fn delete_agent(State(app): State<App>, Path(id): Path<String>) -> Res {
 async fn set_port_status(State(app): State<App>, Path(id): Path<String>, b: Bytes) -> Res {
     let v = body::parse_json(&b)?;
     let a = body::object(&v, "port")?;
-    body::check_keys(&a, &["status"], &[], "PUT")?;
+    body::check_keys(&a, &["status", "host"], &[], "PUT")?;
     let status = body::string(&a, "status")?.unwrap_or_default();
+    // The reporting agent's host: a report about a port since bound
+    // elsewhere is stale and ignored (Neutron's `update_device_up/down`
+    // check the binding host too), so an old host unplugging late cannot
+    // turn the new host's ACTIVE port DOWN, nor a late ACTIVE a re-bound port.
+    let host = body::string(&a, "host")?;
     if status != "ACTIVE" && status != "DOWN" {
         return Err(body::bad_value("status", format!("'{status}' is not ACTIVE or DOWN")));
     }
@@ -903,6 +922,9 @@ async fn set_port_status(State(app): State<App>, Path(id): Path<String>, b: Byte
         .write(|cur| {
             let mut new = cur.clone();
             let p = new.ports.get_mut(&uuid).ok_or_else(|| ApiError::not_found("PortNotFound", "Port", &id))?;
+            if host.as_ref().is_some_and(|h| *h != p.host_id) {
+                return Ok((new, ()));
+            }
             if status == "ACTIVE" && p.host_id.is_empty() {
                 return Err(ApiError::conflict(
                     "PortNotBound",

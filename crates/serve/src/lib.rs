@@ -106,7 +106,8 @@ pub struct Running {
     /// The store, for tests that look underneath the API.
     pub store: Arc<store::Store>,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Set to `true` to stop: ends pending long-polls and the listener.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
@@ -115,12 +116,11 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
-    /// Stop serving and wait until the listener is closed.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.task).await;
+    /// Stop serving: pending change-log long-polls answer at once, the
+    /// listener closes, and this returns when every open request is done.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
     }
 }
 
@@ -128,6 +128,7 @@ impl Running {
 /// socket is listening.
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     let store = store::Store::open(&config.db).await?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
     let app = api::App {
         store: store.clone(),
         settings: Arc::new(mutate::Settings {
@@ -139,20 +140,21 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             Auth::None => None,
             Auth::Token(t) => Some(Arc::new(t.clone())),
         },
+        shutdown: shutdown.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let router = api::router(app);
+    let mut rx = shutdown;
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
             })
             .await
             .map_err(ServeError::Serve)
     });
-    Ok(Running { addr, store, task, stop: Some(tx) })
+    Ok(Running { addr, store, task, stop })
 }
 
 /// Run the server until Ctrl-C / SIGTERM (what `dvr server` does). The

@@ -694,6 +694,11 @@ fn update_port(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError> {
         p.device_id = d;
     }
     if let Some(h) = host {
+        if h != p.host_id {
+            // Re-bound (or unbound): DOWN until the new host's agent has
+            // wired it and says ACTIVE, as Neutron's ML2 does on a binding change.
+            p.status = "DOWN".into();
+        }
         p.host_id = h;
     }
     Ok(())

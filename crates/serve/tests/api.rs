@@ -289,6 +289,39 @@ async fn change_log_has_no_gap_and_long_poll_wakes_on_write() {
     assert_eq!(v["changes"][0]["object"]["name"], "late");
 }
 
+/// A server shutting down answers its pending long-polls at once, so agents
+/// reconnect to its successor instead of listening to it until their timeout
+/// (graceful shutdown waits for every open request: without this, `stop`
+/// would take the poll's whole 120 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_pending_long_polls() {
+    let s = common::start().await;
+    s.post("/v2.0/dvr/hosts", json!({"host": {"name": "c1", "role": "compute", "bridge_mappings": {}}})).await;
+    let (_, v) = s.get("/v2.0/dvr/changes?since=0").await;
+    assert!(v["revision"].as_i64().unwrap() > 0, "{v}");
+    let rev = v["revision"].as_i64().unwrap();
+    let url = format!("{}/v2.0/dvr/changes?since={rev}&timeout=120", s.running.url());
+    let poll = tokio::spawn({
+        let http = s.http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    });
+    // The poll is waiting (positive control: it has not answered).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the long-poll answered before any change or shutdown");
+    let t0 = Instant::now();
+    let common::Srv { running, dir, .. } = s;
+    tokio::time::timeout(Duration::from_secs(60), running.stop()).await.expect("stop waited for the 120 s long-poll");
+    let (status, v) = tokio::time::timeout(Duration::from_secs(10), poll).await.expect("the poll did not end").unwrap();
+    println!("shutdown: pending long-poll answered and server stopped {:?} after stop", t0.elapsed());
+    assert_eq!(status, 200);
+    assert_eq!(v["revision"].as_i64().unwrap(), rev);
+    assert_eq!(v["changes"], json!([]));
+    drop(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_registration_and_ports_never_share_addresses() {
     let s = common::start().await;
@@ -423,6 +456,24 @@ async fn binding_a_port_later_keeps_its_address_and_makes_an_instance() {
     assert_eq!(v["port"]["status"], "ACTIVE");
     let (_, t) = s.get("/v2.0/dvr/topology").await;
     assert!(t["instances"].as_array().unwrap().iter().any(|x| x["name"] == "vm9" && x["host"] == "compute2"));
+    // A later write that keeps the binding keeps ACTIVE (control for what follows).
+    let (_, v) = s.put(&format!("/v2.0/ports/{id}"), json!({"port": {"binding:host_id": "compute2", "description": "x"}})).await;
+    assert_eq!(v["port"]["status"], "ACTIVE");
+    // Re-bound to compute1: DOWN until compute1's agent reports it.
+    let (st, v) = s.put(&format!("/v2.0/ports/{id}"), json!({"port": {"binding:host_id": "compute1"}})).await;
+    assert_eq!((st, v["port"]["status"].as_str()), (200, Some("DOWN")), "{v}");
+    // compute2's late reports (it still thinks the port is its own) are ignored.
+    for late in ["ACTIVE", "DOWN"] {
+        let (st, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": late, "host": "compute2"}})).await;
+        assert_eq!((st, v["port"]["status"].as_str()), (200, Some("DOWN")), "{v}");
+    }
+    let (_, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": "ACTIVE", "host": "compute1"}})).await;
+    assert_eq!(v["port"]["status"], "ACTIVE");
+    let (_, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": "DOWN", "host": "compute2"}})).await;
+    assert_eq!(v["port"]["status"], "ACTIVE", "an old host's late DOWN must not unwire the new host's port");
+    // The new host's agent unplugs it: DOWN.
+    let (_, v) = s.put(&format!("/v2.0/dvr/ports/{id}/status"), json!({"port": {"status": "DOWN", "host": "compute1"}})).await;
+    assert_eq!(v["port"]["status"], "DOWN");
     // Deleting other ports never renumbers it.
     assert_eq!(s.delete(&format!("/v2.0/ports/{}", ids["vm2"])).await.0, 204);
     let (_, v) = s.get(&format!("/v2.0/ports/{id}")).await;

@@ -1,0 +1,308 @@
+//! The agent's local model, following the server's topology revision by
+//! revision: edited in place ([`Live`] and [`Replanner::apply`]) where the
+//! change allows, rebuilt from the server's topology where it does not.
+//!
+//! The server sends its whole topology (with every allocation: port UUIDs,
+//! addresses, MACs); the agent compares it with the previous one. When only
+//! instances were booted or deleted and floating IPs moved, it makes those
+//! edits in place with the server's allocations ([`Live::boot`],
+//! [`Live::reassociate`]), so the model is what a build would give, without
+//! the build. Anything else (router interfaces, networks, hosts, a re-bound
+//! instance, floating IPs created or deleted, security groups) costs a full
+//! rebuild: [`Live::build`] and a [`Replanner`] over every host. Each step
+//! says which ([`How`]) and what it cost.
+
+use anyhow::Result;
+use dvr_model::change::Change;
+use dvr_model::live::Live;
+use dvr_model::spec::{InstanceSpec, TopologySpec};
+use dvr_plan::Profile;
+use dvr_plan::incremental::Replanner;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// The model and the plan, kept in step with the server.
+pub struct Model {
+    /// The server's topology this model was brought to.
+    spec: TopologySpec,
+    live: Live,
+    replanner: Replanner,
+}
+
+/// One in-place edit, with the server's allocations.
+#[derive(Debug, Clone)]
+enum Edit {
+    Boot(Box<InstanceSpec>),
+    Delete(String),
+    Disassociate(Ipv4Addr),
+    Associate(Ipv4Addr, String),
+}
+
+impl std::fmt::Display for Edit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Edit::Boot(x) => write!(f, "boot {}", x.name),
+            Edit::Delete(n) => write!(f, "delete {n}"),
+            Edit::Disassociate(ip) => write!(f, "disassociate {ip}"),
+            Edit::Associate(ip, x) => write!(f, "associate {ip} with {x}"),
+        }
+    }
+}
+
+/// How the model followed one revision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum How {
+    /// The topology did not change (a status or heartbeat revision).
+    Unchanged,
+    /// Edited in place (what was done).
+    InPlace(Vec<String>),
+    /// Rebuilt from the server's topology (why).
+    Rebuilt(String),
+}
+
+/// What following one revision did and cost.
+pub struct Followed {
+    pub how: How,
+    /// Editing or building the model.
+    pub model: Duration,
+    /// Replanning (in place: the hosts the edits touched; rebuilt: every host).
+    pub replan: Duration,
+}
+
+impl std::fmt::Display for Followed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (m, r) = (self.model.as_secs_f64() * 1e3, self.replan.as_secs_f64() * 1e3);
+        match &self.how {
+            How::Unchanged => write!(f, "model unchanged"),
+            How::InPlace(e) => write!(f, "model in place {m:.1} ms [{}], replan {r:.1} ms", e.join(", ")),
+            How::Rebuilt(why) => write!(f, "model rebuilt {m:.1} ms [{why}], replan every host {r:.1} ms"),
+        }
+    }
+}
+
+fn strip(s: &TopologySpec) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("instances");
+        o.remove("floating_ips");
+    }
+    v
+}
+
+fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
+}
+
+/// The in-place edits that turn topology `old` into `new`, or why none can.
+fn edits(old: &TopologySpec, new: &TopologySpec) -> Result<Vec<Edit>, String> {
+    let (a, b) = (strip(old), strip(new));
+    if a != b {
+        let keys: BTreeSet<&String> = a.as_object().into_iter().chain(b.as_object()).flat_map(|o| o.keys()).collect();
+        let changed: Vec<&str> = keys.into_iter().filter(|k| a.get(k.as_str()) != b.get(k.as_str())).map(|k| k.as_str()).collect();
+        return Err(format!("{} changed", changed.join(", ")));
+    }
+    let names: BTreeSet<&str> = new.instances.iter().map(|x| x.name.as_str()).collect();
+    let kept: Vec<&InstanceSpec> = old.instances.iter().filter(|x| names.contains(x.name.as_str())).collect();
+    let deleted: Vec<&InstanceSpec> = old.instances.iter().filter(|x| !names.contains(x.name.as_str())).collect();
+    if new.instances.len() < kept.len() || !kept.iter().zip(&new.instances).all(|(a, b)| same(*a, b)) {
+        return Err("an instance was re-bound, readdressed or reordered".into());
+    }
+    let booted = &new.instances[kept.len()..];
+    let fips_same_place = old.floating_ips.len() == new.floating_ips.len()
+        && old.floating_ips.iter().zip(&new.floating_ips).all(|(a, b)| (a.id, a.ip, &a.network) == (b.id, b.ip, &b.network));
+    if !fips_same_place {
+        return Err("floating IPs created or deleted".into());
+    }
+    if old.floating_ips.iter().any(|f| f.instance.as_ref().is_some_and(|i| deleted.iter().any(|x| &x.name == i))) {
+        return Err("a deleted instance had a floating IP".into());
+    }
+    let moved: Vec<_> = old.floating_ips.iter().zip(&new.floating_ips).filter(|(a, b)| a.instance != b.instance).collect();
+    let mut out = Vec::new();
+    for (a, _) in &moved {
+        if a.instance.is_some() {
+            out.push(Edit::Disassociate(a.ip.ok_or("a floating IP without an address")?));
+        }
+    }
+    out.extend(deleted.iter().map(|x| Edit::Delete(x.name.clone())));
+    out.extend(booted.iter().map(|x| Edit::Boot(Box::new(x.clone()))));
+    for (_, b) in &moved {
+        if let Some(x) = &b.instance {
+            out.push(Edit::Associate(b.ip.ok_or("a floating IP without an address")?, x.clone()));
+        }
+    }
+    Ok(out)
+}
+
+impl Model {
+    /// The current topology.
+    pub fn topology(&self) -> &dvr_model::Topology {
+        self.live.topology()
+    }
+
+    /// The plan of host `ix` of [`Model::topology`].
+    pub fn host_plan(&self, ix: dvr_model::HostIx) -> &dvr_plan::HostPlan {
+        &self.replanner.plan().hosts[ix.0]
+    }
+
+    /// Build from the server's topology.
+    fn build(label: &str, spec: TopologySpec, profile: Profile, why: String) -> Result<(Model, Followed)> {
+        let t0 = Instant::now();
+        let live = Live::build(label, &spec)?;
+        let model = t0.elapsed();
+        let t1 = Instant::now();
+        let replanner = Replanner::new(live.topology(), profile);
+        let replan = t1.elapsed();
+        Ok((Model { spec, live, replanner }, Followed { how: How::Rebuilt(why), model, replan }))
+    }
+
+    /// Try the edits in place; `Err(why)` when one is refused (the model is
+    /// then half-edited and must be rebuilt).
+    fn edit(&mut self, edits: &[Edit]) -> Result<(Duration, Duration), String> {
+        let (mut model, mut replan) = (Duration::ZERO, Duration::ZERO);
+        for e in edits {
+            let t0 = Instant::now();
+            let applied = match e {
+                Edit::Boot(x) => self.live.boot(x),
+                Edit::Delete(name) => self.live.apply(&Change::RemoveInstance { name: name.clone() }),
+                Edit::Disassociate(ip) => self.live.apply(&Change::DisassociateFloatingIp { ip: *ip }),
+                Edit::Associate(ip, x) => self.live.reassociate(*ip, x),
+            }
+            .map_err(|err| format!("{e}: {}", err.what.lines().next().unwrap_or_default()))?;
+            model += t0.elapsed();
+            if applied.rebuilt {
+                return Err(format!("{e}: the model rebuilds it"));
+            }
+            let t1 = Instant::now();
+            self.replanner.apply(self.live.topology(), &applied);
+            replan += t1.elapsed();
+        }
+        Ok((model, replan))
+    }
+}
+
+/// Bring `model` to the server's topology `spec` (`label` names it in errors).
+pub fn follow(model: &mut Option<Model>, label: &str, spec: TopologySpec, profile: Profile) -> Result<Followed> {
+    let why = match model.as_mut() {
+        None => "first revision".to_string(),
+        Some(m) => match edits(&m.spec, &spec) {
+            Ok(e) if e.is_empty() => {
+                m.spec = spec;
+                return Ok(Followed { how: How::Unchanged, model: Duration::ZERO, replan: Duration::ZERO });
+            }
+            Ok(e) => match m.edit(&e) {
+                Ok((model_t, replan)) => {
+                    m.spec = spec;
+                    let how = How::InPlace(e.iter().map(Edit::to_string).collect());
+                    return Ok(Followed { how, model: model_t, replan });
+                }
+                Err(why) => why,
+            },
+            Err(why) => why,
+        },
+    };
+    let (m, f) = Model::build(label, spec, profile, why)?;
+    *model = Some(m);
+    Ok(f)
+}
+
+/// Whether host `host`'s plan in `model` is what a rebuild from the
+/// server's topology gives; `Err` names the difference.
+pub fn verify(model: &Model, label: &str, host: &str, profile: Profile) -> Result<(), String> {
+    let topo = dvr_model::build::build(label, &model.spec).map_err(|e| format!("the server's topology does not build: {e}"))?;
+    let (Some(a), Some(b)) = (topo.host_ix(host), model.topology().host_ix(host)) else {
+        return Err(format!("host {host} is missing from one of them"));
+    };
+    let fresh = dvr_plan::plan_host(&topo, a, profile);
+    let held = model.host_plan(b);
+    if same(&fresh, held) {
+        return Ok(());
+    }
+    let (fv, hv) = (serde_json::to_value(&fresh).unwrap_or_default(), serde_json::to_value(held).unwrap_or_default());
+    let keys: Vec<String> =
+        fv.as_object().into_iter().flat_map(|o| o.keys()).filter(|k| fv.get(k.as_str()) != hv.get(k.as_str())).cloned().collect();
+    Err(format!("host plan differs in {}", keys.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> TopologySpec {
+        dvr_model::parse_spec("seed", dvr_model::SEED_YAML).expect("the seed parses")
+    }
+
+    /// The seed with every allocation explicit, as the server sends it.
+    fn pinned(spec: &TopologySpec) -> TopologySpec {
+        dvr_model::live::pinned_spec(&dvr_model::build::build("seed", spec).expect("builds"))
+    }
+
+    fn plans_equal(model: &Model, spec: &TopologySpec) {
+        for h in ["network", "compute1", "compute2"] {
+            let m = Model::build("seed", spec.clone(), Profile::Walkthrough, String::new()).expect("builds").0;
+            let ix = m.topology().host_ix(h).expect("host");
+            let mine = model.host_plan(model.topology().host_ix(h).expect("host"));
+            assert!(same(mine, m.host_plan(ix)), "host {h}: in place differs from a rebuild");
+            verify(model, "seed", h, Profile::Walkthrough).expect("verify agrees");
+        }
+    }
+
+    #[test]
+    fn a_boot_and_a_floating_ip_move_follow_in_place_and_equal_a_rebuild() {
+        let before = pinned(&seed());
+        let mut model = None;
+        let f = follow(&mut model, "seed", before.clone(), Profile::Walkthrough).expect("first");
+        assert!(matches!(f.how, How::Rebuilt(_)));
+        // As the server would: a new port with its own UUID, address and MAC.
+        let mut after = before.clone();
+        let mut vm6 = after.instances.iter().find(|x| x.host == "compute2").expect("seed has one").clone();
+        vm6.name = "vm6".into();
+        vm6.id = Some(uuid::Uuid::from_u128(0x1234));
+        vm6.ip = Some("192.168.1.77".parse().expect("ip"));
+        vm6.mac = Some("fa:16:3e:12:34:56".parse().expect("mac"));
+        after.instances.push(vm6);
+        let f = follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("boot");
+        assert_eq!(f.how, How::InPlace(vec!["boot vm6".into()]));
+        plans_equal(model.as_ref().expect("built"), &after);
+        // Move the first associated floating IP to vm6.
+        let fip = after.floating_ips.iter_mut().find(|f| f.instance.is_some()).expect("seed has one");
+        let from = fip.instance.replace("vm6".into()).expect("associated");
+        let ip = fip.ip.expect("pinned");
+        let f = follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("move");
+        assert_eq!(f.how, How::InPlace(vec![format!("disassociate {ip}"), format!("associate {ip} with vm6")]), "from {from}");
+        plans_equal(model.as_ref().expect("built"), &after);
+        // Delete vm6 (its floating IP moved back first, as a separate revision).
+        after.floating_ips.iter_mut().find(|f| f.ip == Some(ip)).expect("kept").instance = Some(from);
+        follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("move back");
+        after.instances.retain(|x| x.name != "vm6");
+        let f = follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("delete");
+        assert_eq!(f.how, How::InPlace(vec!["delete vm6".into()]));
+        plans_equal(model.as_ref().expect("built"), &after);
+        // Nothing changed: nothing done.
+        let f = follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("same");
+        assert_eq!(f.how, How::Unchanged);
+    }
+
+    #[test]
+    fn a_router_interface_or_a_rebound_instance_costs_a_rebuild() {
+        let before = pinned(&seed());
+        let mut model = None;
+        follow(&mut model, "seed", before.clone(), Profile::Walkthrough).expect("first");
+        let mut after = before.clone();
+        let r = after.routers.iter_mut().find(|r| r.interfaces.len() > 1).expect("a router with two interfaces");
+        r.interfaces.pop();
+        let f = follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("remove interface");
+        assert!(matches!(&f.how, How::Rebuilt(why) if why.contains("routers")), "{:?}", f.how);
+        plans_equal(model.as_ref().expect("built"), &after);
+        let mut moved = after.clone();
+        let x = moved.instances.iter_mut().find(|x| x.host == "compute1").expect("one on compute1");
+        x.host = "compute2".into();
+        let f = follow(&mut model, "seed", moved.clone(), Profile::Walkthrough).expect("re-bind");
+        assert!(matches!(&f.how, How::Rebuilt(why) if why.contains("re-bound")), "{:?}", f.how);
+        plans_equal(model.as_ref().expect("built"), &moved);
+        // Positive control for `verify`: a model held back one revision differs.
+        let stale = Model::build("seed", before, Profile::Walkthrough, String::new()).expect("builds").0;
+        let stale = Model { spec: moved, ..stale };
+        assert!(verify(&stale, "seed", "compute2", Profile::Walkthrough).is_err());
+    }
+}
