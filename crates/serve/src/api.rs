@@ -59,7 +59,7 @@ pub fn router(app: App) -> Router {
         .route("/v2.0/dvr/topology", get(topology))
         .route("/v2.0/dvr/changes", get(changes))
         .route("/v2.0/dvr/deployment", get(deployment).put(set_deployment));
-    for coll in [Coll::Networks, Coll::Subnets, Coll::Ports, Coll::Routers, Coll::FloatingIps, Coll::Hosts, Coll::ExternalHosts] {
+    for coll in Coll::ALL {
         r = r
             .route(
                 &format!("/v2.0/{}", coll.path()),
@@ -131,6 +131,8 @@ async fn resources_doc(h: HeaderMap) -> Response {
         ("port", "ports"),
         ("router", "routers"),
         ("floatingip", "floatingips"),
+        ("security_group", "security-groups"),
+        ("security_group_rule", "security-group-rules"),
         ("agent", "agents"),
     ]
     .iter()
@@ -139,7 +141,10 @@ async fn resources_doc(h: HeaderMap) -> Response {
     axum::Json(json!({"resources": list})).into_response()
 }
 
-const EXTENSIONS: [(&str, &str, &str); 12] = [
+const EXTENSIONS: [(&str, &str, &str); 15] = [
+    ("security-group", "security-group", "The security groups extension."),
+    ("port-security", "Port Security", "Provides port security."),
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs."),
     ("agent", "agent", "The agent management extension (list and show)."),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application."),
     ("dvr", "Distributed Virtual Router", "Enables configuration of Distributed Virtual Routers."),
@@ -213,15 +218,24 @@ fn view(r: &Resources, coll: Coll, id: &Uuid) -> Option<Value> {
             v
         }
         Coll::Ports => {
-            let mut v = serde_json::to_value(r.ports.get(id)?).ok()?;
+            let p = r.ports.get(id)?;
+            let mut v = serde_json::to_value(p).ok()?;
             v["binding:profile"] = json!({});
             v["binding:vif_details"] = json!({});
-            v["security_groups"] = json!([]);
-            v["allowed_address_pairs"] = json!([]);
+            v["security_groups"] = json!(r.port_groups(p));
             v["extra_dhcp_opts"] = json!([]);
-            v["port_security_enabled"] = json!(false);
+            v["port_security_enabled"] = json!(port_security(p));
             v
         }
+        Coll::SecurityGroups => {
+            let g = r.security_groups.get(id)?;
+            let mut v = serde_json::to_value(g).ok()?;
+            let rules: Vec<Value> =
+                r.security_group_rules.values().filter(|x| x.security_group_id == *id).filter_map(|x| rule_view(x)).collect();
+            v["security_group_rules"] = json!(rules);
+            v
+        }
+        Coll::SecurityGroupRules => rule_view(r.security_group_rules.get(id)?)?,
         Coll::Routers => {
             let mut v = serde_json::to_value(r.routers.get(id)?).ok()?;
             v["availability_zone_hints"] = json!([]);
@@ -250,7 +264,28 @@ fn ids(r: &Resources, coll: Coll) -> Vec<Uuid> {
         Coll::FloatingIps => r.floatingips.keys().copied().collect(),
         Coll::Hosts => r.hosts.keys().copied().collect(),
         Coll::ExternalHosts => r.external_hosts.keys().copied().collect(),
+        Coll::SecurityGroups => r.security_groups.keys().copied().collect(),
+        Coll::SecurityGroupRules => r.security_group_rules.keys().copied().collect(),
     }
+}
+
+/// `port_security_enabled` as Neutron shows it: enabled unless disabled,
+/// except on the ports the server owns (router, DHCP, gateway…).
+fn port_security(p: &Port) -> bool {
+    p.port_security_enabled.unwrap_or(!p.device_owner.starts_with("network:"))
+}
+
+/// A rule as Neutron shows it (no `name`; the derived `normalized_cidr`).
+fn rule_view(x: &SecurityGroupRule) -> Option<Value> {
+    let mut v = serde_json::to_value(x).ok()?;
+    let m = v.as_object_mut()?;
+    m.shift_remove("name");
+    let cidr = x.remote_ip_prefix.as_deref().and_then(|p| p.parse::<ipnet::IpNet>().ok()).map(|n| n.trunc().to_string());
+    m.insert("normalized_cidr".into(), json!(cidr));
+    m.insert("remote_address_group_id".into(), Value::Null);
+    m.insert("belongs_to_default_sg".into(), Value::Null);
+    m.insert("tenant_id".into(), json!(x.common.project_id));
+    Some(v)
 }
 
 /// A filter value matches a JSON value the way Neutron compares query strings.
@@ -430,10 +465,13 @@ struct PortView<'a> {
     profile: Empty,
     #[serde(rename = "binding:vif_details")]
     vif_details: Empty,
-    security_groups: [(); 0],
-    allowed_address_pairs: [(); 0],
+    /// The resolved groups when the port has no explicit list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_groups: Option<Vec<Uuid>>,
     extra_dhcp_opts: [(); 0],
-    port_security_enabled: bool,
+    /// The default when the port does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port_security_enabled: Option<bool>,
 }
 
 /// Serializes as `{}`.
@@ -446,7 +484,22 @@ impl serde::Serialize for Empty {
 }
 
 async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> Res {
-    let snap = app.store.current().await?;
+    let mut snap = app.store.current().await?;
+    if matches!(coll, Coll::SecurityGroups | Coll::SecurityGroupRules) {
+        // Neutron creates the project's `default` group when it first lists groups or rules.
+        let project = q.iter().find(|(k, _)| k == "project_id" || k == "tenant_id").map(|(_, v)| v.clone()).unwrap_or_default();
+        if snap.res.default_group(&project).is_none() {
+            (snap, ()) = app
+                .store
+                .write(|cur| {
+                    let mut new = cur.clone();
+                    crate::sg::ensure_default(&mut new, &project);
+                    settle(&mut new, Action::Create("security_group"))?;
+                    Ok((new, ()))
+                })
+                .await?;
+        }
+    }
     const TYPED: [&str; 6] = ["network_id", "device_owner", "device_id", "binding:host_id", "name", "id"];
     if coll == Coll::Ports && q.iter().all(|(k, _)| TYPED.contains(&k.as_str())) {
         // Only typed filters: the prefilter is the whole filter, nothing to sort or page.
@@ -460,10 +513,9 @@ async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> 
                 tenant_id: &p.common.project_id,
                 profile: Empty,
                 vif_details: Empty,
-                security_groups: [],
-                allowed_address_pairs: [],
+                security_groups: p.security_groups.is_none().then(|| snap.res.port_groups(p)),
                 extra_dhcp_opts: [],
-                port_security_enabled: false,
+                port_security_enabled: p.port_security_enabled.is_none().then(|| port_security(p)),
             })
             .collect();
         #[derive(serde::Serialize)]
