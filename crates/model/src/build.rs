@@ -209,6 +209,10 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
     let fips = check_floating_ips(&mut c, spec, &networks, &subnets, &routers, &instances, &net_ix);
     let ext_hosts = check_external_hosts(&mut c, spec, &networks, &subnets, &net_ix);
     let ports = check_ports(&mut c, spec, &networks, &subnets, &net_ix, network_node);
+    let (security, security_problems) = crate::security::check(spec);
+    for p in security_problems {
+        c.bad_k(p.kind, p.object, &p.field, p.what, p.fix);
+    }
     if !c.problems.is_empty() {
         return Err(invalid(c.finish()));
     }
@@ -225,10 +229,13 @@ pub fn build(file: &str, spec: &TopologySpec) -> Result<Topology, TopologyError>
         paths: Vec::new(),
         ports: Vec::new(),
         unbound_ports: Vec::new(),
+        security,
         index: Index::default(),
     };
     allocate(&mut c, &mut topo, spec, &instances, &fips, &ext_hosts, &ports, network_node);
     check_paths(&mut c, spec, &topo);
+    let macs: Vec<MacAddr> = topo.instances.iter().map(|x| topo.ports[x.port.0].mac).collect();
+    crate::security::fill_pair_macs(&mut topo.security, |i| macs[i.0]);
     if !c.problems.is_empty() {
         return Err(invalid(c.finish()));
     }

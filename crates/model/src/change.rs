@@ -88,6 +88,7 @@ impl Change {
                     network: network.clone(),
                     ip: None,
                     mac: None,
+                    ..InstanceSpec::default()
                 });
             }
             Change::RemoveInstance { name } => {

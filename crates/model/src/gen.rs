@@ -288,6 +288,7 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
             network: network_name(n),
             ip: None,
             mac: None,
+            ..InstanceSpec::default()
         })
         .collect();
     let floating_ips = l
@@ -313,6 +314,7 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
             .map(|(from, to, note)| PathSpec { from, to, expect: Some(Expected::Delivered), note: Some(note) })
             .collect(),
         ports: Vec::new(),
+        security_groups: Vec::new(),
     }
 }
 

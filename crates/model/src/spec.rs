@@ -4,6 +4,7 @@
 //! so a typo is an error instead of a silently ignored key). They carry no
 //! meaning yet: `crate::build` turns them into a validated [`crate::Topology`].
 
+pub use crate::security::{AddressPairSpec, Direction, Ethertype, ProtocolSpec, RuleSpec, SecurityGroupSpec};
 use crate::types::MacAddr;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,10 @@ pub struct TopologySpec {
     /// writes it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
+    /// Security groups (`crate::security`). None declared: the `noop`
+    /// firewall driver, as before; any: the `openvswitch` driver everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<SecurityGroupSpec>,
 }
 
 /// One path to demonstrate: a packet from an endpoint to an endpoint or address.
@@ -275,7 +280,7 @@ pub struct RouterSpec {
 }
 
 /// One instance.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
     /// Explicit UUID of the instance's port; derived from the name when absent.
@@ -293,6 +298,18 @@ pub struct InstanceSpec {
     /// Port MAC; allocated (fa:16:3e) when absent.
     #[serde(default)]
     pub mac: Option<MacAddr>,
+    /// Owning project; `default` when absent (decides its `default` group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Security groups of its port by name; the project's `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
+    /// Neutron's `port_security_enabled`; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security_enabled: Option<bool>,
+    /// Extra (IP, MAC) pairs the port may send from (VIPs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_address_pairs: Vec<AddressPairSpec>,
 }
 
 /// One floating IP.
