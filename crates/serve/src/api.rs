@@ -39,6 +39,15 @@ pub struct App {
 type Q = Query<Vec<(String, String)>>;
 type Res = Result<Response, ApiError>;
 
+/// Request header that lists security groups or rules without creating the
+/// project's `default` group. Neutron creates it on a project's first list;
+/// here that also turns the deployment's firewall on (the model runs the
+/// `openvswitch` driver once any group exists), so dvr's own readers
+/// (`dvr export`, `--server`, the agents) send this header and only change
+/// nothing by reading. Clients that do not send it (the `openstack` CLI) get
+/// Neutron's behaviour.
+pub const NO_DEFAULT_GROUP: &str = "x-dvr-no-default-group";
+
 /// Largest request body accepted (bulk creates of a whole deployment).
 pub const MAX_BODY: usize = 64 << 20;
 
@@ -485,7 +494,7 @@ impl serde::Serialize for Empty {
 
 async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> Res {
     let mut snap = app.store.current().await?;
-    if matches!(coll, Coll::SecurityGroups | Coll::SecurityGroupRules) {
+    if matches!(coll, Coll::SecurityGroups | Coll::SecurityGroupRules) && !h.contains_key(NO_DEFAULT_GROUP) {
         // Neutron creates the project's `default` group when it first lists groups or rules.
         let project = q.iter().find(|(k, _)| k == "project_id" || k == "tenant_id").map(|(_, v)| v.clone()).unwrap_or_default();
         if snap.res.default_group(&project).is_none() {

@@ -102,16 +102,36 @@ fn rule_key(r: &SecurityGroupRule) -> String {
     )
 }
 
-fn rule_id(r: &SecurityGroupRule) -> Uuid {
-    derive_id("security_group_rule", &rule_key(r))
+/// The model's project name for a Neutron `project_id` (empty: the file's default project).
+pub fn model_project(project: &str) -> &str {
+    if project.is_empty() { dvr_model::security::DEFAULT_PROJECT } else { project }
+}
+
+/// The id of a new group: the model's derivation from project and name
+/// (`{project}/{name}`), so a group created through the API (by `dvr apply`)
+/// has the id the topology file gives it.
+fn group_id(r: &Resources, project: &str, name: &str) -> Uuid {
+    new_id("security_group", &format!("{}/{name}", model_project(project)), |id| id_taken(r, id))
+}
+
+/// The id of a group's next rule: the model's derivation from the group and
+/// the rule's position among the group's IPv4 rules (`{group}/{k}`), so the
+/// rules `dvr apply` creates in file order get the file's ids; IPv6 rules,
+/// which the model does not have, are numbered apart.
+fn next_rule_id(r: &Resources, group: Uuid, ethertype: &str, pending: &[SecurityGroupRule]) -> Uuid {
+    let same = |x: &SecurityGroupRule| x.security_group_id == group && x.ethertype == ethertype;
+    let k = r.security_group_rules.values().filter(|x| same(x)).count() + pending.iter().filter(|x| same(x)).count();
+    let key = if ethertype == "IPv4" { format!("{group}/{k}") } else { format!("{group}/{ethertype}/{k}") };
+    let id = derive_id("security_group_rule", &key);
+    if id_taken(r, &id) || pending.iter().any(|x| x.common.id == id) { Uuid::new_v4() } else { id }
 }
 
 /// The template rules Neutron gives a new group: egress to anywhere (IPv4
 /// and IPv6) and, for the `default` group, ingress from its own members.
-fn template_rules(group: Uuid, project: &str, default: bool) -> Vec<SecurityGroupRule> {
-    let mut out = Vec::new();
+fn template_rules(r: &Resources, group: Uuid, project: &str, default: bool) -> Vec<SecurityGroupRule> {
+    let mut out: Vec<SecurityGroupRule> = Vec::new();
     let mut push = |direction: &str, ethertype: &str, remote: Option<Uuid>| {
-        let mut r = SecurityGroupRule {
+        let mut x = SecurityGroupRule {
             common: Common { project_id: project.to_string(), ..Common::default() },
             security_group_id: group,
             direction: direction.into(),
@@ -119,8 +139,8 @@ fn template_rules(group: Uuid, project: &str, default: bool) -> Vec<SecurityGrou
             remote_group_id: remote,
             ..SecurityGroupRule::default()
         };
-        r.common.id = rule_id(&r);
-        out.push(r);
+        x.common.id = next_rule_id(r, group, ethertype, &out);
+        out.push(x);
     };
     push("egress", "IPv4", None);
     push("egress", "IPv6", None);
@@ -137,8 +157,7 @@ pub fn ensure_default(r: &mut Resources, project: &str) -> Uuid {
     if let Some(id) = r.default_group(project) {
         return id;
     }
-    let key = if project.is_empty() { "default".to_string() } else { format!("default:{project}") };
-    let id = new_id("security_group", &key, |id| id_taken(r, id));
+    let id = group_id(r, project, "default");
     let g = SecurityGroup {
         common: Common {
             id,
@@ -151,7 +170,7 @@ pub fn ensure_default(r: &mut Resources, project: &str) -> Uuid {
         shared: false,
     };
     ins(&mut r.security_groups, id, g);
-    for rule in template_rules(id, project, true) {
+    for rule in template_rules(r, id, project, true) {
         ins(&mut r.security_group_rules, rule.common.id, rule);
     }
     id
@@ -189,7 +208,7 @@ pub fn create_group(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
     }
     let project = project_of(a)?;
     ensure_default(r, &project);
-    let id = new_id("security_group", &name, |id| id_taken(r, id));
+    let id = group_id(r, &project, &name);
     let g = SecurityGroup {
         common: Common {
             id,
@@ -202,7 +221,7 @@ pub fn create_group(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
         shared: false,
     };
     ins(&mut r.security_groups, id, g);
-    for rule in template_rules(id, &project, false) {
+    for rule in template_rules(r, id, &project, false) {
         ins(&mut r.security_group_rules, rule.common.id, rule);
     }
     Ok(id)
@@ -453,10 +472,7 @@ pub fn create_rule(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
             format!("Security group rule already exists. Rule id is {}.", same.common.id),
         ));
     }
-    rule.common.id = {
-        let id = rule_id(&rule);
-        if id_taken(r, &id) || r.security_group_rules.contains_key(&id) { Uuid::new_v4() } else { id }
-    };
+    rule.common.id = next_rule_id(r, gid, &rule.ethertype, &[]);
     let id = rule.common.id;
     ins(&mut r.security_group_rules, id, rule);
     Ok(id)
