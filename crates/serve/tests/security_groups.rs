@@ -140,6 +140,14 @@ async fn groups_and_rules_crud_and_validation() {
     let (_, v) = s.get("/v2.0/security-groups?name=default").await;
     assert_eq!(v["security_groups"].as_array().unwrap().len(), 1);
     let def = v["security_groups"][0]["id"].as_str().unwrap().to_string();
+    // The model names groups per project: a second `web` is refused, in another project it is fine.
+    let (st, k, msg) = error(&s, "POST", "/v2.0/security-groups", Some(json!({"security_group": {"name": "web"}}))).await;
+    assert_eq!((st, k.as_str()), (409, "Conflict"), "{msg}");
+    assert!(msg.contains("web"), "{msg}");
+    let (st, v) = s.post("/v2.0/security-groups", json!({"security_group": {"name": "web", "project_id": "p2"}})).await;
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = s.delete(&format!("/v2.0/security-groups/{}", v["security_group"]["id"].as_str().unwrap())).await;
+    assert_eq!(st, 204);
 
     let rule = |extra: Value| {
         let mut b = json!({"security_group_id": wid, "direction": "ingress"});
