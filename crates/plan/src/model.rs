@@ -158,6 +158,10 @@ pub struct BridgePort {
     pub iface_id: Option<String>,
     /// MAC behind the port (`external_ids:attached-mac`).
     pub mac: Option<MacAddr>,
+    /// OpenFlow port number (`ofport_request`), planned only with the
+    /// `openvswitch` firewall, whose flows carry it in `reg5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ofport: Option<u32>,
 }
 
 /// What a namespace is for.
