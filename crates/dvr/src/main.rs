@@ -172,6 +172,13 @@ enum Cmd {
         /// Trace at most this many instance pairs, evenly sampled (0: all).
         #[arg(long, default_value_t = 2000)]
         max_pairs: usize,
+        /// Protocol of the matrix's packets; under security groups, e.g.
+        /// `--proto tcp --dport 22` asks who may ssh to whom.
+        #[arg(long, value_enum, default_value = "icmp")]
+        proto: trace_cmd::Proto,
+        /// Destination port (tcp/udp).
+        #[arg(long, default_value_t = 80)]
+        dport: u16,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
@@ -764,7 +771,7 @@ fn run(cli: Cli) -> Result<()> {
             let m = dvr_realize::collect::collect(&dvr_realize::collect::Source::local(&host), &out)?;
             println!("{}: {} files{} in {}", m.host, m.files.len(), ops::errors_note(&m.errors), out.display());
         }
-        Cmd::Verify { topo, dumps, outside, profile, matrix, max_pairs, format } => {
+        Cmd::Verify { topo, dumps, outside, profile, matrix, max_pairs, proto, dport, format } => {
             let (plan, endpoints, notes) = if dumps.is_empty() {
                 let t = load(&topo)?;
                 let plan = dvr_plan::plan(&t, profile)?;
@@ -780,7 +787,12 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (imp.plan, imp.endpoints, imp.notes)
             };
-            let r = dvr_sim::verify::verify(&plan, &endpoints, &dvr_sim::verify::Options { max_pairs });
+            let l4 = match proto {
+                trace_cmd::Proto::Icmp => None,
+                trace_cmd::Proto::Tcp => Some(dvr_sim::L4::Tcp { sport: 40000, dport }),
+                trace_cmd::Proto::Udp => Some(dvr_sim::L4::Udp { sport: 40000, dport }),
+            };
+            let r = dvr_sim::verify::verify(&plan, &endpoints, &dvr_sim::verify::Options { max_pairs, l4 });
             match format {
                 BenchFormat::Json => {
                     let mut v = serde_json::to_value(&r)?;

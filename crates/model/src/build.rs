@@ -251,6 +251,18 @@ fn check_paths(c: &mut Checker, spec: &TopologySpec, topo: &Topology) {
         if topo.endpoint_ip(&p.from).is_none() {
             c.bad(&o, "from", format!("no instance or external host is called `{}`", p.from), format!("name one of: {endpoints}"));
         }
+        match (p.proto, p.dport) {
+            (Some(crate::spec::PathProto::Tcp | crate::spec::PathProto::Udp), None) => {
+                c.bad(&o, "dport", "a tcp or udp path needs a destination port", "add `dport: 22` (any port 1..=65535)")
+            }
+            (Some(crate::spec::PathProto::Tcp | crate::spec::PathProto::Udp), Some(0)) => {
+                c.bad(&o, "dport", "port 0 is not a port", "use a port in 1..=65535")
+            }
+            (None | Some(crate::spec::PathProto::Icmp), Some(_)) => {
+                c.bad(&o, "dport", "only tcp and udp paths have a destination port", "add `proto: tcp` (or udp), or remove `dport`")
+            }
+            _ => {}
+        }
         if topo.resolve_address(&p.to).is_none() {
             c.bad(
                 &o,

@@ -26,7 +26,7 @@ pub mod types;
 
 pub use build::{build, load_file, load_str, parse_spec};
 pub use error::{Problem, ProblemKind, TopologyError};
-pub use spec::{Expected, PathSpec, Role};
+pub use spec::{Expected, PathProto, PathSpec, Role};
 pub use topology::*;
 pub use types::*;
 

@@ -67,6 +67,36 @@ pub struct PathSpec {
     /// What the path shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Transport of the packet: ICMP echo when absent; tcp/udp need `dport`
+    /// (security groups decide by protocol and port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<PathProto>,
+    /// Destination port of a tcp/udp path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+}
+
+/// The transport of a demonstrated path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathProto {
+    /// ICMP echo (ping), the default.
+    Icmp,
+    /// A TCP segment to `dport`.
+    Tcp,
+    /// A UDP datagram to `dport`.
+    Udp,
+}
+
+impl PathSpec {
+    /// How the path is shown: `from -> to`, with ` tcp/22` for tcp/udp paths.
+    pub fn label(&self) -> String {
+        match (self.proto, self.dport) {
+            (Some(PathProto::Tcp), Some(d)) => format!("{} -> {} tcp/{d}", self.from, self.to),
+            (Some(PathProto::Udp), Some(d)) => format!("{} -> {} udp/{d}", self.from, self.to),
+            _ => format!("{} -> {}", self.from, self.to),
+        }
+    }
 }
 
 /// The expected end of a demonstrated path.

@@ -200,3 +200,19 @@ fn unknown_protocol_is_a_syntax_error_with_the_choices() {
     let e = load_str("f.yaml", &yaml).unwrap_err().to_string();
     assert!(e.contains("`tcpp` is not a protocol") && e.contains("tcp, udp, icmp"), "{e}");
 }
+
+#[test]
+fn tcp_and_udp_paths_need_a_port_and_icmp_has_none() {
+    let with_path = |p: &str| format!("{SEED_YAML}  - {p}\n");
+    for (p, want) in [
+        ("{from: vm1, to: vm2, proto: tcp}", "field `dport`: a tcp or udp path needs a destination port"),
+        ("{from: vm1, to: vm2, proto: udp, dport: 0}", "field `dport`: port 0 is not a port"),
+        ("{from: vm1, to: vm2, dport: 22}", "field `dport`: only tcp and udp paths have a destination port"),
+    ] {
+        let got = problems(&with_path(p));
+        assert!(got.iter().any(|x| x.contains(want) && x.contains("fix: ")), "want `{want}` in {got:#?}");
+    }
+    let t = load_str("f", &with_path("{from: vm1, to: vm2, proto: tcp, dport: 22, expect: delivered}")).unwrap();
+    let p = t.paths.last().unwrap();
+    assert_eq!((p.proto, p.dport, p.label()), (Some(dvr_model::PathProto::Tcp), Some(22), "vm1 -> vm2 tcp/22".to_string()));
+}

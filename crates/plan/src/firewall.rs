@@ -48,6 +48,18 @@ pub fn enabled(topo: &Topology) -> bool {
     topo.security.driver == FirewallDriver::Openvswitch
 }
 
+/// What follows br-int's VLAN translation of frames from a physical bridge.
+/// The profile decides ([`crate::Profile::after_vlan_translation`]), except
+/// that with the firewall the walkthrough's `NORMAL` would deliver frames
+/// from other hosts straight to their port, past the ingress hooks of table
+/// 60: Neutron's firewall needs them to reach table 60, so they do.
+pub fn after_vlan_translation(cx: &HostCtx) -> Action {
+    match (enabled(cx.topo), cx.profile) {
+        (true, crate::Profile::Walkthrough) => cx.next(INT_TRANSIENT),
+        (_, p) => p.after_vlan_translation(),
+    }
+}
+
 /// Give br-int's ports their OpenFlow numbers (1, 2, … in list order) when the
 /// firewall is on, and return name → number. With the `noop` driver nothing
 /// is numbered (the flows use names only), so older plans stay identical.
@@ -533,18 +545,9 @@ fn rule_ref(g: &SecurityGroup, r: &SecurityGroupRule, cx: &HostCtx) -> Arc<SgRul
     Arc::new(SgRuleRef { group: g.name.clone(), group_id: g.id.to_string(), rule_id: r.id.to_string(), summary: rule_summary(cx.topo, r) })
 }
 
-/// A rule in one line: `ingress IPv4 tcp 22 from 0.0.0.0/0`.
+/// A rule in one line: `ingress IPv4 tcp 22 from 0.0.0.0/0` ([`dvr_model::security::rule_text`]).
 pub fn rule_summary(topo: &Topology, r: &SecurityGroupRule) -> String {
-    let peer = match r.remote {
-        Remote::Any => "0.0.0.0/0".to_string(),
-        Remote::Prefix(n) => n.to_string(),
-        Remote::Group(g) => format!("group {}", topo.security.group(g).name),
-    };
-    let dir = match r.direction {
-        Direction::Ingress => "from",
-        Direction::Egress => "to",
-    };
-    format!("{} IPv4 {} {dir} {peer}", r.direction, r.protocol)
+    rule_text(topo, r)
 }
 
 fn with_rule(f: Arc<Flow>, rule: &Arc<SgRuleRef>) -> Arc<Flow> {

@@ -80,9 +80,12 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             }
             let (vlan, actions) = match &net.segment {
                 Segment::Vlan { vlan, .. } => {
-                    (VlanMatch::Tagged(vlan.get()), vec![Action::ModVlanVid(lvid.get()), p.after_vlan_translation()])
+                    (VlanMatch::Tagged(vlan.get()), vec![Action::ModVlanVid(lvid.get()), crate::firewall::after_vlan_translation(cx)])
                 }
-                _ => (VlanMatch::Untagged, vec![Action::PushVlan, Action::ModVlanVid(lvid.get()), p.after_vlan_translation()]),
+                _ => (
+                    VlanMatch::Untagged,
+                    vec![Action::PushVlan, Action::ModVlanVid(lvid.get()), crate::firewall::after_vlan_translation(cx)],
+                ),
             };
             let seg = match vlan {
                 VlanMatch::Tagged(s) => format!("VLAN {s}"),

@@ -51,6 +51,10 @@ fn network_hash(t: &Topology, n: NetworkIx, h: &mut DefaultHasher) {
 pub struct Shared {
     dvr_macs: u64,
     routers: Vec<u64>,
+    /// Security groups, their rules and every member port's addresses: with
+    /// the openvswitch firewall a host's flows depend on remote groups'
+    /// members anywhere, so any change to them replans every host.
+    security: u64,
 }
 
 impl Shared {
@@ -87,7 +91,15 @@ impl Shared {
                 h.finish()
             })
             .collect();
-        Shared { dvr_macs: h.finish(), routers }
+        let mut sh = DefaultHasher::new();
+        if !t.security.is_noop() {
+            format!("{:?}", t.security).hash(&mut sh);
+            for ps in &t.security.ports {
+                let p = t.port(t.instance(ps.instance).port);
+                (p.ip, p.mac, p.id).hash(&mut sh);
+            }
+        }
+        Shared { dvr_macs: h.finish(), routers, security: sh.finish() }
     }
 }
 
@@ -95,7 +107,7 @@ impl Shared {
 pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, shared: &Shared) -> u64 {
     let mut h = DefaultHasher::new();
     let host = t.host(ix);
-    (profile.name(), &host.name, host.role, host.dvr_mac, shared.dvr_macs).hash(&mut h);
+    (profile.name(), &host.name, host.role, host.dvr_mac, shared.dvr_macs, shared.security).hash(&mut h);
     for m in &host.bridge_mappings {
         (&m.physnet, &m.bridge, &m.nic).hash(&mut h);
     }

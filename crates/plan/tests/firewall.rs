@@ -93,3 +93,45 @@ fn port_security_disabled_is_unfiltered() {
     assert!(f.iter().any(|x| x.contains(&format!("in_port={}", vm4.name)) && x.contains("resubmit(,73)")));
     assert!(!f.iter().any(|x| x.contains(&format!("in_port={}", vm4.name)) && x.contains("resubmit(,71)")));
 }
+
+/// With the firewall a host's flows depend on remote groups' members on other
+/// hosts: after a change of membership alone, the incremental planner must
+/// still equal a full plan.
+#[test]
+fn incremental_replans_firewall_hosts_like_a_full_plan() {
+    let mut spec = dvr_model::parse_spec("seed-secure", SEED_SECURE_YAML).unwrap();
+    let before = dvr_model::build::build("t", &spec).unwrap();
+    let mut r = dvr_plan::incremental::Replanner::new(&before, Profile::Current);
+    let conj80 = |p: &dvr_plan::Plan| {
+        let f = flows(br_int(p, "compute2"));
+        let port_half = f.iter().find(|x| x.contains("tp_dst=80") && x.contains(",2/2)")).unwrap().clone();
+        let id = port_half.split("conjunction(").nth(1).unwrap().split(',').next().unwrap().to_string();
+        f.into_iter().filter(|x| x.contains(&format!("conjunction({id},1/2)"))).count()
+    };
+    assert_eq!(conj80(r.plan()), 2, "vm1 and vm3 may reach vm5 on tcp 80");
+    // vm1 (compute1) leaves ssh-icmp: only compute2's flows (vm5's `web` rule) change.
+    let vm1 = spec.instances.iter_mut().find(|x| x.name == "vm1").unwrap();
+    vm1.security_groups = Some(vec!["default".into()]);
+    let after = dvr_model::build::build("t", &spec).unwrap();
+    let u = r.update(&after);
+    assert!(u.changed.contains(&"compute2".to_string()), "{:?}", u.changed);
+    let full = plan(&after, Profile::Current).unwrap();
+    for h in &full.hosts {
+        let inc = r.plan().host(&h.host).unwrap();
+        assert_eq!(serde_json::to_string(inc).unwrap(), serde_json::to_string(h).unwrap(), "{}", h.host);
+    }
+    assert_eq!(conj80(r.plan()), 1, "only vm3 is left in ssh-icmp");
+}
+
+/// Under the walkthrough profile the VLAN translation ends in NORMAL; with
+/// the firewall it must reach table 60, or frames from other hosts on the
+/// same network would skip the ingress filter.
+#[test]
+fn walkthrough_profile_sends_translated_frames_through_the_firewall() {
+    let secure = plan(&secure(), Profile::Walkthrough).unwrap();
+    let noop = plan(&load_str("seed", SEED_YAML).unwrap(), Profile::Walkthrough).unwrap();
+    let translation =
+        |p: &dvr_plan::Plan| flows(br_int(p, "compute2")).into_iter().find(|x| x.contains("in_port=int-br-vlan,dl_vlan=196")).unwrap();
+    assert!(translation(&noop).ends_with("actions=mod_vlan_vid:1,NORMAL"), "{}", translation(&noop));
+    assert!(translation(&secure).ends_with("actions=mod_vlan_vid:1,resubmit(,60)"), "{}", translation(&secure));
+}

@@ -91,6 +91,11 @@ pub struct OvsConntrack {
     conns: FxMap<(u16, CtKey), CtEntry>,
     /// The caller's clock, in seconds.
     pub now: u64,
+    /// Scripted states instead of tracking, as `ofproto/trace --ct-next`
+    /// gives them: each `ct(table=…)` takes the next one (then `+trk+new`,
+    /// OVS's default), with `ct_mark` 0, and nothing is committed. For
+    /// comparing the twin with a real switch's trace.
+    pub script: Option<std::collections::VecDeque<u8>>,
 }
 
 /// OVS userspace default timeouts (seconds).
@@ -104,6 +109,9 @@ impl OvsConntrack {
     /// committed.
     pub fn execute(&mut self, zone: u16, f: &Frame, commit: bool, set_mark: Option<u32>) -> CtResult {
         use ct_flags::*;
+        if let Some(script) = &mut self.script {
+            return CtResult { state: script.pop_front().unwrap_or(TRK | NEW), mark: 0 };
+        }
         let Some(key) = CtKey::of(f) else { return CtResult { state: TRK | INV, mark: 0 } };
         let now = self.now;
         let (slot, state) = if let Some(e) = self.live(zone, key) {

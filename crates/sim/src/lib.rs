@@ -10,6 +10,7 @@
 
 pub mod conntrack;
 pub mod demo;
+pub mod firewall;
 pub mod import;
 pub mod netfilter;
 pub mod ofp;

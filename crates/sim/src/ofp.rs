@@ -494,7 +494,12 @@ impl OfBridge {
                         }
                         _ => None,
                     });
-                    let r = self.ct.execute(zone, &x.frame, ct.commit, mark);
+                    // A scripted tracker (ofproto/trace --ct-next) answers only recirculations.
+                    let r = if self.ct.script.is_some() && ct.table.is_none() {
+                        crate::conntrack::CtResult { state: x.meta.ct_state, mark: x.meta.ct_mark }
+                    } else {
+                        self.ct.execute(zone, &x.frame, ct.commit, mark)
+                    };
                     let recirc = ct.table.map(|t| t.0);
                     x.push(OfStep::Conntrack { zone, state: r.state, mark: r.mark, commit: ct.commit, recirc });
                     if let Some(t) = recirc {
