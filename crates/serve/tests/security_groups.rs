@@ -232,7 +232,7 @@ async fn groups_and_rules_crud_and_validation() {
             "5b1b1fd0-0000-4000-8000-000000000000",
         ),
         (json!({"direction": "sideways"}), 400, "BadRequest", "'sideways' is not in ['ingress', 'egress']"),
-        (json!({"frobnicate": 1}), 400, "BadRequest", "Unrecognized attribute(s) 'frobnicate'"),
+        (json!({"frobnicate": 1}), 400, "HTTPBadRequest", "Unrecognized attribute(s) 'frobnicate'"),
     ];
     for (extra, status, kind, text) in bad {
         let (st, k, msg) = error(&s, "POST", "/v2.0/security-group-rules", Some(rule(extra.clone()))).await;
@@ -256,7 +256,7 @@ async fn groups_and_rules_crud_and_validation() {
     let (st, k, _) =
         error(&s, "PUT", &format!("/v2.0/security-group-rules/{remote_rule}"), Some(json!({"security_group_rule": {"protocol": "udp"}})))
             .await;
-    assert_eq!((st, k.as_str()), (400, "BadRequest"));
+    assert_eq!((st, k.as_str()), (400, "HTTPBadRequest"));
 
     // Rename and describe; the group shows its rules in order.
     let (st, v) = s.put(&format!("/v2.0/security-groups/{wid}"), json!({"security_group": {"name": "www", "description": "d"}})).await;
