@@ -44,6 +44,15 @@ pub struct App {
 type Q = Query<Vec<(String, String)>>;
 type Res = Result<Response, ApiError>;
 
+/// Request header that lists security groups or rules without creating the
+/// project's `default` group. Neutron creates it on a project's first list;
+/// here that also turns the deployment's firewall on (the model runs the
+/// `openvswitch` driver once any group exists), so dvr's own readers
+/// (`dvr export`, `--server`, the agents) send this header and only change
+/// nothing by reading. Clients that do not send it (the `openstack` CLI) get
+/// Neutron's behaviour.
+pub const NO_DEFAULT_GROUP: &str = "x-dvr-no-default-group";
+
 /// Largest request body accepted (bulk creates of a whole deployment).
 pub const MAX_BODY: usize = 64 << 20;
 
@@ -64,7 +73,7 @@ pub fn router(app: App) -> Router {
         .route("/v2.0/dvr/topology", get(topology))
         .route("/v2.0/dvr/changes", get(changes))
         .route("/v2.0/dvr/deployment", get(deployment).put(set_deployment));
-    for coll in [Coll::Networks, Coll::Subnets, Coll::Ports, Coll::Routers, Coll::FloatingIps, Coll::Hosts, Coll::ExternalHosts] {
+    for coll in Coll::ALL {
         r = r
             .route(
                 &format!("/v2.0/{}", coll.path()),
@@ -136,6 +145,8 @@ async fn resources_doc(h: HeaderMap) -> Response {
         ("port", "ports"),
         ("router", "routers"),
         ("floatingip", "floatingips"),
+        ("security_group", "security-groups"),
+        ("security_group_rule", "security-group-rules"),
         ("agent", "agents"),
     ]
     .iter()
@@ -144,7 +155,10 @@ async fn resources_doc(h: HeaderMap) -> Response {
     axum::Json(json!({"resources": list})).into_response()
 }
 
-const EXTENSIONS: [(&str, &str, &str); 12] = [
+const EXTENSIONS: [(&str, &str, &str); 15] = [
+    ("security-group", "security-group", "The security groups extension."),
+    ("port-security", "Port Security", "Provides port security."),
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs."),
     ("agent", "agent", "The agent management extension (list and show)."),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application."),
     ("dvr", "Distributed Virtual Router", "Enables configuration of Distributed Virtual Routers."),
@@ -229,12 +243,20 @@ fn view(r: &Resources, coll: Coll, id: &Uuid) -> Option<Value> {
             let mut v = serde_json::to_value(p).ok()?;
             v["binding:profile"] = json!({});
             v["binding:vif_details"] = serde_json::to_value(VifDetails(&p.vif_type)).ok()?;
-            v["security_groups"] = json!([]);
-            v["allowed_address_pairs"] = json!([]);
+            v["security_groups"] = json!(r.port_groups(p));
             v["extra_dhcp_opts"] = json!([]);
-            v["port_security_enabled"] = json!(false);
+            v["port_security_enabled"] = json!(port_security(p));
             v
         }
+        Coll::SecurityGroups => {
+            let g = r.security_groups.get(id)?;
+            let mut v = serde_json::to_value(g).ok()?;
+            let rules: Vec<Value> =
+                r.security_group_rules.values().filter(|x| x.security_group_id == *id).filter_map(|x| rule_view(x)).collect();
+            v["security_group_rules"] = json!(rules);
+            v
+        }
+        Coll::SecurityGroupRules => rule_view(r.security_group_rules.get(id)?)?,
         Coll::Routers => {
             let mut v = serde_json::to_value(r.routers.get(id)?).ok()?;
             v["availability_zone_hints"] = json!([]);
@@ -276,7 +298,28 @@ fn ids(r: &Resources, coll: Coll) -> Vec<Uuid> {
         Coll::FloatingIps => r.floatingips.keys().copied().collect(),
         Coll::Hosts => r.hosts.keys().copied().collect(),
         Coll::ExternalHosts => r.external_hosts.keys().copied().collect(),
+        Coll::SecurityGroups => r.security_groups.keys().copied().collect(),
+        Coll::SecurityGroupRules => r.security_group_rules.keys().copied().collect(),
     }
+}
+
+/// `port_security_enabled` as Neutron shows it: enabled unless disabled,
+/// except on the ports the server owns (router, DHCP, gateway…).
+fn port_security(p: &Port) -> bool {
+    p.port_security_enabled.unwrap_or(!p.device_owner.starts_with("network:"))
+}
+
+/// A rule as Neutron shows it (no `name`; the derived `normalized_cidr`).
+fn rule_view(x: &SecurityGroupRule) -> Option<Value> {
+    let mut v = serde_json::to_value(x).ok()?;
+    let m = v.as_object_mut()?;
+    m.shift_remove("name");
+    let cidr = x.remote_ip_prefix.as_deref().and_then(|p| p.parse::<ipnet::IpNet>().ok()).map(|n| n.trunc().to_string());
+    m.insert("normalized_cidr".into(), json!(cidr));
+    m.insert("remote_address_group_id".into(), Value::Null);
+    m.insert("belongs_to_default_sg".into(), Value::Null);
+    m.insert("tenant_id".into(), json!(x.common.project_id));
+    Some(v)
 }
 
 /// A filter value matches a JSON value the way Neutron compares query strings.
@@ -496,10 +539,13 @@ struct PortView<'a> {
     profile: Empty,
     #[serde(rename = "binding:vif_details")]
     vif_details: VifDetails<'a>,
-    security_groups: [(); 0],
-    allowed_address_pairs: [(); 0],
+    /// The resolved groups when the port has no explicit list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_groups: Option<Vec<Uuid>>,
     extra_dhcp_opts: [(); 0],
-    port_security_enabled: bool,
+    /// The default when the port does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port_security_enabled: Option<bool>,
 }
 
 /// `binding:vif_details` as Neutron's Open vSwitch mechanism driver reports it
@@ -533,7 +579,22 @@ impl serde::Serialize for Empty {
 }
 
 async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> Res {
-    let snap = app.store.current().await?;
+    let mut snap = app.store.current().await?;
+    if matches!(coll, Coll::SecurityGroups | Coll::SecurityGroupRules) && !h.contains_key(NO_DEFAULT_GROUP) {
+        // Neutron creates the project's `default` group when it first lists groups or rules.
+        let project = q.iter().find(|(k, _)| k == "project_id" || k == "tenant_id").map(|(_, v)| v.clone()).unwrap_or_default();
+        if snap.res.default_group(&project).is_none() {
+            (snap, ()) = app
+                .store
+                .write(|cur| {
+                    let mut new = cur.clone();
+                    crate::sg::ensure_default(&mut new, &project);
+                    settle(&mut new, Action::Create("security_group"))?;
+                    Ok((new, ()))
+                })
+                .await?;
+        }
+    }
     const TYPED: [&str; 6] = ["network_id", "device_owner", "device_id", "binding:host_id", "name", "id"];
     if coll == Coll::Ports && q.iter().all(|(k, _)| TYPED.contains(&k.as_str())) {
         // Only typed filters: the prefilter is the whole filter, nothing to sort or page.
@@ -547,10 +608,9 @@ async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> 
                 tenant_id: &p.common.project_id,
                 profile: Empty,
                 vif_details: VifDetails(&p.vif_type),
-                security_groups: [],
-                allowed_address_pairs: [],
+                security_groups: p.security_groups.is_none().then(|| snap.res.port_groups(p)),
                 extra_dhcp_opts: [],
-                port_security_enabled: false,
+                port_security_enabled: p.port_security_enabled.is_none().then(|| port_security(p)),
             })
             .collect();
         #[derive(serde::Serialize)]

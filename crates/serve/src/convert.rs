@@ -4,6 +4,9 @@
 //! topology file with it.
 
 use crate::resources::{IMPLICIT_OWNERS, Resources, is_router_interface};
+use dvr_model::MacAddr;
+use dvr_model::security::DEFAULT_GROUP;
+use dvr_model::spec::{AddressPairSpec, Direction, ProtocolSpec, RuleSpec, SecurityGroupSpec};
 use dvr_model::spec::{
     AllocationPool, ExternalHostSpec, FloatingIpSpec, HostRoute, HostSpec, InstanceSpec, NetworkSpec, NetworkType, PortSpec, Role,
     RouterSpec, SubnetSpec, TopologySpec,
@@ -53,6 +56,10 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
     let router_name: HashMap<String, String> =
         r.routers.values().map(|x| (x.common.id.to_string(), label(&x.common.name, x.common.id))).collect();
     let unknown = |id: &Uuid| id.to_string();
+    // No group at all: Neutron's noop driver, as a file without groups.
+    let firewall = !r.security_groups.is_empty();
+    let group_label: HashMap<Uuid, String> =
+        r.security_groups.values().map(|g| (g.common.id, label(&g.common.name, g.common.id))).collect();
 
     let hosts = r
         .hosts
@@ -171,7 +178,7 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
         if is_instance(&p.device_owner, &p.host_id) {
             let name = label(&p.common.name, p.common.id);
             instance_name.insert(p.common.id, name.clone());
-            instances.push(InstanceSpec {
+            let mut x = InstanceSpec {
                 id: Some(p.common.id),
                 name,
                 host: p.host_id.clone(),
@@ -179,7 +186,11 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
                 ip: first_ip(p),
                 mac,
                 ..InstanceSpec::default()
-            });
+            };
+            if firewall {
+                port_security_to_spec(r, p, &group_label, &mut x);
+            }
+            instances.push(x);
         } else if p.device_owner == "network:floatingip" {
             // Neutron's own record of a floating IP address; the floating IP carries it.
         } else if IMPLICIT_OWNERS.contains(&p.device_owner.as_str()) {
@@ -244,7 +255,89 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
         external_hosts,
         ports,
         paths: Vec::new(),
-        security_groups: Vec::new(),
+        security_groups: if firewall { groups_to_spec(r, &group_label) } else { Vec::new() },
         underlay: None,
     }
+}
+
+/// A port's security settings as the file writes them. A list that is just
+/// the project's `default` group is left out (the model puts such ports in
+/// it), so a file applied and exported again keeps its shape.
+fn port_security_to_spec(r: &Resources, p: &crate::resources::Port, group_label: &HashMap<Uuid, String>, x: &mut InstanceSpec) {
+    let project = &p.common.project_id;
+    x.project = (!project.is_empty()).then(|| project.clone());
+    let enabled = p.port_security_enabled != Some(false);
+    x.port_security_enabled = (!enabled).then_some(false);
+    x.security_groups = match &p.security_groups {
+        None => None,
+        Some(l) if !enabled && l.is_empty() => None,
+        Some(l) if enabled && l.len() == 1 && Some(l[0]) == r.default_group(project) => None,
+        Some(l) => Some(l.iter().map(|g| group_label.get(g).cloned().unwrap_or_else(|| g.to_string())).collect()),
+    };
+    x.allowed_address_pairs = p
+        .allowed_address_pairs
+        .iter()
+        .map(|a| AddressPairSpec {
+            ip_address: a.ip_address.clone(),
+            // The port's own MAC is the default: leave it out.
+            mac_address: a.mac_address.parse().ok().filter(|m: &MacAddr| Some(*m) != p.mac_address.parse().ok()),
+        })
+        .collect();
+}
+
+/// The groups as the file writes them: IPv4 rules only (the model has no
+/// IPv6), `rules` left out when they are exactly the ones Neutron created
+/// with the group (same ids as the model derives), the `default` group's
+/// standard description left out.
+fn groups_to_spec(r: &Resources, group_label: &HashMap<Uuid, String>) -> Vec<SecurityGroupSpec> {
+    let mut rules_of: HashMap<Uuid, Vec<&crate::resources::SecurityGroupRule>> = HashMap::new();
+    for x in r.security_group_rules.values().filter(|x| x.ethertype == "IPv4") {
+        rules_of.entry(x.security_group_id).or_default().push(x);
+    }
+    r.security_groups
+        .values()
+        .map(|g| {
+            let id = g.common.id;
+            let is_default = g.common.name == DEFAULT_GROUP;
+            let rules: Vec<RuleSpec> = rules_of
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .map(|x| RuleSpec {
+                    id: Some(x.common.id),
+                    direction: if x.direction == "egress" { Direction::Egress } else { Direction::Ingress },
+                    ethertype: None,
+                    // Unparseable protocols were refused by the API; pass what parses.
+                    protocol: x.protocol.as_deref().and_then(|p| p.parse::<ProtocolSpec>().ok()),
+                    port_range_min: x.port_range_min,
+                    port_range_max: x.port_range_max,
+                    remote_ip_prefix: x.remote_ip_prefix.clone(),
+                    remote_group: x.remote_group_id.map(|g| group_label.get(&g).cloned().unwrap_or_else(|| g.to_string())),
+                    description: (!x.common.description.is_empty()).then(|| x.common.description.clone()),
+                })
+                .collect();
+            let creation = |k: usize, rule: &RuleSpec| {
+                let want_remote = (k == 1).then(|| group_label.get(&id).cloned().unwrap_or_default());
+                rule.id == Some(dvr_model::alloc::derive_id("security_group_rule", &format!("{id}/{k}")))
+                    && rule.direction == if k == 0 { Direction::Egress } else { Direction::Ingress }
+                    && rule.protocol.is_none()
+                    && rule.port_range_min.is_none()
+                    && rule.port_range_max.is_none()
+                    && rule.remote_ip_prefix.is_none()
+                    && rule.remote_group == want_remote
+                    && rule.description.is_none()
+            };
+            let as_created = rules.len() == if is_default { 2 } else { 1 } && rules.iter().enumerate().all(|(k, x)| creation(k, x));
+            SecurityGroupSpec {
+                id: Some(id),
+                name: group_label.get(&id).cloned().unwrap_or_default(),
+                project: (!g.common.project_id.is_empty()).then(|| g.common.project_id.clone()),
+                description: {
+                    let standard = is_default && g.common.description == crate::sg::DEFAULT_SG_DESCRIPTION;
+                    (!g.common.description.is_empty() && !standard).then(|| g.common.description.clone())
+                },
+                rules: if as_created { None } else { Some(rules) },
+            }
+        })
+        .collect()
 }

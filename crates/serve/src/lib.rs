@@ -20,6 +20,7 @@ pub mod error;
 pub mod logic;
 pub mod mutate;
 pub mod resources;
+pub mod sg;
 pub mod store;
 
 pub use convert::resources_to_spec;

@@ -172,6 +172,7 @@ fn sync(res: &mut Resources, topo: &Topology) {
             vnic_type: "normal".into(),
             status: "ACTIVE".into(),
             admin_state_up: true,
+            ..Port::default()
         };
         order.push(p.id.0);
         implicit.insert(p.id.0, port);
@@ -212,6 +213,7 @@ fn sync(res: &mut Resources, topo: &Topology) {
                 vnic_type: "normal".into(),
                 status: "N/A".into(),
                 admin_state_up: true,
+                ..Port::default()
             },
         );
     }
@@ -261,6 +263,16 @@ fn sync(res: &mut Resources, topo: &Topology) {
             }
             if p.vif_type != vif {
                 p.vif_type = vif.into();
+            }
+        }
+    }
+    // Allowed address pairs without a MAC take the port's (Neutron fills it in).
+    for p in res.ports.values_mut() {
+        if p.allowed_address_pairs.iter().any(|x| x.mac_address.is_empty()) && !p.mac_address.is_empty() {
+            let p = Arc::make_mut(p);
+            let mac = p.mac_address.clone();
+            for x in p.allowed_address_pairs.iter_mut().filter(|x| x.mac_address.is_empty()) {
+                x.mac_address = mac.clone();
             }
         }
     }

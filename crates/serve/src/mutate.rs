@@ -41,6 +41,25 @@ pub enum Coll {
     Hosts,
     /// `/v2.0/dvr/external-hosts`.
     ExternalHosts,
+    /// `/v2.0/security-groups`.
+    SecurityGroups,
+    /// `/v2.0/security-group-rules`.
+    SecurityGroupRules,
+}
+
+impl Coll {
+    /// Every collection, in the order the routes are declared.
+    pub const ALL: [Coll; 9] = [
+        Coll::Networks,
+        Coll::Subnets,
+        Coll::Ports,
+        Coll::Routers,
+        Coll::FloatingIps,
+        Coll::Hosts,
+        Coll::ExternalHosts,
+        Coll::SecurityGroups,
+        Coll::SecurityGroupRules,
+    ];
 }
 
 impl Coll {
@@ -54,6 +73,8 @@ impl Coll {
             Coll::FloatingIps => "floatingip",
             Coll::Hosts => "host",
             Coll::ExternalHosts => "external_host",
+            Coll::SecurityGroups => "security_group",
+            Coll::SecurityGroupRules => "security_group_rule",
         }
     }
     /// Body key of a list.
@@ -66,6 +87,8 @@ impl Coll {
             Coll::FloatingIps => "floatingips",
             Coll::Hosts => "hosts",
             Coll::ExternalHosts => "external_hosts",
+            Coll::SecurityGroups => "security_groups",
+            Coll::SecurityGroupRules => "security_group_rules",
         }
     }
     /// URL path under `/v2.0/`.
@@ -73,6 +96,8 @@ impl Coll {
         match self {
             Coll::Hosts => "dvr/hosts",
             Coll::ExternalHosts => "dvr/external-hosts",
+            Coll::SecurityGroups => "security-groups",
+            Coll::SecurityGroupRules => "security-group-rules",
             other => other.plural(),
         }
     }
@@ -87,6 +112,8 @@ impl Coll {
             Coll::FloatingIps => ApiError::new(StatusCode::NOT_FOUND, "FloatingIPNotFound", format!("Floating IP {id} could not be found")),
             Coll::Hosts => ApiError::not_found("HostNotFound", "Host", id),
             Coll::ExternalHosts => ApiError::not_found("ExternalHostNotFound", "External host", id),
+            Coll::SecurityGroups => crate::sg::group_not_found(id),
+            Coll::SecurityGroupRules => crate::sg::group_rule_not_found(id),
         }
     }
     /// Whether the object exists.
@@ -99,6 +126,8 @@ impl Coll {
             Coll::FloatingIps => r.floatingips.contains_key(id),
             Coll::Hosts => r.hosts.contains_key(id),
             Coll::ExternalHosts => r.external_hosts.contains_key(id),
+            Coll::SecurityGroups => r.security_groups.contains_key(id),
+            Coll::SecurityGroupRules => r.security_group_rules.contains_key(id),
         }
     }
     /// The object's `revision_number`.
@@ -111,6 +140,8 @@ impl Coll {
             Coll::FloatingIps => r.floatingips.get(id)?.common.revision_number,
             Coll::Hosts => r.hosts.get(id)?.common.revision_number,
             Coll::ExternalHosts => r.external_hosts.get(id)?.common.revision_number,
+            Coll::SecurityGroups => r.security_groups.get(id)?.common.revision_number,
+            Coll::SecurityGroupRules => r.security_group_rules.get(id)?.common.revision_number,
         })
     }
 }
@@ -159,6 +190,8 @@ pub fn create(r: &mut Resources, coll: Coll, a: &Attrs, s: &Settings) -> Result<
         Coll::FloatingIps => create_fip(r, a),
         Coll::Hosts => create_host(r, a, s),
         Coll::ExternalHosts => create_external_host(r, a),
+        Coll::SecurityGroups => crate::sg::create_group(r, a),
+        Coll::SecurityGroupRules => crate::sg::create_rule(r, a),
     }
 }
 
@@ -184,6 +217,8 @@ pub fn update(r: &mut Resources, coll: Coll, id: Uuid, a: &Attrs) -> Result<(), 
             }
             Ok(())
         }
+        Coll::SecurityGroups => crate::sg::update_group(r, id, a),
+        Coll::SecurityGroupRules => crate::sg::update_rule(r, id, a),
     }
 }
 
@@ -280,6 +315,8 @@ pub fn delete(r: &mut Resources, coll: Coll, id: Uuid) -> Result<(), ApiError> {
         Coll::ExternalHosts => {
             r.external_hosts.shift_remove(&id);
         }
+        Coll::SecurityGroups => crate::sg::delete_group(r, id)?,
+        Coll::SecurityGroupRules => crate::sg::delete_rule(r, id)?,
     }
     Ok(())
 }
@@ -586,15 +623,11 @@ fn mac(a: &Attrs) -> Result<Option<String>, ApiError> {
     }
 }
 
-const PORT_IGNORED: [&str; 7] = [
-    "security_groups",
-    "port_security_enabled",
-    "allowed_address_pairs",
-    "binding:profile",
-    "binding:vnic_type",
-    "admin_state_up",
-    "extra_dhcp_opts",
-];
+/// The port attributes of the security extensions (handled by `sg::port_attrs`).
+const PORT_SECURITY: [&str; 3] = ["security_groups", "port_security_enabled", "allowed_address_pairs"];
+
+const PORT_IGNORED: [&str; 7] =
+    [PORT_SECURITY[0], PORT_SECURITY[1], PORT_SECURITY[2], "binding:profile", "binding:vnic_type", "admin_state_up", "extra_dhcp_opts"];
 
 fn create_port(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
     let mut allowed = with_common(&["network_id", "mac_address", "fixed_ips", "device_owner", "device_id", "binding:host_id"]);
@@ -625,23 +658,24 @@ fn create_port(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
     let key = if crate::convert::is_instance(&device_owner, &host_id) { format!("vm:{}", c.name) } else { format!("port:{}", c.name) };
     c.id = new_id("port", &key, |id| id_taken(r, id));
     let id = c.id;
-    ins(
-        &mut r.ports,
-        id,
-        Port {
-            common: c,
-            network_id,
-            mac_address,
-            fixed_ips: fixed,
-            device_owner,
-            device_id: string(a, "device_id")?.unwrap_or_default(),
-            host_id,
-            vif_type: "unbound".into(),
-            vnic_type: "normal".into(),
-            status: "DOWN".into(),
-            admin_state_up: boolean(a, "admin_state_up")?.unwrap_or(true),
-        },
-    );
+    let mut port = Port {
+        common: c,
+        network_id,
+        mac_address,
+        fixed_ips: fixed,
+        device_owner,
+        device_id: string(a, "device_id")?.unwrap_or_default(),
+        host_id,
+        vif_type: "unbound".into(),
+        vnic_type: "normal".into(),
+        status: "DOWN".into(),
+        admin_state_up: boolean(a, "admin_state_up")?.unwrap_or(true),
+        ..Port::default()
+    };
+    if PORT_SECURITY.iter().any(|k| a.contains_key(*k)) {
+        crate::sg::port_attrs(r, &mut port, a, true)?;
+    }
+    ins(&mut r.ports, id, port);
     Ok(id)
 }
 
@@ -679,6 +713,11 @@ fn update_port(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError> {
         return Err(bad_value("device_owner", "network:* owners are set by the server itself"));
     }
     let (dev, host) = (string(a, "device_id")?, string(a, "binding:host_id")?);
+    if PORT_SECURITY.iter().any(|k| a.contains_key(*k)) {
+        let mut p = (*r.ports[&id]).clone();
+        crate::sg::port_attrs(r, &mut p, a, false)?;
+        r.ports.insert(id, Arc::new(p));
+    }
     let p = r.ports.get_mut(&id).map(Arc::make_mut).expect("checked");
     update_common(&mut p.common, a)?;
     if let Some(f) = fixed {

@@ -166,6 +166,78 @@ pub struct Port {
     /// Administrative state.
     #[serde(default = "yes")]
     pub admin_state_up: bool,
+    /// Security groups as the client gave them; `None` (never given) means
+    /// "the project's `default` group", resolved when shown and when the
+    /// deployment is built, so a port created before its project had any
+    /// group follows the default group once it exists (Neutron binds it at
+    /// creation; see docs/api.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<Uuid>>,
+    /// `port-security` extension; `None` means the default (enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security_enabled: Option<bool>,
+    /// `allowed-address-pairs` extension: addresses (a VIP, a prefix) the
+    /// port may also send from; each pair's MAC defaults to the port's.
+    #[serde(default)]
+    pub allowed_address_pairs: Vec<AddressPair>,
+}
+
+/// One `allowed_address_pairs` entry of a port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressPair {
+    /// An IPv4 address or prefix (`10.0.0.5` or `10.0.0.0/24`).
+    pub ip_address: String,
+    /// The MAC the address may be sent from (the port's own when not given).
+    #[serde(default)]
+    pub mac_address: String,
+}
+
+/// A Neutron security group (`security-group` extension). Its rules are
+/// separate objects ([`SecurityGroupRule`]) as in Neutron, shown inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SecurityGroup {
+    /// Standard attributes; the name `default` is reserved for the
+    /// project's default group, which the server creates itself.
+    #[serde(flatten)]
+    pub common: Common,
+    /// Stateful (conntrack) group; stateless groups are not supported by the
+    /// plan, so this stays true.
+    #[serde(default = "yes")]
+    pub stateful: bool,
+    /// Always false: no RBAC sharing.
+    #[serde(default)]
+    pub shared: bool,
+}
+
+/// A Neutron security group rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SecurityGroupRule {
+    /// Standard attributes (`name` stays empty: rules have none).
+    #[serde(flatten)]
+    pub common: Common,
+    /// The group the rule belongs to.
+    pub security_group_id: Uuid,
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// `IPv4` or `IPv6` (IPv6 rules are kept for clients, the IPv4-only
+    /// dataplane ignores them).
+    #[serde(default = "ipv4")]
+    pub ethertype: String,
+    /// `tcp`, `udp`, `icmp`, another name or a number as a string; `None` is any.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// First port (TCP/UDP…) or ICMP type.
+    #[serde(default)]
+    pub port_range_min: Option<u16>,
+    /// Last port or ICMP code.
+    #[serde(default)]
+    pub port_range_max: Option<u16>,
+    /// Peer prefix (`0.0.0.0/0` form, with its mask).
+    #[serde(default)]
+    pub remote_ip_prefix: Option<String>,
+    /// Peer group: the addresses of its member ports.
+    #[serde(default)]
+    pub remote_group_id: Option<Uuid>,
 }
 
 /// `external_gateway_info` of a router.
@@ -292,6 +364,10 @@ pub struct Resources {
     pub floatingips: IndexMap<Uuid, Arc<FloatingIp>>,
     /// DVR extension external hosts.
     pub external_hosts: IndexMap<Uuid, Arc<ExternalHost>>,
+    /// Security groups.
+    pub security_groups: IndexMap<Uuid, Arc<SecurityGroup>>,
+    /// Security group rules, in creation order.
+    pub security_group_rules: IndexMap<Uuid, Arc<SecurityGroupRule>>,
 }
 
 /// Insert a new object (wrapped for sharing).
@@ -337,10 +413,43 @@ impl Resources {
             routers: routers.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
             floatingips: floatingips.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
             external_hosts: external_hosts.into_iter().map(|x| (x.common.id, Arc::new(x))).collect(),
+            ..Resources::default()
         }
     }
 }
 
+impl Resources {
+    /// Add security groups and rules read from a server (`dvr export`, the
+    /// agents): a separate step so [`Resources::from_lists`] keeps its shape.
+    pub fn with_security_groups(mut self, groups: Vec<SecurityGroup>, rules: Vec<SecurityGroupRule>) -> Resources {
+        self.security_groups = groups.into_iter().map(|x| (x.common.id, Arc::new(x))).collect();
+        self.security_group_rules = rules.into_iter().map(|x| (x.common.id, Arc::new(x))).collect();
+        self
+    }
+
+    /// The `default` group of `project`, when it exists.
+    pub fn default_group(&self, project: &str) -> Option<Uuid> {
+        self.security_groups.values().find(|g| g.common.name == "default" && g.common.project_id == project).map(|g| g.common.id)
+    }
+
+    /// The groups a port is in: its explicit list, else its project's
+    /// `default` group once that exists. Ports the server owns (router,
+    /// DHCP, gateway, floating IP) and ports with port security disabled
+    /// are in none, as Neutron's "trusted" ports.
+    pub fn port_groups(&self, p: &Port) -> Vec<Uuid> {
+        if p.port_security_enabled == Some(false) || p.device_owner.starts_with("network:") {
+            return p.security_groups.clone().unwrap_or_default();
+        }
+        match &p.security_groups {
+            Some(l) => l.clone(),
+            None => self.default_group(&p.common.project_id).into_iter().collect(),
+        }
+    }
+}
+
+fn ipv4() -> String {
+    "IPv4".into()
+}
 fn yes() -> bool {
     true
 }

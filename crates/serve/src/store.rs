@@ -140,6 +140,8 @@ obj!(Router, "router");
 obj!(FloatingIp, "floatingip");
 obj!(Host, "host");
 obj!(ExternalHost, "external_host");
+obj!(SecurityGroup, "security_group");
+obj!(SecurityGroupRule, "security_group_rule");
 
 /// Neutron's timestamp format, `2026-12-01T15:02:03Z`.
 pub fn now() -> String {
@@ -260,6 +262,8 @@ pub fn diff(old: &Resources, new: &mut Resources) -> Vec<Change> {
     diff_coll(&old.ports, &mut new.ports, &now, &mut out);
     diff_coll(&old.floatingips, &mut new.floatingips, &now, &mut out);
     diff_coll(&old.external_hosts, &mut new.external_hosts, &now, &mut out);
+    diff_coll(&old.security_groups, &mut new.security_groups, &now, &mut out);
+    diff_coll(&old.security_group_rules, &mut new.security_group_rules, &now, &mut out);
     out
 }
 
@@ -297,6 +301,8 @@ pub fn apply_change(res: &mut Resources, resource: &str, op: &str, id: &str, obj
         "floatingip" => apply_coll(&mut res.floatingips, op, uid, object),
         "host" => apply_coll(&mut res.hosts, op, uid, object),
         "external_host" => apply_coll(&mut res.external_hosts, op, uid, object),
+        "security_group" => apply_coll(&mut res.security_groups, op, uid, object),
+        "security_group_rule" => apply_coll(&mut res.security_group_rules, op, uid, object),
         other => Err(StoreError::Corrupt { resource: other.into(), id: id.into(), message: "unknown resource".into() }),
     }
 }

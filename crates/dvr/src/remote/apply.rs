@@ -52,6 +52,15 @@ impl Summary {
         }
     }
 
+    /// Count `n` created objects of `kind` (for the other apply steps).
+    pub(super) fn created_kind(&mut self, kind: &'static str, n: usize) {
+        self.created(kind, n);
+    }
+    /// Count `n` updated objects of `kind`.
+    pub(super) fn updated_kind(&mut self, kind: &'static str, n: usize) {
+        self.updated(kind, n);
+    }
+
     /// One line per kind, then the total.
     pub fn render(&self) -> String {
         let mut o = String::new();
@@ -328,31 +337,43 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
     progress(&format!("router interfaces: {interfaces} added"));
     sum.created("router interfaces", interfaces);
 
+    // 4b. Security groups and their rules (only when the file declares any:
+    //     a file without groups runs the noop driver and touches none).
+    let group_id = super::security::apply_groups(api, &cur, topo, &mut sum)?;
+
     // 5. Instance ports: name = instance name, bound to its host, with the
-    //    model's IP and MAC.
+    //    model's IP and MAC (and security settings).
     let have: HashMap<&str, &Value> = cur.instance_ports().map(|p| (p["name"].as_str().unwrap_or_default(), p)).collect();
     let mut port_id: HashMap<String, String> = have.iter().map(|(k, v)| (k.to_string(), id_of(v))).collect();
     let mut new = Vec::new();
     let mut moved = 0;
-    for x in &topo.instances {
+    for (xi, x) in topo.instances.iter().enumerate() {
         let p = topo.port(x.port);
         let host = &topo.host(x.host).name;
+        let security = super::security::port_body(topo, spec, xi, &group_id);
         match have.get(x.name.as_str()) {
             Some(cur) => {
                 if cur["binding:host_id"].as_str() != Some(host) {
                     api.put(&format!("/v2.0/ports/{}", id_of(cur)), &json!({"port": {"binding:host_id": host}}))?;
                     moved += 1;
                 }
+                if let Some(change) = super::security::port_change(cur, &security) {
+                    api.put(&format!("/v2.0/ports/{}", id_of(cur)), &json!({ "port": change }))?;
+                    sum.updated("instance ports (security)", 1);
+                }
             }
-            None => new.push(json!({
-                "name": x.name,
-                "network_id": net_id[&topo.network(x.network).name],
-                "device_owner": "compute:nova",
-                "device_id": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("dvr-instance:{}", x.name).as_bytes()).to_string(),
-                "binding:host_id": host,
-                "mac_address": p.mac.to_string(),
-                "fixed_ips": [{"subnet_id": subnet_id[&topo.subnet(p.subnet).name], "ip_address": p.ip.to_string()}],
-            })),
+            None => new.push(super::security::with(
+                security,
+                json!({
+                    "name": x.name,
+                    "network_id": net_id[&topo.network(x.network).name],
+                    "device_owner": "compute:nova",
+                    "device_id": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("dvr-instance:{}", x.name).as_bytes()).to_string(),
+                    "binding:host_id": host,
+                    "mac_address": p.mac.to_string(),
+                    "fixed_ips": [{"subnet_id": subnet_id[&topo.subnet(p.subnet).name], "ip_address": p.ip.to_string()}],
+                }),
+            )),
         }
     }
     progress(&format!("instance ports: {} to create", new.len()));

@@ -76,6 +76,24 @@ impl Api {
         Self::json("GET", path, &text)
     }
 
+    /// `GET path` as any Neutron client sends it: listing security groups
+    /// this way creates the project's `default` group (every other call of
+    /// this client asks the server not to, see `with_token`).
+    pub fn get_creating_default_group(&self, path: &str) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let mut r = self.agent.get(&url).header("Accept", "application/json");
+        if let Some(t) = &self.token {
+            r = r.header("X-Auth-Token", t);
+        }
+        let mut resp = r.call().map_err(|cause| ApiError::Transport { method: "GET", url: url.clone(), cause })?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().map_err(|cause| ApiError::Transport { method: "GET", url: url.clone(), cause })?;
+        if status >= 400 {
+            return Err(ApiError::Status { method: "GET", path: path.to_string(), status, kind: "Error".into(), message: text });
+        }
+        Self::json("GET", path, &text)
+    }
+
     /// `GET path`, the body as text (for typed parsing that keeps key order).
     pub fn get_text(&self, path: &str) -> Result<String, ApiError> {
         self.send_text("GET", path, None)
@@ -89,6 +107,11 @@ impl Api {
     /// `PUT path` with a JSON body.
     pub fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
         self.send("PUT", path, Some(body))
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> Result<(), ApiError> {
+        self.send_text("DELETE", path, None).map(|_| ())
     }
 
     fn send(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
@@ -135,7 +158,10 @@ impl Api {
     }
 
     fn with_token<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        let r = r.header("Accept", "application/json");
+        // dvr's own reads never create a project's `default` security group
+        // (listing groups does, as in Neutron; see dvr_serve::api::NO_DEFAULT_GROUP):
+        // exporting or following a deployment must not turn its firewall on.
+        let r = r.header("Accept", "application/json").header(dvr_serve::api::NO_DEFAULT_GROUP, "1");
         match &self.token {
             Some(t) => r.header("X-Auth-Token", t),
             None => r,

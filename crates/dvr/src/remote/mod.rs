@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod bench;
 pub mod client;
+pub mod security;
 pub mod state;
 
 use anyhow::{Context, Result};

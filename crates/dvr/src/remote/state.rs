@@ -24,6 +24,8 @@ pub struct Resources {
     pub ports: Vec<Value>,
     /// `/v2.0/floatingips`.
     pub floatingips: Vec<Value>,
+    /// `/v2.0/security-groups` (rules inline); empty on a server without the extension.
+    pub security_groups: Vec<Value>,
 }
 
 /// Owners of router interface ports, the ports that say which subnets a router has.
@@ -58,6 +60,7 @@ impl Resources {
             routers: list(api, "/v2.0/routers", "routers")?,
             ports: list(api, "/v2.0/ports", "ports")?,
             floatingips: list(api, "/v2.0/floatingips", "floatingips")?,
+            security_groups: list_optional(api, "/v2.0/security-groups", "security_groups")?.unwrap_or_default(),
         })
     }
 
@@ -109,6 +112,10 @@ pub fn fetch_spec(api: &Api, name: Option<&str>) -> Result<TopologySpec, ApiErro
         typed(api, "/v2.0/routers", "routers", false)?,
         typed(api, "/v2.0/floatingips", "floatingips", false)?,
         typed(api, "/v2.0/dvr/external-hosts", "external_hosts", true)?,
+    )
+    .with_security_groups(
+        typed(api, "/v2.0/security-groups", "security_groups", true)?,
+        typed(api, "/v2.0/security-group-rules", "security_group_rules", true)?,
     );
     Ok(dvr_serve::convert::resources_to_spec(&res))
 }
