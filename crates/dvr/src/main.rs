@@ -462,6 +462,7 @@ fn machines_only(file: Option<&std::path::Path>) -> Result<String> {
         paths: vec![],
         ports: vec![],
         security_groups: vec![],
+        underlay: spec.underlay,
     };
     Ok(serde_yaml_ng::to_string(&only)?)
 }
