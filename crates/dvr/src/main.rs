@@ -57,7 +57,7 @@ pub(crate) struct TopologyArg {
     pub(crate) topology: Option<PathBuf>,
     /// Apply a change to the deployment first, e.g. `remove-instance:vm1`,
     /// `remove-router-interface:router1:test2-v4`, `disassociate-floating-ip:10.100.0.7`,
-    /// `remove-host:compute2`, `add-instance:NAME:HOST:NETWORK` (repeatable, in order).
+    /// `remove-host:compute2`, `add-host:NAME[:LIKE]`, `add-instance:NAME:HOST:NETWORK` (repeatable, in order).
     /// `dvr plan` runs each through the incremental planner.
     #[arg(long = "change", value_name = "KIND:ARGS")]
     changes: Vec<dvr_model::change::Change>,
@@ -227,6 +227,9 @@ enum Cmd {
         /// Internal: run `dvr ARGS…` as a child, print its time and peak memory as JSON.
         #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
         child_measure: Option<Vec<String>>,
+        /// Only the changes made in place, on `dvr gen --hosts N --seed 7` (N: the largest size).
+        #[arg(long)]
+        changes_only: bool,
     },
     /// Generate a deterministic topology file for scale tests. By default the
     /// proportions of a large cloud (20 VMs per host, one network per two hosts,
@@ -869,7 +872,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             print!("{}", dvr_model::r#gen::generate_yaml(&p));
         }
-        Cmd::Bench { sizes, quick, no_ovs, format, child_plan, child_measure } => {
+        Cmd::Bench { sizes, quick, no_ovs, format, child_plan, child_measure, changes_only } => {
+            if changes_only {
+                let largest = sizes.iter().copied().max().unwrap_or(1000);
+                let r = bench::Report { machine: machine(), live_changes: bench::live_change_figures(largest, 7)?, ..Default::default() };
+                match format {
+                    BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&r.live_changes)?),
+                    BenchFormat::Text => print!("{}", bench::render_changes_only(&r)),
+                }
+                return Ok(());
+            }
             if let Some(n) = child_plan {
                 println!("{}", serde_json::to_string(&bench::plan_figures(n)?)?);
                 return Ok(());
@@ -920,7 +932,7 @@ fn run(cli: Cli) -> Result<()> {
 fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) -> Result<()> {
     let mut r = bench::Report { machine: machine(), ..Default::default() };
     let exe = std::env::current_exe()?;
-    let stages = progress::Stages::new(sizes.len() + 4 + usize::from(!no_ovs));
+    let stages = progress::Stages::new(sizes.len() + 5 + usize::from(!no_ovs));
     for &n in &sizes {
         stages.stage(&format!("planning {n} hosts ({} VMs) in a child process", n * 20));
         let out = std::process::Command::new(&exe).args(["bench", "--child-plan", &n.to_string()]).output()?;
@@ -930,6 +942,8 @@ fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) 
     let largest = sizes.iter().copied().max().unwrap_or(10);
     stages.stage(&format!("incremental changes on {largest} hosts"));
     r.incremental = bench::incremental_figures(largest)?;
+    stages.stage(&format!("changes in place on {largest} hosts (seed 7)"));
+    r.live_changes = bench::live_change_figures(largest, 7)?;
     let budget = std::time::Duration::from_millis(if quick { 300 } else { 2000 });
     stages.stage("traces on the seed lab");
     let seed = dvr_model::seed();

@@ -139,13 +139,17 @@ pub fn run_trace(a: TraceArgs) -> Result<()> {
     match a.format {
         TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),
         TraceFormat::Minimal => print!("{}", dvr_sim::render::minimal(&tr)),
+        // --explain adds the firewall's decisions to the one JSON document.
+        TraceFormat::Json if a.explain => {
+            let mut v: serde_json::Value = serde_json::from_str(&dvr_sim::render::json(&tr))?;
+            v["firewall"] = serde_json::to_value(dvr_sim::firewall::decisions(&tr))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         TraceFormat::Json => println!("{}", dvr_sim::render::json(&tr)),
     }
-    if a.explain {
+    if a.explain && a.format != TraceFormat::Json {
         let fw = dvr_sim::firewall::decisions(&tr);
-        if a.format == TraceFormat::Json {
-            println!("{}", serde_json::json!({ "firewall": fw }));
-        } else if fw.is_empty() {
+        if fw.is_empty() {
             println!("firewall: no security-group table decided this packet (noop firewall driver, or it never reached a port's tables)");
         } else {
             for d in &fw {

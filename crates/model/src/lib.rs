@@ -17,6 +17,7 @@ pub mod change;
 pub mod error;
 pub mod r#gen;
 pub mod limits;
+pub mod live;
 pub mod names;
 pub mod security;
 pub mod spec;

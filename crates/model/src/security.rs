@@ -229,6 +229,16 @@ pub enum FirewallDriver {
     Openvswitch,
 }
 
+impl FirewallDriver {
+    /// Neutron's `[securitygroup] firewall_driver` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            FirewallDriver::Noop => "noop",
+            FirewallDriver::Openvswitch => "openvswitch",
+        }
+    }
+}
+
 /// Neutron security group UUID.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
 #[serde(transparent)]
@@ -457,6 +467,21 @@ impl Security {
     pub fn find(&self, project: &str, name: &str) -> Option<SecurityGroupIx> {
         self.groups.iter().position(|g| g.project == project && g.name == name).map(SecurityGroupIx)
     }
+}
+
+/// A rule in one line, as traces and summaries show it:
+/// `ingress IPv4 tcp 22 from 0.0.0.0/0`, `ingress IPv4 any from group default`.
+pub fn rule_text(topo: &crate::Topology, r: &SecurityGroupRule) -> String {
+    let peer = match r.remote {
+        Remote::Any => "0.0.0.0/0".to_string(),
+        Remote::Prefix(n) => n.to_string(),
+        Remote::Group(g) => format!("group {}", topo.security.group(g).name),
+    };
+    let dir = match r.direction {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
+    };
+    format!("{} IPv4 {} {dir} {peer}", r.direction, r.protocol)
 }
 
 /// The rules Neutron creates with a group (IPv4 half, creation order): egress

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopologySpec {
     /// Must be 1; kept as a plain number so a wrong value gets our message.

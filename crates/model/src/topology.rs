@@ -51,7 +51,7 @@ pub struct Topology {
 
 /// Derived lookups, so planning a host costs what the host has, not what the
 /// whole cloud has (1,000 hosts, 25,000 ports).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Index {
     /// Ports bound to each host, in port order.
     pub host_ports: Vec<Vec<PortIx>>,

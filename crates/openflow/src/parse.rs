@@ -697,6 +697,36 @@ mod tests {
         fn parser_never_panics(s in "\\PC{0,80}") {
             let _ = parse_flow(&s);
         }
+
+        /// What the `flows` fuzz target checks, over token soup of the
+        /// firewall syntax (odd spellings, bad masks, duplicates): whatever
+        /// parses prints as text that parses back to the same flow.
+        #[test]
+        fn firewall_token_soup_parses_back_identically(
+            m in proptest::collection::vec(prop_oneof![
+                Just("ip"), Just("tcp"), Just("udp"), Just("icmp"), Just("ipv6"), Just("icmp6"), Just("sctp"), Just("arp"),
+                Just("nw_proto=58"), Just("nw_proto=132"), Just("ip_proto=6"), Just("dl_type=0x86dd"),
+                Just("ct_state=+trk"), Just("ct_state=-trk+est-rpl"), Just("ct_state=+trk+trk-trk"), Just("ct_state=0x21/0x3f"),
+                Just("ct_state=5"), Just("ct_state="), Just("ct_state=+bogus"), Just("ct_zone=0x10"), Just("ct_mark=0"),
+                Just("ct_mark=0x1/0x1"), Just("ct_mark=5/0"), Just("reg5=0x5"), Just("reg0=7/3"), Just("reg07=1"), Just("reg8=1"),
+                Just("reg+3=1"), Just("conj_id=7"), Just("tp_dst=0x60/0xffe0"), Just("tcp_dst=22"), Just("udp_src=68"),
+                Just("icmp_type=8"), Just("icmp_code=0"), Just("in_port=5"), Just("dl_src=fa:16:3e:00:00:01")
+            ], 0..6),
+            a in proptest::collection::vec(prop_oneof![
+                Just("ct(table=72,zone=NXM_NX_REG6[0..15])"), Just("ct(commit,zone=0x10,nat)"), Just("ct(exec())"),
+                Just("ct(commit,exec(set_field:0x1->ct_mark,load:2->NXM_NX_CT_MARK[0..3]))"), Just("ct"), Just("ct(table=1,table=2)"),
+                Just("ct_clear"), Just("conjunction(5,1/2)"), Just("conjunction( 5 , 2/2 )"), Just("set_field:5->reg5"),
+                Just("load:0x1->NXM_NX_REG0[3]"), Just("load:0x1->reg0[3..3]"), Just("move:NXM_NX_REG5[]->NXM_NX_REG7[]"),
+                Just("move:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15]"), Just("resubmit(,93)"), Just("output:5"), Just("drop"), Just("NORMAL")
+            ], 0..4),
+        ) {
+            let line = format!("priority=1,{} actions={}", m.join(","), a.join(","));
+            if let Ok(f) = parse_flow(&line) {
+                let printed = f.to_string();
+                let back = parse_flow(&printed).unwrap_or_else(|e| panic!("`{line}` printed as `{printed}`, which does not parse: {e}"));
+                prop_assert_eq!(back, f, "`{}` printed as `{}`", line, printed);
+            }
+        }
     }
 
     #[test]

@@ -545,18 +545,9 @@ fn rule_ref(g: &SecurityGroup, r: &SecurityGroupRule, cx: &HostCtx) -> Arc<SgRul
     Arc::new(SgRuleRef { group: g.name.clone(), group_id: g.id.to_string(), rule_id: r.id.to_string(), summary: rule_summary(cx.topo, r) })
 }
 
-/// A rule in one line: `ingress IPv4 tcp 22 from 0.0.0.0/0`.
+/// A rule in one line: `ingress IPv4 tcp 22 from 0.0.0.0/0` ([`dvr_model::security::rule_text`]).
 pub fn rule_summary(topo: &Topology, r: &SecurityGroupRule) -> String {
-    let peer = match r.remote {
-        Remote::Any => "0.0.0.0/0".to_string(),
-        Remote::Prefix(n) => n.to_string(),
-        Remote::Group(g) => format!("group {}", topo.security.group(g).name),
-    };
-    let dir = match r.direction {
-        Direction::Ingress => "from",
-        Direction::Egress => "to",
-    };
-    format!("{} IPv4 {} {dir} {peer}", r.direction, r.protocol)
+    rule_text(topo, r)
 }
 
 fn with_rule(f: Arc<Flow>, rule: &Arc<SgRuleRef>) -> Arc<Flow> {

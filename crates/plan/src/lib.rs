@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ctx;
+pub mod delta;
 pub mod firewall;
 pub mod flows;
 pub mod incremental;

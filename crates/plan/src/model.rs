@@ -157,7 +157,7 @@ pub enum PortKind {
 }
 
 /// One port of a bridge.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BridgePort {
     /// Port (and interface) name.
     pub name: String,
@@ -245,7 +245,7 @@ pub enum DeviceLink {
 }
 
 /// One device in a namespace.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
     /// Name.
     pub name: String,
@@ -466,7 +466,7 @@ pub struct IptRule {
 }
 
 /// The DHCP service of a qdhcp namespace, with what it pushes to instances.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DhcpService {
     /// Subnet served.
     pub subnet: Ipv4Net,

@@ -38,6 +38,40 @@ fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
 
 /// br-int with every port of the host, then one bridge per mapping.
 pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
+    let mut out = vec![int_bridge(cx)];
+    for m in &cx.host.bridge_mappings {
+        let mut f = flows::phys_flows(cx, m);
+        sort_flows(&mut f);
+        out.push(Bridge {
+            name: m.bridge.clone(),
+            kind: BridgeKind::Phys,
+            physnet: Some(m.physnet.clone()),
+            ports: vec![
+                BridgePort {
+                    name: cx.phy_patch(m),
+                    kind: PortKind::Patch { peer: cx.int_patch(m) },
+                    tag: None,
+                    iface_id: None,
+                    mac: None,
+                    ofport: None,
+                },
+                BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None, ofport: None },
+            ],
+            flows: f,
+        });
+    }
+    if crate::tunnel::enabled(cx) {
+        let mut f = crate::tunnel::tun_flows(cx);
+        sort_flows(&mut f);
+        out.push(Bridge { name: "br-tun".into(), kind: BridgeKind::Tun, physnet: None, ports: crate::tunnel::tun_ports(cx), flows: f });
+    }
+    out
+}
+
+/// `br-int` alone: its ports (patches, router interfaces, bound ports) and
+/// flows. The incremental planner replans just this bridge on the host of a
+/// booted or deleted instance.
+pub fn int_bridge(cx: &HostCtx) -> Bridge {
     let mut ports: Vec<BridgePort> = cx
         .host
         .bridge_mappings
@@ -75,32 +109,5 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
         int_flows.extend(crate::tunnel::int_tun_flows(cx));
     }
     sort_flows(&mut int_flows);
-    let mut out = vec![Bridge { name: "br-int".into(), kind: BridgeKind::Int, physnet: None, ports, flows: int_flows }];
-    for m in &cx.host.bridge_mappings {
-        let mut f = flows::phys_flows(cx, m);
-        sort_flows(&mut f);
-        out.push(Bridge {
-            name: m.bridge.clone(),
-            kind: BridgeKind::Phys,
-            physnet: Some(m.physnet.clone()),
-            ports: vec![
-                BridgePort {
-                    name: cx.phy_patch(m),
-                    kind: PortKind::Patch { peer: cx.int_patch(m) },
-                    tag: None,
-                    iface_id: None,
-                    mac: None,
-                    ofport: None,
-                },
-                BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None, ofport: None },
-            ],
-            flows: f,
-        });
-    }
-    if tunnels {
-        let mut f = crate::tunnel::tun_flows(cx);
-        sort_flows(&mut f);
-        out.push(Bridge { name: "br-tun".into(), kind: BridgeKind::Tun, physnet: None, ports: crate::tunnel::tun_ports(cx), flows: f });
-    }
-    out
+    Bridge { name: "br-int".into(), kind: BridgeKind::Int, physnet: None, ports, flows: int_flows }
 }

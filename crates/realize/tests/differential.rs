@@ -363,8 +363,15 @@ fn leads_to(a: &Action) -> Option<u8> {
 /// States a tracked packet can have, as conntrack reports them.
 const CT_STATES: [u8; 7] = {
     use ct_flags::*;
-    [TRK | NEW, TRK | EST, TRK | EST | RPL, TRK | REL, TRK | REL | RPL, TRK | INV, TRK | NEW | RPL]
+    [TRK | NEW, TRK | EST, TRK | EST | RPL, TRK | REL, TRK | REL | RPL, TRK | INV, TRK | EST | REL]
 };
+
+/// OVS's `validate_ct_state` (`--ct-next` refuses anything else): `trk`
+/// set; `inv` only with `trk`; `new` with neither `est` nor `rpl`.
+fn valid_ct_state(s: u8) -> bool {
+    use ct_flags::*;
+    s & TRK != 0 && (s & INV == 0 || s & !(TRK | INV) == 0) && !(s & NEW != 0 && s & (EST | RPL) != 0)
+}
 
 /// The states the recirculations of one packet get (the same list goes to
 /// `--ct-next` and to the twin's scripted tracker): two draws, each made, most
@@ -375,7 +382,11 @@ fn ct_script(rng: &mut Rng, want: Option<CtStateMatch>) -> Vec<u8> {
         .map(|_| {
             let base = rng.pick(&CT_STATES);
             match want {
-                Some(m) if rng.chance(80) => (base & !m.mask) | (m.flags & m.mask) | ct_flags::TRK,
+                Some(m) if rng.chance(80) => {
+                    let aimed = (base & !m.mask) | (m.flags & m.mask) | ct_flags::TRK;
+                    let bare = (m.flags & m.mask) | ct_flags::TRK;
+                    [aimed, bare].into_iter().find(|s| valid_ct_state(*s)).unwrap_or(base)
+                }
                 _ => base,
             }
         })

@@ -128,6 +128,21 @@ fn unsolicited_reverse_is_dropped_until_vm1_opens_the_connection() {
     assert_eq!(summary(&again, "request"), vec![(82, "established".to_string())]);
 }
 
+/// Time is a parameter: an established TCP connection lives a day in OVS's
+/// tracker; a day and a second later, its reply is new again and dropped.
+#[test]
+fn connections_expire_with_the_twins_clock() {
+    let mut w = world(&[]);
+    let reverse = req("ext1", FIP, L4::Tcp { sport: 22, dport: 40000 });
+    assert!(trace(&mut w, &req("vm1", "10.100.0.14", tcp(22))).unwrap().round_trip());
+    w.advance_clock(24 * 3600 - 1);
+    assert!(trace(&mut w, &reverse).unwrap().verdict.is_delivered(), "still established");
+    w.advance_clock(24 * 3600 + 1);
+    let t = trace(&mut w, &reverse).unwrap();
+    assert!(!t.verdict.is_delivered(), "expired: {:?}", t.verdict);
+    assert_eq!(summary(&t, "request"), vec![(82, "dropped".to_string())]);
+}
+
 /// A source address the port does not own is dropped by the firewall's
 /// anti-spoofing (table 71), even with the neighbour cached (which gets it
 /// past tables 24/25 in the noop lab).

@@ -6,11 +6,10 @@
 //! fip-agent ports, then instances and floating IPs), which is what makes the
 //! result deterministic.
 //!
-//! One module per object kind ([`hosts`], [`networks`], [`routers`],
-//! [`instances`], [`ports`], [`floating_ips`], [`external_hosts`]) checks that
-//! kind against a [`Resolve`] context — the objects resolved so far and the
-//! name → index maps of the file — and [`allocation`] hands out what the file
-//! leaves open. Keeping each kind in its own place is what lets a change to
+//! One module per object kind (`hosts`, `networks`, `routers`, `instances`,
+//! `ports`, `floating_ips`, `external_hosts`) checks that kind against a
+//! `Resolve` context — the objects resolved so far and the name → index maps
+//! of the file — and `allocation` hands out what the file leaves open. Keeping each kind in its own place is what lets a change to
 //! one object be checked and allocated without rebuilding the others.
 
 mod allocation;
@@ -33,6 +32,15 @@ use check::{Checker, first_index, obj};
 use std::collections::HashMap;
 
 pub use check::MAX_PROBLEMS;
+
+/// Recompute host `h`'s local VLANs and link-local pairs exactly as a full
+/// build does (for [`crate::live`], after a change altered what the host
+/// carries). Problems are returned instead of collected.
+pub(crate) fn reallocate_host(topo: &mut Topology, h: HostIx) -> Vec<crate::error::Problem> {
+    let mut c = Checker::default();
+    hosts::allocate_host(&mut c, topo, h);
+    c.finish()
+}
 pub use hosts::networks_on_host;
 pub use tunnels::DEFAULT_UNDERLAY;
 
