@@ -13,6 +13,7 @@ pub mod ip;
 pub mod lab;
 pub mod netlink;
 pub mod ovs;
+pub mod underlay;
 pub mod unixctl;
 
 pub use cmd::CmdError;
