@@ -411,6 +411,9 @@ pub struct OfResult {
     pub steps: Vec<OfStep>,
     /// Frames leaving the bridge: (port index, frame as sent).
     pub outputs: Vec<(usize, Frame)>,
+    /// The `tun_id` each output left with (parallel to `outputs`): the VNI
+    /// a tunnel port encapsulates with.
+    pub tun_ids: Vec<u64>,
     /// The frame as it was when each step began (parallel to `steps`).
     pub frames: Vec<Frame>,
     /// The frame when processing ended.
@@ -532,7 +535,10 @@ impl OfBridge {
                 Action::ModDlDst(m) => x.frame.dst = *m,
                 Action::Output(name) => match self.port(name) {
                     Some(p) if p == x.in_port => x.push(OfStep::Event(OvsEvent::OutputToInputPort { port: name.clone() })),
-                    Some(p) => x.res.outputs.push((p, x.frame)),
+                    Some(p) => {
+                        x.res.outputs.push((p, x.frame));
+                        x.res.tun_ids.push(x.meta.tun_id);
+                    }
                     None => x.push(OfStep::Event(OvsEvent::UnknownPort { port: name.clone() })),
                 },
                 Action::Normal => self.normal(x),
@@ -574,7 +580,10 @@ impl OfBridge {
                     field_write(&mut x.frame, &mut x.meta, *dst, v);
                 }
                 // The ARP responder's answer goes back where the request came from.
-                Action::InPort => x.res.outputs.push((x.in_port, x.frame)),
+                Action::InPort => {
+                    x.res.outputs.push((x.in_port, x.frame));
+                    x.res.tun_ids.push(x.meta.tun_id);
+                }
                 // br-tun learning only caches what flooding already reaches
                 // (l2population's unicast entries outrank learned flows), so
                 // the twin does not add learned flows.
@@ -623,6 +632,7 @@ impl OfBridge {
                 None => Some(vlan),
             };
             x.res.outputs.push((p, out));
+            x.res.tun_ids.push(x.meta.tun_id);
         }
         x.push(OfStep::Normal { vlan, out: targets, learned: learned.is_some() });
     }
