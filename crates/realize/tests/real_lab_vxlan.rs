@@ -184,6 +184,21 @@ fn seed_vxlan_lab_on_real_ovs() {
         flooded.len()
     );
 
+    // A killed ovs-vswitchd takes br-underlay's tap (and the endpoint address
+    // on it) along; `lab up` restarts it and puts the address back.
+    let ovs = lab.ovs("compute1");
+    cmd::run("kill", &["-9", &ovs.pid("ovs-vswitchd").unwrap().to_string()], &[], None).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while ovs.daemon_alive(dvr_realize::ovs::Daemon::Vswitchd) {
+        assert!(Instant::now() < deadline, "ovs-vswitchd survived kill -9");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let fix = lab.up(&topo, &plan, &mut |_| {}).unwrap();
+    assert!(fix.restarted.iter().any(|(h, _)| h == "compute1"), "compute1's vswitchd restarted");
+    for to in [vm3.ip, vm5_ip] {
+        assert!(lab.ping("vm1", to, 3).unwrap().received >= 1, "vm1 -> {to} through the tunnels again after the restart");
+    }
+
     lab.down().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(lab.leftovers().is_empty(), "left behind: {:?}", lab.leftovers());
