@@ -1116,3 +1116,39 @@ fn twin_agrees_with_real_ovs_on_br_tun() {
     assert!(tot.tunneled_out * 10 >= tot.packets, "many frames go into a tunnel: {} for {} packets", tot.tunneled_out, tot.packets);
     assert_all_agree(&tot);
 }
+
+/// Positive control for the tunnel replay (no root): a datapath-actions line
+/// as OVS 3.1 prints it for br-tun's flood gives one frame per tunnel with
+/// its VNI; a different VNI or remote endpoint is a different outcome, and
+/// an endpoint with no tunnel port is an error, not a silent drop.
+#[test]
+fn tnl_push_replay_names_the_tunnel_and_the_vni() {
+    let hdr = |dst: &str, vni: &str| {
+        format!(
+            "tnl_push(tnl_port(4),header(size=50,type=4,eth(dst=02:00:00:00:00:01,src=da:74:23:cf:e4:4b,dl_type=0x0800),ipv4(src=172.16.0.1,dst={dst},proto=17,tos=0,ttl=64,frag=0x4000),udp(src=0,dst=4789,csum=0x0),vxlan(flags=0x8000000,vni={vni})),out_port(1))"
+        )
+    };
+    let line = |vni2: &str| format!("pop_vlan,clone({},2),{},2", hdr("172.16.0.2", "0x3ea"), hdr("172.16.0.3", vni2));
+    let input = Frame {
+        src: "fa:16:3e:00:00:01".parse().unwrap(),
+        dst: MacAddr::BROADCAST,
+        vlan: Some(2),
+        payload: Payload::Ip {
+            src: "192.168.2.9".parse().unwrap(),
+            dst: "192.168.2.20".parse().unwrap(),
+            l4: L4::Icmp { reply: false, id: 1 },
+        },
+    };
+    let dp = BTreeMap::from([(2, UNDERLAY_PORT.to_string()), (3, "patch-int".to_string())]);
+    let tunnels: Tunnels = BTreeMap::from([
+        ("172.16.0.2".parse().unwrap(), "vxlan-ac100002".into()),
+        ("172.16.0.3".parse().unwrap(), "vxlan-ac100003".into()),
+    ]);
+    let (outs, _) = replay(&line("0x3ea"), &input, &dp, &tunnels).unwrap();
+    let got: Vec<(String, Option<u64>, Option<u16>)> = outs.iter().map(|o| (o.port.clone(), o.tun, o.vlan)).collect();
+    assert_eq!(got, vec![("vxlan-ac100002".into(), Some(0x3ea), None), ("vxlan-ac100003".into(), Some(0x3ea), None)]);
+    let (other, _) = replay(&line("0x3e9"), &input, &dp, &tunnels).unwrap();
+    assert_ne!(Outcome::new(outs.clone()), Outcome::new(other), "a different VNI is a different outcome");
+    let only_one: Tunnels = BTreeMap::from([("172.16.0.2".parse().unwrap(), "vxlan-ac100002".into())]);
+    assert!(replay(&line("0x3ea"), &input, &dp, &only_one).is_err());
+}
