@@ -6,8 +6,11 @@ Usage: python conformance.py --dvr PATH/TO/dvr --work DIR [--json OUT]
 Scenarios: the seed lab; a generated 10-host deployment (`dvr gen --hosts 10`);
 four changes to the seed lab, each run through Neutron's agents (one more
 rpc_loop iteration) and through our incremental planner (`dvr plan --change`);
-and the seed lab with security groups (labs/seed-secure.yaml), where every
-agent runs Neutron's `openvswitch` firewall driver (OVSFirewallDriver).
+the seed lab with security groups (labs/seed-secure.yaml), where every
+agent runs Neutron's `openvswitch` firewall driver (OVSFirewallDriver); and
+VXLAN (labs/seed-vxlan.yaml, labs/seed-mixed.yaml, the generated deployment as
+VXLAN, four changes), where every agent runs br-tun (OVSTunnelBridge) with
+l2population and the ARP responder, and br-tun's tunnel ports are compared too.
 
 Flows are compared on table, priority, the set of match fields and the ordered
 actions. Only notation is normalised: cookies are ignored, fields are keyed by
@@ -46,7 +49,33 @@ SCENARIOS = [
     # ranges as masks, overlapping remote-group ranges merged, protocol
     # numbers, sctp, egress rules, a port without port security.
     ("seed-secure: more rules", ["-t", "{work}/secure-more.yaml"], []),
+    # VXLAN tenant networks: every agent runs br-tun (OVSTunnelBridge) with
+    # tunnel_types = vxlan, l2_population and arp_responder on; the server's
+    # l2population fdb entries come from Neutron's own mechanism driver.
+    ("seed-vxlan", ["-t", "{labs}/seed-vxlan.yaml"], []),
+    # The generated 10-host deployment with its tenant networks as VXLAN
+    # (vxlan_gen below): 11 tunnel endpoints, 200 instances for l2population.
+    ("gen10-vxlan", ["-t", "{work}/gen10-vxlan.yaml"], []),
+    # VLAN and VXLAN networks on one router.
+    ("seed-mixed", ["-t", "{labs}/seed-mixed.yaml"], []),
+    # Changes on VXLAN: l2population's remove_fdb_entries casts (a port's
+    # unicast/ARP entries; a host's flooding entry and then its tunnel port).
+    ("seed-vxlan: remove VM port (vm3)", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-instance:vm3"]),
+    ("seed-vxlan: remove router interface (router1, test2-v4)", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-router-interface:router1:test2-v4"]),
+    ("seed-vxlan: remove host compute2", ["-t", "{labs}/seed-vxlan.yaml"], ["remove-host:compute2"]),
+    # A port booted later: the other hosts get its unicast and ARP-responder entries.
+    ("seed-vxlan: add instance vm6 (compute2, test2)", ["-t", "{labs}/seed-vxlan.yaml"], ["add-instance:vm6:compute2:test2"]),
 ]
+
+
+def vxlan_gen(gen):
+    """A ``dvr gen`` file with every VLAN tenant network turned into VXLAN
+    (VNI 5000 + the VLAN id); the tunnel endpoints come from the default underlay."""
+    import re
+
+    out, n = re.subn(r"  type: vlan\n  physical_network: \S+\n  segmentation_id: (\d+)\n", lambda m: f"  type: vxlan\n  segmentation_id: {5000 + int(m[1])}\n", gen)
+    assert n > 0, "dvr gen printed no VLAN network"
+    return out
 
 
 def secure_more(labs):
@@ -84,11 +113,12 @@ DEVIATIONS = [
     {
         "id": "D1",
         "side": "missing",
-        "what": "stale table-4 flow left by Neutron after a router interface is removed",
-        # Installed with the local VLAN, deleted with the segmentation VLAN
-        # (delete_dvr_dst_mac_for_arp): the flow outlives its qr- port, whose
+        "what": "stale ARP_DVR_MAC_TO_DST_MAC flow (table 4 vlan/flat, 3 tunnel) left by Neutron after a router interface is removed",
+        # delete_dvr_dst_mac_for_arp deletes in the wrong table (DVR_TO_SRC_MAC,
+        # 2 or 1, instead of 4 or 3), and on VLAN networks with the segmentation
+        # VLAN instead of the local one: the flow outlives its qr- port, whose
         # port number is no longer on the bridge, so it prints as a number.
-        "test": lambda k: k[0] == 4 and k[1] == 5 and any(a.startswith("output:") and a[7:].isdigit() for a in k[3]),
+        "test": lambda k: k[0] in (3, 4) and k[1] == 5 and any(a.startswith("output:") and a[7:].isdigit() for a in k[3]),
     },
     {
         "id": "D2",
@@ -98,10 +128,59 @@ DEVIATIONS = [
         # firewall's tables or its table-0/60 hooks.
         "test": lambda k: dict(k[2]).get("eth_type") in ("34525", "32821") and (k[0] in FIREWALL_TABLES),
     },
+    # D3 (tunnel ports only, see tunnel_port_neutron): Neutron sets
+    # options:egress_pkt_mark=0 on every tunnel port; the plan does not.
 ]
+
+#: br-tun tables with per-network l2population and ARP-responder entries:
+#: VXLAN_TUN_TO_LV, UCAST_TO_TUN, ARP_RESPONDER, FLOOD_TO_TUN.
+TUNNEL_TABLES = (4, 20, 21, 22)
 
 #: The openvswitch firewall's tables (neutron_lib ovs_constants).
 FIREWALL_TABLES = (71, 72, 73, 81, 82, 91, 92, 93, 94)
+
+
+#: OVS's default of an interface option Neutron sets explicitly.
+OVS_DEFAULTS = {"df_default": "true", "dst_port": "4789"}
+
+
+def tunnel_port_neutron(kind, options):
+    """A tunnel port Neutron created (``add_tunnel_port``) as comparable text,
+    and the deviations it carries. ``in_key=flow,out_key=flow`` is ``key=flow``
+    (OVS's shorthand); options at OVS's default are dropped; ``egress_pkt_mark``
+    is deviation D3."""
+    o = dict(options)
+    devs = ["D3"] if o.pop("egress_pkt_mark", None) is not None else []
+    if "in_key" in o and o.get("in_key") == o.get("out_key"):
+        o["key"] = o.pop("in_key")
+        o.pop("out_key")
+    for k, v in OVS_DEFAULTS.items():
+        if o.get(k) == v:
+            o.pop(k)
+    return f"type={kind}," + ",".join(f"{k}={v}" for k, v in sorted(o.items())), devs
+
+
+def tunnel_port_ours(p):
+    """One of our VXLAN ports in the same text: ``key=flow`` is part of the
+    port kind (``PortKind::Vxlan``: the VNI comes from the flows' tun_id)."""
+    o = {"local_ip": p["local_ip"], "remote_ip": p["remote_ip"], "key": "flow", "dst_port": str(p["dst_port"])}
+    for k, v in OVS_DEFAULTS.items():
+        if o.get(k) == v:
+            o.pop(k)
+    return f"type={p['type']}," + ",".join(f"{k}={v}" for k, v in sorted(o.items()))
+
+
+def compare_tunnel_ports(ours, theirs):
+    """(matched, missing, extra, deviations) of br-tun's tunnel ports: name → text."""
+    mine = {p["name"]: tunnel_port_ours(p) for p in ours if p["type"] not in ("patch",)}
+    neut, devs = {}, set()
+    for name, (kind, options) in theirs.items():
+        neut[name], d = tunnel_port_neutron(kind, options)
+        devs.update(d)
+    matched = sum(1 for n in mine if neut.get(n) == mine[n])
+    missing = [f"{n} {t}" for n, t in sorted(neut.items()) if mine.get(n) != t]
+    extra = [f"{n} {t}" for n, t in sorted(mine.items()) if neut.get(n) != t]
+    return matched, missing, extra, sorted(devs)
 
 
 def deviation(side, k):
@@ -150,8 +229,15 @@ def canon_ours(flow):
             match["in_port"] = v
         elif k == "dl_vlan":
             match["vlan_vid"] = hex(0x1000 | v["tagged"]) if isinstance(v, dict) else hex(0)
-        elif k in ("dl_src", "dl_dst"):
-            match["eth_" + k[3:]] = v.lower()
+        elif k == "dl_src":
+            match["eth_src"] = v.lower()
+        elif k == "dl_dst":
+            mask = m.get("dl_dst_mask")
+            match["eth_dst"] = v.lower() if mask is None else f"{v.lower()}/{mask.lower()}"
+        elif k == "dl_dst_mask":
+            continue  # with dl_dst
+        elif k == "tun_id":
+            match["tunnel_id"] = str(v)
         elif k in ("arp_spa", "arp_tpa"):
             match[k] = _ip(v)
         elif k == "arp_tha":
@@ -171,8 +257,14 @@ def canon_ours(flow):
         kind, arg = a["action"], a.get("arg")
         if kind == "drop":
             continue
-        if kind in ("load", "ct", "ct_clear", "conjunction"):
+        if kind in ("load", "move", "ct", "ct_clear", "conjunction"):
             actions.append(nx_action(a))
+            continue
+        if kind == "learn":
+            actions.append(neutron_agent.learn_canon(arg["table"], arg["priority"], arg["hard_timeout"], arg["spec"]))
+            continue
+        if kind == "in_port":
+            actions.append("output:IN_PORT")
             continue
         if kind == "goto_table":
             goto.append(f"goto_table:{arg}")
@@ -195,6 +287,21 @@ def canon_ours(flow):
     return {"table": flow["table"], "priority": flow["priority"], "match": neutron_agent.norm_match(match), "actions": actions + goto}
 
 
+#: Widths of the fields our plan writes whole (others: 32 bits, registers and ct_mark).
+FIELD_BITS = {"ct_zone": 16, "in_port": 16, "arp_op": 16, "tun_id": 64, "eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48}
+#: Our field names that os-ken spells otherwise.
+OXM_NAME = {"tun_id": "tunnel_id"}
+
+
+def _field_value(name, v):
+    """A constant written into a field, as os-ken prints the field's value."""
+    if name in ("eth_src", "eth_dst", "arp_sha", "arp_tha"):
+        return ":".join(f"{(v >> s) & 255:02x}" for s in (40, 32, 24, 16, 8, 0))
+    if name in ("arp_spa", "arp_tpa"):
+        return ".".join(str((v >> s) & 255) for s in (24, 16, 8, 0))
+    return str(v)
+
+
 def _field(f):
     field = f["field"]
     return f"reg{field['reg']}" if isinstance(field, dict) else field
@@ -209,8 +316,15 @@ def nx_action(a):
         return f"conjunction({arg['id']},{arg['clause']}/{arg['n_clauses']})"
     if kind == "load":
         dst = arg["dst"]
-        whole = dst["ofs"] == 0 and dst["n_bits"] == (16 if _field(dst) in ("ct_zone", "in_port") else 32)
-        return f"set_field:{_field(dst)}={arg['value']}" if whole else f"unknown:load:{arg}"
+        name = _field(dst)
+        width = FIELD_BITS.get(name, 32)
+        if dst["ofs"] != 0 or dst["n_bits"] != width:
+            return f"unknown:load:{arg}"
+        return f"set_field:{OXM_NAME.get(name, name)}={_field_value(name, arg['value'])}"
+    if kind == "move":
+        src, dst = arg["src"], arg["dst"]
+        bits = lambda x: f"{OXM_NAME.get(_field(x), _field(x))}[{x['ofs']}..{x['ofs'] + x['n_bits'] - 1}]"  # noqa: E731
+        return f"move:{bits(src)}->{bits(dst)}"
     zone = arg.get("zone")
     if zone is None:
         z = None
@@ -236,7 +350,19 @@ def ofports(plan):
 
 
 def key(f):
-    return (f["table"], f["priority"], tuple(sorted(f["match"].items())), tuple(f["actions"]))
+    return (f["table"], f["priority"], tuple(sorted(f["match"].items())), flood_set(f["table"], f["actions"]))
+
+
+def flood_set(table, actions):
+    """A FLOOD_TO_TUN flow's outputs to tunnel ports as a set (sorted): each
+    output sends one copy, so their order means nothing. Neutron lists them in
+    tunnel-port number order (``lvm.tun_ofports``, a set of ofports, which OVS
+    gives out in the order l2population's entries happened to arrive); we list
+    them by remote address."""
+    n = len(actions)
+    while table == 22 and n > 0 and actions[n - 1].startswith("output:vxlan-"):
+        n -= 1
+    return tuple(actions[:n]) + tuple(sorted(actions[n:]))
 
 
 def show(k):
@@ -309,12 +435,20 @@ def main():
         help="positive control for the firewall: drop the first planned flow of every firewall table (71-94) of each "
         "bridge; each must be reported missing",
     )
+    ap.add_argument(
+        "--control-tunnel",
+        action="store_true",
+        help="positive control for br-tun: drop, on every br-tun, the first planned per-network flow of tables 4, 20, 21 "
+        "and 22, the first tunnel port's table-0 flow, and the first tunnel port; each must be reported missing",
+    )
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     if args.capture:
         return fidelity(args)
     with open(os.path.join(args.work, "gen10.yaml"), "w") as f:
         f.write(dvr(args.dvr, "gen", "--hosts", "10"))
+    with open(os.path.join(args.work, "gen10-vxlan.yaml"), "w") as f:
+        f.write(vxlan_gen(dvr(args.dvr, "gen", "--hosts", "10")))
     with open(os.path.join(args.work, "secure-more.yaml"), "w") as f:
         f.write(secure_more(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "labs")))
 
@@ -330,7 +464,8 @@ def main():
         after = json.loads(dvr(args.dvr, "topology", "--format", "json", *targs, *chg)) if changes else None
         plan = json.loads(dvr(args.dvr, "plan", "--profile", "current", "--format", "json", *targs, *chg))
         numbers = ofports(plan)
-        theirs = neutron_agent.run(before, after, ofports=numbers)
+        tports = {}
+        theirs = neutron_agent.run(before, after, ofports=numbers, tunnel_ports=tports)
         # The agent gets a host's devices as an unordered set; its result must
         # not depend on the order (e.g. an instance port bound before or after
         # its subnet's router interface).
@@ -350,6 +485,13 @@ def main():
                 ours = [canon_ours(f) for f in br["flows"]]
                 if args.control:
                     ours = sorted(ours, key=key)[1:]
+                if args.control_tunnel and br["name"] == "br-tun":
+                    # The first l2population/ARP-responder entry of each
+                    # table (priority >= 1), and the first tunnel port's
+                    # table-0 flow.
+                    firsts = {t: min((key(f) for f in ours if f["table"] == t and f["priority"] >= 1), default=None) for t in TUNNEL_TABLES}
+                    firsts[0] = min((key(f) for f in ours if f["table"] == 0 and f["match"].get("in_port", "").startswith("vxlan-")), default=None)
+                    ours = [f for f in ours if key(f) not in firsts.values()]
                 if args.control_firewall:
                     firsts = {t: min((key(f) for f in ours if f["table"] == t), default=None) for t in FIREWALL_TABLES}
                     ours = [f for f in ours if key(f) not in firsts.values()]
@@ -380,6 +522,32 @@ def main():
                         "deviations": [{"id": d, "side": side, "flow": show(k)} for side, k, d in devs],
                     }
                 )
+                if br["name"] == "br-tun":
+                    # The tunnel ports themselves (OVSDB type and options).
+                    ports = [p for p in br["ports"] if p["type"] != "patch"]
+                    if args.control_tunnel:
+                        ports = ports[1:]
+                    pm, pmiss, pextra, pdevs = compare_tunnel_ports(ports, tports.get(hp["host"], {}))
+                    all_ok &= not pmiss and not pextra
+                    print(
+                        f"{name:<52} {hp['host']:<12} {'tun-ports':<9} {pm:>7} {len(pmiss):>7} {len(pextra):>5} "
+                        f"{','.join(pdevs) or '-':>10}"
+                    )
+                    for k in pmiss:
+                        print(f"    missing (Neutron has, we do not): port {k}")
+                    for k in pextra:
+                        print(f"    extra   (we have, Neutron does not): port {k}")
+                    report.append(
+                        {
+                            "scenario": name,
+                            "host": hp["host"],
+                            "bridge": "tun-ports",
+                            "matched": pm,
+                            "missing": pmiss,
+                            "extra": pextra,
+                            "deviations": [{"id": d, "side": "missing", "flow": "egress_pkt_mark=0 on every tunnel port"} for d in pdevs],
+                        }
+                    )
         for host in theirs:
             if not any(hp["host"] == host for hp in plan["hosts"]):
                 print(f"{name:<52} {host:<12} Neutron ran an agent here, our plan has no such host")

@@ -1,8 +1,8 @@
 """Drive Neutron's own Open vSwitch agent code for one host, without a switch.
 
 Neutron 29.0.0's native bridge classes (``OVSIntegrationBridge``,
-``OVSPhysicalBridge``) and the agents (``OVSNeutronAgent``,
-``OVSDVRNeutronAgent``) run unchanged. Only their edges are replaced, the way
+``OVSPhysicalBridge``, ``OVSTunnelBridge``) and the agents (``OVSNeutronAgent``,
+``OVSDVRNeutronAgent``, with l2population's agent side) run unchanged. Only their edges are replaced, the way
 Neutron's own unit tests replace them:
 
 * OpenFlow: ``_get_dp`` returns a fake datapath carrying os-ken's real
@@ -14,7 +14,8 @@ Neutron's own unit tests replace them:
 * RPC: the server's answers (device details, DVR MACs, subnet info, ports per
   host and subnet) are computed from our topology (``dvr topology --format
   json``), with Neutron's own helpers where the server uses them
-  (``is_dvr_serviced``, device owner constants).
+  (``is_dvr_serviced``, device owner constants, and l2population's
+  ``_create_agent_fdb`` over DB queries answered from the topology).
 
 The agent object is created without ``__init__`` (which would connect to
 RabbitMQ and OVSDB) and then driven through the same methods, in the same
@@ -50,6 +51,9 @@ from neutron.plugins.ml2.drivers.openvswitch.agent import ovs_neutron_agent
 from neutron.plugins.ml2.drivers.openvswitch.agent import vlanmanager
 from neutron.plugins.ml2.drivers.openvswitch.agent.openflow.native import br_int
 from neutron.plugins.ml2.drivers.openvswitch.agent.openflow.native import br_phys
+from neutron.plugins.ml2.drivers.openvswitch.agent.openflow.native import br_tun
+from neutron.plugins.ml2.drivers.l2pop import db as l2pop_db
+from neutron.plugins.ml2.drivers.l2pop import mech_driver as l2pop_mech
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
@@ -300,6 +304,48 @@ class Server:
         members = {gid: {"IPv4": self.member_ips(ix), "IPv6": []} for gid, ix in remote.items()}
         return {"devices": devices, "security_groups": security_groups, "sg_member_ips": members}
 
+    # --- l2population (the server's mechanism driver) ---
+    def l2pop_fdb(self, host):
+        """The fdb entries l2population's server side sends ``host`` for each
+        of its VXLAN networks, computed by Neutron's own
+        ``L2populationMechanismDriver._create_agent_fdb`` over our ports: its
+        database queries (active distributed and non-distributed ports of a
+        network, an agent's tunnel IP) are answered from the topology."""
+        h = self.host_ix(host)
+        mine = self.hosts[h]
+        agent = lambda ix: types.SimpleNamespace(host=self.hosts[ix]["name"], ip=self.hosts[ix].get("tunnel_ip"))  # noqa: E731
+
+        def ports(network_id, distributed):
+            n = next(i for i, x in enumerate(self.topo["networks"]) if x["id"] == network_id)
+            out = []
+            for p in self.topo["ports"]:
+                if p["network"] != n:
+                    continue
+                binding = types.SimpleNamespace(port=self.port_dict(p))
+                if p["owner"] == "router_interface_distributed":
+                    if distributed:
+                        out += [(binding, agent(x)) for x in self.topo["routers"][p["router"]]["hosts"]]
+                elif not distributed and p["host"] is not None:
+                    out.append((binding, agent(p["host"])))
+            return out
+
+        saved = (l2pop_db.get_distributed_active_network_ports, l2pop_db.get_nondistributed_active_network_ports, l2pop_db.get_agent_ip)
+        l2pop_db.get_distributed_active_network_ports = lambda ctx, nid: ports(nid, True)
+        l2pop_db.get_nondistributed_active_network_ports = lambda ctx, nid: ports(nid, False)
+        l2pop_db.get_agent_ip = lambda a: a.ip
+        try:
+            drv = l2pop_mech.L2populationMechanismDriver.__new__(l2pop_mech.L2populationMechanismDriver)
+            out = []
+            for n, _lvid in mine["local_vlans"]:
+                net = self.network(n)
+                if net["segment"]["type"] != "vxlan":
+                    continue
+                segment = {"segmentation_id": net["segment"]["vni"], "network_type": "vxlan"}
+                out.append(drv._create_agent_fdb(None, agent(h), segment, net["id"]))
+            return out
+        finally:
+            l2pop_db.get_distributed_active_network_ports, l2pop_db.get_nondistributed_active_network_ports, l2pop_db.get_agent_ip = saved
+
     # --- L2 plugin RPC (get_devices_details_list_and_failed_devices) ---
     def device_details(self, host, device):
         p = self.port_by_id(device)
@@ -314,7 +360,7 @@ class Server:
             "network_id": net["id"],
             "network_type": seg["type"],
             "physical_network": seg.get("physnet"),
-            "segmentation_id": seg.get("vlan"),
+            "segmentation_id": seg.get("vlan", seg.get("vni")),
             "admin_state_up": True,
             "fixed_ips": self.fixed_ips(p),
             "device_owner": DEVICE_OWNER[p["owner"]],
@@ -362,6 +408,29 @@ class PluginRpc:
         return self.server.security_group_info_for_devices(context, device_ids, self.ofport_of)
 
 
+def _fdb_items(fdbs):
+    """l2population fdb messages as a set of (network, segment, type, agent IP, entry)."""
+    return {
+        (net, v["segment_id"], v["network_type"], ip, tuple(e))
+        for fdb in fdbs
+        for net, v in fdb.items()
+        for ip, entries in v["ports"].items()
+        for e in entries
+    }
+
+
+def fdb_difference(before, after):
+    """The fdb entries in ``before`` and not in ``after``, as one message:
+    what the server's ``remove_fdb_entries`` casts tell this agent (a port
+    gone: its unicast/ARP entry; a host's last port on a network gone: its
+    flooding entry too)."""
+    out = {}
+    for net, seg, kind, ip, entry in sorted(_fdb_items(before) - _fdb_items(after)):
+        v = out.setdefault(net, {"segment_id": seg, "network_type": kind, "ports": {}})
+        v["ports"].setdefault(ip, []).append(list(entry))
+    return out
+
+
 class Ovsdb:
     """The OVSDB rows the agent reads and writes: bridges with their ports."""
 
@@ -381,6 +450,8 @@ class Ovsdb:
                 b["next_ofport"] += 1
             b["ports"][name] = {
                 "name": name,
+                "type": None,
+                "options": {},
                 "ofport": ofport_request or b["next_ofport"],
                 "external_ids": dict(external_ids or {}),
                 "tag": tag,
@@ -484,6 +555,13 @@ class _OvsdbApi:
     @contextlib.contextmanager
     def transaction(self, *a, **k):
         yield _Txn(self.db, self.bridge)
+
+    def add_port(self, bridge, name, may_exist=True):
+        return lambda: self.db.add_port(bridge, name)
+
+    def del_port(self, name, bridge=None, if_exists=True):
+        run = lambda: self.db.del_port(bridge or self.bridge, name)  # noqa: E731
+        return types.SimpleNamespace(execute=run)
 
     def _row(self, table, record):
         for b in self.db.bridges.values():
@@ -600,7 +678,9 @@ class FakeBridgeMixin:
         return self._ports()[port_name]["ofport"]
 
     def add_patch_port(self, local_name, remote_name):
-        return self._db.add_port(self.br_name, local_name)
+        ofport = self._db.add_port(self.br_name, local_name)
+        self._ports()[local_name].update(type="patch", options={"peer": remote_name})
+        return ofport
 
     def get_port_name_list(self):
         return list(self._ports())
@@ -660,6 +740,16 @@ class IntBridge(FakeBridgeMixin, br_int.OVSIntegrationBridge):
 
 class PhysBridge(FakeBridgeMixin, br_phys.OVSPhysicalBridge):
     """Neutron's native physical bridge with the edges above."""
+
+
+class TunBridge(FakeBridgeMixin, br_tun.OVSTunnelBridge):
+    """Neutron's native br-tun with the edges above. Tunnel ports are made by
+    Neutron's own ``OVSBridge.add_tunnel_port`` → ``add_port``: an OVSDB port
+    row with the interface's ``type`` and ``options`` as Neutron sets them."""
+
+    def tunnel_ports(self):
+        """The tunnel ports: name → (type, options)."""
+        return {n: (r["type"], dict(r["options"])) for n, r in self._ports().items() if r.get("type") not in (None, "patch")}
 
 
 class _NoopSgAgent:
@@ -722,12 +812,19 @@ class Host:
         db = self.db
         a.br_int_cls = lambda n: IntBridge(n, os_ken_app=None).attach(db)
         a.br_phys_cls = lambda n: PhysBridge(n, os_ken_app=None).attach(db)
+        a.br_tun_cls = lambda n: TunBridge(n, os_ken_app=None).attach(db)
         a.available_local_vlans = set(range(n_const.MIN_VLAN_TAG, n_const.MAX_VLAN_TAG + 1))
-        a.tunnel_types = []
-        a.enable_tunneling = False
-        a.l2_pop = False
+        # With a tunnel endpoint: tunnel_types = vxlan, l2_population and
+        # arp_responder on (the ml2 l2population driver is loaded).
+        tunnel_ip = host.get("tunnel_ip")
+        a.tunnel_types = ["vxlan"] if tunnel_ip else []
+        a.enable_tunneling = bool(tunnel_ip)
+        a.l2_pop = bool(tunnel_ip)
         a.enable_distributed_routing = True
-        a.arp_responder_enabled = False
+        a.arp_responder_enabled = bool(tunnel_ip)
+        a.local_ip = tunnel_ip
+        a.vxlan_udp_port = 4789
+        a.dont_fragment, a.tunnel_csum, a.tos = True, False, None
         a.host = name
         a.agent_id = "ovs-agent-%s" % name
         a.int_br = a.br_int_cls(cfg.CONF.OVS.integration_bridge)
@@ -746,7 +843,10 @@ class Host:
         a.vlan_manager = vlanmanager.LocalVlanManager()
         a._reset_tunnel_ofports()
         a.tun_br = None
-        a.patch_int_ofport = a.patch_tun_ofport = ovs_consts.OFPORT_INVALID  # no br-tun
+        a.patch_int_ofport = a.patch_tun_ofport = ovs_consts.OFPORT_INVALID  # no br-tun (yet)
+        if a.enable_tunneling:
+            a.setup_tunnel_br(cfg.CONF.OVS.tunnel_bridge)
+            a.setup_tunnel_br_flows()
         a.context = None
         a.plugin_rpc = self.plugin_rpc
         a.dvr_plugin_rpc = self.plugin_rpc
@@ -818,8 +918,8 @@ class Host:
                 "physical_network": str(net["segment"].get("physnet")),
                 "tag": str(lvids[p["network"]]),
             }
-            if net["segment"].get("vlan") is not None:
-                oc["segmentation_id"] = str(net["segment"]["vlan"])
+            if net["segment"].get("vlan", net["segment"].get("vni")) is not None:
+                oc["segmentation_id"] = str(net["segment"].get("vlan", net["segment"].get("vni")))
             ports[name]["other_config"] = oc
 
     def loop(self):
@@ -834,6 +934,12 @@ class Host:
         a.process_deleted_ports(port_info)
         a.update_stale_ofport_rules()
         a.process_network_ports(port_info, False)
+        if a.enable_tunneling:
+            # l2population: the server's add_fdb_entries for every VXLAN
+            # network of the host (the converged result of its casts), through
+            # the agent's RPC entry point, which unmarshalls the entries.
+            for fdb in self.server.l2pop_fdb(self.name):
+                a.add_fdb_entries(None, fdb)
         if a.iter_num == 0:
             a.cleanup_stale_flows()
         self.ports = current
@@ -841,8 +947,10 @@ class Host:
 
     def change(self, server):
         """The deployment changed: the server's answers change, the DVR MAC
-        list is fanned out, deleted ports get ``port_delete``, the host's
-        br-int is re-plugged, and the agent runs one loop iteration."""
+        list is fanned out, deleted ports get ``port_delete``, l2population's
+        entries that went away are cast (``remove_fdb_entries``), the host's
+        br-int is re-plugged, and the agent runs one loop iteration (which
+        casts the new entries, ``add_fdb_entries``)."""
         old = self.server
         self.server = server
         self.plugin_rpc.server = server
@@ -851,14 +959,22 @@ class Host:
         for p in old.ports_on_host(self.name):
             if p["id"] not in new_ids:
                 self.agent.port_delete(None, port_id=p["id"])
+        if self.agent.enable_tunneling:
+            gone = fdb_difference(old.l2pop_fdb(self.name), server.l2pop_fdb(self.name))
+            if gone:
+                self.agent.remove_fdb_entries(None, gone)
         self._plug(server)
         self.loop()
+
+    def tunnel_ports(self):
+        """br-tun's tunnel ports as Neutron created them: name → (type, options)."""
+        return self.agent.tun_br.tunnel_ports() if self.agent.tun_br else {}
 
     def dump(self):
         """Every bridge's flows, in canonical notation (see ``canon``)."""
         a = self.agent
         out = {}
-        for br in [a.int_br] + [a.phys_brs[p] for p in a.bridge_mappings]:
+        for br in [a.int_br] + [a.phys_brs[p] for p in a.bridge_mappings] + ([a.tun_br] if a.tun_br else []):
             names = br.ofport_names()
             out[br.br_name] = [canon_neutron(f, names) for f in br._table.flows] + [canon_text(f, names) for f in br._text]
         return out
@@ -884,6 +1000,45 @@ def _value(k, v):
     if k == "vlan_vid":
         return hex(v)
     return str(v)
+
+
+#: OXM field of a learn spec → (the NXM/OXM name ovs-ofctl prints inside
+#: ``learn(…)``, its width in bits).
+LEARN_FIELDS = {
+    "vlan_tci": ("NXM_OF_VLAN_TCI", 16),
+    "eth_src": ("NXM_OF_ETH_SRC", 48),
+    "eth_dst": ("NXM_OF_ETH_DST", 48),
+    "tunnel_id": ("NXM_NX_TUN_ID", 64),
+    "in_port": ("OXM_OF_IN_PORT", 32),
+}
+
+
+def _learn_field(field_ofs, n_bits):
+    field, ofs = field_ofs
+    name, width = LEARN_FIELDS.get(field, (f"unknown:{field}", 0))
+    return f"{name}[]" if ofs == 0 and n_bits == width else f"{name}[{ofs}..{ofs + n_bits - 1}]"
+
+
+def learn_spec(spec):
+    """One ``NXFlowSpec*`` of a learn action as ovs-ofctl prints it
+    (``NXM_OF_VLAN_TCI[0..11]``, ``NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[]``,
+    ``load:0->NXM_OF_VLAN_TCI[]``, ``output:OXM_OF_IN_PORT[]``), so it can be
+    compared with the spec text our plan prints."""
+    kind = type(spec).__name__
+    if kind == "NXFlowSpecMatch":
+        dst, src = _learn_field(spec.dst, spec.n_bits), _learn_field(spec.src, spec.n_bits)
+        return dst if dst == src else f"{dst}={src}"
+    if kind == "NXFlowSpecLoad":
+        src = str(spec.src) if isinstance(spec.src, int) else _learn_field(spec.src, spec.n_bits)
+        return f"load:{src}->{_learn_field(spec.dst, spec.n_bits)}"
+    if kind == "NXFlowSpecOutput":
+        return f"output:{_learn_field(spec.src, spec.n_bits)}"
+    return f"unknown:{kind}"
+
+
+def learn_canon(table, priority, hard_timeout, spec_text):
+    """A learn action in one notation (cookie aside): OVS's order of the keywords, then the spec."""
+    return f"learn(table={table},hard_timeout={hard_timeout},priority={priority},{spec_text})"
 
 
 def canon_neutron(f, names):
@@ -913,6 +1068,10 @@ def canon_neutron(f, names):
                     actions.append(f"push_vlan:{hex(act.ethertype)}")
                 elif isinstance(act, ofpp.NXActionResubmitTable):
                     actions.append(f"resubmit:{act.table_id}")
+                elif isinstance(act, ofpp.NXActionRegMove):
+                    actions.append(f"move:{act.src_field}[{act.src_ofs}..{act.src_ofs + act.n_bits - 1}]->{act.dst_field}[{act.dst_ofs}..{act.dst_ofs + act.n_bits - 1}]")
+                elif isinstance(act, ofpp.NXActionLearn):
+                    actions.append(learn_canon(act.table_id, act.priority, act.hard_timeout, ",".join(learn_spec(x) for x in act.specs)))
                 else:
                     actions.append(f"unknown:{type(act).__name__}")
         else:
@@ -920,11 +1079,12 @@ def canon_neutron(f, names):
     return {"table": f["table_id"], "priority": f["priority"], "match": norm_match(match), "actions": actions + goto}
 
 
-def run(topo, change_topo=None, order=sorted, ofports=None):
+def run(topo, change_topo=None, order=sorted, ofports=None, tunnel_ports=None):
     """Flows per host and bridge that Neutron's agent installs for ``topo``;
     with ``change_topo``, after each surviving host's agent has processed the
     change from ``topo`` to ``change_topo``. ``order`` is the order in which
-    the agent gets its devices (sorted by port id, or e.g. ``reversed``)."""
+    the agent gets its devices (sorted by port id, or e.g. ``reversed``).
+    A ``tunnel_ports`` dict gets each host's br-tun tunnel ports."""
     server = Server(topo)
     after = Server(change_topo) if change_topo else None
     out = {}
@@ -937,6 +1097,8 @@ def run(topo, change_topo=None, order=sorted, ofports=None):
         if after:
             agent.change(after)
         out[h["name"]] = agent.dump()
+        if tunnel_ports is not None:
+            tunnel_ports[h["name"]] = agent.tunnel_ports()
     return out
 
 

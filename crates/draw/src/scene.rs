@@ -575,7 +575,17 @@ impl Scene {
             let mut marks = Vec::new();
             for (i, stop) in stops.iter().enumerate() {
                 let h0 = stop[0];
-                let at = if let Step::Wire { network, .. } = &h0.step {
+                let at = if let Step::Tunnel { encap, .. } = &h0.step {
+                    // The underlay is not drawn: mark the crossing halfway
+                    // between the two br-tun bridges the path joins.
+                    let next = stops.get(i + 1).and_then(|s| self.anchors.get(&(s[0].host.clone(), s[0].where_.clone())));
+                    let (Some(&(px, py)), Some(&(nx, ny))) = (points.last(), next) else { continue };
+                    let at = ((px + nx + offset) / 2.0, (py + ny + offset) / 2.0);
+                    let note = format!("VXLAN VNI {} {} → {}", encap.vni, encap.src, encap.dst);
+                    let dropped = stop.iter().find(|h| h.fate == Some(Fate::Dropped)).map(|h| h.step.to_string());
+                    marks.push(Mark { n: marks.len() + 1, at, place: "underlay".into(), notes: vec![note], dropped, delivered: false });
+                    continue;
+                } else if let Step::Wire { network, .. } = &h0.step {
                     let Some(&y) = self.net_y.get(network) else { continue };
                     let side = |s: Option<&Vec<&Hop>>| -> Option<f64> {
                         let s = s?;

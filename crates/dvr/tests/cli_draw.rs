@@ -30,3 +30,20 @@ fn draw_writes_svg_and_dot_and_explains_bad_names() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`vm9`") && err.contains("endpoints are: vm1"), "{err}");
 }
+
+/// A traced path over VXLAN marks each tunnel crossing (not drawn as a
+/// network) with its VNI and local_ips, between the two br-tun bridges.
+#[test]
+fn draw_marks_the_tunnel_crossings_of_a_vxlan_path() {
+    let lab = concat!(env!("CARGO_MANIFEST_DIR"), "/../../labs/seed-vxlan.yaml");
+    let out = dvr(&["draw", "-t", lab, "--trace", "vm1", "vm5", "-o", "-"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(svg.contains("data-name=\"br-tun\""), "br-tun is drawn");
+    // Request routed on compute1 onto test2 (VNI 1002); the reply routed on compute2 onto test1 (VNI 1001).
+    assert!(svg.contains("VXLAN VNI 1002 172.16.0.2 → 172.16.0.3"), "{svg}");
+    assert!(svg.contains("VXLAN VNI 1001 172.16.0.3 → 172.16.0.2"), "{svg}");
+    // The VLAN seed lab has no tunnel.
+    let out = dvr(&["draw", "--trace", "vm1", "vm5", "-o", "-"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("VXLAN"));
+}

@@ -38,10 +38,77 @@ fn trace_json_exits_0_with_a_verdict_for_delivered_and_dropped() {
 #[test]
 #[ignore = "needs ../shared beside the repository: scripts/test runs it when present (always in CI)"]
 fn shared_trace_json_follows_the_contract_for_delivered_and_dropped() {
-    for args in JSON_TRACES {
+    for args in JSON_TRACES.into_iter().chain(VXLAN_JSON_TRACES) {
         let out = dvr(args);
         let (ok, msg) = check(&out.stdout);
         assert!(ok, "{args:?}: {msg}");
+    }
+}
+
+const VXLAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../labs/seed-vxlan.yaml");
+
+/// Traces that cross tunnels (routed, switched, to the network node).
+const VXLAN_JSON_TRACES: [&[&str]; 2] = [
+    &["trace", "-t", VXLAN, "--from", "vm1", "--to", "vm5", "--format", "json"],
+    &["trace", "-t", VXLAN, "--from", "vm2", "--to", "10.100.0.14", "--format", "json"],
+];
+
+#[test]
+fn vxlan_traces_show_the_tunnel_hop_in_text_and_json() {
+    let out = dvr(&["trace", "-t", VXLAN, "--from", "vm1", "--to", "vm5"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("wire underlay: VXLAN VNI 1002 172.16.0.2 > 172.16.0.3 udp/4789 from compute1:vxlan-ac100003 → compute2:vxlan-ac100002"),
+        "{s}"
+    );
+    assert!(s.contains("set_field:0x3ea->tun_id,output:vxlan-ac100003"), "{s}");
+    assert!(s.contains("compute2 br-tun: table 4 priority 1 tun_id=0x3ea"), "{s}");
+    // minimal keeps the crossing of the traced packet (an encapsulation), not ARP floods.
+    let out = dvr(&["trace", "-t", VXLAN, "--from", "vm1", "--to", "vm3", "--format", "minimal"]);
+    let m = String::from_utf8_lossy(&out.stdout);
+    let tunnels: Vec<&str> = m.lines().filter(|l| l.starts_with("fabric underlay ")).collect();
+    assert_eq!(
+        tunnels,
+        [
+            "fabric underlay icmp: VXLAN VNI 1001 172.16.0.2 > 172.16.0.3 udp/4789 from compute1:vxlan-ac100003 → compute2:vxlan-ac100002",
+            "fabric underlay icmp: VXLAN VNI 1001 172.16.0.3 > 172.16.0.2 udp/4789 from compute2:vxlan-ac100002 → compute1:vxlan-ac100003"
+        ],
+        "{m}"
+    );
+    for args in VXLAN_JSON_TRACES {
+        let out = dvr(args);
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["verdict"], "delivered", "{args:?}");
+        let hops = v["hops"].as_array().unwrap();
+        let tun: Vec<&serde_json::Value> = hops.iter().filter(|h| h["step"]["step"] == "tunnel").collect();
+        assert!(!tun.is_empty(), "{args:?}: a tunnel hop");
+        for h in tun {
+            assert_eq!(h["kind"], "wire");
+            assert_eq!(h["where"], "underlay");
+            assert_eq!(h["packet"]["tunnel"], h["step"]["encap"], "{h}");
+            assert_eq!(h["packet"]["tunnel"]["udp_dst"], 4789);
+            assert!(h["step"]["to"].as_str().is_some_and(|t| t.contains(":vxlan-")), "{h}");
+        }
+        // No tunnel outside the underlay hops.
+        assert!(hops.iter().filter(|h| h["step"]["step"] != "tunnel").all(|h| h["packet"].get("tunnel").is_none()));
+    }
+}
+
+#[test]
+fn demo_of_the_vxlan_and_mixed_labs_delivers_all_nine_paths() {
+    for (lab, vni) in [("seed-vxlan", "VXLAN VNI 1001"), ("seed-mixed", "VXLAN VNI 1002")] {
+        let file = format!("{}/../../labs/{lab}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let out = dvr(&["demo", "-t", &file, "--summary-only"]);
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{lab}: {s}{}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<&str> = s.lines().filter(|l| l.contains(" -> ")).collect();
+        assert_eq!(rows.len(), 9, "{s}");
+        for r in rows {
+            assert!(r.contains(" delivered ") && !r.contains("DROPPED"), "{lab}: {r}");
+        }
+        assert!(s.contains(vni), "{lab}: {s}");
+        assert!(s.contains("src MAC → DVR MAC of compute1"), "{lab}: {s}");
     }
 }
 

@@ -29,14 +29,30 @@ fn run(extra: &[&str]) -> (i32, String, String) {
     (code, so, se)
 }
 
+/// One run of every scenario, shared by the tests that read it.
+struct Full {
+    code: i32,
+    out: String,
+    err: String,
+    report: Vec<serde_json::Value>,
+}
+
+fn full() -> &'static Full {
+    static FULL: std::sync::OnceLock<Full> = std::sync::OnceLock::new();
+    FULL.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("report.json");
+        let (code, out, err) = run(&["--json", json.to_str().unwrap()]);
+        let report = std::fs::read_to_string(&json).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default();
+        Full { code, out, err, report }
+    })
+}
+
 #[test]
 fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("report.json");
-    let (code, out, err) = run(&["--json", json.to_str().unwrap()]);
+    let Full { code, out, err, report } = full();
     println!("{out}");
-    assert_eq!(code, 0, "differences from Neutron's agent (see above):\n{out}\n{err}");
-    let report: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(*code, 0, "differences from Neutron's agent (see above):\n{out}\n{err}");
 
     // Scope: every dataplane host and bridge of every scenario was compared.
     let bridges = |scenario: &str| report.iter().filter(|r| r["scenario"] == scenario).count();
@@ -48,7 +64,7 @@ fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
     {
         assert_eq!(bridges(s), 9, "{s}");
     }
-    for r in &report {
+    for r in report {
         assert!(r["matched"].as_u64().unwrap() > 0, "Neutron installed nothing on {r}");
         assert_eq!(r["missing"].as_array().unwrap().len(), 0, "{r}");
         assert_eq!(r["extra"].as_array().unwrap().len(), 0, "{r}");
@@ -71,10 +87,16 @@ fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
     let with = |id: &str| -> Vec<&serde_json::Value> {
         report.iter().filter(|r| r["deviations"].as_array().unwrap().iter().any(|d| d["id"] == id)).collect()
     };
+    // On VLAN networks (table 4) and on VXLAN ones (table 3).
     let d1 = with("D1");
-    assert_eq!(d1.len(), 3, "{d1:?}");
-    assert!(d1.iter().all(|r| r["scenario"] == "seed: remove router interface (router1, test2-v4)" && r["bridge"] == "br-int"));
-    assert!(report.iter().all(|r| r["deviations"].as_array().unwrap().iter().all(|d| d["id"] == "D1" || d["id"] == "D2")));
+    assert_eq!(d1.len(), 6, "{d1:?}");
+    assert!(
+        d1.iter()
+            .all(|r| r["scenario"].as_str().unwrap().ends_with("remove router interface (router1, test2-v4)") && r["bridge"] == "br-int")
+    );
+    assert!(
+        report.iter().all(|r| r["deviations"].as_array().unwrap().iter().all(|d| ["D1", "D2", "D3"].contains(&d["id"].as_str().unwrap())))
+    );
 
     // Security groups: Neutron's OVSFirewallDriver on every host of seed-secure.
     assert_eq!(bridges("seed-secure"), 9, "seed-secure: 3 dataplane hosts × 3 bridges");
@@ -93,6 +115,86 @@ fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
     assert!(
         d2.iter().all(|r| r["scenario"].as_str().unwrap().starts_with("seed-secure") && r["bridge"] == "br-int" && r["host"] != "network")
     );
+}
+
+/// VXLAN: Neutron's `OVSTunnelBridge`, l2population (`add_fdb_entries` with
+/// the server's own `_create_agent_fdb`, `remove_fdb_entries` on changes) and
+/// the ARP responder, against our br-tun, its tunnel ports and br-int's
+/// tunnel flows (`labs/seed-vxlan.yaml`, `labs/seed-mixed.yaml`, the
+/// generated deployment as VXLAN and three changes).
+#[test]
+fn plan_matches_neutrons_tunnel_bridge_and_l2population() {
+    let Full { code, out, err, report } = full();
+    assert_eq!(*code, 0, "differences from Neutron's agent:\n{out}\n{err}");
+    let rows = |scenario: &str, bridge: &str| report.iter().filter(|r| r["scenario"] == scenario && r["bridge"] == bridge).count();
+    // Every dataplane host has br-tun and its tunnel ports compared.
+    for (scenario, hosts) in [
+        ("seed-vxlan", 3),
+        ("seed-mixed", 3),
+        ("gen10-vxlan", 11),
+        ("seed-vxlan: remove VM port (vm3)", 3),
+        ("seed-vxlan: remove router interface (router1, test2-v4)", 3),
+        ("seed-vxlan: remove host compute2", 2),
+        ("seed-vxlan: add instance vm6 (compute2, test2)", 3),
+    ] {
+        assert_eq!(rows(scenario, "br-tun"), hosts, "{scenario}");
+        assert_eq!(rows(scenario, "tun-ports"), hosts, "{scenario}");
+        assert_eq!(rows(scenario, "br-int"), hosts, "{scenario}");
+    }
+    assert_eq!(rows("seed-mixed", "br-vlan"), 3, "the VLAN network's bridge is compared too");
+    for r in report {
+        assert!(r["matched"].as_u64().unwrap() > 0, "Neutron installed nothing on {r}");
+        assert_eq!(r["missing"].as_array().unwrap().len(), 0, "{r}");
+        assert_eq!(r["extra"].as_array().unwrap().len(), 0, "{r}");
+        // D3 (egress_pkt_mark=0) is on every set of tunnel ports, and only there.
+        let devs: Vec<&str> = r["deviations"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+        if r["bridge"] == "tun-ports" {
+            assert_eq!(devs, ["D3"], "{r}");
+        } else {
+            assert!(!devs.contains(&"D3"), "{r}");
+        }
+    }
+    let row = |scenario: &str, host: &str, bridge: &str| {
+        format!("{scenario:<52} {host:<12} {bridge:<9} ")
+            + &report
+                .iter()
+                .find(|r| r["scenario"] == scenario && r["host"] == host && r["bridge"] == bridge)
+                .map(|r| format!("{:>7}", r["matched"].as_u64().unwrap()))
+                .unwrap()
+    };
+    // Flow for flow: br-tun's defaults, DVR tables, per-network VNI, flood,
+    // unicast and ARP-responder entries (two remote VTEPs per host).
+    for (host, n) in [("network", 41), ("compute1", 43), ("compute2", 45)] {
+        assert!(out.contains(&format!("{}       0     0", row("seed-vxlan", host, "br-tun"))), "{host}: {n}\n{out}");
+        assert!(row("seed-vxlan", host, "br-tun").ends_with(&format!("{n:>7}")), "{host}");
+        assert!(row("seed-vxlan", host, "tun-ports").ends_with("      2"), "{host}");
+    }
+    // vm3 gone: its unicast and ARP-responder entries leave the other hosts'
+    // br-tun (compute2 keeps test1 through the router, so its tunnels stay).
+    assert!(row("seed-vxlan: remove VM port (vm3)", "compute1", "br-tun").ends_with("     41"));
+    // compute2 gone: its flood entries, unicast/ARP entries, tunnel port and
+    // DVR MAC flows leave every other host.
+    assert!(row("seed-vxlan: remove host compute2", "compute1", "tun-ports").ends_with("      1"));
+    // vm6 booted on compute2: compute1 gets its unicast and ARP-responder entries.
+    assert!(row("seed-vxlan: add instance vm6 (compute2, test2)", "compute1", "br-tun").ends_with("     45"));
+}
+
+#[test]
+fn tunnel_positive_control_l2pop_entries_and_tunnel_ports_are_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let (code, out, _) = run(&["--only", "seed-vxlan", "--control-tunnel", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, 1, "a plan missing l2population entries must fail:\n{out}");
+    let report: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let missing = |host: &str, bridge: &str| {
+        report.iter().find(|r| r["host"] == host && r["bridge"] == bridge).unwrap()["missing"].as_array().unwrap().len()
+    };
+    // Tables 0 (tunnel port), 4 (VNI), 20 (unicast), 21 (ARP responder), 22 (flood), and one tunnel port.
+    for host in ["network", "compute1", "compute2"] {
+        assert_eq!(missing(host, "br-tun"), 5, "{host}:\n{out}");
+        assert_eq!(missing(host, "tun-ports"), 1, "{host}:\n{out}");
+        assert_eq!(missing(host, "br-int"), 0, "{host}");
+    }
 }
 
 #[test]
@@ -121,7 +223,7 @@ fn positive_control_dropped_flows_are_reported() {
     assert_eq!(code, 1, "a plan missing one flow per bridge must fail:\n{out}");
     let report: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report.len(), 9);
-    for r in &report {
+    for r in report {
         assert_eq!(r["missing"].as_array().unwrap().len(), 1, "{r}");
         assert_eq!(r["extra"].as_array().unwrap().len(), 0, "{r}");
     }

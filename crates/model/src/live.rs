@@ -158,10 +158,8 @@ impl Live {
     /// what is wrong and the fix.
     pub fn apply(&mut self, change: &Change) -> Result<Applied, ChangeError> {
         // With security groups a port's addresses are in every host's firewall
-        // flows (remote groups) and in `security.ports`: rebuild. With VXLAN
-        // networks a port is in l2population's entries on every host sharing
-        // its network (br-tun): rebuild too.
-        if !self.topo.security.is_noop() || self.topo.networks.iter().any(|n| n.segment.vni().is_some()) {
+        // flows (remote groups) and in `security.ports`: rebuild.
+        if !self.topo.security.is_noop() {
             return self.rebuild(change);
         }
         let applied = match change {
@@ -292,8 +290,11 @@ impl Live {
         let port = Port { id, owner: PortOwner::Compute { instance: x }, network: n, subnet: s, ip, mac, host: Some(h) };
         self.insert_port(at, port);
         self.topo.instances.push(Instance { name: name.to_string(), host: h, network: n, port: PortIx(at) });
+        let vxlan_before = self.vxlan_networks(h);
         let host_changed = self.refresh_host(h);
-        Ok(self.applied(h, host_changed, PortEvent { subnet: s, ip, added: true }))
+        let mut a = self.applied(h, host_changed, PortEvent { subnet: s, ip, added: true });
+        a.hosts.extend(self.tunnel_peers(h, vxlan_before));
+        Ok(a)
     }
 
     fn remove_instance(&mut self, change: &Change, name: &str) -> Result<Applied, ChangeError> {
@@ -340,9 +341,11 @@ impl Live {
             }
         }
         self.renumber_fip_rules(h);
+        let vxlan_before = self.vxlan_networks(h);
         let host_changed = self.refresh_host(h) || !touched.is_empty();
         let mut a = self.applied(h, host_changed, PortEvent { subnet: port.subnet, ip: port.ip, added: false });
         a.hosts.extend(touched.into_iter().map(|x| self.topo.host(x).name.clone()));
+        a.hosts.extend(self.tunnel_peers(h, vxlan_before));
         Ok(a)
     }
 
@@ -512,6 +515,26 @@ impl Live {
             hosts.insert(host);
             Applied { hosts, ..Applied::default() }
         }
+    }
+
+    /// The VXLAN networks present on host `h`.
+    fn vxlan_networks(&self, h: HostIx) -> BTreeSet<NetworkIx> {
+        let t = &self.topo;
+        t.host(h).local_vlans.iter().map(|&(n, _)| n).filter(|&n| t.network(n).segment.vni().is_some()).collect()
+    }
+
+    /// The other hosts sharing a VXLAN network with host `h`, before
+    /// (`before`) or after a port change there. l2population announces a
+    /// port to every host with its network, and a host gaining or losing a
+    /// network gains or loses the tunnels to it: their br-tun changes, so
+    /// they are replanned whole.
+    fn tunnel_peers(&self, h: HostIx, mut before: BTreeSet<NetworkIx>) -> BTreeSet<String> {
+        let t = &self.topo;
+        before.extend(self.vxlan_networks(h));
+        t.hosts_ix()
+            .filter(|&(o, other)| o != h && before.iter().any(|&n| other.local_vlan(n).is_some()))
+            .map(|(_, other)| other.name.clone())
+            .collect()
     }
 
     fn fg_count(&self) -> usize {
@@ -685,6 +708,7 @@ fn pin(spec: &mut TopologySpec, t: &Topology) {
             h.tunnel_ip = x.tunnel_ip;
         }
     }
+    spec.underlay = t.underlay.map(|u| u.to_string());
     let networks: HashMap<&str, &Network> = t.networks.iter().map(|n| (n.name.as_str(), n)).collect();
     let subnets: HashMap<&str, &Subnet> = t.subnets.iter().map(|s| (s.name.as_str(), s)).collect();
     for n in &mut spec.networks {

@@ -36,7 +36,8 @@ fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
     }
 }
 
-/// br-int with every port of the host, then one bridge per mapping.
+/// br-int with every port of the host, then one bridge per mapping, then
+/// br-tun when the host has VXLAN networks.
 pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
     let mut out = vec![int_bridge(cx)];
     for m in &cx.host.bridge_mappings {

@@ -107,6 +107,7 @@ pub fn summarise(topo: &Topology, p: &PathSpec, t: &Trace) -> Summary {
                 let tag = vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
                 add(&mut rewrites, format!("{tag} on {network}"));
             }
+            (Step::Tunnel { encap, .. }, _) => add(&mut rewrites, format!("VXLAN VNI {} {} → {}", encap.vni, encap.src, encap.dst)),
             (_, HopKind::Openflow) => {
                 for c in &h.changed {
                     match c {

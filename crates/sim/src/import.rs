@@ -107,6 +107,21 @@ struct Iface {
     typ: String,
     peer: Option<String>,
     ext: BTreeMap<String, String>,
+    /// `options` (a tunnel port's `local_ip`, `remote_ip`, `dst_port`).
+    options: BTreeMap<String, String>,
+}
+
+impl Iface {
+    /// The VXLAN port this interface is (`type=vxlan` with both addresses).
+    fn vxlan(&self) -> Option<PortKind> {
+        let ip = |k: &str| self.options.get(k).and_then(|v| v.parse().ok());
+        (self.typ == "vxlan").then_some(())?;
+        Some(PortKind::Vxlan {
+            local_ip: ip("local_ip")?,
+            remote_ip: ip("remote_ip")?,
+            dst_port: self.options.get("dst_port").and_then(|v| v.parse().ok()).unwrap_or(dvr_plan::tunnel::VXLAN_UDP_PORT),
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -188,6 +203,7 @@ fn ovs_from_json(d: &HostDump) -> Res<Option<Ovs>> {
                 typ: r.get("type").map(|v| ovsdb_set(v).concat()).unwrap_or_default(),
                 peer: options.get("peer").cloned(),
                 ext: r.get("external_ids").map(ovsdb_map).unwrap_or_default(),
+                options,
             },
         );
     }
@@ -279,6 +295,7 @@ fn ovs_from_text(d: &HostDump) -> Res<Option<Ovs>> {
                 typ: r.get("type").cloned().unwrap_or_default(),
                 peer: r.get("options").map(|x| text_map(x)).and_then(|m| m.get("peer").cloned()),
                 ext: r.get("external_ids").map(|x| text_map(x)).unwrap_or_default(),
+                options: r.get("options").map(|x| text_map(x)).unwrap_or_default(),
             },
         );
     }
@@ -910,13 +927,21 @@ pub fn import(dumps: &[HostDump]) -> Result<Imported, ImportError> {
                     return Err(ImportError::Missing { host: d.host.clone(), what: format!("flows of bridge {bname}"), files: file });
                 }
             };
-            let kind = if bname == "br-int" { BridgeKind::Int } else { BridgeKind::Phys };
+            let tunnels = ports.iter().any(|p| ovs.ifaces.get(p).is_some_and(|i| i.typ == "vxlan"));
+            let kind = match bname.as_str() {
+                "br-int" => BridgeKind::Int,
+                "br-tun" => BridgeKind::Tun,
+                _ if tunnels => BridgeKind::Tun,
+                _ => BridgeKind::Phys,
+            };
             let mut bports = vec![];
             for p in ports {
                 let i = ovs.ifaces.get(p).cloned().unwrap_or_default();
                 let mac = i.ext.get("attached-mac").and_then(|m| m.parse().ok());
                 let pk = if i.typ == "patch" {
                     PortKind::Patch { peer: i.peer.clone().unwrap_or_default() }
+                } else if let Some(v) = i.vxlan() {
+                    v
                 } else if let Some(ns) = where_dev.get(p) {
                     PortKind::Service { namespace: ns.clone() }
                 } else if kind == BridgeKind::Int && (mac.is_some() || i.ext.contains_key("iface-id")) {
@@ -1109,5 +1134,30 @@ impl Imported {
     /// The twin of the imported deployment.
     pub fn world(&self) -> crate::World {
         crate::World::assemble(&self.plan, &self.endpoints)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tunnel port's options, as `ovs-vsctl list interface` prints them
+    /// and as OVSDB JSON holds them, give the plan's `PortKind::Vxlan`.
+    #[test]
+    fn vxlan_interfaces_become_tunnel_ports() {
+        let want = PortKind::Vxlan { local_ip: "172.16.0.2".parse().unwrap(), remote_ip: "172.16.0.3".parse().unwrap(), dst_port: 4789 };
+        let text = text_map(r#"{df_default="true", in_key=flow, local_ip="172.16.0.2", out_key=flow, remote_ip="172.16.0.3"}"#);
+        let i = Iface { typ: "vxlan".into(), options: text, ..Iface::default() };
+        assert_eq!(i.vxlan(), Some(want.clone()));
+        let json: Value =
+            serde_json::from_str(r#"["map",[["dst_port","4789"],["key","flow"],["local_ip","172.16.0.2"],["remote_ip","172.16.0.3"]]]"#)
+                .unwrap();
+        let i = Iface { typ: "vxlan".into(), options: ovsdb_map(&json), ..Iface::default() };
+        assert_eq!(i.vxlan(), Some(want));
+        // Not a tunnel: another type, or a remote_ip=flow port (no fixed peer).
+        assert_eq!(Iface { typ: "patch".into(), ..i.clone() }.vxlan(), None);
+        let mut flow = i.clone();
+        flow.options.insert("remote_ip".into(), "flow".into());
+        assert_eq!(flow.vxlan(), None);
     }
 }

@@ -22,7 +22,7 @@ pub mod trace;
 pub mod verify;
 pub mod world;
 
-pub use packet::L4;
+pub use packet::{Encap, L4};
 pub use trace::{
     Change, Disposition, DropReason, Dropped, Fate, Hop, HopKind, Lineage, NoSink, Place, Recorder, Sink, Step, Trace, TraceError,
     TraceRequest, Verdict, delivery_path, prime_neighbours, reach, trace, warm_up,

@@ -63,6 +63,11 @@ pub struct Meta {
     /// `tun_id`: the tunnel id (VNI) br-tun sets before output to a tunnel
     /// port, or the one a frame arrived with from a tunnel.
     pub tun_id: u64,
+    /// `tun_src`: the outer source address of a frame that arrived from a
+    /// tunnel (the remote VTEP); `None` for frames from anywhere else.
+    pub tun_src: Option<std::net::Ipv4Addr>,
+    /// `tun_dst`: the outer destination address (this host's `local_ip`).
+    pub tun_dst: Option<std::net::Ipv4Addr>,
 }
 
 impl Meta {
@@ -411,8 +416,8 @@ pub struct OfResult {
     pub steps: Vec<OfStep>,
     /// Frames leaving the bridge: (port index, frame as sent).
     pub outputs: Vec<(usize, Frame)>,
-    /// The `tun_id` each output left with (parallel to `outputs`): the VNI
-    /// a tunnel port encapsulates with.
+    /// The `tun_id` metadata at each output (parallel to `outputs`): the key
+    /// a flow-based tunnel port (`options:key=flow`) encapsulates with.
     pub tun_ids: Vec<u64>,
     /// The frame as it was when each step began (parallel to `steps`).
     pub frames: Vec<Frame>,
@@ -535,10 +540,7 @@ impl OfBridge {
                 Action::ModDlDst(m) => x.frame.dst = *m,
                 Action::Output(name) => match self.port(name) {
                     Some(p) if p == x.in_port => x.push(OfStep::Event(OvsEvent::OutputToInputPort { port: name.clone() })),
-                    Some(p) => {
-                        x.res.outputs.push((p, x.frame));
-                        x.res.tun_ids.push(x.meta.tun_id);
-                    }
+                    Some(p) => x.output(p, x.frame),
                     None => x.push(OfStep::Event(OvsEvent::UnknownPort { port: name.clone() })),
                 },
                 Action::Normal => self.normal(x),
@@ -580,10 +582,7 @@ impl OfBridge {
                     field_write(&mut x.frame, &mut x.meta, *dst, v);
                 }
                 // The ARP responder's answer goes back where the request came from.
-                Action::InPort => {
-                    x.res.outputs.push((x.in_port, x.frame));
-                    x.res.tun_ids.push(x.meta.tun_id);
-                }
+                Action::InPort => x.output(x.in_port, x.frame),
                 // br-tun learning only caches what flooding already reaches
                 // (l2population's unicast entries outrank learned flows), so
                 // the twin does not add learned flows.
@@ -631,8 +630,7 @@ impl OfBridge {
                 None if vlan == 0 => None,
                 None => Some(vlan),
             };
-            x.res.outputs.push((p, out));
-            x.res.tun_ids.push(x.meta.tun_id);
+            x.output(p, out);
         }
         x.push(OfStep::Normal { vlan, out: targets, learned: learned.is_some() });
     }
@@ -664,6 +662,11 @@ struct Exec {
 }
 
 impl Exec {
+    fn output(&mut self, port: usize, frame: Frame) {
+        self.res.outputs.push((port, frame));
+        self.res.tun_ids.push(self.meta.tun_id);
+    }
+
     fn push(&mut self, s: OfStep) {
         self.res.steps.push(s);
         self.res.frames.push(self.frame);
@@ -797,6 +800,26 @@ mod tests {
         let r = br.process(3, icmp(mac(2), mac(1), Some(1)));
         assert_eq!(r.outputs.len(), 1);
         assert_eq!((r.outputs[0].0, r.outputs[0].1.vlan), (0, None), "learned, untagged to access port");
+    }
+
+    /// Each output carries the `tun_id` at the time of the output (what a
+    /// `key=flow` tunnel port encapsulates with); a frame from a tunnel
+    /// matches on the `tun_id` it arrived with.
+    #[test]
+    fn outputs_carry_the_tun_id_and_tunnel_frames_match_it() {
+        let flows = parse_flows(
+            "table=0, priority=1,in_port=a actions=set_field:0x3e9->tun_id,output:b,set_field:0x3ea->tun_id,output:c\n\
+             table=0, priority=1,in_port=trunk,tun_id=0x3e9 actions=output:a\n\
+             table=0, priority=0 actions=drop",
+        )
+        .unwrap();
+        let mut br = OfBridge::new("br-tun", ports(), &flows);
+        let r = br.process(0, icmp(mac(1), mac(2), None));
+        let outs: Vec<(usize, u64)> = r.outputs.iter().map(|(p, _)| *p).zip(r.tun_ids.iter().copied()).collect();
+        assert_eq!(outs, [(1, 0x3e9), (2, 0x3ea)]);
+        let from_tunnel = |tun_id| Meta { tun_id, tun_src: Some(Ipv4Addr::new(172, 16, 0, 3)), ..Meta::default() };
+        assert_eq!(br.process_meta(3, icmp(mac(2), mac(1), None), from_tunnel(0x3e9)).outputs.len(), 1);
+        assert!(br.process_meta(3, icmp(mac(2), mac(1), None), from_tunnel(0x3ea)).outputs.is_empty(), "another VNI: dropped");
     }
 
     /// The ICMPv6 neighbour-advertisement anti-spoofing flows never match

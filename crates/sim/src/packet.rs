@@ -152,6 +152,30 @@ pub struct PacketView {
     pub ip_dst: String,
     /// `arp`, `icmp`, `tcp` or `udp`.
     pub proto: String,
+    /// The outer headers while the frame crosses the underlay inside a
+    /// VXLAN tunnel (the fields above are then the inner frame's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Encap>,
+}
+
+/// The VXLAN encapsulation of a frame on the underlay: outer IPv4 source and
+/// destination (the two hosts' `local_ip`s), UDP destination port and VNI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Encap {
+    /// Outer source: the sending host's `local_ip`.
+    pub src: Ipv4Addr,
+    /// Outer destination: the receiving host's `local_ip`.
+    pub dst: Ipv4Addr,
+    /// The VXLAN network identifier (the sender's `tun_id`).
+    pub vni: u32,
+    /// The outer UDP destination port (4789).
+    pub udp_dst: u16,
+}
+
+impl fmt::Display for Encap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VXLAN VNI {} {} > {} udp/{}", self.vni, self.src, self.dst, self.udp_dst)
+    }
 }
 
 impl From<&Frame> for PacketView {
@@ -170,6 +194,7 @@ impl From<&Frame> for PacketView {
             ip_src: s.to_string(),
             ip_dst: d.to_string(),
             proto: proto.into(),
+            tunnel: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! trace contract of `docs/topology.md`). Each is a pattern match on the
 //! typed steps, fates and verdicts.
 
-use crate::trace::{Fate, Hop, HopKind, Trace, Verdict};
+use crate::trace::{Fate, Hop, HopKind, Step, Trace, Verdict};
 use std::fmt::Write;
 
 fn hop_line(h: &Hop) -> String {
@@ -50,11 +50,13 @@ pub fn text(t: &Trace) -> String {
 }
 
 /// Whether `minimal` shows a hop: it rewrote the packet (not on a wire),
-/// delivered it, or dropped the traced packet (not ARP).
+/// delivered it, dropped the traced packet (not ARP), or carried it (not
+/// ARP) through a VXLAN tunnel, whose encapsulation is a rewrite too.
 pub fn is_key_hop(h: &Hop) -> bool {
     match h.fate {
         Some(Fate::Delivered) => true,
         Some(Fate::Dropped) if h.packet.proto != "arp" => true,
+        _ if matches!(h.step, Step::Tunnel { .. }) => h.packet.proto != "arp",
         _ => !h.changed.is_empty() && h.kind != HopKind::Wire,
     }
 }

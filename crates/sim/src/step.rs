@@ -5,7 +5,7 @@
 
 use crate::netfilter::Hook;
 use crate::ofp::OvsEvent;
-use crate::packet::{Frame, PacketView};
+use crate::packet::{Encap, Frame, PacketView};
 use crate::stack::{IpPkt, describe};
 use dvr_model::MacAddr;
 use dvr_openflow::Flow;
@@ -155,6 +155,18 @@ pub enum Step {
         to: Vec<String>,
         /// Whether the destination was learned (else flooded).
         learned: bool,
+    },
+    /// The frame crossed the underlay inside a VXLAN tunnel: encapsulated
+    /// by the sender's tunnel port, decapsulated by the receiver's.
+    Tunnel {
+        /// The outer headers (local_ips, VNI, UDP port).
+        encap: Encap,
+        /// The tunnel port it left by (`host:vxlan-…`).
+        from: String,
+        /// The tunnel port that received it (`host:vxlan-…`); `None` when
+        /// no host owns the outer destination or it has no tunnel port for
+        /// the outer source (dropped).
+        to: Option<String>,
     },
     /// An ARP reply taught a stack a neighbour.
     ArpLearned {
@@ -408,6 +420,10 @@ impl fmt::Display for Step {
                 let to = if to.is_empty() { "nowhere".to_string() } else { to.join(", ") };
                 write!(f, "{vlan} from {from} → {to} ({})", if *learned { "learned" } else { "flooded" })
             }
+            Step::Tunnel { encap, from, to } => {
+                let to = to.as_deref().unwrap_or("no tunnel port: dropped");
+                write!(f, "{encap} from {from} → {to}")
+            }
             Step::ArpLearned { dev, ip, mac } => write!(f, "ARP reply: {ip} is-at {mac} (learned on {dev})"),
             Step::ArpAnswered { dev, ip } => write!(f, "ARP request for {ip}: answered by {dev}"),
             Step::ProxyArp { dev, ip, out } => {
@@ -499,6 +515,11 @@ pub enum DropReason {
         /// What happened.
         event: OvsEvent,
     },
+    /// A VXLAN packet on the underlay that no tunnel port receives.
+    NoTunnel {
+        /// The outer headers.
+        encap: Encap,
+    },
     /// A VLAN-tagged frame on a device without a VLAN sub-device.
     Tagged {
         /// Device.
@@ -574,6 +595,9 @@ impl fmt::Display for DropReason {
             DropReason::TableMiss { table, table_name, fatal } => f.write_str(&miss_line(*table, table_name, *fatal)),
             DropReason::Normal { vlan, decision } => f.write_str(&normal_line(*vlan, decision)),
             DropReason::Ovs { event } => write!(f, "{event}"),
+            DropReason::NoTunnel { encap } => {
+                write!(f, "{encap}: no host has local_ip {} with a tunnel port for remote_ip {}", encap.dst, encap.src)
+            }
             DropReason::Tagged { dev } => write!(f, "{dev} received a VLAN-tagged frame; it has no VLAN device"),
             DropReason::NoRoute { dst } => write!(f, "no route to {dst}"),
             DropReason::NotForwarding { dst } => write!(f, "{dst} is not local and ip_forward=0"),

@@ -5,8 +5,8 @@
 //! the trace; copies are labelled `1`, `1.2`, `1.2.1` … by lineage.
 
 use crate::netfilter::NatStep;
-use crate::ofp::OfStep;
-use crate::packet::{Frame, L4, Payload};
+use crate::ofp::{Meta, OfStep};
+use crate::packet::{Encap, Frame, L4, Payload};
 use crate::stack::{Ignored, IpPkt, KernelDrop, SpecialAction, StackResult, StackStep};
 use crate::step::changes;
 pub use crate::step::{
@@ -142,11 +142,40 @@ pub enum TraceError {
     UnknownEndpoint(String, String),
 }
 
+/// The `where` of underlay hops: the routed network joining the VTEPs.
+pub const UNDERLAY: &str = "underlay";
+
 #[derive(Debug, Clone, Copy)]
 enum Ev {
-    Bridge { host: usize, bridge: usize, port: usize },
-    Stack { stack: usize, dev: usize },
-    Wire { wire: usize, port: usize },
+    Bridge {
+        host: usize,
+        bridge: usize,
+        port: usize,
+    },
+    /// Sent into a tunnel port with this key: crosses the underlay next.
+    Underlay {
+        host: usize,
+        bridge: usize,
+        port: usize,
+        tun_id: u64,
+    },
+    /// Decapsulated by a tunnel port: enters its bridge with tunnel metadata.
+    Tunnel {
+        host: usize,
+        bridge: usize,
+        port: usize,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        tun_id: u64,
+    },
+    Stack {
+        stack: usize,
+        dev: usize,
+    },
+    Wire {
+        wire: usize,
+        port: usize,
+    },
 }
 
 /// Where a copy died, by index (names are resolved only for the verdict).
@@ -154,6 +183,7 @@ enum Ev {
 enum Loc {
     Bridge { host: usize, bridge: usize },
     Stack(usize),
+    Underlay,
 }
 
 struct DropRec {
@@ -170,6 +200,7 @@ impl DropRec {
                 Place { host: w.hosts[host].name.clone(), kind: HopKind::Openflow, where_: w.hosts[host].bridges[bridge].name.clone() }
             }
             Loc::Stack(s) => stack_place(w, s),
+            Loc::Underlay => Place { host: "fabric".into(), kind: HopKind::Wire, where_: UNDERLAY.into() },
         };
         Dropped { at: Some(at), reason: self.reason.clone() }
     }
@@ -444,7 +475,8 @@ impl<S: Sink> Runner<'_, S> {
             Attach::Bridge { host, bridge, port } => Some(Ev::Bridge { host, bridge, port }),
             Attach::Stack { stack, dev } => Some(Ev::Stack { stack, dev }),
             Attach::Wire { wire, port } => Some(Ev::Wire { wire, port }),
-            Attach::None | Attach::Pending { .. } => None,
+            // Tunnel ports are handled where the bridge outputs (they need the key).
+            Attach::None | Attach::Pending { .. } | Attach::Tunnel { .. } => None,
         }
     }
 
@@ -505,67 +537,11 @@ impl<S: Sink> Runner<'_, S> {
                 let r = self.w.stacks[stack].stack.receive(dev, f);
                 self.stack_result(stack, r, f, &copy, want_reply_at);
             }
-            Ev::Bridge { host, bridge, port } => {
-                let res = self.w.hosts[host].bridges[bridge].process(port, f);
-                let mut prev = f;
-                let mut last = None;
-                for (i, step) in res.steps.iter().enumerate() {
-                    let after = res.frame_after(i).unwrap_or(f);
-                    last = self.hop(|w| bridge_place(w, host, bridge), |w| of_step(w, host, bridge, step), &after, &copy, &mut prev);
-                }
-                if res.outputs.is_empty() {
-                    self.set_fate(last, Fate::Dropped);
-                    let reason = bridge_drop(
-                        self.w,
-                        host,
-                        bridge,
-                        res.steps
-                            .iter()
-                            .rev()
-                            .find(|s| !matches!(s, OfStep::Conntrack { .. } | OfStep::Recirculated { .. } | OfStep::Conjunction { .. })),
-                    );
-                    let traced = is_traced(&f, self.l4);
-                    self.phase.drops.push(DropRec { at: Loc::Bridge { host, bridge }, reason, traced, frame: f });
-                    return;
-                }
-                let mut targets = Vec::new();
-                for (p, out) in res.outputs {
-                    match self.w.hosts[host].attach[bridge][p] {
-                        Attach::None => {
-                            let h = self.hop(
-                                |w| bridge_place(w, host, bridge),
-                                |w| Step::Unattached { port: w.hosts[host].bridges[bridge].ports[p].name.clone() },
-                                &out,
-                                &copy,
-                                &mut prev,
-                            );
-                            self.set_fate(h, Fate::Dropped);
-                        }
-                        a => {
-                            if let Attach::Bridge { bridge: pb, port: pp, .. } = a {
-                                // The tag NORMAL or an output adds on a trunk patch port is
-                                // the frame as it enters the peer, not a rewrite of this hop.
-                                prev = out;
-                                self.hop(
-                                    |w| bridge_place(w, host, bridge),
-                                    |w| {
-                                        let hd = &w.hosts[host];
-                                        Step::Patch {
-                                            port: hd.bridges[bridge].ports[p].name.clone(),
-                                            to_bridge: hd.bridges[pb].name.clone(),
-                                            to_port: hd.bridges[pb].ports[pp].name.clone(),
-                                        }
-                                    },
-                                    &out,
-                                    &copy,
-                                    &mut prev,
-                                );
-                            }
-                            targets.extend(Self::from_attach(a).map(|ev| (ev, out)));
-                        }
-                    }
-                }
-                self.enqueue(targets, &copy);
+            Ev::Bridge { host, bridge, port } => self.bridge(host, bridge, port, f, Meta::default(), copy),
+            Ev::Underlay { host, bridge, port, tun_id } => self.underlay(host, bridge, port, tun_id, f, copy),
+            Ev::Tunnel { host, bridge, port, src, dst, tun_id } => {
+                let meta = Meta { tun_id, tun_src: Some(src), tun_dst: Some(dst), ..Meta::default() };
+                self.bridge(host, bridge, port, f, meta, copy);
             }
             Ev::Wire { wire, port } => {
                 let w = &mut self.w.wires[wire];
@@ -620,6 +596,113 @@ impl<S: Sink> Runner<'_, S> {
                     targets.extend(Self::from_attach(a).map(|ev| (ev, out)));
                 }
                 self.enqueue(targets, &copy);
+            }
+        }
+    }
+
+    /// A frame entering `bridge` of `host` by `port` with metadata `meta`
+    /// (zero, or the tunnel fields of a decapsulated frame).
+    fn bridge(&mut self, host: usize, bridge: usize, port: usize, f: Frame, meta: Meta, copy: Lineage) {
+        let res = self.w.hosts[host].bridges[bridge].process_meta(port, f, meta);
+        let mut prev = f;
+        let mut last = None;
+        for (i, step) in res.steps.iter().enumerate() {
+            let after = res.frame_after(i).unwrap_or(f);
+            last = self.hop(|w| bridge_place(w, host, bridge), |w| of_step(w, host, bridge, step), &after, &copy, &mut prev);
+        }
+        if res.outputs.is_empty() {
+            self.set_fate(last, Fate::Dropped);
+            let reason = bridge_drop(
+                self.w,
+                host,
+                bridge,
+                res.steps
+                    .iter()
+                    .rev()
+                    .find(|s| !matches!(s, OfStep::Conntrack { .. } | OfStep::Recirculated { .. } | OfStep::Conjunction { .. })),
+            );
+            let traced = is_traced(&f, self.l4);
+            self.phase.drops.push(DropRec { at: Loc::Bridge { host, bridge }, reason, traced, frame: f });
+            return;
+        }
+        let mut targets = Vec::new();
+        for ((p, out), tun_id) in res.outputs.into_iter().zip(res.tun_ids) {
+            match self.w.hosts[host].attach[bridge][p] {
+                Attach::None => {
+                    let h = self.hop(
+                        |w| bridge_place(w, host, bridge),
+                        |w| Step::Unattached { port: w.hosts[host].bridges[bridge].ports[p].name.clone() },
+                        &out,
+                        &copy,
+                        &mut prev,
+                    );
+                    self.set_fate(h, Fate::Dropped);
+                }
+                // Encapsulated with the flow's tun_id; the underlay hop follows.
+                Attach::Tunnel { .. } => targets.push((Ev::Underlay { host, bridge, port: p, tun_id }, out)),
+                a => {
+                    if let Attach::Bridge { bridge: pb, port: pp, .. } = a {
+                        // The tag NORMAL or an output adds on a trunk patch port is
+                        // the frame as it enters the peer, not a rewrite of this hop.
+                        prev = out;
+                        self.hop(
+                            |w| bridge_place(w, host, bridge),
+                            |w| {
+                                let hd = &w.hosts[host];
+                                Step::Patch {
+                                    port: hd.bridges[bridge].ports[p].name.clone(),
+                                    to_bridge: hd.bridges[pb].name.clone(),
+                                    to_port: hd.bridges[pb].ports[pp].name.clone(),
+                                }
+                            },
+                            &out,
+                            &copy,
+                            &mut prev,
+                        );
+                    }
+                    targets.extend(Self::from_attach(a).map(|ev| (ev, out)));
+                }
+            }
+        }
+        self.enqueue(targets, &copy);
+    }
+
+    /// A frame sent into tunnel port `port` of `bridge` on `host` with key
+    /// `tun_id`: VXLAN-encapsulated from this host's `local_ip` to the
+    /// port's `remote_ip`, across the underlay, and decapsulated by the
+    /// receiving host's tunnel port for this host (or dropped when there is none).
+    fn underlay(&mut self, host: usize, bridge: usize, port: usize, tun_id: u64, f: Frame, copy: Lineage) {
+        let Attach::Tunnel { local, remote, dst_port } = self.w.hosts[host].attach[bridge][port] else { return };
+        // VXLAN carries 24 bits of the key.
+        let encap = Encap { src: local, dst: remote, vni: (tun_id & 0xff_ffff) as u32, udp_dst: dst_port };
+        if self.contain != Contain::Off {
+            // Contained warm-ups stop at the host's edge, as on the wires.
+            return;
+        }
+        let peer = self.w.tunnel_peer(local, remote);
+        let mut prev = f;
+        let h = self.hop(
+            |_| Place { host: "fabric".into(), kind: HopKind::Wire, where_: UNDERLAY.into() },
+            |w| {
+                let name = |h: usize, b: usize, p: usize| format!("{}:{}", w.hosts[h].name, w.hosts[h].bridges[b].ports[p].name);
+                Step::Tunnel { encap, from: name(host, bridge, port), to: peer.map(|(h, b, p)| name(h, b, p)) }
+            },
+            &f,
+            &copy,
+            &mut prev,
+        );
+        if let Some(hop) = h.and_then(|i| self.sink.get_mut(i)) {
+            hop.packet.tunnel = Some(encap);
+        }
+        match peer {
+            Some((h2, b2, p2)) => {
+                let ev = Ev::Tunnel { host: h2, bridge: b2, port: p2, src: local, dst: remote, tun_id };
+                self.enqueue(vec![(ev, f)], &copy);
+            }
+            None => {
+                self.set_fate(h, Fate::Dropped);
+                let traced = is_traced(&f, self.l4);
+                self.phase.drops.push(DropRec { at: Loc::Underlay, reason: DropReason::NoTunnel { encap }, traced, frame: f });
             }
         }
     }

@@ -122,6 +122,12 @@ fn counterexample(t: &Trace) -> Vec<String> {
 
 /// The host whose bridge put copy `copy` on the wire: the last OpenFlow hop
 /// before it in the copy's lineage.
+/// Whether a wire hop is a VXLAN crossing of the underlay (the frame left
+/// its host by br-tun, not by a physical bridge).
+fn tunnelled(h: &crate::trace::Hop) -> bool {
+    matches!(h.step, crate::trace::Step::Tunnel { .. })
+}
+
 fn sender_host(before: &[crate::trace::Hop], copy: &Lineage) -> String {
     before.iter().rev().find(|x| x.kind == HopKind::Openflow && x.copy.is_ancestor_of(copy)).map(|x| x.host.clone()).unwrap_or_default()
 }
@@ -373,8 +379,21 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                             "{} -> {} ({dir}): a frame left {from_host} with gateway MAC {m} of {} as its source",
                             a.name, b.name, gw_macs[&m]
                         ),
-                        item: format!("missing: {from_host} physical bridge table 1 flow dl_src={m} → mod_dl_src:<DVR MAC of {from_host}>"),
-                        provenance: Some("the OVS agent's DVR-MAC rewrite (phys_dvr_flows), one per local gateway port".into()),
+                        item: if tunnelled(h) {
+                            format!(
+                                "missing: {from_host} br-tun table 1 (DVR_PROCESS) flow dl_src={m} → mod_dl_src:<DVR MAC of {from_host}>"
+                            )
+                        } else {
+                            format!("missing: {from_host} physical bridge table 1 flow dl_src={m} → mod_dl_src:<DVR MAC of {from_host}>")
+                        },
+                        provenance: Some(
+                            if tunnelled(h) {
+                                "the OVS agent's DVR-MAC rewrite on br-tun (_setup_dvr_flows_on_tun_br), one per local gateway port"
+                            } else {
+                                "the OVS agent's DVR-MAC rewrite (phys_dvr_flows), one per local gateway port"
+                            }
+                            .into(),
+                        ),
                         trace: counterexample(tt),
                     });
                     break;
@@ -505,6 +524,10 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                         p,
                     )
                 }
+                None if tunnelled(h) => (
+                    format!("missing: {leak_host} br-tun table 1 (DVR_PROCESS) flow arp,arp_tpa={gw} → drop"),
+                    Some("the OVS agent's br-tun DVR flows (gateway ARP containment)".into()),
+                ),
                 None => (
                     format!("missing: {leak_host} physical bridge table 1 flow arp,arp_tpa={gw} → drop"),
                     Some("phys_dvr_flows (gateway ARP containment)".into()),
@@ -512,10 +535,13 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             };
             v.push(Violation {
                 what: format!(
-                    "{}'s ARP for its gateway {gw} leaves {leak_host} on {} (VLAN {})",
+                    "{}'s ARP for its gateway {gw} leaves {leak_host} on {} ({})",
                     a.name,
                     h.where_,
-                    h.packet.vlan.map_or("none".into(), |x| x.to_string())
+                    match &h.packet.tunnel {
+                        Some(e) => format!("VXLAN VNI {}", e.vni),
+                        None => format!("VLAN {}", h.packet.vlan.map_or("none".into(), |x| x.to_string())),
+                    }
                 ),
                 item,
                 provenance,

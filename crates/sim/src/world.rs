@@ -39,6 +39,16 @@ pub enum Attach {
         /// Port index on the wire.
         port: usize,
     },
+    /// A VXLAN tunnel port: frames sent into it are encapsulated and cross
+    /// the underlay from `local` to the host whose `local_ip` is `remote`.
+    Tunnel {
+        /// This host's `local_ip` (`options:local_ip`).
+        local: Ipv4Addr,
+        /// The remote VTEP (`options:remote_ip`).
+        remote: Ipv4Addr,
+        /// Outer UDP destination port (`options:dst_port`).
+        dst_port: u16,
+    },
     /// A host of a lazy twin not built yet (slot index): resolved, by
     /// building the host, the first time a frame goes there.
     Pending {
@@ -161,6 +171,8 @@ pub struct World {
     wire_of: HashMap<String, usize>,
     /// (host, namespace) → stack index.
     ns_index: HashMap<(String, String), usize>,
+    /// The underlay: each VTEP address (`local_ip`) → the host slot that owns it.
+    vteps: HashMap<Ipv4Addr, usize>,
     /// What a lazy twin plans its hosts from (`None`: every host is built).
     lazy: Option<Arc<Lazy>>,
     /// Lazy twins: each host slot's NIC ports on the wires, (wire, port), in
@@ -245,6 +257,9 @@ impl World {
         // the full twin plugs them, so floods reach ports in the same order.
         for (h, &ix) in slots.iter().enumerate() {
             let host = topo.host(ix);
+            if let Some(ip) = host.tunnel_ip {
+                w.vteps.insert(ip, h);
+            }
             let mut nics = Vec::new();
             for m in &host.bridge_mappings {
                 let wi = w.wire(&m.physnet);
@@ -274,6 +289,7 @@ impl World {
             vm_index: HashMap::new(),
             wire_of: HashMap::new(),
             ns_index: HashMap::new(),
+            vteps: HashMap::new(),
             lazy: None,
             nic_ports: vec![],
             warm_contained: false,
@@ -521,9 +537,12 @@ impl World {
                         }
                         None => Attach::None,
                     },
-                    // Tunnel ports are not wired to an underlay yet: a frame
-                    // sent into one leaves the twin there.
-                    PortKind::Vxlan { .. } => Attach::None,
+                    // The underlay is one routed network joining every VTEP
+                    // (the model keeps all `local_ip`s in one subnet).
+                    PortKind::Vxlan { local_ip, remote_ip, dst_port } => {
+                        self.vteps.insert(*local_ip, h);
+                        Attach::Tunnel { local: *local_ip, remote: *remote_ip, dst_port: *dst_port }
+                    }
                     PortKind::Service { namespace } => match self.ns_index.get(&(hp.host.clone(), namespace.clone())) {
                         Some(&s) => match self.stacks[s].stack.dev(&port.name) {
                             Some(d) => {
@@ -549,6 +568,23 @@ impl World {
                 }
             }
         }
+    }
+
+    /// The tunnel port that receives a VXLAN packet from `src` to `dst` on
+    /// the underlay: on the host whose `local_ip` is `dst`, the port whose
+    /// `remote_ip` is `src` (and `local_ip` is `dst`), as OVS picks the
+    /// receiving tunnel port by the outer addresses. `None` when no host owns
+    /// `dst` or it has no tunnel to `src` (OVS drops such a packet). Builds
+    /// the receiving host of a lazy twin first.
+    pub(crate) fn tunnel_peer(&mut self, src: Ipv4Addr, dst: Ipv4Addr) -> Option<(usize, usize, usize)> {
+        let h = *self.vteps.get(&dst)?;
+        self.materialize(h);
+        self.hosts[h].attach.iter().enumerate().find_map(|(b, ports)| {
+            ports
+                .iter()
+                .position(|a| matches!(a, Attach::Tunnel { local, remote, .. } if *local == dst && *remote == src))
+                .map(|p| (h, b, p))
+        })
     }
 
     /// Stack index of an endpoint (instance or external host) by name.

@@ -10,6 +10,18 @@ fn topo(p: &GenParams) -> dvr_model::Topology {
     dvr_model::load_str("gen.yaml", &generate_yaml(p)).expect("generated topology is valid")
 }
 
+/// A generated deployment with every tenant network on VXLAN (VNIs from
+/// 5000): l2population's tunnels instead of the physical switch.
+fn topo_vxlan(p: &GenParams) -> dvr_model::Topology {
+    let mut spec = dvr_model::parse_spec("gen.yaml", &generate_yaml(p)).unwrap();
+    for (i, n) in spec.networks.iter_mut().filter(|n| !n.external).enumerate() {
+        n.kind = dvr_model::spec::NetworkType::Vxlan;
+        n.physical_network = None;
+        n.segmentation_id = Some(5000 + i as u64);
+    }
+    dvr_model::build::build("gen-vxlan.yaml", &spec).expect("the VXLAN variant is valid")
+}
+
 /// Pairs to trace: instance → instance (same and other networks), instance →
 /// external host and floating IP, external host → floating IP.
 fn requests(t: &dvr_model::Topology) -> Vec<TraceRequest> {
@@ -34,7 +46,12 @@ fn requests(t: &dvr_model::Topology) -> Vec<TraceRequest> {
 /// Trace every request in sequence (state carries over, as in a session) on
 /// the full twin and on a lazy twin; the traces must be equal.
 fn compare(p: &GenParams, warm: bool) -> (usize, usize) {
-    let t = topo(p);
+    let (built, all, _) = compare_on(topo(p), warm);
+    (built, all)
+}
+
+/// Also returns how many hops of the traces crossed a VXLAN tunnel.
+fn compare_on(t: dvr_model::Topology, warm: bool) -> (usize, usize, usize) {
     let plan = dvr_plan::plan(&t, Profile::Walkthrough).unwrap();
     let mut full = World::build(&t, &plan);
     let reqs = requests(&t);
@@ -45,6 +62,7 @@ fn compare(p: &GenParams, warm: bool) -> (usize, usize) {
         warm_up(&mut lazy);
     }
     let mut delivered = 0;
+    let mut tunnelled = 0;
     for r in &reqs {
         let a = trace(&mut full, r).unwrap();
         let b = trace(&mut lazy, r).unwrap();
@@ -56,11 +74,12 @@ fn compare(p: &GenParams, warm: bool) -> (usize, usize) {
             r.to
         );
         delivered += usize::from(a.round_trip());
+        tunnelled += a.hops.iter().filter(|h| matches!(h.step, dvr_sim::Step::Tunnel { .. })).count();
     }
     // Generated routers are not joined, so some paths are meant to drop; both
     // outcomes must be among the compared traces.
     assert!(delivered >= 3 && delivered < reqs.len(), "delivered {delivered} of {}", reqs.len());
-    (lazy.built_hosts(), full.built_hosts())
+    (lazy.built_hosts(), full.built_hosts(), tunnelled)
 }
 
 #[test]
@@ -72,6 +91,20 @@ fn lazy_equals_full_beyond_full_warm_up() {
 #[test]
 fn lazy_equals_full_cold() {
     compare(&GenParams::scale(70).with_seed(5), false);
+}
+
+/// Over VXLAN: a tunnel's receiving host is built when a frame crosses to
+/// it; beyond the full warm-up size (contained: nothing crosses a tunnel
+/// during warm-up) and on a small deployment (full warm-up floods the tunnels).
+#[test]
+fn lazy_equals_full_over_vxlan() {
+    let t = topo_vxlan(&GenParams::scale(70).with_seed(3));
+    assert!(t.networks.iter().any(|n| n.segment.vni().is_some()));
+    let (_, _, tunnelled) = compare_on(t, true);
+    assert!(tunnelled > 0, "some traced frames cross a tunnel");
+    let (built, all, tunnelled) = compare_on(topo_vxlan(&GenParams::default().with_seed(1)), true);
+    assert_eq!(built, all);
+    assert!(tunnelled > 0, "some traced frames cross a tunnel");
 }
 
 #[test]
