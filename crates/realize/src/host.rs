@@ -374,6 +374,9 @@ pub enum Op {
         port: String,
         /// Patch peer; `None` for an existing device.
         patch_peer: Option<String>,
+        /// Further `Interface` columns: a VXLAN port's `type=vxlan` and
+        /// `options:` (local_ip, remote_ip, key=flow, dst_port); empty otherwise.
+        settings: Vec<String>,
         /// Access VLAN.
         tag: Option<u16>,
         /// Interface `external_ids`.
@@ -437,10 +440,11 @@ impl fmt::Display for Op {
             Op::Sysctl { ns, key, value } => write!(f, "ip netns exec {ns} sysctl -w {key}={value}"),
             Op::IptRestore { ns, why, .. } => write!(f, "ip netns exec {ns} iptables-legacy-restore ({why})"),
             Op::AddBridge { bridge } => write!(f, "ovs-vsctl add-br {bridge}"),
-            Op::AddPort { bridge, port, patch_peer, tag, .. } => write!(
+            Op::AddPort { bridge, port, patch_peer, settings, tag, .. } => write!(
                 f,
-                "ovs-vsctl add-port {bridge} {port}{}{}",
+                "ovs-vsctl add-port {bridge} {port}{}{}{}",
                 patch_peer.as_ref().map(|x| format!(" (patch to {x})")).unwrap_or_default(),
+                settings.iter().map(|x| format!(" {x}")).collect::<String>(),
                 tag.map(|t| format!(" tag={t}")).unwrap_or_default()
             ),
             Op::SetTag { port, tag } => write!(f, "ovs-vsctl set port {port} tag={tag}"),
@@ -586,7 +590,7 @@ pub fn observe(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Observ
     for b in ovs.vsctl(&["list-br"])?.lines() {
         let ports = ovs.vsctl(&["list-ports", b])?.lines().map(String::from).collect();
         let flows = if planned.contains(b) {
-            let dump = ovs.ofctl(&["--names", "dump-flows", b], None)?;
+            let dump = without_learned(&ovs.ofctl(&["--names", "dump-flows", b], None)?);
             let parsed = dvr_openflow::parse_flows(&dump).map_err(|e| CmdError::Failed {
                 cmd: format!("ovs-ofctl dump-flows {b}"),
                 status: "unreadable output".into(),
@@ -600,6 +604,16 @@ pub fn observe(names: &Names, hp: &HostPlan, ovs: &OvsInstance) -> Result<Observ
     }
     o.port_tags = port_tags(ovs)?;
     Ok(o)
+}
+
+/// A flow dump without the flows br-tun's `learn()` (table 10) added to
+/// table 20: they carry a `hard_timeout`, which no planned flow has, and
+/// come and go with traffic, as in Neutron, so they are not drift.
+pub fn without_learned(dump: &str) -> String {
+    dump.lines()
+        .filter(|l| !l.split(" actions=").next().is_some_and(|head| head.contains("hard_timeout=")))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// What [`observe`] reads on a host that matches `hp` exactly: the reference
@@ -787,7 +801,9 @@ pub fn diff_observed(names: &Names, hp: &HostPlan, o: &Observed) -> Vec<Op> {
     }
     // Open vSwitch: bridges, ports, tags, flows.
     let want_br: BTreeSet<&str> = hp.bridges.iter().map(|b| b.name.as_str()).collect();
-    for b in o.bridges.keys().filter(|b| !want_br.contains(b.as_str())) {
+    // br-underlay carries the host's tunnel endpoint: host infrastructure the
+    // plan does not describe (crate::underlay), never deleted here.
+    for b in o.bridges.keys().filter(|b| !want_br.contains(b.as_str()) && b.as_str() != crate::underlay::BRIDGE) {
         ops.push(Op::DelBridge { bridge: b.clone() });
     }
     let no_bridge = BridgeObs::default();
@@ -807,6 +823,16 @@ pub fn diff_observed(names: &Names, hp: &HostPlan, o: &Observed) -> Vec<Op> {
                     PortKind::Patch { peer } => Some(peer.clone()),
                     _ => None,
                 };
+                let settings = match &p.kind {
+                    PortKind::Vxlan { local_ip, remote_ip, dst_port } => vec![
+                        "type=vxlan".to_string(),
+                        format!("options:local_ip={local_ip}"),
+                        format!("options:remote_ip={remote_ip}"),
+                        "options:key=flow".to_string(),
+                        format!("options:dst_port={dst_port}"),
+                    ],
+                    _ => Vec::new(),
+                };
                 let mut external_ids = BTreeMap::new();
                 if let Some(id) = &p.iface_id {
                     external_ids.insert("iface-id".to_string(), id.clone());
@@ -821,6 +847,7 @@ pub fn diff_observed(names: &Names, hp: &HostPlan, o: &Observed) -> Vec<Op> {
                     bridge: b.name.clone(),
                     port: p.name.clone(),
                     patch_peer,
+                    settings,
                     tag: p.tag,
                     external_ids,
                     ofport: p.ofport,
@@ -1014,7 +1041,7 @@ impl Backend for Linux<'_> {
                     "other_config:disable-in-band=true",
                 ])?;
             }
-            Op::AddPort { bridge, port, patch_peer, tag, external_ids, ofport } => {
+            Op::AddPort { bridge, port, patch_peer, settings, tag, external_ids, ofport } => {
                 let mut args: Vec<String> = vec!["--".into(), "add-port".into(), bridge.clone(), port.clone()];
                 if let Some(n) = ofport {
                     args.extend(["--".into(), "set".into(), "interface".into(), port.clone(), format!("ofport_request={n}")]);
@@ -1032,6 +1059,10 @@ impl Backend for Linux<'_> {
                         "type=patch".into(),
                         format!("options:peer={peer}"),
                     ]);
+                }
+                if !settings.is_empty() {
+                    args.extend(["--".into(), "set".into(), "interface".into(), port.clone()]);
+                    args.extend(settings.iter().cloned());
                 }
                 if let Some(t) = tag {
                     args.extend(["--".into(), "set".into(), "port".into(), port.clone(), format!("tag={t}")]);

@@ -478,6 +478,11 @@ impl Lab {
                 let port = format!("h{hi}-{}", short(&m.nic, 10));
                 plug(&hns, &m.nic, &port, &m.physnet)?;
             }
+            // The VXLAN underlay: this host's tunnel endpoint where ovs-vswitchd routes tunnels.
+            if let (Some(tip), Some(net)) = (h.tunnel_ip, topo.underlay) {
+                crate::underlay::ensure_switch(&fabric)?;
+                crate::underlay::ensure_host(&fabric, &hns, hi, &ovs, tip, net)?;
+            }
         }
         // Instances: a namespace each, plugged into their host's br-int port.
         for x in &topo.instances {

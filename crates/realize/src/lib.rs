@@ -14,6 +14,7 @@ pub mod lab;
 pub mod netlink;
 pub mod ovs;
 pub mod relay;
+pub mod underlay;
 pub mod unixctl;
 
 pub use cmd::CmdError;

@@ -3,6 +3,12 @@
 //! as `ovs-lab-notes.md` found to work without a kernel module or systemd:
 //! one instance per namespace, `--disable-system`, `-O OpenFlow13` always,
 //! `--timeout` on every `ovs-vsctl`.
+//!
+//! ovs-vswitchd learns the routes of its namespace from the kernel (no
+//! `--disable-system-route`): VXLAN tunnel ports with `options:local_ip`
+//! route through the userspace datapath only when `ovs/route` holds the
+//! kernel's *local* route for that address, which `ovs/route/add` cannot
+//! create (docs/lab.md, "VXLAN underlay").
 
 use crate::cmd::{CmdError, run};
 use dvr_plan::{Bridge, PortKind};
@@ -136,7 +142,6 @@ impl OvsInstance {
                     &format!("--log-file={d}/ovs-vswitchd.log"),
                     "--detach",
                     "--disable-system",
-                    "--disable-system-route",
                     "-vconsole:off",
                 ],
                 None,

@@ -137,3 +137,33 @@ fn route_and_rule_keys_round_trip() {
     assert_eq!(host::RuleSpec::from_args(&r).expect("parses").args(), r);
     assert!(RouteSpec::from_args(&["x".into(), "proto".into(), "static".into()]).is_none());
 }
+
+/// VXLAN: an empty host gets br-tun's tunnel ports as `type=vxlan` with
+/// Neutron's options; the lab's `br-underlay` (host infrastructure) is never
+/// deleted; learned br-tun flows (hard_timeout) are left out of a dump.
+#[test]
+fn vxlan_ports_are_added_with_their_options_and_br_underlay_is_kept() {
+    let topo = dvr_model::load_str("seed-vxlan.yaml", dvr_model::SEED_VXLAN_YAML).unwrap();
+    let p = dvr_plan::plan(&topo, Profile::Walkthrough).unwrap();
+    let hp = p.hosts.into_iter().find(|h| h.host == "compute1").unwrap();
+    let mut o = host::converged(&names(), &hp);
+    assert_eq!(host::diff_observed(&names(), &hp, &o), vec![]);
+    o.bridges.insert(dvr_realize::underlay::BRIDGE.into(), Default::default());
+    assert_eq!(host::diff_observed(&names(), &hp, &o), vec![], "br-underlay is not deleted");
+    o.bridges.insert("br-stale".into(), Default::default());
+    assert!(host::diff_observed(&names(), &hp, &o).iter().any(|op| matches!(op, Op::DelBridge { bridge } if bridge == "br-stale")));
+    o.bridges.remove("br-tun");
+    let ops = host::diff_observed(&names(), &hp, &o);
+    let vx: Vec<&Op> = ops.iter().filter(|op| matches!(op, Op::AddPort { port, .. } if port.starts_with("vxlan-"))).collect();
+    assert_eq!(vx.len(), 2, "compute1 tunnels to the network node and compute2: {ops:?}");
+    for op in vx {
+        let Op::AddPort { settings, .. } = op else { unreachable!() };
+        assert_eq!(settings[0], "type=vxlan");
+        assert!(settings.contains(&"options:key=flow".to_string()) && settings.contains(&"options:dst_port=4789".to_string()));
+        assert!(settings.contains(&"options:local_ip=172.16.0.2".to_string()), "{settings:?}");
+    }
+    let dump = " cookie=0x0, duration=1s, table=20, n_packets=0, n_bytes=0, priority=0 actions=resubmit(,22)\n cookie=0x0, duration=1s, table=20, n_packets=1, n_bytes=98, hard_timeout=300, idle_age=0, priority=1,vlan_tci=0x0001/0x0fff,dl_dst=fa:16:3e:aa:94:29 actions=load:0->NXM_OF_VLAN_TCI[],output:3\n table=10, priority=1 actions=learn(table=20,hard_timeout=300,priority=1,NXM_OF_VLAN_TCI[0..11]),output:1\n";
+    let kept = host::without_learned(dump);
+    assert_eq!(kept.lines().count(), 2, "{kept}");
+    assert!(!kept.contains("vlan_tci=0x0001/0x0fff") && kept.contains("learn(table=20,hard_timeout=300"));
+}
