@@ -16,7 +16,7 @@
 use crate::ctx::FlowCache;
 use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};
 use crate::{Bridge, HostPlan, Namespace, Neighbour, Plan, Profile, plan_host_shared};
-use dvr_model::live::Applied;
+use dvr_model::live::{Applied, NsRef};
 use dvr_model::*;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -296,11 +296,49 @@ impl Replanner {
             }
             self.mark_patched(&mut u, name);
         }
+        let router_ix = |name: &str| t.routers.iter().position(|x| x.name == name).map(RouterIx);
+        // Hosts where every bridge is replanned (a router interface attached
+        // or detached: qr- port, local VLANs, DVR flows).
+        for name in &applied.bridges {
+            let Some(h) = t.host_ix(name) else { continue };
+            if whole.contains(name.as_str()) {
+                continue;
+            }
+            let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+            let fresh = crate::ovs::bridges(&cx);
+            let plan = &mut self.plan.hosts[h.0];
+            if fresh.iter().map(|b| &b.name).eq(plan.bridges.iter().map(|b| &b.name)) {
+                bridges.extend(std::mem::replace(&mut plan.bridges, fresh).into_iter().map(|b| (h.0, b)));
+            } else {
+                befores.push((h.0, std::mem::replace(plan, plan_host_shared(t, h, self.profile, &self.cache))));
+            }
+            self.mark_patched(&mut u, name);
+        }
         // Per patched host: the namespaces before, or its whole plan when it
         // had to be replanned whole; or the delta itself (ARP entries).
         let mut patches: Vec<(usize, Replaced)> = Vec::new();
+        // Namespaces replanned alone, host by host (the set is sorted by host).
+        let mut fresh: Vec<Option<Namespace>> = Vec::new();
+        let mut it = applied.namespaces.iter().filter(|(h, _)| !whole.contains(h.as_str())).peekable();
+        while let Some((host, ns)) = it.next() {
+            let Some(h) = t.host_ix(host) else { continue };
+            let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+            fresh.push(match ns {
+                NsRef::Qrouter(r) => router_ix(r).map(|r| {
+                    if t.router(r).distributed { crate::netns::qrouter_dvr(&cx, r) } else { crate::netns::qrouter_legacy(&cx, r) }
+                }),
+                NsRef::Snat(r) => router_ix(r).map(|r| crate::netns::snat(&cx, r)),
+                NsRef::Qdhcp(n) => t
+                    .host_ports(h)
+                    .find(|p| p.owner == PortOwner::Dhcp && t.network(p.network).name == *n)
+                    .map(|p| crate::netns::qdhcp(&cx, p)),
+            });
+            if it.peek().is_none_or(|(next, _)| next != host) {
+                patches.push((h.0, self.replace_namespaces(t, h, std::mem::take(&mut fresh))));
+                self.mark_patched(&mut u, host);
+            }
+        }
         let mut arp: Vec<HostDelta> = Vec::new();
-        let router_ix = |name: &str| t.routers.iter().position(|x| x.name == name).map(RouterIx);
         for (host, router) in &applied.copies {
             let (Some(h), Some(r)) = (t.host_ix(host), router_ix(router)) else { continue };
             if whole.contains(host.as_str()) {

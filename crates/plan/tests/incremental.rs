@@ -15,9 +15,14 @@ use dvr_plan::delta::{HostDelta, Item, items};
 use dvr_plan::incremental::Replanner;
 use proptest::prelude::*;
 
-/// The seed lab plus an idle compute node and a network no router joins yet.
+/// The seed lab plus an idle compute node, a network no router joins yet
+/// and a legacy router with a gateway and no interface yet.
 fn base() -> TopologySpec {
     let yaml = dvr_model::SEED_YAML
+        .replace(
+            "    external_gateway: external\n",
+            "    external_gateway: external\n  - name: router2\n    distributed: false\n    interfaces: []\n    external_gateway: external\n",
+        )
         .replace(
             "\nnetworks:",
             "  - name: compute3\n    role: compute\n    bridge_mappings: {physnet1: br-vlan, extnet: br-ex}\n\nnetworks:",
@@ -34,8 +39,8 @@ enum Step {
     Add(usize, usize),
     Remove(usize),
     Fip(usize),
-    Attach,
-    Detach(usize),
+    Attach(usize),
+    Detach(usize, usize),
     Unfip(usize),
     RemoveHost(usize),
     AddHost,
@@ -46,8 +51,8 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0usize..3, 0usize..3).prop_map(|(h, n)| Step::Add(h, n)),
         2 => (0usize..16).prop_map(Step::Remove),
         1 => (0usize..16).prop_map(Step::Fip),
-        1 => Just(Step::Attach),
-        1 => (0usize..3).prop_map(Step::Detach),
+        2 => (0usize..4).prop_map(Step::Attach),
+        2 => (0usize..2, 0usize..3).prop_map(|(r, i)| Step::Detach(r, i)),
         1 => (0usize..16).prop_map(Step::Unfip),
         1 => (0usize..3).prop_map(Step::RemoveHost),
         1 => Just(Step::AddHost),
@@ -63,12 +68,17 @@ fn to_change(spec: &TopologySpec, s: &Step, serial: usize) -> Option<Change> {
         Step::Fip(i) => {
             spec.instances.get(i % spec.instances.len().max(1)).map(|x| Change::AssociateFloatingIp { ip: None, instance: x.name.clone() })
         }
-        Step::Attach => Some(Change::AddRouterInterface { router: "router1".into(), subnet: "test3-v4".into() }),
-        Step::Detach(i) => {
-            let r = spec.routers.iter().find(|r| r.name == "router1")?;
+        // router1 is distributed, router2 legacy; test2-v4 starts on router1.
+        Step::Attach(k) => Some(Change::AddRouterInterface {
+            router: ["router1", "router2"][k / 2].into(),
+            subnet: ["test3-v4", "test2-v4"][k % 2].into(),
+        }),
+        Step::Detach(r, i) => {
+            let name = ["router1", "router2"][*r];
+            let r = spec.routers.iter().find(|r| r.name == name)?;
             r.interfaces
                 .get(i % r.interfaces.len().max(1))
-                .map(|s| Change::RemoveRouterInterface { router: "router1".into(), subnet: s.clone() })
+                .map(|s| Change::RemoveRouterInterface { router: name.into(), subnet: s.clone() })
         }
         Step::Unfip(i) => {
             let fips: Vec<_> = spec.floating_ips.iter().filter(|f| f.instance.is_some()).filter_map(|f| f.ip).collect();
@@ -308,5 +318,47 @@ fn an_in_place_change_replans_only_the_hosts_it_touches() {
         let d = u.deltas.iter().find(|d| d.host == h).unwrap();
         assert!(d.delete.is_empty() && d.add.len() == 1, "{h}: {d:?}");
         assert!(matches!(&d.add[0], Item::Neighbour { neighbour, .. } if neighbour.ip == live.topology().endpoint_ip("vm9").unwrap()));
+    }
+}
+
+/// Router interfaces attached and detached in place, on a distributed and a
+/// legacy router, with and without hosts gaining or losing a copy: after
+/// each, the kept plan equals a full plan and the deltas turn the old items
+/// into the new ones; a copy that stays is patched (bridges and namespaces), not replanned whole.
+#[test]
+fn router_interfaces_in_place_equal_full_plans() {
+    for profile in [Profile::Walkthrough, Profile::Current] {
+        let mut live = Live::new(dvr_model::build::build("base.yaml", &base()).unwrap());
+        let mut r = Replanner::new(live.topology(), profile);
+        let mut before = host_items(r.plan());
+        let iface = |add: bool, router: &str, subnet: &str| {
+            let (router, subnet) = (router.to_string(), subnet.to_string());
+            if add { Change::AddRouterInterface { router, subnet } } else { Change::RemoveRouterInterface { router, subnet } }
+        };
+        let steps = [
+            (iface(true, "router1", "test3-v4"), true),
+            (Change::AddInstance { name: "v3".into(), host: "compute3".into(), network: "test3".into() }, false),
+            (iface(false, "router1", "test3-v4"), false),
+            (iface(true, "router1", "test3-v4"), false),
+            (iface(false, "router1", "test3-v4"), false),
+            (iface(true, "router2", "test3-v4"), true),
+            (iface(false, "router1", "test2-v4"), true),
+            (iface(true, "router2", "test2-v4"), true),
+            (iface(false, "router2", "test3-v4"), true),
+        ];
+        for (change, patched_only) in steps {
+            let a = live.apply(&change).unwrap_or_else(|e| panic!("{change:?}: {e}"));
+            assert!(!a.rebuilt, "{change:?} is made in place");
+            let u = r.apply(live.topology(), &a);
+            let full = dvr_plan::plan(live.topology(), profile).unwrap();
+            assert_eq!(json(r.plan()), json(&full), "after {change:?}");
+            let now = host_items(&full);
+            check_deltas(&before, &now, &u.deltas).unwrap_or_else(|e| panic!("after {change:?}: {e}"));
+            if patched_only {
+                assert!(u.replanned.is_empty(), "{change:?} replanned {:?} whole", u.replanned);
+                assert!(!u.patched.is_empty() && !u.deltas.is_empty(), "{change:?} patched nothing");
+            }
+            before = now;
+        }
     }
 }
