@@ -297,6 +297,8 @@ impl Replanner {
             self.mark_patched(&mut u, name);
         }
         let router_ix = |name: &str| t.routers.iter().position(|x| x.name == name).map(RouterIx);
+        // Deltas computed as the plan is patched (bridges, ARP entries).
+        let mut arp: Vec<HostDelta> = Vec::new();
         // Hosts where every bridge is replanned (a router interface attached
         // or detached: qr- port, local VLANs, DVR flows).
         for name in &applied.bridges {
@@ -304,14 +306,12 @@ impl Replanner {
             if whole.contains(name.as_str()) {
                 continue;
             }
-            let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
-            let fresh = crate::ovs::bridges(&cx);
-            let plan = &mut self.plan.hosts[h.0];
-            if fresh.iter().map(|b| &b.name).eq(plan.bridges.iter().map(|b| &b.name)) {
-                bridges.extend(std::mem::replace(&mut plan.bridges, fresh).into_iter().map(|b| (h.0, b)));
-            } else {
-                befores.push((h.0, std::mem::replace(plan, plan_host_shared(t, h, self.profile, &self.cache))));
-            }
+            // The flows per other host's DVR MAC are kept, the rest replanned
+            // and compared (the delta comes out here, not below).
+            let old = std::mem::take(&mut self.plan.hosts[h.0].bridges);
+            let mut d = HostDelta { host: name.clone(), ..HostDelta::default() };
+            self.plan.hosts[h.0].bridges = crate::rebridge::replan_bridges(t, h, self.profile, &self.cache, old, &mut d);
+            arp.push(d);
             self.mark_patched(&mut u, name);
         }
         // Per patched host: the namespaces before, or its whole plan when it
@@ -338,7 +338,6 @@ impl Replanner {
                 self.mark_patched(&mut u, host);
             }
         }
-        let mut arp: Vec<HostDelta> = Vec::new();
         for (host, router) in &applied.copies {
             let (Some(h), Some(r)) = (t.host_ix(host), router_ix(router)) else { continue };
             if whole.contains(host.as_str()) {

@@ -39,28 +39,31 @@ fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
 /// br-int with every port of the host, then one bridge per mapping.
 pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
     let mut out = vec![int_bridge(cx)];
-    for m in &cx.host.bridge_mappings {
-        let mut f = flows::phys_flows(cx, m);
-        sort_flows(&mut f);
-        out.push(Bridge {
-            name: m.bridge.clone(),
-            kind: BridgeKind::Phys,
-            physnet: Some(m.physnet.clone()),
-            ports: vec![
-                BridgePort {
-                    name: cx.phy_patch(m),
-                    kind: PortKind::Patch { peer: cx.int_patch(m) },
-                    tag: None,
-                    iface_id: None,
-                    mac: None,
-                    ofport: None,
-                },
-                BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None, ofport: None },
-            ],
-            flows: f,
-        });
-    }
+    out.extend(cx.host.bridge_mappings.iter().map(|m| phys_bridge(cx, m)));
     out
+}
+
+/// The physical bridge of one mapping: its patch and NIC ports and flows.
+pub fn phys_bridge(cx: &HostCtx, m: &BridgeMapping) -> Bridge {
+    let mut f = flows::phys_flows(cx, m);
+    sort_flows(&mut f);
+    Bridge {
+        name: m.bridge.clone(),
+        kind: BridgeKind::Phys,
+        physnet: Some(m.physnet.clone()),
+        ports: vec![
+            BridgePort {
+                name: cx.phy_patch(m),
+                kind: PortKind::Patch { peer: cx.int_patch(m) },
+                tag: None,
+                iface_id: None,
+                mac: None,
+                ofport: None,
+            },
+            BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None, ofport: None },
+        ],
+        flows: f,
+    }
 }
 
 /// `br-int` alone: its ports (patches, router interfaces, bound ports) and

@@ -362,3 +362,35 @@ fn router_interfaces_in_place_equal_full_plans() {
         }
     }
 }
+
+/// Replanning a host's bridges keeps the flows per other host's DVR MAC of
+/// its old plan (moved, not rebuilt: the same shared flows) and gives the
+/// bridges a full plan gives; the delta names none of the kept flows.
+#[test]
+fn replanned_bridges_keep_the_remote_mac_flows() {
+    use dvr_plan::rebridge::replan_bridges;
+    use std::collections::HashSet;
+    let mut live = Live::new(dvr_model::build::build("base.yaml", &base()).unwrap());
+    let h = live.topology().host_ix("compute1").unwrap();
+    // The old plan from its own cache: a rebuilt remote flow would be a new allocation.
+    let old = dvr_plan::plan_host(live.topology(), h, Profile::Walkthrough).bridges;
+    live.apply(&Change::AddRouterInterface { router: "router1".into(), subnet: "test3-v4".into() }).unwrap();
+    let t = live.topology();
+    let mut d = HostDelta { host: "compute1".into(), ..HostDelta::default() };
+    let new = replan_bridges(t, h, Profile::Walkthrough, &Default::default(), old.clone(), &mut d);
+    let full = dvr_plan::plan_host(t, h, Profile::Walkthrough).bridges;
+    assert_eq!(serde_json::to_string(&new).unwrap(), serde_json::to_string(&full).unwrap());
+    let remote = |b: &dvr_plan::Bridge| b.flows.iter().filter(|f| f.reason.contains("DVR MAC fa:16:3f")).cloned().collect::<Vec<_>>();
+    let old_ptrs: HashSet<*const dvr_openflow::Flow> = old.iter().flat_map(|b| b.flows.iter().map(std::sync::Arc::as_ptr)).collect();
+    let kept: Vec<_> = new.iter().flat_map(remote).collect();
+    // One per other dataplane host, on br-int per mapping and on each physical bridge.
+    let others = t.hosts.iter().filter(|x| x.has_dataplane()).count() - 1;
+    assert_eq!(kept.len(), others * 2 * t.host(h).bridge_mappings.len(), "{kept:?}");
+    assert!(!kept.is_empty());
+    assert!(kept.iter().all(|f| old_ptrs.contains(&std::sync::Arc::as_ptr(f))), "the remote-MAC flows are the old ones");
+    let (added, deleted) = d.flows();
+    // The subnet's flows, and the external network's VLAN translation moved
+    // (test3 comes before it in network order: its local VLAN shifts).
+    assert!(added > deleted && deleted <= 2, "attaching adds the subnet's flows: +{added} -{deleted}");
+    assert!(d.add.iter().all(|i| !matches!(i, Item::Flow { flow, .. } if flow.reason.contains("DVR MAC fa:16:3f"))));
+}
