@@ -323,17 +323,37 @@ impl Replanner {
         while let Some((host, ns)) = it.next() {
             let Some(h) = t.host_ix(host) else { continue };
             let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
-            fresh.push(match ns {
-                NsRef::Qrouter(r) => router_ix(r).map(|r| {
-                    if t.router(r).distributed { crate::netns::qrouter_dvr(&cx, r) } else { crate::netns::qrouter_legacy(&cx, r) }
-                }),
-                NsRef::Snat(r) => router_ix(r).map(|r| crate::netns::snat(&cx, r)),
-                NsRef::Qdhcp(n) => t
-                    .host_ports(h)
-                    .find(|p| p.owner == PortOwner::Dhcp && t.network(p.network).name == *n)
-                    .map(|p| crate::netns::qdhcp(&cx, p)),
-            });
-            if it.peek().is_none_or(|(next, _)| next != host) {
+            // The copy of a router that gained or lost an interface: patched for it alone.
+            let patched = match (ns, applied.interface) {
+                (NsRef::Qrouter(name), Some(ev)) if t.router(ev.router).name == *name => {
+                    let ns_name = dvr_model::names::qrouter_ns(&t.router(ev.router).id);
+                    let plan = &mut self.plan.hosts[h.0];
+                    let mut d = HostDelta { host: host.clone(), ..HostDelta::default() };
+                    let ok = plan.namespaces.iter_mut().find(|n| n.name == ns_name).is_some_and(|held| {
+                        crate::qrpatch::patch_interface(&cx, ev.router, ev.subnet, ev.added, held, &mut d.add, &mut d.delete)
+                    });
+                    if ok {
+                        arp.push(d);
+                    }
+                    ok
+                }
+                _ => false,
+            };
+            if patched {
+                self.mark_patched(&mut u, host);
+            } else {
+                fresh.push(match ns {
+                    NsRef::Qrouter(r) => router_ix(r).map(|r| {
+                        if t.router(r).distributed { crate::netns::qrouter_dvr(&cx, r) } else { crate::netns::qrouter_legacy(&cx, r) }
+                    }),
+                    NsRef::Snat(r) => router_ix(r).map(|r| crate::netns::snat(&cx, r)),
+                    NsRef::Qdhcp(n) => t
+                        .host_ports(h)
+                        .find(|p| p.owner == PortOwner::Dhcp && t.network(p.network).name == *n)
+                        .map(|p| crate::netns::qdhcp(&cx, p)),
+                });
+            }
+            if it.peek().is_none_or(|(next, _)| next != host) && !fresh.is_empty() {
                 patches.push((h.0, self.replace_namespaces(t, h, std::mem::take(&mut fresh))));
                 self.mark_patched(&mut u, host);
             }

@@ -394,3 +394,44 @@ fn replanned_bridges_keep_the_remote_mac_flows() {
     assert!(added > deleted && deleted <= 2, "attaching adds the subnet's flows: +{added} -{deleted}");
     assert!(d.add.iter().all(|i| !matches!(i, Item::Flow { flow, .. } if flow.reason.contains("DVR MAC fa:16:3f"))));
 }
+
+/// A router copy's namespace patched for an attached or detached interface
+/// (not replanned) equals the replanned one, on a host with a floating IP
+/// (fip link after the interfaces) and on the SNAT host; the items added or
+/// deleted are the interface's.
+#[test]
+fn a_router_copy_is_patched_for_one_interface() {
+    use dvr_plan::ctx::{FlowCache, HostCtx};
+    use dvr_plan::netns::qrouter_dvr;
+    use dvr_plan::qrpatch::patch_interface;
+    let mut live = Live::new(dvr_model::build::build("base.yaml", &base()).unwrap());
+    // A port on test3 on compute1, so the attached interface has ARP entries there.
+    live.apply(&Change::AddInstance { name: "v3".into(), host: "compute1".into(), network: "test3".into() }).unwrap();
+    let cache = FlowCache::default();
+    let r = dvr_model::RouterIx(0);
+    for (router, subnet, added) in [("router1", "test3-v4", true), ("router1", "test1-v4", false), ("router1", "test3-v4", false)] {
+        // test1-v4 has vm1's floating IP: disassociate it first.
+        if !added && subnet == "test1-v4" {
+            live.apply(&Change::DisassociateFloatingIp { ip: "10.100.0.7".parse().unwrap() }).unwrap();
+        }
+        let hosts = ["compute1", "network"].map(|h| live.topology().host_ix(h).unwrap());
+        let old: Vec<_> = hosts.iter().map(|&h| qrouter_dvr(&HostCtx::new(live.topology(), h, Profile::Walkthrough, &cache), r)).collect();
+        let change = if added {
+            Change::AddRouterInterface { router: router.into(), subnet: subnet.into() }
+        } else {
+            Change::RemoveRouterInterface { router: router.into(), subnet: subnet.into() }
+        };
+        let a = live.apply(&change).unwrap();
+        let ev = a.interface.expect("an interface event");
+        let t = live.topology();
+        for (&h, mut ns) in hosts.iter().zip(old) {
+            let cx = HostCtx::new(t, h, Profile::Walkthrough, &cache);
+            let (mut add, mut delete) = (Vec::new(), Vec::new());
+            assert!(patch_interface(&cx, ev.router, ev.subnet, ev.added, &mut ns, &mut add, &mut delete), "{change:?} patched");
+            assert_eq!(serde_json::to_string(&ns).unwrap(), serde_json::to_string(&qrouter_dvr(&cx, r)).unwrap(), "{change:?} on {h:?}");
+            let (grew, shrank) = (!add.is_empty() && delete.is_empty(), add.is_empty() && !delete.is_empty());
+            assert!(if added { grew } else { shrank }, "{change:?}: +{} -{}", add.len(), delete.len());
+            assert!(add.iter().chain(&delete).any(|i| matches!(i, Item::Neighbour { .. })), "the subnet's ARP entries");
+        }
+    }
+}

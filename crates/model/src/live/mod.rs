@@ -81,8 +81,11 @@ pub struct Applied {
     pub namespaces: BTreeSet<(String, NsRef)>,
     /// The port booted or deleted, if any.
     pub port: Option<PortEvent>,
-    /// The change was applied by rebuilding from the pinned file (router
-    /// interfaces, hosts), not in place.
+    /// The router interface attached or detached, if any: the copies of
+    /// the router named in `namespaces` can be patched for it alone.
+    pub interface: Option<InterfaceEvent>,
+    /// The change was applied by rebuilding from the pinned file (hosts
+    /// added or removed; any change with security groups), not in place.
     pub rebuilt: bool,
 }
 
@@ -95,6 +98,17 @@ pub enum NsRef {
     Snat(String),
     /// The `qdhcp-` namespace of a network.
     Qdhcp(String),
+}
+
+/// A subnet attached to (`added`) or detached from a router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceEvent {
+    /// The router.
+    pub router: RouterIx,
+    /// The subnet.
+    pub subnet: SubnetIx,
+    /// Attached (`true`) or detached.
+    pub added: bool,
 }
 
 /// A port booted (`added`) or deleted on a subnet: what the permanent ARP of

@@ -10,7 +10,7 @@
 //! allocation hands out what the build of the pinned file would, in the same
 //! order (qr- MAC, sg- address and MAC, then fg- ports by host).
 
-use super::{Applied, Live, NsRef, err, names};
+use super::{Applied, InterfaceEvent, Live, NsRef, err, names};
 use crate::alloc::*;
 use crate::build::reallocate_host;
 use crate::change::{Change, ChangeError};
@@ -222,7 +222,7 @@ impl Live {
             self.insert_fg_port(p);
         }
         let after: Vec<HostIx> = after.into_iter().collect();
-        Ok(self.interface_applied(r, s, Reach { before, after }))
+        Ok(self.interface_applied(InterfaceEvent { router: r, subnet: s, added: true }, Reach { before, after }))
     }
 
     pub(super) fn remove_interface(&mut self, change: &Change, router: &str, subnet: &str) -> Result<Applied, ChangeError> {
@@ -278,7 +278,7 @@ impl Live {
             self.topo.index.host_routers[h.0].retain(|x| *x != r);
             self.refresh_fg_ports(h);
         }
-        Ok(self.interface_applied(r, s, Reach { before, after }))
+        Ok(self.interface_applied(InterfaceEvent { router: r, subnet: s, added: false }, Reach { before, after }))
     }
 
     /// Where router `r`'s ports start, and how many qr- and sg- ports it has
@@ -310,7 +310,8 @@ impl Live {
     /// router `r`, and say what to replan: hosts that gained or lost the
     /// copy whole; on the others their bridges and the copy's namespace; the
     /// router's `snat-` namespace; the `qdhcp-` namespace of the network.
-    fn interface_applied(&mut self, r: RouterIx, s: SubnetIx, reach: Reach) -> Applied {
+    fn interface_applied(&mut self, ev: InterfaceEvent, reach: Reach) -> Applied {
+        let (r, s) = (ev.router, ev.subnet);
         let Reach { before, after } = reach;
         let mut all: BTreeSet<HostIx> = before.iter().copied().collect();
         all.extend(after.iter().copied());
@@ -322,7 +323,7 @@ impl Live {
         let t = &self.topo;
         let router = t.router(r);
         let name = |h: HostIx| t.host(h).name.clone();
-        let mut a = Applied::default();
+        let mut a = Applied { interface: Some(ev), ..Applied::default() };
         for h in all {
             if before.binary_search(&h).is_ok() && after.binary_search(&h).is_ok() {
                 a.bridges.insert(name(h));
