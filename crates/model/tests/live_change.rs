@@ -12,9 +12,14 @@ use dvr_model::spec::TopologySpec;
 use dvr_model::{Topology, build::build};
 use proptest::prelude::*;
 
-/// The seed lab plus an idle compute node and a network no router joins yet.
+/// The seed lab plus an idle compute node, a network no router joins yet
+/// and a legacy router with a gateway and no interface yet.
 fn base() -> TopologySpec {
     let yaml = dvr_model::SEED_YAML
+        .replace(
+            "    external_gateway: external\n",
+            "    external_gateway: external\n  - name: router2\n    distributed: false\n    interfaces: []\n    external_gateway: external\n",
+        )
         .replace(
             "\nnetworks:",
             "  - name: compute3\n    role: compute\n    bridge_mappings: {physnet1: br-vlan, extnet: br-ex}\n\nnetworks:",
@@ -47,7 +52,7 @@ enum Step {
     Fip(usize, bool),
     Unfip(usize),
     Attach(usize),
-    Detach(usize),
+    Detach(usize, usize),
     AddHost,
     RemoveHost(usize),
 }
@@ -58,8 +63,8 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0usize..32).prop_map(Step::Remove),
         2 => (0usize..32, any::<bool>()).prop_map(|(i, explicit)| Step::Fip(i, explicit)),
         2 => (0usize..16).prop_map(Step::Unfip),
-        1 => (0usize..2).prop_map(Step::Attach),
-        1 => (0usize..3).prop_map(Step::Detach),
+        2 => (0usize..4).prop_map(Step::Attach),
+        2 => (0usize..2, 0usize..3).prop_map(|(r, i)| Step::Detach(r, i)),
         1 => Just(Step::AddHost),
         1 => (0usize..5).prop_map(Step::RemoveHost),
     ]
@@ -85,11 +90,15 @@ fn to_change(t: &Topology, s: &Step, serial: usize) -> Option<Change> {
             let fips: Vec<_> = t.floating_ips.iter().filter(|f| f.association.is_some()).map(|f| f.ip).collect();
             Change::DisassociateFloatingIp { ip: fips[pick(fips.len(), *i)?] }
         }
-        Step::Attach(k) => Change::AddRouterInterface { router: "router1".into(), subnet: ["test3-v4", "test2-v4"][*k].into() },
-        Step::Detach(i) => {
-            let r = t.routers.iter().find(|r| r.name == "router1")?;
+        // router1 is distributed, router2 legacy; test2-v4 starts on router1.
+        Step::Attach(k) => {
+            Change::AddRouterInterface { router: ["router1", "router2"][k / 2].into(), subnet: ["test3-v4", "test2-v4"][k % 2].into() }
+        }
+        Step::Detach(r, i) => {
+            let name = ["router1", "router2"][*r];
+            let r = t.routers.iter().find(|r| r.name == name)?;
             let s = r.interfaces[pick(r.interfaces.len(), *i)?];
-            Change::RemoveRouterInterface { router: "router1".into(), subnet: t.subnets[s.0].name.clone() }
+            Change::RemoveRouterInterface { router: name.into(), subnet: t.subnets[s.0].name.clone() }
         }
         Step::AddHost => Change::AddHost { name: format!("compute{}", 10 + serial), like: None },
         Step::RemoveHost(h) => Change::RemoveHost { name: t.hosts[pick(t.hosts.len(), *h)?].name.clone() },
@@ -183,19 +192,56 @@ fn an_instance_change_touches_only_its_hosts() {
 }
 
 /// On a generated deployment (many routers, networks and floating IPs), a
-/// long random run of instance and floating-IP changes made in place equals
+/// long random run of instance, floating-IP and router-interface changes made in place equals
 /// the rebuild of the pinned file after every step.
 #[test]
 fn generated_deployment_in_place_equals_rebuild() {
-    let spec = dvr_model::r#gen::generate(&dvr_model::r#gen::GenParams::scale(12).with_seed(7));
+    let mut spec = dvr_model::r#gen::generate(&dvr_model::r#gen::GenParams::scale(12).with_seed(7));
+    // Networks no router has yet (the generated ones all have one, and a
+    // floating IP behind each: detaching them is refused).
+    for i in 0..3 {
+        spec.networks.push(dvr_model::spec::NetworkSpec {
+            id: None,
+            name: format!("free{i}"),
+            kind: dvr_model::spec::NetworkType::Vlan,
+            physical_network: Some("physnet1".into()),
+            segmentation_id: None,
+            external: false,
+            subnets: vec![dvr_model::spec::SubnetSpec {
+                name: format!("free{i}-v4"),
+                cidr: format!("198.18.{i}.0/24"),
+                ..Default::default()
+            }],
+        });
+    }
     let mut live = Live::build("g", &spec).unwrap();
     let mut rng = dvr_model::alloc::SplitMix64::new(7);
-    let (mut applied, mut refused) = (0, 0);
-    for serial in 0..40 {
+    let (mut applied, mut refused, mut interfaces) = (0, 0, 0);
+    for serial in 0..60 {
         let t = live.topology();
         let computes: Vec<&str> = t.hosts.iter().filter(|h| h.role == dvr_model::Role::Compute).map(|h| h.name.as_str()).collect();
         let tenant: Vec<&str> = t.networks.iter().filter(|n| !n.external).map(|n| n.name.as_str()).collect();
-        let change = match rng.below(4) {
+        let change = match rng.below(6) {
+            4 => {
+                // Detach an interface (refused while a floating IP needs it).
+                let routed: Vec<_> = t.routers.iter().filter(|r| !r.interfaces.is_empty()).collect();
+                let r = routed[rng.below(routed.len())];
+                let s = r.interfaces[rng.below(r.interfaces.len())];
+                Change::RemoveRouterInterface { router: r.name.clone(), subnet: t.subnets[s.0].name.clone() }
+            }
+            5 => {
+                // Attach a subnet no router has to any router.
+                let free: Vec<_> = (0..t.subnets.len())
+                    .filter(|&s| {
+                        !t.networks[t.subnets[s].network.0].external && t.routers_on_subnet(dvr_model::SubnetIx(s)).next().is_none()
+                    })
+                    .collect();
+                if free.is_empty() {
+                    continue;
+                }
+                let s = &t.subnets[free[rng.below(free.len())]].name;
+                Change::AddRouterInterface { router: t.routers[rng.below(t.routers.len())].name.clone(), subnet: s.clone() }
+            }
             0 => Change::AddInstance {
                 name: format!("g{serial}"),
                 host: computes[rng.below(computes.len())].into(),
@@ -215,6 +261,7 @@ fn generated_deployment_in_place_equals_rebuild() {
                 assert!(!a.rebuilt);
                 same(live.topology(), &t).unwrap_or_else(|e| panic!("after {change:?}: {e}"));
                 applied += 1;
+                interfaces += usize::from(matches!(change, Change::AddRouterInterface { .. } | Change::RemoveRouterInterface { .. }));
             }
             (Err(_), None) => refused += 1,
             (got, rebuilt) => {
@@ -222,5 +269,40 @@ fn generated_deployment_in_place_equals_rebuild() {
             }
         }
     }
-    assert!(applied >= 20, "only {applied} changes applied ({refused} refused)");
+    assert!(applied >= 30, "only {applied} changes applied ({refused} refused)");
+    assert!(interfaces >= 4, "only {interfaces} router interfaces attached or detached");
+}
+
+#[test]
+fn a_router_interface_touches_only_the_hosts_of_its_router() {
+    use dvr_model::live::NsRef;
+    let mut live = Live::new(build("b", &base()).unwrap());
+    let attach = Change::AddRouterInterface { router: "router1".into(), subnet: "test3-v4".into() };
+    let a = live.apply(&attach).unwrap();
+    assert!(!a.rebuilt);
+    // No port on test3 yet: router1's copies stay where they are; each gets
+    // its bridges and qrouter- namespace replanned, the network node its
+    // snat- and qdhcp- namespaces too.
+    assert!(a.hosts.is_empty(), "{a:?}");
+    assert_eq!(a.bridges.iter().collect::<Vec<_>>(), ["compute1", "compute2", "network"]);
+    let ns: Vec<(&str, NsRef)> = a.namespaces.iter().map(|(h, n)| (h.as_str(), n.clone())).collect();
+    assert!(ns.contains(&("network", NsRef::Snat("router1".into()))), "{ns:?}");
+    assert!(ns.contains(&("network", NsRef::Qdhcp("test3".into()))), "{ns:?}");
+    assert!(ns.contains(&("compute1", NsRef::Qrouter("router1".into()))), "{ns:?}");
+    assert!(!ns.iter().any(|(h, _)| *h == "compute3"), "compute3 has no copy of router1");
+    // An instance on test3 on compute3 brings a copy of router1 there.
+    live.apply(&Change::AddInstance { name: "v3".into(), host: "compute3".into(), network: "test3".into() }).unwrap();
+    let detach = Change::RemoveRouterInterface { router: "router1".into(), subnet: "test3-v4".into() };
+    let a = live.apply(&detach).unwrap();
+    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3"], "compute3 loses its copy: replanned whole");
+    let a = live.apply(&attach).unwrap();
+    assert_eq!(a.hosts.iter().collect::<Vec<_>>(), ["compute3"]);
+    let t = live.topology();
+    let r1 = t.routers.iter().find(|r| r.name == "router1").unwrap();
+    assert!(r1.hosts.contains(&t.host_ix("compute3").unwrap()));
+    // Refused like the build refuses: attached twice, to a second router, an external subnet.
+    let ext = t.subnets.iter().find(|s| t.networks[s.network.0].external).unwrap().name.clone();
+    assert!(live.apply(&attach).is_err());
+    assert!(live.apply(&Change::AddRouterInterface { router: "router2".into(), subnet: "test3-v4".into() }).is_err());
+    assert!(live.apply(&Change::AddRouterInterface { router: "router2".into(), subnet: ext }).is_err());
 }

@@ -24,6 +24,11 @@ pub struct HostCtx<'a> {
     pub profile: Profile,
     /// Flows shared between hosts.
     pub cache: &'a FlowCache,
+    /// When set, [`HostCtx::per_remote_mac`] builds nothing and records the
+    /// (table, priority) it left out: the incremental planner keeps those
+    /// flows (one per other host: the hosts² part) from the host's old plan,
+    /// which a change of ports, routers or VLANs leaves as they were.
+    pub skipped: Option<RefCell<Vec<(u8, u16)>>>,
 }
 
 /// A router interface (`qr-`) present on this host.
@@ -43,12 +48,29 @@ pub struct QrOnHost<'a> {
 impl<'a> HostCtx<'a> {
     /// Build the view.
     pub fn new(topo: &'a Topology, ix: HostIx, profile: Profile, cache: &'a FlowCache) -> Self {
-        HostCtx { topo, ix, host: topo.host(ix), profile, cache }
+        HostCtx { topo, ix, host: topo.host(ix), profile, cache, skipped: None }
+    }
+
+    /// The view, leaving the flows per other host's DVR MAC out ([`HostCtx::skipped`]).
+    pub fn without_remote_macs(topo: &'a Topology, ix: HostIx, profile: Profile, cache: &'a FlowCache) -> Self {
+        HostCtx { skipped: Some(RefCell::new(Vec::new())), ..HostCtx::new(topo, ix, profile, cache) }
+    }
+
+    /// The (table, priority) pairs left out since the last call, sorted and deduplicated.
+    pub fn take_skipped(&self) -> Vec<(u8, u16)> {
+        let mut v = self.skipped.as_ref().map(|s| std::mem::take(&mut *s.borrow_mut())).unwrap_or_default();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// One flow per other host's DVR MAC for (table, priority, port), each
     /// built once per plan and shared by every host that needs it.
     pub fn per_remote_mac(&self, table: u8, priority: u16, port: &str, make: impl Fn(MacAddr) -> Arc<Flow>) -> Vec<Arc<Flow>> {
+        if let Some(s) = &self.skipped {
+            s.borrow_mut().push((table, priority));
+            return Vec::new();
+        }
         let mut cache = self.cache.borrow_mut();
         let row = cache.entry((table, priority, port.to_string())).or_insert_with(|| vec![None; self.topo.hosts.len()]);
         let mut out = Vec::with_capacity(self.topo.hosts.len());

@@ -333,6 +333,21 @@ pub fn diff_bridge(old: Option<&Bridge>, new: Option<&Bridge>, add: &mut Vec<Ite
     delete.extend(d.into_iter().map(|f| Item::Flow { bridge: br(), flow: f.clone() }));
 }
 
+/// Items to add and delete to turn the flows `before` of bridge `bridge`
+/// into `after` (a part of the bridge's flow list).
+pub fn diff_flow_lists(bridge: &str, before: &[Arc<Flow>], after: &[Arc<Flow>], add: &mut Vec<Item>, delete: &mut Vec<Item>) {
+    let (a, d) = diff_flows(before, after);
+    add.extend(a.into_iter().map(|f| Item::Flow { bridge: bridge.to_string(), flow: f.clone() }));
+    delete.extend(d.into_iter().map(|f| Item::Flow { bridge: bridge.to_string(), flow: f.clone() }));
+}
+
+/// Items to add and delete to turn the ports `before` of bridge `bridge` into `after`.
+pub fn diff_port_lists(bridge: &str, before: &[BridgePort], after: &[BridgePort], add: &mut Vec<Item>, delete: &mut Vec<Item>) {
+    let (a, d) = diff_list(before, after, |x, y| x == y);
+    add.extend(a.into_iter().map(|p| Item::BridgePort { bridge: bridge.to_string(), port: p.clone() }));
+    delete.extend(d.into_iter().map(|p| Item::BridgePort { bridge: bridge.to_string(), port: p.clone() }));
+}
+
 /// Pair up named things of two lists: (old, new) per name, in `new`'s order
 /// then the old-only ones.
 fn pairs<'a, T>(old: &'a [T], new: &'a [T], name: impl Fn(&T) -> &str) -> Vec<(Option<&'a T>, Option<&'a T>)> {

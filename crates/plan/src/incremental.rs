@@ -16,7 +16,7 @@
 use crate::ctx::FlowCache;
 use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};
 use crate::{Bridge, HostPlan, Namespace, Neighbour, Plan, Profile, plan_host_shared};
-use dvr_model::live::Applied;
+use dvr_model::live::{Applied, NsRef};
 use dvr_model::*;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -298,11 +298,68 @@ impl Replanner {
             }
             self.mark_patched(&mut u, name);
         }
+        let router_ix = |name: &str| t.routers.iter().position(|x| x.name == name).map(RouterIx);
+        // Deltas computed as the plan is patched (bridges, ARP entries).
+        let mut arp: Vec<HostDelta> = Vec::new();
+        // Hosts where every bridge is replanned (a router interface attached
+        // or detached: qr- port, local VLANs, DVR flows).
+        for name in &applied.bridges {
+            let Some(h) = t.host_ix(name) else { continue };
+            if whole.contains(name.as_str()) {
+                continue;
+            }
+            // The flows per other host's DVR MAC are kept, the rest replanned
+            // and compared (the delta comes out here, not below).
+            let old = std::mem::take(&mut self.plan.hosts[h.0].bridges);
+            let mut d = HostDelta { host: name.clone(), ..HostDelta::default() };
+            self.plan.hosts[h.0].bridges = crate::rebridge::replan_bridges(t, h, self.profile, &self.cache, old, &mut d);
+            arp.push(d);
+            self.mark_patched(&mut u, name);
+        }
         // Per patched host: the namespaces before, or its whole plan when it
         // had to be replanned whole; or the delta itself (ARP entries).
         let mut patches: Vec<(usize, Replaced)> = Vec::new();
-        let mut arp: Vec<HostDelta> = Vec::new();
-        let router_ix = |name: &str| t.routers.iter().position(|x| x.name == name).map(RouterIx);
+        // Namespaces replanned alone, host by host (the set is sorted by host).
+        let mut fresh: Vec<Option<Namespace>> = Vec::new();
+        let mut it = applied.namespaces.iter().filter(|(h, _)| !whole.contains(h.as_str())).peekable();
+        while let Some((host, ns)) = it.next() {
+            let Some(h) = t.host_ix(host) else { continue };
+            let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+            // The copy of a router that gained or lost an interface: patched for it alone.
+            let patched = match (ns, applied.interface) {
+                (NsRef::Qrouter(name), Some(ev)) if t.router(ev.router).name == *name => {
+                    let ns_name = dvr_model::names::qrouter_ns(&t.router(ev.router).id);
+                    let plan = &mut self.plan.hosts[h.0];
+                    let mut d = HostDelta { host: host.clone(), ..HostDelta::default() };
+                    let ok = plan.namespaces.iter_mut().find(|n| n.name == ns_name).is_some_and(|held| {
+                        crate::qrpatch::patch_interface(&cx, ev.router, ev.subnet, ev.added, held, &mut d.add, &mut d.delete)
+                    });
+                    if ok {
+                        arp.push(d);
+                    }
+                    ok
+                }
+                _ => false,
+            };
+            if patched {
+                self.mark_patched(&mut u, host);
+            } else {
+                fresh.push(match ns {
+                    NsRef::Qrouter(r) => router_ix(r).map(|r| {
+                        if t.router(r).distributed { crate::netns::qrouter_dvr(&cx, r) } else { crate::netns::qrouter_legacy(&cx, r) }
+                    }),
+                    NsRef::Snat(r) => router_ix(r).map(|r| crate::netns::snat(&cx, r)),
+                    NsRef::Qdhcp(n) => t
+                        .host_ports(h)
+                        .find(|p| p.owner == PortOwner::Dhcp && t.network(p.network).name == *n)
+                        .map(|p| crate::netns::qdhcp(&cx, p)),
+                });
+            }
+            if it.peek().is_none_or(|(next, _)| next != host) && !fresh.is_empty() {
+                patches.push((h.0, self.replace_namespaces(t, h, std::mem::take(&mut fresh))));
+                self.mark_patched(&mut u, host);
+            }
+        }
         for (host, router) in &applied.copies {
             let (Some(h), Some(r)) = (t.host_ix(host), router_ix(router)) else { continue };
             if whole.contains(host.as_str()) {

@@ -21,6 +21,8 @@ pub mod model;
 pub mod netns;
 pub mod ovs;
 pub mod profile;
+pub mod qrpatch;
+pub mod rebridge;
 pub mod render;
 pub mod tables;
 pub mod tunnel;

@@ -179,37 +179,46 @@ fn l3_namespace(name: String, kind: NamespaceKind, serves: &str) -> Namespace {
     }
 }
 
+/// What interface `s` of distributed router `r` puts in its `qrouter-`
+/// namespace: the qr- device, its connected route, the permanent ARP of the
+/// subnet's ports and, with an sg- port, the SNAT redirect (rule, table,
+/// sysctl). [`qrouter_dvr`] adds these per interface before the fip link.
+pub(crate) fn dvr_interface(cx: &HostCtx, r: RouterIx, s: SubnetIx, ns: &mut Namespace) {
+    let t = cx.topo;
+    let port = t.port(t.router_interface(r, s).expect("interface port"));
+    let sub = t.subnet(s);
+    let dev = ovs_dev(port, sub);
+    ns.routes.push(connected(&dev.name, dev.addrs[0]));
+    ns.neighbours.extend(subnet_arp(cx, s, &dev.name));
+    // SNAT redirect: the subnet's default route leads to its sg- port on the SNAT host.
+    if let Some(sg) = t.snat_port(r, s) {
+        let idx = snat_idx(sub.gateway);
+        ns.rules.push(Rule {
+            priority: idx,
+            // The agent adds `from <gateway ip>/<prefix>` and the kernel keeps
+            // (and prints) the host bits; the match is the subnet either way.
+            selector: RuleSelector::From(net(sub.gateway, sub.cidr.prefix_len())),
+            table: idx,
+            origin: Origin::here(format!("DvrLocalRouter SNAT redirect: traffic from {} looks up its own table", sub.cidr)),
+        });
+        ns.routes.push(default_via(
+            TableRef::Id(idx),
+            t.port(sg).ip,
+            &dev.name,
+            "DvrLocalRouter SNAT redirect: leave through the subnet's sg- port on the SNAT host",
+        ));
+        ns.sysctls.push(Sysctl::new(format!("net.ipv4.conf.{}.send_redirects", dev.name), 0));
+    }
+    ns.devices.push(dev);
+}
+
 /// `qrouter-<id>` of a distributed router on this host (`DvrLocalRouter`).
 pub fn qrouter_dvr(cx: &HostCtx, r: RouterIx) -> Namespace {
     let t = cx.topo;
     let router = t.router(r);
     let mut ns = l3_namespace(names::qrouter_ns(&router.id), NamespaceKind::Qrouter, &router.name);
     for &s in &router.interfaces {
-        let port = t.port(t.router_interface(r, s).expect("interface port"));
-        let sub = t.subnet(s);
-        let dev = ovs_dev(port, sub);
-        ns.routes.push(connected(&dev.name, dev.addrs[0]));
-        ns.neighbours.extend(subnet_arp(cx, s, &dev.name));
-        // SNAT redirect: the subnet's default route leads to its sg- port on the SNAT host.
-        if let Some(sg) = t.snat_port(r, s) {
-            let idx = snat_idx(sub.gateway);
-            ns.rules.push(Rule {
-                priority: idx,
-                // The agent adds `from <gateway ip>/<prefix>` and the kernel keeps
-                // (and prints) the host bits; the match is the subnet either way.
-                selector: RuleSelector::From(net(sub.gateway, sub.cidr.prefix_len())),
-                table: idx,
-                origin: Origin::here(format!("DvrLocalRouter SNAT redirect: traffic from {} looks up its own table", sub.cidr)),
-            });
-            ns.routes.push(default_via(
-                TableRef::Id(idx),
-                t.port(sg).ip,
-                &dev.name,
-                "DvrLocalRouter SNAT redirect: leave through the subnet's sg- port on the SNAT host",
-            ));
-            ns.sysctls.push(Sysctl::new(format!("net.ipv4.conf.{}.send_redirects", dev.name), 0));
-        }
-        ns.devices.push(dev);
+        dvr_interface(cx, r, s, &mut ns);
     }
     if router.external_gateway.is_some() {
         ns.sysctls.push(Sysctl::new("net.ipv4.conf.all.send_redirects", 0));

@@ -40,33 +40,43 @@ fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
 /// br-tun when the host has VXLAN networks.
 pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
     let mut out = vec![int_bridge(cx)];
-    for m in &cx.host.bridge_mappings {
-        let mut f = flows::phys_flows(cx, m);
-        sort_flows(&mut f);
-        out.push(Bridge {
-            name: m.bridge.clone(),
-            kind: BridgeKind::Phys,
-            physnet: Some(m.physnet.clone()),
-            ports: vec![
-                BridgePort {
-                    name: cx.phy_patch(m),
-                    kind: PortKind::Patch { peer: cx.int_patch(m) },
-                    tag: None,
-                    iface_id: None,
-                    mac: None,
-                    ofport: None,
-                },
-                BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None, ofport: None },
-            ],
-            flows: f,
-        });
-    }
-    if crate::tunnel::enabled(cx) {
-        let mut f = crate::tunnel::tun_flows(cx);
-        sort_flows(&mut f);
-        out.push(Bridge { name: "br-tun".into(), kind: BridgeKind::Tun, physnet: None, ports: crate::tunnel::tun_ports(cx), flows: f });
-    }
+    out.extend(cx.host.bridge_mappings.iter().map(|m| phys_bridge(cx, m)));
+    out.extend(tun_bridge(cx));
     out
+}
+
+/// br-tun, on a host with VXLAN networks only (Neutron creates it whenever
+/// tunnelling is on; a host without tunnel networks has nothing to put there).
+pub fn tun_bridge(cx: &HostCtx) -> Option<Bridge> {
+    if !crate::tunnel::enabled(cx) {
+        return None;
+    }
+    let mut f = crate::tunnel::tun_flows(cx);
+    sort_flows(&mut f);
+    Some(Bridge { name: "br-tun".into(), kind: BridgeKind::Tun, physnet: None, ports: crate::tunnel::tun_ports(cx), flows: f })
+}
+
+/// The physical bridge of one mapping: its patch and NIC ports and flows.
+pub fn phys_bridge(cx: &HostCtx, m: &BridgeMapping) -> Bridge {
+    let mut f = flows::phys_flows(cx, m);
+    sort_flows(&mut f);
+    Bridge {
+        name: m.bridge.clone(),
+        kind: BridgeKind::Phys,
+        physnet: Some(m.physnet.clone()),
+        ports: vec![
+            BridgePort {
+                name: cx.phy_patch(m),
+                kind: PortKind::Patch { peer: cx.int_patch(m) },
+                tag: None,
+                iface_id: None,
+                mac: None,
+                ofport: None,
+            },
+            BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None, ofport: None },
+        ],
+        flows: f,
+    }
 }
 
 /// `br-int` alone: its ports (patches, router interfaces, bound ports) and

@@ -15,9 +15,14 @@ use dvr_plan::delta::{HostDelta, Item, items};
 use dvr_plan::incremental::Replanner;
 use proptest::prelude::*;
 
-/// The seed lab plus an idle compute node and a network no router joins yet.
+/// The seed lab plus an idle compute node, a network no router joins yet
+/// and a legacy router with a gateway and no interface yet.
 fn base() -> TopologySpec {
     let yaml = dvr_model::SEED_YAML
+        .replace(
+            "    external_gateway: external\n",
+            "    external_gateway: external\n  - name: router2\n    distributed: false\n    interfaces: []\n    external_gateway: external\n",
+        )
         .replace(
             "\nnetworks:",
             "  - name: compute3\n    role: compute\n    bridge_mappings: {physnet1: br-vlan, extnet: br-ex}\n\nnetworks:",
@@ -46,8 +51,8 @@ enum Step {
     Add(usize, usize),
     Remove(usize),
     Fip(usize),
-    Attach,
-    Detach(usize),
+    Attach(usize),
+    Detach(usize, usize),
     Unfip(usize),
     RemoveHost(usize),
     AddHost,
@@ -58,8 +63,8 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0usize..3, 0usize..3).prop_map(|(h, n)| Step::Add(h, n)),
         2 => (0usize..16).prop_map(Step::Remove),
         1 => (0usize..16).prop_map(Step::Fip),
-        1 => Just(Step::Attach),
-        1 => (0usize..3).prop_map(Step::Detach),
+        2 => (0usize..4).prop_map(Step::Attach),
+        2 => (0usize..2, 0usize..3).prop_map(|(r, i)| Step::Detach(r, i)),
         1 => (0usize..16).prop_map(Step::Unfip),
         1 => (0usize..3).prop_map(Step::RemoveHost),
         1 => Just(Step::AddHost),
@@ -75,12 +80,17 @@ fn to_change(spec: &TopologySpec, s: &Step, serial: usize) -> Option<Change> {
         Step::Fip(i) => {
             spec.instances.get(i % spec.instances.len().max(1)).map(|x| Change::AssociateFloatingIp { ip: None, instance: x.name.clone() })
         }
-        Step::Attach => Some(Change::AddRouterInterface { router: "router1".into(), subnet: "test3-v4".into() }),
-        Step::Detach(i) => {
-            let r = spec.routers.iter().find(|r| r.name == "router1")?;
+        // router1 is distributed, router2 legacy; test2-v4 starts on router1.
+        Step::Attach(k) => Some(Change::AddRouterInterface {
+            router: ["router1", "router2"][k / 2].into(),
+            subnet: ["test3-v4", "test2-v4"][k % 2].into(),
+        }),
+        Step::Detach(r, i) => {
+            let name = ["router1", "router2"][*r];
+            let r = spec.routers.iter().find(|r| r.name == name)?;
             r.interfaces
                 .get(i % r.interfaces.len().max(1))
-                .map(|s| Change::RemoveRouterInterface { router: "router1".into(), subnet: s.clone() })
+                .map(|s| Change::RemoveRouterInterface { router: name.into(), subnet: s.clone() })
         }
         Step::Unfip(i) => {
             let fips: Vec<_> = spec.floating_ips.iter().filter(|f| f.instance.is_some()).filter_map(|f| f.ip).collect();
@@ -365,4 +375,119 @@ fn an_in_place_boot_on_vxlan_replans_the_hosts_sharing_its_network() {
     };
     assert!(tun(r.plan(), "compute1").contains(&live.topology().endpoint_ip("vm9").unwrap().to_string()), "ARP responder for vm9");
     assert!(u.changed.contains(&"compute1".to_string()), "{u:?}");
+}
+
+/// Router interfaces attached and detached in place, on a distributed and a
+/// legacy router, with and without hosts gaining or losing a copy: after
+/// each, the kept plan equals a full plan and the deltas turn the old items
+/// into the new ones; a copy that stays is patched (bridges and namespaces), not replanned whole.
+#[test]
+fn router_interfaces_in_place_equal_full_plans() {
+    for profile in [Profile::Walkthrough, Profile::Current] {
+        let mut live = Live::new(dvr_model::build::build("base.yaml", &base()).unwrap());
+        let mut r = Replanner::new(live.topology(), profile);
+        let mut before = host_items(r.plan());
+        let iface = |add: bool, router: &str, subnet: &str| {
+            let (router, subnet) = (router.to_string(), subnet.to_string());
+            if add { Change::AddRouterInterface { router, subnet } } else { Change::RemoveRouterInterface { router, subnet } }
+        };
+        let steps = [
+            (iface(true, "router1", "test3-v4"), true),
+            (Change::AddInstance { name: "v3".into(), host: "compute3".into(), network: "test3".into() }, false),
+            (iface(false, "router1", "test3-v4"), false),
+            (iface(true, "router1", "test3-v4"), false),
+            (iface(false, "router1", "test3-v4"), false),
+            (iface(true, "router2", "test3-v4"), true),
+            (iface(false, "router1", "test2-v4"), true),
+            (iface(true, "router2", "test2-v4"), true),
+            (iface(false, "router2", "test3-v4"), true),
+        ];
+        for (change, patched_only) in steps {
+            let a = live.apply(&change).unwrap_or_else(|e| panic!("{change:?}: {e}"));
+            assert!(!a.rebuilt, "{change:?} is made in place");
+            let u = r.apply(live.topology(), &a);
+            let full = dvr_plan::plan(live.topology(), profile).unwrap();
+            assert_eq!(json(r.plan()), json(&full), "after {change:?}");
+            let now = host_items(&full);
+            check_deltas(&before, &now, &u.deltas).unwrap_or_else(|e| panic!("after {change:?}: {e}"));
+            if patched_only {
+                assert!(u.replanned.is_empty(), "{change:?} replanned {:?} whole", u.replanned);
+                assert!(!u.patched.is_empty() && !u.deltas.is_empty(), "{change:?} patched nothing");
+            }
+            before = now;
+        }
+    }
+}
+
+/// Replanning a host's bridges keeps the flows per other host's DVR MAC of
+/// its old plan (moved, not rebuilt: the same shared flows) and gives the
+/// bridges a full plan gives; the delta names none of the kept flows.
+#[test]
+fn replanned_bridges_keep_the_remote_mac_flows() {
+    use dvr_plan::rebridge::replan_bridges;
+    use std::collections::HashSet;
+    let mut live = Live::new(dvr_model::build::build("base.yaml", &base()).unwrap());
+    let h = live.topology().host_ix("compute1").unwrap();
+    // The old plan from its own cache: a rebuilt remote flow would be a new allocation.
+    let old = dvr_plan::plan_host(live.topology(), h, Profile::Walkthrough).bridges;
+    live.apply(&Change::AddRouterInterface { router: "router1".into(), subnet: "test3-v4".into() }).unwrap();
+    let t = live.topology();
+    let mut d = HostDelta { host: "compute1".into(), ..HostDelta::default() };
+    let new = replan_bridges(t, h, Profile::Walkthrough, &Default::default(), old.clone(), &mut d);
+    let full = dvr_plan::plan_host(t, h, Profile::Walkthrough).bridges;
+    assert_eq!(serde_json::to_string(&new).unwrap(), serde_json::to_string(&full).unwrap());
+    let remote = |b: &dvr_plan::Bridge| b.flows.iter().filter(|f| f.reason.contains("DVR MAC fa:16:3f")).cloned().collect::<Vec<_>>();
+    let old_ptrs: HashSet<*const dvr_openflow::Flow> = old.iter().flat_map(|b| b.flows.iter().map(std::sync::Arc::as_ptr)).collect();
+    let kept: Vec<_> = new.iter().flat_map(remote).collect();
+    // One per other dataplane host, on br-int per mapping and on each physical bridge.
+    let others = t.hosts.iter().filter(|x| x.has_dataplane()).count() - 1;
+    assert_eq!(kept.len(), others * 2 * t.host(h).bridge_mappings.len(), "{kept:?}");
+    assert!(!kept.is_empty());
+    assert!(kept.iter().all(|f| old_ptrs.contains(&std::sync::Arc::as_ptr(f))), "the remote-MAC flows are the old ones");
+    let (added, deleted) = d.flows();
+    // The subnet's flows, and the external network's VLAN translation moved
+    // (test3 comes before it in network order: its local VLAN shifts).
+    assert!(added > deleted && deleted <= 2, "attaching adds the subnet's flows: +{added} -{deleted}");
+    assert!(d.add.iter().all(|i| !matches!(i, Item::Flow { flow, .. } if flow.reason.contains("DVR MAC fa:16:3f"))));
+}
+
+/// A router copy's namespace patched for an attached or detached interface
+/// (not replanned) equals the replanned one, on a host with a floating IP
+/// (fip link after the interfaces) and on the SNAT host; the items added or
+/// deleted are the interface's.
+#[test]
+fn a_router_copy_is_patched_for_one_interface() {
+    use dvr_plan::ctx::{FlowCache, HostCtx};
+    use dvr_plan::netns::qrouter_dvr;
+    use dvr_plan::qrpatch::patch_interface;
+    let mut live = Live::new(dvr_model::build::build("base.yaml", &base()).unwrap());
+    // A port on test3 on compute1, so the attached interface has ARP entries there.
+    live.apply(&Change::AddInstance { name: "v3".into(), host: "compute1".into(), network: "test3".into() }).unwrap();
+    let cache = FlowCache::default();
+    let r = dvr_model::RouterIx(0);
+    for (router, subnet, added) in [("router1", "test3-v4", true), ("router1", "test1-v4", false), ("router1", "test3-v4", false)] {
+        // test1-v4 has vm1's floating IP: disassociate it first.
+        if !added && subnet == "test1-v4" {
+            live.apply(&Change::DisassociateFloatingIp { ip: "10.100.0.7".parse().unwrap() }).unwrap();
+        }
+        let hosts = ["compute1", "network"].map(|h| live.topology().host_ix(h).unwrap());
+        let old: Vec<_> = hosts.iter().map(|&h| qrouter_dvr(&HostCtx::new(live.topology(), h, Profile::Walkthrough, &cache), r)).collect();
+        let change = if added {
+            Change::AddRouterInterface { router: router.into(), subnet: subnet.into() }
+        } else {
+            Change::RemoveRouterInterface { router: router.into(), subnet: subnet.into() }
+        };
+        let a = live.apply(&change).unwrap();
+        let ev = a.interface.expect("an interface event");
+        let t = live.topology();
+        for (&h, mut ns) in hosts.iter().zip(old) {
+            let cx = HostCtx::new(t, h, Profile::Walkthrough, &cache);
+            let (mut add, mut delete) = (Vec::new(), Vec::new());
+            assert!(patch_interface(&cx, ev.router, ev.subnet, ev.added, &mut ns, &mut add, &mut delete), "{change:?} patched");
+            assert_eq!(serde_json::to_string(&ns).unwrap(), serde_json::to_string(&qrouter_dvr(&cx, r)).unwrap(), "{change:?} on {h:?}");
+            let (grew, shrank) = (!add.is_empty() && delete.is_empty(), add.is_empty() && !delete.is_empty());
+            assert!(if added { grew } else { shrank }, "{change:?}: +{} -{}", add.len(), delete.len());
+            assert!(add.iter().chain(&delete).any(|i| matches!(i, Item::Neighbour { .. })), "the subnet's ARP entries");
+        }
+    }
 }

@@ -17,15 +17,17 @@
 //! Pinning is what makes allocation stable: an object the change does not
 //! touch keeps its address, MAC and id, as it does in Neutron.
 //!
-//! Instances and floating IPs (boot, delete, associate, disassociate) are
-//! edited in place. Router interfaces and hosts change what whole routers and
-//! every host's DVR-MAC list look like; they are applied by rebuilding from
-//! the pinned file ([`Applied::rebuilt`] says so), which keeps the same
+//! Instances, floating IPs (boot, delete, associate, disassociate) and
+//! router interfaces (attach, detach: [`routers`]) are edited in place.
+//! Hosts change every host's DVR-MAC list; they are applied by rebuilding
+//! from the pinned file ([`Applied::rebuilt`] says so), which keeps the same
 //! contract.
 //!
 //! A control plane that already allocated a change (an agent following
 //! `dvr server`) makes it with those allocations: [`Live::boot`] and
 //! [`Live::reassociate`] (module `pinned`).
+
+mod routers;
 
 use crate::alloc::*;
 use crate::build::{build, reallocate_host};
@@ -76,11 +78,44 @@ pub struct Applied {
     /// `routers`): the host of an instance booted or deleted when its
     /// networks, router copies, VLANs and floating IPs stay as they were.
     pub int_bridges: BTreeSet<String>,
+    /// Hosts where every bridge is replanned (a router interface changed
+    /// what the host's copy of the router and its local VLANs look like)
+    /// while its namespaces stay, except those named in `namespaces`.
+    pub bridges: BTreeSet<String>,
+    /// (host, namespace) pairs replanned alone: the copy of a router that
+    /// gained or lost an interface, its `snat-` namespace, the `qdhcp-`
+    /// namespace of the subnet's network (its default route).
+    pub namespaces: BTreeSet<(String, NsRef)>,
     /// The port booted or deleted, if any.
     pub port: Option<PortEvent>,
-    /// The change was applied by rebuilding from the pinned file (router
-    /// interfaces, hosts), not in place.
+    /// The router interface attached or detached, if any: the copies of
+    /// the router named in `namespaces` can be patched for it alone.
+    pub interface: Option<InterfaceEvent>,
+    /// The change was applied by rebuilding from the pinned file (hosts
+    /// added or removed; any change with security groups), not in place.
     pub rebuilt: bool,
+}
+
+/// One namespace of a host's plan, named by the object it serves.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NsRef {
+    /// The `qrouter-` namespace of a router (distributed or legacy).
+    Qrouter(String),
+    /// The `snat-` namespace of a distributed router.
+    Snat(String),
+    /// The `qdhcp-` namespace of a network.
+    Qdhcp(String),
+}
+
+/// A subnet attached to (`added`) or detached from a router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceEvent {
+    /// The router.
+    pub router: RouterIx,
+    /// The subnet.
+    pub subnet: SubnetIx,
+    /// Attached (`true`) or detached.
+    pub added: bool,
 }
 
 /// A port booted (`added`) or deleted on a subnet: what the permanent ARP of
@@ -174,10 +209,9 @@ impl Live {
             Change::RemoveInstance { name } => self.remove_instance(change, name),
             Change::AssociateFloatingIp { ip, instance } => self.associate(change, *ip, instance),
             Change::DisassociateFloatingIp { ip } => self.disassociate(change, *ip),
-            Change::AddRouterInterface { .. }
-            | Change::RemoveRouterInterface { .. }
-            | Change::AddHost { .. }
-            | Change::RemoveHost { .. } => return self.rebuild(change),
+            Change::AddRouterInterface { router, subnet } => self.add_interface(change, router, subnet),
+            Change::RemoveRouterInterface { router, subnet } => self.remove_interface(change, router, subnet),
+            Change::AddHost { .. } | Change::RemoveHost { .. } => return self.rebuild(change),
         }?;
         // The file follows. A new floating IP is written with its address, so
         // a later change can name it.
@@ -634,13 +668,16 @@ impl Live {
             let Some(ip) = self.pools[s.0].allocate() else { continue };
             let id = PortId(derive_id("port", &key));
             let mac = self.macs.allocate(PORT_MAC_PREFIX, &id.hyphenated()).unwrap_or(MacAddr::ZERO);
-            // fg- ports are last, ordered by (network, host).
-            let first = self.topo.ports.len() - self.fg_count();
-            let at =
-                first + self.topo.ports[first..].iter().take_while(|q| (q.network, q.host.expect("fg- ports are bound")) < (n, h)).count();
-            let port = Port { id, owner: PortOwner::FloatingIpAgentGateway, network: n, subnet: s, ip, mac, host: Some(h) };
-            self.insert_port(at, port);
+            self.insert_fg_port(Port { id, owner: PortOwner::FloatingIpAgentGateway, network: n, subnet: s, ip, mac, host: Some(h) });
         }
+    }
+
+    /// Insert an fg- port where the build puts it: last, by (network, host).
+    fn insert_fg_port(&mut self, port: Port) {
+        let key = (port.network, port.host.expect("fg- ports are bound"));
+        let first = self.topo.ports.len() - self.fg_count();
+        let at = first + self.topo.ports[first..].iter().take_while(|q| (q.network, q.host.expect("fg- ports are bound")) < key).count();
+        self.insert_port(at, port);
     }
 
     /// Insert a port at `at`, shifting every later port and every index that
@@ -661,9 +698,7 @@ impl Live {
         let list = &mut t.index.subnet_ports[subnet.0];
         let pos = list.binary_search(&pi).unwrap_err();
         list.insert(pos, pi);
-        if let (PortOwner::FloatingIpAgentGateway, Some(h)) = (owner, host) {
-            t.index.fip_agent_port.insert((h, network), pi);
-        }
+        index_port(&mut t.index, owner, host, network, subnet, Some(pi));
     }
 
     /// Remove the port at `at`, shifting every later port and every index.
@@ -674,10 +709,36 @@ impl Live {
             t.index.host_ports[h.0].retain(|p| *p != at);
         }
         t.index.subnet_ports[port.subnet.0].retain(|p| *p != at);
-        if let (PortOwner::FloatingIpAgentGateway, Some(h)) = (port.owner, port.host) {
-            t.index.fip_agent_port.remove(&(h, port.network));
-        }
+        index_port(&mut t.index, port.owner, port.host, port.network, port.subnet, None);
         shift_ports(t, |p| if p > at.0 { p - 1 } else { p });
+    }
+}
+
+/// Set (`Some`) or clear the entry of a port in the index map of its kind.
+fn index_port(ix: &mut Index, owner: PortOwner, host: Option<HostIx>, network: NetworkIx, subnet: SubnetIx, at: Option<PortIx>) {
+    fn set<K: std::hash::Hash + Eq>(map: &mut std::collections::HashMap<K, PortIx>, k: K, at: Option<PortIx>) {
+        match at {
+            Some(p) => {
+                map.insert(k, p);
+            }
+            None => {
+                map.remove(&k);
+            }
+        }
+    }
+    match owner {
+        PortOwner::RouterInterfaceDistributed { router } | PortOwner::RouterInterface { router } => {
+            set(&mut ix.router_interface, (router, subnet), at)
+        }
+        PortOwner::CentralizedSnat { router } => set(&mut ix.snat_port, (router, subnet), at),
+        PortOwner::RouterGateway { router } => set(&mut ix.gateway_port, router, at),
+        PortOwner::FloatingIpAgentGateway => {
+            if let Some(h) = host {
+                set(&mut ix.fip_agent_port, (h, network), at);
+            }
+        }
+        PortOwner::Dhcp => set(&mut ix.dhcp_port, network, at),
+        PortOwner::Compute { .. } => {}
     }
 }
 
