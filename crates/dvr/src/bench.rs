@@ -413,7 +413,7 @@ pub fn ovs_figures(n: usize) -> Result<OvsFigures> {
         std::hint::black_box(ctl.call("ofproto/trace", &[&bridge.name, &flow]).map_err(anyhow::Error::msg)?);
     }
     let ovs_rate = n as f64 / t0.elapsed().as_secs_f64();
-    let ports = bridge.ports.iter().map(|p| dvr_sim::ofp::OfPort { name: p.name.clone(), tag: p.tag }).collect();
+    let ports = bridge.ports.iter().map(|p| dvr_sim::ofp::OfPort { name: p.name.as_str().into(), tag: p.tag }).collect();
     let mut br = dvr_sim::ofp::OfBridge::from_shared(&bridge.name, ports, &bridge.flows);
     let in_port = br.port(&qvo).context("qvo port")?;
     let frame = dvr_sim::packet::Frame {

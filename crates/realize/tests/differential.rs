@@ -367,7 +367,7 @@ impl fmt::Display for Outcome {
 fn twin_outcome(template: &OfBridge, in_port: usize, frame: Frame) -> (Outcome, OfResult) {
     let mut br = template.clone();
     let r = br.process(in_port, frame);
-    let outs = r.outputs.iter().map(|(p, f)| Out { port: br.ports[*p].name.clone(), vlan: f.vlan, src: f.src, dst: f.dst }).collect();
+    let outs = r.outputs.iter().map(|(p, f)| Out { port: br.ports[*p].name.to_string(), vlan: f.vlan, src: f.src, dst: f.dst }).collect();
     (Outcome::new(outs), r)
 }
 
@@ -623,8 +623,8 @@ fn twin_agrees_with_real_ovs_bridge_by_bridge() {
                     assert!(dp.values().any(|n| n == name), "{} {}: port {name} has no datapath port: {dp:?}", host.host, bridge.name);
                 }
                 // Twin side: the planned ports plus the LOCAL port OVS always has.
-                let mut ports: Vec<OfPort> = bridge.ports.iter().map(|p| OfPort { name: p.name.clone(), tag: p.tag }).collect();
-                ports.push(OfPort { name: bridge.name.clone(), tag: None });
+                let mut ports: Vec<OfPort> = bridge.ports.iter().map(|p| OfPort { name: p.name.as_str().into(), tag: p.tag }).collect();
+                ports.push(OfPort { name: bridge.name.as_str().into(), tag: None });
                 let template = OfBridge::from_shared(&bridge.name, ports, &bridge.flows);
 
                 let mut rng = Rng::seeded(&format!("{}/{}/{}", profile.name(), host.host, bridge.name));

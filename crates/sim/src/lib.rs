@@ -10,6 +10,7 @@
 
 pub mod demo;
 pub mod import;
+pub mod name;
 pub mod netfilter;
 pub mod ofp;
 pub mod packet;
@@ -20,6 +21,7 @@ pub mod trace;
 pub mod verify;
 pub mod world;
 
+pub use name::Name;
 pub use packet::L4;
 pub use trace::{
     Change, Disposition, DropReason, Dropped, Fate, Hop, HopKind, Lineage, NoSink, Place, Recorder, Sink, Step, Trace, TraceError,

@@ -54,7 +54,7 @@ impl Trace {
     pub fn copy_tree(&self) -> Vec<CopyNode<'_>> {
         fn insert<'a>(nodes: &mut Vec<CopyNode<'a>>, h: &'a Hop, depth: usize) {
             let want = &h.copy.0[..depth.min(h.copy.0.len())];
-            if let Some(n) = nodes.iter_mut().rev().find(|n| n.copy.0 == want) {
+            if let Some(n) = nodes.iter_mut().rev().find(|n| n.copy.0.as_slice() == want) {
                 if h.copy.0.len() == depth {
                     n.hops.push(h);
                 } else {
@@ -62,7 +62,7 @@ impl Trace {
                 }
                 return;
             }
-            let mut n = CopyNode { copy: Lineage(want.to_vec()), hops: vec![], children: vec![] };
+            let mut n = CopyNode { copy: Lineage(want.into()), hops: vec![], children: vec![] };
             if h.copy.0.len() == depth {
                 n.hops.push(h);
             } else {
@@ -785,7 +785,7 @@ fn run_trace<S: Sink>(w: &mut World, req: &TraceRequest, sink: S) -> Result<Trac
         *a = ipnet::Ipv4Net::new(ip, a.prefix_len()).expect("prefix");
         for r in &mut w.stacks[s].stack.routes {
             if r.src.is_some() {
-                r.src = Some(ip);
+                std::sync::Arc::make_mut(r).src = Some(ip);
             }
         }
     }
