@@ -8,6 +8,7 @@
 //! Sans I/O: the world is a value; tracing mutates only it.
 #![forbid(unsafe_code)]
 
+pub mod allpairs;
 pub mod demo;
 pub mod import;
 pub mod name;
