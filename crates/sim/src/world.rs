@@ -170,6 +170,9 @@ pub struct World {
     /// A lazy twin had a contained warm-up: hosts built later replay their
     /// own endpoints' boot broadcasts.
     warm_contained: bool,
+    /// Beyond this many hosts floods pass over unbuilt hosts that do not
+    /// carry the frame's tag ([`LAZY_FLOOD_HOSTS`] unless set).
+    flood_limit: usize,
 }
 
 /// What a lazy [`World`] plans hosts from.
@@ -179,7 +182,21 @@ struct Lazy {
     cache: Mutex<FlowCache>,
     /// Topology index of each host slot (the dataplane hosts, in order).
     slots: Vec<HostIx>,
+    /// Per host slot, the (wire, tag on the wire) of every network it
+    /// carries: a flooded frame with any other tag dies at its br-int table 0.
+    carries: Vec<rustc_hash::FxHashSet<(usize, Option<u16>)>>,
 }
+
+/// Beyond this many hosts a lazy twin does not build a host only to drop a
+/// flooded frame there: a broadcast on a physical network reaches every
+/// host's NIC, and on a 10,000-host cloud building them all (each with a
+/// DVR-MAC flow per other host) needs more memory than a machine has. A host
+/// whose networks all have other tags on that wire drops the copy at br-int
+/// table 0 (no VLAN translation for it), with no effect but its br-vlan
+/// learning the sender; the trace says how many hosts were passed over
+/// ([`crate::Trace::notes`]). Up to this size a flood builds them, and lazy
+/// traces equal the fully built twin's exactly.
+pub const LAZY_FLOOD_HOSTS: usize = 1_000;
 
 impl std::fmt::Debug for Lazy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -262,7 +279,24 @@ impl World {
                 w.stacks[s].attach[0] = Attach::Pending { host: h };
             }
         }
-        w.lazy = Some(Arc::new(Lazy { topo, profile, cache: Mutex::new(FlowCache::default()), slots }));
+        let carries = slots
+            .iter()
+            .map(|&ix| {
+                let mut set = rustc_hash::FxHashSet::default();
+                for &(n, _) in &topo.host(ix).local_vlans {
+                    let seg = &topo.network(n).segment;
+                    let tag = match seg {
+                        dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
+                        _ => None,
+                    };
+                    if let Some(&wi) = seg.physnet().and_then(|p| w.wire_of.get(p)) {
+                        set.insert((wi, tag));
+                    }
+                }
+                set
+            })
+            .collect();
+        w.lazy = Some(Arc::new(Lazy { topo, profile, cache: Mutex::new(FlowCache::default()), slots, carries }));
         w
     }
 
@@ -278,6 +312,7 @@ impl World {
             lazy: None,
             nic_ports: vec![],
             warm_contained: false,
+            flood_limit: LAZY_FLOOD_HOSTS,
         }
     }
 
@@ -330,6 +365,28 @@ impl World {
             self.materialize(host);
         }
         self.stacks[s].attach[dev]
+    }
+
+    /// Whether a flooded copy tagged `vlan` on wire `wi` may pass over port
+    /// `p` without building its host: the twin is lazy and beyond
+    /// [`LAZY_FLOOD_HOSTS`], the host is not built, and it carries no network
+    /// with that tag on that wire.
+    pub(crate) fn flood_passes_over(&self, wi: usize, p: usize, vlan: Option<u16>) -> bool {
+        let Attach::Pending { host } = self.wires[wi].ports[p].0 else { return false };
+        let Some(lazy) = &self.lazy else { return false };
+        self.hosts.len() > self.flood_limit && !lazy.carries[host].contains(&(wi, vlan))
+    }
+
+    /// Set the size beyond which a lazy twin's floods pass over hosts that
+    /// do not carry the frame's tag ([`LAZY_FLOOD_HOSTS`] by default): tests
+    /// show the behaviour on small deployments with it.
+    pub fn set_flood_limit(&mut self, hosts: usize) {
+        self.flood_limit = hosts;
+    }
+
+    /// The size beyond which floods pass over hosts ([`World::set_flood_limit`]).
+    pub fn flood_limit(&self) -> usize {
+        self.flood_limit
     }
 
     /// Where port `p` of wire `wi` leads, building its host first if needed.
