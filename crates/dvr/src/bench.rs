@@ -55,45 +55,88 @@ pub struct IncrementalFigures {
     pub hosts_changed: usize,
 }
 
+/// What a trace throughput figure measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TraceMode {
+    /// Verdicts only (`reach`: no hop recorded).
+    Reach,
+    /// The explained trace: every hop recorded, typed (`dvr trace` before printing).
+    Trace,
+    /// The explained trace rendered as `dvr trace` prints it (full text).
+    Text,
+}
+
+impl TraceMode {
+    fn label(self) -> &'static str {
+        match self {
+            TraceMode::Reach => "reach",
+            TraceMode::Trace => "trace",
+            TraceMode::Text => "trace+text",
+        }
+    }
+}
+
 /// Trace throughput.
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceFigures {
     /// Deployment.
     pub topology: String,
-    /// `trace` (every hop recorded) or `reach` (verdict only).
-    pub mode: String,
+    /// What each trace produced.
+    pub mode: TraceMode,
+    /// `warm`: one booted twin traces every path again and again (caches and
+    /// MAC tables filled after the first round); `cold`: every trace on a
+    /// fresh copy of the booted twin (the first packet ARPs and floods),
+    /// the copy not timed.
+    pub world: &'static str,
     /// Traces (request + reply) per second.
     pub per_second: f64,
     /// Traces run.
     pub traces: usize,
 }
 
-/// All-pairs reachability.
+/// All-pairs reachability, exact, by equivalence classes
+/// ([`dvr_sim::allpairs`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct AllPairsFigures {
+    /// Compute hosts.
+    pub hosts: usize,
     /// Instances.
     pub vms: usize,
-    /// Ordered pairs checked (each a request and its reply).
-    pub pairs: usize,
-    /// Pairs that reached each other.
-    pub reachable: usize,
-    /// Wall time, s.
+    /// Ordered pairs decided (each a request and its reply).
+    pub pairs: u64,
+    /// Pairs that reached each other both ways.
+    pub reachable: u64,
+    /// Endpoint classes.
+    pub classes: usize,
+    /// Pairs traced (one per pair class).
+    pub traced: usize,
+    /// Wall time of classifying and tracing, s (the twin built and warmed before).
     pub seconds: f64,
+    /// Building and warming the twin, s.
+    pub setup_seconds: f64,
     /// Threads used.
     pub threads: usize,
 }
 
-/// Our engine against `ovs-appctl ofproto/trace` on the same bridge.
+/// Our engine against `ovs-appctl ofproto/trace` on the same bridge, like
+/// for like: both sides take the same packet through the same flows and
+/// answer with an explanation in text.
 #[derive(Debug, Clone, Serialize)]
 pub struct OvsFigures {
     /// Bridge traced.
     pub bridge: String,
-    /// ofproto/trace calls per second (unixctl, no process spawn).
+    /// The packet.
+    pub packet: String,
+    /// ofproto/trace calls per second (unixctl, no process spawn), answer text received.
     pub ovs_per_second: f64,
-    /// Our OpenFlow engine, same packet, per second.
+    /// Our explained bridge trace, text written, per second.
     pub ours_per_second: f64,
     /// ours / ovs.
     pub ratio: f64,
+    /// The (table, priority) of each flow matched, as both sides reported it
+    /// (checked equal, and both forward or both drop, before timing).
+    pub matched: Vec<(u8, u16)>,
 }
 
 /// Time and memory of one `dvr` command as a user runs it.
@@ -122,8 +165,8 @@ pub struct Report {
     pub incremental: Vec<IncrementalFigures>,
     /// Trace throughput.
     pub traces: Vec<TraceFigures>,
-    /// All-pairs reachability.
-    pub all_pairs: Option<AllPairsFigures>,
+    /// All-pairs reachability, per size.
+    pub all_pairs: Vec<AllPairsFigures>,
     /// Single commands on the largest generated deployment (time, peak memory).
     pub commands: Vec<CommandFigures>,
     /// Side by side with Open vSwitch.
@@ -309,86 +352,104 @@ fn requests(topo: &dvr_model::Topology) -> Vec<TraceRequest> {
         .collect()
 }
 
-/// Traces per second over the topology's `paths:`, for `budget`.
-pub fn trace_figures(name: &str, topo: &dvr_model::Topology, record: bool, budget: Duration) -> Result<TraceFigures> {
+/// Traces per second over the topology's `paths:`, for `budget`, in one
+/// mode on a warm or a cold twin (see [`TraceFigures::world`]).
+pub fn trace_figures(name: &str, topo: &dvr_model::Topology, mode: TraceMode, cold: bool, budget: Duration) -> Result<TraceFigures> {
     let plan = dvr_plan::plan(topo, Profile::Walkthrough)?;
-    let mut world = World::build(topo, &plan);
-    dvr_sim::warm_up(&mut world);
+    let mut base = World::build(topo, &plan);
+    dvr_sim::warm_up(&mut base);
     let reqs = requests(topo);
     anyhow::ensure!(!reqs.is_empty(), "no paths listed in {name}");
-    let t0 = Instant::now();
+    let mut warm = base.clone();
     let mut n = 0;
-    while t0.elapsed() < budget {
+    let mut spent = Duration::ZERO;
+    while spent < budget {
         for r in &reqs {
-            let t = if record { dvr_sim::trace(&mut world, r)? } else { dvr_sim::reach(&mut world, r)? };
-            std::hint::black_box(&t);
+            let mut fresh;
+            let w = if cold {
+                fresh = base.clone();
+                &mut fresh
+            } else {
+                &mut warm
+            };
+            let t0 = Instant::now();
+            match mode {
+                TraceMode::Reach => {
+                    std::hint::black_box(dvr_sim::reach(w, r)?);
+                }
+                TraceMode::Trace => {
+                    std::hint::black_box(dvr_sim::trace(w, r)?);
+                }
+                TraceMode::Text => {
+                    std::hint::black_box(dvr_sim::render::text(&dvr_sim::trace(w, r)?));
+                }
+            }
+            spent += t0.elapsed();
             n += 1;
         }
     }
     Ok(TraceFigures {
         topology: name.into(),
-        mode: if record { "trace" } else { "reach" }.into(),
-        per_second: n as f64 / t0.elapsed().as_secs_f64(),
+        mode,
+        world: if cold { "cold" } else { "warm" },
+        per_second: n as f64 / spent.as_secs_f64(),
         traces: n,
     })
 }
 
-/// Every ordered pair of instances of a generated deployment, request and reply.
+/// Every ordered pair of instances of a generated deployment of `hosts`
+/// compute hosts, request and reply, exact, by equivalence classes.
 pub fn all_pairs(hosts: usize, threads: usize) -> Result<AllPairsFigures> {
     let p = GenParams::scale(hosts);
+    let t0 = Instant::now();
     let topo = dvr_model::build::build("generated", &generate(&p)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let plan = dvr_plan::plan(&topo, Profile::Walkthrough)?;
     let mut world = World::build(&topo, &plan);
+    drop(plan);
     dvr_sim::warm_up(&mut world);
-    let world = world;
-    let vms: Vec<(String, Ipv4Addr)> = topo.instances.iter().map(|x| (x.name.clone(), topo.port(x.port).ip)).collect();
-    let t0 = Instant::now();
-    let chunks: Vec<Vec<usize>> = (0..threads).map(|t| (0..vms.len()).filter(|i| i % threads == t).collect()).collect();
-    let reachable: usize = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|mine| {
-                let mut w = world.clone();
-                let vms = &vms;
-                s.spawn(move || {
-                    let mut ok = 0;
-                    for &i in mine {
-                        for (j, (_, ip)) in vms.iter().enumerate() {
-                            if i == j {
-                                continue;
-                            }
-                            let req = TraceRequest {
-                                from: vms[i].0.clone(),
-                                to: *ip,
-                                l4: L4::Icmp { reply: false, id: 1 },
-                                spoof_ip: None,
-                                spoof_mac: None,
-                            };
-                            if let Ok(t) = dvr_sim::reach(&mut w, &req)
-                                && t.verdict.is_delivered()
-                                && t.reply.as_ref().is_some_and(|r| r.verdict.is_delivered())
-                            {
-                                ok += 1;
-                            }
-                        }
-                    }
-                    ok
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
-    });
+    let setup = t0.elapsed();
+    let t1 = Instant::now();
+    let classes = dvr_sim::allpairs::Classes::new(&topo);
+    let m = dvr_sim::allpairs::by_classes(&topo, &world, classes, threads);
     Ok(AllPairsFigures {
-        vms: vms.len(),
-        pairs: vms.len() * vms.len().saturating_sub(1),
-        reachable,
-        seconds: t0.elapsed().as_secs_f64(),
+        hosts,
+        vms: topo.instances.len(),
+        pairs: m.pairs,
+        reachable: m.reachable,
+        classes: m.classes.classes.len(),
+        traced: m.traced,
+        seconds: t1.elapsed().as_secs_f64(),
+        setup_seconds: setup.as_secs_f64(),
         threads,
     })
 }
 
+/// The (table, priority) of each flow an `ofproto/trace` answer lists
+/// (` 0. in_port=…, priority 10, cookie …`), and whether its datapath
+/// actions drop.
+pub fn ofproto_matched(answer: &str) -> (Vec<(u8, u16)>, bool) {
+    let mut matched = Vec::new();
+    let mut drops = false;
+    for line in answer.lines() {
+        let l = line.trim_start();
+        if let Some(rest) = l.strip_prefix("Datapath actions:") {
+            drops = rest.trim() == "drop";
+            continue;
+        }
+        let Some((table, rest)) = l.split_once(". ") else { continue };
+        let (Ok(table), Some(prio)) = (table.parse::<u8>(), rest.split("priority ").nth(1)) else { continue };
+        if let Ok(prio) = prio.split(|c: char| !c.is_ascii_digit()).next().unwrap_or_default().parse::<u16>() {
+            matched.push((table, prio));
+        }
+    }
+    (matched, drops)
+}
+
 /// The same packet traced `n` times by real OVS (`ofproto/trace` over
-/// unixctl) and by our engine, on compute1's br-int of the seed lab.
+/// unixctl) and by our engine, on compute1's br-int of the seed lab. Like
+/// for like: our side is an explained bridge trace with its text
+/// ([`dvr_sim::trace::trace_bridge`]), and both sides must match the same
+/// flows and agree on forwarding before anything is timed.
 pub fn ovs_figures(n: usize) -> Result<OvsFigures> {
     use dvr_realize::{OvsInstance, unixctl::Unixctl};
     let topo = dvr_model::seed();
@@ -407,14 +468,10 @@ pub fn ovs_figures(n: usize) -> Result<OvsFigures> {
         vm1.mac, vm1.ip, vm1.mac
     );
     let mut ctl = Unixctl::connect(&ovs)?;
-    ctl.call("ofproto/trace", &[&bridge.name, &flow]).map_err(anyhow::Error::msg)?;
-    let t0 = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(ctl.call("ofproto/trace", &[&bridge.name, &flow]).map_err(anyhow::Error::msg)?);
-    }
-    let ovs_rate = n as f64 / t0.elapsed().as_secs_f64();
+    let answer = ctl.call("ofproto/trace", &[&bridge.name, &flow]).map_err(anyhow::Error::msg)?;
     let ports = bridge.ports.iter().map(|p| dvr_sim::ofp::OfPort { name: p.name.as_str().into(), tag: p.tag }).collect();
     let mut br = dvr_sim::ofp::OfBridge::from_shared(&bridge.name, ports, &bridge.flows);
+    br.kind = Some(bridge.kind);
     let in_port = br.port(&qvo).context("qvo port")?;
     let frame = dvr_sim::packet::Frame {
         src: vm1.mac,
@@ -428,14 +485,33 @@ pub fn ovs_figures(n: usize) -> Result<OvsFigures> {
             tpa: Ipv4Addr::new(192, 168, 1, 1),
         },
     };
-    let m = n * 200;
+    let ours = dvr_sim::trace::trace_bridge("compute1", &mut br, in_port, frame);
+    let (theirs, ovs_drops) = ofproto_matched(&answer);
+    anyhow::ensure!(
+        theirs == ours.matched() && ovs_drops == ours.outputs.is_empty(),
+        "ofproto/trace and the twin disagree on {flow}:\n--- ofproto/trace\n{answer}\n--- twin\n{}",
+        ours.text
+    );
+    let t0 = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(ctl.call("ofproto/trace", &[&bridge.name, &flow]).map_err(anyhow::Error::msg)?);
+    }
+    let ovs_rate = n as f64 / t0.elapsed().as_secs_f64();
+    let m = n * 20;
     let t1 = Instant::now();
     for _ in 0..m {
-        std::hint::black_box(br.process(in_port, frame));
+        std::hint::black_box(dvr_sim::trace::trace_bridge("compute1", &mut br, in_port, frame).text);
     }
-    let ours = m as f64 / t1.elapsed().as_secs_f64();
+    let ours_rate = m as f64 / t1.elapsed().as_secs_f64();
     drop(ovs);
-    Ok(OvsFigures { bridge: format!("compute1 {}", bridge.name), ovs_per_second: ovs_rate, ours_per_second: ours, ratio: ours / ovs_rate })
+    Ok(OvsFigures {
+        bridge: format!("compute1 {}", bridge.name),
+        packet: flow,
+        ovs_per_second: ovs_rate,
+        ours_per_second: ours_rate,
+        ratio: ours_rate / ovs_rate,
+        matched: ours.matched(),
+    })
 }
 
 /// A readable table of the report.
@@ -481,17 +557,38 @@ pub fn render(r: &Report) -> String {
         }
     }
     if !r.traces.is_empty() {
-        let _ = writeln!(o, "\nTRACES (request + reply, paths listed in the topology file)");
-        for t in &r.traces {
-            let _ = writeln!(o, "{:<28} {:<6} {:>12.0} traces/s  ({} traces)", t.topology, t.mode, t.per_second, t.traces);
-        }
-    }
-    if let Some(a) = &r.all_pairs {
         let _ = writeln!(
             o,
-            "\nALL PAIRS: {} VMs, {} ordered pairs, {} reachable, {:.2} s on {} threads",
-            a.vms, a.pairs, a.reachable, a.seconds, a.threads
+            "\nTRACES (request + reply, paths listed in the topology file; reach = verdicts only, trace = every hop \
+             recorded, trace+text = rendered as `dvr trace` prints it; warm = one twin, cold = a fresh copy of the booted \
+             twin per trace, copy not timed)"
         );
+        for t in &r.traces {
+            let _ = writeln!(
+                o,
+                "{:<28} {:<10} {:<4} {:>12.0} traces/s  ({} traces)",
+                t.topology,
+                t.mode.label(),
+                t.world,
+                t.per_second,
+                t.traces
+            );
+        }
+    }
+    if !r.all_pairs.is_empty() {
+        let _ = writeln!(o, "\nALL PAIRS (exact, one trace per equivalence class of pairs; twin built and warmed before)");
+        let _ = writeln!(
+            o,
+            "{:>6} {:>7} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9} {:>8}",
+            "hosts", "vms", "pairs", "reachable", "classes", "traced", "seconds", "setup s", "threads"
+        );
+        for a in &r.all_pairs {
+            let _ = writeln!(
+                o,
+                "{:>6} {:>7} {:>12} {:>12} {:>8} {:>8} {:>9.2} {:>9.2} {:>8}",
+                a.hosts, a.vms, a.pairs, a.reachable, a.classes, a.traced, a.seconds, a.setup_seconds, a.threads
+            );
+        }
     }
     if !r.commands.is_empty() {
         let _ = writeln!(o, "\nCOMMANDS on the largest deployment (each a child process; peak RSS from getrusage)");
@@ -503,10 +600,16 @@ pub fn render(r: &Report) -> String {
     }
     match (&r.ovs, &r.ovs_skipped) {
         (Some(v), _) => {
+            let matched: Vec<String> = v.matched.iter().map(|(t, p)| format!("{t}/{p}")).collect();
             let _ = writeln!(
                 o,
-                "\nVS OPEN VSWITCH ({}): ofproto/trace {:.0}/s, ours {:.0}/s, ratio {:.0}x",
-                v.bridge, v.ovs_per_second, v.ours_per_second, v.ratio
+                "\nVS OPEN VSWITCH ({}, the same packet through the same flows, both answering with an explained trace \
+                 in text; both matched table/priority {}): ofproto/trace {:.0}/s, ours {:.0}/s, ratio {:.0}x",
+                v.bridge,
+                matched.join(" → "),
+                v.ovs_per_second,
+                v.ours_per_second,
+                v.ratio
             );
         }
         (None, Some(why)) => {

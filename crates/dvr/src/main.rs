@@ -908,7 +908,7 @@ fn run(cli: Cli) -> Result<()> {
 fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) -> Result<()> {
     let mut r = bench::Report { machine: machine(), ..Default::default() };
     let exe = std::env::current_exe()?;
-    let stages = progress::Stages::new(sizes.len() + 4 + usize::from(!no_ovs));
+    let stages = progress::Stages::new(sizes.len() + 4 + usize::from(!quick) + usize::from(!no_ovs));
     for &n in &sizes {
         stages.stage(&format!("planning {n} hosts ({} VMs) in a child process", n * 20));
         let out = std::process::Command::new(&exe).args(["bench", "--child-plan", &n.to_string()]).output()?;
@@ -921,14 +921,17 @@ fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) 
     let budget = std::time::Duration::from_millis(if quick { 300 } else { 2000 });
     stages.stage("traces on the seed lab");
     let seed = dvr_model::seed();
-    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, true, budget)?);
-    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, false, budget)?);
+    use bench::TraceMode::{Reach, Text, Trace};
+    for (mode, cold) in [(Trace, false), (Text, false), (Reach, false), (Trace, true), (Text, true), (Reach, true)] {
+        r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, mode, cold, budget)?);
+    }
     stages.stage(&format!("traces on {largest} hosts"));
     let big_yaml = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(largest));
     let big = dvr_model::load_str("generated", &big_yaml)?;
     let label = format!("{largest} hosts ({} VMs)", big.instances.len());
-    r.traces.push(bench::trace_figures(&label, &big, true, budget)?);
-    r.traces.push(bench::trace_figures(&label, &big, false, budget)?);
+    for (mode, cold) in [(Trace, false), (Reach, false)] {
+        r.traces.push(bench::trace_figures(&label, &big, mode, cold, budget)?);
+    }
     eprintln!("bench: single commands on {largest} hosts");
     let dir = std::env::temp_dir().join(format!("dvr-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -939,9 +942,11 @@ fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) 
         r.commands.push(bench::command_figures(&label, &args)?);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let pair_hosts = if quick { 10 } else { 50 };
-    stages.stage(&format!("all pairs of {} VMs", pair_hosts * 20));
-    r.all_pairs = Some(bench::all_pairs(pair_hosts, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    for pair_hosts in if quick { vec![10] } else { vec![50, 500] } {
+        stages.stage(&format!("all pairs of {} VMs", pair_hosts * 20));
+        r.all_pairs.push(bench::all_pairs(pair_hosts, threads)?);
+    }
     if no_ovs {
         r.ovs_skipped = Some("--no-ovs".into());
     } else {
