@@ -4,8 +4,10 @@ code installs (see neutron_agent.py), host by host and bridge by bridge.
 Usage: python conformance.py --dvr PATH/TO/dvr --work DIR [--json OUT]
 
 Scenarios: the seed lab; a generated 10-host deployment (`dvr gen --hosts 10`);
-and four changes to the seed lab, each run through Neutron's agents (one more
-rpc_loop iteration) and through our incremental planner (`dvr plan --change`).
+four changes to the seed lab, each run through Neutron's agents (one more
+rpc_loop iteration) and through our incremental planner (`dvr plan --change`);
+and the seed lab with security groups (labs/seed-secure.yaml), where every
+agent runs Neutron's `openvswitch` firewall driver (OVSFirewallDriver).
 
 Flows are compared on table, priority, the set of match fields and the ordered
 actions. Only notation is normalised: cookies are ignored, fields are keyed by
@@ -36,7 +38,44 @@ SCENARIOS = [
     ("seed: remove router interface (router1, test2-v4)", [], ["remove-router-interface:router1:test2-v4"]),
     ("seed: disassociate floating IP 10.100.0.7", [], ["disassociate-floating-ip:10.100.0.7"]),
     ("seed: remove host compute2", [], ["remove-host:compute2"]),
+    # Security groups: Neutron's OVSFirewallDriver (openvswitch firewall) on
+    # every host, driven through SecurityGroupAgentRpc with the server's
+    # security_group_info_for_devices answer.
+    ("seed-secure", ["-t", "{labs}/seed-secure.yaml"], []),
+    # More rule shapes (secure_more below): prefixes, ICMP type/code, port
+    # ranges as masks, overlapping remote-group ranges merged, protocol
+    # numbers, sctp, egress rules, a port without port security.
+    ("seed-secure: more rules", ["-t", "{work}/secure-more.yaml"], []),
 ]
+
+
+def secure_more(labs):
+    """labs/seed-secure.yaml with group `mixed` on vm2 and port security off on vm4."""
+    with open(os.path.join(labs, "seed-secure.yaml")) as f:
+        y = f.read()
+    vm4 = "  - {name: vm4, host: compute1, network: test2, ip: 192.168.2.10}"
+    assert vm4 in y and "    allowed_address_pairs:" in y
+    y = y.replace(vm4, vm4[:-1] + ", port_security_enabled: false, security_groups: []}")
+    y = y.replace("    allowed_address_pairs:", "    security_groups: [default, mixed]\n    allowed_address_pairs:")
+    y = y.replace(
+        "\nfloating_ips:",
+        """  - name: mixed
+    rules:
+      - {direction: egress, protocol: udp, port_range_min: 53, port_range_max: 53, remote_ip_prefix: 10.100.0.0/24}
+      - {direction: egress, protocol: tcp, port_range_min: 1000, port_range_max: 2000}
+      - {direction: egress, protocol: sctp, port_range_min: 5000, port_range_max: 5001}
+      - {direction: ingress, protocol: icmp, port_range_min: 8, port_range_max: 0, remote_ip_prefix: 192.168.0.0/16}
+      - {direction: ingress, protocol: icmp, port_range_min: 3}
+      - {direction: ingress, protocol: 47}
+      - {direction: ingress, protocol: tcp, port_range_min: 8000, port_range_max: 8100, remote_group: default}
+      - {direction: ingress, protocol: tcp, port_range_min: 8080, port_range_max: 9000, remote_group: ssh-icmp}
+      - {direction: ingress, protocol: tcp, port_range_min: 22, port_range_max: 22, remote_group: default}
+      - {direction: ingress, protocol: icmp, port_range_min: 8, remote_group: default}
+      - {direction: egress, protocol: udp, remote_group: web}
+
+floating_ips:""",
+    )
+    return y
 
 #: Deliberate deviations, documented in docs/conformance.md under their id.
 #: Each is recognised by what the flow is, not by where it appears, so a new
@@ -51,14 +90,25 @@ DEVIATIONS = [
         # port number is no longer on the bridge, so it prints as a number.
         "test": lambda k: k[0] == 4 and k[1] == 5 and any(a.startswith("output:") and a[7:].isdigit() for a in k[3]),
     },
+    {
+        "id": "D2",
+        "side": "missing",
+        "what": "the openvswitch firewall's IPv6 and RARP flows (the deployment is IPv4 only)",
+        # eth_type 0x86dd (IPv6, ICMPv6, DHCPv6) or 0x8035 (RARP), in the
+        # firewall's tables or its table-0/60 hooks.
+        "test": lambda k: dict(k[2]).get("eth_type") in ("34525", "32821") and (k[0] in FIREWALL_TABLES),
+    },
 ]
+
+#: The openvswitch firewall's tables (neutron_lib ovs_constants).
+FIREWALL_TABLES = (71, 72, 73, 81, 82, 91, 92, 93, 94)
 
 
 def deviation(side, k):
     return next((d["id"] for d in DEVIATIONS if d["side"] == side and d["test"](k)), None)
 
 
-ETH_TYPE = {"arp": 0x0806, "ip": 0x0800, "icmp": 0x0800, "tcp": 0x0800, "udp": 0x0800, "icmp6": 0x86DD}
+ETH_TYPE = {"arp": 0x0806, "ip": 0x0800, "icmp": 0x0800, "tcp": 0x0800, "udp": 0x0800, "icmp6": 0x86DD, "ipv6": 0x86DD}
 IP_PROTO = {"icmp": 1, "tcp": 6, "udp": 17, "icmp6": 58}
 
 
@@ -75,10 +125,27 @@ def canon_ours(flow):
     m = flow["match"]
     match = {}
     for k, v in m.items():
-        if k == "proto":
+        if k == "proto" and isinstance(v, dict):  # ip,nw_proto=N
+            match["eth_type"] = str(0x0800)
+            match["ip_proto"] = str(next(iter(v.values())))
+        elif k == "proto":
             match["eth_type"] = str(ETH_TYPE[v])
             if v in IP_PROTO:
                 match["ip_proto"] = str(IP_PROTO[v])
+        elif k == "regs":
+            for i, r in enumerate(v):
+                if r is not None:
+                    match[f"reg{i}"] = str(r["value"]) if r["mask"] == 0xFFFFFFFF else f"{r['value']}/{r['mask']}"
+        elif k == "ct_state":
+            match[k] = neutron_agent.ct_state_from_bits(v["flags"], v["mask"])
+        elif k == "ct_mark":
+            match[k] = str(v["value"]) if v["mask"] == 0xFFFFFFFF else f"{v['value']}/{v['mask']}"
+        elif k in ("ct_zone", "conj_id"):
+            match[k] = str(v)
+        elif k in ("tp_src", "tp_dst"):
+            match[k] = neutron_agent.port_canon(v["value"], v["mask"])
+        elif k == "icmp_code":
+            match["icmpv4_code"] = str(v)
         elif k == "in_port":
             match["in_port"] = v
         elif k == "dl_vlan":
@@ -104,6 +171,9 @@ def canon_ours(flow):
         kind, arg = a["action"], a.get("arg")
         if kind == "drop":
             continue
+        if kind in ("load", "ct", "ct_clear", "conjunction"):
+            actions.append(nx_action(a))
+            continue
         if kind == "goto_table":
             goto.append(f"goto_table:{arg}")
         elif kind == "resubmit":
@@ -122,7 +192,47 @@ def canon_ours(flow):
             actions.append(f"set_field:eth_{kind[-3:]}={arg.lower()}")
         else:
             actions.append(f"unknown:{kind}")
-    return {"table": flow["table"], "priority": flow["priority"], "match": match, "actions": actions + goto}
+    return {"table": flow["table"], "priority": flow["priority"], "match": neutron_agent.norm_match(match), "actions": actions + goto}
+
+
+def _field(f):
+    field = f["field"]
+    return f"reg{field['reg']}" if isinstance(field, dict) else field
+
+
+def nx_action(a):
+    """Our register, conntrack and conjunction actions in ``neutron_agent.text_action``'s notation."""
+    kind, arg = a["action"], a.get("arg")
+    if kind == "ct_clear":
+        return "ct_clear"
+    if kind == "conjunction":
+        return f"conjunction({arg['id']},{arg['clause']}/{arg['n_clauses']})"
+    if kind == "load":
+        dst = arg["dst"]
+        whole = dst["ofs"] == 0 and dst["n_bits"] == (16 if _field(dst) in ("ct_zone", "in_port") else 32)
+        return f"set_field:{_field(dst)}={arg['value']}" if whole else f"unknown:load:{arg}"
+    zone = arg.get("zone")
+    if zone is None:
+        z = None
+    elif "imm" in zone:
+        z = str(zone["imm"])
+    else:
+        sub = zone["field"]
+        z = f"NXM_NX_REG{sub['field']['reg']}[{sub['ofs']}..{sub['ofs'] + sub['n_bits'] - 1}]"
+    return neutron_agent.ct_canon(
+        commit=arg.get("commit", False),
+        table=arg.get("table"),
+        zone=z,
+        nat=arg.get("nat", False),
+        exec_actions=[nx_action(x) for x in arg.get("exec", [])],
+    )
+
+
+def ofports(plan):
+    """br-int port name → OpenFlow number, per host, as our plan requests them."""
+    return {
+        hp["host"]: {p["name"]: p["ofport"] for br in hp["bridges"] for p in br["ports"] if p.get("ofport")} for hp in plan["hosts"]
+    }
 
 
 def key(f):
@@ -193,28 +303,38 @@ def main():
         action="store_true",
         help="positive control: drop the first planned flow of every bridge; each must be reported missing",
     )
+    ap.add_argument(
+        "--control-firewall",
+        action="store_true",
+        help="positive control for the firewall: drop the first planned flow of every firewall table (71-94) of each "
+        "bridge; each must be reported missing",
+    )
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     if args.capture:
         return fidelity(args)
     with open(os.path.join(args.work, "gen10.yaml"), "w") as f:
         f.write(dvr(args.dvr, "gen", "--hosts", "10"))
+    with open(os.path.join(args.work, "secure-more.yaml"), "w") as f:
+        f.write(secure_more(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "labs")))
 
     report, all_ok = [], True
     print(f"{'scenario':<52} {'host':<12} {'bridge':<9} {'matched':>7} {'missing':>7} {'extra':>5} {'deviations':>10}")
     for name, targs, changes in SCENARIOS:
         if args.only and name != args.only:
             continue
-        targs = [a.format(work=args.work) for a in targs]
+        labs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "labs")
+        targs = [a.format(work=args.work, labs=labs) for a in targs]
         chg = [x for c in changes for x in ("--change", c)]
         before = json.loads(dvr(args.dvr, "topology", "--format", "json", *targs))
         after = json.loads(dvr(args.dvr, "topology", "--format", "json", *targs, *chg)) if changes else None
         plan = json.loads(dvr(args.dvr, "plan", "--profile", "current", "--format", "json", *targs, *chg))
-        theirs = neutron_agent.run(before, after)
+        numbers = ofports(plan)
+        theirs = neutron_agent.run(before, after, ofports=numbers)
         # The agent gets a host's devices as an unordered set; its result must
         # not depend on the order (e.g. an instance port bound before or after
         # its subnet's router interface).
-        backwards = neutron_agent.run(before, after, order=lambda d: list(reversed(d)))
+        backwards = neutron_agent.run(before, after, order=lambda d: list(reversed(d)), ofports=numbers)
         if canon_all(backwards) != canon_all(theirs):
             print(f"{name}: Neutron's flows depend on the order of its devices (sorted vs reversed)")
             all_ok = False
@@ -230,6 +350,9 @@ def main():
                 ours = [canon_ours(f) for f in br["flows"]]
                 if args.control:
                     ours = sorted(ours, key=key)[1:]
+                if args.control_firewall:
+                    firsts = {t: min((key(f) for f in ours if f["table"] == t), default=None) for t in FIREWALL_TABLES}
+                    ours = [f for f in ours if key(f) not in firsts.values()]
                 matched, missing, extra = compare(ours, n)
                 devs = [(side, k, deviation(side, k)) for side, ks in (("missing", missing), ("extra", extra)) for k in ks]
                 missing = [k for side, k, d in devs if side == "missing" and d is None]

@@ -41,6 +41,8 @@ from neutron.conf.agent import securitygroups_rpc as sg_conf
 from neutron.conf import common as common_conf
 from neutron.conf.db import l3_dvr_db as l3_dvr_conf
 
+from neutron.agent import securitygroups_rpc as agent_sg_rpc
+from neutron.agent.linux.openvswitch_firewall import firewall as ovs_firewall
 from neutron.agent.common import ovs_lib
 from neutron.common import utils as n_utils
 from neutron.plugins.ml2.drivers.openvswitch.agent import ovs_dvr_neutron_agent
@@ -66,6 +68,17 @@ for _register in (
 # BaseOVS.__init__ asks ovsdbapp for an IDL connection; there is none.
 ovs_lib.impl_idl.api_factory = lambda: types.SimpleNamespace()
 
+
+class _NoConntrack:
+    """The kernel's connection table (``OvsIpConntrackManager`` runs
+    ``conntrack -D`` in worker threads): there is none, nothing to flush."""
+
+    def delete_conntrack_state_by_remote_ips(self, *a, **k):
+        pass
+
+
+ovs_firewall.ip_conntrack.OvsIpConntrackManager = _NoConntrack
+
 #: device_owner per owner kind of our topology JSON.
 DEVICE_OWNER = {
     "compute": "compute:nova",
@@ -88,6 +101,11 @@ DEVICE_PREFIX = {
     "router_gateway": "qg-",
     "floating_ip_agent_gateway": "fg-",
 }
+
+
+def _addr(cidr):
+    """An address as Neutron stores it: a /32 as the bare address."""
+    return cidr[:-3] if cidr.endswith("/32") else cidr
 
 
 def device_name(port):
@@ -180,9 +198,107 @@ class Server:
             "device_owner": DEVICE_OWNER[p["owner"]],
             "mac_address": p["mac"],
             "fixed_ips": self.fixed_ips(p),
-            "allowed_address_pairs": [],
+            "allowed_address_pairs": self.address_pairs(p),
             "network_id": self.network(p["network"])["id"],
         }
+
+    # --- security groups (the server's side of securitygroups_rpc) ---
+    def firewall(self):
+        """The firewall driver every agent runs: openvswitch once the
+        topology has security groups, else noop (as in the captures)."""
+        return (self.topo.get("security") or {}).get("driver", "noop")
+
+    def port_security(self, p):
+        """Our per-port security entry of an instance port, or None."""
+        sec = self.topo.get("security")
+        if not sec or p["owner"] != "compute":
+            return None
+        return next((x for x in sec["ports"] if x["instance"] == p["instance"]), None)
+
+    def address_pairs(self, p):
+        ps = self.port_security(p)
+        if not ps:
+            return []
+        return [{"ip_address": _addr(a["ip"]), "mac_address": a["mac"]} for a in ps["allowed_address_pairs"]]
+
+    def group_ids(self, p):
+        ps = self.port_security(p)
+        return [self.topo["security"]["groups"][g]["id"] for g in ps["groups"]] if ps else []
+
+    def rule_dicts(self, group):
+        """A group's rules as ``security_group_info_for_ports`` sends them:
+        only the keys that are set, the peer prefix under source_/dest_ip_prefix."""
+        out = []
+        for r in group["rules"]:
+            d = {"direction": r["direction"], "ethertype": "IPv4"}
+            pr = r["protocol"]
+            kind = pr["protocol"]
+            if kind in ("tcp", "udp", "sctp"):
+                d["protocol"] = kind
+                if pr.get("ports"):
+                    d["port_range_min"], d["port_range_max"] = pr["ports"]["min"], pr["ports"]["max"]
+            elif kind == "icmp":
+                d["protocol"] = "icmp"
+                f = pr.get("filter")
+                if f:
+                    d["port_range_min"] = f["icmp_type"]
+                    if f.get("icmp_code") is not None:
+                        d["port_range_max"] = f["icmp_code"]
+            elif kind == "other":
+                d["protocol"] = str(pr["number"])
+            remote = r["remote"]
+            if remote["kind"] == "prefix":
+                d["source_ip_prefix" if r["direction"] == "ingress" else "dest_ip_prefix"] = remote["value"]
+            elif remote["kind"] == "group":
+                d["remote_group_id"] = self.topo["security"]["groups"][remote["value"]]["id"]
+            d["stateful"] = True
+            out.append(d)
+        return out
+
+    def member_ips(self, group_ix):
+        """``_select_ips_for_remote_group``: (fixed IP, None) and (pair IP, pair MAC) of every member port."""
+        out = set()
+        for ps in self.topo["security"]["ports"]:
+            if group_ix in ps["groups"]:
+                x = self.topo["instances"][ps["instance"]]
+                out.add((self.topo["ports"][x["port"]]["ip"], None))
+                for a in ps["allowed_address_pairs"]:
+                    out.add((_addr(a["ip"]), a["mac"]))
+        return sorted(out, key=str)
+
+    def security_group_info_for_devices(self, context, device_ids, ofport_of=None):
+        """The server's answer for the agent's new devices: trusted
+        (``network:``) ports are left out, so the agent treats them as trusted."""
+        sec = self.topo["security"]
+        groups_by_id = {g["id"]: i for i, g in enumerate(sec["groups"])}
+        devices, security_groups, remote = {}, {}, {}
+        ports = [self.port_by_id(d) for d in device_ids]
+        ports = [p for p in ports if p is not None and p["owner"] == "compute"]
+        ports.sort(key=lambda p: (ofport_of or {}).get(device_name(p), 0))
+        for p in ports:
+            ps = self.port_security(p)
+            devices[p["id"]] = {
+                "device": p["id"],
+                "id": p["id"],
+                "mac_address": p["mac"],
+                "fixed_ips": [p["ip"]],
+                "allowed_address_pairs": self.address_pairs(p),
+                "security_groups": self.group_ids(p),
+                "port_security_enabled": bool(ps and ps["port_security_enabled"]),
+                "device_owner": DEVICE_OWNER[p["owner"]],
+                "network_id": self.network(p["network"])["id"],
+                "security_group_source_groups": [],
+            }
+            for gid in self.group_ids(p):
+                rules = self.rule_dicts(sec["groups"][groups_by_id[gid]])
+                security_groups.setdefault(gid, rules)
+                for r in rules:
+                    if "remote_group_id" in r:
+                        remote.setdefault(r["remote_group_id"], groups_by_id[r["remote_group_id"]])
+                        if r["remote_group_id"] not in devices[p["id"]]["security_group_source_groups"]:
+                            devices[p["id"]]["security_group_source_groups"].append(r["remote_group_id"])
+        members = {gid: {"IPv4": self.member_ips(ix), "IPv6": []} for gid, ix in remote.items()}
+        return {"devices": devices, "security_groups": security_groups, "sg_member_ips": members}
 
     # --- L2 plugin RPC (get_devices_details_list_and_failed_devices) ---
     def device_details(self, host, device):
@@ -202,8 +318,9 @@ class Server:
             "admin_state_up": True,
             "fixed_ips": self.fixed_ips(p),
             "device_owner": DEVICE_OWNER[p["owner"]],
-            "allowed_address_pairs": [],
-            "port_security_enabled": True,
+            "allowed_address_pairs": self.address_pairs(p),
+            "port_security_enabled": self.port_security(p) is None or self.port_security(p)["port_security_enabled"],
+            "security_groups": self.group_ids(p),
             "profile": {},
             "qos_policy_id": None,
             "network_qos_policy_id": None,
@@ -220,6 +337,8 @@ class PluginRpc:
         self.server = server
         self.order = order
         self.remote_resource_cache = types.SimpleNamespace(record_resource_remove=lambda *a, **k: None)
+        #: br-int port name -> OpenFlow number our plan requests (ofport_request).
+        self.ofport_of = {}
 
     def __getattr__(self, name):
         return getattr(self.server, name)
@@ -239,6 +358,9 @@ class PluginRpc:
     def update_device_down(self, *a, **k):
         return {}
 
+    def security_group_info_for_devices(self, context, device_ids):
+        return self.server.security_group_info_for_devices(context, device_ids, self.ofport_of)
+
 
 class Ovsdb:
     """The OVSDB rows the agent reads and writes: bridges with their ports."""
@@ -251,17 +373,21 @@ class Ovsdb:
         self.bridges.setdefault(name, {"ports": {}, "next_ofport": 1, "dpid": self.next_dpid})
         self.next_dpid += 1
 
-    def add_port(self, bridge, name, external_ids=None, tag=None):
+    def add_port(self, bridge, name, external_ids=None, tag=None, ofport_request=None):
         b = self.bridges[bridge]
         if name not in b["ports"]:
+            taken = {r["ofport"] for r in b["ports"].values()}
+            while ofport_request is None and b["next_ofport"] in taken:
+                b["next_ofport"] += 1
             b["ports"][name] = {
                 "name": name,
-                "ofport": b["next_ofport"],
+                "ofport": ofport_request or b["next_ofport"],
                 "external_ids": dict(external_ids or {}),
                 "tag": tag,
                 "other_config": {},
             }
-            b["next_ofport"] += 1
+            if ofport_request is None:
+                b["next_ofport"] += 1
         return b["ports"][name]["ofport"]
 
     def del_port(self, bridge, name):
@@ -390,6 +516,7 @@ class FakeBridgeMixin:
         self._db = db
         db.add_bridge(self.br_name)
         self._table = FlowTable()
+        self._text = []  # flows added as ovs-ofctl keyword arguments
         self._dp = FakeDatapath(db.bridges[self.br_name]["dpid"])
         self.ovsdb = _OvsdbApi(db, self.br_name)
         return self
@@ -397,6 +524,30 @@ class FakeBridgeMixin:
     # --- OpenFlow ---
     def _get_dp(self):
         return self._dp, ofp, ofpp
+
+    #: ``Open_vSwitch other_config:hw-offload`` is unset (a software switch).
+    is_hw_offload_enabled = False
+
+    # --- ovs-ofctl flows (``OVSBridge.add_flow``/``delete_flows``, which the
+    # openvswitch firewall uses through ``DeferredOVSBridge``) ---
+    def add_protocols(self, *protocols):
+        pass
+
+    def do_action_flows(self, action, kwargs_list, use_bundle=False, flow_group_id=None):
+        for kw in kwargs_list:
+            kw = {k: v for k, v in kw.items() if k not in ("cookie", "strict")}
+            if action == "add":
+                kw.setdefault("priority", 1)
+                key = _text_key(kw)
+                self._text = [f for f in self._text if _text_key(f) != key] + [kw]
+            elif action == "mod":
+                for f in self._text:
+                    if _text_key(f) == _text_key(kw):
+                        f["actions"] = kw["actions"]
+            elif action == "del":
+                self._text = [f for f in self._text if not _text_covers(kw, f)]
+            else:
+                raise RuntimeError(f"unsupported ovs-ofctl action {action}")
 
     def _send_msg(self, msg, reply_cls=None, reply_multi=False, active_bundle=None):
         if isinstance(msg, ofpp.OFPFlowMod):
@@ -465,6 +616,8 @@ class FakeBridgeMixin:
             row[column] = {} if column == "other_config" else None
 
     def db_get_val(self, table, record, column, check_error=False, log_errors=True):
+        if table == "Bridge":
+            return {}
         row = self._ports().get(record)
         if row is None:
             return None
@@ -541,13 +694,13 @@ class _NoExtensions:
 class Host:
     """One host's OVS agent, driven through its own methods."""
 
-    def __init__(self, name, server, order=sorted):
+    def __init__(self, name, server, order=sorted, ofports=None):
         self.name = name
         self.server = server
         self.db = Ovsdb()
         cfg.CONF.set_override("host", name)
         cfg.CONF.set_override("enable_distributed_routing", True, "AGENT")
-        cfg.CONF.set_override("firewall_driver", "noop", "SECURITYGROUP")
+        cfg.CONF.set_override("firewall_driver", server.firewall(), "SECURITYGROUP")
         # LocalVlanManager is a process-wide singleton: one host at a time.
         if hasattr(vlanmanager.LocalVlanManager, "_instance"):
             del vlanmanager.LocalVlanManager._instance
@@ -557,6 +710,7 @@ class Host:
             self.db.add_bridge(m["bridge"])
             self.db.add_port(m["bridge"], m["nic"])
         self.plugin_rpc = PluginRpc(name, server, order)
+        self.plugin_rpc.ofport_of = dict(ofports or {})
 
         a = ovs_neutron_agent.OVSNeutronAgent.__new__(ovs_neutron_agent.OVSNeutronAgent)
         self.agent = a
@@ -613,12 +767,20 @@ class Host:
         )
         a.dvr_agent.setup_dvr_flows()
         a.ancillary_brs = []
+        if server.firewall() == "openvswitch":
+            # As OVSNeutronAgent.__init__ does, before the instances' ports
+            # appear on br-int (so the iptables clean-up helper loads nothing).
+            a.sg_agent = agent_sg_rpc.SecurityGroupAgentRpc(
+                a.context, self.plugin_rpc, defer_refresh_firewall=True, integration_bridge=a.int_br
+            )
+            a.sg_agent.init_ovs_dvr_firewall(a.dvr_agent)
+        else:
+            a.sg_agent = _NoopSgAgent()
         self._plug(self.server)
         # _restore_local_vlan_map: the local VLAN of every network comes from
         # the tags already on br-int ports (the agent's own restart path), so
         # both sides use the same numbers; VLAN numbers are host-local notation.
         a._restore_local_vlan_map()
-        a.sg_agent = _NoopSgAgent()
         a.prevent_arp_spoofing = not a.sg_agent.firewall.provides_arp_spoofing_protection
         a.ovs_status = None
         a.iter_num = 0
@@ -647,6 +809,7 @@ class Host:
                 name,
                 {"iface-id": p["id"], "attached-mac": p["mac"], "iface-status": "active"},
                 tag=lvids[p["network"]],
+                ofport_request=self.plugin_rpc.ofport_of.get(name),
             )
             # As port_bound() wrote it on the previous run (OVSDB values are strings).
             oc = {
@@ -697,7 +860,7 @@ class Host:
         out = {}
         for br in [a.int_br] + [a.phys_brs[p] for p in a.bridge_mappings]:
             names = br.ofport_names()
-            out[br.br_name] = [canon_neutron(f, names) for f in br._table.flows]
+            out[br.br_name] = [canon_neutron(f, names) for f in br._table.flows] + [canon_text(f, names) for f in br._text]
         return out
 
 
@@ -754,10 +917,10 @@ def canon_neutron(f, names):
                     actions.append(f"unknown:{type(act).__name__}")
         else:
             actions.append(f"unknown-instruction:{type(ins).__name__}")
-    return {"table": f["table_id"], "priority": f["priority"], "match": match, "actions": actions + goto}
+    return {"table": f["table_id"], "priority": f["priority"], "match": norm_match(match), "actions": actions + goto}
 
 
-def run(topo, change_topo=None, order=sorted):
+def run(topo, change_topo=None, order=sorted, ofports=None):
     """Flows per host and bridge that Neutron's agent installs for ``topo``;
     with ``change_topo``, after each surviving host's agent has processed the
     change from ``topo`` to ``change_topo``. ``order`` is the order in which
@@ -770,8 +933,177 @@ def run(topo, change_topo=None, order=sorted):
             continue  # controller: no OVS agent
         if after and not any(x["name"] == h["name"] for x in after.hosts):
             continue  # the removed host: its agent is gone
-        agent = Host(h["name"], server, order)
+        agent = Host(h["name"], server, order, (ofports or {}).get(h["name"]))
         if after:
             agent.change(after)
         out[h["name"]] = agent.dump()
     return out
+
+
+# --- ovs-ofctl (text) flows: the openvswitch firewall's notation ---
+
+CT_BITS = [("new", 0x01), ("est", 0x02), ("rel", 0x04), ("rpl", 0x08), ("inv", 0x10), ("trk", 0x20), ("snat", 0x40), ("dnat", 0x80)]
+
+
+def ct_state_canon(tokens):
+    """``ct_state`` as sorted ``+name``/``-name`` tokens, whatever the spelling."""
+    return ",".join(f"{sign}{name}" for name, sign in sorted(tokens.items()))
+
+
+def ct_state_from_text(text):
+    import re
+
+    return ct_state_canon({name: sign for sign, name in re.findall(r"([+-])([a-z]+)", str(text))})
+
+
+def ct_state_from_bits(flags, mask):
+    return ct_state_canon({name: "+" if flags & bit else "-" for name, bit in CT_BITS if mask & bit})
+
+
+def norm_ip(v):
+    """An IPv4 address or prefix in one spelling: bare address for a /32, else ``addr/len``."""
+    import ipaddress
+
+    net = ipaddress.ip_network(str(v), strict=False)
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else f"{net.network_address}/{net.prefixlen}"
+
+
+def norm_match(match):
+    for k in ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"):
+        if k in match and not match[k].startswith("unknown"):
+            match[k] = norm_ip(match[k])
+    return match
+
+
+def port_canon(value, mask=0xFFFF):
+    return str(value) if mask == 0xFFFF else f"{value}/{mask}"
+
+
+def _int(v):
+    return int(str(v), 0)
+
+
+def split_top(text):
+    """Split an action list on the commas outside parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    if cur:
+        out.append(cur)
+    return [a.strip() for a in out if a.strip()]
+
+
+def ct_canon(commit=False, table=None, zone=None, nat=False, exec_actions=()):
+    parts = (["commit"] if commit else []) + ([f"table={table}"] if table is not None else [])
+    parts += ([f"zone={zone}"] if zone is not None else []) + (["nat"] if nat else [])
+    if exec_actions:
+        parts.append(f"exec({','.join(exec_actions)})")
+    return f"ct({','.join(parts)})"
+
+
+def text_action(a, names):
+    """One ovs-ofctl action in canonical notation (None for ``drop``)."""
+    low = a.lower()
+    if low == "drop":
+        return None
+    if low == "normal":
+        return "output:NORMAL"
+    if low == "strip_vlan":
+        return "pop_vlan"
+    if low == "ct_clear":
+        return "ct_clear"
+    if low.startswith("resubmit(,"):
+        return f"resubmit:{int(a[len('resubmit(,'):-1])}"
+    if low.startswith("output:"):
+        port = a[7:]
+        return f"output:{names.get(int(port), port) if port.isdigit() else port}"
+    if low.startswith("mod_vlan_vid:"):
+        return f"set_vlan_vid:{int(a[13:])}"
+    if low.startswith("set_field:"):
+        value, field = a[10:].split("->")
+        return f"set_field:{field}={_int(value)}"
+    if low.startswith("conjunction("):
+        return a.replace(" ", "")
+    if low.startswith("ct("):
+        kw = {"exec_actions": []}
+        for part in split_top(a[3:-1]):
+            if part == "commit":
+                kw["commit"] = True
+            elif part == "nat":
+                kw["nat"] = True
+            elif part.startswith("table="):
+                kw["table"] = int(part[6:])
+            elif part.startswith("zone="):
+                kw["zone"] = part[5:]
+            elif part.startswith("exec("):
+                kw["exec_actions"] = [text_action(x, names) for x in split_top(part[5:-1])]
+        return ct_canon(**kw)
+    return f"unknown:{a}"
+
+
+def canon_text(kw, names):
+    """A flow the firewall added as ovs-ofctl keywords, in the notation of ``canon_neutron``."""
+    match = {}
+    eth = kw.get("dl_type")
+    eth = str(_int(eth)) if eth is not None else None
+    for k, v in kw.items():
+        if k in ("table", "priority", "actions"):
+            continue
+        if k == "in_port":
+            match["in_port"] = names.get(_int(v), str(v))
+        elif k == "dl_type":
+            match["eth_type"] = eth
+        elif k == "nw_proto":
+            match["ip_proto"] = str(_int(v))
+        elif k in ("dl_src", "dl_dst"):
+            match["eth_" + k[3:]] = str(v).lower()
+        elif k == "dl_vlan":
+            match["vlan_vid"] = hex(0x1000 | _int(v))
+        elif k == "vlan_tci" and str(v).lower() == "0x0000/0x1fff":
+            match["vlan_vid"] = hex(0)
+        elif k in ("nw_src", "nw_dst"):
+            match["ipv4_" + k[3:]] = str(v)
+        elif k == "arp_spa":
+            match[k] = str(v)
+        elif k.startswith("reg") and k[3:].isdigit():
+            match[k] = str(_int(v))
+        elif k == "ct_state":
+            match[k] = ct_state_from_text(v)
+        elif k in ("ct_mark", "ct_zone", "conj_id"):
+            match[k] = str(_int(v))
+        elif k.endswith("_src") and k[:-4] in ("tp", "tcp", "udp", "sctp") or k.endswith("_dst") and k[:-4] in ("tp", "tcp", "udp", "sctp"):
+            text = str(v)
+            value, mask = (text.split("/") + ["0xffff"])[:2]
+            match["tp_" + k[-3:]] = port_canon(_int(value), _int(mask))
+        elif k in ("icmp_type", "icmp_code"):
+            match[("icmpv4_" if eth == "2048" else "icmpv6_") + k[5:]] = str(v)
+        elif k == "nd_target":
+            match["ipv6_nd_target"] = str(v)
+        else:
+            match[k] = str(v)
+    actions = [x for x in (text_action(a, names) for a in split_top(str(kw.get("actions", "drop")))) if x is not None]
+    return {"table": int(kw.get("table", 0)), "priority": int(kw["priority"]), "match": norm_match(match), "actions": actions}
+
+
+def _text_key(kw):
+    return (int(kw.get("table", 0)), int(kw.get("priority", 1)), tuple(sorted((k, str(v)) for k, v in kw.items() if k not in ("table", "priority", "actions"))))
+
+
+def _text_covers(pattern, flow):
+    """Non-strict ``del-flows``: every field of the pattern is in the flow with that value."""
+    for k, v in pattern.items():
+        if k == "actions":
+            continue
+        if k == "table":
+            if int(flow.get("table", 0)) != int(v):
+                return False
+            continue
+        if k not in flow or str(flow[k]) != str(v):
+            return False
+    return True

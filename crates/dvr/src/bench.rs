@@ -13,6 +13,9 @@ use serde::Serialize;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+mod targets;
+pub use targets::{Target, targets};
+
 /// Figures of one full plan.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PlanFigures {
@@ -146,6 +149,9 @@ pub struct OvsFigures {
 pub struct CommandFigures {
     /// The command line (after `dvr`), with the topology file as `FILE`.
     pub command: String,
+    /// Compute hosts of the generated deployment `FILE` (0: not recorded).
+    #[serde(default)]
+    pub hosts: usize,
     /// Wall time, s.
     pub seconds: f64,
     /// Peak resident memory of the command's process (getrusage `ru_maxrss`), MiB.
@@ -165,6 +171,9 @@ pub struct Report {
     pub plan: Vec<PlanFigures>,
     /// Incremental changes on the largest size.
     pub incremental: Vec<IncrementalFigures>,
+    /// Changes made in place on `dvr gen --hosts N --seed 7` (the largest size).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub live_changes: Vec<LiveChangeFigures>,
     /// Trace throughput.
     pub traces: Vec<TraceFigures>,
     /// All-pairs reachability, per size.
@@ -175,6 +184,8 @@ pub struct Report {
     pub ovs: Option<OvsFigures>,
     /// Why the OVS comparison did not run, if it did not.
     pub ovs_skipped: Option<String>,
+    /// Each target of issue 10 against its figure ([`targets`]).
+    pub targets: Vec<Target>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -235,6 +246,7 @@ pub fn measure_child(args: &[String]) -> Result<CommandFigures> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
     Ok(CommandFigures {
         command: args.join(" "),
+        hosts: 0,
         seconds,
         // Linux reports ru_maxrss in KiB.
         peak_rss_mib: usage.max_rss() as f64 / 1024.0,
@@ -592,6 +604,7 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    render_live_changes(&mut o, &r.live_changes);
     if !r.traces.is_empty() {
         let _ = writeln!(
             o,
@@ -628,11 +641,12 @@ pub fn render(r: &Report) -> String {
         }
     }
     if !r.commands.is_empty() {
-        let _ = writeln!(o, "\nCOMMANDS on the largest deployment (each a child process; peak RSS from getrusage)");
-        let _ = writeln!(o, "{:<52} {:>9} {:>9} {:>10}", "command", "seconds", "peak MiB", "stdout MiB");
+        let _ = writeln!(o, "\nCOMMANDS (FILE = dvr gen --hosts HOSTS; each a child process; peak RSS from getrusage)");
+        let _ = writeln!(o, "{:>6} {:<52} {:>9} {:>9} {:>10}", "hosts", "command", "seconds", "peak MiB", "stdout MiB");
         for c in &r.commands {
             let failed = if c.ok { "" } else { "  (FAILED)" };
-            let _ = writeln!(o, "{:<52} {:>9.3} {:>9.1} {:>10.2}{failed}", c.command, c.seconds, c.peak_rss_mib, c.output_mib);
+            let _ =
+                writeln!(o, "{:>6} {:<52} {:>9.3} {:>9.1} {:>10.2}{failed}", c.hosts, c.command, c.seconds, c.peak_rss_mib, c.output_mib);
         }
     }
     match (&r.ovs, &r.ovs_skipped) {
@@ -654,5 +668,260 @@ pub fn render(r: &Report) -> String {
         }
         _ => {}
     }
+    targets::render(&mut o, &r.targets);
+    o
+}
+
+// ------------------------------------------------------------ live changes
+
+/// One change made in place ([`dvr_model::live::Live`]) and replanned from
+/// the hosts it names, end to end: model edit, replan, per-host deltas.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveChangeFigures {
+    /// What was changed.
+    pub change: String,
+    /// Edited in place (`false`: rebuilt from the pinned file).
+    pub in_place: bool,
+    /// Editing the model (validation, allocation, indices), ms.
+    pub model_ms: f64,
+    /// Replanning the touched hosts (and fingerprinting, for a rebuilt change), ms.
+    pub replan_ms: f64,
+    /// Computing the per-host deltas, ms.
+    pub delta_ms: f64,
+    /// All of it, ms.
+    pub total_ms: f64,
+    /// The target for this kind of change, ms.
+    pub target_ms: Option<f64>,
+    /// Hosts replanned.
+    pub hosts_replanned: usize,
+    /// Hosts whose plan changed (with a delta).
+    pub hosts_changed: usize,
+    /// Flows added / deleted over all deltas.
+    pub flows: (usize, usize),
+    /// Other items (ports, namespace items) added / deleted over all deltas.
+    pub items: (usize, usize),
+}
+
+/// Changes made in place on `dvr gen --hosts HOSTS --seed SEED`, each timed
+/// end to end: boot and delete an instance, associate, disassociate and move
+/// a floating IP, add and remove a router interface, add a host. Targets
+/// (issue 10): < 1 ms for a port or instance change, < 5 ms for a router
+/// interface; measured, never asserted.
+pub fn live_change_figures(hosts: usize, seed: u64) -> Result<Vec<LiveChangeFigures>> {
+    use dvr_model::live::Live;
+    let mut spec = generate(&GenParams::scale(hosts).with_seed(seed));
+    // A fresh network the first router can be attached to.
+    spec.networks.push(dvr_model::spec::NetworkSpec {
+        id: None,
+        name: "bench-net".into(),
+        kind: dvr_model::spec::NetworkType::Vlan,
+        physical_network: Some("physnet1".into()),
+        segmentation_id: None,
+        external: false,
+        subnets: vec![dvr_model::spec::SubnetSpec {
+            name: "bench-sub".into(),
+            cidr: "198.18.0.0/24".into(),
+            enable_dhcp: Some(true),
+            ..Default::default()
+        }],
+    });
+    let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut r = Replanner::new(&topo, Profile::Walkthrough);
+    let mut live = Live::new(topo);
+    let t = live.topology();
+    let host = t.hosts.iter().rev().find(|h| h.role == dvr_model::Role::Compute).map(|h| h.name.clone()).context("a compute host")?;
+    // A network behind a distributed router with a gateway, so the instance has
+    // router copies to update and can take a floating IP.
+    let routed = t
+        .routers
+        .iter()
+        .find(|r| r.distributed && r.external_gateway.is_some() && !r.interfaces.is_empty())
+        .context("a distributed router with a gateway")?;
+    let router = routed.name.clone();
+    let routed_net = t.network(t.subnet(routed.interfaces[0]).network).name.clone();
+    // A host that already has a port on that network: the common case, where
+    // booting adds no network (and no local VLAN) to the host.
+    let net_ix = t.subnet(routed.interfaces[0]).network;
+    let busy = t
+        .instances
+        .iter()
+        .filter(|x| x.network == net_ix)
+        .map(|x| t.host(x.host).name.clone())
+        .next_back()
+        .context("an instance on the routed network")?;
+    // And one that has none (booting there adds a network and a router copy).
+    let on_net: std::collections::HashSet<dvr_model::HostIx> = t.instances.iter().filter(|x| x.network == net_ix).map(|x| x.host).collect();
+    let host = t
+        .hosts
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(i, h)| h.role == dvr_model::Role::Compute && !on_net.contains(&dvr_model::HostIx(*i)))
+        .map(|(_, h)| h.name.clone())
+        .unwrap_or(host);
+    // An instance behind a router with a gateway and without a floating IP.
+    let with_fip: std::collections::HashSet<usize> = t.floating_ips.iter().filter_map(|f| f.association.map(|(x, _)| x.0)).collect();
+    let fip_owner_free = t
+        .instances
+        .iter()
+        .enumerate()
+        .find(|(i, x)| {
+            !with_fip.contains(i)
+                && t.routers_on_subnet(t.port(x.port).subnet).any(|r| t.router(r).distributed && t.router(r).external_gateway.is_some())
+        })
+        .map(|(_, x)| x.name.clone())
+        .context("an instance that can take a floating IP")?;
+    // Each change with the one that undoes it, repeated: the machine is shared,
+    // so every row is the run with the median total of its repetitions.
+    let pairs: Vec<(Step, Step, usize)> = vec![
+        (
+            ("boot instance", Change::AddInstance { name: "bench-vm".into(), host: busy, network: routed_net.clone() }, Some(1.0)),
+            ("delete instance", Change::RemoveInstance { name: "bench-vm".into() }, Some(1.0)),
+            9,
+        ),
+        (
+            (
+                "boot instance, new net on host",
+                Change::AddInstance { name: "bench-new".into(), host: host.clone(), network: routed_net.clone() },
+                Some(1.0),
+            ),
+            ("delete it (net leaves host)", Change::RemoveInstance { name: "bench-new".into() }, Some(1.0)),
+            9,
+        ),
+        (
+            ("associate floating IP", Change::AssociateFloatingIp { ip: None, instance: fip_owner_free.clone() }, Some(1.0)),
+            // The address is known once associated; filled in below.
+            ("disassociate floating IP", Change::DisassociateFloatingIp { ip: Ipv4Addr::UNSPECIFIED }, Some(1.0)),
+            9,
+        ),
+        (
+            ("add router interface", Change::AddRouterInterface { router: router.clone(), subnet: "bench-sub".into() }, Some(5.0)),
+            ("remove router interface", Change::RemoveRouterInterface { router, subnet: "bench-sub".into() }, Some(5.0)),
+            3,
+        ),
+        (
+            ("add host", Change::AddHost { name: "bench-host".into(), like: None }, None),
+            ("remove host", Change::RemoveHost { name: "bench-host".into() }, None),
+            1,
+        ),
+    ];
+    let mut out = Vec::new();
+    for ((label, change, target), (undo_label, undo, undo_target), reps) in pairs {
+        let (mut done, mut undone) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            done.push(time_change(&mut live, &mut r, label, &change, target)?);
+            let mut undo = undo.clone();
+            if let Change::DisassociateFloatingIp { ip } = &mut undo {
+                let x = live.topology().instances.iter().position(|x| x.name == fip_owner_free).context("the instance")?;
+                *ip = live.topology().floating_ips.iter().find(|f| f.association.is_some_and(|(i, _)| i.0 == x)).context("its FIP")?.ip;
+            }
+            undone.push(time_change(&mut live, &mut r, undo_label, &undo, undo_target)?);
+        }
+        out.push(median(done));
+        out.push(median(undone));
+    }
+    // Moving a floating IP is one disassociation and one association.
+    if let (Some(a), Some(d)) =
+        (out.iter().find(|f| f.change == "associate floating IP"), out.iter().find(|f| f.change == "disassociate floating IP"))
+    {
+        let mut m = a.clone();
+        m.change = "move floating IP (the two)".into();
+        m.model_ms += d.model_ms;
+        m.replan_ms += d.replan_ms;
+        m.delta_ms += d.delta_ms;
+        m.total_ms += d.total_ms;
+        m.hosts_replanned += d.hosts_replanned;
+        m.hosts_changed += d.hosts_changed;
+        m.flows = (m.flows.0 + d.flows.0, m.flows.1 + d.flows.1);
+        m.items = (m.items.0 + d.items.0, m.items.1 + d.items.1);
+        let at = out.iter().position(|f| f.change == "disassociate floating IP").expect("found") + 1;
+        out.insert(at, m);
+    }
+    Ok(out)
+}
+
+/// A change to time: its label, the change, its target in ms.
+type Step<'a> = (&'a str, Change, Option<f64>);
+
+/// The run with the median total.
+fn median(mut runs: Vec<LiveChangeFigures>) -> LiveChangeFigures {
+    runs.sort_by(|a, b| a.total_ms.total_cmp(&b.total_ms));
+    runs.swap_remove(runs.len() / 2)
+}
+
+/// Apply one change in place and bring the plan up to date, timed.
+fn time_change(
+    live: &mut dvr_model::live::Live,
+    r: &mut Replanner,
+    label: &str,
+    c: &Change,
+    target_ms: Option<f64>,
+) -> Result<LiveChangeFigures> {
+    let t0 = Instant::now();
+    let a = live.apply(c).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+    let model = t0.elapsed();
+    let u = r.apply(live.topology(), &a);
+    let mut f = LiveChangeFigures {
+        change: label.into(),
+        in_place: !a.rebuilt,
+        model_ms: ms(model),
+        replan_ms: ms(u.fingerprint_time + u.plan_time),
+        delta_ms: ms(u.delta_time),
+        total_ms: ms(model + u.fingerprint_time + u.plan_time + u.delta_time),
+        target_ms,
+        hosts_replanned: u.replanned.len(),
+        hosts_changed: u.deltas.len(),
+        flows: (0, 0),
+        items: (0, 0),
+    };
+    for d in &u.deltas {
+        let (fa, fd) = d.flows();
+        f.flows.0 += fa;
+        f.flows.1 += fd;
+        f.items.0 += d.add.len() - fa;
+        f.items.1 += d.delete.len() - fd;
+    }
+    Ok(f)
+}
+
+fn render_live_changes(o: &mut String, live: &[LiveChangeFigures]) {
+    use std::fmt::Write;
+    if live.is_empty() {
+        return;
+    }
+    let _ =
+        writeln!(o, "\nCHANGES IN PLACE (dvr gen --seed 7, largest size; model edited in place, touched hosts replanned, per-host deltas)");
+    let _ = writeln!(
+        o,
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>13} {:>13}  target",
+        "change", "how", "model ms", "replan ms", "delta ms", "total ms", "replanned", "changed", "flows +/-", "items +/-"
+    );
+    for f in live {
+        let target = match f.target_ms {
+            Some(t) if f.total_ms < t => format!("< {t} ms: met"),
+            Some(t) => format!("< {t} ms: NOT met"),
+            None => "-".into(),
+        };
+        let _ = writeln!(
+            o,
+            "{:<30} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>8} {:>13} {:>13}  {target}",
+            f.change,
+            if f.in_place { "in place" } else { "rebuilt" },
+            f.model_ms,
+            f.replan_ms,
+            f.delta_ms,
+            f.total_ms,
+            f.hosts_replanned,
+            f.hosts_changed,
+            format!("{}/{}", f.flows.0, f.flows.1),
+            format!("{}/{}", f.items.0, f.items.1)
+        );
+    }
+}
+
+/// The report of `dvr bench --changes-only`.
+pub fn render_changes_only(r: &Report) -> String {
+    let mut o = format!("dvr bench on {}\n", r.machine);
+    render_live_changes(&mut o, &r.live_changes);
     o
 }

@@ -57,7 +57,7 @@ pub(crate) struct TopologyArg {
     pub(crate) topology: Option<PathBuf>,
     /// Apply a change to the deployment first, e.g. `remove-instance:vm1`,
     /// `remove-router-interface:router1:test2-v4`, `disassociate-floating-ip:10.100.0.7`,
-    /// `remove-host:compute2`, `add-instance:NAME:HOST:NETWORK` (repeatable, in order).
+    /// `remove-host:compute2`, `add-host:NAME[:LIKE]`, `add-instance:NAME:HOST:NETWORK` (repeatable, in order).
     /// `dvr plan` runs each through the incremental planner.
     #[arg(long = "change", value_name = "KIND:ARGS")]
     changes: Vec<dvr_model::change::Change>,
@@ -172,6 +172,13 @@ enum Cmd {
         /// Trace at most this many instance pairs, evenly sampled (0: all).
         #[arg(long, default_value_t = 2000)]
         max_pairs: usize,
+        /// Protocol of the matrix's packets; under security groups, e.g.
+        /// `--proto tcp --dport 22` asks who may ssh to whom.
+        #[arg(long, value_enum, default_value = "icmp")]
+        proto: trace_cmd::Proto,
+        /// Destination port (tcp/udp).
+        #[arg(long, default_value_t = 80)]
+        dport: u16,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
@@ -220,6 +227,9 @@ enum Cmd {
         /// Internal: run `dvr ARGS…` as a child, print its time and peak memory as JSON.
         #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
         child_measure: Option<Vec<String>>,
+        /// Only the changes made in place, on `dvr gen --hosts N --seed 7` (N: the largest size).
+        #[arg(long)]
+        changes_only: bool,
     },
     /// Generate a deterministic topology file for scale tests. By default the
     /// proportions of a large cloud (20 VMs per host, one network per two hosts,
@@ -764,7 +774,7 @@ fn run(cli: Cli) -> Result<()> {
             let m = dvr_realize::collect::collect(&dvr_realize::collect::Source::local(&host), &out)?;
             println!("{}: {} files{} in {}", m.host, m.files.len(), ops::errors_note(&m.errors), out.display());
         }
-        Cmd::Verify { topo, dumps, outside, profile, matrix, max_pairs, format } => {
+        Cmd::Verify { topo, dumps, outside, profile, matrix, max_pairs, proto, dport, format } => {
             let (plan, endpoints, notes) = if dumps.is_empty() {
                 let t = load(&topo)?;
                 let plan = dvr_plan::plan(&t, profile)?;
@@ -780,7 +790,12 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (imp.plan, imp.endpoints, imp.notes)
             };
-            let r = dvr_sim::verify::verify(&plan, &endpoints, &dvr_sim::verify::Options { max_pairs });
+            let l4 = match proto {
+                trace_cmd::Proto::Icmp => None,
+                trace_cmd::Proto::Tcp => Some(dvr_sim::L4::Tcp { sport: 40000, dport }),
+                trace_cmd::Proto::Udp => Some(dvr_sim::L4::Udp { sport: 40000, dport }),
+            };
+            let r = dvr_sim::verify::verify(&plan, &endpoints, &dvr_sim::verify::Options { max_pairs, l4 });
             match format {
                 BenchFormat::Json => {
                     let mut v = serde_json::to_value(&r)?;
@@ -857,7 +872,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             print!("{}", dvr_model::r#gen::generate_yaml(&p));
         }
-        Cmd::Bench { sizes, quick, no_ovs, format, child_plan, child_measure } => {
+        Cmd::Bench { sizes, quick, no_ovs, format, child_plan, child_measure, changes_only } => {
+            if changes_only {
+                let largest = sizes.iter().copied().max().unwrap_or(1000);
+                let r = bench::Report { machine: machine(), live_changes: bench::live_change_figures(largest, 7)?, ..Default::default() };
+                match format {
+                    BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&r.live_changes)?),
+                    BenchFormat::Text => print!("{}", bench::render_changes_only(&r)),
+                }
+                return Ok(());
+            }
             if let Some(n) = child_plan {
                 println!("{}", serde_json::to_string(&bench::plan_figures(n)?)?);
                 return Ok(());
@@ -908,17 +932,21 @@ fn run(cli: Cli) -> Result<()> {
 fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) -> Result<()> {
     let mut r = bench::Report { machine: machine(), ..Default::default() };
     let exe = std::env::current_exe()?;
-    let stages = progress::Stages::new(sizes.len() + 4 + usize::from(!quick) + usize::from(!no_ovs));
+    let largest = sizes.iter().copied().max().unwrap_or(10);
+    let command_stages = 1 + usize::from(sizes.contains(&1000) && largest != 1000);
+    let stages = progress::Stages::new(sizes.len() + 5 + command_stages + usize::from(!quick) + usize::from(!no_ovs));
     for &n in &sizes {
         stages.stage(&format!("planning {n} hosts ({} VMs) in a child process", n * 20));
         let out = std::process::Command::new(&exe).args(["bench", "--child-plan", &n.to_string()]).output()?;
         anyhow::ensure!(out.status.success(), "plan of {n} hosts failed: {}", String::from_utf8_lossy(&out.stderr));
         r.plan.push(serde_json::from_slice(&out.stdout)?);
     }
-    let largest = sizes.iter().copied().max().unwrap_or(10);
-    stages.stage(&format!("incremental changes on {} hosts", largest.min(bench::STREAM_ABOVE_HOSTS)));
     // Replanning holds every host's plan: at most the 1,000-host size.
-    r.incremental = bench::incremental_figures(largest.min(bench::STREAM_ABOVE_HOSTS))?;
+    let replanned = largest.min(bench::STREAM_ABOVE_HOSTS);
+    stages.stage(&format!("incremental changes on {replanned} hosts"));
+    r.incremental = bench::incremental_figures(replanned)?;
+    stages.stage(&format!("changes in place on {replanned} hosts (seed 7)"));
+    r.live_changes = bench::live_change_figures(replanned, 7)?;
     let budget = std::time::Duration::from_millis(if quick { 300 } else { 2000 });
     stages.stage("traces on the seed lab");
     let seed = dvr_model::seed();
@@ -933,16 +961,35 @@ fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) 
     for (mode, cold) in [(Trace, false), (Reach, false)] {
         r.traces.push(bench::trace_figures(&label, &big, mode, cold, budget)?);
     }
-    eprintln!("bench: single commands on {largest} hosts");
+    // The commands at 1,000 hosts (the reference size) when asked
+    // for, and at the largest size.
+    let mut command_sizes: Vec<usize> = sizes.iter().copied().filter(|&n| n == 1000).collect();
+    if !command_sizes.contains(&largest) {
+        command_sizes.push(largest);
+    }
     let dir = std::env::temp_dir().join(format!("dvr-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("gen-{largest}.yaml"));
-    std::fs::write(&file, &big_yaml)?;
-    let file_arg = file.display().to_string();
-    for (label, args) in bench::commands(&file_arg, &big.paths, largest) {
-        r.commands.push(bench::command_figures(&label, &args)?);
+    for n in command_sizes {
+        stages.stage(&format!("single commands on {n} hosts"));
+        let (yaml, paths) = if n == largest {
+            (big_yaml.clone(), big.paths.clone())
+        } else {
+            let y = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(n));
+            let paths = dvr_model::parse_spec("generated", &y)?.paths;
+            (y, paths)
+        };
+        let file = dir.join(format!("gen-{n}.yaml"));
+        std::fs::write(&file, &yaml)?;
+        drop(yaml);
+        let file_arg = file.display().to_string();
+        for (label, args) in bench::commands(&file_arg, &paths, n) {
+            let mut f = bench::command_figures(&label, &args)?;
+            f.hosts = n;
+            r.commands.push(f);
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    drop(big);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     for pair_hosts in if quick { vec![10] } else { vec![50, 500] } {
         stages.stage(&format!("all pairs of {} VMs", pair_hosts * 20));
@@ -958,6 +1005,7 @@ fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) 
         }
     }
     stages.finish();
+    r.targets = bench::targets(&r);
     match format {
         BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         BenchFormat::Text => print!("{}", bench::render(&r)),

@@ -47,6 +47,13 @@ pub struct TraceArgs {
     /// Destination port (tcp/udp).
     #[arg(long, default_value_t = 80)]
     dport: u16,
+    /// Source port (tcp/udp).
+    #[arg(long, default_value_t = 40000)]
+    sport: u16,
+    /// After the trace, name what decided it under security groups: the rule
+    /// (group and rule id) that allowed the packet, or the table that dropped it.
+    #[arg(long)]
+    explain: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: TraceFormat,
@@ -121,8 +128,8 @@ pub fn run_trace(a: TraceArgs) -> Result<()> {
     }
     let l4 = match a.proto {
         Proto::Icmp => dvr_sim::L4::Icmp { reply: false, id: 1 },
-        Proto::Tcp => dvr_sim::L4::Tcp { sport: 40000, dport: a.dport },
-        Proto::Udp => dvr_sim::L4::Udp { sport: 40000, dport: a.dport },
+        Proto::Tcp => dvr_sim::L4::Tcp { sport: a.sport, dport: a.dport },
+        Proto::Udp => dvr_sim::L4::Udp { sport: a.sport, dport: a.dport },
     };
     let req = dvr_sim::TraceRequest { from, to: to_ip, l4, spoof_ip: a.spoof_ip, spoof_mac: a.spoof_mac };
     if a.neighbour_cached {
@@ -132,7 +139,23 @@ pub fn run_trace(a: TraceArgs) -> Result<()> {
     match a.format {
         TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),
         TraceFormat::Minimal => print!("{}", dvr_sim::render::minimal(&tr)),
+        // --explain adds the firewall's decisions to the one JSON document.
+        TraceFormat::Json if a.explain => {
+            let mut v: serde_json::Value = serde_json::from_str(&dvr_sim::render::json(&tr))?;
+            v["firewall"] = serde_json::to_value(dvr_sim::firewall::decisions(&tr))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         TraceFormat::Json => println!("{}", dvr_sim::render::json(&tr)),
+    }
+    if a.explain && a.format != TraceFormat::Json {
+        let fw = dvr_sim::firewall::decisions(&tr);
+        if fw.is_empty() {
+            println!("firewall: no security-group table decided this packet (noop firewall driver, or it never reached a port's tables)");
+        } else {
+            for d in &fw {
+                println!("firewall {d}");
+            }
+        }
     }
     if let Some(want) = a.expect {
         let got = demo::expected_of(&tr);

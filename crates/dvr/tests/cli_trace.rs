@@ -182,3 +182,49 @@ fn demo_paths_come_from_a_validated_paths_section() {
     let out = dvr(&["demo", "-t", &ex, "--summary-only"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--explain` on the seed lab with security groups names the deciding rule
+/// (allowed) or table (dropped); JSON carries the same as `firewall`.
+#[test]
+fn trace_explain_names_the_deciding_security_group_rule_or_table() {
+    let lab = concat!(env!("CARGO_MANIFEST_DIR"), "/../../labs/seed-secure.yaml");
+    let run = |dport: &str, format: &str| {
+        let out = dvr(&[
+            "trace",
+            "-t",
+            lab,
+            "--from",
+            "ext1",
+            "--to",
+            "10.100.0.7",
+            "--proto",
+            "tcp",
+            "--dport",
+            dport,
+            "--explain",
+            "--format",
+            format,
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ok = run("22", "minimal");
+    assert!(
+        ok.contains("firewall request: compute1 br-int table 82 (RULES_INGRESS_TABLE): allowed by security group ssh-icmp rule"),
+        "{ok}"
+    );
+    assert!(
+        ok.contains("firewall reply: compute1 br-int table 72 (RULES_EGRESS_TABLE): allowed as part of an established connection"),
+        "{ok}"
+    );
+    let denied = run("80", "minimal");
+    assert!(denied.contains("firewall request: compute1 br-int table 82 (RULES_INGRESS_TABLE): dropped: no rule"), "{denied}");
+    let v: serde_json::Value = serde_json::from_str(&run("80", "json")).unwrap();
+    assert_eq!(v["verdict"], "dropped");
+    assert_eq!(v["firewall"][0]["table"], 82);
+    assert_eq!(v["firewall"][0]["decision"], "dropped");
+    // The seed lab has no groups (noop driver): nothing decided by a firewall.
+    let out =
+        dvr(&["trace", "--from", "ext1", "--to", "10.100.0.7", "--proto", "tcp", "--dport", "80", "--explain", "--format", "minimal"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("firewall: no security-group table decided this packet"));
+}

@@ -68,9 +68,49 @@ fn plan_matches_neutrons_own_ovs_agent_on_every_bridge() {
     assert!(out.contains("seed                                                 compute1     br-int         51       0     0"), "{out}");
     // The one documented deviation (docs/conformance.md, D1) shows up exactly
     // where it should: after the router interface removal, once per host.
-    let d1: Vec<&serde_json::Value> = report.iter().filter(|r| !r["deviations"].as_array().unwrap().is_empty()).collect();
+    let with = |id: &str| -> Vec<&serde_json::Value> {
+        report.iter().filter(|r| r["deviations"].as_array().unwrap().iter().any(|d| d["id"] == id)).collect()
+    };
+    let d1 = with("D1");
     assert_eq!(d1.len(), 3, "{d1:?}");
     assert!(d1.iter().all(|r| r["scenario"] == "seed: remove router interface (router1, test2-v4)" && r["bridge"] == "br-int"));
+    assert!(report.iter().all(|r| r["deviations"].as_array().unwrap().iter().all(|d| d["id"] == "D1" || d["id"] == "D2")));
+
+    // Security groups: Neutron's OVSFirewallDriver on every host of seed-secure.
+    assert_eq!(bridges("seed-secure"), 9, "seed-secure: 3 dataplane hosts × 3 bridges");
+    // The firewall tables are compared flow by flow (178 on compute1's br-int
+    // against 51 without groups), IPv4 complete; only the IPv6/RARP twins are
+    // the documented deviation D2, and only where filtered ports are.
+    assert!(out.contains("seed-secure                                          compute1     br-int        178       0     0"), "{out}");
+    assert!(out.contains("seed-secure                                          compute2     br-int        149       0     0"), "{out}");
+    // More rule shapes: prefixes, ICMP type/code, masked port ranges, merged
+    // overlapping remote-group ranges, protocol numbers, sctp, egress rules
+    // and a port without port security.
+    assert_eq!(bridges("seed-secure: more rules"), 9);
+    assert!(out.contains("seed-secure: more rules                              compute1     br-int        226       0     0"), "{out}");
+    let d2 = with("D2");
+    assert_eq!(d2.len(), 4, "{d2:?}");
+    assert!(
+        d2.iter().all(|r| r["scenario"].as_str().unwrap().starts_with("seed-secure") && r["bridge"] == "br-int" && r["host"] != "network")
+    );
+}
+
+#[test]
+fn firewall_positive_control_every_firewall_table_is_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let (code, out, _) = run(&["--only", "seed-secure", "--control-firewall", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, 1, "a plan missing one flow per firewall table must fail:\n{out}");
+    let report: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let missing = |host: &str, bridge: &str| {
+        report.iter().find(|r| r["host"] == host && r["bridge"] == bridge).unwrap()["missing"].as_array().unwrap().len()
+    };
+    // Tables 71, 72, 73, 81, 82, 91, 92, 93, 94 on every br-int (the network
+    // node has only unfiltered ports, but the tables are there too).
+    for host in ["network", "compute1", "compute2"] {
+        assert_eq!(missing(host, "br-int"), 9, "{host}:\n{out}");
+        assert_eq!(missing(host, "br-vlan"), 0, "{host}");
+    }
 }
 
 #[test]

@@ -90,6 +90,11 @@ impl MacAllocator {
         self.used.insert(mac)
     }
 
+    /// Give a MAC back (its port was deleted), so a later port may take it.
+    pub fn release(&mut self, mac: MacAddr) {
+        self.used.remove(&mac);
+    }
+
     /// A MAC for `key` under `prefix`: the hashed slot, or the next free one.
     /// `None` only when all 2^24 addresses of the prefix are taken.
     pub fn allocate(&mut self, prefix: [u8; 3], key: &str) -> Option<MacAddr> {
@@ -139,6 +144,14 @@ impl IpPool {
     /// Reserve `ip`; `false` if already taken.
     pub fn reserve(&mut self, ip: Ipv4Addr) -> bool {
         self.used.insert(ip)
+    }
+
+    /// Give an address back (its port or floating IP was deleted): the next
+    /// allocation may take it again, as Neutron's IPAM does.
+    pub fn release(&mut self, ip: Ipv4Addr) {
+        if self.used.remove(&ip) {
+            self.cursor = self.cursor.min(u32::from(ip));
+        }
     }
 
     /// The lowest free host address, or `None` when the subnet is full.

@@ -1,9 +1,9 @@
 //! Changes to a deployment, as an operator makes them: boot or delete an
 //! instance, associate or disassociate a floating IP, attach or detach a
-//! subnet to a router, remove a host. A change
-//! edits the topology spec; the model is then rebuilt from it, so what a
-//! change produces is by construction what a fresh load of the same file
-//! produces.
+//! subnet to a router, add or remove a host. [`Change::apply`] edits the
+//! topology spec, so a fresh load of the file gives the result;
+//! [`crate::live::Live::apply`] edits a validated topology in place to the
+//! same result.
 
 use crate::spec::{FloatingIpSpec, InstanceSpec, TopologySpec};
 use serde::Serialize;
@@ -60,6 +60,14 @@ pub enum Change {
         /// Host name.
         name: String,
     },
+    /// Add a host (a DVR MAC is allocated): a new compute node joining.
+    AddHost {
+        /// Host name.
+        name: String,
+        /// The host whose role, bridge mappings and NICs it copies (default:
+        /// the first compute host), as a new node is installed like its peers.
+        like: Option<String>,
+    },
 }
 
 impl Change {
@@ -73,6 +81,7 @@ impl Change {
             Change::RemoveRouterInterface { .. } => "remove router interface",
             Change::DisassociateFloatingIp { .. } => "disassociate floating IP",
             Change::RemoveHost { .. } => "remove host",
+            Change::AddHost { .. } => "add host",
         }
     }
 
@@ -88,6 +97,7 @@ impl Change {
                     network: network.clone(),
                     ip: None,
                     mac: None,
+                    ..InstanceSpec::default()
                 });
             }
             Change::RemoveInstance { name } => {
@@ -149,6 +159,22 @@ impl Change {
                 spec.floating_ips.retain(|f| f.instance.as_ref().is_none_or(|x| !gone.contains(x)));
                 spec.paths.retain(|p| !gone.contains(&p.from) && !gone.contains(&p.to));
             }
+            Change::AddHost { name, like } => {
+                let model = match like {
+                    Some(l) => spec.hosts.iter().find(|h| &h.name == l),
+                    None => spec.hosts.iter().find(|h| h.role == crate::spec::Role::Compute),
+                };
+                let Some(model) = model else {
+                    let names: Vec<&str> = spec.hosts.iter().map(|h| h.name.as_str()).collect();
+                    return Err(format!(
+                        "no host `{}` to copy the new host's role and bridge mappings from\n    fix: name one of: {}",
+                        like.as_deref().unwrap_or("with role compute"),
+                        names.join(", ")
+                    ));
+                };
+                let host = crate::spec::HostSpec { id: None, name: name.clone(), dvr_mac: None, ..model.clone() };
+                spec.hosts.push(host);
+            }
         }
         Ok(())
     }
@@ -170,7 +196,7 @@ pub struct ChangeError {
 #[error(
     "cannot read change `{text}`: {what}\n    fix: use one of add-instance:NAME:HOST:NETWORK, remove-instance:NAME, \
 associate-floating-ip:INSTANCE[:IP], disassociate-floating-ip:IP, add-router-interface:ROUTER:SUBNET, \
-remove-router-interface:ROUTER:SUBNET, remove-host:HOST"
+remove-router-interface:ROUTER:SUBNET, remove-host:HOST, add-host:NAME[:LIKE]"
 )]
 pub struct ChangeParseError {
     /// The text as given.
@@ -197,6 +223,8 @@ impl std::str::FromStr for Change {
             ("add-router-interface", 3) => Change::AddRouterInterface { router: s(1), subnet: s(2) },
             ("remove-router-interface", 3) => Change::RemoveRouterInterface { router: s(1), subnet: s(2) },
             ("remove-host", 2) => Change::RemoveHost { name: s(1) },
+            ("add-host", 2) => Change::AddHost { name: s(1), like: None },
+            ("add-host", 3) => Change::AddHost { name: s(1), like: Some(s(2)) },
             (
                 "add-instance"
                 | "remove-instance"
@@ -204,7 +232,8 @@ impl std::str::FromStr for Change {
                 | "disassociate-floating-ip"
                 | "add-router-interface"
                 | "remove-router-interface"
-                | "remove-host",
+                | "remove-host"
+                | "add-host",
                 _,
             ) => return Err(bad("wrong number of `:`-separated arguments")),
             _ => return Err(bad("unknown change kind")),

@@ -288,6 +288,7 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
             network: network_name(n),
             ip: None,
             mac: None,
+            ..InstanceSpec::default()
         })
         .collect();
     let floating_ips = l
@@ -310,9 +311,10 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
         external_hosts,
         paths: demo_paths(p, l)
             .into_iter()
-            .map(|(from, to, note)| PathSpec { from, to, expect: Some(Expected::Delivered), note: Some(note) })
+            .map(|(from, to, note)| PathSpec { from, to, expect: Some(Expected::Delivered), note: Some(note), proto: None, dport: None })
             .collect(),
         ports: Vec::new(),
+        security_groups: Vec::new(),
     }
 }
 

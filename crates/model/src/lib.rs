@@ -8,7 +8,7 @@
 //!
 //! Modules: [`types`] (domain values), [`spec`] (the YAML as written),
 //! [`build`] (validation + allocation), [`limits`] (bounds on the input), [`alloc`] (the allocators),
-//! [`names`] (Neutron's device and namespace names), [`topology`] (the result).
+//! [`names`] (Neutron's device and namespace names), [`security`] (security groups), [`topology`] (the result).
 #![forbid(unsafe_code)]
 
 pub mod alloc;
@@ -17,7 +17,9 @@ pub mod change;
 pub mod error;
 pub mod r#gen;
 pub mod limits;
+pub mod live;
 pub mod names;
+pub mod security;
 pub mod spec;
 pub mod summary;
 pub mod topology;
@@ -25,12 +27,16 @@ pub mod types;
 
 pub use build::{build, load_file, load_str, parse_spec};
 pub use error::{Problem, ProblemKind, TopologyError};
-pub use spec::{Expected, PathSpec, Role};
+pub use spec::{Expected, PathProto, PathSpec, Role};
 pub use topology::*;
 pub use types::*;
 
 /// The built-in seed lab: the deployment of the DVR walkthrough.
 pub const SEED_YAML: &str = include_str!("../../../labs/seed.yaml");
+
+/// The seed lab with security groups (`labs/seed-secure.yaml`): Neutron's
+/// `openvswitch` firewall driver on every host.
+pub const SEED_SECURE_YAML: &str = include_str!("../../../labs/seed-secure.yaml");
 
 /// A commented starting file (`dvr topology --example`): a small deployment
 /// that uses every kind of object and lists its demo paths.

@@ -53,6 +53,10 @@ pub const MAX_INSTANCES: usize = 200_000;
 pub const MAX_FLOATING_IPS: usize = 200_000;
 /// Most external hosts.
 pub const MAX_EXTERNAL_HOSTS: usize = 10_000;
+/// Most security groups (declared; each project's `default` adds one).
+pub const MAX_SECURITY_GROUPS: usize = 10_000;
+/// Most security group rules, over all groups.
+pub const MAX_SECURITY_GROUP_RULES: usize = 100_000;
 /// Most bridge mappings (and NICs) of one host.
 pub const MAX_MAPPINGS_PER_HOST: usize = 64;
 
@@ -248,6 +252,8 @@ pub fn check_counts(spec: &crate::spec::TopologySpec) -> Result<(), LimitExceede
         ("instances", spec.instances.len(), MAX_INSTANCES),
         ("floating_ips", spec.floating_ips.len(), MAX_FLOATING_IPS),
         ("external_hosts", spec.external_hosts.len(), MAX_EXTERNAL_HOSTS),
+        ("security_groups", spec.security_groups.len(), MAX_SECURITY_GROUPS),
+        ("security_group_rules", spec.security_groups.iter().map(|g| g.rules.as_ref().map_or(0, Vec::len)).sum(), MAX_SECURITY_GROUP_RULES),
     ];
     for (what, n, max) in counts {
         if n > max {

@@ -4,13 +4,14 @@
 //! so a typo is an error instead of a silently ignored key). They carry no
 //! meaning yet: `crate::build` turns them into a validated [`crate::Topology`].
 
+pub use crate::security::{AddressPairSpec, Direction, Ethertype, ProtocolSpec, RuleSpec, SecurityGroupSpec};
 use crate::types::MacAddr;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopologySpec {
     /// Must be 1; kept as a plain number so a wrong value gets our message.
@@ -46,6 +47,10 @@ pub struct TopologySpec {
     /// writes it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
+    /// Security groups (`crate::security`). None declared: the `noop`
+    /// firewall driver, as before; any: the `openvswitch` driver everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<SecurityGroupSpec>,
 }
 
 /// One path to demonstrate: a packet from an endpoint to an endpoint or address.
@@ -62,6 +67,36 @@ pub struct PathSpec {
     /// What the path shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Transport of the packet: ICMP echo when absent; tcp/udp need `dport`
+    /// (security groups decide by protocol and port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<PathProto>,
+    /// Destination port of a tcp/udp path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+}
+
+/// The transport of a demonstrated path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathProto {
+    /// ICMP echo (ping), the default.
+    Icmp,
+    /// A TCP segment to `dport`.
+    Tcp,
+    /// A UDP datagram to `dport`.
+    Udp,
+}
+
+impl PathSpec {
+    /// How the path is shown: `from -> to`, with ` tcp/22` for tcp/udp paths.
+    pub fn label(&self) -> String {
+        match (self.proto, self.dport) {
+            (Some(PathProto::Tcp), Some(d)) => format!("{} -> {} tcp/{d}", self.from, self.to),
+            (Some(PathProto::Udp), Some(d)) => format!("{} -> {} udp/{d}", self.from, self.to),
+            _ => format!("{} -> {}", self.from, self.to),
+        }
+    }
 }
 
 /// The expected end of a demonstrated path.
@@ -275,7 +310,7 @@ pub struct RouterSpec {
 }
 
 /// One instance.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
     /// Explicit UUID of the instance's port; derived from the name when absent.
@@ -293,6 +328,18 @@ pub struct InstanceSpec {
     /// Port MAC; allocated (fa:16:3e) when absent.
     #[serde(default)]
     pub mac: Option<MacAddr>,
+    /// Owning project; `default` when absent (decides its `default` group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Security groups of its port by name; the project's `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
+    /// Neutron's `port_security_enabled`; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security_enabled: Option<bool>,
+    /// Extra (IP, MAC) pairs the port may send from (VIPs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_address_pairs: Vec<AddressPairSpec>,
 }
 
 /// One floating IP.

@@ -35,11 +35,28 @@ impl Topology {
             let to = f.association.map(|(x, _)| t.instance(x).name.clone()).unwrap_or_else(|| "(not associated)".into());
             let _ = writeln!(o, "  {:<15} -> {to}", f.ip);
         }
+        if !t.security.is_noop() {
+            let _ = writeln!(o, "security_groups: (firewall driver {})", t.security.driver.name());
+            for g in &t.security.groups {
+                let implicit = if g.implicit { " (created with the project)" } else { "" };
+                let _ = writeln!(o, "  {:<12} {} project {}{implicit}", g.name, g.id, g.project);
+                for r in &g.rules {
+                    let _ = writeln!(o, "    {} {}", r.id, crate::security::rule_text(t, r));
+                }
+            }
+            for ps in &t.security.ports {
+                let groups: Vec<&str> = ps.groups.iter().map(|g| t.security.group(*g).name.as_str()).collect();
+                let pairs: Vec<String> = ps.allowed_address_pairs.iter().map(|a| format!("{} {}", a.ip, a.mac)).collect();
+                let off = if ps.port_security_enabled { "" } else { " port security off" };
+                let pairs = if pairs.is_empty() { String::new() } else { format!(" pairs [{}]", pairs.join(", ")) };
+                let _ = writeln!(o, "  {:<12} [{}]{off}{pairs}", t.instance(ps.instance).name, groups.join(", "));
+            }
+        }
         if !t.paths.is_empty() {
             let _ = writeln!(o, "paths:");
             for p in &t.paths {
                 let expect = p.expect.map(|e| format!(" (expect {e})")).unwrap_or_default();
-                let _ = writeln!(o, "  {} -> {}{expect}", p.from, p.to);
+                let _ = writeln!(o, "  {}{expect}", p.label());
             }
         }
         o

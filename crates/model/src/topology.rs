@@ -36,6 +36,10 @@ pub struct Topology {
     /// Ports that are not instances and not implicit (no host or no compute
     /// owner): they hold an address and a MAC but nothing is planned for them.
     pub unbound_ports: Vec<UnboundPort>,
+    /// Security groups, per-port settings and the firewall driver; left out
+    /// of JSON with the `noop` driver so older outputs stay identical.
+    #[serde(skip_serializing_if = "crate::security::Security::is_noop")]
+    pub security: crate::security::Security,
     /// Lookup tables derived from the above (rebuilt by [`Topology::reindex`]).
     #[serde(skip)]
     pub index: Index,
@@ -43,7 +47,7 @@ pub struct Topology {
 
 /// Derived lookups, so planning a host costs what the host has, not what the
 /// whole cloud has (1,000 hosts, 25,000 ports).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Index {
     /// Ports bound to each host, in port order.
     pub host_ports: Vec<Vec<PortIx>>,

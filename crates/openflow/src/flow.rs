@@ -5,6 +5,9 @@ use dvr_model::MacAddr;
 use serde::Serialize;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use crate::nx::{CtAction, CtStateMatch, Masked, SgRuleRef, Subfield};
 
 /// An OpenFlow table number. The meaning of each number is declared once,
 /// per bridge kind, by the plan layer (`dvr_plan::tables`).
@@ -45,6 +48,12 @@ pub enum Proto {
     /// `icmp6` (dl_type=0x86dd, nw_proto=58): the anti-spoofing of IPv6
     /// neighbour advertisements matches it.
     Icmp6,
+    /// `ipv6` (dl_type=0x86dd): Neutron's firewall has IPv6 twins of its
+    /// IPv4 flows; the twin's IPv4 frames never match them.
+    Ipv6,
+    /// `ip,nw_proto=N` for a protocol without a shorthand (a security-group
+    /// rule given by number). OVS prints 132 as `sctp`, which reads back here.
+    IpProto(u8),
 }
 
 impl Proto {
@@ -57,6 +66,18 @@ impl Proto {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
             Proto::Icmp6 => "icmp6",
+            Proto::Ipv6 => "ipv6",
+            Proto::IpProto(_) => "ip",
+        }
+    }
+    /// The IPv4 protocol number this shorthand requires, if any.
+    pub fn ip_proto(self) -> Option<u8> {
+        match self {
+            Proto::Icmp => Some(1),
+            Proto::Tcp => Some(6),
+            Proto::Udp => Some(17),
+            Proto::IpProto(n) => Some(n),
+            _ => None,
         }
     }
 }
@@ -128,9 +149,47 @@ pub struct Match {
     /// neighbour advertisement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_type: Option<u8>,
+    /// ICMP code (with `icmp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
     /// Target address of an IPv6 neighbour solicitation or advertisement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nd_target: Option<Ipv6Addr>,
+    /// TCP/UDP source port, maskable (`tp_src`; `tcp_src`/`udp_src` read too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tp_src: Option<Masked<u16>>,
+    /// TCP/UDP destination port, maskable: Neutron splits a port range
+    /// into masked matches (`tp_dst=0x60/0xffe0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tp_dst: Option<Masked<u16>>,
+    /// Registers `reg0`..`reg7`, maskable (Neutron: reg5 = port, reg6 = zone).
+    #[serde(skip_serializing_if = "no_regs")]
+    pub regs: [Option<Masked<u32>>; 8],
+    /// Conntrack state flags (`ct_state=+trk+est`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ct_state: Option<CtStateMatch>,
+    /// Conntrack zone the packet was tracked in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ct_zone: Option<u16>,
+    /// Mark of the packet's connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ct_mark: Option<Masked<u32>>,
+    /// Conjunction id: matches after every clause of `conjunction(id, k/n)`
+    /// matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conj_id: Option<u32>,
+}
+
+fn no_regs(r: &[Option<Masked<u32>>; 8]) -> bool {
+    r.iter().all(Option::is_none)
+}
+
+impl Match {
+    /// Whether any field needs per-packet metadata (registers, conntrack,
+    /// conjunctions): the twin checks those only then.
+    pub fn has_metadata(&self) -> bool {
+        !no_regs(&self.regs) || self.ct_state.is_some() || self.ct_zone.is_some() || self.ct_mark.is_some() || self.conj_id.is_some()
+    }
 }
 
 /// One OpenFlow action.
@@ -157,6 +216,36 @@ pub enum Action {
     ModDlSrc(MacAddr),
     /// `mod_dl_dst:MAC`.
     ModDlDst(MacAddr),
+    /// `ct(…)`: conntrack (commit, zone, recirculation table, nat, exec).
+    Ct(CtAction),
+    /// `ct_clear`: forget the packet's conntrack state.
+    CtClear,
+    /// `conjunction(id,k/n)`: this flow is clause `k` of `n` of conjunctive
+    /// match `id` (only allowed alone or with other `conjunction`s).
+    Conjunction {
+        /// Conjunction id (what `conj_id=` matches).
+        id: u32,
+        /// This clause, 1-based.
+        clause: u8,
+        /// Number of clauses.
+        n_clauses: u8,
+    },
+    /// Write a constant into (bits of) a field: `set_field:0x5->reg5` for a
+    /// whole field, `load:0x1->NXM_NX_REG0[0..3]` for part of one (both
+    /// spellings read).
+    Load {
+        /// Destination bits.
+        dst: Subfield,
+        /// Value (fits in `dst.n_bits`).
+        value: u64,
+    },
+    /// `move:SRC->DST`: copy bits between fields (equal widths).
+    Move {
+        /// Source bits.
+        src: Subfield,
+        /// Destination bits.
+        dst: Subfield,
+    },
 }
 
 impl fmt::Display for Action {
@@ -172,6 +261,12 @@ impl fmt::Display for Action {
             Action::PushVlan => f.write_str("push_vlan:0x8100"),
             Action::ModDlSrc(m) => write!(f, "mod_dl_src:{m}"),
             Action::ModDlDst(m) => write!(f, "mod_dl_dst:{m}"),
+            Action::Ct(ct) => write!(f, "{ct}"),
+            Action::CtClear => f.write_str("ct_clear"),
+            Action::Conjunction { id, clause, n_clauses } => write!(f, "conjunction({id},{clause}/{n_clauses})"),
+            Action::Load { dst, value } if dst.is_whole() => write!(f, "set_field:{}->{}", crate::nx::hex(*value), dst.field.name()),
+            Action::Load { dst, value } => write!(f, "load:{}->{dst}", crate::nx::hex(*value)),
+            Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
         }
     }
 }
@@ -197,20 +292,44 @@ pub struct Flow {
     /// Why the flow exists.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub reason: String,
+    /// The security-group rule this firewall flow implements (set by the
+    /// plan's firewall builder; traces name it as the deciding rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sg_rule: Option<Arc<SgRuleRef>>,
 }
 
 impl Flow {
     /// A flow without provenance (parsed from a dump).
     pub fn new(table: u8, priority: u16, matches: Match, actions: Vec<Action>) -> Flow {
-        Flow { table: TableId(table), priority, matches, actions, builder: String::new(), reason: String::new() }
+        Flow { table: TableId(table), priority, matches, actions, builder: String::new(), reason: String::new(), sg_rule: None }
     }
 
     /// The match part in `ovs-ofctl` syntax, e.g. `arp,in_port=qvo1,arp_spa=192.168.1.9`.
     pub fn match_string(&self) -> String {
         let m = &self.matches;
         let mut parts: Vec<String> = Vec::new();
+        if let Some(x) = m.conj_id {
+            parts.push(format!("conj_id={x}"));
+        }
+        if let Some(x) = m.ct_state {
+            parts.push(format!("ct_state={x}"));
+        }
+        if let Some(x) = m.ct_zone {
+            parts.push(format!("ct_zone={x}"));
+        }
+        if let Some(x) = m.ct_mark {
+            parts.push(format!("ct_mark={x}"));
+        }
         if let Some(p) = m.proto {
             parts.push(p.keyword().into());
+            if let Proto::IpProto(n) = p {
+                parts.push(format!("nw_proto={n}"));
+            }
+        }
+        for (i, r) in m.regs.iter().enumerate() {
+            if let Some(r) = r {
+                parts.push(format!("reg{i}={r}"));
+            }
         }
         if let Some(p) = &m.in_port {
             parts.push(format!("in_port={p}"));
@@ -244,8 +363,17 @@ impl Flow {
         if let Some(x) = m.nw_dst {
             parts.push(format!("nw_dst={x}"));
         }
+        if let Some(x) = m.tp_src {
+            parts.push(format!("tp_src={x}"));
+        }
+        if let Some(x) = m.tp_dst {
+            parts.push(format!("tp_dst={x}"));
+        }
         if let Some(x) = m.icmp_type {
             parts.push(format!("icmp_type={x}"));
+        }
+        if let Some(x) = m.icmp_code {
+            parts.push(format!("icmp_code={x}"));
         }
         if let Some(x) = m.nd_target {
             parts.push(format!("nd_target={x}"));

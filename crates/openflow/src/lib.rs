@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod flow;
+pub mod nx;
 pub mod parse;
 
 pub use flow::*;
+pub use nx::*;
 pub use parse::{ParseError, is_unmodelled_field, parse_actions, parse_flow, parse_flow_lenient, parse_flows};

@@ -138,5 +138,13 @@ pub fn patch_name(prefix: &str, bridge: &str) -> String {
 #[track_caller]
 pub fn flow(t: crate::tables::TableDecl, priority: u16, matches: Match, actions: Vec<Action>, reason: impl Into<String>) -> Arc<Flow> {
     let at = std::panic::Location::caller();
-    Arc::new(Flow { table: t.id, priority, matches, actions, builder: format!("{}:{}", at.file(), at.line()), reason: reason.into() })
+    Arc::new(Flow {
+        table: t.id,
+        priority,
+        matches,
+        actions,
+        builder: format!("{}:{}", at.file(), at.line()),
+        reason: reason.into(),
+        sg_rule: None,
+    })
 }

@@ -80,9 +80,12 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             }
             let (vlan, actions) = match &net.segment {
                 Segment::Vlan { vlan, .. } => {
-                    (VlanMatch::Tagged(vlan.get()), vec![Action::ModVlanVid(lvid.get()), p.after_vlan_translation()])
+                    (VlanMatch::Tagged(vlan.get()), vec![Action::ModVlanVid(lvid.get()), crate::firewall::after_vlan_translation(cx)])
                 }
-                _ => (VlanMatch::Untagged, vec![Action::PushVlan, Action::ModVlanVid(lvid.get()), p.after_vlan_translation()]),
+                _ => (
+                    VlanMatch::Untagged,
+                    vec![Action::PushVlan, Action::ModVlanVid(lvid.get()), crate::firewall::after_vlan_translation(cx)],
+                ),
             };
             let seg = match vlan {
                 VlanMatch::Tagged(s) => format!("VLAN {s}"),
@@ -106,10 +109,16 @@ const ICMPV6_NEIGHBOR_ADVERT: u8 = 136;
 /// Anti-spoofing for each instance port (`setup_arp_spoofing_protection`,
 /// `install_mac_spoofing_protection`): tables 0 → 24 → 25; in the current
 /// profile also IPv6 neighbour advertisements (0 → 24 → egress), see
-/// [`crate::Profile::has_icmpv6_na_protection`].
+/// [`crate::Profile::has_icmpv6_na_protection`]. None with the
+/// `openvswitch` firewall, which replaces them.
 pub fn anti_spoof_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     let p = cx.profile;
     let mut v = Vec::new();
+    // The openvswitch firewall does its own (MAC, IP) anti-spoofing in table 71
+    // (`provides_arp_spoofing_protection`), so the agent installs none of these.
+    if crate::firewall::enabled(cx.topo) {
+        return v;
+    }
     for port in cx.bound_ports().filter(|p| matches!(p.owner, PortOwner::Compute { .. })) {
         let dev = port.device_name();
         let on = |m: Match| Match { in_port: Some(dev.clone()), ..m };

@@ -6,9 +6,17 @@
 //! exactly that part; a host whose fingerprint is unchanged keeps its plan.
 //! The property test `incremental_equals_full` checks this against full
 //! replans over random change sequences.
+//!
+//! A change made in place by [`dvr_model::live::Live`] names the hosts it
+//! touched ([`Applied`]); [`Replanner::apply`] replans only those, without
+//! fingerprinting the others. Either way each replanned host's change comes
+//! out as a typed [`HostDelta`] (items to add and delete), which an agent
+//! applies directly.
 
 use crate::ctx::FlowCache;
-use crate::{HostPlan, Plan, Profile, plan_host_shared};
+use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};
+use crate::{Bridge, HostPlan, Namespace, Neighbour, Plan, Profile, plan_host_shared};
+use dvr_model::live::Applied;
 use dvr_model::*;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -51,6 +59,10 @@ fn network_hash(t: &Topology, n: NetworkIx, h: &mut DefaultHasher) {
 pub struct Shared {
     dvr_macs: u64,
     routers: Vec<u64>,
+    /// Security groups, their rules and every member port's addresses: with
+    /// the openvswitch firewall a host's flows depend on remote groups'
+    /// members anywhere, so any change to them replans every host.
+    security: u64,
 }
 
 impl Shared {
@@ -87,15 +99,23 @@ impl Shared {
                 h.finish()
             })
             .collect();
-        Shared { dvr_macs: h.finish(), routers }
+        let mut sh = DefaultHasher::new();
+        if !t.security.is_noop() {
+            format!("{:?}", t.security).hash(&mut sh);
+            for ps in &t.security.ports {
+                let p = t.port(t.instance(ps.instance).port);
+                (p.ip, p.mac, p.id).hash(&mut sh);
+            }
+        }
+        Shared { dvr_macs: h.finish(), routers, security: sh.finish() }
     }
 }
 
-/// Hash of everything [`plan_host`] reads for host `ix`.
+/// Hash of everything [`crate::plan_host`] reads for host `ix`.
 pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, shared: &Shared) -> u64 {
     let mut h = DefaultHasher::new();
     let host = t.host(ix);
-    (profile.name(), &host.name, host.role, host.dvr_mac, shared.dvr_macs).hash(&mut h);
+    (profile.name(), &host.name, host.role, host.dvr_mac, shared.dvr_macs, shared.security).hash(&mut h);
     for m in &host.bridge_mappings {
         (&m.physnet, &m.bridge, &m.nic).hash(&mut h);
     }
@@ -131,11 +151,18 @@ pub fn fingerprint(t: &Topology, ix: HostIx, profile: Profile, shared: &Shared) 
     h.finish()
 }
 
+/// What [`Replanner::apply`] put aside on a patched host: the namespaces it
+/// replaced, or the whole old plan when the host had to be replanned whole.
+type Replaced = Result<Vec<Option<Namespace>>, HostPlan>;
+
 /// What one update did.
 #[derive(Debug, Clone, Default)]
 pub struct Update {
     /// Hosts whose plan was recomputed (changed inputs or new).
     pub replanned: Vec<String>,
+    /// Hosts where only some namespaces were recomputed (the copies of a
+    /// router behind a booted or deleted port).
+    pub patched: Vec<String>,
     /// Hosts whose plan actually differs from before.
     pub changed: Vec<String>,
     /// Hosts removed from the deployment.
@@ -144,6 +171,11 @@ pub struct Update {
     pub fingerprint_time: Duration,
     /// Time spent replanning.
     pub plan_time: Duration,
+    /// Per replanned host whose plan differs (new hosts included): what to
+    /// add and delete there.
+    pub deltas: Vec<HostDelta>,
+    /// Time spent computing the deltas.
+    pub delta_time: Duration,
 }
 
 /// A plan kept up to date across topology changes.
@@ -204,6 +236,14 @@ impl Replanner {
             hosts.push(hp);
         }
         u.plan_time = t1.elapsed();
+        let t2 = Instant::now();
+        for (at, before) in &befores {
+            let d = diff(before.as_ref(), &hosts[*at]);
+            if !d.is_empty() {
+                u.deltas.push(d);
+            }
+        }
+        u.delta_time = t2.elapsed();
         // Which replanned hosts really changed (outside the timed part).
         for (at, before) in befores {
             let after = &hosts[at];
@@ -217,5 +257,204 @@ impl Replanner {
         self.plan.topology = t.name.clone();
         self.prints = new_prints;
         u
+    }
+
+    /// Bring the plan up to date after a change made in place: replan the
+    /// hosts `applied` names whole; on the hosts where only a router's copy
+    /// changed, replan just its namespaces; on the other copies of the routers
+    /// behind a booted or deleted port, add or remove just its permanent ARP
+    /// entry. A change applied by rebuilding falls back to [`Replanner::update`].
+    pub fn apply(&mut self, t: &Topology, applied: &Applied) -> Update {
+        if applied.rebuilt || t.hosts.len() != self.plan.hosts.len() {
+            return self.update(t);
+        }
+        let mut u = Update::default();
+        let t1 = Instant::now();
+        let mut befores = Vec::with_capacity(applied.hosts.len());
+        for name in &applied.hosts {
+            let Some(i) = t.host_ix(name) else { continue };
+            let hp = plan_host_shared(t, i, self.profile, &self.cache);
+            befores.push((i.0, std::mem::replace(&mut self.plan.hosts[i.0], hp)));
+            // Its old fingerprint no longer describes the plan held.
+            self.prints.remove(name);
+            u.replanned.push(name.clone());
+        }
+        let whole: std::collections::HashSet<&str> = applied.hosts.iter().map(String::as_str).collect();
+        // Hosts where only br-int changes (an instance booted or deleted there).
+        let mut bridges: Vec<(usize, Bridge)> = Vec::new();
+        for name in &applied.int_bridges {
+            let Some(h) = t.host_ix(name) else { continue };
+            if whole.contains(name.as_str()) {
+                continue;
+            }
+            let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+            let fresh = crate::ovs::int_bridge(&cx);
+            let plan = &mut self.plan.hosts[h.0];
+            match plan.bridges.iter_mut().find(|b| b.name == fresh.name) {
+                Some(slot) => bridges.push((h.0, std::mem::replace(slot, fresh))),
+                None => befores.push((h.0, std::mem::replace(plan, plan_host_shared(t, h, self.profile, &self.cache)))),
+            }
+            self.mark_patched(&mut u, name);
+        }
+        // Per patched host: the namespaces before, or its whole plan when it
+        // had to be replanned whole; or the delta itself (ARP entries).
+        let mut patches: Vec<(usize, Replaced)> = Vec::new();
+        let mut arp: Vec<HostDelta> = Vec::new();
+        let router_ix = |name: &str| t.routers.iter().position(|x| x.name == name).map(RouterIx);
+        for (host, router) in &applied.copies {
+            let (Some(h), Some(r)) = (t.host_ix(host), router_ix(router)) else { continue };
+            if whole.contains(host.as_str()) {
+                continue;
+            }
+            let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+            let mut fresh = vec![Some(crate::netns::qrouter_dvr(&cx, r))];
+            if let Some(e) = t.router(r).external_gateway {
+                fresh.push(crate::netns::fip(&cx, e));
+            }
+            patches.push((h.0, self.replace_namespaces(t, h, fresh)));
+            self.mark_patched(&mut u, host);
+        }
+        let copies: std::collections::HashSet<(&str, &str)> = applied.copies.iter().map(|(h, r)| (h.as_str(), r.as_str())).collect();
+        for name in &applied.routers {
+            let Some(r) = router_ix(name) else { continue };
+            let router = t.router(r);
+            let mut entry: Option<(String, Neighbour, usize)> = None;
+            // The qr- device of the port's subnet and the namespace, the same on every copy.
+            let site = applied
+                .port
+                .and_then(|ev| t.router_interface(r, ev.subnet))
+                .map(|p| (t.port(p).device_name(), dvr_model::names::qrouter_ns(&router.id)));
+            for &h in &router.hosts {
+                let host = &t.host(h).name;
+                if whole.contains(host.as_str()) || copies.contains(&(host.as_str(), name.as_str())) {
+                    continue;
+                }
+                self.mark_patched(&mut u, host);
+                if router.distributed
+                    && let (Some(ev), Some(site)) = (applied.port, &site)
+                    && let Some(d) = self.patch_arp(t, h, site, ev, &mut entry)
+                {
+                    arp.push(d);
+                    continue;
+                }
+                // No quick patch: replan the router's namespace on this host.
+                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+                let ns = if router.distributed { crate::netns::qrouter_dvr(&cx, r) } else { crate::netns::qrouter_legacy(&cx, r) };
+                patches.push((h.0, self.replace_namespaces(t, h, vec![Some(ns)])));
+            }
+        }
+        u.plan_time = t1.elapsed();
+        let t2 = Instant::now();
+        for (at, before) in &befores {
+            let d = diff(Some(before), &self.plan.hosts[*at]);
+            if !d.is_empty() {
+                u.deltas.push(d);
+            }
+        }
+        for (at, old) in patches {
+            let plan = &self.plan.hosts[at];
+            let d = match old {
+                Ok(old) => {
+                    let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
+                    for o in old.iter().flatten() {
+                        let new = plan.namespaces.iter().find(|n| n.name == o.name);
+                        diff_namespace(Some(o), new, &mut d.add, &mut d.delete);
+                    }
+                    d
+                }
+                Err(old) => diff(Some(&old), plan),
+            };
+            u.deltas.push(d);
+        }
+        for (at, old) in bridges {
+            let plan = &self.plan.hosts[at];
+            let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
+            diff_bridge(Some(&old), plan.bridges.iter().find(|b| b.name == old.name), &mut d.add, &mut d.delete);
+            u.deltas.push(d);
+        }
+        u.deltas.extend(arp);
+        // One delta per host, in the order hosts were first touched.
+        let mut merged: Vec<HostDelta> = Vec::with_capacity(u.deltas.len());
+        for mut d in std::mem::take(&mut u.deltas) {
+            match merged.iter_mut().find(|x| x.host == d.host) {
+                Some(x) => {
+                    x.add.append(&mut d.add);
+                    x.delete.append(&mut d.delete);
+                }
+                None => merged.push(d),
+            }
+        }
+        merged.retain(|d| !d.is_empty());
+        u.changed = merged.iter().map(|d| d.host.clone()).collect();
+        u.deltas = merged;
+        u.delta_time = t2.elapsed();
+        self.plan.topology = t.name.clone();
+        u
+    }
+
+    fn mark_patched(&mut self, u: &mut Update, host: &str) {
+        self.prints.remove(host);
+        if !u.patched.iter().any(|h| h == host) {
+            u.patched.push(host.to_string());
+        }
+    }
+
+    /// Put freshly planned namespaces in place of the held ones of the same
+    /// name (`None`: a namespace that does not exist, e.g. no fip- namespace).
+    /// Returns the ones replaced; when one is new or gone, the host is
+    /// replanned whole and its old plan returned instead.
+    fn replace_namespaces(&mut self, t: &Topology, h: HostIx, fresh: Vec<Option<Namespace>>) -> Replaced {
+        let plan = &mut self.plan.hosts[h.0];
+        let fits = fresh.iter().flatten().all(|n| plan.namespaces.iter().any(|o| o.name == n.name)) && fresh.iter().all(Option::is_some);
+        if !fits {
+            return Err(std::mem::replace(plan, plan_host_shared(t, h, self.profile, &self.cache)));
+        }
+        Ok(fresh
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                let slot = plan.namespaces.iter_mut().find(|o| o.name == n.name).expect("checked");
+                Some(std::mem::replace(slot, n))
+            })
+            .collect())
+    }
+
+    /// Add or remove the permanent ARP entry of a booted or deleted port in
+    /// the `qrouter-` namespace of distributed router `r` on host `h`, where
+    /// a full replan of that namespace would put it. `entry` caches the entry
+    /// (the same on every host) and its rank among the subnet's entries.
+    /// `None` when the namespace does not look as expected (then it is replanned).
+    fn patch_arp(
+        &mut self,
+        t: &Topology,
+        h: HostIx,
+        (dev, ns_name): &(String, String),
+        ev: dvr_model::live::PortEvent,
+        entry: &mut Option<(String, Neighbour, usize)>,
+    ) -> Option<HostDelta> {
+        let plan = &mut self.plan.hosts[h.0];
+        let ns = plan.namespaces.iter_mut().find(|n| &n.name == ns_name)?;
+        let block = ns.neighbours.iter().position(|n| &n.dev == dev)?;
+        let len = ns.neighbours[block..].iter().take_while(|n| &n.dev == dev).count();
+        let ns_name = ns_name.clone();
+        let d = if ev.added {
+            if entry.is_none() {
+                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+                let all = crate::netns::subnet_arp(&cx, ev.subnet, dev);
+                let rank = all.iter().position(|n| n.ip == ev.ip)?;
+                *entry = Some((dev.clone(), all[rank].clone(), rank));
+            }
+            let (_, n, rank) = entry.as_ref().expect("set above");
+            if *rank > len {
+                return None;
+            }
+            ns.neighbours.insert(block + rank, n.clone());
+            HostDelta { host: plan.host.clone(), add: vec![Item::Neighbour { ns: ns_name, neighbour: n.clone() }], delete: vec![] }
+        } else {
+            let at = block + ns.neighbours[block..block + len].iter().position(|n| n.ip == ev.ip)?;
+            let n = ns.neighbours.remove(at);
+            HostDelta { host: plan.host.clone(), add: vec![], delete: vec![Item::Neighbour { ns: ns_name, neighbour: n }] }
+        };
+        Some(d)
     }
 }

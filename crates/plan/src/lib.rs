@@ -8,11 +8,13 @@
 //! The crate is pure (no I/O) and deterministic: the same topology gives a
 //! byte-identical plan. Layout: [`tables`] declares every pipeline stage once;
 //! [`profile`] holds the only differences between the walkthrough's Neutron
-//! and today's; [`flows`], [`ovs`] and [`netns`] are the feature builders;
+//! and today's; [`flows`], [`firewall`], [`ovs`] and [`netns`] are the feature builders;
 //! [`model`] is the result; [`render`] prints it in native formats.
 #![forbid(unsafe_code)]
 
 pub mod ctx;
+pub mod delta;
+pub mod firewall;
 pub mod flows;
 pub mod incremental;
 pub mod model;

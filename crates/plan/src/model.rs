@@ -145,7 +145,7 @@ pub enum PortKind {
 }
 
 /// One port of a bridge.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BridgePort {
     /// Port (and interface) name.
     pub name: String,
@@ -158,6 +158,10 @@ pub struct BridgePort {
     pub iface_id: Option<String>,
     /// MAC behind the port (`external_ids:attached-mac`).
     pub mac: Option<MacAddr>,
+    /// OpenFlow port number (`ofport_request`), planned only with the
+    /// `openvswitch` firewall, whose flows carry it in `reg5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ofport: Option<u32>,
 }
 
 /// What a namespace is for.
@@ -229,7 +233,7 @@ pub enum DeviceLink {
 }
 
 /// One device in a namespace.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
     /// Name.
     pub name: String,
@@ -450,7 +454,7 @@ pub struct IptRule {
 }
 
 /// The DHCP service of a qdhcp namespace, with what it pushes to instances.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DhcpService {
     /// Subnet served.
     pub subnet: Ipv4Net,

@@ -146,7 +146,7 @@ fn push(t: &mut IptTable, c: &str, r: IptRule) {
 /// Permanent ARP for every non-router port of a subnet and the sg- ports
 /// (`_set_subnet_arp_info`): without them, replies to the shared gateway MAC
 /// would be answered by the wrong host's router copy.
-fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> Vec<Neighbour> {
+pub fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> Vec<Neighbour> {
     cx.topo
         .subnet_ports(s)
         .filter(|p| !matches!(p.owner, PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. }))

@@ -32,11 +32,41 @@ fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
         tag: Some(cx.lvid(port.network).get()),
         iface_id: Some(port.id.hyphenated()),
         mac: Some(port.mac),
+        ofport: None,
     }
 }
 
 /// br-int with every port of the host, then one bridge per mapping.
 pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
+    let mut out = vec![int_bridge(cx)];
+    for m in &cx.host.bridge_mappings {
+        let mut f = flows::phys_flows(cx, m);
+        sort_flows(&mut f);
+        out.push(Bridge {
+            name: m.bridge.clone(),
+            kind: BridgeKind::Phys,
+            physnet: Some(m.physnet.clone()),
+            ports: vec![
+                BridgePort {
+                    name: cx.phy_patch(m),
+                    kind: PortKind::Patch { peer: cx.int_patch(m) },
+                    tag: None,
+                    iface_id: None,
+                    mac: None,
+                    ofport: None,
+                },
+                BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None, ofport: None },
+            ],
+            flows: f,
+        });
+    }
+    out
+}
+
+/// `br-int` alone: its ports (patches, router interfaces, bound ports) and
+/// flows. The incremental planner replans just this bridge on the host of a
+/// booted or deleted instance.
+pub fn int_bridge(cx: &HostCtx) -> Bridge {
     let mut ports: Vec<BridgePort> = cx
         .host
         .bridge_mappings
@@ -47,6 +77,7 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
             tag: None,
             iface_id: None,
             mac: None,
+            ofport: None,
         })
         .collect();
     // Distributed router interfaces are bound on every host carrying the router.
@@ -56,23 +87,15 @@ pub fn bridges(cx: &HostCtx) -> Vec<Bridge> {
     for p in cx.bound_ports() {
         ports.push(bridge_port(cx, p));
     }
-    let mut int_flows =
-        [flows::int_base_flows(cx), flows::int_phys_flows(cx), flows::anti_spoof_flows(cx), flows::int_dvr_flows(cx)].concat();
+    let ofports = crate::firewall::number_ports(cx, &mut ports);
+    let mut int_flows = [
+        flows::int_base_flows(cx),
+        flows::int_phys_flows(cx),
+        flows::anti_spoof_flows(cx),
+        flows::int_dvr_flows(cx),
+        crate::firewall::flows(cx, &ofports),
+    ]
+    .concat();
     sort_flows(&mut int_flows);
-    let mut out = vec![Bridge { name: "br-int".into(), kind: BridgeKind::Int, physnet: None, ports, flows: int_flows }];
-    for m in &cx.host.bridge_mappings {
-        let mut f = flows::phys_flows(cx, m);
-        sort_flows(&mut f);
-        out.push(Bridge {
-            name: m.bridge.clone(),
-            kind: BridgeKind::Phys,
-            physnet: Some(m.physnet.clone()),
-            ports: vec![
-                BridgePort { name: cx.phy_patch(m), kind: PortKind::Patch { peer: cx.int_patch(m) }, tag: None, iface_id: None, mac: None },
-                BridgePort { name: m.nic.clone(), kind: PortKind::Nic, tag: None, iface_id: None, mac: None },
-            ],
-            flows: f,
-        });
-    }
-    out
+    Bridge { name: "br-int".into(), kind: BridgeKind::Int, physnet: None, ports, flows: int_flows }
 }

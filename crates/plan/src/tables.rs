@@ -54,6 +54,15 @@ tables! {
     INT_PACKET_RATE_LIMIT = (Int, 58, "PACKET_RATE_LIMIT", "QoS packet-rate meters (current profile only); passes to table 59");
     INT_BANDWIDTH_RATE_LIMIT = (Int, 59, "BANDWIDTH_RATE_LIMIT", "QoS bandwidth meters (current profile only); passes to table 60");
     INT_TRANSIENT = (Int, 60, "TRANSIENT_TABLE", "NORMAL switching; DVR direct output to local ports of routed frames");
+    INT_BASE_EGRESS = (Int, 71, "BASE_EGRESS_TABLE", "openvswitch firewall: egress anti-spoofing by (MAC, IP) pair incl. allowed address pairs, DHCP, then conntrack in the port's zone");
+    INT_RULES_EGRESS = (Int, 72, "RULES_EGRESS_TABLE", "openvswitch firewall: egress security-group rules and conntrack states (established, related, invalid)");
+    INT_ACCEPT_OR_INGRESS = (Int, 73, "ACCEPT_OR_INGRESS_TABLE", "openvswitch firewall: accepted egress to a local filtered port becomes its ingress; new connections are committed");
+    INT_BASE_INGRESS = (Int, 81, "BASE_INGRESS_TABLE", "openvswitch firewall: ARP and DHCP to the port pass; IPv4 is tracked in the port's zone");
+    INT_RULES_INGRESS = (Int, 82, "RULES_INGRESS_TABLE", "openvswitch firewall: ingress security-group rules (conjunctions for remote groups) and conntrack states");
+    INT_ACCEPTED_EGRESS_TRAFFIC = (Int, 91, "ACCEPTED_EGRESS_TRAFFIC_TABLE", "openvswitch firewall: accepted new egress connections, then normal switching (hook for logging)");
+    INT_ACCEPTED_INGRESS_TRAFFIC = (Int, 92, "ACCEPTED_INGRESS_TRAFFIC_TABLE", "openvswitch firewall: copy of accepted new ingress connections, dropped (hook for logging)");
+    INT_DROPPED_TRAFFIC = (Int, 93, "DROPPED_TRAFFIC_TABLE", "openvswitch firewall: every packet the firewall denies ends here and is dropped");
+    INT_ACCEPTED_EGRESS_TRAFFIC_NORMAL = (Int, 94, "ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE", "openvswitch firewall: accepted egress traffic is switched with NORMAL");
     INT_TRANSIENT_EGRESS = (Int, 62, "TRANSIENT_EGRESS_TABLE", "egress NORMAL for explicitly_egress_direct (current profile only)");
     PHYS_LOCAL_SWITCHING = (Phys, 0, "LOCAL_SWITCHING", "classifies frames: from br-int to DVR processing, from the wire to the DVR-MAC check");
     PHYS_DVR_PROCESS = (Phys, 1, "DVR_PROCESS_PHYSICAL", "keeps gateway traffic on the host and rewrites routed frames' source MAC to the host's DVR MAC");

@@ -67,3 +67,25 @@ fn same_input_byte_identical_plan() {
     let b = serde_json::to_string(&plan(&dvr_model::seed(), Profile::Walkthrough).unwrap()).unwrap();
     assert_eq!(a, b);
 }
+
+fn secure_text(profile: Profile, host: &str) -> String {
+    let topo = dvr_model::load_str("seed-secure", dvr_model::SEED_SECURE_YAML).unwrap();
+    let p = plan(&topo, profile).unwrap();
+    redact_lines(&render::host_text(p.host(host).unwrap(), render::TextOptions { explain: true }))
+}
+
+/// The seed lab with security groups: Neutron's `openvswitch` firewall on every host.
+#[test]
+fn seed_secure_network() {
+    insta::assert_snapshot!(secure_text(Profile::Current, "network"));
+}
+
+#[test]
+fn seed_secure_compute1() {
+    insta::assert_snapshot!(secure_text(Profile::Current, "compute1"));
+}
+
+#[test]
+fn seed_secure_compute2() {
+    insta::assert_snapshot!(secure_text(Profile::Current, "compute2"));
+}

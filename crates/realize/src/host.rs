@@ -378,6 +378,9 @@ pub enum Op {
         tag: Option<u16>,
         /// Interface `external_ids`.
         external_ids: BTreeMap<String, String>,
+        /// OpenFlow number to request (`ofport_request`): planned with the
+        /// openvswitch firewall, whose flows name ports by number in `reg5`.
+        ofport: Option<u32>,
     },
     /// Set a port's access VLAN.
     SetTag {
@@ -814,7 +817,14 @@ pub fn diff_observed(names: &Names, hp: &HostPlan, o: &Observed) -> Vec<Op> {
                 if let PortKind::Vif { instance } = &p.kind {
                     external_ids.insert("vm-uuid".to_string(), instance.clone());
                 }
-                ops.push(Op::AddPort { bridge: b.name.clone(), port: p.name.clone(), patch_peer, tag: p.tag, external_ids });
+                ops.push(Op::AddPort {
+                    bridge: b.name.clone(),
+                    port: p.name.clone(),
+                    patch_peer,
+                    tag: p.tag,
+                    external_ids,
+                    ofport: p.ofport,
+                });
             } else if let Some(t) = p.tag
                 && o.port_tags.get(&p.name) != Some(&Some(t))
             {
@@ -1004,8 +1014,11 @@ impl Backend for Linux<'_> {
                     "other_config:disable-in-band=true",
                 ])?;
             }
-            Op::AddPort { bridge, port, patch_peer, tag, external_ids } => {
+            Op::AddPort { bridge, port, patch_peer, tag, external_ids, ofport } => {
                 let mut args: Vec<String> = vec!["--".into(), "add-port".into(), bridge.clone(), port.clone()];
+                if let Some(n) = ofport {
+                    args.extend(["--".into(), "set".into(), "interface".into(), port.clone(), format!("ofport_request={n}")]);
+                }
                 if !external_ids.is_empty() {
                     args.extend(["--".into(), "set".into(), "interface".into(), port.clone()]);
                     args.extend(external_ids.iter().map(|(k, v)| format!("external_ids:{k}=\"{v}\"")));

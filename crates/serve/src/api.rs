@@ -201,21 +201,29 @@ fn view(r: &Resources, coll: Coll, id: &Uuid) -> Option<Value> {
             v["port_security_enabled"] = json!(true);
             v["ipv4_address_scope"] = Value::Null;
             v["ipv6_address_scope"] = Value::Null;
-            v["is_default"] = json!(false);
+            // auto-allocated-topology: Neutron 29 shows it on external networks.
+            if n.external {
+                v["is_default"] = json!(false);
+            }
             v
         }
         Coll::Subnets => {
-            let mut v = serde_json::to_value(r.subnets.get(id)?).ok()?;
-            for k in ["ipv6_ra_mode", "ipv6_address_mode", "subnetpool_id", "segment_id"] {
+            let sub = r.subnets.get(id)?;
+            let mut v = serde_json::to_value(sub).ok()?;
+            // Neutron 29's subnet-external-network extension: the network's flag.
+            v["router:external"] = json!(r.networks.get(&sub.network_id).is_some_and(|n| n.external));
+            // (no `segment_id`: Neutron shows it only with the segments plugin)
+            for k in ["ipv6_ra_mode", "ipv6_address_mode", "subnetpool_id"] {
                 v[k] = Value::Null;
             }
             v["service_types"] = json!([]);
             v
         }
         Coll::Ports => {
-            let mut v = serde_json::to_value(r.ports.get(id)?).ok()?;
+            let p = r.ports.get(id)?;
+            let mut v = serde_json::to_value(p).ok()?;
             v["binding:profile"] = json!({});
-            v["binding:vif_details"] = json!({});
+            v["binding:vif_details"] = serde_json::to_value(VifDetails(&p.vif_type)).ok()?;
             v["security_groups"] = json!([]);
             v["allowed_address_pairs"] = json!([]);
             v["extra_dhcp_opts"] = json!([]);
@@ -230,8 +238,21 @@ fn view(r: &Resources, coll: Coll, id: &Uuid) -> Option<Value> {
             v
         }
         Coll::FloatingIps => {
-            let mut v = serde_json::to_value(r.floatingips.get(id)?).ok()?;
-            v["port_forwardings"] = json!([]);
+            let f = r.floatingips.get(id)?;
+            let mut v = serde_json::to_value(f).ok()?;
+            // Neutron's floating IPs have no name (nor, without the
+            // port-forwarding plugin, `port_forwardings`).
+            if let Some(m) = v.as_object_mut() {
+                m.remove("name");
+            }
+            // Neutron's fip-port-details extension: what the associated port is.
+            v["port_details"] = f.port_id.and_then(|p| r.ports.get(&p)).map_or(Value::Null, |p| {
+                json!({
+                    "name": p.common.name, "network_id": p.network_id, "mac_address": p.mac_address,
+                    "admin_state_up": p.admin_state_up, "status": p.status, "device_id": p.device_id,
+                    "device_owner": p.device_owner,
+                })
+            });
             v
         }
         Coll::Hosts => serde_json::to_value(r.hosts.get(id)?).ok()?,
@@ -311,8 +332,30 @@ fn only_fields(v: Value, fields: &[String]) -> Value {
 }
 
 /// Neutron's list semantics over already rendered objects.
-pub fn list_objects(mut objs: Vec<Value>, q: &[(String, String)], base: &str, plural: &str) -> Result<Value, ApiError> {
+///
+/// `known`: the attributes of this resource (the keys of one rendered
+/// object); a filter on anything else answers 400 as Neutron 29 does
+/// (`filter_validation`). `None` (an empty collection) checks nothing.
+pub fn list_objects(
+    mut objs: Vec<Value>,
+    q: &[(String, String)],
+    base: &str,
+    plural: &str,
+    known: Option<&serde_json::Map<String, Value>>,
+) -> Result<Value, ApiError> {
     let get_all = |k: &str| q.iter().filter(|(a, _)| a == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    if let Some(known) = known {
+        let mut bad: Vec<&str> = q.iter().map(|(k, _)| k.as_str()).filter(|k| !SPECIAL.contains(k) && !known.contains_key(*k)).collect();
+        bad.dedup();
+        if !bad.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "HTTPBadRequest",
+                format!("{bad:?} is invalid attribute for filtering").replace('"', "'"),
+            )
+            .with_detail(format!("{plural} can be filtered on: {}", known.keys().cloned().collect::<Vec<_>>().join(", "))));
+        }
+    }
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
     for (k, v) in q.iter().filter(|(k, _)| !SPECIAL.contains(&k.as_str())) {
         match filters.iter_mut().find(|(f, _)| f == k) {
@@ -328,8 +371,12 @@ pub fn list_objects(mut objs: Vec<Value>, q: &[(String, String)], base: &str, pl
             return Err(ApiError::bad_request(format!("Invalid input for sort_dir. Reason: '{d}' is not one of asc, desc.")));
         }
     }
-    if let Some(bad) = keys.iter().find(|k| objs.first().is_some_and(|o| o.get(k.as_str()).is_none())) {
-        return Err(ApiError::bad_request(format!("{bad} is an invalid attribute for sort_keys")));
+    let sortable = |k: &str| match known {
+        Some(m) => m.contains_key(k),
+        None => objs.first().is_none_or(|o| o.get(k).is_some()),
+    };
+    if let Some(bad) = keys.iter().find(|k| !sortable(k)) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", format!("['{bad}'] is invalid attribute for sort_keys")));
     }
     if !keys.is_empty() {
         objs.sort_by(|a, b| {
@@ -352,7 +399,9 @@ pub fn list_objects(mut objs: Vec<Value>, q: &[(String, String)], base: &str, pl
         Some(l) => match l.parse::<usize>() {
             Ok(0) => None,
             Ok(n) => Some(n),
-            Err(_) => return Err(ApiError::bad_request(format!("Invalid input for limit. Reason: '{l}' is not an integer."))),
+            Err(_) => {
+                return Err(ApiError::bad_request(format!("Bad limit request: Limit must be an integer 0 or greater and not '{l}'.")));
+            }
         },
     };
     let marker = get_all("marker").first().cloned();
@@ -362,7 +411,19 @@ pub fn list_objects(mut objs: Vec<Value>, q: &[(String, String)], base: &str, pl
             .iter()
             .position(|o| o["id"].as_str() == Some(m.as_str()))
             .map(|p| p + 1)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "MarkerNotFound", format!("Marker {m} could not be found.")))?,
+            // Neutron looks the marker up as an object of the collection.
+            .ok_or_else(|| {
+                let (kind, what) = match plural {
+                    "networks" => ("NetworkNotFound", "Network"),
+                    "subnets" => ("SubnetNotFound", "Subnet"),
+                    "ports" => ("PortNotFound", "Port"),
+                    "routers" => ("RouterNotFound", "Router"),
+                    "floatingips" => ("FloatingIPNotFound", "Floating IP"),
+                    "agents" => ("AgentNotFound", "Agent"),
+                    _ => ("MarkerNotFound", "Marker"),
+                };
+                ApiError::not_found(kind, what, m).with_detail(format!("marker {m} is not in the list; start again without marker"))
+            })?,
     };
     let total = objs.len();
     let end = limit.map(|l| (start + l).min(total)).unwrap_or(total);
@@ -429,11 +490,32 @@ struct PortView<'a> {
     #[serde(rename = "binding:profile")]
     profile: Empty,
     #[serde(rename = "binding:vif_details")]
-    vif_details: Empty,
+    vif_details: VifDetails<'a>,
     security_groups: [(); 0],
     allowed_address_pairs: [(); 0],
     extra_dhcp_opts: [(); 0],
     port_security_enabled: bool,
+}
+
+/// `binding:vif_details` as Neutron's Open vSwitch mechanism driver reports it
+/// for a port bound with `vif_type` `ovs` (what Nova's os-vif reads to plug
+/// it); `{}` for any other binding (unbound, distributed), as Neutron does.
+struct VifDetails<'a>(&'a str);
+impl serde::Serialize for VifDetails<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.0 != "ovs" {
+            return s.serialize_map(Some(0))?.end();
+        }
+        let mut m = s.serialize_map(Some(6))?;
+        m.serialize_entry("connectivity", "l2")?;
+        m.serialize_entry("port_filter", &true)?;
+        m.serialize_entry("ovs_hybrid_plug", &false)?;
+        m.serialize_entry("datapath_type", "system")?;
+        m.serialize_entry("bridge_name", "br-int")?;
+        m.serialize_entry("bound_drivers", &json!({"0": "openvswitch"}))?;
+        m.end()
+    }
 }
 
 /// Serializes as `{}`.
@@ -459,7 +541,7 @@ async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> 
                 port: p,
                 tenant_id: &p.common.project_id,
                 profile: Empty,
-                vif_details: Empty,
+                vif_details: VifDetails(&p.vif_type),
                 security_groups: [],
                 allowed_address_pairs: [],
                 extra_dhcp_opts: [],
@@ -475,7 +557,8 @@ async fn list(State(app): State<App>, h: HeaderMap, Query(q): Q, coll: Coll) -> 
     }
     let objs: Vec<Value> =
         ids(&snap.res, coll).iter().filter(|id| prefilter(&snap.res, coll, id, &q)).filter_map(|id| view(&snap.res, coll, id)).collect();
-    let out = list_objects(objs, &q, &base_url(&h), coll.plural())?;
+    let known = ids(&snap.res, coll).first().and_then(|id| view(&snap.res, coll, id)).and_then(|v| v.as_object().cloned());
+    let out = list_objects(objs, &q, &base_url(&h), coll.plural(), known.as_ref())?;
     Ok(axum::Json(out).into_response())
 }
 
@@ -523,11 +606,70 @@ async fn create(State(app): State<App>, b: Bytes, coll: Coll) -> Res {
             for a in &objs {
                 made.push(mutate::create(&mut new, coll, a, &settings)?);
             }
-            settle(&mut new, Action::Create(coll.singular()))?;
+            settle(&mut new, Action::Create(coll.singular())).map_err(|e| {
+                // Neutron's wording where a client may match it; the model's explanation as detail.
+                let network = objs.first().and_then(|a| a.get("network_id")).and_then(Value::as_str).unwrap_or_default();
+                let attr = |k: &str| objs.first().and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
+                let neutron = |e: ApiError, message: String| {
+                    let detail = e.message.clone();
+                    ApiError { message, detail, ..e }
+                };
+                match (coll, e.kind) {
+                    (Coll::Ports, "IpAddressGenerationFailure") => {
+                        neutron(e, format!("No more IP addresses available on network {network}."))
+                    }
+                    (Coll::Subnets, "InvalidInput") => {
+                        let cidr = attr("cidr");
+                        match cidr.parse::<ipnet::Ipv4Net>() {
+                            Err(_) => neutron(e, format!("Invalid input for operation: {cidr} is not in a CIDR format.")),
+                            Ok(c) if cur.subnets.values().any(|s| {
+                                s.network_id.to_string() == network
+                                    && s.cidr.parse::<ipnet::Ipv4Net>().is_ok_and(|o| o.contains(&c.network()) || c.contains(&o.network()))
+                            }) =>
+                            {
+                                neutron(
+                                    e,
+                                    format!(
+                                        "Invalid input for operation: Requested subnet with cidr: {cidr} for network: {network} overlaps with another subnet."
+                                    ),
+                                )
+                            }
+                            Ok(_) => e,
+                        }
+                    }
+                    (Coll::FloatingIps, "ExternalGatewayForFloatingIPNotFound") => {
+                        let port = attr("port_id");
+                        let subnet = Uuid::parse_str(&port)
+                            .ok()
+                            .and_then(|p| cur.ports.get(&p))
+                            .and_then(|p| {
+                                p.fixed_ips.first().map(|f| f.subnet_id).or_else(|| {
+                                    cur.subnets.values().find(|s| s.network_id == p.network_id).map(|s| s.common.id)
+                                })
+                            })
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
+                        neutron(
+                            e,
+                            format!(
+                                "External network {} is not reachable from subnet {subnet}.  Therefore, cannot associate Port {port} with a Floating IP.",
+                                attr("floating_network_id")
+                            ),
+                        )
+                    }
+                    _ => e,
+                }
+            })?;
             Ok((new, made))
         })
         .await?;
-    let views: Vec<Value> = made.iter().filter_map(|id| view(&snap.res, coll, id)).collect();
+    let mut views: Vec<Value> = made.iter().filter_map(|id| view(&snap.res, coll, id)).collect();
+    if coll == Coll::Networks {
+        // Neutron 29 answers a network's creation with `is_default` (auto-allocated-topology) whatever the network.
+        for v in &mut views {
+            v["is_default"] = json!(false);
+        }
+    }
     let body = if bulk { json!({ coll.plural(): views }) } else { json!({ coll.singular(): views.into_iter().next() }) };
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
@@ -600,7 +742,17 @@ async fn interface(app: App, id: String, b: Bytes, add: bool) -> Res {
         .write(|cur| {
             let mut new = cur.clone();
             let out = if add { mutate::add_interface(&mut new, uid, &a)? } else { mutate::remove_interface(&mut new, uid, &a)? };
-            settle(&mut new, if add { Action::AddInterface } else { Action::RemoveInterface })?;
+            settle(&mut new, if add { Action::AddInterface } else { Action::RemoveInterface }).map_err(|e| {
+                if e.kind == "RouterInterfaceInUseByFloatingIP" {
+                    let detail = e.message.clone();
+                    ApiError { message: format!(
+                        "Router interface for subnet {} on router {uid} cannot be deleted, as it is required by one or more floating IPs.",
+                        out["subnet_id"].as_str().unwrap_or_default()
+                    ), detail, ..e }
+                } else {
+                    e
+                }
+            })?;
             Ok((new, out))
         })
         .await?;
@@ -708,14 +860,15 @@ fn agent_view(a: &AgentRow, now: i64) -> Value {
         "availability_zone": b.get("availability_zone").cloned().unwrap_or(Value::Null),
         "admin_state_up": true, "alive": now - a.heartbeat < AGENT_DOWN_TIME_S,
         "created_at": fmt(a.created), "started_at": fmt(a.created), "heartbeat_timestamp": fmt(a.heartbeat),
-        "description": Value::Null, "resources_synced": Value::Null, "resource_versions": {},
+        "description": Value::Null, "resources_synced": Value::Null,
     })
 }
 
 async fn agents(State(app): State<App>, h: HeaderMap, Query(q): Q) -> Res {
     let now = chrono::Utc::now().timestamp();
     let objs: Vec<Value> = app.store.agents().await?.iter().map(|a| agent_view(a, now)).collect();
-    Ok(axum::Json(list_objects(objs, &q, &base_url(&h), "agents")?).into_response())
+    let known = objs.first().and_then(|v| v.as_object().cloned());
+    Ok(axum::Json(list_objects(objs, &q, &base_url(&h), "agents", known.as_ref())?).into_response())
 }
 
 async fn agent(State(app): State<App>, Path(id): Path<String>) -> Res {

@@ -15,8 +15,9 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", "Resource body required"));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", format!("Malformed request body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", "Body contains invalid data").with_detail(format!("malformed JSON: {e}"))
+    })
 }
 
 /// The objects of a POST body: one (`{"port": {…}}`) or bulk (`{"ports": […]}`).
@@ -59,11 +60,21 @@ pub fn check_keys(a: &Attrs, allowed: &[&str], known_readonly: &[&str], method: 
             continue;
         }
         if known_readonly.contains(&k.as_str()) || k == "id" {
-            return Err(ApiError::bad_request(format!("Attribute '{k}' not allowed in {method}")));
+            // Neutron's own wording and type (webob's HTTPBadRequest).
+            let message = if method == "PUT" {
+                format!("Cannot update read-only attribute {k}")
+            } else {
+                format!("Attribute '{k}' not allowed in {method}")
+            };
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", message));
         }
         unknown.push(k);
     }
-    if unknown.is_empty() { Ok(()) } else { Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{}'", unknown.join(", ")))) }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", format!("Unrecognized attribute(s) '{}'", unknown.join(", "))))
+    }
 }
 
 fn invalid(attr: &str, reason: impl std::fmt::Display) -> ApiError {
@@ -91,7 +102,20 @@ pub fn boolean(a: &Attrs, k: &str) -> Result<Option<bool>, ApiError> {
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(v) => Err(invalid(k, format!("'{v}' cannot be converted to boolean"))),
+        // Neutron's converter raises InvalidInput, naming the value only; the
+        // attribute goes in `detail`.
+        Some(v) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidInput",
+            format!(
+                "Invalid input for operation: {} cannot be converted to boolean.",
+                match v {
+                    Value::String(s) => format!("'{s}'"),
+                    v => v.to_string(),
+                }
+            ),
+        )
+        .with_detail(format!("attribute `{k}`: use true or false"))),
     }
 }
 

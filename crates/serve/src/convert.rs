@@ -170,7 +170,15 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
         if is_instance(&p.device_owner, &p.host_id) {
             let name = label(&p.common.name, p.common.id);
             instance_name.insert(p.common.id, name.clone());
-            instances.push(InstanceSpec { id: Some(p.common.id), name, host: p.host_id.clone(), network, ip: first_ip(p), mac });
+            instances.push(InstanceSpec {
+                id: Some(p.common.id),
+                name,
+                host: p.host_id.clone(),
+                network,
+                ip: first_ip(p),
+                mac,
+                ..InstanceSpec::default()
+            });
         } else if p.device_owner == "network:floatingip" {
             // Neutron's own record of a floating IP address; the floating IP carries it.
         } else if IMPLICIT_OWNERS.contains(&p.device_owner.as_str()) {
@@ -235,5 +243,6 @@ pub fn resources_to_spec(r: &Resources) -> TopologySpec {
         external_hosts,
         ports,
         paths: Vec::new(),
+        security_groups: Vec::new(),
     }
 }

@@ -15,14 +15,23 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Neutron's exception name (`NetworkNotFound`, `IpAddressAlreadyAllocated`…).
     pub kind: &'static str,
-    /// Human-readable message.
+    /// Human-readable message: Neutron's own wording where a client may
+    /// match on it (e.g. "IP address … already allocated in subnet …").
     pub message: String,
+    /// `NeutronError.detail`: what Neutron leaves empty; here the object and
+    /// field at fault and how to fix it, when `message` is Neutron's terse one.
+    pub detail: String,
 }
 
 impl ApiError {
     /// Any error.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, message: message.into() }
+        ApiError { status, kind, message: message.into(), detail: String::new() }
+    }
+    /// The same error with `detail` set (the explanation behind Neutron's wording).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> ApiError {
+        self.detail = detail.into();
+        self
     }
     /// 400 `BadRequest`.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -44,7 +53,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"NeutronError": {"type": self.kind, "message": self.message, "detail": ""}});
+        let body = json!({"NeutronError": {"type": self.kind, "message": self.message, "detail": self.detail}});
         (self.status, axum::Json(body)).into_response()
     }
 }

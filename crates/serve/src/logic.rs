@@ -61,9 +61,12 @@ pub fn model_error(err: &TopologyError, action: Action) -> ApiError {
         (ProblemKind::AddressOutsideSubnet, Action::Create("port") | Action::Update("port")) => {
             (StatusCode::BAD_REQUEST, "InvalidIpForNetwork")
         }
+        // Neutron's subnet checks (overlap, CIDR format) raise InvalidInput.
+        (_, Action::Create("subnet") | Action::Update("subnet")) => (StatusCode::BAD_REQUEST, "InvalidInput"),
         _ => (StatusCode::BAD_REQUEST, "BadRequest"),
     };
     let more = if problems.len() > 1 { format!(" (and {} more problem(s))", problems.len() - 1) } else { String::new() };
+    let message = if kind == "InvalidInput" { format!("Invalid input for operation: {message}") } else { message };
     ApiError::new(status, kind, format!("{message}{more}"))
 }
 

@@ -82,8 +82,9 @@ impl Coll {
             Coll::Networks => ApiError::not_found("NetworkNotFound", "Network", id),
             Coll::Subnets => ApiError::not_found("SubnetNotFound", "Subnet", id),
             Coll::Ports => ApiError::not_found("PortNotFound", "Port", id),
-            Coll::Routers => ApiError::not_found("RouterNotFound", "Router", id),
-            Coll::FloatingIps => ApiError::not_found("FloatingIPNotFound", "Floating IP", id),
+            // Neutron 29 writes these two without the final period.
+            Coll::Routers => ApiError::new(StatusCode::NOT_FOUND, "RouterNotFound", format!("Router {id} could not be found")),
+            Coll::FloatingIps => ApiError::new(StatusCode::NOT_FOUND, "FloatingIPNotFound", format!("Floating IP {id} could not be found")),
             Coll::Hosts => ApiError::not_found("HostNotFound", "Host", id),
             Coll::ExternalHosts => ApiError::not_found("ExternalHostNotFound", "External host", id),
         }
@@ -199,13 +200,21 @@ pub fn delete(r: &mut Resources, coll: Coll, id: Uuid) -> Result<(), ApiError> {
                     || r.external_hosts.values().any(|e| e.network_id == id)
                     || r.routers.values().any(|x| x.external_gateway_info.as_ref().is_some_and(|g| g.network_id == id));
             if used {
+                let ports: Vec<String> = r
+                    .ports
+                    .values()
+                    .filter(|p| p.network_id == id && p.device_owner != "network:dhcp" && p.device_owner != "network:floatingip")
+                    .map(|p| p.common.id.to_string())
+                    .collect();
                 return Err(ApiError::conflict(
                     "NetworkInUse",
                     format!(
-                        "Unable to complete operation on network {id}. There are one or more ports still in use on the network \
-                         (or floating IPs, routers' gateways, external hosts); delete them first"
+                        "Unable to complete operation on network {id}. There are one or more ports still in use on the network, \
+                         id for these ports is: {}.",
+                        ports.join(",")
                     ),
-                ));
+                )
+                .with_detail("delete its ports, floating IPs, router gateways and external hosts first"));
             }
             r.networks.shift_remove(&id);
             r.subnets.retain(|_, s| s.network_id != id);
@@ -216,11 +225,9 @@ pub fn delete(r: &mut Resources, coll: Coll, id: Uuid) -> Result<(), ApiError> {
             if used {
                 return Err(ApiError::conflict(
                     "SubnetInUse",
-                    format!(
-                        "Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet \
-                         (a router interface or a port); remove the router interface or delete the ports first"
-                    ),
-                ));
+                    format!("Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."),
+                )
+                .with_detail("a router interface or a port has an address on it; remove the router interface or delete the ports first"));
             }
             r.subnets.shift_remove(&id);
             r.ports.retain(|_, p| !(p.device_owner == "network:dhcp" && p.fixed_ips.iter().any(|f| f.subnet_id == id)));
@@ -246,10 +253,14 @@ pub fn delete(r: &mut Resources, coll: Coll, id: Uuid) -> Result<(), ApiError> {
         Coll::Routers => {
             let rid = id.to_string();
             if r.ports.values().any(|p| is_router_interface(&p.device_owner) && p.device_id == rid) {
-                return Err(ApiError::conflict(
-                    "RouterInUse",
-                    format!("Router {id} still has ports; remove its interfaces (remove_router_interface) first"),
-                ));
+                let ports: Vec<String> = r
+                    .ports
+                    .values()
+                    .filter(|p| is_router_interface(&p.device_owner) && p.device_id == rid)
+                    .map(|p| p.common.id.to_string())
+                    .collect();
+                return Err(ApiError::conflict("RouterInUse", format!("Router {id} has ports still attached: {}", ports.join(", ")))
+                    .with_detail("remove its interfaces (remove_router_interface) first"));
             }
             if r.floatingips.values().any(|f| f.router_id == Some(id) && f.port_id.is_some()) {
                 return Err(ApiError::conflict(
@@ -310,6 +321,23 @@ fn create_network(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
         mtu: integer(a, "mtu")?.map(|m| m as u32).unwrap_or(1500),
         subnets: Vec::new(),
     };
+    if n.network_type == "vlan"
+        && let Some(vlan) = n.segmentation_id
+        && let Some(other) = r
+            .networks
+            .values()
+            .find(|o| o.network_type == "vlan" && o.physical_network == n.physical_network && o.segmentation_id == Some(vlan))
+    {
+        let physnet = n.physical_network.clone().unwrap_or_default();
+        return Err(ApiError::conflict(
+            "VlanIdInUse",
+            format!("Unable to create the network. The VLAN {vlan} on physical network {physnet} is in use."),
+        )
+        .with_detail(format!(
+            "network {} ({}) has it; give another provider:segmentation_id or leave it out to have one allocated",
+            other.common.id, other.common.name
+        )));
+    }
     ins(&mut r.networks, id, n);
     Ok(id)
 }
@@ -469,7 +497,26 @@ fn update_subnet(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError>
 }
 
 /// `fixed_ips` of a request: at most one IPv4 address on the port's network.
-fn fixed_ips(r: &Resources, a: &Attrs, network_id: Uuid) -> Result<Option<Vec<FixedIp>>, ApiError> {
+/// Neutron's 409 for an address some port or floating IP already holds, in
+/// its exact wording (clients match on it); our explanation in `detail`.
+fn ip_taken(r: &Resources, subnet: Uuid, ip: std::net::Ipv4Addr, except: Option<Uuid>) -> Result<(), ApiError> {
+    let text = ip.to_string();
+    let port =
+        r.ports.values().find(|p| Some(p.common.id) != except && p.fixed_ips.iter().any(|f| f.subnet_id == subnet && f.ip_address == text));
+    let fip = r
+        .floatingips
+        .values()
+        .find(|f| f.floating_ip_address == text && r.subnets.get(&subnet).is_some_and(|s| s.network_id == f.floating_network_id));
+    let holder = match (port, fip) {
+        (Some(p), _) => format!("port {} ({})", p.common.id, if p.common.name.is_empty() { &p.device_owner } else { &p.common.name }),
+        (None, Some(f)) => format!("floating IP {}", f.common.id),
+        (None, None) => return Ok(()),
+    };
+    Err(ApiError::conflict("IpAddressAlreadyAllocated", format!("IP address {ip} already allocated in subnet {subnet}"))
+        .with_detail(format!("{ip} is held by {holder}; give another address or leave it out to have one allocated")))
+}
+
+fn fixed_ips(r: &Resources, a: &Attrs, network_id: Uuid, port: Option<Uuid>) -> Result<Option<Vec<FixedIp>>, ApiError> {
     let Some(v) = a.get("fixed_ips").filter(|v| !v.is_null()) else { return Ok(None) };
     let list = v.as_array().ok_or_else(|| bad_value("fixed_ips", "must be a list of {subnet_id, ip_address}"))?;
     if list.len() > 1 {
@@ -494,6 +541,16 @@ fn fixed_ips(r: &Resources, a: &Attrs, network_id: Uuid) -> Result<Option<Vec<Fi
                     format!("allocation in subnet {sid}, which is not the network's first, is not supported; give `ip_address` as well"),
                 ));
             }
+            if let Some(ip) = ip
+                && !s.cidr.parse::<ipnet::Ipv4Net>().is_ok_and(|c| c.contains(&ip))
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidIpForSubnet",
+                    format!("IP address {ip} is not a valid IP for the specified subnet."),
+                )
+                .with_detail(format!("subnet {sid} is {}; use an address inside it or leave ip_address out", s.cidr)));
+            }
             sid
         }
         None => {
@@ -509,6 +566,9 @@ fn fixed_ips(r: &Resources, a: &Attrs, network_id: Uuid) -> Result<Option<Vec<Fi
             )?
         }
     };
+    if let Some(ip) = ip {
+        ip_taken(r, subnet, ip, port)?;
+    }
     Ok(Some(match ip {
         Some(ip) => vec![FixedIp { subnet_id: subnet, ip_address: ip.to_string() }],
         // Allocation on the first subnet: leave the address to the model.
@@ -549,7 +609,17 @@ fn create_port(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
             format!("'{device_owner}' ports are created by the server itself; use add_router_interface, a router gateway or a floating IP"),
         ));
     }
-    let fixed = fixed_ips(r, a, network_id)?.unwrap_or_default();
+    let fixed = fixed_ips(r, a, network_id, None)?.unwrap_or_default();
+    let mac_address = mac(a)?.unwrap_or_default();
+    if !mac_address.is_empty()
+        && let Some(other) = r.ports.values().find(|p| p.mac_address == mac_address)
+    {
+        return Err(ApiError::conflict(
+            "MacAddressInUse",
+            format!("Unable to complete operation for network {network_id}. The mac address {mac_address} is in use."),
+        )
+        .with_detail(format!("port {} has it; leave mac_address out to have one allocated", other.common.id)));
+    }
     let host_id = string(a, "binding:host_id")?.unwrap_or_default();
     let mut c = common_from(a, Uuid::nil())?;
     let key = if crate::convert::is_instance(&device_owner, &host_id) { format!("vm:{}", c.name) } else { format!("port:{}", c.name) };
@@ -561,7 +631,7 @@ fn create_port(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
         Port {
             common: c,
             network_id,
-            mac_address: mac(a)?.unwrap_or_default(),
+            mac_address,
             fixed_ips: fixed,
             device_owner,
             device_id: string(a, "device_id")?.unwrap_or_default(),
@@ -587,8 +657,23 @@ fn update_port(r: &mut Resources, id: Uuid, a: &Attrs) -> Result<(), ApiError> {
         ));
     }
     let network_id = p.network_id;
-    let fixed = fixed_ips(r, a, network_id)?;
+    let fixed = fixed_ips(r, a, network_id, Some(id))?;
     let mac = mac(a)?;
+    // Neutron: the MAC of a bound port is what the hypervisor plugged; it cannot change.
+    if let Some(m) = &mac
+        && *m != p.mac_address
+        && !p.host_id.is_empty()
+        && p.vif_type != "unbound"
+    {
+        return Err(ApiError::conflict(
+            "PortBound",
+            format!(
+                "Unable to complete operation on port {id}, port is already bound, port type: {}, old_mac {}, new_mac {m}.",
+                p.vif_type, p.mac_address
+            ),
+        )
+        .with_detail("unbind it first (binding:host_id: \"\"), or create a new port"));
+    }
     let owner = string(a, "device_owner")?;
     if owner.as_deref().is_some_and(is_implicit) {
         return Err(bad_value("device_owner", "network:* owners are set by the server itself"));
@@ -747,7 +832,7 @@ pub fn add_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Value
                 .values()
                 .any(|p| is_router_interface(&p.device_owner) && p.device_id == rid && p.fixed_ips.iter().any(|f| f.subnet_id == sid))
             {
-                return Err(ApiError::bad_request(format!("Bad router request: Router {router} already has a port on subnet {sid}.")));
+                return Err(ApiError::bad_request(format!("Bad router request: Router already has a port on subnet {sid}.")));
             }
             let sub_label = if s.common.name.is_empty() { sid.to_string() } else { s.common.name.clone() };
             let gw = s.gateway_ip.clone().unwrap_or_default();
@@ -791,10 +876,7 @@ pub fn add_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Value
             if r.ports.values().any(|p| {
                 is_router_interface(&p.device_owner) && p.device_id == rid && p.fixed_ips.iter().any(|x| x.subnet_id == f.subnet_id)
             }) {
-                return Err(ApiError::bad_request(format!(
-                    "Bad router request: Router {router} already has a port on subnet {}.",
-                    f.subnet_id
-                )));
+                return Err(ApiError::bad_request(format!("Bad router request: Router already has a port on subnet {}.", f.subnet_id)));
             }
             let p = r.ports.get_mut(&pid).map(Arc::make_mut).expect("checked");
             p.device_owner = owner.into();
@@ -804,7 +886,7 @@ pub fn add_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Value
     };
     let network_id = r.subnets[&subnet_id].network_id;
     Ok(serde_json::json!({
-        "id": router, "tenant_id": project, "project_id": project, "port_id": port_id,
+        "id": router, "project_id": project, "port_id": port_id,
         "subnet_id": subnet_id, "subnet_ids": [subnet_id], "network_id": network_id,
     }))
 }
@@ -830,10 +912,10 @@ pub fn remove_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Va
         (_, None, None) => return Err(ApiError::bad_request("Bad router request: Either subnet_id or port_id must be specified.")),
         (Some(f), _, _) => f,
         (None, Some(s), None) => {
-            return Err(ApiError::not_found(
+            return Err(ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
                 "RouterInterfaceNotFoundForSubnet",
-                "Router interface for subnet",
-                &format!("{s} on router {router}"),
+                format!("Router {router} has no interface on subnet {s}"),
             ));
         }
         (None, _, Some(p)) => {
@@ -842,7 +924,7 @@ pub fn remove_interface(r: &mut Resources, router: Uuid, a: &Attrs) -> Result<Va
     };
     r.ports.shift_remove(&port_id);
     Ok(serde_json::json!({
-        "id": router, "tenant_id": project, "project_id": project, "port_id": port_id,
+        "id": router, "project_id": project, "port_id": port_id,
         "subnet_id": subnet_id, "subnet_ids": subnet_id.into_iter().collect::<Vec<_>>(), "network_id": network_id,
     }))
 }
@@ -895,6 +977,12 @@ fn create_fip(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
         return Err(ApiError::bad_request(format!("Bad floatingip request: Network {net} is not a valid external network.")));
     }
     let ip = ipv4(a, "floating_ip_address")?;
+    if let Some(ip) = ip
+        && let Some(sub) =
+            r.subnets.values().find(|s| s.network_id == net && s.cidr.parse::<ipnet::Ipv4Net>().is_ok_and(|c| c.contains(&ip)))
+    {
+        ip_taken(r, sub.common.id, ip, None)?;
+    }
     let port = associate(r, None, a)?.flatten();
     let mut c = common_from(a, Uuid::nil())?;
     c.name = String::new();

@@ -175,6 +175,58 @@ fn diff_coll<T: Obj>(old: &IndexMap<Uuid, Arc<T>>, new: &mut IndexMap<Uuid, Arc<
     }
 }
 
+/// Neutron's `revises_on_change`: a network's revision moves when one of its
+/// subnets is added or removed, a router's when one of its interface ports is
+/// (clients that `If-Match` on them see the change). Ours derive those
+/// relations instead of storing them, so a parent whose content did not change
+/// otherwise gets its `updated_at` cleared here: [`diff_coll`] then sees it
+/// changed and stamps a new revision and `updated_at`.
+fn touch_parents(old: &Resources, new: &mut Resources) {
+    use std::collections::{BTreeSet, HashMap};
+    // One pass over each side: parent id -> its children (subnets, interface ports).
+    let subnets = |r: &Resources| -> HashMap<Uuid, BTreeSet<Uuid>> {
+        let mut m: HashMap<Uuid, BTreeSet<Uuid>> = HashMap::new();
+        for s in r.subnets.values() {
+            m.entry(s.network_id).or_default().insert(s.common.id);
+        }
+        m
+    };
+    let interfaces = |r: &Resources| -> HashMap<String, BTreeSet<Uuid>> {
+        let mut m: HashMap<String, BTreeSet<Uuid>> = HashMap::new();
+        for p in r.ports.values().filter(|p| crate::resources::is_router_interface(&p.device_owner)) {
+            m.entry(p.device_id.clone()).or_default().insert(p.common.id);
+        }
+        m
+    };
+    let (s_old, s_new) = (subnets(old), subnets(new));
+    let nets: Vec<Uuid> = new
+        .networks
+        .iter()
+        .filter(|(id, n)| old.networks.get(*id).is_some_and(|o| o == *n) && s_old.get(*id) != s_new.get(*id))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in nets {
+        if let Some(n) = new.networks.get_mut(&id) {
+            Arc::make_mut(n).common.updated_at.clear();
+        }
+    }
+    let (i_old, i_new) = (interfaces(old), interfaces(new));
+    let routers: Vec<Uuid> = new
+        .routers
+        .iter()
+        .filter(|(id, x)| {
+            let key = id.to_string();
+            old.routers.get(*id).is_some_and(|o| o == *x) && i_old.get(&key) != i_new.get(&key)
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in routers {
+        if let Some(x) = new.routers.get_mut(&id) {
+            Arc::make_mut(x).common.updated_at.clear();
+        }
+    }
+}
+
 fn change<T: Serialize>(op: &str, resource: &str, id: &Uuid, obj: &T) -> Change {
     Change {
         revision: 0,
@@ -190,6 +242,7 @@ fn change<T: Serialize>(op: &str, resource: &str, id: &Uuid, obj: &T) -> Change 
 pub fn diff(old: &Resources, new: &mut Resources) -> Vec<Change> {
     let now = now();
     let mut out = Vec::new();
+    touch_parents(old, new);
     if old.name != new.name {
         let op = if new.name.is_some() { "update" } else { "delete" };
         out.push(Change {

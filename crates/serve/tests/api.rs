@@ -101,9 +101,11 @@ async fn crud_of_every_resource() {
     let rid = ids["router1"].clone();
     let (st, v) = s.put(&format!("/v2.0/routers/{rid}/add_router_interface"), json!({"subnet_id": sub["id"]})).await;
     assert_eq!(st, 200, "{v}");
-    for k in ["id", "port_id", "subnet_id", "subnet_ids", "network_id", "tenant_id", "project_id"] {
+    // Real Neutron 29's answer (tests/reference/api-parity/neutron.json): no tenant_id.
+    for k in ["id", "port_id", "subnet_id", "subnet_ids", "network_id", "project_id"] {
         assert!(v.get(k).is_some(), "add_router_interface lacks {k}: {v}");
     }
+    assert!(v.get("tenant_id").is_none(), "Neutron 29 answers add_router_interface without tenant_id: {v}");
     let (st, v) = s.put(&format!("/v2.0/routers/{rid}/remove_router_interface"), json!({"subnet_id": sub["id"]})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(s.delete(&format!("/v2.0/subnets/{}", sub["id"].as_str().unwrap())).await.0, 204);
@@ -463,4 +465,45 @@ async fn router_interface_by_port_id() {
     let (_, t) = s.get("/v2.0/dvr/topology").await;
     assert!(!t["routers"][0]["interfaces"].as_array().unwrap().contains(&json!("n5-v4")));
     assert_eq!(s.get(&format!("/v2.0/ports/{}", gw["id"].as_str().unwrap())).await.0, 404);
+}
+
+/// Neutron's `revises_on_change`: a network's revision moves with its
+/// subnets, a router's with its interfaces (seen in real Neutron 29,
+/// tests/reference/api-parity/neutron.json); and a floating IP shows its
+/// port's details (`port_details`, null when unassociated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parents_revise_on_child_changes_and_floating_ips_show_port_details() {
+    let s = common::start().await;
+    let ids = common::build_seed(&s).await;
+    let rev = |v: &Value, key: &str| v[key]["revision_number"].as_u64().unwrap();
+    let n = s.create("networks", "network", json!({"name": "blue"})).await;
+    let nid = n["id"].as_str().unwrap().to_string();
+    let (_, before) = s.get(&format!("/v2.0/networks/{nid}")).await;
+    let sub = s.create("subnets", "subnet", json!({"name": "blue-v4", "network_id": nid, "cidr": "172.21.0.0/24"})).await;
+    let (_, after) = s.get(&format!("/v2.0/networks/{nid}")).await;
+    assert!(rev(&after, "network") > rev(&before, "network"), "a new subnet did not revise its network: {before} → {after}");
+
+    let rid = ids["router1"].clone();
+    let (_, r0) = s.get(&format!("/v2.0/routers/{rid}")).await;
+    let (st, v) = s.put(&format!("/v2.0/routers/{rid}/add_router_interface"), json!({"subnet_id": sub["id"]})).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, r1) = s.get(&format!("/v2.0/routers/{rid}")).await;
+    assert!(rev(&r1, "router") > rev(&r0, "router"), "add_router_interface did not revise the router");
+    // Positive control: a read changes nothing.
+    let (_, r1b) = s.get(&format!("/v2.0/routers/{rid}")).await;
+    assert_eq!(rev(&r1b, "router"), rev(&r1, "router"));
+    let (st, _) = s.put(&format!("/v2.0/routers/{rid}/remove_router_interface"), json!({"subnet_id": sub["id"]})).await;
+    assert_eq!(st, 200);
+    let (_, r2) = s.get(&format!("/v2.0/routers/{rid}")).await;
+    assert!(rev(&r2, "router") > rev(&r1, "router"), "remove_router_interface did not revise the router");
+
+    let (_, fips) = s.get("/v2.0/floatingips").await;
+    let f = &fips["floatingips"][0];
+    assert_eq!(f["port_details"]["name"], "vm1", "{f}");
+    assert_eq!(f["port_details"]["device_owner"], "compute:nova", "{f}");
+    assert!(f.get("name").is_none(), "Neutron's floating IPs have no name: {f}");
+    let fid = f["id"].as_str().unwrap();
+    let (st, v) = s.put(&format!("/v2.0/floatingips/{fid}"), json!({"floatingip": {"port_id": null}})).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["floatingip"]["port_details"].is_null(), "{v}");
 }

@@ -12,14 +12,16 @@
 //! has its outcome.
 //!
 //! The key is the claim; `tests/allpairs.rs` checks it against the brute
-//! force on a 100-instance deployment (and that a key missing the
-//! destination's network is caught). A new decision input (security groups
-//! when they land) goes into [`EndpointClass`], which makes classes finer,
-//! never wrong.
+//! force on 100-instance deployments, without and with security groups
+//! (and that a key missing the destination's network, or the security
+//! class, is caught). A new decision input goes into [`EndpointClass`],
+//! which makes classes finer, never wrong.
 
 use crate::trace::{Disposition, TraceRequest, reach};
 use crate::{L4, World};
-use dvr_model::{HostIx, InstanceIx, NetworkIx, Role, Topology};
+use dvr_model::security::{FirewallDriver, Remote, SecurityGroupIx};
+use dvr_model::{HostIx, InstanceIx, MacAddr, NetworkIx, Role, Topology};
+use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
 
@@ -35,11 +37,70 @@ pub struct HostClass {
     pub mappings: Vec<(String, String)>,
 }
 
-/// The security groups of an instance's port, sorted (empty until the
-/// model has security groups): two ports with the same groups are filtered
-/// by the same rules.
+/// What the firewall decides by about one instance's port (all empty with
+/// the `noop` driver): its own rules (port security, groups, address
+/// pairs) and how the *other* ports' rules see its address — which rule
+/// prefixes contain it and which groups' address sets (members' addresses
+/// and address pairs, the remote-group conjunctions) contain it. Two ports
+/// alike in all of these are filtered alike, whatever their addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SecurityClass(pub Vec<String>);
+pub struct SecurityClass {
+    /// Neutron's `port_security_enabled` (filtering and anti-spoofing).
+    pub enabled: bool,
+    /// The port's groups, sorted.
+    pub groups: Vec<SecurityGroupIx>,
+    /// The port's allowed address pairs (what else it may send from).
+    pub address_pairs: Vec<(Ipv4Net, MacAddr)>,
+    /// The distinct rule prefixes (of any group, `/0` aside) holding its address.
+    pub in_prefixes: Vec<Ipv4Net>,
+    /// The groups whose address set holds its address.
+    pub in_groups: Vec<SecurityGroupIx>,
+}
+
+impl SecurityClass {
+    /// The security class of every instance, by [`InstanceIx`].
+    pub fn all(topo: &Topology) -> Vec<SecurityClass> {
+        let sec = &topo.security;
+        if sec.driver == FirewallDriver::Noop {
+            return vec![SecurityClass::default(); topo.instances.len()];
+        }
+        let mut prefixes: Vec<Ipv4Net> = sec
+            .groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .filter_map(|r| match r.remote {
+                Remote::Prefix(p) if p.prefix_len() > 0 => Some(p),
+                _ => None,
+            })
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        // Address pairs put other addresses into their port's groups' sets.
+        let pairs: Vec<(Ipv4Net, &[SecurityGroupIx])> =
+            sec.ports.iter().flat_map(|p| p.allowed_address_pairs.iter().map(|a| (a.ip, p.groups.as_slice()))).collect();
+        (0..topo.instances.len())
+            .map(|i| {
+                let ip = topo.port(topo.instances[i].port).ip;
+                let Some(p) = sec.port(InstanceIx(i)) else { return SecurityClass::default() };
+                let mut groups = p.groups.clone();
+                groups.sort();
+                let mut in_groups = groups.clone();
+                in_groups.extend(pairs.iter().filter(|(net, _)| net.contains(&ip)).flat_map(|(_, gs)| gs.iter().copied()));
+                in_groups.sort();
+                in_groups.dedup();
+                let mut address_pairs: Vec<_> = p.allowed_address_pairs.iter().map(|a| (a.ip, a.mac)).collect();
+                address_pairs.sort();
+                SecurityClass {
+                    enabled: p.port_security_enabled,
+                    groups,
+                    address_pairs,
+                    in_prefixes: prefixes.iter().filter(|n| n.contains(&ip)).copied().collect(),
+                    in_groups,
+                }
+            })
+            .collect()
+    }
+}
 
 /// Everything about one instance that its packets' decisions depend on,
 /// apart from its identity.
@@ -56,8 +117,15 @@ pub struct EndpointClass {
 }
 
 impl EndpointClass {
-    /// The class of instance `x`.
+    /// The class of instance `x` (one instance; [`Classes::new`] computes
+    /// the security classes of all at once).
     pub fn of(topo: &Topology, x: InstanceIx) -> EndpointClass {
+        let security = SecurityClass::all(topo).swap_remove(x.0);
+        EndpointClass::with_security(topo, x, security)
+    }
+
+    /// The class of instance `x` with its security class given.
+    pub fn with_security(topo: &Topology, x: InstanceIx, security: SecurityClass) -> EndpointClass {
         let inst = topo.instance(x);
         let host = topo.host(inst.host);
         EndpointClass {
@@ -67,7 +135,7 @@ impl EndpointClass {
             },
             network: inst.network,
             floating_ip: topo.floating_ips.iter().any(|f| f.association.is_some_and(|(i, _)| i == x)),
-            security: SecurityClass::default(),
+            security,
         }
     }
 }
@@ -118,12 +186,13 @@ pub struct Classes {
 impl Classes {
     /// The exact classes ([`EndpointClass::of`]).
     pub fn new(topo: &Topology) -> Classes {
-        Classes::with(topo, |x| EndpointClass::of(topo, x))
+        let mut security = SecurityClass::all(topo);
+        Classes::with(topo, |x| EndpointClass::with_security(topo, x, std::mem::take(&mut security[x.0])))
     }
 
     /// Classes by any key (tests use a deliberately coarse one, to show the
     /// exactness check catches it).
-    pub fn with(topo: &Topology, class: impl Fn(InstanceIx) -> EndpointClass) -> Classes {
+    pub fn with(topo: &Topology, mut class: impl FnMut(InstanceIx) -> EndpointClass) -> Classes {
         let mut ids: FxHashMap<EndpointClass, u32> = FxHashMap::default();
         let mut classes = Vec::new();
         let mut of = Vec::with_capacity(topo.instances.len());

@@ -24,6 +24,8 @@ pub fn parse_paths(yaml: &str) -> Vec<PathSpec> {
                 to: to.to_string(),
                 expect: None,
                 note: Some(note.trim().to_string()).filter(|n| !n.is_empty()),
+                proto: None,
+                dport: None,
             })
         })
         .collect()
@@ -134,7 +136,7 @@ pub fn summarise(topo: &Topology, p: &PathSpec, t: &Trace) -> Summary {
         }
     }
     Summary {
-        path: format!("{} -> {}", p.from, p.to),
+        path: p.label(),
         note: p.note.clone().unwrap_or_default(),
         request: Outcome::of(&t.verdict),
         reply: t.reply.as_ref().map(|r| Outcome::of(&r.verdict)),
@@ -168,12 +170,20 @@ pub enum PathError {
     Trace(#[from] TraceError),
 }
 
+/// Source port of a tcp/udp path (`dvr trace --sport`'s default).
+pub const PATH_SPORT: u16 = 40000;
+
 /// Trace one path on a fresh twin.
 pub fn run_path(topo: &Topology, plan: &dvr_plan::Plan, p: &PathSpec) -> Result<Trace, PathError> {
     let mut w = World::build(topo, plan);
     crate::trace::warm_up(&mut w);
     let to = topo.resolve_address(&p.to).ok_or_else(|| PathError::Unresolved { from: p.from.clone(), to: p.to.clone() })?;
-    let req = TraceRequest { from: p.from.clone(), to, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None };
+    let l4 = match (p.proto, p.dport) {
+        (Some(dvr_model::PathProto::Tcp), Some(dport)) => L4::Tcp { sport: PATH_SPORT, dport },
+        (Some(dvr_model::PathProto::Udp), Some(dport)) => L4::Udp { sport: PATH_SPORT, dport },
+        _ => L4::Icmp { reply: false, id: 1 },
+    };
+    let req = TraceRequest { from: p.from.clone(), to, l4, spoof_ip: None, spoof_mac: None };
     Ok(trace(&mut w, &req)?)
 }
 

@@ -934,6 +934,7 @@ pub fn import(dumps: &[HostDump]) -> Result<Imported, ImportError> {
                     tag: ovs.tags.get(p).copied(),
                     iface_id: i.ext.get("iface-id").cloned(),
                     mac,
+                    ofport: None,
                 });
             }
             bridges.push(Bridge {

@@ -9,7 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod allpairs;
+pub mod conntrack;
 pub mod demo;
+pub mod firewall;
 pub mod import;
 pub mod name;
 pub mod netfilter;

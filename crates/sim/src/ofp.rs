@@ -13,10 +13,11 @@
 //! drops frames to the reserved addresses a bridge must never forward (STP,
 //! LLDP, pause, CDP …: OVS `eth_addr_is_reserved`, `forward_bpdu` off).
 
+use crate::conntrack::OvsConntrack;
 use crate::name::Name;
 use crate::packet::{Frame, L4, Payload};
 use dvr_model::MacAddr;
-use dvr_openflow::{Action, Flow, Match, Proto, VlanMatch};
+use dvr_openflow::{Action, CtZoneSrc, Field, Flow, Match, Proto, Subfield, VlanMatch};
 use rustc_hash::FxHashMap as FxMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +41,64 @@ struct Ranked {
     rank: usize,
     flow: Arc<Flow>,
     in_port: Option<usize>,
+    /// Whether the match reads packet metadata (registers, conntrack, conj_id).
+    meta: bool,
+}
+
+/// The per-packet metadata OpenFlow matches beside the headers: registers,
+/// the conntrack fields a `ct(table=…)` recirculation fills in, and the
+/// conjunction id during a conjunctive lookup. Zero when a frame enters a
+/// bridge (OVS clears them at patch ports too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meta {
+    /// `reg0`..`reg7`.
+    pub regs: [u32; 8],
+    /// `ct_state` ([`dvr_openflow::ct_flags`]).
+    pub ct_state: u8,
+    /// `ct_zone`.
+    pub ct_zone: u16,
+    /// `ct_mark`.
+    pub ct_mark: u32,
+    /// `conj_id` (0 outside a conjunctive re-lookup).
+    pub conj_id: u32,
+}
+
+impl Meta {
+    fn get(&self, f: Field, in_port: usize) -> u64 {
+        match f {
+            Field::Reg(n) => self.regs[n as usize].into(),
+            Field::CtMark => self.ct_mark.into(),
+            Field::CtZone => self.ct_zone.into(),
+            Field::InPort => in_port as u64,
+        }
+    }
+    fn read(&self, s: Subfield, in_port: usize) -> u64 {
+        (self.get(s.field, in_port) & s.mask()) >> s.ofs
+    }
+    fn write(&mut self, s: Subfield, value: u64) {
+        let put = |old: u64| (old & !s.mask()) | ((value << s.ofs) & s.mask());
+        match s.field {
+            Field::Reg(n) => self.regs[n as usize] = put(self.regs[n as usize].into()) as u32,
+            Field::CtMark => self.ct_mark = put(self.ct_mark.into()) as u32,
+            // Read-only (refused by the parser); in_port is not rewritten by the twin.
+            Field::CtZone | Field::InPort => {}
+        }
+    }
+}
+
+/// Whether the metadata fields of a match hold.
+fn meta_matches(m: &Match, x: &Meta) -> bool {
+    m.regs.iter().zip(x.regs).all(|(r, v)| r.is_none_or(|r| r.matches(v)))
+        && m.ct_state.is_none_or(|c| c.matches(x.ct_state))
+        && m.ct_zone.is_none_or(|z| z == x.ct_zone)
+        && m.ct_mark.is_none_or(|c| c.matches(x.ct_mark))
+        && m.conj_id.is_none_or(|c| c == x.conj_id)
+}
+
+/// Whether every action is `conjunction(…)`: such a flow is one clause of a
+/// conjunctive match, never a match of its own.
+fn is_conjunctive(f: &Flow) -> bool {
+    !f.actions.is_empty() && f.actions.iter().all(|a| matches!(a, Action::Conjunction { .. }))
 }
 
 /// A flow and its resolved `in_port`, before ranking.
@@ -57,14 +116,26 @@ struct Table {
     by_dst: FxMap<MacAddr, Vec<Ranked>>,
     by_in_port: FxMap<usize, Vec<Ranked>>,
     rest: Vec<Ranked>,
+    /// Clauses of conjunctive matches (flows whose actions are all
+    /// `conjunction`), in rank order.
+    conj: Vec<Ranked>,
 }
+
+/// What a table lookup found: the flow, and the conjunctive match that led
+/// to it (its id and the clause flows that matched), if any.
+type Found<'a> = (Option<&'a Ranked>, Option<(u32, Vec<Arc<Flow>>)>);
 
 impl Table {
     fn new(mut entries: Vec<Unranked>) -> Table {
         entries.sort_by_key(|(f, _)| std::cmp::Reverse(f.priority));
         let mut t = Table::default();
         for (rank, (flow, in_port)) in entries.into_iter().enumerate() {
-            let r = Ranked { rank, in_port, flow };
+            let meta = flow.matches.has_metadata();
+            let r = Ranked { rank, in_port, meta, flow };
+            if is_conjunctive(&r.flow) {
+                t.conj.push(r);
+                continue;
+            }
             match (r.flow.matches.dl_src, r.flow.matches.dl_dst, r.in_port) {
                 (Some(src), _, _) => t.by_src.entry(src).or_default().push(r),
                 (None, Some(dst), _) => t.by_dst.entry(dst).or_default().push(r),
@@ -75,9 +146,11 @@ impl Table {
         t
     }
 
-    fn find(&self, in_port: usize, f: &Frame) -> Option<&Ranked> {
+    fn find(&self, in_port: usize, f: &Frame, x: &Meta) -> Option<&Ranked> {
         let first = |list: &'_ [Ranked]| -> Option<usize> {
-            list.iter().position(|e| e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f))
+            list.iter().position(|e| {
+                e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x))
+            })
         };
         let mut best: Option<&Ranked> = first(&self.rest).map(|i| &self.rest[i]);
         for list in [self.by_in_port.get(&in_port), self.by_src.get(&f.src), self.by_dst.get(&f.dst)].into_iter().flatten() {
@@ -88,6 +161,57 @@ impl Table {
             }
         }
         best
+    }
+
+    /// OVS's lookup with conjunctive matches (`classifier_lookup`): the best
+    /// ordinary flow ("hard" match) unless conjunction clauses of a higher
+    /// priority match; then, from the highest priority down, the first
+    /// conjunction (lowest id) whose every clause `k/n` has a matching flow
+    /// makes a second lookup with `conj_id` set (conjunction flows left out);
+    /// its result wins. Without a complete conjunction the hard match stands.
+    fn lookup(&self, in_port: usize, f: &Frame, x: &Meta) -> Found<'_> {
+        let hard = self.find(in_port, f, x);
+        if self.conj.is_empty() {
+            return (hard, None);
+        }
+        let floor = hard.map(|h| h.flow.priority);
+        let soft: Vec<&Ranked> = self
+            .conj
+            .iter()
+            .filter(|e| floor.is_none_or(|p| e.flow.priority > p))
+            .filter(|e| {
+                e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x))
+            })
+            .collect();
+        for level in soft.chunk_by(|a, b| a.flow.priority == b.flow.priority) {
+            let mut seen: BTreeMap<u32, (u8, u64)> = BTreeMap::new();
+            for e in level {
+                for a in &e.flow.actions {
+                    if let Action::Conjunction { id, clause, n_clauses } = *a {
+                        let s = seen.entry(id).or_insert((n_clauses, 0));
+                        if s.0 == n_clauses {
+                            s.1 |= 1 << (clause - 1);
+                        }
+                    }
+                }
+            }
+            for (id, (n, bits)) in seen {
+                let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+                if bits != all {
+                    continue;
+                }
+                let again = Meta { conj_id: id, ..*x };
+                if let Some(r) = self.find(in_port, f, &again) {
+                    let clauses = level
+                        .iter()
+                        .filter(|e| e.flow.actions.iter().any(|a| matches!(a, Action::Conjunction { id: i, .. } if *i == id)))
+                        .map(|e| e.flow.clone())
+                        .collect();
+                    return (Some(r), Some((id, clauses)));
+                }
+            }
+        }
+        (hard, None)
     }
 }
 
@@ -105,6 +229,10 @@ pub struct OfBridge {
     pub mac_table: FxMap<(u16, MacAddr), usize>,
     /// Integration or physical bridge, when known (names tables in traces).
     pub kind: Option<dvr_plan::tables::BridgeKind>,
+    /// The connection tracker the bridge's `ct` actions use (Neutron's
+    /// firewall runs on br-int only, so one per bridge is one per datapath
+    /// for it). Its clock is [`OvsConntrack::now`].
+    pub ct: OvsConntrack,
 }
 
 /// What one flow lookup did (a trace step).
@@ -135,6 +263,32 @@ pub enum OfStep {
     },
     /// An action was skipped or the frame was dropped for a reason OVS logs.
     Event(OvsEvent),
+    /// A `ct` action ran: the state conntrack gave the packet.
+    Conntrack {
+        /// Zone.
+        zone: u16,
+        /// `ct_state` found ([`dvr_openflow::ct_flags`]).
+        state: u8,
+        /// `ct_mark` of the connection after the action.
+        mark: u32,
+        /// Whether the connection was committed (created or updated).
+        commit: bool,
+        /// The table the packet recirculates to, if any.
+        recirc: Option<u8>,
+    },
+    /// Processing resumed after a `ct(table=…)` recirculation.
+    Recirculated {
+        /// The table it resumed in.
+        table: u8,
+    },
+    /// A conjunctive match completed: the next `Matched` step is the flow
+    /// found with `conj_id` set.
+    Conjunction {
+        /// Conjunction id.
+        id: u32,
+        /// The clause flows that matched (one or more per clause).
+        clauses: Vec<Arc<Flow>>,
+    },
 }
 
 /// What OVS logs when it skips an action or drops a frame outside any flow
@@ -168,6 +322,14 @@ pub enum OvsEvent {
         /// The destination MAC.
         mac: MacAddr,
     },
+    /// An action the twin does not execute: the frame is dropped.
+    NotModelled {
+        /// The action as printed.
+        action: String,
+    },
+    /// Never reached through a lookup (conjunction clauses are not matches
+    /// of their own); kept for a flow run directly.
+    ConjunctionOnly,
 }
 
 impl std::fmt::Display for OvsEvent {
@@ -181,6 +343,8 @@ impl std::fmt::Display for OvsEvent {
                 write!(f, "NORMAL: dropping VLAN {vlan} tagged frame received on access port {port}")
             }
             OvsEvent::ReservedDestination { mac } => write!(f, "NORMAL: dropping frame to reserved destination {mac}"),
+            OvsEvent::NotModelled { action } => write!(f, "action {action} is not modelled by the twin: dropped"),
+            OvsEvent::ConjunctionOnly => write!(f, "a conjunction clause matched alone: dropped"),
         }
     }
 }
@@ -221,7 +385,7 @@ impl OfBridge {
             by_table.entry(f.table.0).or_default().push((f.clone(), ix));
         }
         let tables = by_table.into_iter().map(|(t, e)| (t, Table::new(e))).collect();
-        OfBridge { name: name.into(), ports, tables, mac_table: FxMap::default(), kind: None }
+        OfBridge { name: name.into(), ports, tables, mac_table: FxMap::default(), kind: None, ct: OvsConntrack::default() }
     }
 
     /// Port index by name.
@@ -229,16 +393,40 @@ impl OfBridge {
         self.ports.iter().position(|p| p.name == name)
     }
 
-    /// The first flow of `table` matching the frame (priority order).
+    /// The first flow of `table` matching the frame (priority order), with
+    /// empty metadata.
     pub fn lookup(&self, table: u8, in_port: &str, f: &Frame) -> Option<&Flow> {
+        self.lookup_meta(table, in_port, f, &Meta::default())
+    }
+
+    /// The flow of `table` OVS would pick for the frame with this metadata
+    /// (conjunctive matches included).
+    pub fn lookup_meta(&self, table: u8, in_port: &str, f: &Frame, meta: &Meta) -> Option<&Flow> {
         let ix = self.port(in_port).unwrap_or(usize::MAX);
-        self.tables.get(&table)?.find(ix, f).map(|r| &*r.flow)
+        self.tables.get(&table)?.lookup(ix, f, meta).0.map(|r| &*r.flow)
     }
 
     /// Run a frame received on port `in_port` through the pipeline from table 0.
     pub fn process(&mut self, in_port: usize, frame: Frame) -> OfResult {
-        let mut x = Exec { frame, in_port, res: OfResult::default(), stop: false };
+        self.process_meta(in_port, frame, Meta::default())
+    }
+
+    /// [`Self::process`] with the frame's metadata preset (registers,
+    /// conntrack fields), as `ofproto/trace` accepts them.
+    pub fn process_meta(&mut self, in_port: usize, frame: Frame, meta: Meta) -> OfResult {
+        let mut x = Exec { frame, in_port, res: OfResult::default(), stop: false, meta, recirc: Vec::new() };
         self.run_table(&mut x, 0, 0);
+        // `ct(table=N)` forks: the current actions finish first, then each
+        // tracked copy resumes in its table (a miss there drops, as at table 0).
+        let mut next = 0;
+        while next < x.recirc.len() && !x.stop {
+            let (table, frame, meta) = x.recirc[next];
+            next += 1;
+            x.frame = frame;
+            x.meta = meta;
+            x.push(OfStep::Recirculated { table });
+            self.run_table(&mut x, table, 0);
+        }
         x.res.last = Some(x.frame);
         x.res
     }
@@ -250,11 +438,20 @@ impl OfBridge {
             return;
         }
         let inp = x.in_port;
-        let found = self.tables.get(&table).and_then(|t| t.find(inp, &x.frame)).map(|r| r.flow.clone());
+        let (found, conj) = match self.tables.get(&table) {
+            Some(t) => {
+                let (r, c) = t.lookup(inp, &x.frame, &x.meta);
+                (r.map(|r| r.flow.clone()), c)
+            }
+            None => (None, None),
+        };
         let Some(flow) = found else {
             x.push(OfStep::Miss { table, fatal: depth == 0 });
             return;
         };
+        if let Some((id, clauses)) = conj {
+            x.push(OfStep::Conjunction { id, clauses });
+        }
         x.push(OfStep::Matched { table, flow: flow.clone() });
         for a in &flow.actions {
             if x.stop {
@@ -284,6 +481,47 @@ impl OfBridge {
                     None => x.push(OfStep::Event(OvsEvent::UnknownPort { port: name.clone() })),
                 },
                 Action::Normal => self.normal(x),
+                Action::Ct(ct) => {
+                    let zone = match ct.zone {
+                        None => 0,
+                        Some(CtZoneSrc::Imm(z)) => z,
+                        Some(CtZoneSrc::Field(s)) => x.meta.read(s, x.in_port) as u16,
+                    };
+                    let mark = ct.exec.iter().rev().find_map(|a| match a {
+                        Action::Load { dst, value } if dst.field == Field::CtMark => {
+                            let mut m = Meta { ct_mark: x.meta.ct_mark, ..Meta::default() };
+                            m.write(*dst, *value);
+                            Some(m.ct_mark)
+                        }
+                        _ => None,
+                    });
+                    // A scripted tracker (ofproto/trace --ct-next) answers only recirculations.
+                    let r = if self.ct.script.is_some() && ct.table.is_none() {
+                        crate::conntrack::CtResult { state: x.meta.ct_state, mark: x.meta.ct_mark }
+                    } else {
+                        self.ct.execute(zone, &x.frame, ct.commit, mark)
+                    };
+                    let recirc = ct.table.map(|t| t.0);
+                    x.push(OfStep::Conntrack { zone, state: r.state, mark: r.mark, commit: ct.commit, recirc });
+                    if let Some(t) = recirc {
+                        let meta = Meta { ct_state: r.state, ct_zone: zone, ct_mark: r.mark, ..x.meta };
+                        x.recirc.push((t, x.frame, meta));
+                    }
+                }
+                Action::CtClear => {
+                    x.meta.ct_state = 0;
+                    x.meta.ct_zone = 0;
+                    x.meta.ct_mark = 0;
+                }
+                Action::Load { dst, value } => x.meta.write(*dst, *value),
+                Action::Move { src, dst } => {
+                    let v = x.meta.read(*src, x.in_port);
+                    x.meta.write(*dst, v);
+                }
+                Action::Conjunction { .. } => {
+                    x.push(OfStep::Event(OvsEvent::ConjunctionOnly));
+                    x.stop = true;
+                }
             }
         }
     }
@@ -349,6 +587,9 @@ struct Exec {
     in_port: usize,
     res: OfResult,
     stop: bool,
+    meta: Meta,
+    /// Copies waiting to resume after `ct(table=…)`: (table, frame, metadata).
+    recirc: Vec<(u8, Frame, Meta)>,
 }
 
 impl Exec {
@@ -379,11 +620,16 @@ fn fields_match(m: &Match, f: &Frame) -> bool {
         return false;
     }
     let arp_fields = m.arp_op.is_some() || m.arp_spa.is_some() || m.arp_tpa.is_some() || m.arp_tha.is_some();
-    let ip_fields = m.nw_src.is_some() || m.nw_dst.is_some() || m.icmp_type.is_some();
+    let ip_fields = m.nw_src.is_some()
+        || m.nw_dst.is_some()
+        || m.icmp_type.is_some()
+        || m.icmp_code.is_some()
+        || m.tp_src.is_some()
+        || m.tp_dst.is_some();
     // The twin carries ARP and IPv4 only: nothing it sends is ICMPv6, so a
     // flow asking for `icmp6` or an ND target never matches (as in OVS for
     // the same ARP/IPv4 frames).
-    if m.proto == Some(Proto::Icmp6) || m.nd_target.is_some() {
+    if matches!(m.proto, Some(Proto::Icmp6 | Proto::Ipv6)) || m.nd_target.is_some() {
         return false;
     }
     match f.payload {
@@ -409,8 +655,25 @@ fn fields_match(m: &Match, f: &Frame) -> bool {
                 Some(Proto::Icmp) => l4.proto() == 1,
                 Some(Proto::Tcp) => l4.proto() == 6,
                 Some(Proto::Udp) => l4.proto() == 17,
-                Some(Proto::Icmp6) => false,
+                Some(Proto::Icmp6 | Proto::Ipv6) => false,
+                Some(Proto::IpProto(n)) => l4.proto() == n,
             };
+            // Transport ports: TCP and UDP only (OVS requires tcp/udp for tp_*).
+            let ports_ok = match l4 {
+                L4::Tcp { sport, dport } | L4::Udp { sport, dport } => {
+                    m.tp_src.is_none_or(|p| p.matches(sport)) && m.tp_dst.is_none_or(|p| p.matches(dport))
+                }
+                L4::Icmp { .. } => m.tp_src.is_none() && m.tp_dst.is_none(),
+            };
+            // ICMP echo has code 0.
+            let icmp_code_ok = match (m.icmp_code, l4) {
+                (None, _) => true,
+                (Some(c), L4::Icmp { .. }) => c == 0,
+                (Some(_), _) => false,
+            };
+            if !ports_ok || !icmp_code_ok {
+                return false;
+            }
             // ICMP type: echo request 8, echo reply 0; only ICMP has one.
             let icmp_type_ok = match (m.icmp_type, l4) {
                 (None, _) => true,
@@ -540,38 +803,102 @@ mod tests {
         }
     }
 
-    /// The classifier against a trivial reference: the highest-priority
-    /// matching flow, earliest among equals, found by scanning everything.
-    fn reference<'a>(flows: &'a [Flow], table: u8, in_port: &str, f: &Frame) -> Option<&'a Flow> {
-        let mut best: Option<&Flow> = None;
-        for fl in flows.iter().filter(|fl| fl.table.0 == table && flow_matches(&fl.matches, in_port, f)) {
-            if best.is_none_or(|b| fl.priority > b.priority) {
-                best = Some(fl);
+    /// The classifier against a trivial reference: OVS's lookup written the
+    /// obvious way over the whole flow list: the highest-priority matching
+    /// ordinary flow (earliest among equals); conjunctive clauses above it,
+    /// level by level from the highest priority, complete conjunctions in id
+    /// order, each re-looked-up with `conj_id` set.
+    fn reference<'a>(flows: &'a [Flow], table: u8, in_port: &str, f: &Frame, meta: &Meta) -> Option<&'a Flow> {
+        let ok = |fl: &Flow, m: &Meta| fl.table.0 == table && flow_matches(&fl.matches, in_port, f) && meta_matches(&fl.matches, m);
+        let hard = |m: &Meta| {
+            let mut best: Option<&'a Flow> = None;
+            for fl in flows.iter().filter(|fl| !is_conjunctive(fl) && ok(fl, m)) {
+                if best.is_none_or(|b| fl.priority > b.priority) {
+                    best = Some(fl);
+                }
+            }
+            best
+        };
+        let h = hard(meta);
+        let soft: Vec<&Flow> =
+            flows.iter().filter(|fl| is_conjunctive(fl) && ok(fl, meta) && h.is_none_or(|h| fl.priority > h.priority)).collect();
+        let mut pris: Vec<u16> = soft.iter().map(|fl| fl.priority).collect();
+        pris.sort_unstable_by(|a, b| b.cmp(a));
+        pris.dedup();
+        for p in pris {
+            let at: Vec<&Flow> = soft.iter().copied().filter(|fl| fl.priority == p).collect();
+            let mut ids: Vec<(u32, u8)> = Vec::new();
+            for fl in &at {
+                for a in &fl.actions {
+                    if let Action::Conjunction { id, n_clauses, .. } = *a
+                        && !ids.iter().any(|(i, _)| *i == id)
+                    {
+                        ids.push((id, n_clauses));
+                    }
+                }
+            }
+            ids.sort();
+            for (id, n) in ids {
+                let has = |k: u8| at.iter().any(|fl| fl.actions.contains(&Action::Conjunction { id, clause: k, n_clauses: n }));
+                if (1..=n).all(has)
+                    && let Some(r) = hard(&Meta { conj_id: id, ..*meta })
+                {
+                    return Some(r);
+                }
             }
         }
-        best
+        h
     }
 
     proptest! {
         #[test]
         fn classifier_agrees_with_linear_scan(
-            rules in proptest::collection::vec((0u8..3, 0u16..5, proptest::option::of(0usize..4), proptest::option::of(1u8..4), proptest::option::of(prop_oneof![Just(None), (1u16..3).prop_map(Some)]), proptest::option::of(1u8..4)), 0..30),
-            pkt in (0usize..4, 1u8..4, 1u8..4, proptest::option::of(1u16..3), 0u8..3),
+            rules in proptest::collection::vec((0u8..3, 0u16..5, proptest::option::of(0usize..4), proptest::option::of(1u8..4), proptest::option::of(prop_oneof![Just(None), (1u16..3).prop_map(Some)]), proptest::option::of(1u8..4), (proptest::option::of(0u32..2), proptest::option::of(1u32..4), proptest::collection::vec((1u32..4, 1u8..4), 0..3))), 0..30),
+            pkt in (0usize..4, 1u8..4, 1u8..4, proptest::option::of(1u16..3), 0u8..3, 0u32..2),
         ) {
             let names = ["a", "b", "c", "trunk"];
-            let flows: Vec<Flow> = rules.iter().enumerate().map(|(i, (t, prio, inp, src, vlan, dst))| {
-                let m = Match {
+            let flows: Vec<Flow> = rules.iter().enumerate().map(|(i, (t, prio, inp, src, vlan, dst, (reg0, conj_id, conj)))| {
+                let mut m = Match {
                     in_port: inp.map(|p| names[p].to_string()),
                     dl_src: src.map(mac),
                     dl_dst: dst.map(mac),
                     dl_vlan: vlan.map(|v| v.map_or(VlanMatch::Untagged, VlanMatch::Tagged)),
+                    conj_id: *conj_id,
                     ..Default::default()
                 };
-                Flow::new(*t, *prio, m, vec![Action::Output(format!("x{i}"))])
+                m.regs[0] = reg0.map(dvr_openflow::Masked::<u32>::exact);
+                // Conjunction id `id` always has id+1 clauses (OVS leaves mixed
+                // clause counts undefined); clause numbers are clamped into range.
+                let actions = if conj.is_empty() {
+                    vec![Action::Output(format!("x{i}"))]
+                } else {
+                    conj.iter().map(|&(id, k)| Action::Conjunction { id, clause: k.min(id as u8 + 1), n_clauses: id as u8 + 1 }).collect()
+                };
+                Flow::new(*t, *prio, m, actions)
             }).collect();
             let br = OfBridge::new("br", ports(), &flows);
             let f = icmp(mac(pkt.1), mac(pkt.2), pkt.3);
-            prop_assert_eq!(br.lookup(pkt.4, names[pkt.0], &f), reference(&flows, pkt.4, names[pkt.0], &f));
+            let mut meta = Meta::default();
+            meta.regs[0] = pkt.5;
+            prop_assert_eq!(br.lookup_meta(pkt.4, names[pkt.0], &f, &meta), reference(&flows, pkt.4, names[pkt.0], &f, &meta));
         }
+    }
+
+    /// A conjunction completes only when every clause matches, at a priority
+    /// above the best ordinary flow; then the `conj_id` flow is chosen.
+    #[test]
+    fn conjunctive_match_needs_every_clause() {
+        let flows = parse_flows(
+            "table=0, priority=10,dl_src=fa:16:3e:00:00:01 actions=conjunction(5,1/2)\n\
+             table=0, priority=10,dl_dst=fa:16:3e:00:00:02 actions=conjunction(5,2/2)\n\
+             table=0, priority=10,conj_id=5 actions=output:c\n\
+             table=0, priority=1 actions=output:b",
+        )
+        .unwrap();
+        let br = OfBridge::new("br", ports(), &flows);
+        let found = |s, d| br.lookup(0, "a", &icmp(mac(s), mac(d), None)).map(|f| f.actions_string());
+        assert_eq!(found(1, 2).as_deref(), Some("output:c"), "both clauses: the conj_id flow");
+        assert_eq!(found(1, 3).as_deref(), Some("output:b"), "one clause only: the ordinary flow");
+        assert_eq!(found(3, 2).as_deref(), Some("output:b"));
     }
 }

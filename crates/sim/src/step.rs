@@ -103,6 +103,34 @@ pub enum Step {
         /// What happened.
         event: OvsEvent,
     },
+    /// A `ct` action: what Open vSwitch's connection tracker said of the packet.
+    OvsCt {
+        /// Conntrack zone (Neutron: the port's network).
+        zone: u16,
+        /// `ct_state` found, e.g. `+new+trk` or `+est+rpl+trk`.
+        state: String,
+        /// `ct_mark` of the connection.
+        mark: u32,
+        /// Whether the connection was committed (created or its mark set).
+        commit: bool,
+        /// Table the tracked packet resumes in.
+        recirc: Option<u8>,
+    },
+    /// The tracked packet resumed after a `ct(table=…)` recirculation.
+    Recirculate {
+        /// Table.
+        table: u8,
+        /// Its name, when known.
+        table_name: Option<&'static str>,
+    },
+    /// A conjunctive match completed (Neutron: a rule with a remote group or
+    /// several ports); the next step is the `conj_id` flow it led to.
+    Conjunction {
+        /// Conjunction id.
+        id: u32,
+        /// The clause flows that matched.
+        clauses: Vec<Arc<Flow>>,
+    },
     /// The frame crossed a patch port into another bridge of the same host.
     Patch {
         /// Port it left by.
@@ -307,7 +335,8 @@ fn table_suffix(name: &Option<&'static str>) -> String {
 fn flow_line(table: u8, flow: &Flow) -> String {
     let m = flow.match_string();
     let m = if m.is_empty() { "(any)".to_string() } else { m };
-    format!("table {table} priority {} {m} → {}", flow.priority, flow.actions_string())
+    let rule = flow.sg_rule.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default();
+    format!("table {table} priority {} {m} → {}{rule}", flow.priority, flow.actions_string())
 }
 
 fn normal_line(vlan: u16, d: &NormalDecision) -> String {
@@ -354,6 +383,27 @@ impl fmt::Display for Step {
             Step::Miss { table, table_name, fatal } => f.write_str(&miss_line(*table, table_name, *fatal)),
             Step::Normal { vlan, decision } => f.write_str(&normal_line(*vlan, decision)),
             Step::Ovs { event } => write!(f, "{event}"),
+            Step::OvsCt { zone, state, mark, commit, recirc } => {
+                write!(f, "conntrack zone {zone}: ct_state={state}")?;
+                if *mark != 0 {
+                    write!(f, " ct_mark={mark:#x}")?;
+                }
+                if *commit {
+                    f.write_str(", committed")?;
+                }
+                match recirc {
+                    Some(t) => write!(f, ", recirculates to table {t}"),
+                    None => Ok(()),
+                }
+            }
+            Step::Recirculate { table, table_name } => write!(f, "resumed in table {table}{} after conntrack", table_suffix(table_name)),
+            Step::Conjunction { id, clauses } => {
+                write!(f, "conjunction {id} complete ({} clause flows matched)", clauses.len())?;
+                for c in clauses.iter().filter_map(|c| c.sg_rule.as_ref()).take(1) {
+                    write!(f, " [{c}]")?;
+                }
+                Ok(())
+            }
             Step::Patch { port, to_bridge, to_port } => write!(f, "patch port {port} → {to_bridge} ({to_port})"),
             Step::Unattached { port } => write!(f, "output to {port}: nothing attached"),
             Step::Wire { vlan, from, to, learned, .. } => {

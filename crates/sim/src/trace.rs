@@ -362,6 +362,15 @@ fn bridge_step(br: &crate::ofp::OfBridge, step: &OfStep) -> Step {
         OfStep::Miss { table, fatal } => Step::Miss { table: *table, table_name: table_name(br.kind, *table), fatal: *fatal },
         OfStep::Normal { vlan, out, learned } => Step::Normal { vlan: *vlan, decision: normal_decision(br, out, *learned) },
         OfStep::Event(e) => Step::Ovs { event: e.clone() },
+        OfStep::Conntrack { zone, state, mark, commit, recirc } => Step::OvsCt {
+            zone: *zone,
+            state: dvr_openflow::CtStateMatch { flags: *state, mask: *state }.to_string(),
+            mark: *mark,
+            commit: *commit,
+            recirc: *recirc,
+        },
+        OfStep::Recirculated { table } => Step::Recirculate { table: *table, table_name: table_name(br.kind, *table) },
+        OfStep::Conjunction { id, clauses } => Step::Conjunction { id: *id, clauses: clauses.clone() },
     }
 }
 
@@ -386,7 +395,9 @@ fn bridge_drop_in(br: &crate::ofp::OfBridge, last: Option<&OfStep>) -> DropReaso
         }
         Some(OfStep::Normal { vlan, out, learned }) => DropReason::Normal { vlan: *vlan, decision: normal_decision(br, out, *learned) },
         Some(OfStep::Event(e)) => DropReason::Ovs { event: e.clone() },
-        None => DropReason::Ovs { event: crate::ofp::OvsEvent::ResubmitDepthExceeded },
+        Some(OfStep::Conntrack { .. } | OfStep::Recirculated { .. } | OfStep::Conjunction { .. }) | None => {
+            DropReason::Ovs { event: crate::ofp::OvsEvent::ResubmitDepthExceeded }
+        }
     }
 }
 
@@ -513,7 +524,15 @@ impl<S: Sink> Runner<'_, S> {
                 }
                 if res.outputs.is_empty() {
                     self.set_fate(last, Fate::Dropped);
-                    let reason = bridge_drop(self.w, host, bridge, res.steps.last());
+                    let reason = bridge_drop(
+                        self.w,
+                        host,
+                        bridge,
+                        res.steps
+                            .iter()
+                            .rev()
+                            .find(|s| !matches!(s, OfStep::Conntrack { .. } | OfStep::Recirculated { .. } | OfStep::Conjunction { .. })),
+                    );
                     let traced = is_traced(&f, self.l4);
                     self.phase.drops.push(DropRec { at: Loc::Bridge { host, bridge }, reason, traced, frame: f });
                     return;

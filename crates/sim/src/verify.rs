@@ -63,6 +63,11 @@ pub struct Cell {
     pub expect: bool,
     /// Delivered.
     pub reached: bool,
+    /// Why the security groups denied it, when they did (the deciding table
+    /// and the packet's conntrack state): expected under the groups, so not
+    /// a violation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denied_by: Option<String>,
 }
 
 /// Everything `verify` found.
@@ -158,8 +163,25 @@ fn why_item_and_provenance(t: &Trace) -> (String, Option<String>) {
     (missing.unwrap_or_else(|| format!("{dir}{}", t.verdict.drop_reason().unwrap_or_default())), provenance)
 }
 
-fn req(from: &str, to: Ipv4Addr) -> TraceRequest {
-    TraceRequest { from: from.to_string(), to, l4: L4::Icmp { reply: false, id: 7 }, spoof_ip: None, spoof_mac: None }
+fn req_l4(from: &str, to: Ipv4Addr, l4: L4) -> TraceRequest {
+    TraceRequest { from: from.to_string(), to, l4, spoof_ip: None, spoof_mac: None }
+}
+
+/// `tcp 22`, `udp 53`, `icmp`.
+fn l4_label(l4: L4) -> String {
+    match l4 {
+        L4::Icmp { .. } => "icmp".into(),
+        L4::Tcp { dport, .. } => format!("tcp {dport}"),
+        L4::Udp { dport, .. } => format!("udp {dport}"),
+    }
+}
+
+/// The firewall decision that dropped a trace (request or reply), if one did.
+fn denied_by(t: &Trace) -> Option<String> {
+    crate::firewall::decisions(t)
+        .into_iter()
+        .find(|d| matches!(d.decision, crate::firewall::Decision::Dropped { .. }))
+        .map(|d| d.to_string())
 }
 
 /// Whether the trace (request and reply) reached `want` and came back.
@@ -228,10 +250,15 @@ fn int_bridge(hp: &HostPlan) -> Option<&dvr_plan::Bridge> {
 pub struct Options {
     /// Trace at most this many ordered instance pairs (0: all).
     pub max_pairs: usize,
+    /// The packet the matrix sends (`None`: ICMP echo). Under security
+    /// groups, e.g. TCP to port 22 asks "who may ssh to whom".
+    pub l4: Option<L4>,
 }
 
 /// Check every invariant.
 pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
+    let l4 = opts.l4.unwrap_or(L4::Icmp { reply: false, id: 7 });
+    let req = |from: &str, to: Ipv4Addr| req_l4(from, to, l4);
     let mut base = World::assemble(plan, endpoints);
     warm_up(&mut base);
     let instances: Vec<&Endpoint> = endpoints.iter().filter(|e| e.kind == StackKind::Instance).collect();
@@ -309,12 +336,17 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
         let mut w = base.clone();
         let r = reach(&mut w, &req(&a.name, b.addr.addr())).map(|t| round_trip(&t) && t.verdict.delivered_to() == Some(b.name.as_str()));
         let reached = r.unwrap_or(false);
-        matrix.push(Cell { from: a.name.clone(), to: b.name.clone(), expect, reached });
         let routed_across = subnet(a) != subnet(b) && expect;
         if reached != expect || routed_across {
             let mut w = base.clone();
-            let Ok(t) = trace(&mut w, &req(&a.name, b.addr.addr())) else { continue };
-            if reached != expect {
+            let Ok(t) = trace(&mut w, &req(&a.name, b.addr.addr())) else {
+                matrix.push(Cell { from: a.name.clone(), to: b.name.clone(), expect, reached, denied_by: None });
+                continue;
+            };
+            let denied = if expect && !reached { denied_by(&t) } else { None };
+            let allowed = denied.is_none();
+            matrix.push(Cell { from: a.name.clone(), to: b.name.clone(), expect, reached, denied_by: denied });
+            if reached != expect && allowed {
                 reach_v.push(Violation {
                     what: if expect {
                         format!("{} cannot reach {} ({}), though they are routed", a.name, b.name, b.addr.addr())
@@ -344,6 +376,8 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                     break;
                 }
             }
+        } else {
+            matrix.push(Cell { from: a.name.clone(), to: b.name.clone(), expect, reached, denied_by: None });
         }
     }
     // Outside: every instance out through its router, every floating IP in.
@@ -356,10 +390,14 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             let expect = has_fip || snat;
             let mut w = base.clone();
             let reached = reach(&mut w, &req(&a.name, o.addr.addr())).is_ok_and(|t| round_trip(&t));
-            matrix.push(Cell { from: a.name.clone(), to: o.name.clone(), expect, reached });
+            let mut cell = Cell { from: a.name.clone(), to: o.name.clone(), expect, reached, denied_by: None };
             if reached != expect {
                 let mut w = base.clone();
-                if let Ok(t) = trace(&mut w, &req(&a.name, o.addr.addr())) {
+                if let Ok(t) = trace(&mut w, &req(&a.name, o.addr.addr()))
+                    && let Some(d) = denied_by(&t).filter(|_| expect)
+                {
+                    cell.denied_by = Some(d);
+                } else if let Ok(t) = trace(&mut base.clone(), &req(&a.name, o.addr.addr())) {
                     reach_v.push(Violation {
                         what: format!(
                             "{} -> outside {} ({}): expected {}",
@@ -374,6 +412,7 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                     });
                 }
             }
+            matrix.push(cell);
         }
     }
     for o in outside.iter().take(1) {
@@ -382,10 +421,14 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             let mut w = base.clone();
             let reached = reach(&mut w, &req(&o.name, *fip))
                 .is_ok_and(|t| round_trip(&t) && vm.is_none_or(|vm| t.verdict.delivered_to() == Some(vm.name.as_str())));
-            matrix.push(Cell { from: o.name.clone(), to: format!("fip:{fip}"), expect: true, reached });
+            let mut cell = Cell { from: o.name.clone(), to: format!("fip:{fip}"), expect: true, reached, denied_by: None };
             if !reached {
                 let mut w = base.clone();
-                if let Ok(t) = trace(&mut w, &req(&o.name, *fip)) {
+                if let Ok(t) = trace(&mut w, &req(&o.name, *fip))
+                    && let Some(d) = denied_by(&t)
+                {
+                    cell.denied_by = Some(d);
+                } else if let Ok(t) = trace(&mut base.clone(), &req(&o.name, *fip)) {
                     let whose = match (vm, fixed) {
                         (Some(vm), _) => format!("of {}", vm.name),
                         (None, Some(f)) => format!("of {f}"),
@@ -408,10 +451,12 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                     });
                 }
             }
+            matrix.push(cell);
         }
     }
     let routed_across_n = pairs.iter().filter(|(a, b)| subnet(a) != subnet(b) && routed(a, b)).count();
-    let n_ok = matrix.iter().filter(|c| c.expect == c.reached).count();
+    let n_ok = matrix.iter().filter(|c| c.expect == c.reached || c.denied_by.is_some()).count();
+    let n_denied = matrix.iter().filter(|c| c.denied_by.is_some()).count();
     checks.push(check(
         "no-gateway-mac-on-wire",
         format!("{} routed pairs across subnets traced, {} gateway MACs", routed_across_n, gw_macs.len()),
@@ -427,7 +472,7 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
         if let Some(s) = w.endpoint(&a.name) {
             w.stacks[s].stack.neigh.retain(|(_, ip), _| *ip != gw);
         }
-        let Ok(t) = trace(&mut w, &req(&a.name, gw)) else { continue };
+        let Ok(t) = trace(&mut w, &req_l4(&a.name, gw, L4::Icmp { reply: false, id: 7 })) else { continue };
         if let Some(i) = t.hops.iter().position(|h| h.kind == HopKind::Wire && h.packet.proto == "arp" && h.packet.ip_dst == gw) {
             let h = &t.hops[i];
             let leak_host = sender_host(&t.hops[..i], &h.copy);
@@ -490,10 +535,12 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
     checks.push(check(
         "reachability",
         format!(
-            "{} pairs: {n_ok} as expected ({} routed, {} isolated){sampled}",
+            "{} pairs{}: {n_ok} as expected ({} routed, {} isolated{}){sampled}",
             matrix.len(),
+            if opts.l4.is_some() { format!(" ({})", l4_label(l4)) } else { String::new() },
             matrix.iter().filter(|c| c.expect).count(),
-            matrix.iter().filter(|c| !c.expect).count()
+            matrix.iter().filter(|c| !c.expect).count(),
+            if n_denied > 0 { format!(", {n_denied} of the routed denied by security groups") } else { String::new() }
         ),
         reach_v,
     ));
@@ -616,10 +663,15 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
                     trace: vec![],
                 });
             }
-            if !has(&|f| f.matches.dl_src.is_some() && f.matches.proto.is_none()) {
+            // Without a firewall, table 25 (any protocol); with Neutron's
+            // openvswitch firewall, its BASE_EGRESS table 71 (per protocol).
+            if !has(&|f| f.matches.dl_src.is_some() && (f.matches.proto.is_none() || f.table.0 == 71)) {
                 v.push(Violation {
                     what: format!("{instance} ({} on {}) may send from any MAC", p.name, h.host),
-                    item: format!("missing: {} br-int table 25 flow in_port={},dl_src=<its MAC>", h.host, p.name),
+                    item: format!(
+                        "missing: {} br-int table 25 flow in_port={},dl_src=<its MAC> (or, with the firewall, table 71 flows)",
+                        h.host, p.name
+                    ),
                     provenance: Some("the OVS agent's MAC spoofing protection (int_port_flows)".into()),
                     trace: vec![],
                 });
@@ -648,11 +700,18 @@ pub fn text(r: &Report, matrix: bool) -> String {
         }
     }
     if matrix {
-        let _ = writeln!(o, "\nreachability matrix (✓ reached, · isolated; ! = not as expected):");
+        let _ = writeln!(o, "\nreachability matrix (✓ reached, · isolated, ✗ denied by security groups; ! = not as expected):");
         for c in &r.matrix {
-            let mark = if c.reached { "✓" } else { "·" };
-            let bad = if c.reached != c.expect { " !" } else { "" };
-            let _ = writeln!(o, "  {:<12} -> {:<18} {mark} {}{bad}", c.from, c.to, if c.expect { "routed" } else { "unrouted" });
+            let mark = if c.reached {
+                "✓"
+            } else if c.denied_by.is_some() {
+                "✗"
+            } else {
+                "·"
+            };
+            let bad = if c.reached != c.expect && c.denied_by.is_none() { " !" } else { "" };
+            let denied = c.denied_by.as_ref().map(|d| format!("  {d}")).unwrap_or_default();
+            let _ = writeln!(o, "  {:<12} -> {:<18} {mark} {}{bad}{denied}", c.from, c.to, if c.expect { "routed" } else { "unrouted" });
         }
     }
     let failed = r.checks.iter().filter(|c| !c.holds).count();

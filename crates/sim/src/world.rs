@@ -618,6 +618,16 @@ impl World {
     pub fn endpoint_names(&self) -> Vec<String> {
         self.stacks.iter().filter(|s| matches!(s.kind, StackKind::Instance | StackKind::ExternalHost)).map(|s| s.name.to_string()).collect()
     }
+
+    /// Let `secs` seconds pass for Open vSwitch's connection trackers (time
+    /// is a parameter, sans I/O): connections idle longer than their timeout
+    /// expire. Only built bridges hold connections; one built later starts
+    /// with none, so its own clock is consistent.
+    pub fn advance_clock(&mut self, secs: u64) {
+        for b in self.hosts.iter_mut().flat_map(|h| h.bridges.iter_mut()) {
+            b.ct.now += secs;
+        }
+    }
 }
 
 /// An endpoint: one device `eth0` with one address and its connected route.

@@ -48,7 +48,7 @@ fn path(profile: dvr_plan::Profile, from: &str, to: &str) -> (String, dvr_sim::T
     let topo = dvr_model::load_str("hairpin.yaml", LEGACY).expect("the hairpin lab loads");
     let plan = dvr_plan::plan(&topo, profile).expect("the hairpin lab plans");
     let gw = topo.port(topo.gateway_port(dvr_model::RouterIx(0)).expect("router1 has a gateway")).ip.to_string();
-    let spec = PathSpec { from: from.into(), to: to.into(), expect: None, note: None };
+    let spec = PathSpec { from: from.into(), to: to.into(), expect: None, note: None, proto: None, dport: None };
     (gw, run_path(&topo, &plan, &spec).expect("the path can be traced"))
 }
 

@@ -110,3 +110,34 @@ fn flushed_qrouter_nat_breaks_the_floating_ip_with_a_counterexample() {
     assert!(fip.item.starts_with("missing: compute1 qrouter-") && fip.item.contains("-d 10.100.0.7/32"), "{}", fip.item);
     assert!(fip.provenance.as_deref().unwrap().contains("FipNamespace: floating IP 10.100.0.7 is bound here"), "{:?}", fip.provenance);
 }
+
+/// Under security groups, the matrix of `--proto tcp --dport N` shows who may
+/// reach whom: on seed-secure, tcp 22 reaches vm1's floating IP from ext1 and
+/// tcp 80 is denied there (named: table 82), not counted as a violation;
+/// with the ssh rule removed, tcp 22 is denied too.
+#[test]
+fn seed_secure_matrix_under_security_groups() {
+    let secure = |without: &str| {
+        let yaml = dvr_model::SEED_SECURE_YAML.replace(without, "");
+        let t = dvr_model::load_str("seed-secure.yaml", &yaml).unwrap();
+        let p = dvr_plan::plan(&t, Profile::Walkthrough).unwrap();
+        (t, p)
+    };
+    let fip = |r: &Report| r.matrix.iter().find(|c| c.from == "ext1" && c.to == "fip:10.100.0.7").cloned().unwrap();
+    let tcp = |dport| Options { l4: Some(dvr_sim::L4::Tcp { sport: 40000, dport }), ..Options::default() };
+    let (t, p) = secure("");
+    let r22 = verify(&p, &World::endpoints_of(&t, &p), &tcp(22));
+    assert!(r22.ok(), "{}", dvr_sim::verify::text(&r22, true));
+    assert!(fip(&r22).reached && fip(&r22).denied_by.is_none());
+    let r80 = verify(&p, &World::endpoints_of(&t, &p), &tcp(80));
+    assert!(r80.ok(), "denied by a group is not a violation: {}", dvr_sim::verify::text(&r80, true));
+    let c = fip(&r80);
+    assert!(!c.reached);
+    assert!(c.denied_by.as_deref().is_some_and(|d| d.contains("table 82 (RULES_INGRESS_TABLE)")), "{c:?}");
+    assert!(dvr_sim::verify::text(&r80, false).contains("1 of the routed denied by security groups"));
+    // Negative twin: without the ssh rule, tcp 22 is denied as well.
+    let (t, p) =
+        secure("      - {direction: ingress, protocol: tcp, port_range_min: 22, port_range_max: 22, remote_ip_prefix: 0.0.0.0/0}\n");
+    let r = verify(&p, &World::endpoints_of(&t, &p), &tcp(22));
+    assert!(fip(&r).denied_by.is_some(), "{:?}", fip(&r));
+}

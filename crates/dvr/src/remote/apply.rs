@@ -86,9 +86,28 @@ fn create_bulk_sized(
 ) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::with_capacity(items.len());
     let total = items.len();
+    let mut bulk = true;
     for chunk in items.chunks(size.max(1)) {
-        let v = api.post(collection, &json!({ key: chunk }))?;
-        out.extend(v[key].as_array().cloned().unwrap_or_default());
+        if bulk {
+            match api.post(collection, &json!({ key: chunk })) {
+                Ok(v) => {
+                    out.extend(v[key].as_array().cloned().unwrap_or_default());
+                    continue;
+                }
+                // Real Neutron creates routers and floating IPs one at a time
+                // (their extensions do not allow bulk): 400 "Bulk operation not supported".
+                Err(ApiError::Status { status: 400, message, .. }) if message.contains("Bulk operation not supported") => {
+                    progress(&format!("{key}: the server has no bulk create here; one request each"));
+                    bulk = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let one = key.strip_suffix('s').unwrap_or(key);
+        for item in chunk {
+            let v = api.post(collection, &json!({ one: item }))?;
+            out.push(v[one].clone());
+        }
         if total > size.min(BULK) {
             progress(&format!("{key}: {}/{total}", out.len()));
         }
@@ -109,11 +128,27 @@ pub fn apply(api: &Api, spec: &TopologySpec, topo: &Topology, progress: &dyn Fn(
 
     // 1. Hosts (dvr extension): name, role, bridge mappings, NICs and the DVR MAC.
     match &cur.hosts {
-        None => sum.warnings.push(format!(
-            "{} has no /v2.0/dvr/hosts (404): {} hosts not declared; a real Neutron learns hosts from its agents",
-            api.base(),
-            topo.hosts.len()
-        )),
+        None => {
+            sum.warnings.push(format!(
+                "{} has no /v2.0/dvr/hosts (404): {} hosts not declared (nor their DVR MACs); a real Neutron learns hosts from its agents",
+                api.base(),
+                topo.hosts.len()
+            ));
+            // Neutron binds a port only to a host whose OVS agent is alive:
+            // say which of the file's hosts it does not know yet.
+            let agents = super::state::list(api, "/v2.0/agents", "agents").unwrap_or_default();
+            let alive = |h: &str| agents.iter().any(|a| a["host"] == h && a["agent_type"] == "Open vSwitch agent" && a["alive"] != false);
+            for x in &topo.instances {
+                let host = &topo.host(x.host).name;
+                if !alive(host) {
+                    sum.warnings.push(format!(
+                        "instance `{}`: host `{host}` has no live Open vSwitch agent on {}; Neutron will leave its port unbound (binding_failed) until one reports",
+                        x.name,
+                        api.base()
+                    ));
+                }
+            }
+        }
         Some(have) => {
             let have: HashMap<&str, &Value> = have.iter().map(|h| (h["name"].as_str().unwrap_or_default(), h)).collect();
             let mut new = Vec::new();

@@ -95,9 +95,14 @@ pub fn fetch_spec(api: &Api, name: Option<&str>) -> Result<TopologySpec, ApiErro
         Err(e) if e.status() == Some(404) => None,
         Err(e) => return Err(e),
     };
+    let hosts = match list_optional(api, "/v2.0/dvr/hosts", "hosts")? {
+        Some(_) => typed(api, "/v2.0/dvr/hosts", "hosts", true)?,
+        // A real Neutron: no dvr extension, the hosts are its agents.
+        None => hosts_from_agents(api)?,
+    };
     let res = dvr_serve::resources::Resources::from_lists(
         name.map(String::from).or(kept),
-        typed(api, "/v2.0/dvr/hosts", "hosts", true)?,
+        hosts,
         typed(api, "/v2.0/networks", "networks", false)?,
         typed(api, "/v2.0/subnets", "subnets", false)?,
         typed(api, "/v2.0/ports", "ports", false)?,
@@ -106,4 +111,54 @@ pub fn fetch_spec(api: &Api, name: Option<&str>) -> Result<TopologySpec, ApiErro
         typed(api, "/v2.0/dvr/external-hosts", "external_hosts", true)?,
     );
     Ok(dvr_serve::convert::resources_to_spec(&res))
+}
+
+/// The hosts of a server without the dvr extension (a real Neutron), from its
+/// agents: a host with an L3 agent in `dvr_snat` (or `legacy`) mode is a
+/// network node, any other host with an agent a compute host; bridge
+/// mappings are its Open vSwitch agent's, in the agent's order. Network nodes
+/// come first, then compute hosts, each by name. What Neutron's API does not
+/// say is noted on stderr: the DVR MACs (kept in Neutron's database only)
+/// are allocated by the model, and the controller (no agent) is absent.
+pub fn hosts_from_agents(api: &Api) -> Result<Vec<dvr_serve::resources::Host>, ApiError> {
+    let agents = list(api, "/v2.0/agents", "agents")?;
+    let mut hosts: Vec<(u8, String, dvr_serve::resources::Host)> = Vec::new();
+    for a in &agents {
+        let Some(name) = a["host"].as_str().filter(|h| !h.is_empty()) else { continue };
+        let idx = match hosts.iter().position(|(_, n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                let id = dvr_model::alloc::derive_id("host", name);
+                let h = dvr_serve::resources::Host {
+                    common: dvr_serve::resources::Common { id, name: name.to_string(), ..Default::default() },
+                    role: "compute".into(),
+                    ..Default::default()
+                };
+                hosts.push((1, name.to_string(), h));
+                hosts.len() - 1
+            }
+        };
+        let conf = &a["configurations"];
+        match a["agent_type"].as_str() {
+            Some("L3 agent") if matches!(conf["agent_mode"].as_str(), Some("dvr_snat") | Some("legacy")) => {
+                hosts[idx].0 = 0;
+                hosts[idx].2.role = "network".into();
+            }
+            Some("Open vSwitch agent") => {
+                if let Some(m) = conf["bridge_mappings"].as_object() {
+                    hosts[idx].2.bridge_mappings = m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect();
+                }
+            }
+            _ => {}
+        }
+    }
+    hosts.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    eprintln!(
+        "note: {} has no dvr extension: {} hosts taken from its agents ({}); DVR MACs are not in Neutron's API (allocated here); \
+         hosts without agents (the controller) and external hosts are not known to Neutron",
+        api.base(),
+        hosts.len(),
+        hosts.iter().map(|(_, n, h)| format!("{n}: {}", h.role)).collect::<Vec<_>>().join(", ")
+    );
+    Ok(hosts.into_iter().map(|(_, _, h)| h).collect())
 }
