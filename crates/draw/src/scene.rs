@@ -224,8 +224,8 @@ impl Filter {
         let mut hosts: Vec<String> = Vec::new();
         for tr in std::iter::once(t).chain(t.reply.as_deref()) {
             for h in path_hops(tr) {
-                if h.kind != HopKind::Wire && h.host != "external" && !hosts.contains(&h.host) {
-                    hosts.push(h.host.clone());
+                if h.kind != HopKind::Wire && h.host != "external" && !hosts.iter().any(|x| *x == h.host) {
+                    hosts.push(h.host.to_string());
                 }
             }
         }
@@ -578,7 +578,7 @@ impl Scene {
                 let at = if let Step::Tunnel { encap, .. } = &h0.step {
                     // The underlay is not drawn: mark the crossing halfway
                     // between the two br-tun bridges the path joins.
-                    let next = stops.get(i + 1).and_then(|s| self.anchors.get(&(s[0].host.clone(), s[0].where_.clone())));
+                    let next = stops.get(i + 1).and_then(|s| self.anchors.get(&(s[0].host.to_string(), s[0].where_.to_string())));
                     let (Some(&(px, py)), Some(&(nx, ny))) = (points.last(), next) else { continue };
                     let at = ((px + nx + offset) / 2.0, (py + ny + offset) / 2.0);
                     let note = format!("VXLAN VNI {} {} → {}", encap.vni, encap.src, encap.dst);
@@ -586,13 +586,13 @@ impl Scene {
                     marks.push(Mark { n: marks.len() + 1, at, place: "underlay".into(), notes: vec![note], dropped, delivered: false });
                     continue;
                 } else if let Step::Wire { network, .. } = &h0.step {
-                    let Some(&y) = self.net_y.get(network) else { continue };
+                    let Some(&y) = self.net_y.get(network.as_str()) else { continue };
                     let side = |s: Option<&Vec<&Hop>>| -> Option<f64> {
                         let s = s?;
                         let key = if s[0].host == "external" {
                             ("external".to_string(), format!("{}@{network}", s[0].where_))
                         } else {
-                            (s[0].host.clone(), network.clone())
+                            (s[0].host.to_string(), network.to_string())
                         };
                         self.uplink_x.get(&key).copied()
                     };
@@ -607,7 +607,7 @@ impl Scene {
                         (None, None) => continue,
                     }
                 } else {
-                    let Some(&(cx, y)) = self.anchors.get(&(h0.host.clone(), h0.where_.clone())) else { continue };
+                    let Some(&(cx, y)) = self.anchors.get(&(h0.host.to_string(), h0.where_.to_string())) else { continue };
                     // On a wide bridge, enter straight below or above where the path comes from.
                     let x = match (h0.kind, points.last(), self.bridge_span(&h0.host, &h0.where_)) {
                         (HopKind::Openflow, Some(&(px, _)), Some((x0, x1))) => (px - offset).clamp(x0 + 12.0, x1 - 12.0),

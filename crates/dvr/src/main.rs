@@ -1100,42 +1100,69 @@ fn run(cli: Cli) -> Result<()> {
 fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) -> Result<()> {
     let mut r = bench::Report { machine: machine(), ..Default::default() };
     let exe = std::env::current_exe()?;
-    let stages = progress::Stages::new(sizes.len() + 5 + usize::from(!no_ovs));
+    let largest = sizes.iter().copied().max().unwrap_or(10);
+    let command_stages = 1 + usize::from(sizes.contains(&1000) && largest != 1000);
+    let stages = progress::Stages::new(sizes.len() + 5 + command_stages + usize::from(!quick) + usize::from(!no_ovs));
     for &n in &sizes {
         stages.stage(&format!("planning {n} hosts ({} VMs) in a child process", n * 20));
         let out = std::process::Command::new(&exe).args(["bench", "--child-plan", &n.to_string()]).output()?;
         anyhow::ensure!(out.status.success(), "plan of {n} hosts failed: {}", String::from_utf8_lossy(&out.stderr));
         r.plan.push(serde_json::from_slice(&out.stdout)?);
     }
-    let largest = sizes.iter().copied().max().unwrap_or(10);
-    stages.stage(&format!("incremental changes on {largest} hosts"));
-    r.incremental = bench::incremental_figures(largest)?;
-    stages.stage(&format!("changes in place on {largest} hosts (seed 7)"));
-    r.live_changes = bench::live_change_figures(largest, 7)?;
+    // Replanning holds every host's plan: at most the 1,000-host size.
+    let replanned = largest.min(bench::STREAM_ABOVE_HOSTS);
+    stages.stage(&format!("incremental changes on {replanned} hosts"));
+    r.incremental = bench::incremental_figures(replanned)?;
+    stages.stage(&format!("changes in place on {replanned} hosts (seed 7)"));
+    r.live_changes = bench::live_change_figures(replanned, 7)?;
     let budget = std::time::Duration::from_millis(if quick { 300 } else { 2000 });
     stages.stage("traces on the seed lab");
     let seed = dvr_model::seed();
-    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, true, budget)?);
-    r.traces.push(bench::trace_figures("seed lab (9 paths)", &seed, false, budget)?);
+    use bench::TraceMode::{Reach, Text, Trace};
+    for (mode, cold) in [(Trace, false), (Text, false), (Reach, false), (Trace, true), (Text, true), (Reach, true)] {
+        r.traces.push(bench::trace_figures("seed lab", &seed, mode, cold, budget)?);
+    }
     stages.stage(&format!("traces on {largest} hosts"));
     let big_yaml = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(largest));
     let big = dvr_model::load_str("generated", &big_yaml)?;
     let label = format!("{largest} hosts ({} VMs)", big.instances.len());
-    r.traces.push(bench::trace_figures(&label, &big, true, budget)?);
-    r.traces.push(bench::trace_figures(&label, &big, false, budget)?);
-    eprintln!("bench: single commands on {largest} hosts");
+    for (mode, cold) in [(Trace, false), (Reach, false)] {
+        r.traces.push(bench::trace_figures(&label, &big, mode, cold, budget)?);
+    }
+    // The commands at 1,000 hosts (the reference size) when asked
+    // for, and at the largest size.
+    let mut command_sizes: Vec<usize> = sizes.iter().copied().filter(|&n| n == 1000).collect();
+    if !command_sizes.contains(&largest) {
+        command_sizes.push(largest);
+    }
     let dir = std::env::temp_dir().join(format!("dvr-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("gen-{largest}.yaml"));
-    std::fs::write(&file, &big_yaml)?;
-    let file_arg = file.display().to_string();
-    for (label, args) in bench::commands(&file_arg, &big.paths) {
-        r.commands.push(bench::command_figures(&label, &args)?);
+    for n in command_sizes {
+        stages.stage(&format!("single commands on {n} hosts"));
+        let (yaml, paths) = if n == largest {
+            (big_yaml.clone(), big.paths.clone())
+        } else {
+            let y = dvr_model::r#gen::generate_yaml(&dvr_model::r#gen::GenParams::scale(n));
+            let paths = dvr_model::parse_spec("generated", &y)?.paths;
+            (y, paths)
+        };
+        let file = dir.join(format!("gen-{n}.yaml"));
+        std::fs::write(&file, &yaml)?;
+        drop(yaml);
+        let file_arg = file.display().to_string();
+        for (label, args) in bench::commands(&file_arg, &paths, n) {
+            let mut f = bench::command_figures(&label, &args)?;
+            f.hosts = n;
+            r.commands.push(f);
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let pair_hosts = if quick { 10 } else { 50 };
-    stages.stage(&format!("all pairs of {} VMs", pair_hosts * 20));
-    r.all_pairs = Some(bench::all_pairs(pair_hosts, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?);
+    drop(big);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    for pair_hosts in if quick { vec![10] } else { vec![50, 500] } {
+        stages.stage(&format!("all pairs of {} VMs", pair_hosts * 20));
+        r.all_pairs.push(bench::all_pairs(pair_hosts, threads)?);
+    }
     if no_ovs {
         r.ovs_skipped = Some("--no-ovs".into());
     } else {
@@ -1146,6 +1173,7 @@ fn run_bench(sizes: Vec<usize>, quick: bool, no_ovs: bool, format: BenchFormat) 
         }
     }
     stages.finish();
+    r.targets = bench::targets(&r);
     match format {
         BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         BenchFormat::Text => print!("{}", bench::render(&r)),

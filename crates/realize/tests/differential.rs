@@ -469,7 +469,7 @@ fn twin_outcome(template: &OfBridge, in_port: usize, frame: Frame, script: &[u8]
         .iter()
         .zip(&r.tun_ids)
         .map(|((p, f), t)| {
-            let port = br.ports[*p].name.clone();
+            let port = br.ports[*p].name.to_string();
             let tun = port.starts_with("vxlan-").then_some(*t);
             Out { port, vlan: f.vlan, src: f.src, dst: f.dst, tun, arp: arp_text(&f.payload) }
         })
@@ -945,8 +945,8 @@ fn differential(label: &str, topo: &Topology, profiles: &[Profile], only: impl F
                     assert!(dp.values().any(|n| n == name), "{} {}: port {name} has no datapath port: {dp:?}", host.host, bridge.name);
                 }
                 // Twin side: the planned ports plus the LOCAL port OVS always has.
-                let mut ports: Vec<OfPort> = bridge.ports.iter().map(|p| OfPort { name: p.name.clone(), tag: p.tag }).collect();
-                ports.push(OfPort { name: bridge.name.clone(), tag: None });
+                let mut ports: Vec<OfPort> = bridge.ports.iter().map(|p| OfPort { name: p.name.as_str().into(), tag: p.tag }).collect();
+                ports.push(OfPort { name: bridge.name.as_str().into(), tag: None });
                 let template = OfBridge::from_shared(&bridge.name, ports, &bridge.flows);
 
                 let mut rng = Rng::seeded(&format!("{}/{}/{}", profile.name(), host.host, bridge.name));

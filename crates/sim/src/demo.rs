@@ -68,7 +68,7 @@ impl Outcome {
     /// The outcome of a verdict.
     pub fn of(v: &Verdict) -> Outcome {
         match v {
-            Verdict::Delivered { to } => Outcome::Delivered { to: to.clone() },
+            Verdict::Delivered { to } => Outcome::Delivered { to: to.to_string() },
             Verdict::Dropped(d) => Outcome::Dropped { reason: d.to_string() },
         }
     }
@@ -99,8 +99,8 @@ pub fn summarise(topo: &Topology, p: &PathSpec, t: &Trace) -> Summary {
         }
     };
     for h in &path {
-        if h.host != "fabric" && hosts.last() != Some(&h.host) {
-            add(&mut hosts, h.host.clone());
+        if h.host != "fabric" && hosts.last().map(String::as_str) != Some(h.host.as_str()) {
+            add(&mut hosts, h.host.to_string());
         }
         match (&h.step, h.kind) {
             (Step::Wire { network, vlan, .. }, _) => {

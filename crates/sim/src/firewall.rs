@@ -108,8 +108,8 @@ fn direction(hops: &[Hop], dir: &'static str) -> Vec<FirewallStep> {
             Step::Table { table, table_name, flow } if is_fw(*table) => {
                 let mk = |decision, table: u8, table_name, flow: &dvr_openflow::Flow| FirewallStep {
                     direction: dir,
-                    host: h.host.clone(),
-                    where_: h.where_.clone(),
+                    host: h.host.to_string(),
+                    where_: h.where_.to_string(),
                     table,
                     table_name,
                     decision,

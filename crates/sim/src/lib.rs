@@ -8,10 +8,12 @@
 //! Sans I/O: the world is a value; tracing mutates only it.
 #![forbid(unsafe_code)]
 
+pub mod allpairs;
 pub mod conntrack;
 pub mod demo;
 pub mod firewall;
 pub mod import;
+pub mod name;
 pub mod netfilter;
 pub mod ofp;
 pub mod packet;
@@ -22,6 +24,7 @@ pub mod trace;
 pub mod verify;
 pub mod world;
 
+pub use name::Name;
 pub use packet::{Encap, L4};
 pub use trace::{
     Change, Disposition, DropReason, Dropped, Fate, Hop, HopKind, Lineage, NoSink, Place, Recorder, Sink, Step, Trace, TraceError,

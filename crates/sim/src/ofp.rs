@@ -14,6 +14,7 @@
 //! LLDP, pause, CDP …: OVS `eth_addr_is_reserved`, `forward_bpdu` off).
 
 use crate::conntrack::OvsConntrack;
+use crate::name::Name;
 use crate::packet::{Frame, L4, Payload};
 use dvr_model::MacAddr;
 use dvr_openflow::{Action, CtZoneSrc, Field, Flow, Match, Proto, Subfield, VlanMatch};
@@ -28,7 +29,7 @@ pub const MAX_RESUBMIT_DEPTH: u32 = 64;
 #[derive(Debug, Clone)]
 pub struct OfPort {
     /// Port name (flows refer to ports by name).
-    pub name: String,
+    pub name: Name,
     /// Access VLAN; `None` = trunk.
     pub tag: Option<u16>,
 }
@@ -279,7 +280,7 @@ impl Table {
 #[derive(Debug, Clone)]
 pub struct OfBridge {
     /// Bridge name.
-    pub name: String,
+    pub name: Name,
     /// Ports; the index is our port number.
     pub ports: Vec<OfPort>,
     /// Per table, flows by descending priority with their `in_port` resolved
@@ -448,7 +449,7 @@ impl OfBridge {
             by_table.entry(f.table.0).or_default().push((f.clone(), ix));
         }
         let tables = by_table.into_iter().map(|(t, e)| (t, Table::new(e))).collect();
-        OfBridge { name: name.to_string(), ports, tables, mac_table: FxMap::default(), kind: None, ct: OvsConntrack::default() }
+        OfBridge { name: name.into(), ports, tables, mac_table: FxMap::default(), kind: None, ct: OvsConntrack::default() }
     }
 
     /// Port index by name.
@@ -601,7 +602,7 @@ impl OfBridge {
         let vlan = match (inp.tag, x.frame.vlan) {
             (Some(tag), None | Some(0)) => tag,
             (Some(_), Some(v)) => {
-                x.push(OfStep::Event(OvsEvent::TaggedOnAccessPort { vlan: v, port: inp.name.clone() }));
+                x.push(OfStep::Event(OvsEvent::TaggedOnAccessPort { vlan: v, port: inp.name.to_string() }));
                 return;
             }
             (None, v) => v.unwrap_or(0),
@@ -796,7 +797,7 @@ mod tests {
         let mut br = OfBridge::new("br", ports(), &flows);
         let r = br.process(0, icmp(mac(1), mac(2), None));
         let outs: Vec<_> = r.outputs.iter().map(|(p, f)| (br.ports[*p].name.clone(), f.vlan)).collect();
-        assert_eq!(outs, [("b".to_string(), None), ("trunk".to_string(), Some(1))], "flood in VLAN 1 only; tag on trunk");
+        assert_eq!(outs, [(Name::from("b"), None), (Name::from("trunk"), Some(1))], "flood in VLAN 1 only; tag on trunk");
         let r = br.process(3, icmp(mac(2), mac(1), Some(1)));
         assert_eq!(r.outputs.len(), 1);
         assert_eq!((r.outputs[0].0, r.outputs[0].1.vlan), (0, None), "learned, untagged to access port");

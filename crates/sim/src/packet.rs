@@ -138,20 +138,22 @@ impl fmt::Display for Frame {
 }
 
 /// The packet fields a trace hop reports (the contract's `packet` object).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Typed and `Copy`: a hop records it without formatting anything; the
+/// addresses serialise as the same strings (`fa:16:3e:…`, `192.168.1.10`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PacketView {
     /// Ethernet source.
-    pub eth_src: String,
+    pub eth_src: MacAddr,
     /// Ethernet destination.
-    pub eth_dst: String,
+    pub eth_dst: MacAddr,
     /// VLAN id or null.
     pub vlan: Option<u16>,
     /// IPv4 source (ARP: sender address).
-    pub ip_src: String,
+    pub ip_src: Ipv4Addr,
     /// IPv4 destination (ARP: target address).
-    pub ip_dst: String,
+    pub ip_dst: Ipv4Addr,
     /// `arp`, `icmp`, `tcp` or `udp`.
-    pub proto: String,
+    pub proto: &'static str,
     /// The outer headers while the frame crosses the underlay inside a
     /// VXLAN tunnel (the fields above are then the inner frame's).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,21 +182,13 @@ impl fmt::Display for Encap {
 
 impl From<&Frame> for PacketView {
     fn from(f: &Frame) -> Self {
-        let (s, d) = f.ips();
+        let (ip_src, ip_dst) = f.ips();
         let proto = match f.payload {
             Payload::Arp { .. } => "arp",
             Payload::Ip { l4: L4::Icmp { .. }, .. } => "icmp",
             Payload::Ip { l4: L4::Tcp { .. }, .. } => "tcp",
             Payload::Ip { l4: L4::Udp { .. }, .. } => "udp",
         };
-        PacketView {
-            eth_src: f.src.to_string(),
-            eth_dst: f.dst.to_string(),
-            vlan: f.vlan,
-            ip_src: s.to_string(),
-            ip_dst: d.to_string(),
-            proto: proto.into(),
-            tunnel: None,
-        }
+        PacketView { eth_src: f.src, eth_dst: f.dst, vlan: f.vlan, ip_src, ip_dst, proto, tunnel: None }
     }
 }

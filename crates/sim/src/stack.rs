@@ -16,6 +16,7 @@
 //! link's broadcast/multicast MAC, never to a gateway, and are never forwarded;
 //! arriving from a network, `0.0.0.0` and `127/8` are martians and dropped.
 
+use crate::name::Name;
 use crate::netfilter::{Conntrack, Hook, NatStep, RuleCtx, Skb, Tuple, mangle};
 use crate::packet::{ARP_REPLY, ARP_REQUEST, Frame, L4, Payload};
 use dvr_model::MacAddr;
@@ -23,12 +24,13 @@ use dvr_plan::{IptTable, Route, Rule, RuleSelector, TableRef};
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// One device of a stack.
 #[derive(Debug, Clone)]
 pub struct Dev {
     /// Name.
-    pub name: String,
+    pub name: Name,
     /// MAC.
     pub mac: MacAddr,
     /// Addresses with prefix.
@@ -329,9 +331,9 @@ pub struct Stack {
     /// Devices.
     pub devs: Vec<Dev>,
     /// Routes of all tables.
-    pub routes: Vec<Route>,
+    pub routes: Vec<Arc<Route>>,
     /// Policy rules beyond the kernel's defaults.
-    pub rules: Vec<Rule>,
+    pub rules: Vec<Arc<Rule>>,
     /// Neighbours per (device, address).
     pub neigh: BTreeMap<(usize, Ipv4Addr), Neigh>,
     /// `net.ipv4.ip_forward`.
@@ -506,8 +508,8 @@ impl Stack {
     #[allow(clippy::too_many_arguments)]
     fn nat(&mut self, hook: Hook, p: &mut IpPkt, in_dev: Option<usize>, out_dev: Option<usize>, skb: &mut Skb, res: &mut StackResult) {
         let mut t = p.tuple();
-        let names = (in_dev.map(|d| self.devs[d].name.clone()), out_dev.map(|d| self.devs[d].name.clone()));
-        let cx = RuleCtx { in_dev: names.0.as_deref(), out_dev: names.1.as_deref(), mark: skb.mark };
+        let names = (in_dev.map(|d| self.devs[d].name.as_str()), out_dev.map(|d| self.devs[d].name.as_str()));
+        let cx = RuleCtx { in_dev: names.0, out_dev: names.1, mark: skb.mark };
         if matches!(hook, Hook::Prerouting | Hook::Output)
             && let Some(m) = &self.mangle
         {
@@ -519,8 +521,8 @@ impl Stack {
         }
         let cx = RuleCtx { mark: skb.mark, ..cx };
         let local = in_dev.and_then(|d| self.devs[d].addrs.first().map(|a| a.addr()));
-        let nat = self.nat.clone();
-        let steps = self.ct.process(nat.as_ref(), hook, &mut t, &cx, local, &mut skb.ct);
+        // The table is borrowed, not cloned: this runs at every hook of every packet.
+        let steps = self.ct.process(self.nat.as_ref(), hook, &mut t, &cx, local, &mut skb.ct);
         p.set_tuple(&t);
         let after = *p;
         res.steps.extend(steps.into_iter().map(|s| StackStep::Nat(s, after)));
@@ -661,7 +663,7 @@ impl Stack {
     }
 
     /// Next hops still waiting for ARP, for the end-of-trace verdict.
-    pub fn unresolved(&self) -> Vec<(String, Ipv4Addr)> {
+    pub fn unresolved(&self) -> Vec<(Name, Ipv4Addr)> {
         self.pending.keys().map(|(d, ip)| (self.devs[*d].name.clone(), *ip)).collect()
     }
 }

@@ -3,6 +3,7 @@
 //! Renderers (text, minimal, JSON, the pictures of `dvr draw` and the HTML
 //! report) pattern-match on these; nothing reads trace text back.
 
+use crate::name::Name;
 use crate::netfilter::Hook;
 use crate::ofp::OvsEvent;
 use crate::packet::{Encap, Frame, PacketView};
@@ -11,6 +12,7 @@ use dvr_model::MacAddr;
 use dvr_openflow::Flow;
 use dvr_plan::{Route, Rule, RuleSelector, TableRef};
 use serde::{Serialize, Serializer};
+use smallvec::SmallVec;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -36,12 +38,12 @@ pub enum NormalDecision {
     /// The destination was learned on this port.
     Learned {
         /// Output port.
-        port: String,
+        port: Name,
     },
     /// The destination is unknown: flooded to these ports of the VLAN.
     Flood {
         /// Output ports.
-        ports: Vec<String>,
+        ports: Vec<Name>,
     },
     /// No other port carries the VLAN: dropped.
     NoPort,
@@ -54,7 +56,7 @@ pub enum ArpDecline {
     /// The address is on another device and `arp_ignore=1`.
     OnOtherDevice {
         /// The device that owns the address.
-        dev: String,
+        dev: Name,
     },
     /// Proxy ARP is on but the route does not leave by another device.
     NoProxyRoute,
@@ -132,27 +134,27 @@ pub enum Step {
     /// The frame crossed a patch port into another bridge of the same host.
     Patch {
         /// Port it left by.
-        port: String,
+        port: Name,
         /// Bridge it entered.
-        to_bridge: String,
+        to_bridge: Name,
         /// Port it entered by.
-        to_port: String,
+        to_port: Name,
     },
     /// Output to a port with nothing attached: the copy ends.
     Unattached {
         /// The port.
-        port: String,
+        port: Name,
     },
     /// The frame crossed a physical network.
     Wire {
         /// Physical network.
-        network: String,
+        network: Name,
         /// Its VLAN on the wire, if tagged.
         vlan: Option<u16>,
         /// The NIC or machine it came from.
-        from: String,
+        from: Name,
         /// Where the switch sent it.
-        to: Vec<String>,
+        to: Vec<Name>,
         /// Whether the destination was learned (else flooded).
         learned: bool,
     },
@@ -171,7 +173,7 @@ pub enum Step {
     /// An ARP reply taught a stack a neighbour.
     ArpLearned {
         /// Device.
-        dev: String,
+        dev: Name,
         /// Sender address.
         ip: Ipv4Addr,
         /// Sender MAC.
@@ -180,23 +182,23 @@ pub enum Step {
     /// An ARP request for a local address was answered.
     ArpAnswered {
         /// Device.
-        dev: String,
+        dev: Name,
         /// The address asked for.
         ip: Ipv4Addr,
     },
     /// Proxy ARP answered with the device's own MAC.
     ProxyArp {
         /// Device the request came in on.
-        dev: String,
+        dev: Name,
         /// The address asked for.
         ip: Ipv4Addr,
         /// The device the route to it leaves by.
-        out: String,
+        out: Name,
     },
     /// An ARP request was not answered.
     ArpIgnored {
         /// Device.
-        dev: String,
+        dev: Name,
         /// The address asked for.
         ip: Ipv4Addr,
         /// Why not.
@@ -205,7 +207,7 @@ pub enum Step {
     /// A frame for another MAC (a flooded copy) was ignored.
     NotOurMac {
         /// Device.
-        dev: String,
+        dev: Name,
         /// The frame's destination.
         dst: MacAddr,
         /// The device's MAC.
@@ -213,17 +215,18 @@ pub enum Step {
     },
     /// Policy routing chose a rule, a table and a route.
     Route {
-        /// The rule; `None` for the default `32766 from all lookup main`.
-        rule: Option<Rule>,
+        /// The rule; `None` for the default `32766 from all lookup main`
+        /// (shared with the namespace: recording it copies nothing).
+        rule: Option<Arc<Rule>>,
         /// The table looked up.
         table: TableRef,
-        /// The route found.
-        route: Route,
+        /// The route found (shared with the namespace).
+        route: Arc<Route>,
     },
     /// The next hop's MAC is known: the packet goes out.
     Neighbour {
         /// Output device.
-        dev: String,
+        dev: Name,
         /// Next hop.
         nexthop: Ipv4Addr,
         /// Its MAC.
@@ -234,7 +237,7 @@ pub enum Step {
     /// No neighbour entry: ARP request sent, the packet waits.
     ArpRequest {
         /// Output device.
-        dev: String,
+        dev: Name,
         /// Next hop.
         nexthop: Ipv4Addr,
     },
@@ -264,7 +267,7 @@ pub enum Step {
     /// A stack sent a frame on a device.
     Transmit {
         /// Device.
-        dev: String,
+        dev: Name,
         /// The frame.
         #[serde(serialize_with = "ser_frame")]
         frame: Frame,
@@ -272,7 +275,7 @@ pub enum Step {
     /// The packet reached a local address of this stack.
     Deliver {
         /// Who received it (the contract's `delivered_to`).
-        endpoint: String,
+        endpoint: Name,
         /// The packet as delivered (after NAT).
         packet: IpPkt,
     },
@@ -289,7 +292,7 @@ pub enum Step {
     /// A multicast group the namespace has not joined: ignored.
     GroupNotJoined {
         /// Device it arrived on.
-        dev: String,
+        dev: Name,
         /// The group.
         group: Ipv4Addr,
     },
@@ -316,14 +319,14 @@ pub enum SpecialStep {
     /// broadcast/group MAC, not to a gateway.
     SentOnLink {
         /// Output device.
-        dev: String,
+        dev: Name,
         /// The frame's destination MAC.
         mac: MacAddr,
     },
     /// Received broadcast or all-hosts multicast: delivered here, never forwarded.
     ReceivedNotForwarded {
         /// Device it arrived on.
-        dev: String,
+        dev: Name,
         /// Whether `ip_forward` is on (it still does not forward).
         forwarding: bool,
     },
@@ -362,7 +365,7 @@ fn miss_line(table: u8, name: &Option<&'static str>, fatal: bool) -> String {
 }
 
 /// `ip rule` as `ip rule show` prints it (the default main rule for `None`).
-pub fn rule_line(rule: &Option<Rule>) -> String {
+pub fn rule_line(rule: &Option<Arc<Rule>>) -> String {
     match rule {
         None => "32766 from all lookup main".to_string(),
         Some(r) => {
@@ -523,7 +526,7 @@ pub enum DropReason {
     /// A VLAN-tagged frame on a device without a VLAN sub-device.
     Tagged {
         /// Device.
-        dev: String,
+        dev: Name,
     },
     /// No route to the destination.
     NoRoute {
@@ -540,21 +543,21 @@ pub enum DropReason {
         /// Source of the packet.
         src: Ipv4Addr,
         /// Device it arrived on.
-        dev: String,
+        dev: Name,
     },
     /// `0.0.0.0` or `127.0.0.0/8` arriving from a network: a martian.
     Martian {
         /// Destination.
         dst: Ipv4Addr,
         /// Device it arrived on.
-        dev: String,
+        dev: Name,
     },
     /// The next hop never answered ARP: the packet was never sent.
     NeighbourUnreachable {
         /// Next hop.
         ip: Ipv4Addr,
         /// Device the ARP went out of.
-        dev: String,
+        dev: Name,
         /// What became of the ARP exchange.
         cause: ArpFailure,
     },
@@ -623,12 +626,12 @@ impl fmt::Display for DropReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Place {
     /// Host (`fabric`, `external`).
-    pub host: String,
+    pub host: Name,
     /// Kind of place.
     pub kind: HopKind,
     /// Bridge, namespace, endpoint or network name.
     #[serde(rename = "where")]
-    pub where_: String,
+    pub where_: Name,
 }
 
 impl fmt::Display for Place {
@@ -665,7 +668,7 @@ pub enum Verdict {
     /// Reached its destination.
     Delivered {
         /// Who received it (the contract's `delivered_to`).
-        to: String,
+        to: Name,
     },
     /// Did not.
     Dropped(Dropped),
@@ -839,12 +842,12 @@ pub fn changes(a: &Frame, b: &Frame) -> Vec<Change> {
 
 /// A copy's lineage: `1`, `1.2`, `1.2.1` … (the copy tree of floods).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Lineage(pub Vec<u16>);
+pub struct Lineage(pub SmallVec<[u16; 4]>);
 
 impl Lineage {
     /// The first copy of a phase.
     pub fn root() -> Lineage {
-        Lineage(vec![1])
+        Lineage(smallvec::smallvec![1])
     }
     /// The `i`-th (0-based) of `n` copies made from this one (the same copy when `n == 1`).
     pub fn child(&self, i: usize, n: usize) -> Lineage {
@@ -882,11 +885,11 @@ impl Serialize for Lineage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hop {
     /// Host name; `fabric` for wires, `external` outside the cloud.
-    pub host: String,
+    pub host: Name,
     /// Kind.
     pub kind: HopKind,
     /// Bridge, namespace, endpoint or physical network.
-    pub where_: String,
+    pub where_: Name,
     /// What matched or was done.
     pub step: Step,
     /// The frame as it is when the hop is left.

@@ -54,7 +54,7 @@ impl Trace {
     pub fn copy_tree(&self) -> Vec<CopyNode<'_>> {
         fn insert<'a>(nodes: &mut Vec<CopyNode<'a>>, h: &'a Hop, depth: usize) {
             let want = &h.copy.0[..depth.min(h.copy.0.len())];
-            if let Some(n) = nodes.iter_mut().rev().find(|n| n.copy.0 == want) {
+            if let Some(n) = nodes.iter_mut().rev().find(|n| n.copy.0.as_slice() == want) {
                 if h.copy.0.len() == depth {
                     n.hops.push(h);
                 } else {
@@ -62,7 +62,7 @@ impl Trace {
                 }
                 return;
             }
-            let mut n = CopyNode { copy: Lineage(want.to_vec()), hops: vec![], children: vec![] };
+            let mut n = CopyNode { copy: Lineage(want.into()), hops: vec![], children: vec![] };
             if h.copy.0.len() == depth {
                 n.hops.push(h);
             } else {
@@ -281,11 +281,13 @@ struct Phase {
     delivered: Option<(usize, IpPkt, Option<IpPkt>)>,
     drops: Vec<DropRec>,
     looped: bool,
+    /// Flooded copies a large lazy twin passed over: (wire, tag) → hosts.
+    passed_over: std::collections::BTreeMap<(usize, Option<u16>), usize>,
 }
 
 impl Phase {
     fn new() -> Phase {
-        Phase { delivered: None, drops: vec![], looped: false }
+        Phase { delivered: None, drops: vec![], looped: false, passed_over: Default::default() }
     }
 }
 
@@ -381,7 +383,11 @@ fn kernel_drop(w: &World, s: usize, k: &KernelDrop) -> DropReason {
 }
 
 fn of_step(w: &World, host: usize, bridge: usize, step: &OfStep) -> Step {
-    let br = &w.hosts[host].bridges[bridge];
+    bridge_step(&w.hosts[host].bridges[bridge], step)
+}
+
+/// A bridge's typed step with its port indices resolved to names.
+fn bridge_step(br: &crate::ofp::OfBridge, step: &OfStep) -> Step {
     match step {
         OfStep::Matched { table, flow } => Step::Table { table: *table, table_name: table_name(br.kind, *table), flow: flow.clone() },
         OfStep::Miss { table, fatal } => Step::Miss { table: *table, table_name: table_name(br.kind, *table), fatal: *fatal },
@@ -409,7 +415,10 @@ fn normal_decision(br: &crate::ofp::OfBridge, out: &[usize], learned: bool) -> N
 
 /// Why a bridge sent a frame nowhere, from its last step.
 fn bridge_drop(w: &World, host: usize, bridge: usize, last: Option<&OfStep>) -> DropReason {
-    let br = &w.hosts[host].bridges[bridge];
+    bridge_drop_in(&w.hosts[host].bridges[bridge], last)
+}
+
+fn bridge_drop_in(br: &crate::ofp::OfBridge, last: Option<&OfStep>) -> DropReason {
     match last {
         Some(OfStep::Matched { table, flow }) => DropReason::Flow { table: *table, flow: flow.clone() },
         Some(OfStep::Miss { table, fatal }) => {
@@ -584,6 +593,10 @@ impl<S: Sink> Runner<'_, S> {
                 );
                 let mut targets = Vec::new();
                 for p in outs {
+                    if known.is_none() && self.w.flood_passes_over(wire, p, frame.vlan) {
+                        *self.phase.passed_over.entry((wire, frame.vlan)).or_default() += 1;
+                        continue;
+                    }
                     let tag = self.w.wires[wire].ports[p].1;
                     let a = self.w.wire_attach(wire, p);
                     let mut out = frame;
@@ -759,7 +772,20 @@ fn finish(w: &World, p: Phase, hops: Vec<Hop>, target: Ipv4Addr) -> Trace {
     } else {
         Verdict::Dropped(Dropped { at: None, reason: DropReason::NotReceived { target } })
     };
-    Trace { verdict, hops, reply: None, notes: vec![] }
+    let notes = p
+        .passed_over
+        .iter()
+        .map(|(&(wire, vlan), n)| {
+            let tag = vlan.map_or("untagged frames".to_string(), |v| format!("VLAN {v}"));
+            format!(
+                "{n} hosts on {} carry no network with {tag}: their br-int drops the flooded copy at table 0, so the lazy twin \
+                 did not build them (more than {} hosts)",
+                w.wires[wire].name,
+                w.flood_limit()
+            )
+        })
+        .collect();
+    Trace { verdict, hops, reply: None, notes }
 }
 
 fn originate<S: Sink>(r: &mut Runner<S>, s: usize, pkt: IpPkt, want_reply_at: Option<usize>) {
@@ -887,7 +913,7 @@ fn run_trace<S: Sink>(w: &mut World, req: &TraceRequest, sink: S) -> Result<Trac
         *a = ipnet::Ipv4Net::new(ip, a.prefix_len()).expect("prefix");
         for r in &mut w.stacks[s].stack.routes {
             if r.src.is_some() {
-                r.src = Some(ip);
+                std::sync::Arc::make_mut(r).src = Some(ip);
             }
         }
     }
@@ -899,7 +925,7 @@ fn run_trace<S: Sink>(w: &mut World, req: &TraceRequest, sink: S) -> Result<Trac
     let answer = phase.delivered.and_then(|(ds, _, a)| a.map(|a| (ds, a)));
     let hops = r.sink.take();
     let mut request = finish(r.w, phase, hops, req.to);
-    request.notes = spoof_notes(req);
+    request.notes.splice(0..0, spoof_notes(req));
     if let Some((ds, a)) = answer {
         originate(&mut r, ds, a, Some(s));
         let phase = std::mem::replace(&mut r.phase, Phase::new());
@@ -907,6 +933,63 @@ fn run_trace<S: Sink>(w: &mut World, req: &TraceRequest, sink: S) -> Result<Trac
         request.reply = Some(Box::new(finish(r.w, phase, hops, a.dst)));
     }
     Ok(request)
+}
+
+/// One frame through one bridge, explained: what `ovs-appctl ofproto/trace`
+/// answers, from the twin's OpenFlow engine. `dvr bench` times it against
+/// the real `ofproto/trace` on the same flows and packet, so both sides do
+/// the same work: match every table, then write the explanation as text.
+#[derive(Debug, Clone)]
+pub struct BridgeTrace {
+    /// The steps (tables matched or missed, NORMAL, skipped actions).
+    pub steps: Vec<Step>,
+    /// Where copies left the bridge: (port, frame as sent).
+    pub outputs: Vec<(crate::Name, Frame)>,
+    /// The explanation, one line per step, then one per output (or the drop).
+    pub text: String,
+}
+
+impl BridgeTrace {
+    /// The (table, priority) of each flow that matched, in order: the part
+    /// of an `ofproto/trace` answer two implementations must agree on.
+    pub fn matched(&self) -> Vec<(u8, u16)> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Table { table, flow, .. } => Some((*table, flow.priority)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Run `frame`, received on port `in_port`, through bridge `br` of `host`
+/// and explain it ([`BridgeTrace`]). The bridge learns, as on a real switch.
+pub fn trace_bridge(host: &str, br: &mut crate::ofp::OfBridge, in_port: usize, frame: Frame) -> BridgeTrace {
+    use std::fmt::Write;
+    let res = br.process(in_port, frame);
+    let mut text = String::new();
+    let mut steps = Vec::with_capacity(res.steps.len());
+    for (i, st) in res.steps.iter().enumerate() {
+        let step = bridge_step(br, st);
+        let before = res.frames.get(i).copied().unwrap_or(frame);
+        let after = res.frame_after(i).unwrap_or(frame);
+        let _ = write!(text, "{host} {}: {step}", br.name);
+        let changed = changes(&before, &after);
+        for (k, c) in changed.iter().enumerate() {
+            let _ = write!(text, "{}{c}", if k == 0 { "   ⇒ " } else { ", " });
+        }
+        text.push('\n');
+        steps.push(step);
+    }
+    let outputs: Vec<(crate::Name, Frame)> = res.outputs.iter().map(|(p, f)| (br.ports[*p].name.clone(), *f)).collect();
+    for (port, f) in &outputs {
+        let _ = writeln!(text, "output to {port}: {f}");
+    }
+    if outputs.is_empty() {
+        let _ = writeln!(text, "dropped: {}", bridge_drop_in(br, res.steps.last()));
+    }
+    BridgeTrace { steps, outputs, text }
 }
 
 /// The hops that carried the delivered packet itself: the ancestors (by copy

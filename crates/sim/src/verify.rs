@@ -129,7 +129,7 @@ fn tunnelled(h: &crate::trace::Hop) -> bool {
 }
 
 fn sender_host(before: &[crate::trace::Hop], copy: &Lineage) -> String {
-    before.iter().rev().find(|x| x.kind == HopKind::Openflow && x.copy.is_ancestor_of(copy)).map(|x| x.host.clone()).unwrap_or_default()
+    before.iter().rev().find(|x| x.kind == HopKind::Openflow && x.copy.is_ancestor_of(copy)).map(|x| x.host.to_string()).unwrap_or_default()
 }
 
 /// What a failed trace points at: for a packet that died in a bridge on a
@@ -366,13 +366,9 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             }
             for (dir, tt) in [("request", Some(&t)), ("reply", t.reply.as_deref())] {
                 let Some(tt) = tt else { continue };
-                if let Some(i) = tt
-                    .hops
-                    .iter()
-                    .position(|h| h.kind == HopKind::Wire && h.packet.eth_src.parse().ok().is_some_and(|m| gw_macs.contains_key(&m)))
-                {
+                if let Some(i) = tt.hops.iter().position(|h| h.kind == HopKind::Wire && gw_macs.contains_key(&h.packet.eth_src)) {
                     let h = &tt.hops[i];
-                    let m: MacAddr = h.packet.eth_src.parse().expect("checked");
+                    let m = h.packet.eth_src;
                     let from_host = sender_host(&tt.hops[..i], &h.copy);
                     wire_v.push(Violation {
                         what: format!(
@@ -496,8 +492,7 @@ pub fn verify(plan: &Plan, endpoints: &[Endpoint], opts: &Options) -> Report {
             w.stacks[s].stack.neigh.retain(|(_, ip), _| *ip != gw);
         }
         let Ok(t) = trace(&mut w, &req_l4(&a.name, gw, L4::Icmp { reply: false, id: 7 })) else { continue };
-        if let Some(i) = t.hops.iter().position(|h| h.kind == HopKind::Wire && h.packet.proto == "arp" && h.packet.ip_dst == gw.to_string())
-        {
+        if let Some(i) = t.hops.iter().position(|h| h.kind == HopKind::Wire && h.packet.proto == "arp" && h.packet.ip_dst == gw) {
             let h = &t.hops[i];
             let leak_host = sender_host(&t.hops[..i], &h.copy);
             // Is there a drop flow for it somewhere that no packet reaches (Neutron's Q1)?

@@ -3,6 +3,7 @@
 //! and external machines as endpoints, and one learning switch per physical
 //! network joining the hosts' NICs — like the Linux bridge of the lab.
 
+use crate::name::Name;
 use crate::ofp::{OfBridge, OfPort};
 use crate::stack::{Dev, Neigh, Stack};
 use dvr_model::{HostIx, MacAddr, Topology};
@@ -63,7 +64,7 @@ pub enum Attach {
 #[derive(Debug, Clone)]
 pub struct HostDp {
     /// Host name.
-    pub name: String,
+    pub name: Name,
     /// Bridges.
     pub bridges: Vec<OfBridge>,
     /// For each bridge, where each port leads.
@@ -87,11 +88,11 @@ pub enum StackKind {
 #[derive(Debug, Clone)]
 pub struct StackNode {
     /// Name used as the hop's `where` (namespace or endpoint name).
-    pub name: String,
+    pub name: Name,
     /// Host it lives on (`external` outside the cloud).
-    pub host: String,
+    pub host: Name,
     /// The `delivered_to` label.
-    pub label: String,
+    pub label: Name,
     /// Kind.
     pub kind: StackKind,
     /// The stack.
@@ -110,10 +111,10 @@ pub struct StackNode {
 #[derive(Debug, Clone)]
 pub struct Wire {
     /// Physical network name.
-    pub name: String,
+    pub name: Name,
     /// Ports: where each leads and, for endpoints on a VLAN segment, the tag
     /// their frames carry on the wire.
-    pub ports: Vec<(Attach, Option<u16>, String)>,
+    pub ports: Vec<(Attach, Option<u16>, Name)>,
     /// Learned MAC → port.
     pub mac_table: rustc_hash::FxHashMap<MacAddr, usize>,
 }
@@ -181,6 +182,9 @@ pub struct World {
     /// A lazy twin had a contained warm-up: hosts built later replay their
     /// own endpoints' boot broadcasts.
     warm_contained: bool,
+    /// Beyond this many hosts floods pass over unbuilt hosts that do not
+    /// carry the frame's tag ([`LAZY_FLOOD_HOSTS`] unless set).
+    flood_limit: usize,
 }
 
 /// What a lazy [`World`] plans hosts from.
@@ -190,7 +194,21 @@ struct Lazy {
     cache: Mutex<FlowCache>,
     /// Topology index of each host slot (the dataplane hosts, in order).
     slots: Vec<HostIx>,
+    /// Per host slot, the (wire, tag on the wire) of every network it
+    /// carries: a flooded frame with any other tag dies at its br-int table 0.
+    carries: Vec<rustc_hash::FxHashSet<(usize, Option<u16>)>>,
 }
+
+/// Beyond this many hosts a lazy twin does not build a host only to drop a
+/// flooded frame there: a broadcast on a physical network reaches every
+/// host's NIC, and on a 10,000-host cloud building them all (each with a
+/// DVR-MAC flow per other host) needs more memory than a machine has. A host
+/// whose networks all have other tags on that wire drops the copy at br-int
+/// table 0 (no VLAN translation for it), with no effect but its br-vlan
+/// learning the sender; the trace says how many hosts were passed over
+/// ([`crate::Trace::notes`]). Up to this size a flood builds them, and lazy
+/// traces equal the fully built twin's exactly.
+pub const LAZY_FLOOD_HOSTS: usize = 1_000;
 
 impl std::fmt::Debug for Lazy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,7 +242,7 @@ impl World {
         // Bridges and namespaces of every dataplane host.
         let plan_hosts: Vec<&dvr_plan::HostPlan> = plan.hosts.iter().filter(|h| !h.bridges.is_empty()).collect();
         for hp in &plan_hosts {
-            w.hosts.push(HostDp { name: hp.host.clone(), bridges: vec![], attach: vec![] });
+            w.hosts.push(HostDp { name: hp.host.as_str().into(), bridges: vec![], attach: vec![] });
         }
         for (h, hp) in plan_hosts.iter().enumerate() {
             w.add_host_nodes(h, hp);
@@ -249,7 +267,7 @@ impl World {
         let mut w = World::empty();
         let slots: Vec<HostIx> = topo.hosts_ix().filter(|(_, h)| h.has_dataplane()).map(|(i, _)| i).collect();
         for &ix in &slots {
-            w.hosts.push(HostDp { name: topo.host(ix).name.clone(), bridges: vec![], attach: vec![] });
+            w.hosts.push(HostDp { name: topo.host(ix).name.as_str().into(), bridges: vec![], attach: vec![] });
         }
         let eps = endpoints_from_topology(&topo);
         w.add_endpoints(&eps);
@@ -264,7 +282,7 @@ impl World {
             for m in &host.bridge_mappings {
                 let wi = w.wire(&m.physnet);
                 let wp = w.wires[wi].ports.len();
-                w.wires[wi].ports.push((Attach::Pending { host: h }, None, format!("{}:{}", host.name, m.nic)));
+                w.wires[wi].ports.push((Attach::Pending { host: h }, None, format!("{}:{}", host.name, m.nic).into()));
                 nics.push((wi, wp));
             }
             w.nic_ports.push(nics);
@@ -276,7 +294,24 @@ impl World {
                 w.stacks[s].attach[0] = Attach::Pending { host: h };
             }
         }
-        w.lazy = Some(Arc::new(Lazy { topo, profile, cache: Mutex::new(FlowCache::default()), slots }));
+        let carries = slots
+            .iter()
+            .map(|&ix| {
+                let mut set = rustc_hash::FxHashSet::default();
+                for &(n, _) in &topo.host(ix).local_vlans {
+                    let seg = &topo.network(n).segment;
+                    let tag = match seg {
+                        dvr_model::Segment::Vlan { vlan, .. } => Some(vlan.get()),
+                        _ => None,
+                    };
+                    if let Some(&wi) = seg.physnet().and_then(|p| w.wire_of.get(p)) {
+                        set.insert((wi, tag));
+                    }
+                }
+                set
+            })
+            .collect();
+        w.lazy = Some(Arc::new(Lazy { topo, profile, cache: Mutex::new(FlowCache::default()), slots, carries }));
         w
     }
 
@@ -293,6 +328,7 @@ impl World {
             lazy: None,
             nic_ports: vec![],
             warm_contained: false,
+            flood_limit: LAZY_FLOOD_HOSTS,
         }
     }
 
@@ -300,7 +336,7 @@ impl World {
         if let Some(&i) = self.wire_of.get(physnet) {
             return i;
         }
-        self.wires.push(Wire { name: physnet.to_string(), ports: vec![], mac_table: Default::default() });
+        self.wires.push(Wire { name: physnet.into(), ports: vec![], mac_table: Default::default() });
         self.wire_of.insert(physnet.to_string(), self.wires.len() - 1);
         self.wires.len() - 1
     }
@@ -345,6 +381,28 @@ impl World {
             self.materialize(host);
         }
         self.stacks[s].attach[dev]
+    }
+
+    /// Whether a flooded copy tagged `vlan` on wire `wi` may pass over port
+    /// `p` without building its host: the twin is lazy and beyond
+    /// [`LAZY_FLOOD_HOSTS`], the host is not built, and it carries no network
+    /// with that tag on that wire.
+    pub(crate) fn flood_passes_over(&self, wi: usize, p: usize, vlan: Option<u16>) -> bool {
+        let Attach::Pending { host } = self.wires[wi].ports[p].0 else { return false };
+        let Some(lazy) = &self.lazy else { return false };
+        self.hosts.len() > self.flood_limit && !lazy.carries[host].contains(&(wi, vlan))
+    }
+
+    /// Set the size beyond which a lazy twin's floods pass over hosts that
+    /// do not carry the frame's tag ([`LAZY_FLOOD_HOSTS`] by default): tests
+    /// show the behaviour on small deployments with it.
+    pub fn set_flood_limit(&mut self, hosts: usize) {
+        self.flood_limit = hosts;
+    }
+
+    /// The size beyond which floods pass over hosts ([`World::set_flood_limit`]).
+    pub fn flood_limit(&self) -> usize {
+        self.flood_limit
     }
 
     /// Where port `p` of wire `wi` leads, building its host first if needed.
@@ -395,28 +453,31 @@ impl World {
             .bridges
             .iter()
             .map(|b| {
-                let mut ob =
-                    OfBridge::from_shared(&b.name, b.ports.iter().map(|p| OfPort { name: p.name.clone(), tag: p.tag }).collect(), &b.flows);
+                let mut ob = OfBridge::from_shared(
+                    &b.name,
+                    b.ports.iter().map(|p| OfPort { name: p.name.as_str().into(), tag: p.tag }).collect(),
+                    &b.flows,
+                );
                 ob.kind = Some(b.kind);
                 ob
             })
             .collect();
         let attach = hp.bridges.iter().map(|b| vec![Attach::None; b.ports.len()]).collect();
-        self.hosts[h] = HostDp { name: hp.host.clone(), bridges, attach };
+        self.hosts[h] = HostDp { name: hp.host.as_str().into(), bridges, attach };
         for (pos, ns) in hp.namespaces.iter().enumerate() {
             let devs = ns
                 .devices
                 .iter()
                 .map(|d| Dev {
-                    name: d.name.clone(),
+                    name: d.name.as_str().into(),
                     mac: d.mac,
                     addrs: d.addrs.clone(),
                     proxy_arp: sysctl(ns, &format!("net.ipv4.conf.{}.proxy_arp", d.name)).as_deref() == Some("1"),
                 })
                 .collect();
             let mut st = Stack::new(devs);
-            st.routes = ns.routes.clone();
-            st.rules = ns.rules.clone();
+            st.routes = ns.routes.iter().cloned().map(Arc::new).collect();
+            st.rules = ns.rules.iter().cloned().map(Arc::new).collect();
             st.forward = sysctl(ns, "net.ipv4.ip_forward").as_deref() == Some("1");
             st.arp_ignore = sysctl(ns, "net.ipv4.conf.all.arp_ignore").and_then(|v| v.parse().ok()).unwrap_or(0);
             st.rp_filter = sysctl(ns, "net.ipv4.conf.all.rp_filter").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -440,9 +501,9 @@ impl World {
             self.ns_index.insert((hp.host.clone(), ns.name.clone()), self.stacks.len());
             let n = ns.devices.len();
             self.stacks.push(StackNode {
-                name: ns.name.clone(),
-                host: hp.host.clone(),
-                label,
+                name: ns.name.as_str().into(),
+                host: self.hosts[h].name.clone(),
+                label: label.into(),
                 kind: StackKind::Namespace(ns.kind),
                 stack: st,
                 attach: vec![Attach::None; n],
@@ -455,19 +516,19 @@ impl World {
         for (pos, e) in endpoints.iter().enumerate() {
             let mut st = endpoint_stack(e.mac, e.addr.addr(), e.addr.trunc());
             if let Some(g) = e.gateway {
-                st.routes.push(route(Ipv4Net::default(), Some(g), e.addr.addr()));
+                st.routes.push(Arc::new(route(Ipv4Net::default(), Some(g), e.addr.addr())));
             }
             for (dst, via) in &e.routes {
-                st.routes.push(route(*dst, Some(*via), e.addr.addr()));
+                st.routes.push(Arc::new(route(*dst, Some(*via), e.addr.addr())));
             }
             let order = (usize::MAX, pos);
             match &e.at {
                 EndpointAt::Instance => {
                     self.vm_index.insert(e.name.clone(), self.stacks.len());
                     self.stacks.push(StackNode {
-                        name: e.name.clone(),
-                        host: e.host.clone(),
-                        label: e.name.clone(),
+                        name: e.name.as_str().into(),
+                        host: e.host.as_str().into(),
+                        label: e.name.as_str().into(),
                         kind: e.kind,
                         stack: st,
                         attach: vec![Attach::None],
@@ -478,21 +539,21 @@ impl World {
                     let wi = self.wire(physnet);
                     let s = self.stacks.len();
                     self.stacks.push(StackNode {
-                        name: e.name.clone(),
-                        host: e.host.clone(),
-                        label: e.name.clone(),
+                        name: e.name.as_str().into(),
+                        host: e.host.as_str().into(),
+                        label: e.name.as_str().into(),
                         kind: e.kind,
                         stack: st,
                         attach: vec![Attach::Wire { wire: wi, port: self.wires[wi].ports.len() }],
                         order,
                     });
-                    self.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, *vlan, e.name.clone()));
+                    self.wires[wi].ports.push((Attach::Stack { stack: s, dev: 0 }, *vlan, e.name.as_str().into()));
                 }
             }
         }
         for (i, s) in self.stacks.iter().enumerate() {
             if matches!(s.kind, StackKind::Instance | StackKind::ExternalHost) {
-                self.endpoints.insert(s.name.clone(), i);
+                self.endpoints.insert(s.name.to_string(), i);
             }
         }
     }
@@ -523,7 +584,7 @@ impl World {
                                 let physnet = br.physnet.clone().unwrap_or_default();
                                 let wi = self.wire(&physnet);
                                 let wp = self.wires[wi].ports.len();
-                                self.wires[wi].ports.push((here, None, format!("{}:{}", hp.host, port.name)));
+                                self.wires[wi].ports.push((here, None, format!("{}:{}", hp.host, port.name).into()));
                                 (wi, wp)
                             }
                         };
@@ -594,7 +655,7 @@ impl World {
 
     /// Names of all endpoints, for error messages.
     pub fn endpoint_names(&self) -> Vec<String> {
-        self.stacks.iter().filter(|s| matches!(s.kind, StackKind::Instance | StackKind::ExternalHost)).map(|s| s.name.clone()).collect()
+        self.stacks.iter().filter(|s| matches!(s.kind, StackKind::Instance | StackKind::ExternalHost)).map(|s| s.name.to_string()).collect()
     }
 
     /// Let `secs` seconds pass for Open vSwitch's connection trackers (time
@@ -616,7 +677,7 @@ fn endpoint_stack(mac: MacAddr, ip: Ipv4Addr, cidr: Ipv4Net) -> Stack {
         addrs: vec![Ipv4Net::new(ip, cidr.prefix_len()).expect("prefix")],
         proxy_arp: false,
     }]);
-    st.routes.push(route(cidr, None, ip));
+    st.routes.push(Arc::new(route(cidr, None, ip)));
     st
 }
 

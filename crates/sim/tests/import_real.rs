@@ -37,7 +37,7 @@ fn verdict(imp: &Imported, from: &str, to: &str) -> (String, String, Vec<String>
     warm_up(&mut w);
     let t = trace(&mut w, &TraceRequest { from, to, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None }).unwrap();
     let v = |t: &dvr_sim::Trace| match &t.verdict {
-        dvr_sim::Verdict::Delivered { to } => to.clone(),
+        dvr_sim::Verdict::Delivered { to } => to.to_string(),
         dvr_sim::Verdict::Dropped(d) => format!("dropped: {d}"),
     };
     let mut crossed: Vec<String> = vec![];

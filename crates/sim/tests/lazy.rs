@@ -145,3 +145,39 @@ fn one_trace_builds_only_the_hosts_it_reaches() {
         assert!(built.contains(&h.as_str()), "{h} carries the packet and must be built: {built:?}");
     }
 }
+
+/// Beyond the flood limit a broadcast builds only the hosts that carry its
+/// VLAN; the others would drop it at br-int table 0. The verdicts are the
+/// fully built twin's, and the trace says how many hosts were passed over.
+/// Control: under the limit the same broadcast builds every host on the
+/// physical network.
+#[test]
+fn beyond_the_flood_limit_a_broadcast_builds_only_hosts_carrying_its_vlan() {
+    let t = topo(&GenParams::scale(70).with_seed(3));
+    let from = t.instances[5].clone();
+    let to = t.instances.iter().find(|x| x.network == from.network && x.host != from.host).expect("a same-network peer").clone();
+    let carrying = t.hosts.iter().filter(|h| h.local_vlans.iter().any(|(n, _)| *n == from.network)).count();
+    let req =
+        TraceRequest { from: from.name, to: t.port(to.port).ip, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None };
+    let plan = dvr_plan::plan(&t, Profile::Walkthrough).unwrap();
+    let mut full = World::build(&t, &plan);
+    warm_up(&mut full);
+    let want = trace(&mut full, &req).unwrap();
+    assert!(want.round_trip(), "{:?}", want.verdict);
+    let t = Arc::new(t);
+
+    let mut limited = World::lazy(t.clone(), Profile::Walkthrough);
+    limited.set_flood_limit(10);
+    warm_up(&mut limited);
+    let got = trace(&mut limited, &req).unwrap();
+    assert_eq!(got.verdict, want.verdict);
+    assert_eq!(got.reply.as_ref().map(|r| &r.verdict), want.reply.as_ref().map(|r| &r.verdict));
+    assert!(got.notes.iter().any(|n| n.contains("carry no network with VLAN")), "{:?}", got.notes);
+    assert!(limited.built_hosts() <= carrying, "built {} hosts, {carrying} carry the network", limited.built_hosts());
+
+    let mut unlimited = World::lazy(t, Profile::Walkthrough);
+    warm_up(&mut unlimited);
+    let all = trace(&mut unlimited, &req).unwrap();
+    assert!(all.notes.is_empty(), "{:?}", all.notes);
+    assert!(unlimited.built_hosts() > carrying, "the flood builds every host on the wire: {}", unlimited.built_hosts());
+}

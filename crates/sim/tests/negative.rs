@@ -92,7 +92,7 @@ fn spoofed_source_ip_with_cached_neighbour_passes_24_25_and_loses_only_replies()
     let t = run_cached("vm1", "192.168.1.10", Some("192.168.1.99"), None);
     assert_eq!(t.verdict.delivered_to(), Some("vm2"), "{:?}", t.verdict.drop_reason());
     let request = dvr_sim::delivery_path(&t);
-    assert!(request.iter().all(|h| h.packet.ip_src == "192.168.1.99"), "sent from the spoofed address");
+    assert!(request.iter().all(|h| h.packet.ip_src.to_string() == "192.168.1.99"), "sent from the spoofed address");
     assert!(
         request.iter().any(|h| h.where_ == "br-int" && matches!(&h.step, Step::Table { table: 25, flow, .. } if flow.priority == 2)),
         "passed table 25"

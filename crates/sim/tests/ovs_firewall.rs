@@ -72,7 +72,7 @@ table=94, priority=10,reg5=0x3 actions=output:c
 }
 
 fn bridge(with_ssh: bool) -> OfBridge {
-    let ports = ["a", "b", "c"].iter().map(|n| OfPort { name: n.to_string(), tag: None }).collect();
+    let ports = ["a", "b", "c"].iter().map(|n| OfPort { name: (*n).into(), tag: None }).collect();
     OfBridge::new("br-int", ports, &flows(with_ssh))
 }
 
@@ -94,7 +94,7 @@ fn tcp(from: u8, to: u8, sport: u16, dport: u16) -> Frame {
 /// table a flow matched in.
 fn send(br: &mut OfBridge, from: u8, f: Frame) -> (Vec<String>, u8) {
     let r = br.process(from as usize - 1, f);
-    let outs = r.outputs.iter().map(|(p, _)| br.ports[*p].name.clone()).collect();
+    let outs = r.outputs.iter().map(|(p, _)| br.ports[*p].name.to_string()).collect();
     let last = r.steps.iter().rev().find_map(|s| if let OfStep::Matched { table, .. } = s { Some(*table) } else { None }).unwrap();
     (outs, last)
 }

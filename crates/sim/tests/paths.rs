@@ -502,7 +502,7 @@ fn different_networks_same_host_are_routed_by_the_local_qrouter() {
             at("compute1", "vm4", &["192.168.2.10 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[6].packet.eth_src, gw2, "{}", show(hops[6]));
+    assert_eq!(hops[6].packet.eth_src.to_string(), gw2, "{}", show(hops[6]));
     assert_eq!(passes(&req, "compute1", "br-int"), vec![vec![0, 25, 60], vec![0, 60]], "{}", dump(&req));
     no_wire("request", &req);
     only_on("request", &req, "compute1");
@@ -571,12 +571,12 @@ fn different_networks_different_hosts_carry_the_dvr_mac_on_the_wire() {
             at("compute2", "vm5", &["192.168.2.20 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[2].packet.eth_src, gw2, "the qrouter sends from the gateway MAC: {}", show(hops[2]));
+    assert_eq!(hops[2].packet.eth_src.to_string(), gw2, "the qrouter sends from the gateway MAC: {}", show(hops[2]));
     assert_eq!(hops[5].rewrite().as_deref(), Some(format!("src MAC {gw2}→{dvr1}").as_str()), "{}", show(hops[5]));
     assert_eq!(hops[6].rewrite().as_deref(), Some(format!("VLAN {lv2}→148").as_str()), "{}", show(hops[6]));
     assert_eq!(hops[7].packet.vlan, Some(148), "on the wire: {}", show(hops[7]));
-    assert_eq!(hops[7].packet.eth_src, dvr1, "on the wire: {}", show(hops[7]));
-    assert_eq!(hops[11].packet.eth_src, gw2, "back to the test2 gateway MAC: {}", show(hops[11]));
+    assert_eq!(hops[7].packet.eth_src.to_string(), dvr1, "on the wire: {}", show(hops[7]));
+    assert_eq!(hops[11].packet.eth_src.to_string(), gw2, "back to the test2 gateway MAC: {}", show(hops[11]));
     assert_eq!(hops[12].packet.vlan, None, "stripped: {}", show(hops[12]));
     assert_eq!(passes(&req, "compute1", "br-vlan"), vec![vec![0, 1, 2]], "{}", dump(&req));
     assert_eq!(passes(&req, "compute2", "br-vlan"), vec![vec![0, 3]], "{}", dump(&req));
@@ -603,8 +603,8 @@ fn different_networks_different_hosts_carry_the_dvr_mac_on_the_wire() {
         ],
     );
     assert_eq!(hops[4].packet.vlan, Some(196), "on the wire: {}", show(hops[4]));
-    assert_eq!(hops[4].packet.eth_src, dvr2, "on the wire: {}", show(hops[4]));
-    assert_eq!(hops[7].packet.eth_src, gw1, "{}", show(hops[7]));
+    assert_eq!(hops[4].packet.eth_src.to_string(), dvr2, "on the wire: {}", show(hops[4]));
+    assert_eq!(hops[7].packet.eth_src.to_string(), gw1, "{}", show(hops[7]));
     assert_eq!(passes(&back, "compute1", "br-int"), vec![vec![0, 2, 60]], "{}", dump(&back));
 }
 
@@ -660,13 +660,13 @@ fn snat_goes_through_the_snat_namespace_on_the_network_node() {
             at("external", "ext1", &["10.100.0.14 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[3].packet.ip_src, "192.168.1.10", "no NAT in the qrouter: {}", show(hops[3]));
-    assert_eq!(hops[4].packet.eth_dst, sg_mac, "to the sg- port: {}", show(hops[4]));
+    assert_eq!(hops[3].packet.ip_src.to_string(), "192.168.1.10", "no NAT in the qrouter: {}", show(hops[3]));
+    assert_eq!(hops[4].packet.eth_dst.to_string(), sg_mac, "to the sg- port: {}", show(hops[4]));
     assert_eq!(hops[7].packet.vlan, Some(196), "{}", show(hops[7]));
-    assert_eq!(hops[7].packet.eth_src, dvr1, "{}", show(hops[7]));
+    assert_eq!(hops[7].packet.eth_src.to_string(), dvr1, "{}", show(hops[7]));
     assert_eq!(hops[14].rewrite().as_deref(), Some(format!("src IP 192.168.1.10→{qg_ip}").as_str()), "{}", show(hops[14]));
     let last = req.last().expect("a delivering hop");
-    assert_eq!(last.packet.ip_src, qg_ip, "ext1 sees the router gateway address: {}", show(last));
+    assert_eq!(last.packet.ip_src.to_string(), qg_ip, "ext1 sees the router gateway address: {}", show(last));
     assert!(req.iter().any(|h| h.host == "network"), "the frame crosses to the network node");
 
     // Reply: conntrack undoes the SNAT in the snat namespace, back over VLAN 196.
@@ -687,11 +687,11 @@ fn snat_goes_through_the_snat_namespace_on_the_network_node() {
             at("compute1", "vm2", &["192.168.1.10 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[3].packet.ip_dst, "192.168.1.10", "{}", show(hops[3]));
+    assert_eq!(hops[3].packet.ip_dst.to_string(), "192.168.1.10", "{}", show(hops[3]));
     assert_eq!(hops[7].packet.vlan, Some(196), "{}", show(hops[7]));
     let last = back.last().expect("a delivering hop");
-    assert_eq!(last.packet.ip_src, "10.100.0.14", "{}", show(last));
-    assert_eq!(last.packet.ip_dst, "192.168.1.10", "{}", show(last));
+    assert_eq!(last.packet.ip_src.to_string(), "10.100.0.14", "{}", show(last));
+    assert_eq!(last.packet.ip_dst.to_string(), "192.168.1.10", "{}", show(last));
 }
 
 // ---------------------------------------------------------------------------
@@ -740,7 +740,7 @@ fn floating_ip_out_leaves_through_the_local_fip_namespace() {
     assert_eq!(hops[4].rewrite().as_deref(), Some("src IP 192.168.1.9→10.100.0.7"), "{}", show(hops[4]));
     assert_eq!(hops[10].packet.vlan, None, "extnet is flat: {}", show(hops[10]));
     let last = req.last().expect("a delivering hop");
-    assert_eq!(last.packet.ip_src, "10.100.0.7", "ext1 sees the floating IP: {}", show(last));
+    assert_eq!(last.packet.ip_src.to_string(), "10.100.0.7", "ext1 sees the floating IP: {}", show(last));
     // Never through the network node: not on the delivery path, and no
     // copy of the IP packet there at all (only ARP broadcasts reach it).
     let net: Vec<&Hop> = t.hops.iter().filter(|h| h.host == "network" && h.packet.proto != "arp").collect();
@@ -765,7 +765,7 @@ fn floating_ip_out_leaves_through_the_local_fip_namespace() {
             at("compute1", "vm1", &["192.168.1.9 is local: delivered"]),
         ],
     );
-    assert_eq!(hops[4].packet.ip_dst, "192.168.1.9", "{}", show(hops[4]));
+    assert_eq!(hops[4].packet.ip_dst.to_string(), "192.168.1.9", "{}", show(hops[4]));
     assert!(back.iter().all(|h| h.host != "network"), "{}", dump(&back));
 }
 
@@ -790,7 +790,7 @@ fn floating_ip_in_is_proxy_arped_by_fg_and_dnatted_in_the_qrouter() {
         .iter()
         .filter(|h| {
             h.packet.proto == "arp"
-                && h.packet.ip_dst == "10.100.0.7"
+                && h.packet.ip_dst.to_string() == "10.100.0.7"
                 && (h.detail().starts_with("proxy ARP on ") || h.detail().contains(": answered by"))
         })
         .collect();
@@ -845,7 +845,7 @@ fn floating_ip_in_is_proxy_arped_by_fg_and_dnatted_in_the_qrouter() {
         ],
     );
     let last = back.last().expect("a delivering hop");
-    assert_eq!(last.packet.ip_src, "10.100.0.7", "ext1 sees the reply from the floating IP: {}", show(last));
+    assert_eq!(last.packet.ip_src.to_string(), "10.100.0.7", "ext1 sees the reply from the floating IP: {}", show(last));
 }
 
 // ---------------------------------------------------------------------------
@@ -926,7 +926,7 @@ fn the_gateway_mac_never_appears_as_a_source_on_the_wire() {
             for h in tr.hops.iter().filter(|h| h.kind == HopKind::Wire) {
                 checked += 1;
                 assert!(
-                    !gw.contains(&h.packet.eth_src),
+                    !gw.contains(&h.packet.eth_src.to_string()),
                     "{} -> {} ({dir}): a gateway (qr-) MAC is the source of a frame on the wire: {}",
                     p.from,
                     p.to,

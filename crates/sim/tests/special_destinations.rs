@@ -31,7 +31,7 @@ fn delivered_at(t: &Trace) -> Vec<&str> {
 fn stays_on_the_link(t: &Trace, mac: &str) {
     assert!(t.verdict.is_delivered(), "{t:#?}");
     let sent = t.hops.iter().find(|h| h.where_ == "vm1" && matches!(h.step, Step::Transmit { .. })).expect("vm1 sends");
-    assert_eq!(sent.packet.eth_dst, mac, "{sent:#?}");
+    assert_eq!(sent.packet.eth_dst.to_string(), mac, "{sent:#?}");
     let got = delivered_at(t);
     for on_link in ["vm2", "vm3"] {
         assert!(got.contains(&on_link), "{on_link} (network test1) must receive it: {got:?}");
@@ -68,7 +68,7 @@ fn unjoined_multicast_group_is_not_routed() {
     assert!(delivered_at(&t).is_empty());
     assert!(t.hops.iter().all(|h| h.host != "external"));
     let sent = t.hops.iter().find(|h| h.where_ == "vm1" && matches!(h.step, Step::Transmit { .. })).expect("vm1 sends");
-    assert_eq!(sent.packet.eth_dst, "01:00:5e:01:02:03");
+    assert_eq!(sent.packet.eth_dst.to_string(), "01:00:5e:01:02:03");
 }
 
 /// Loopback and `0.0.0.0` (which Linux turns into 127.0.0.1) never leave vm1,
@@ -83,7 +83,7 @@ fn loopback_and_this_host_are_answered_by_the_sender() {
         assert_eq!(reply.verdict.delivered_to(), Some("vm1"));
         // The echo reply comes from the loopback address that was pinged
         // (127.0.0.1 for 0.0.0.0, as `ping 0.0.0.0` shows on Linux).
-        let from = &reply.hops.first().expect("reply hops").packet.ip_src;
+        let from = reply.hops.first().expect("reply hops").packet.ip_src.to_string();
         let want = if to == "0.0.0.0" { "127.0.0.1" } else { to };
         assert_eq!(from, want, "{to}: {:#?}", reply.hops);
     }
@@ -112,14 +112,14 @@ fn router() -> Stack {
     };
     let mut s = Stack::new(vec![dev("in0", [2, 0, 0, 0, 0, 1], "10.0.0.1/24"), dev("out0", [2, 0, 0, 0, 0, 2], "10.1.0.1/24")]);
     s.forward = true;
-    s.routes.push(dvr_plan::Route {
+    s.routes.push(std::sync::Arc::new(dvr_plan::Route {
         table: dvr_plan::TableRef::Main,
         dst: "0.0.0.0/0".parse().unwrap(),
         via: Some("10.1.0.254".parse().unwrap()),
         dev: "out0".into(),
         src: None,
         origin: dvr_plan::Origin::here("test router default route"),
-    });
+    }));
     s
 }
 

@@ -150,7 +150,7 @@ fn cross_host_frames_carry_the_vni_between_the_local_ips() {
     assert_eq!(into.as_deref(), Some(format!("compute2:{}", port_to(c1)).as_str()));
     assert_eq!(h.packet.tunnel, Some(*encap), "the hop's packet shows the outer headers");
     assert_eq!(h.packet.vlan, None, "no local VLAN inside the tunnel");
-    assert_eq!(h.packet.eth_dst, mac_of(&topo, dst_ip));
+    assert_eq!(h.packet.eth_dst.to_string(), mac_of(&topo, dst_ip));
     let tun_id = format!("{vni1:#x}");
     let lv2 = local_vlan(&topo, "compute2", net);
     expect_seq(
@@ -234,13 +234,13 @@ fn check_dvr_mac_in_tunnel(topo: &Topology, plan: &Plan, reply_tunnelled: bool) 
         if dir == "reply" && !reply_tunnelled {
             assert!(tun.is_empty(), "{}", show(&path));
             let wire = path.iter().find(|h| matches!(h.step, Step::Wire { vlan: Some(196), .. })).expect("VLAN 196 on physnet1");
-            assert_eq!(wire.packet.eth_src, dvr_mac(topo, sender), "reply: the sender's DVR MAC on the wire");
+            assert_eq!(wire.packet.eth_src.to_string(), dvr_mac(topo, sender), "reply: the sender's DVR MAC on the wire");
             continue;
         }
         assert_eq!(tun.len(), 1, "{dir}:\n{}", show(&path));
-        assert_eq!(tun[0].0.packet.eth_src, dvr_mac(topo, sender), "{dir}: the sender's DVR MAC inside the tunnel");
+        assert_eq!(tun[0].0.packet.eth_src.to_string(), dvr_mac(topo, sender), "{dir}: the sender's DVR MAC inside the tunnel");
         for (h, ..) in tunnel_hops(all(tr)) {
-            assert!(!gws.contains(&h.packet.eth_src), "{dir}: a gateway MAC in a tunnel: {}", show(&[h]));
+            assert!(!gws.contains(&h.packet.eth_src.to_string()), "{dir}: a gateway MAC in a tunnel: {}", show(&[h]));
         }
     }
     let path = delivery_path(&t);
@@ -279,7 +279,7 @@ fn without_the_dvr_mac_rewrite_the_gateway_mac_enters_the_tunnel() {
     without(&mut plan, "compute1", "br-tun", |f| f.table.0 == 1 && f.to_string().contains(&format!("mod_dl_src:{d1}")));
     let t = run(&topo, &plan, "vm1", "vm5");
     let gw2 = mac_of(&topo, "192.168.2.1");
-    let leaked = tunnel_hops(all(&t)).into_iter().any(|(h, ..)| h.packet.eth_src == gw2);
+    let leaked = tunnel_hops(all(&t)).into_iter().any(|(h, ..)| h.packet.eth_src.to_string() == gw2);
     assert!(leaked, "the gateway MAC crosses the underlay:\n{}", show(&all(&t)));
     let caught = std::panic::catch_unwind(|| check_dvr_mac_in_tunnel(&topo, &plan, true));
     assert!(caught.is_err(), "the check must fail on this plan");
@@ -301,7 +301,11 @@ fn check_gateway_arp_stays(topo: &Topology, plan: &Plan, vm: &str, host: &str, g
     }
     // The ARP copy NORMAL floods to patch-tun dies in br-tun.
     let died = t.hops.iter().any(|h| {
-        h.host == host && h.where_ == "br-tun" && h.packet.proto == "arp" && h.packet.ip_dst == gw && h.fate == Some(Fate::Dropped)
+        h.host == host
+            && h.where_ == "br-tun"
+            && h.packet.proto == "arp"
+            && h.packet.ip_dst.to_string() == gw
+            && h.fate == Some(Fate::Dropped)
     });
     assert!(died, "{vm} -> {gw}: the ARP for the gateway is dropped in br-tun:\n{}", show(&all(&t)));
 }
@@ -333,7 +337,10 @@ fn without_the_gateway_arp_drop_the_request_floods_into_the_tunnels() {
         assert!(!arp.is_empty(), "{profile:?}: the gateway ARP crosses the underlay");
         // The broadcast request reaches the other hosts' copies of the router,
         // and their answers cross back.
-        let requests = arp.iter().filter(|h| h.packet.eth_dst == "ff:ff:ff:ff:ff:ff" && h.packet.ip_dst == "192.168.1.1").count();
+        let requests = arp
+            .iter()
+            .filter(|h| h.packet.eth_dst.to_string() == "ff:ff:ff:ff:ff:ff" && h.packet.ip_dst.to_string() == "192.168.1.1")
+            .count();
         assert_eq!(requests, 2, "to the network node and compute2:\n{}", show(&arp));
         let caught = std::panic::catch_unwind(|| check_gateway_arp_stays(&topo, &plan, "vm1", "compute1", "192.168.1.1"));
         assert!(caught.is_err(), "the check must fail on this plan");
@@ -387,7 +394,7 @@ fn without_the_arp_responder_entry_the_request_is_flooded_into_the_tunnels() {
     let t = run(&topo, &plan, "vm1", "vm3");
     assert!(t.round_trip(), "still delivered: vm3 answers itself");
     let arp: Vec<(&Hop, Encap)> = tunnel_hops(all(&t)).into_iter().filter(|(h, ..)| h.packet.proto == "arp").map(|x| (x.0, x.1)).collect();
-    let to: Vec<Ipv4Addr> = arp.iter().filter(|(h, _)| h.packet.eth_dst == "ff:ff:ff:ff:ff:ff").map(|(_, e)| e.dst).collect();
+    let to: Vec<Ipv4Addr> = arp.iter().filter(|(h, _)| h.packet.eth_dst.to_string() == "ff:ff:ff:ff:ff:ff").map(|(_, e)| e.dst).collect();
     // Flooded to every VTEP with test1: compute2 and the network node.
     assert!(to.contains(&vtep(&topo, "compute2")) && to.contains(&vtep(&topo, "network")), "{to:?}");
     let caught = std::panic::catch_unwind(|| check_arp_responder(&topo, &plan));

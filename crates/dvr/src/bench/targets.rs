@@ -1,0 +1,131 @@
+//! The targets of issue 10, each against the figure of the report that
+//! measures it: what a reader of `dvr bench` checks first. A target whose
+//! figure the run did not produce (a size not asked for, OVS skipped) is
+//! listed as not measured, never as met.
+
+use super::{Report, TraceMode};
+use serde::Serialize;
+
+/// One target and how the run fared.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// What is measured.
+    pub what: String,
+    /// The target, as the issue states it.
+    pub target: String,
+    /// The measured figure, in words.
+    pub measured: String,
+    /// Met, not met, or `None` when this run did not measure it.
+    pub met: Option<bool>,
+}
+
+impl Target {
+    fn new(what: &str, target: &str, measured: Option<(String, bool)>) -> Target {
+        let (measured, met) = match measured {
+            Some((m, ok)) => (m, Some(ok)),
+            None => ("not measured in this run".into(), None),
+        };
+        Target { what: what.into(), target: target.into(), measured, met }
+    }
+}
+
+/// The command figure whose label starts with `prefix`, at `hosts` hosts.
+fn command<'a>(r: &'a Report, hosts: usize, prefix: &str) -> Option<&'a super::CommandFigures> {
+    r.commands.iter().find(|c| c.hosts == hosts && c.command.starts_with(prefix) && c.ok)
+}
+
+/// Every target of issue 10 against this report's figures.
+pub fn targets(r: &Report) -> Vec<Target> {
+    let mut out = Vec::new();
+    for (label, what, limit) in [
+        ("boot instance", "one change: boot an instance (model + replan + delta)", 1.0),
+        ("delete instance", "one change: delete an instance", 1.0),
+        ("associate floating IP", "one change: associate a floating IP", 1.0),
+        ("add router interface", "one change: add a router interface", 5.0),
+        ("remove router interface", "one change: remove a router interface", 5.0),
+    ] {
+        let f = r.live_changes.iter().find(|f| f.change == label);
+        out.push(Target::new(
+            what,
+            &format!("< {limit} ms"),
+            f.map(|f| (format!("{:.3} ms ({} replanned)", f.total_ms, f.hosts_replanned), f.total_ms < limit)),
+        ));
+    }
+    let p1000 = r.plan.iter().find(|p| p.hosts == 1000);
+    out.push(Target::new(
+        "full plan in memory, 1,000 hosts",
+        "< 1 s in total",
+        p1000.map(|p| {
+            let s = (p.model_ms + p.plan_ms) / 1000.0;
+            (format!("{s:.2} s (model {:.0} ms + plan {:.0} ms)", p.model_ms, p.plan_ms), s < 1.0)
+        }),
+    ));
+    let json = command(r, 1000, "plan -t FILE --format json");
+    out.push(Target::new(
+        "plan --format json, 1,000 hosts",
+        "streams; peak RSS < 1 GB; < 20 s",
+        json.map(|c| {
+            (
+                format!("{:.1} s, {:.0} MiB peak, {:.0} MiB written", c.seconds, c.peak_rss_mib, c.output_mib),
+                c.seconds < 20.0 && c.peak_rss_mib < 1024.0,
+            )
+        }),
+    ));
+    for hosts in [1000, 10_000] {
+        let n = if hosts == 1000 { "1,000" } else { "10,000" };
+        let one = command(r, hosts, "plan -t FILE --host compute1 --format json").or(command(r, hosts, "plan -t FILE --host"));
+        out.push(Target::new(
+            &format!("plan --host compute1, {n} hosts"),
+            "< 300 ms",
+            one.map(|c| (format!("{:.0} ms, {:.0} MiB", c.seconds * 1000.0, c.peak_rss_mib), c.seconds < 0.3)),
+        ));
+        let t = command(r, hosts, "trace -t FILE");
+        out.push(Target::new(
+            &format!("one trace, cold process, {n} hosts"),
+            "< 300 ms, < 200 MB",
+            t.map(|c| (format!("{:.0} ms, {:.0} MiB", c.seconds * 1000.0, c.peak_rss_mib), c.seconds < 0.3 && c.peak_rss_mib < 200.0)),
+        ));
+    }
+    let seed = |mode: TraceMode| r.traces.iter().find(|t| t.topology == "seed lab" && t.mode == mode && t.world == "warm");
+    for (mode, what) in
+        [(TraceMode::Trace, "explained traces, seed lab (hops recorded)"), (TraceMode::Text, "explained traces, seed lab, text rendered")]
+    {
+        out.push(Target::new(what, ">= 100k/s", seed(mode).map(|t| (format!("{:.0}/s", t.per_second), t.per_second >= 100_000.0))));
+    }
+    let big = r.traces.iter().find(|t| t.topology.starts_with("10000 hosts") && t.mode == TraceMode::Trace);
+    out.push(Target::new(
+        "traces on 10,000 hosts (200,000 VMs), lazy twin",
+        "work",
+        big.map(|t| (format!("{:.0}/s warm over {} paths", t.per_second, t.paths), t.traces > 0)),
+    ));
+    for (vms, limit) in [(1000, Some(10.0)), (10_000, None)] {
+        let a = r.all_pairs.iter().find(|a| a.vms == vms);
+        let target = limit.map_or("reported".to_string(), |l| format!("< {l} s, exact"));
+        out.push(Target::new(
+            &format!("all pairs, {vms} VMs"),
+            &target,
+            a.map(|a| {
+                (
+                    format!("{:.2} s ({} pairs, {} traced, {} threads)", a.seconds, a.pairs, a.traced, a.threads),
+                    limit.is_none_or(|l| a.seconds < l),
+                )
+            }),
+        ));
+    }
+    out
+}
+
+/// The targets as a table.
+pub fn render(o: &mut String, ts: &[Target]) {
+    use std::fmt::Write;
+    let _ = writeln!(o, "\nTARGETS (issue 10; the machine is shared with other jobs, so times are upper bounds)");
+    let _ = writeln!(o, "{:<52} {:<34} {:<11} measured", "what", "target", "");
+    for t in ts {
+        let met = match t.met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "-",
+        };
+        let _ = writeln!(o, "{:<52} {:<34} {:<11} {}", t.what, t.target, met, t.measured);
+    }
+}
