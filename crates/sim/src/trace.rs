@@ -880,23 +880,31 @@ fn spoof_notes(req: &TraceRequest) -> Vec<String> {
     if req.spoof_ip.is_none() && req.spoof_mac.is_none() {
         return notes;
     }
+    // The plan builds either firewall driver (none declared: `noop`; any
+    // security group: `openvswitch`), so the notes say what each one does.
     notes.push(
         "anti-spoofing: br-int table 24 (ARP_SPOOF_TABLE) passes an ARP packet from an instance port only when its sender IP \
          (arp_spa) is the port's own fixed IP; table 25 (MAC_SPOOF_TABLE) passes a frame only when its source MAC is the \
-         port's own MAC"
+         port's own MAC. Those are the checks of Neutron's `noop` firewall driver (a topology without security groups); \
+         with security groups (the `openvswitch` driver) the firewall's table 71 (BASE_EGRESS) makes them instead, for \
+         the port's own addresses and its allowed address pairs"
             .into(),
     );
     if req.spoof_mac.is_some() {
-        notes.push("a spoofed source MAC dies in table 25 whether or not the instance has to ARP first".into());
+        notes.push(
+            "a spoofed source MAC dies (table 25, or table 71 with security groups) whether or not the instance has to ARP first".into(),
+        );
     }
     if req.spoof_ip.is_some() {
         notes.push(
             "tables 24/25 do not check the source IP of IP packets: that is the security-group firewall's job (port \
-             security), which this plan does not build yet. A spoofed source IP is stopped only while the instance must ARP \
-             first (its ARP names the spoofed address and dies in table 24); with the next hop already in its ARP cache \
-             (`--neighbour-cached`) the packets pass table 25 and are delivered, and only the replies are lost: the \
-             destination or its router must ARP for the spoofed address, and no answer gets through (the spoofer's own \
-             answer claims an address its port does not own and dies in table 24)"
+             security). Without security groups (the `noop` driver) nothing checks it: a spoofed source IP is stopped only \
+             while the instance must ARP first (its ARP names the spoofed address and dies in table 24); with the next hop \
+             already in its ARP cache (`--neighbour-cached`) the packets pass table 25 and are delivered, and only the \
+             replies are lost: the destination or its router must ARP for the spoofed address, and no answer gets through \
+             (the spoofer's own answer claims an address its port does not own and dies in table 24). With security groups \
+             (the `openvswitch` driver) table 71 drops an IP packet whose source is neither the port's own IP nor one of its \
+             allowed address pairs, ARP cache or not, unless the port has port security disabled"
                 .into(),
         );
     }
