@@ -125,7 +125,7 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
-        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_connect(Some(Duration::from_secs(20)))
         .build()
         .into()
 }
