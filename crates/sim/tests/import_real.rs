@@ -130,11 +130,11 @@ fn shared_unknown_action_is_an_error_naming_host_bridge_and_flow() {
     c2.files
         .get_mut("flows-br-ex.txt")
         .unwrap()
-        .push_str(" cookie=0x1, duration=1.0s, table=0, n_packets=0, n_bytes=0, priority=7 actions=learn(table=9)\n");
+        .push_str(" cookie=0x1, duration=1.0s, table=0, n_packets=0, n_bytes=0, priority=7 actions=dec_mpls_ttl\n");
     let e = import(&dumps).unwrap_err().to_string();
     assert!(e.contains("host `compute2`, bridge `br-ex`"), "{e}");
-    assert!(e.contains("unknown action `learn(table=9)`"), "{e}");
-    assert!(e.contains("priority=7 actions=learn(table=9)"), "{e}");
+    assert!(e.contains("unknown action `dec_mpls_ttl`"), "{e}");
+    assert!(e.contains("priority=7 actions=dec_mpls_ttl"), "{e}");
 }
 
 /// Real Neutron 29.0.0 leaks gateway ARP in VLAN mode (facts Q1): verify on
