@@ -28,6 +28,12 @@ impl Checker {
 
     /// Like [`Checker::bad`], for a problem of a kind that API front ends
     /// map to their own error types (e.g. an address already in use).
+    /// A name that refers to no object of its kind: the one wording every
+    /// section of the file uses for it ("no network is called `x`").
+    pub(super) fn dangling(&mut self, object: &str, field: &str, kind: &str, name: &str, fix: &str) {
+        self.bad_k(ProblemKind::DanglingReference, object, field, format!("no {kind} is called `{name}`"), fix);
+    }
+
     pub(super) fn bad_k(
         &mut self,
         kind: ProblemKind,

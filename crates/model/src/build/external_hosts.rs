@@ -17,13 +17,7 @@ pub(super) fn check_external_hosts(c: &mut Checker, cx: &Resolve) -> Vec<Option<
         let o = obj("external_hosts", i, &e.name);
         let n = match net_ix.get(e.network.as_str()) {
             None => {
-                c.bad_k(
-                    ProblemKind::DanglingReference,
-                    &o,
-                    "network",
-                    format!("no network is called `{}`", e.network),
-                    "name an external network",
-                );
+                c.dangling(&o, "network", "network", &e.network, "name an external network");
                 out.push(None);
                 continue;
             }

@@ -42,13 +42,7 @@ pub(super) fn check_floating_ips(c: &mut Checker, cx: &Resolve, instances: &[Opt
                     format!("`{name}` is not an external network"),
                     "floating IPs come from a network with `external: true`",
                 ),
-                None => c.bad_k(
-                    ProblemKind::DanglingReference,
-                    &o,
-                    "network",
-                    format!("no network is called `{name}`"),
-                    "name an external network",
-                ),
+                None => c.dangling(&o, "network", "network", name, "name an external network"),
             }
         }
         let mut association = None;
@@ -56,13 +50,7 @@ pub(super) fn check_floating_ips(c: &mut Checker, cx: &Resolve, instances: &[Opt
         if let Some(name) = &f.instance {
             match instance_ix.get(name.as_str()).copied() {
                 None => {
-                    c.bad_k(
-                        ProblemKind::DanglingReference,
-                        &o,
-                        "instance",
-                        format!("no instance is called `{name}`"),
-                        "name an instance from the instances list",
-                    );
+                    c.dangling(&o, "instance", "instance", name, "name an instance from the instances list");
                     ok = false;
                 }
                 Some(x) => {

@@ -41,13 +41,7 @@ pub(super) fn check_instances(c: &mut Checker, cx: &Resolve) -> Vec<Option<Insta
         let o = obj("instances", i, &x.name);
         let host = match host_ix.get(x.host.as_str()) {
             None => {
-                c.bad_k(
-                    ProblemKind::DanglingReference,
-                    &o,
-                    "host",
-                    format!("no host is called `{}`", x.host),
-                    "name a host from the hosts list",
-                );
+                c.dangling(&o, "host", "host", &x.host, "name a host from the hosts list");
                 None
             }
             Some(&h) if hosts[h].role != Role::Compute => {
@@ -63,13 +57,7 @@ pub(super) fn check_instances(c: &mut Checker, cx: &Resolve) -> Vec<Option<Insta
         };
         let network = match net_ix.get(x.network.as_str()) {
             None => {
-                c.bad_k(
-                    ProblemKind::DanglingReference,
-                    &o,
-                    "network",
-                    format!("no network is called `{}`", x.network),
-                    "name a network from the networks list",
-                );
+                c.dangling(&o, "network", "network", &x.network, "name a network from the networks list");
                 None
             }
             Some(&n) if networks[n].external => {

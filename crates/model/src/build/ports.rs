@@ -62,13 +62,7 @@ pub(super) fn check_ports(c: &mut Checker, cx: &Resolve) -> Vec<Option<PortDraft
         let label = p.name.clone().or_else(|| p.id.map(|u| u.to_string())).unwrap_or_default();
         let o = obj("ports", i, &label);
         let Some(&n) = net_ix.get(p.network.as_str()) else {
-            c.bad_k(
-                ProblemKind::DanglingReference,
-                &o,
-                "network",
-                format!("no network is called `{}`", p.network),
-                "name a network from the networks list",
-            );
+            c.dangling(&o, "network", "network", &p.network, "name a network from the networks list");
             out.push(None);
             continue;
         };

@@ -43,13 +43,7 @@ pub(super) fn check_routers(c: &mut Checker, cx: &Resolve) -> Vec<Router> {
                     // Its CIDR is invalid, which is reported on the subnet.
                     continue;
                 }
-                c.bad_k(
-                    ProblemKind::DanglingReference,
-                    &o,
-                    "interfaces",
-                    format!("no subnet is called `{name}`"),
-                    "name a subnet defined under networks[].subnets",
-                );
+                c.dangling(&o, "interfaces", "subnet", name, "name a subnet defined under networks[].subnets");
                 continue;
             };
             let sub = &subnets[s];
@@ -99,13 +93,7 @@ pub(super) fn check_routers(c: &mut Checker, cx: &Resolve) -> Vec<Router> {
             None => None,
             Some(name) => match net_ix.get(name.as_str()) {
                 None => {
-                    c.bad_k(
-                        ProblemKind::DanglingReference,
-                        &o,
-                        "external_gateway",
-                        format!("no network is called `{name}`"),
-                        "name a network with `external: true`",
-                    );
+                    c.dangling(&o, "external_gateway", "network", name, "name a network with `external: true`");
                     None
                 }
                 Some(&n) if !networks[n].external => {
