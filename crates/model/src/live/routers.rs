@@ -336,6 +336,23 @@ impl Live {
             }
         }
         let n = t.subnet(s).network;
+        // On VXLAN, l2population announces the router's ports (and a copy's
+        // arrival or departure changes a host's networks) to every host
+        // with one of the router's networks: their br-tun changes.
+        let vxlan: Vec<NetworkIx> = router
+            .interfaces
+            .iter()
+            .map(|i| t.subnet(*i).network)
+            .chain(std::iter::once(n))
+            .filter(|m| t.network(*m).segment.vni().is_some())
+            .collect();
+        if !vxlan.is_empty() {
+            for (_, host) in t.hosts_ix() {
+                if !a.hosts.contains(&host.name) && vxlan.iter().any(|m| host.local_vlan(*m).is_some()) {
+                    a.hosts.insert(host.name.clone());
+                }
+            }
+        }
         if let Some(h) = t.dhcp_port(n).and_then(|p| t.port(p).host) {
             a.namespaces.insert((name(h), NsRef::Qdhcp(t.network(n).name.clone())));
         }
