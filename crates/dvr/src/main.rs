@@ -75,6 +75,16 @@ enum PlanFormat {
     Flows,
 }
 
+/// The tenant networks `dvr gen` writes (the CLI's face of
+/// `dvr_model::gen::TenantType`).
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum GenTenantType {
+    /// VLAN networks on physnet1.
+    Vlan,
+    /// VXLAN networks.
+    Vxlan,
+}
+
 /// Text for people or JSON for scripts (bench, lab status, validate).
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 enum BenchFormat {
@@ -256,6 +266,11 @@ enum Cmd {
         /// Seed of the placement generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Tenant networks as VLANs on physnet1 (the walkthrough's), or as
+        /// VXLAN tunnels between the hosts (br-tun, l2population; tunnel
+        /// endpoints allocated from 172.16.0.0/16).
+        #[arg(long, value_enum, default_value = "vlan")]
+        tenant_type: GenTenantType,
     },
     /// Check a topology file; print what was allocated, or every problem found.
     Validate {
@@ -1018,7 +1033,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Server(args) => server_cmd::run(args)?,
         Cmd::Agent(args) => agent::run(args)?,
-        Cmd::Gen { hosts, vms_per_host, networks, routers, fips, external_hosts, seed } => {
+        Cmd::Gen { hosts, vms_per_host, networks, routers, fips, external_hosts, seed, tenant_type } => {
             let d = dvr_model::r#gen::GenParams::scale(hosts).with_seed(seed);
             let vms = vms_per_host.map_or(d.vms, |v| v.saturating_mul(hosts));
             let p = dvr_model::r#gen::GenParams {
@@ -1027,6 +1042,10 @@ fn run(cli: Cli) -> Result<()> {
                 routers: routers.unwrap_or(d.routers),
                 floating_ips: fips.unwrap_or(if vms_per_host.is_some() { vms / 20 } else { d.floating_ips }),
                 external_hosts: external_hosts.unwrap_or(d.external_hosts),
+                tenant_type: match tenant_type {
+                    GenTenantType::Vlan => dvr_model::r#gen::TenantType::Vlan,
+                    GenTenantType::Vxlan => dvr_model::r#gen::TenantType::Vxlan,
+                },
                 ..d
             };
             if let Err(e) = p.check() {

@@ -83,3 +83,30 @@ fn ten_thousand_hosts_generate() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches("\n- name: vm").count(), 200_000);
 }
+
+/// `--tenant-type vxlan`: VXLAN networks with distinct VNIs, tunnel
+/// endpoints allocated on the underlay, no VLAN physical network; and the
+/// generated paths trace as expected, cross-host ones through the tunnel.
+#[test]
+fn vxlan_deployments_generate_and_trace() {
+    let t = gen_topo(&["--hosts", "6", "--tenant-type", "vxlan", "--seed", "3"]);
+    let tenant: Vec<_> = t.networks.iter().filter(|n| !n.external).collect();
+    let vnis: std::collections::BTreeSet<_> = tenant.iter().map(|n| n.segment.vni().expect("a VXLAN network")).collect();
+    assert_eq!(vnis.len(), tenant.len(), "one VNI per network");
+    let underlay: ipnet::Ipv4Net = "172.16.0.0/16".parse().unwrap();
+    for h in t.hosts.iter().filter(|h| h.has_dataplane()) {
+        assert!(h.tunnel_ip.is_some_and(|ip| underlay.contains(&ip)), "{}: {:?}", h.name, h.tunnel_ip);
+        assert!(h.mapping("physnet1").is_none(), "{} maps a VLAN physical network", h.name);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gen-vxlan.yaml");
+    let out = dvr(&["gen", "--hosts", "6", "--tenant-type", "vxlan", "--seed", "3"]);
+    std::fs::write(&file, &out.stdout).unwrap();
+    let out = dvr(&["demo", "-t", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "every generated path ends as expected:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("VXLAN VNI"), "a cross-host path crosses a tunnel:\n{text}");
+    // The VLAN default is unchanged.
+    let vlan = gen_topo(&["--hosts", "6", "--seed", "3"]);
+    assert!(vlan.networks.iter().filter(|n| !n.external).all(|n| n.segment.vni().is_none()));
+}

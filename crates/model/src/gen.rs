@@ -17,7 +17,10 @@
 //! Address plan: tenant subnet `n` (0-based) is `10.(n / 256).(n % 256).0/24`,
 //! the external subnet is `100.64.0.0/16` (widened down to `/10` when the
 //! gateway, fip-agent, floating IP and external host addresses need more),
-//! tenant VLANs are 100, 101, … on `physnet1` (wrapping to 1..=99 past 4094).
+//! tenant VLANs are 100, 101, … on `physnet1` (wrapping to 1..=99 past 4094);
+//! with [`TenantType::Vxlan`] the networks are VXLAN with VNIs 1001, 1002, …,
+//! the hosts map only the external network, and the tunnel endpoints are
+//! allocated from the underlay `172.16.0.0/16` (room for 65,534 hosts).
 
 use crate::alloc::SplitMix64;
 use crate::spec::*;
@@ -41,6 +44,21 @@ pub const MAX_ROUTERS: usize = 8192;
 /// Name of the external network (and prefix of its subnet's name).
 pub const EXTERNAL_NETWORK: &str = "external";
 
+/// The segmentation of the generated tenant networks: the walkthrough's
+/// VLANs, or the VXLAN tunnels most clouds run DVR over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TenantType {
+    /// VLAN networks on `physnet1` (`br-vlan`).
+    #[default]
+    Vlan,
+    /// VXLAN networks between the hosts' tunnel endpoints (`br-tun`).
+    Vxlan,
+}
+
+/// The underlay of generated VXLAN deployments: a /16, where the model's
+/// default /24 holds only 254 tunnel endpoints.
+pub const GEN_UNDERLAY: &str = "172.16.0.0/16";
+
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GenParams {
@@ -58,13 +76,15 @@ pub struct GenParams {
     pub external_hosts: usize,
     /// Floating IPs, each associated with a distinct instance.
     pub floating_ips: usize,
+    /// VLAN or VXLAN tenant networks.
+    pub tenant_type: TenantType,
 }
 
 impl Default for GenParams {
     /// A small deployment: 3 compute hosts, 12 instances, 4 networks on 2 routers,
     /// 2 floating IPs, 2 external hosts.
     fn default() -> Self {
-        GenParams { hosts: 3, vms: 12, networks: 4, routers: 2, seed: 0, external_hosts: 2, floating_ips: 2 }
+        GenParams { hosts: 3, vms: 12, networks: 4, routers: 2, seed: 0, external_hosts: 2, floating_ips: 2, tenant_type: TenantType::Vlan }
     }
 }
 
@@ -84,6 +104,7 @@ impl GenParams {
             seed: 0,
             external_hosts: 2,
             floating_ips: vms / 20,
+            tenant_type: TenantType::Vlan,
         }
     }
 
@@ -161,6 +182,11 @@ fn tenant_net(n: usize) -> Ipv4Addr {
 }
 
 /// The VLAN id of tenant network `n`: 100.., then 1..=99.
+/// The VNI of tenant network `n` (VXLAN deployments).
+fn tenant_vni(n: usize) -> u64 {
+    1001 + n as u64
+}
+
 fn tenant_vlan(n: usize) -> u64 {
     let v = 100 + n as u64;
     if v <= 4094 { v } else { v - 4094 }
@@ -223,8 +249,13 @@ pub fn generate(p: &GenParams) -> TopologySpec {
 }
 
 fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
-    let mappings: IndexMap<String, String> =
-        [("physnet1", "br-vlan"), ("extnet", "br-ex")].into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let vxlan = p.tenant_type == TenantType::Vxlan;
+    // VXLAN tenant networks need no physical network of their own.
+    let mappings: IndexMap<String, String> = [("physnet1", "br-vlan"), ("extnet", "br-ex")]
+        .into_iter()
+        .filter(|(physnet, _)| !(vxlan && *physnet == "physnet1"))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     let host = |name: String, role: Role| HostSpec {
         id: None,
         name,
@@ -241,9 +272,9 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
         .map(|n| NetworkSpec {
             id: None,
             name: network_name(n),
-            kind: NetworkType::Vlan,
-            physical_network: Some("physnet1".into()),
-            segmentation_id: Some(tenant_vlan(n)),
+            kind: if vxlan { NetworkType::Vxlan } else { NetworkType::Vlan },
+            physical_network: (!vxlan).then(|| "physnet1".into()),
+            segmentation_id: Some(if vxlan { tenant_vni(n) } else { tenant_vlan(n) }),
             external: false,
             subnets: vec![SubnetSpec { name: subnet_name(n), cidr: format!("{}/24", tenant_net(n)), ..SubnetSpec::default() }],
         })
@@ -316,7 +347,7 @@ fn spec_of(p: &GenParams, l: &Layout) -> TopologySpec {
             .collect(),
         ports: Vec::new(),
         security_groups: Vec::new(),
-        underlay: None,
+        underlay: vxlan.then(|| GEN_UNDERLAY.to_string()),
     }
 }
 
@@ -346,8 +377,11 @@ fn demo_paths(p: &GenParams, l: &Layout) -> Vec<(String, String, String)> {
             None
         }
     }) {
-        let vlan = tenant_vlan(vms[a].1);
-        add(vm_name(a), vm_name(b), format!("same network, different hosts (VLAN {vlan} on the wire)"));
+        let wire = match p.tenant_type {
+            TenantType::Vlan => format!("VLAN {} on the wire", tenant_vlan(vms[a].1)),
+            TenantType::Vxlan => format!("VNI {} in the tunnel", tenant_vni(vms[a].1)),
+        };
+        add(vm_name(a), vm_name(b), format!("same network, different hosts ({wire})"));
     }
     // Different networks of one router, same host: against the first instance per (router, host).
     let mut first_on_router_host: HashMap<(usize, usize), usize> = HashMap::new();

@@ -2,7 +2,7 @@
 //! requested counts, reads back from its YAML unchanged, is deterministic, and
 //! its header lists demo paths that exist.
 
-use dvr_model::r#gen::{GenParams, MAX_VMS_PER_NETWORK, generate, generate_yaml};
+use dvr_model::r#gen::{GenParams, MAX_VMS_PER_NETWORK, TenantType, generate, generate_yaml};
 use dvr_model::{PortOwner, Role, Topology, build::build, load_str};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -173,7 +173,16 @@ fn deterministic_and_seed_dependent() {
 #[test]
 fn full_networks_never_overflow() {
     // Exactly as many instances as the networks hold.
-    let p = GenParams { hosts: 4, vms: 3 * MAX_VMS_PER_NETWORK, networks: 3, routers: 1, seed: 7, external_hosts: 1, floating_ips: 10 };
+    let p = GenParams {
+        hosts: 4,
+        vms: 3 * MAX_VMS_PER_NETWORK,
+        networks: 3,
+        routers: 1,
+        seed: 7,
+        external_hosts: 1,
+        floating_ips: 10,
+        ..GenParams::default()
+    };
     let topo = check_all(&p);
     for n in topo.networks.iter().filter(|n| !n.external) {
         assert_eq!(topo.instances.iter().filter(|x| topo.networks[x.network.0].name == n.name).count(), MAX_VMS_PER_NETWORK);
@@ -182,8 +191,26 @@ fn full_networks_never_overflow() {
 
 #[test]
 fn more_routers_than_networks_and_no_instances() {
-    check_all(&GenParams { hosts: 2, vms: 0, networks: 2, routers: 5, seed: 0, external_hosts: 0, floating_ips: 0 });
-    check_all(&GenParams { hosts: 0, vms: 0, networks: 0, routers: 0, seed: 0, external_hosts: 1, floating_ips: 0 });
+    check_all(&GenParams {
+        hosts: 2,
+        vms: 0,
+        networks: 2,
+        routers: 5,
+        seed: 0,
+        external_hosts: 0,
+        floating_ips: 0,
+        ..GenParams::default()
+    });
+    check_all(&GenParams {
+        hosts: 0,
+        vms: 0,
+        networks: 0,
+        routers: 0,
+        seed: 0,
+        external_hosts: 1,
+        floating_ips: 0,
+        ..GenParams::default()
+    });
 }
 
 #[test]
@@ -246,10 +273,11 @@ proptest! {
     #[test]
     fn small_random_parameters_are_valid(
         hosts in 1usize..20, vms in 0usize..200, networks in 1usize..20, routers in 1usize..10,
-        seed in any::<u64>(), external_hosts in 0usize..3, fip_share in 0.0f64..=1.0,
+        seed in any::<u64>(), external_hosts in 0usize..3, fip_share in 0.0f64..=1.0, vxlan in any::<bool>(),
     ) {
         let floating_ips = (vms as f64 * fip_share) as usize;
-        let p = GenParams { hosts, vms, networks, routers, seed, external_hosts, floating_ips };
+        let tenant_type = if vxlan { TenantType::Vxlan } else { TenantType::Vlan };
+        let p = GenParams { hosts, vms, networks, routers, seed, external_hosts, floating_ips, tenant_type };
         prop_assert!(p.check().is_ok());
         check(&p);
         check_roundtrip(&p);
@@ -262,7 +290,16 @@ fn limits_hold() {
     use dvr_model::r#gen::MAX_NETWORKS;
     // The most networks: VLAN ids wrap from 4094 to 1..=99, and the network node
     // (every network plus the external one) still has a local VLAN for each.
-    let p = GenParams { hosts: 1, vms: 2, networks: MAX_NETWORKS, routers: 1, seed: 0, external_hosts: 1, floating_ips: 1 };
+    let p = GenParams {
+        hosts: 1,
+        vms: 2,
+        networks: MAX_NETWORKS,
+        routers: 1,
+        seed: 0,
+        external_hosts: 1,
+        floating_ips: 1,
+        ..GenParams::default()
+    };
     let t0 = Instant::now();
     let topo = check(&p);
     eprintln!("{MAX_NETWORKS} networks on one router: generate + build {:.2?}", t0.elapsed());
@@ -271,7 +308,16 @@ fn limits_hold() {
     assert!(GenParams { networks: MAX_NETWORKS + 1, ..p }.check().is_err());
 
     // Many floating IPs widen the external subnet beyond a /16.
-    let p = GenParams { hosts: 10, vms: 70_000, networks: 350, routers: 10, seed: 0, external_hosts: 2, floating_ips: 70_000 };
+    let p = GenParams {
+        hosts: 10,
+        vms: 70_000,
+        networks: 350,
+        routers: 10,
+        seed: 0,
+        external_hosts: 2,
+        floating_ips: 70_000,
+        ..GenParams::default()
+    };
     let spec = generate(&p);
     let external = spec.networks.iter().find(|n| n.external).unwrap();
     assert_eq!(external.subnets[0].cidr, "100.64.0.0/15");
