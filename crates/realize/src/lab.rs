@@ -98,8 +98,9 @@ pub struct Drift {
     /// Host it concerns (`fabric` for the physical switches and outside machines).
     pub host: String,
     /// What kind of state: `daemon`, `namespace`, `device`, `address`, `route`,
-    /// `rule`, `neighbour`, `sysctl`, `nat`, `bridge`, `port`, `flows` or
-    /// `unreadable` (the state could not be read, so it is unknown).
+    /// `rule`, `neighbour`, `sysctl`, `nat`, `bridge`, `port`, `flows`,
+    /// `underlay` (a VXLAN host's tunnel endpoint) or `unreadable` (the
+    /// state could not be read, so it is unknown).
     pub kind: &'static str,
     /// Which item, and what `lab up` would do about it.
     pub item: String,
@@ -740,6 +741,18 @@ impl Lab {
             match host::diff(&self.names, hp, &ovs) {
                 Ok(ops) => out.extend(ops.iter().map(|o| Drift { host: hp.host.clone(), kind: o.kind(), item: o.to_string() })),
                 Err(e) => out.push(Drift { host: hp.host.clone(), kind: "unreadable", item: e.to_string() }),
+            }
+            // The VXLAN underlay (host infrastructure, outside the plan).
+            let tunnel = topo.host_ix(&hp.host).and_then(|h| topo.host(h).tunnel_ip).zip(topo.underlay);
+            if let Some((tip, net)) = tunnel {
+                match crate::underlay::check_host(&self.names.host_ns(&hp.host), &ovs, tip, net) {
+                    Ok(missing) => out.extend(missing.into_iter().map(|m| Drift {
+                        host: hp.host.clone(),
+                        kind: "underlay",
+                        item: format!("{m} (`lab up` puts it back)"),
+                    })),
+                    Err(e) => out.push(Drift { host: hp.host.clone(), kind: "unreadable", item: format!("underlay: {e}") }),
+                }
             }
         }
         Ok(LabStatus { namespaces: present.len(), daemons, drift: out })

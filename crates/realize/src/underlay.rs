@@ -95,3 +95,27 @@ pub fn ensure_host(fabric: &str, hns: &str, hi: usize, ovs: &OvsInstance, tunnel
     }
     ip::ip_ns(hns, &["link", "set", BRIDGE, "mtu", MTU, "up"])
 }
+
+/// What is missing from host `hns`'s underlay, in words (empty when it is
+/// whole): the NIC, `br-underlay`, the NIC as its port, the tunnel address.
+/// `dvr lab status` reports each; `lab up` ([`ensure_host`]) puts it back.
+/// Without them ovs-vswitchd cannot route a single tunnel packet, and the
+/// plan's br-tun looks perfect while every cross-host VXLAN frame is lost.
+pub fn check_host(hns: &str, ovs: &OvsInstance, tunnel_ip: Ipv4Addr, net: Ipv4Net) -> Result<Vec<String>, CmdError> {
+    let mut out = Vec::new();
+    if !ip::link_names(hns)?.iter().any(|l| l == NIC) {
+        out.push(format!("{NIC} (the underlay NIC) is missing"));
+    }
+    if !ovs.vsctl(&["list-br"])?.lines().any(|b| b.trim() == BRIDGE) {
+        out.push(format!("{BRIDGE} is missing: no tunnel can be routed"));
+        return Ok(out);
+    }
+    if !ovs.vsctl(&["list-ports", BRIDGE])?.lines().any(|p| p.trim() == NIC) {
+        out.push(format!("{NIC} is not a port of {BRIDGE}"));
+    }
+    let addr = format!("{tunnel_ip}/{}", net.prefix_len());
+    if !crate::netlink::links(hns)?.get(BRIDGE).is_some_and(|l| l.addrs.contains(&addr)) {
+        out.push(format!("{BRIDGE} lacks the tunnel endpoint address {addr}"));
+    }
+    Ok(out)
+}

@@ -22,7 +22,8 @@ fn twin_verdicts_match_real_pings() {
     if let Err(why) = cmd::prerequisites(&need) {
         panic!("the lab-vs-twin test cannot run: {why}");
     }
-    let params = GenParams { hosts: 3, vms: 18, networks: 4, routers: 2, seed: 7, external_hosts: 1, floating_ips: 2 };
+    let params =
+        GenParams { hosts: 3, vms: 18, networks: 4, routers: 2, seed: 7, external_hosts: 1, floating_ips: 2, ..GenParams::default() };
     let topo = dvr_model::build::build("generated", &generate(&params)).unwrap();
     let plan = dvr_plan::plan(&topo, dvr_plan::Profile::Walkthrough).unwrap();
     let mut world = World::build(&topo, &plan);

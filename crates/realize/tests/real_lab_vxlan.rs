@@ -184,6 +184,18 @@ fn seed_vxlan_lab_on_real_ovs() {
         flooded.len()
     );
 
+    // The underlay is checked too: with the endpoint address gone no tunnel
+    // is routed; `lab status` names it, `lab up` puts it back. (Positive
+    // control: the status was clean before.)
+    assert!(lab.status(&topo, &plan, &mut |_| {}).unwrap().clean(), "clean before the underlay breaks");
+    cmd::run("ip", &["-n", &lab.names.host_ns("compute1"), "addr", "flush", "dev", underlay::BRIDGE], &[], None).unwrap();
+    let st = lab.status(&topo, &plan, &mut |_| {}).unwrap();
+    let broken: Vec<_> = st.of_host("compute1").filter(|d| d.kind == "underlay").collect();
+    assert!(broken.iter().any(|d| d.item.contains(&c1_tip.to_string())), "status names the missing endpoint: {:?}", st.drift);
+    lab.up(&topo, &plan, &mut |_| {}).unwrap();
+    assert!(lab.status(&topo, &plan, &mut |_| {}).unwrap().clean(), "lab up repaired the underlay");
+    assert!(lab.ping("vm1", vm3.ip, 3).unwrap().received >= 1, "vm1 -> vm3 through the tunnel again");
+
     // A killed ovs-vswitchd takes br-underlay's tap (and the endpoint address
     // on it) along; `lab up` restarts it and puts the address back.
     let ovs = lab.ovs("compute1");

@@ -13,7 +13,7 @@ use dvr_sim::World;
 use dvr_sim::allpairs::{Classes, EndpointClass, Matrix, SecurityClass, brute_force, by_classes};
 
 fn deployment() -> (dvr_model::Topology, World) {
-    let p = GenParams { hosts: 5, vms: 100, networks: 4, routers: 2, seed: 3, external_hosts: 1, floating_ips: 6 };
+    let p = GenParams { hosts: 5, vms: 100, networks: 4, routers: 2, seed: 3, external_hosts: 1, floating_ips: 6, ..GenParams::default() };
     let topo = dvr_model::build::build("allpairs", &generate(&p)).unwrap();
     let plan = dvr_plan::plan(&topo, dvr_plan::Profile::Walkthrough).unwrap();
     let mut w = World::build(&topo, &plan);
@@ -88,7 +88,7 @@ fn rule(direction: Direction, prefix: Option<String>, group: Option<&str>) -> Ru
 /// address pair that puts another instance's address into its groups.
 fn secure_deployment() -> (dvr_model::Topology, World) {
     use Direction::{Egress, Ingress};
-    let p = GenParams { hosts: 5, vms: 100, networks: 4, routers: 2, seed: 3, external_hosts: 1, floating_ips: 6 };
+    let p = GenParams { hosts: 5, vms: 100, networks: 4, routers: 2, seed: 3, external_hosts: 1, floating_ips: 6, ..GenParams::default() };
     let mut spec = generate(&p);
     // Pin the addresses the plain deployment allocates, to write rules about them.
     let plain = dvr_model::build::build("allpairs", &spec).unwrap();
