@@ -136,25 +136,41 @@ pub enum ProtocolSpec {
     Number(u8),
 }
 
-/// IANA protocol names Neutron accepts (`neutron_lib.constants.IP_PROTOCOL_MAP`), IPv4 ones.
-pub const PROTOCOL_NAMES: &[(&str, u8)] = &[
-    ("ah", 51),
-    ("dccp", 33),
-    ("egp", 8),
-    ("esp", 50),
-    ("gre", 47),
-    ("icmp", 1),
-    ("igmp", 2),
-    ("ipip", 4),
-    ("ospf", 89),
-    ("pgm", 113),
-    ("rsvp", 46),
-    ("sctp", 132),
-    ("tcp", 6),
-    ("udp", 17),
-    ("udplite", 136),
-    ("vrrp", 112),
+/// Neutron's `IP_PROTOCOL_MAP` (neutron-lib), in the order its API errors
+/// list the names; the flag marks the names only IPv6 rules mean (a
+/// topology file, IPv4 only, does not take them; the API accepts them all).
+pub const NEUTRON_PROTOCOLS: [(&str, u8, bool); 24] = [
+    ("ah", 51, false),
+    ("dccp", 33, false),
+    ("egp", 8, false),
+    ("esp", 50, false),
+    ("gre", 47, false),
+    ("hopopt", 0, true),
+    ("icmp", 1, false),
+    ("igmp", 2, false),
+    ("ipip", 4, false),
+    ("ipv6-encap", 41, true),
+    ("ipv6-frag", 44, true),
+    ("ipv6-icmp", 58, true),
+    ("icmpv6", 58, true),
+    ("ipv6-nonxt", 59, true),
+    ("ipv6-opts", 60, true),
+    ("ipv6-route", 43, true),
+    ("ospf", 89, false),
+    ("pgm", 113, false),
+    ("rsvp", 46, false),
+    ("sctp", 132, false),
+    ("tcp", 6, false),
+    ("udp", 17, false),
+    ("udplite", 136, false),
+    ("vrrp", 112, false),
 ];
+
+/// The IPv4 protocol names (and numbers) a topology file accepts: Neutron's
+/// map without the IPv6-only names.
+pub fn protocol_names() -> impl Iterator<Item = (&'static str, u8)> {
+    NEUTRON_PROTOCOLS.iter().filter(|(_, _, v6)| !v6).map(|&(name, n, _)| (name, n))
+}
 
 impl std::str::FromStr for ProtocolSpec {
     type Err = String;
@@ -166,12 +182,12 @@ impl std::str::FromStr for ProtocolSpec {
         if let Ok(n) = l.parse::<u8>() {
             return Ok(ProtocolSpec::Number(n));
         }
-        if let Some(&(_, n)) = PROTOCOL_NAMES.iter().find(|(name, _)| *name == l) {
+        if let Some((_, n)) = protocol_names().find(|(name, _)| *name == l) {
             return Ok(ProtocolSpec::Number(n));
         }
         Err(format!(
             "`{s}` is not a protocol; use tcp, udp, icmp, any, a number 0..=255 or one of: {}",
-            PROTOCOL_NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            protocol_names().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
         ))
     }
 }
@@ -180,7 +196,7 @@ impl fmt::Display for ProtocolSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProtocolSpec::Any => f.write_str("any"),
-            ProtocolSpec::Number(n) => match PROTOCOL_NAMES.iter().find(|(_, k)| k == n) {
+            ProtocolSpec::Number(n) => match protocol_names().find(|(_, k)| k == n) {
                 Some((name, _)) => f.write_str(name),
                 None => write!(f, "{n}"),
             },
@@ -191,7 +207,7 @@ impl fmt::Display for ProtocolSpec {
 impl Serialize for ProtocolSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            ProtocolSpec::Number(n) if !PROTOCOL_NAMES.iter().any(|(_, k)| k == n) => s.serialize_u8(*n),
+            ProtocolSpec::Number(n) if !protocol_names().any(|(_, k)| k == *n) => s.serialize_u8(*n),
             _ => s.collect_str(self),
         }
     }
@@ -517,7 +533,7 @@ fn group_obj(i: usize, name: &str) -> String {
 
 /// IP protocols whose rules may carry a destination port range (Neutron's
 /// `SG_PORT_PROTO_NAMES`: tcp, udp, dccp, sctp, udplite).
-const PORT_PROTOCOLS: [u8; 5] = [6, 17, 33, 132, 136];
+pub const PORT_PROTOCOLS: [u8; 5] = [6, 17, 33, 132, 136];
 
 /// Validate `security_groups:` and the instances' security keys. Returns the
 /// model part and the problems (empty when valid). Instance `i` of the result

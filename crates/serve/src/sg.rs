@@ -16,6 +16,9 @@ use crate::logic::{id_taken, new_id};
 use crate::resources::*;
 use axum::http::StatusCode;
 use dvr_model::alloc::derive_id;
+// Neutron's protocol names (IPv6 ones included: the API takes them all) and
+// the protocols that take a port range: the model's tables.
+use dvr_model::security::{NEUTRON_PROTOCOLS as PROTOCOLS, PORT_PROTOCOLS};
 use serde_json::Value;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -26,41 +29,10 @@ pub const DEFAULT_SG_DESCRIPTION: &str = "Default security group";
 /// At most this many address pairs per port (Neutron's `max_allowed_address_pair`).
 pub const MAX_ADDRESS_PAIRS: usize = 10;
 
-/// IP protocol names Neutron accepts, with their numbers (`IP_PROTOCOL_MAP`).
-const PROTOCOLS: [(&str, u8); 24] = [
-    ("ah", 51),
-    ("dccp", 33),
-    ("egp", 8),
-    ("esp", 50),
-    ("gre", 47),
-    ("hopopt", 0),
-    ("icmp", 1),
-    ("igmp", 2),
-    ("ipip", 4),
-    ("ipv6-encap", 41),
-    ("ipv6-frag", 44),
-    ("ipv6-icmp", 58),
-    ("icmpv6", 58),
-    ("ipv6-nonxt", 59),
-    ("ipv6-opts", 60),
-    ("ipv6-route", 43),
-    ("ospf", 89),
-    ("pgm", 113),
-    ("rsvp", 46),
-    ("sctp", 132),
-    ("tcp", 6),
-    ("udp", 17),
-    ("udplite", 136),
-    ("vrrp", 112),
-];
-
-/// Protocols whose rules may carry a port range (`SG_PORT_PROTO_NUMS`).
-const PORT_PROTOCOLS: [u8; 5] = [33, 132, 6, 17, 136];
-
 /// The number of a protocol as a rule stores it (`tcp`, `"6"`), `None` for any.
 pub fn protocol_number(p: Option<&str>) -> Option<u8> {
     let p = p?;
-    PROTOCOLS.iter().find(|(n, _)| *n == p).map(|(_, n)| *n).or_else(|| p.parse().ok())
+    PROTOCOLS.iter().find(|(n, _, _)| *n == p).map(|(_, n, _)| *n).or_else(|| p.parse().ok())
 }
 
 fn sg_not_found(id: &str) -> ApiError {
@@ -361,10 +333,10 @@ pub fn create_rule(r: &mut Resources, a: &Attrs) -> Result<Uuid, ApiError> {
             };
             if s == "any" {
                 None
-            } else if PROTOCOLS.iter().any(|(n, _)| *n == s) || s.parse::<u8>().is_ok() {
+            } else if PROTOCOLS.iter().any(|(n, _, _)| *n == s) || s.parse::<u8>().is_ok() {
                 Some(s)
             } else {
-                let names: Vec<&str> = PROTOCOLS.iter().map(|(n, _)| *n).collect();
+                let names: Vec<&str> = PROTOCOLS.iter().map(|(n, _, _)| *n).collect();
                 return Err(invalid_input(format!(
                     "Security group rule protocol {v} not supported. Only protocol values [None, 'any', '{}'] and integer representations [0 to 255] are supported.",
                     names.join("', '")

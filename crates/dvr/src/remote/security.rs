@@ -14,7 +14,7 @@ use super::apply::Summary;
 use super::client::{Api, ApiError};
 use super::state::Resources;
 use dvr_model::Topology;
-use dvr_model::security::{DEFAULT_GROUP, DEFAULT_PROJECT, FirewallDriver, PROTOCOL_NAMES, Remote, RuleProtocol, SecurityGroupRule};
+use dvr_model::security::{DEFAULT_GROUP, DEFAULT_PROJECT, FirewallDriver, Remote, RuleProtocol, SecurityGroupRule};
 use dvr_model::spec::TopologySpec;
 use ipnet::Ipv4Net;
 use serde_json::{Map, Value, json};
@@ -72,7 +72,8 @@ fn model_rule(rule: &SecurityGroupRule, group: &str, ids: &[String]) -> (RuleKey
         Remote::Group(g) => (None, Some(ids[g.0].clone())),
     };
     let key = RuleKey { direction: rule.direction.to_string(), protocol, min, max, prefix, remote_group: remote_group.clone() };
-    let name = protocol.map(|n| PROTOCOL_NAMES.iter().find(|(_, k)| *k == n).map(|(s, _)| s.to_string()).unwrap_or_else(|| n.to_string()));
+    let name = protocol
+        .map(|n| dvr_model::security::protocol_names().find(|(_, k)| *k == n).map_or_else(|| n.to_string(), |(s, _)| s.to_string()));
     let mut body = json!({
         "security_group_id": group,
         "direction": key.direction,
