@@ -15,9 +15,12 @@ use std::sync::Arc;
 /// cache stays right across topology changes as long as the DVR MACs do.
 #[derive(Default)]
 pub struct FlowCache {
-    flows: RefCell<HashMap<(u8, u16, String), Vec<Option<Arc<Flow>>>>>,
+    flows: RefCell<HashMap<FlowKey, Vec<Option<Arc<Flow>>>>>,
     arp_why: RefCell<rustc_hash::FxHashMap<std::net::Ipv4Addr, Arc<str>>>,
 }
+
+/// (table, priority, port) of a flow made once per other host's DVR MAC.
+type FlowKey = (u8, u16, String);
 
 impl FlowCache {
     /// The shared text for `ip`, made by `make` the first time.
