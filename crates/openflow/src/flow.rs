@@ -3,6 +3,7 @@
 
 use dvr_model::MacAddr;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -356,11 +357,15 @@ pub struct Flow {
     /// Builder that emitted the flow: the source location of the call that
     /// made it (`crates/plan/src/flows.rs:84`, recorded with `#[track_caller]`),
     /// or `dump` for a flow read from a host.
+    ///
+    /// Borrowed (`'static`) in planned flows: the plan interns each call
+    /// site once instead of formatting `file:line` for millions of flows.
     #[serde(skip_serializing_if = "str::is_empty")]
-    pub builder: String,
-    /// Why the flow exists.
+    pub builder: Cow<'static, str>,
+    /// Why the flow exists (borrowed when the sentence is a constant, so a
+    /// 1,000-host plan does not allocate it per flow).
     #[serde(skip_serializing_if = "str::is_empty")]
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// The security-group rule this firewall flow implements (set by the
     /// plan's firewall builder; traces name it as the deciding rule).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -370,7 +375,7 @@ pub struct Flow {
 impl Flow {
     /// A flow without provenance (parsed from a dump).
     pub fn new(table: u8, priority: u16, matches: Match, actions: Vec<Action>) -> Flow {
-        Flow { table: TableId(table), priority, matches, actions, builder: String::new(), reason: String::new(), sg_rule: None }
+        Flow { table: TableId(table), priority, matches, actions, builder: Cow::Borrowed(""), reason: Cow::Borrowed(""), sg_rule: None }
     }
 
     /// The match part in `ovs-ofctl` syntax, e.g. `arp,in_port=qvo1,arp_spa=192.168.1.9`.

@@ -8,9 +8,26 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Flows that are identical on many hosts (one per other host's DVR MAC and
-/// physical bridge: the hosts² part of a plan), built once and shared.
-pub type FlowCache = RefCell<HashMap<(u8, u16, String), Vec<Option<Arc<Flow>>>>>;
+/// What is identical on many hosts, built once and shared: the flows per
+/// other host's DVR MAC and physical bridge (the hosts² part of a plan), and
+/// the reasons of permanent ARP entries (one per port, repeated on every
+/// host with the port's router). Both depend only on what keys them, so a
+/// cache stays right across topology changes as long as the DVR MACs do.
+#[derive(Default)]
+pub struct FlowCache {
+    flows: RefCell<HashMap<FlowKey, Vec<Option<Arc<Flow>>>>>,
+    arp_why: RefCell<rustc_hash::FxHashMap<std::net::Ipv4Addr, Arc<str>>>,
+}
+
+/// (table, priority, port) of a flow made once per other host's DVR MAC.
+type FlowKey = (u8, u16, String);
+
+impl FlowCache {
+    /// The shared text for `ip`, made by `make` the first time.
+    pub fn arp_why(&self, ip: std::net::Ipv4Addr, make: impl FnOnce() -> String) -> Arc<str> {
+        self.arp_why.borrow_mut().entry(ip).or_insert_with(|| make().into()).clone()
+    }
+}
 
 /// The view of the topology from one host.
 pub struct HostCtx<'a> {
@@ -71,7 +88,7 @@ impl<'a> HostCtx<'a> {
             s.borrow_mut().push((table, priority));
             return Vec::new();
         }
-        let mut cache = self.cache.borrow_mut();
+        let mut cache = self.cache.flows.borrow_mut();
         let row = cache.entry((table, priority, port.to_string())).or_insert_with(|| vec![None; self.topo.hosts.len()]);
         let mut out = Vec::with_capacity(self.topo.hosts.len());
         for (i, h) in self.topo.hosts.iter().enumerate() {
@@ -158,14 +175,19 @@ pub fn patch_name(prefix: &str, bridge: &str) -> String {
 /// made it, recorded by `#[track_caller]` (never a hand-typed label), and the
 /// reason says why it exists; the stage is the table's declared name.
 #[track_caller]
-pub fn flow(t: crate::tables::TableDecl, priority: u16, matches: Match, actions: Vec<Action>, reason: impl Into<String>) -> Arc<Flow> {
-    let at = std::panic::Location::caller();
+pub fn flow(
+    t: crate::tables::TableDecl,
+    priority: u16,
+    matches: Match,
+    actions: Vec<Action>,
+    reason: impl Into<std::borrow::Cow<'static, str>>,
+) -> Arc<Flow> {
     Arc::new(Flow {
         table: t.id,
         priority,
         matches,
         actions,
-        builder: format!("{}:{}", at.file(), at.line()),
+        builder: std::borrow::Cow::Borrowed(crate::model::call_site(std::panic::Location::caller())),
         reason: reason.into(),
         sg_rule: None,
     })

@@ -389,7 +389,7 @@ mod tests {
 
     fn flow(i: u16) -> Arc<Flow> {
         let mut f = Flow::new((i % 5) as u8, i, Match::default(), vec![]);
-        f.reason = format!("flow {i}");
+        f.reason = format!("flow {i}").into();
         Arc::new(f)
     }
 

@@ -89,10 +89,32 @@ pub fn check_supported(_topo: &Topology) -> Result<(), PlanError> {
 /// Plan every host.
 pub fn plan(topo: &Topology, profile: Profile) -> Result<Plan, PlanError> {
     check_supported(topo)?;
-    let cache = ctx::FlowCache::default();
-    let hosts = topo.hosts_ix().map(|(i, _)| plan_host_shared(topo, i, profile, &cache)).collect();
+    let ixs: Vec<HostIx> = topo.hosts_ix().map(|(i, _)| i).collect();
+    let threads = if ixs.len() < PARALLEL_ABOVE_HOSTS { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(2) };
+    let plan_part = |part: &[HostIx]| -> Vec<HostPlan> {
+        let cache = ctx::FlowCache::default();
+        part.iter().map(|&i| plan_host_shared(topo, i, profile, &cache)).collect()
+    };
+    let hosts = if threads < 2 {
+        plan_part(&ixs)
+    } else {
+        // Two halves on two threads, each with its own cache (so each shared
+        // DVR-MAC flow exists twice, not once per host), joined in host order:
+        // the plan is the same as a single loop's.
+        let (a, b) = ixs.split_at(ixs.len() / 2);
+        std::thread::scope(|sc| {
+            let second = sc.spawn(|| plan_part(b));
+            let mut hosts = plan_part(a);
+            hosts.extend(second.join().expect("planning a host does not panic"));
+            hosts
+        })
+    };
     Ok(Plan { topology: topo.name.clone(), profile, hosts })
 }
+
+/// From this many hosts on, [`plan`] plans on two threads: below it, a
+/// thread costs more than it saves.
+const PARALLEL_ABOVE_HOSTS: usize = 64;
 
 /// The classless static routes DHCP pushes to instances of `network`, as
 /// [`Plan::dhcp_host_routes`] finds them in the planned `qdhcp-` namespaces,
@@ -135,11 +157,9 @@ impl Serialize for StreamedPlan<'_> {
         impl Serialize for Hosts<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 use serde::ser::SerializeSeq;
-                let cache = ctx::FlowCache::default();
                 let mut seq = s.serialize_seq(Some(self.0.topo.hosts.len()))?;
-                for (ix, _) in self.0.topo.hosts_ix() {
-                    seq.serialize_element(&plan_host_shared(self.0.topo, ix, self.0.profile, &cache))?;
-                }
+                let hosts: Vec<HostIx> = self.0.topo.hosts_ix().map(|(ix, _)| ix).collect();
+                for_each_host(self.0.topo, &hosts, self.0.profile, |hp| seq.serialize_element(&hp))?;
                 seq.end()
             }
         }
@@ -149,6 +169,38 @@ impl Serialize for StreamedPlan<'_> {
         st.serialize_field("hosts", &Hosts(self))?;
         st.end()
     }
+}
+
+/// Plan `hosts` in order and hand each plan to `each`, planning the next
+/// host on a second thread while `each` writes the current one: `dvr plan`
+/// spends as long writing (serializing gigabytes of JSON) as planning, and
+/// the two overlap on two cores. At most two plans wait in the hand-over, so
+/// memory stays a few hosts' plans. The order, and so the output, is the one
+/// of a plain loop. Stops planning at the first error of `each`.
+pub fn for_each_host<E>(
+    topo: &Topology,
+    hosts: &[HostIx],
+    profile: Profile,
+    mut each: impl FnMut(HostPlan) -> Result<(), E>,
+) -> Result<(), E> {
+    if hosts.len() < 2 {
+        let cache = ctx::FlowCache::default();
+        return hosts.iter().try_for_each(|&ix| each(plan_host_shared(topo, ix, profile, &cache)));
+    }
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<HostPlan>(2);
+        sc.spawn(move || {
+            let cache = ctx::FlowCache::default();
+            for &ix in hosts {
+                // A closed channel means `each` failed: stop planning.
+                if tx.send(plan_host_shared(topo, ix, profile, &cache)).is_err() {
+                    break;
+                }
+            }
+        });
+        // `rx` is dropped on an early return, which ends the planner.
+        rx.into_iter().try_for_each(&mut each)
+    })
 }
 
 /// Plan one host.

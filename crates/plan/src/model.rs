@@ -6,6 +6,7 @@ use dvr_model::{AgentMode, MacAddr, Role};
 use dvr_openflow::Flow;
 use ipnet::Ipv4Net;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 /// Everything one host must have.
@@ -48,29 +49,105 @@ impl HostPlan {
 /// agent step. Provenance is metadata: two items that differ only in their
 /// origin are the same item (equality ignores it), so a plan compares equal
 /// to the same state read back from a host.
+///
+/// Both texts are borrowed when they can be: a 1,000-host plan has hundreds
+/// of thousands of origins, and formatting `file:line` and a constant
+/// sentence for each was most of its planning time.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Origin {
     /// `file:line` of the builder call, or `dump: FILE` for imported items.
-    pub at: String,
+    pub at: Cow<'static, str>,
     /// Why the item exists.
-    pub why: String,
+    pub why: Text,
+}
+
+/// A text of the plan that is either a constant of the planner or built once
+/// and shared (`Arc`) by every host that carries the same item: the permanent
+/// ARP entry of one port is in the `qrouter-` namespace of every host with
+/// the router, a million of them on 1,000 hosts.
+#[derive(Debug, Clone)]
+pub enum Text {
+    /// A constant sentence.
+    Static(&'static str),
+    /// A sentence built at run time, shared between the items that need it.
+    Shared(std::sync::Arc<str>),
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text::Static("")
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Text {
+        Text::Static(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text::Shared(s.into())
+    }
+}
+
+impl From<std::sync::Arc<str>> for Text {
+    fn from(s: std::sync::Arc<str>) -> Text {
+        Text::Shared(s)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
 }
 
 impl Origin {
     /// The caller's location and a reason.
     #[track_caller]
-    pub fn here(why: impl Into<String>) -> Origin {
-        let l = std::panic::Location::caller();
-        Origin { at: format!("{}:{}", l.file(), l.line()), why: why.into() }
+    pub fn here(why: impl Into<Text>) -> Origin {
+        Origin { at: Cow::Borrowed(call_site(std::panic::Location::caller())), why: why.into() }
     }
     /// An item read from a dump file rather than planned.
     pub fn dump(file: impl std::fmt::Display) -> Origin {
-        Origin { at: format!("dump: {file}"), why: String::new() }
+        Origin { at: Cow::Owned(format!("dump: {file}")), why: Text::default() }
     }
     /// Whether no origin was recorded.
     pub fn is_empty(&self) -> bool {
         self.at.is_empty()
     }
+}
+
+/// `file:line` of a builder call site, formatted once per site and kept for
+/// the life of the process. Call sites are a fixed set of source lines (a few
+/// hundred), so the interned texts are bounded; every flow and origin of
+/// every plan then borrows one instead of formatting and owning a copy.
+pub fn call_site(at: &'static std::panic::Location<'static>) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SITES: OnceLock<Mutex<HashMap<(usize, u32), &'static str>>> = OnceLock::new();
+    // The file name is a `'static` literal: its address (with the line)
+    // identifies the site without hashing the text.
+    let key = (at.file().as_ptr() as usize, at.line());
+    let mut sites = SITES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    sites.entry(key).or_insert_with(|| Box::leak(format!("{}:{}", at.file(), at.line()).into_boxed_str()))
 }
 
 impl PartialEq for Origin {
@@ -83,7 +160,7 @@ impl Eq for Origin {}
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.why.is_empty() { f.write_str(&self.at) } else { write!(f, "{} [{}]", self.why, self.at) }
+        if self.why.is_empty() { f.write_str(&self.at) } else { write!(f, "{} [{}]", &*self.why, self.at) }
     }
 }
 

@@ -58,7 +58,7 @@ fn every_planned_item_has_a_builder_location_and_a_reason() {
 fn locations_differ_between_builders_and_explain_prints_them_for_all_kinds() {
     let p = plan(&dvr_model::seed(), Profile::Walkthrough).unwrap();
     let c1 = p.host("compute1").unwrap();
-    let at: std::collections::BTreeSet<&str> = c1.bridges.iter().flat_map(|b| b.flows.iter()).map(|f| f.builder.as_str()).collect();
+    let at: std::collections::BTreeSet<&str> = c1.bridges.iter().flat_map(|b| b.flows.iter()).map(|f| &*f.builder).collect();
     assert!(at.len() > 10, "{at:?}");
     let text = dvr_plan::render::host_text(c1, dvr_plan::render::TextOptions { explain: true });
     for needle in [

@@ -753,7 +753,7 @@ fn read_flows(
             }
         }
         f.builder = "dump".into();
-        f.reason = format!("{file}:{}", i + 1);
+        f.reason = format!("{file}:{}", i + 1).into();
         out.push(Arc::new(f));
     }
     out.sort_by(|a, b| a.table.cmp(&b.table).then(b.priority.cmp(&a.priority)));

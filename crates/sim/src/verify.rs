@@ -94,7 +94,7 @@ fn check(invariant: &'static str, checked: String, violations: Vec<Violation>) -
 /// A flow and its provenance: `STAGE: reason [builder location]` for planned
 /// flows, `dump: FILE:LINE` for imported ones.
 fn flow_item(host: &str, bridge: &str, kind: BridgeKind, f: &Flow) -> (String, Option<String>) {
-    let prov = match f.builder.as_str() {
+    let prov = match &*f.builder {
         "" => None,
         "dump" => Some(format!("dump: {}", f.reason)),
         b => {
