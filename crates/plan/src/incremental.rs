@@ -165,6 +165,9 @@ pub struct Update {
     /// Hosts where only some namespaces were recomputed (the copies of a
     /// router behind a booted or deleted port).
     pub patched: Vec<String>,
+    /// Hosts of `patched` whose bridges took a router interface flow by flow
+    /// ([`crate::ifacepatch`]) instead of being replanned.
+    pub edited: Vec<String>,
     /// Hosts whose plan actually differs from before.
     pub changed: Vec<String>,
     /// Hosts removed from the deployment.
@@ -308,10 +311,20 @@ impl Replanner {
             if whole.contains(name.as_str()) {
                 continue;
             }
+            let mut d = HostDelta { host: name.clone(), ..HostDelta::default() };
+            if let (Some(ev), Some(ports), Some(vlans)) = (applied.interface, &applied.interface_ports, applied.steady.get(name)) {
+                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+                let bridges = &mut self.plan.hosts[h.0].bridges;
+                if crate::ifacepatch::patch_bridges(&cx, ev, ports, *vlans, bridges, &mut d) {
+                    arp.push(d);
+                    u.edited.push(name.clone());
+                    self.mark_patched(&mut u, name);
+                    continue;
+                }
+            }
             // The flows per other host's DVR MAC are kept, the rest replanned
             // and compared (the delta comes out here, not below).
             let old = std::mem::take(&mut self.plan.hosts[h.0].bridges);
-            let mut d = HostDelta { host: name.clone(), ..HostDelta::default() };
             self.plan.hosts[h.0].bridges = crate::rebridge::replan_bridges(t, h, self.profile, &self.cache, old, &mut d);
             arp.push(d);
             self.mark_patched(&mut u, name);
