@@ -104,12 +104,6 @@ fn same_set(a: &[Arc<Flow>], b: &[Arc<Flow>]) -> bool {
         })
 }
 
-/// The run of `k` in a sorted flow list.
-fn run(flows: &[Arc<Flow>], k: Key) -> (usize, usize) {
-    let lo = flows.partition_point(|f| key(f) < k);
-    (lo, lo + flows[lo..].partition_point(|f| key(f) <= k))
-}
-
 /// Edit the interface of `ev` (its `ports`) into or out of `bridges`, the bridges of the host of
 /// `cx` (the topology after the change), where the interface's network had
 /// local VLAN `vlans.0` before and has `vlans.1` after. Adds the change to
@@ -174,14 +168,20 @@ pub fn patch_bridges(
     // The qr- port: after the patch ports, at the interface's place.
     let at_port = cx.host.bridge_mappings.len() + usize::from(crate::tunnel::enabled(cx)) + earlier.len();
     let entry = crate::ovs::bridge_port_tagged(cx, port, lvid);
-    // Check everything before changing anything.
+    // Check everything before changing anything; each edit's place, once.
+    let mut places = Vec::with_capacity(todo.len());
     for e in &todo {
         let flows = &bridges[e.bridge].flows;
-        let (lo, hi) = run(flows, key(&e.flows[0]));
+        let k = key(&e.flows[0]);
+        let lo = flows.partition_point(|f| key(f) < k);
+        places.push((e.bridge, lo + e.rank));
+        // Within the run: what precedes the place is under the same key
+        // (every flow from `lo` on has a key ≥ k); the flows to delete are
+        // there (equal flows have the same key).
         let fits = if ev.added {
-            e.rank <= hi - lo
+            e.rank == 0 || flows.get(lo + e.rank - 1).is_some_and(|f| key(f) == k)
         } else {
-            flows.get(lo + e.rank..hi).is_some_and(|held| held.len() >= e.flows.len() && same_set(&held[..e.flows.len()], &e.flows))
+            flows.get(lo + e.rank..lo + e.rank + e.flows.len()).is_some_and(|held| same_set(held, &e.flows))
         };
         if !fits {
             return false;
@@ -213,10 +213,15 @@ pub fn patch_bridges(
         let held = list.remove(at_port);
         d.delete.push(Item::BridgePort { bridge: "br-int".into(), port: held });
     }
-    for e in todo {
+    // Runs of different keys do not overlap: from the last place to the
+    // first, an edit moves no place still to come.
+    let mut order: Vec<usize> = (0..todo.len()).collect();
+    order.sort_by_key(|&i| Reverse(places[i]));
+    let mut todo: Vec<Option<Edit>> = todo.into_iter().map(Some).collect();
+    for i in order {
+        let e = todo[i].take().expect("each edit once");
         let b = &mut bridges[e.bridge];
-        let (lo, _) = run(&b.flows, key(&e.flows[0]));
-        let at = lo + e.rank;
+        let at = places[i].1;
         let name = &b.name;
         if ev.added {
             d.add.extend(e.flows.iter().map(|f| Item::Flow { bridge: name.clone(), flow: f.clone() }));

@@ -275,9 +275,17 @@ impl Replanner {
         }
         let mut u = Update::default();
         let t1 = Instant::now();
+        // Hosts by name: a map when the change names many (a router's copies).
+        let named =
+            applied.hosts.len() + applied.int_bridges.len() + applied.bridges.len() + applied.namespaces.len() + applied.copies.len();
+        let map: Option<HashMap<&str, HostIx>> = (named > 16).then(|| t.hosts_ix().map(|(i, h)| (h.name.as_str(), i)).collect());
+        let host_ix = |n: &str| match &map {
+            Some(m) => m.get(n).copied(),
+            None => t.host_ix(n),
+        };
         let mut befores = Vec::with_capacity(applied.hosts.len());
         for name in &applied.hosts {
-            let Some(i) = t.host_ix(name) else { continue };
+            let Some(i) = host_ix(name) else { continue };
             let hp = plan_host_shared(t, i, self.profile, &self.cache);
             befores.push((i.0, std::mem::replace(&mut self.plan.hosts[i.0], hp)));
             // Its old fingerprint no longer describes the plan held.
@@ -288,7 +296,7 @@ impl Replanner {
         // Hosts where only br-int changes (an instance booted or deleted there).
         let mut bridges: Vec<(usize, Bridge)> = Vec::new();
         for name in &applied.int_bridges {
-            let Some(h) = t.host_ix(name) else { continue };
+            let Some(h) = host_ix(name) else { continue };
             if whole.contains(name.as_str()) {
                 continue;
             }
@@ -307,7 +315,7 @@ impl Replanner {
         // Hosts where every bridge is replanned (a router interface attached
         // or detached: qr- port, local VLANs, DVR flows).
         for name in &applied.bridges {
-            let Some(h) = t.host_ix(name) else { continue };
+            let Some(h) = host_ix(name) else { continue };
             if whole.contains(name.as_str()) {
                 continue;
             }
@@ -336,7 +344,7 @@ impl Replanner {
         let mut fresh: Vec<Option<Namespace>> = Vec::new();
         let mut it = applied.namespaces.iter().filter(|(h, _)| !whole.contains(h.as_str())).peekable();
         while let Some((host, ns)) = it.next() {
-            let Some(h) = t.host_ix(host) else { continue };
+            let Some(h) = host_ix(host) else { continue };
             let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
             // The copy of a router that gained or lost an interface: patched for it alone.
             let patched = match (ns, applied.interface) {
@@ -374,7 +382,7 @@ impl Replanner {
             }
         }
         for (host, router) in &applied.copies {
-            let (Some(h), Some(r)) = (t.host_ix(host), router_ix(router)) else { continue };
+            let (Some(h), Some(r)) = (host_ix(host), router_ix(router)) else { continue };
             if whole.contains(host.as_str()) {
                 continue;
             }

@@ -12,7 +12,7 @@
 
 use super::{Applied, InterfaceEvent, InterfacePorts, Live, NsRef, err, names};
 use crate::alloc::*;
-use crate::build::reallocate_host;
+use crate::build::{reallocate_host, reallocate_vlans};
 use crate::change::{Change, ChangeError};
 use crate::topology::*;
 use crate::types::*;
@@ -333,7 +333,12 @@ impl Live {
             let old = self.topo.hosts[h.0].local_vlans.clone();
             // Local VLANs run out only past 4,094 networks on one host; the
             // host keeps what fits, as a build that reports it would.
-            let _ = reallocate_host(&mut self.topo, h);
+            // A host that keeps its copy keeps its routers, so its link-local pairs.
+            let _ = if before.binary_search(&h).is_ok() && after.binary_search(&h).is_ok() {
+                reallocate_vlans(&mut self.topo, h)
+            } else {
+                reallocate_host(&mut self.topo, h)
+            };
             let new = &self.topo.hosts[h.0].local_vlans;
             if old.iter().filter(|(m, _)| *m != n).eq(new.iter().filter(|(m, _)| *m != n)) {
                 let of = |l: &[(NetworkIx, VlanId)]| l.iter().find(|(m, _)| *m == n).map(|(_, v)| *v);
