@@ -233,3 +233,49 @@ pub fn patch_bridges(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::FlowCache;
+    use crate::{Profile, flows};
+
+    fn counted(new: Vec<Arc<Flow>>) -> HashMap<Key, usize> {
+        let mut n: HashMap<Key, usize> = HashMap::new();
+        for f in new {
+            *n.entry(key(&f)).or_default() += 1;
+        }
+        n
+    }
+
+    /// The counts the places are computed from match what the builders
+    /// emit, per interface, on every host of the seed lab and a generated
+    /// deployment, in both profiles (keys without flows count zero).
+    #[test]
+    fn counts_match_the_builders() {
+        let generated = dvr_model::build::build("gen", &dvr_model::r#gen::generate(&dvr_model::r#gen::GenParams::scale(10).with_seed(7)))
+            .expect("builds");
+        let mut seen = 0;
+        for t in [dvr_model::seed(), generated] {
+            for profile in [Profile::Walkthrough, Profile::Current] {
+                let cache = FlowCache::default();
+                for (h, host) in t.hosts_ix().filter(|(_, x)| x.has_dataplane()) {
+                    let cx = HostCtx::new(&t, h, profile, &cache);
+                    for qr in cx.dvr_interfaces() {
+                        let q = std::slice::from_ref(&qr);
+                        let mut want = int_dvr_counts(&cx, q);
+                        want.retain(|_, n| *n > 0);
+                        assert_eq!(counted(flows::int_dvr_flows_of(&cx, &qr)), want, "{} br-int", host.name);
+                        for m in &host.bridge_mappings {
+                            let mut want = phys_dvr_counts(&cx, m, q);
+                            want.retain(|_, n| *n > 0);
+                            assert_eq!(counted(flows::phys_dvr_flows_of(&cx, m, &qr)), want, "{} {}", host.name, m.bridge);
+                        }
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert!(seen > 20, "interfaces checked: {seen}");
+    }
+}

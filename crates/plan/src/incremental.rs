@@ -9,9 +9,11 @@
 //!
 //! A change made in place by [`dvr_model::live::Live`] names the hosts it
 //! touched ([`Applied`]); [`Replanner::apply`] replans only those, without
-//! fingerprinting the others. Either way each replanned host's change comes
-//! out as a typed [`HostDelta`] (items to add and delete), which an agent
-//! applies directly.
+//! fingerprinting the others; on the copies of a router that gained or lost
+//! an interface, the interface's flows and ports are edited in
+//! ([`crate::ifacepatch`]) rather than the bridges replanned. Either way each
+//! replanned host's change comes out as a typed [`HostDelta`] (items to add
+//! and delete), which an agent applies directly.
 
 use crate::ctx::FlowCache;
 use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};

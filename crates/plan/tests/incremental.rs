@@ -107,6 +107,12 @@ fn to_change(spec: &TopologySpec, s: &Step, serial: usize) -> Option<Change> {
     }
 }
 
+/// Cases per property: 40, or `PROPTEST_CASES` (the explicit count would
+/// otherwise override the variable, and a longer run could not be asked for).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(40)
+}
+
 fn json(p: &dvr_plan::Plan) -> String {
     serde_json::to_string(p).unwrap()
 }
@@ -181,7 +187,7 @@ fn per_host(p: &dvr_plan::Plan) -> std::collections::BTreeMap<String, String> {
 proptest! {
     // A case whose every change is rejected tests nothing: it is discarded
     // (prop_assume), and the run fails if more than this many are.
-    #![proptest_config(ProptestConfig { cases: 40, max_global_rejects: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), max_global_rejects: 40, ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_equals_full(steps in proptest::collection::vec(step(), 1..8), profile in prop_oneof![Just(Profile::Walkthrough), Just(Profile::Current)], vxlan in any::<bool>()) {
@@ -264,7 +270,7 @@ fn booting_an_instance_on_vxlan_replans_the_hosts_sharing_its_network() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, max_global_rejects: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), max_global_rejects: 40, ..ProptestConfig::default() })]
 
     /// Changes made in place (`Live`), replanning only the hosts they name
     /// (with VXLAN networks: l2population's peers too).
