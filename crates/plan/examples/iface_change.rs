@@ -1,6 +1,7 @@
 //! Micro-benchmark of a router interface attached and detached in place at
 //! 1,000 hosts (the `dvr bench --changes-only` row, without the binary):
-//! `cargo run --release -p dvr-plan --example iface_change [hosts] [reps]`.
+//! `cargo run --release -p dvr-plan --example iface_change [hosts] [reps] [boot]`
+//! (`boot`: an instance booted on a host new to its network, and deleted).
 
 use dvr_model::change::Change;
 use dvr_model::r#gen::{GenParams, generate};
@@ -13,6 +14,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let hosts: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let reps: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let boot = args.next().is_some_and(|a| a == "boot");
     let mut spec = generate(&GenParams::scale(hosts).with_seed(7));
     spec.networks.push(dvr_model::spec::NetworkSpec {
         id: None,
@@ -39,8 +41,27 @@ fn main() {
         .expect("a distributed router with a gateway")
         .name
         .clone();
-    let add = Change::AddRouterInterface { router: router.clone(), subnet: "bench-sub".into() };
-    let del = Change::RemoveRouterInterface { router, subnet: "bench-sub".into() };
+    let (add, del) = if boot {
+        // As `dvr bench`: the routed network, on the last compute host without it.
+        let r = t.routers.iter().find(|r| r.name == router).expect("found");
+        let net = t.subnet(r.interfaces[0]).network;
+        let on: std::collections::HashSet<_> = t.instances.iter().filter(|x| x.network == net).map(|x| x.host).collect();
+        let host = t
+            .hosts
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(i, h)| h.role == dvr_model::Role::Compute && !on.contains(&dvr_model::HostIx(*i)))
+            .map(|(_, h)| h.name.clone())
+            .expect("a host without the network");
+        let network = t.network(net).name.clone();
+        (Change::AddInstance { name: "bench-new".into(), host, network }, Change::RemoveInstance { name: "bench-new".into() })
+    } else {
+        (
+            Change::AddRouterInterface { router: router.clone(), subnet: "bench-sub".into() },
+            Change::RemoveRouterInterface { router, subnet: "bench-sub".into() },
+        )
+    };
     for _ in 0..reps {
         for (label, c) in [("add", &add), ("remove", &del)] {
             let t0 = Instant::now();
