@@ -342,7 +342,7 @@ impl PortOwner {
 }
 
 /// One Neutron port.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
     /// Derived id.
     pub id: PortId,

@@ -247,7 +247,8 @@ fn diff_flows<'a>(before: &'a [Arc<Flow>], after: &'a [Arc<Flow>]) -> (Vec<&'a A
         }
     }
     let (b, a) = (b_left, a_left);
-    let mut count: HashMap<&Flow, usize> = HashMap::with_capacity(b.len());
+    let mut count: rustc_hash::FxHashMap<&Flow, usize> = rustc_hash::FxHashMap::default();
+    count.reserve(b.len());
     for &f in &b {
         *count.entry(f.as_ref()).or_default() += 1;
     }

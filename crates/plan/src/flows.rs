@@ -2,7 +2,7 @@
 //! small. Names follow the Neutron code that emits the same flows, so
 //! `dvr plan --explain` can point a reader at the source.
 
-use crate::ctx::{HostCtx, flow};
+use crate::ctx::{HostCtx, QrOnHost, flow};
 use crate::tables::*;
 use dvr_model::*;
 use dvr_openflow::{Action, Flow, Ipv4Match, Match, Proto, VlanMatch};
@@ -73,34 +73,36 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             vec![p.next(INT_ARP_DVR_MAC_TO_DST_MAC_PHYSICAL)],
             "frame addressed to this host's DVR MAC: hand it to the router port in ARP_DVR_MAC_TO_DST_MAC_PHYSICAL",
         ));
-        for &(n, lvid) in &cx.host.local_vlans {
-            let net = cx.topo.network(n);
-            if net.segment.physnet() != Some(m.physnet.as_str()) {
-                continue;
-            }
-            let (vlan, actions) = match &net.segment {
-                Segment::Vlan { vlan, .. } => {
-                    (VlanMatch::Tagged(vlan.get()), vec![Action::ModVlanVid(lvid.get()), crate::firewall::after_vlan_translation(cx)])
-                }
-                _ => (
-                    VlanMatch::Untagged,
-                    vec![Action::PushVlan, Action::ModVlanVid(lvid.get()), crate::firewall::after_vlan_translation(cx)],
-                ),
-            };
-            let seg = match vlan {
-                VlanMatch::Tagged(s) => format!("VLAN {s}"),
-                VlanMatch::Untagged => "untagged".into(),
-            };
-            v.push(flow(
-                INT_LOCAL_SWITCHING,
-                3,
-                on(Match { dl_vlan: Some(vlan), ..Default::default() }),
-                actions,
-                format!("network {}: {seg} on the wire becomes local VLAN {lvid}", net.name),
-            ));
-        }
+        v.extend(cx.host.local_vlans.iter().filter_map(|&(n, lvid)| int_translation(cx, m, n, lvid)));
     }
     v
+}
+
+/// br-int's translation of network `n`'s segment on mapping `m` to its
+/// local VLAN `lvid` (table 0, priority 3; `None` when `n` is not on `m`).
+pub fn int_translation(cx: &HostCtx, m: &BridgeMapping, n: NetworkIx, lvid: VlanId) -> Option<Arc<Flow>> {
+    let int_patch = cx.int_patch(m);
+    let net = cx.topo.network(n);
+    if net.segment.physnet() != Some(m.physnet.as_str()) {
+        return None;
+    }
+    let (vlan, actions) = match &net.segment {
+        Segment::Vlan { vlan, .. } => {
+            (VlanMatch::Tagged(vlan.get()), vec![Action::ModVlanVid(lvid.get()), crate::firewall::after_vlan_translation(cx)])
+        }
+        _ => (VlanMatch::Untagged, vec![Action::PushVlan, Action::ModVlanVid(lvid.get()), crate::firewall::after_vlan_translation(cx)]),
+    };
+    let seg = match vlan {
+        VlanMatch::Tagged(s) => format!("VLAN {s}"),
+        VlanMatch::Untagged => "untagged".into(),
+    };
+    Some(flow(
+        INT_LOCAL_SWITCHING,
+        3,
+        Match { in_port: Some(int_patch), dl_vlan: Some(vlan), ..Default::default() },
+        actions,
+        format!("network {}: {seg} on the wire becomes local VLAN {lvid}", net.name),
+    ))
 }
 
 /// ICMPv6 type of a neighbour advertisement.
@@ -187,56 +189,78 @@ fn wire_vlan(seg: &Segment, lvid: VlanId) -> VlanMatch {
 /// the DVR MAC), and for each local DVR-serviced port of the subnet, the
 /// table 2 source-MAC restore and the table 60 direct output.
 pub fn int_dvr_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
+    cx.dvr_interfaces().iter().flat_map(|qr| int_dvr_flows_of(cx, qr)).collect()
+}
+
+/// The br-int tables of a router interface's DVR flows: (to source MAC, to
+/// destination MAC). Tunnel networks use the tunnel tables (1, 3), vlan/flat
+/// ones the physical tables (2, 4) (`_dvr_to_src_mac_table_id`,
+/// `_dvr_dst_mac_table_id`); `None` for a network this host cannot reach.
+pub fn dvr_tables(cx: &HostCtx, qr: &QrOnHost) -> Option<(TableDecl, TableDecl)> {
+    if cx.topo.network(qr.subnet.network).segment.vni().is_some() {
+        Some((INT_DVR_TO_SRC_MAC, INT_ARP_DVR_MAC_TO_DST_MAC))
+    } else if cx.mapping_of(qr.subnet.network).is_some() {
+        Some((INT_DVR_TO_SRC_MAC_PHYSICAL, INT_ARP_DVR_MAC_TO_DST_MAC_PHYSICAL))
+    } else {
+        None
+    }
+}
+
+/// The local ports a router interface's DVR flows serve (DVR-serviced
+/// ports and the SNAT port of its subnet bound here), in port order.
+pub fn dvr_serviced<'a>(cx: &'a HostCtx, qr: &'a QrOnHost) -> impl Iterator<Item = &'a Port> + 'a {
+    cx.bound_ports()
+        .filter(|p| p.subnet == qr.subnet_ix && (p.owner.is_dvr_serviced() || matches!(p.owner, PortOwner::CentralizedSnat { .. })))
+}
+
+/// [`int_dvr_flows`] of one router interface, in the order the planner
+/// emits them: (to destination MAC, 5), (0, 99), then per serviced port
+/// (to source MAC, 20) and (TRANSIENT, 20). `crate::ifacepatch` counts
+/// on this shape.
+pub fn int_dvr_flows_of(cx: &HostCtx, qr: &QrOnHost) -> Vec<Arc<Flow>> {
+    int_dvr_flows_for(cx, qr, dvr_serviced(cx, qr))
+}
+
+/// [`int_dvr_flows_of`] for the given serviced ports (e.g. with a port
+/// that has just left the host).
+pub fn int_dvr_flows_for<'a>(cx: &HostCtx, qr: &QrOnHost, serviced: impl Iterator<Item = &'a Port>) -> Vec<Arc<Flow>> {
     let p = cx.profile;
     let mut v = Vec::new();
-    for qr in cx.dvr_interfaces() {
-        // Tunnel networks use the tunnel tables (1, 3), vlan/flat ones the
-        // physical tables (2, 4) (`_dvr_to_src_mac_table_id`, `_dvr_dst_mac_table_id`).
-        let (to_src_mac, to_dst_mac) = if cx.topo.network(qr.subnet.network).segment.vni().is_some() {
-            (INT_DVR_TO_SRC_MAC, INT_ARP_DVR_MAC_TO_DST_MAC)
-        } else if cx.mapping_of(qr.subnet.network).is_some() {
-            (INT_DVR_TO_SRC_MAC_PHYSICAL, INT_ARP_DVR_MAC_TO_DST_MAC_PHYSICAL)
-        } else {
-            continue;
-        };
-        let qr_dev = qr.port.device_name();
-        let gw_mac = qr.port.mac;
+    let Some((to_src_mac, to_dst_mac)) = dvr_tables(cx, qr) else { return v };
+    let qr_dev = qr.port.device_name();
+    let gw_mac = qr.port.mac;
+    v.push(flow(
+        to_dst_mac,
+        5,
+        Match { dl_vlan: Some(VlanMatch::Tagged(qr.lvid.get())), dl_dst: Some(cx.dvr_mac()), ..Default::default() },
+        vec![Action::ModDlDst(gw_mac), Action::StripVlan, Action::Output(qr_dev.clone())],
+        format!("to this host's DVR MAC on local VLAN {}: deliver to {qr_dev} (matches the local VLAN, quirk Q4)", qr.lvid),
+    ));
+    v.push(flow(
+        INT_LOCAL_SWITCHING,
+        99,
+        Match { proto: Some(Proto::Arp), dl_dst: Some(cx.dvr_mac()), arp_op: Some(2), arp_tha: Some(gw_mac), ..Default::default() },
+        vec![Action::ModDlDst(gw_mac), p.next(p.egress_start())],
+        format!("ARP reply meant for gateway {}: restore its MAC as destination", qr.subnet.gateway),
+    ));
+    let net = cx.topo.network(qr.subnet.network);
+    let vlan = wire_vlan(&net.segment, qr.lvid);
+    for port in serviced {
+        let dev = port.device_name();
+        let m = Match { dl_vlan: Some(vlan), dl_dst: Some(port.mac), ..Default::default() };
         v.push(flow(
-            to_dst_mac,
-            5,
-            Match { dl_vlan: Some(VlanMatch::Tagged(qr.lvid.get())), dl_dst: Some(cx.dvr_mac()), ..Default::default() },
-            vec![Action::ModDlDst(gw_mac), Action::StripVlan, Action::Output(qr_dev.clone())],
-            format!("to this host's DVR MAC on local VLAN {}: deliver to {qr_dev} (matches the local VLAN, quirk Q4)", qr.lvid),
+            to_src_mac,
+            20,
+            m.clone(),
+            vec![Action::ModDlSrc(gw_mac), p.next(p.egress_start())],
+            format!("routed frame for {dev} ({}) from a remote host: the source becomes gateway {} again", port.ip, qr.subnet.gateway),
         ));
-        v.push(flow(
-            INT_LOCAL_SWITCHING,
-            99,
-            Match { proto: Some(Proto::Arp), dl_dst: Some(cx.dvr_mac()), arp_op: Some(2), arp_tha: Some(gw_mac), ..Default::default() },
-            vec![Action::ModDlDst(gw_mac), p.next(p.egress_start())],
-            format!("ARP reply meant for gateway {}: restore its MAC as destination", qr.subnet.gateway),
-        ));
-        let net = cx.topo.network(qr.subnet.network);
-        let vlan = wire_vlan(&net.segment, qr.lvid);
-        let serviced = cx
-            .bound_ports()
-            .filter(|p| p.subnet == qr.subnet_ix && (p.owner.is_dvr_serviced() || matches!(p.owner, PortOwner::CentralizedSnat { .. })));
-        for port in serviced {
-            let dev = port.device_name();
-            let m = Match { dl_vlan: Some(vlan), dl_dst: Some(port.mac), ..Default::default() };
-            v.push(flow(
-                to_src_mac,
-                20,
-                m.clone(),
-                vec![Action::ModDlSrc(gw_mac), p.next(p.egress_start())],
-                format!("routed frame for {dev} ({}) from a remote host: the source becomes gateway {} again", port.ip, qr.subnet.gateway),
-            ));
-            let mut out = Vec::new();
-            if vlan != VlanMatch::Untagged {
-                out.push(Action::StripVlan);
-            }
-            out.push(Action::Output(dev.clone()));
-            v.push(flow(INT_TRANSIENT, 20, m, out, format!("routed frame for {dev}: untag and output directly")));
+        let mut out = Vec::new();
+        if vlan != VlanMatch::Untagged {
+            out.push(Action::StripVlan);
         }
+        out.push(Action::Output(dev.clone()));
+        v.push(flow(INT_TRANSIENT, 20, m, out, format!("routed frame for {dev}: untag and output directly")));
     }
     v
 }
@@ -264,52 +288,67 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
             format!("routed frame from DVR MAC {mac}: straight to br-int, never learned"),
         )
     }));
-    for &(n, lvid) in &cx.host.local_vlans {
-        let net = cx.topo.network(n);
-        if net.segment.physnet() != Some(mapping.physnet.as_str()) {
-            continue;
-        }
-        let (actions, what) = match &net.segment {
-            Segment::Vlan { vlan, .. } => (vec![Action::ModVlanVid(vlan.get()), Action::Normal], format!("VLAN {vlan}")),
-            _ => (vec![Action::StripVlan, Action::Normal], "untagged".to_string()),
-        };
-        v.push(flow(
-            PHYS_LOCAL_VLAN_TRANSLATION,
-            4,
-            Match { dl_vlan: Some(VlanMatch::Tagged(lvid.get())), ..from_int.clone() },
-            actions,
-            format!("network {}: local VLAN {lvid} leaves as {what}", net.name),
-        ));
-    }
+    v.extend(cx.host.local_vlans.iter().filter_map(|&(n, lvid)| phys_translation(cx, mapping, n, lvid)));
     for qr in cx.dvr_interfaces() {
-        if cx.mapping_of(qr.subnet.network).map(|m| m.physnet.as_str()) != Some(mapping.physnet.as_str()) {
-            continue;
-        }
-        let vl = Some(VlanMatch::Tagged(qr.lvid.get()));
-        let gw = qr.subnet.gateway;
-        v.push(flow(
+        v.extend(phys_dvr_flows_of(cx, mapping, &qr));
+    }
+    v
+}
+
+/// The physical bridge's translation of local VLAN `lvid` of network `n`
+/// back to its segment (LOCAL_VLAN_TRANSLATION, priority 4; `None` when `n`
+/// is not on `mapping`).
+pub fn phys_translation(cx: &HostCtx, mapping: &BridgeMapping, n: NetworkIx, lvid: VlanId) -> Option<Arc<Flow>> {
+    let net = cx.topo.network(n);
+    if net.segment.physnet() != Some(mapping.physnet.as_str()) {
+        return None;
+    }
+    let (actions, what) = match &net.segment {
+        Segment::Vlan { vlan, .. } => (vec![Action::ModVlanVid(vlan.get()), Action::Normal], format!("VLAN {vlan}")),
+        _ => (vec![Action::StripVlan, Action::Normal], "untagged".to_string()),
+    };
+    Some(flow(
+        PHYS_LOCAL_VLAN_TRANSLATION,
+        4,
+        Match { in_port: Some(cx.phy_patch(mapping)), dl_vlan: Some(VlanMatch::Tagged(lvid.get())), ..Default::default() },
+        actions,
+        format!("network {}: local VLAN {lvid} leaves as {what}", net.name),
+    ))
+}
+
+/// A router interface's DVR_PROCESS flows on the physical bridge of
+/// `mapping`, in emission order: (gateway ARP drop table, 3), (DVR_PROCESS,
+/// 2), (DVR_PROCESS, 1); none when its network is on another bridge.
+pub fn phys_dvr_flows_of(cx: &HostCtx, mapping: &BridgeMapping, qr: &QrOnHost) -> Vec<Arc<Flow>> {
+    let p = cx.profile;
+    if cx.mapping_of(qr.subnet.network).map(|m| m.physnet.as_str()) != Some(mapping.physnet.as_str()) {
+        return Vec::new();
+    }
+    let vl = Some(VlanMatch::Tagged(qr.lvid.get()));
+    let gw = qr.subnet.gateway;
+    vec![
+        flow(
             p.gateway_arp_drop_table(),
             3,
             Match { proto: Some(Proto::Arp), dl_vlan: vl, arp_tpa: Some(Ipv4Match::host(gw)), ..Default::default() },
             vec![Action::Drop],
             format!("ARP for gateway {gw} never leaves the host: the local router answers"),
-        ));
-        v.push(flow(
+        ),
+        flow(
             PHYS_DVR_PROCESS,
             2,
             Match { dl_vlan: vl, dl_dst: Some(qr.port.mac), ..Default::default() },
             vec![Action::Drop],
             format!("frames to gateway MAC {} never leave the host", qr.port.mac),
-        ));
-        v.push(flow(
+        ),
+        flow(
             PHYS_DVR_PROCESS,
             1,
             Match { dl_vlan: vl, dl_src: Some(qr.port.mac), ..Default::default() },
             vec![Action::ModDlSrc(cx.dvr_mac()), p.next(PHYS_LOCAL_VLAN_TRANSLATION)],
             format!("routed by the local router ({}): source becomes this host's DVR MAC", qr.subnet.gateway),
-        ));
-    }
-    v
+        ),
+    ]
 }
 
 /// Sort flows the way `ovs-ofctl dump-flows --rsort`-like readers expect:

@@ -9,9 +9,11 @@
 //!
 //! A change made in place by [`dvr_model::live::Live`] names the hosts it
 //! touched ([`Applied`]); [`Replanner::apply`] replans only those, without
-//! fingerprinting the others. Either way each replanned host's change comes
-//! out as a typed [`HostDelta`] (items to add and delete), which an agent
-//! applies directly.
+//! fingerprinting the others; on the copies of a router that gained or lost
+//! an interface, the interface's flows and ports are edited in
+//! ([`crate::ifacepatch`]) rather than the bridges replanned. Either way each
+//! replanned host's change comes out as a typed [`HostDelta`] (items to add
+//! and delete), which an agent applies directly.
 
 use crate::ctx::FlowCache;
 use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};
@@ -165,6 +167,9 @@ pub struct Update {
     /// Hosts where only some namespaces were recomputed (the copies of a
     /// router behind a booted or deleted port).
     pub patched: Vec<String>,
+    /// Hosts of `patched` whose bridges took a router interface flow by flow
+    /// ([`crate::ifacepatch`]) instead of being replanned.
+    pub edited: Vec<String>,
     /// Hosts whose plan actually differs from before.
     pub changed: Vec<String>,
     /// Hosts removed from the deployment.
@@ -272,9 +277,17 @@ impl Replanner {
         }
         let mut u = Update::default();
         let t1 = Instant::now();
+        // Hosts by name: a map when the change names many (a router's copies).
+        let named =
+            applied.hosts.len() + applied.int_bridges.len() + applied.bridges.len() + applied.namespaces.len() + applied.copies.len();
+        let map: Option<HashMap<&str, HostIx>> = (named > 16).then(|| t.hosts_ix().map(|(i, h)| (h.name.as_str(), i)).collect());
+        let host_ix = |n: &str| match &map {
+            Some(m) => m.get(n).copied(),
+            None => t.host_ix(n),
+        };
         let mut befores = Vec::with_capacity(applied.hosts.len());
         for name in &applied.hosts {
-            let Some(i) = t.host_ix(name) else { continue };
+            let Some(i) = host_ix(name) else { continue };
             let hp = plan_host_shared(t, i, self.profile, &self.cache);
             befores.push((i.0, std::mem::replace(&mut self.plan.hosts[i.0], hp)));
             // Its old fingerprint no longer describes the plan held.
@@ -285,7 +298,7 @@ impl Replanner {
         // Hosts where only br-int changes (an instance booted or deleted there).
         let mut bridges: Vec<(usize, Bridge)> = Vec::new();
         for name in &applied.int_bridges {
-            let Some(h) = t.host_ix(name) else { continue };
+            let Some(h) = host_ix(name) else { continue };
             if whole.contains(name.as_str()) {
                 continue;
             }
@@ -304,14 +317,24 @@ impl Replanner {
         // Hosts where every bridge is replanned (a router interface attached
         // or detached: qr- port, local VLANs, DVR flows).
         for name in &applied.bridges {
-            let Some(h) = t.host_ix(name) else { continue };
+            let Some(h) = host_ix(name) else { continue };
             if whole.contains(name.as_str()) {
                 continue;
+            }
+            let mut d = HostDelta { host: name.clone(), ..HostDelta::default() };
+            if let (Some(ev), Some(ports), Some(vlans)) = (applied.interface, &applied.interface_ports, applied.steady.get(name)) {
+                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+                let bridges = &mut self.plan.hosts[h.0].bridges;
+                if crate::ifacepatch::patch_bridges(&cx, ev, ports, *vlans, bridges, &mut d) {
+                    arp.push(d);
+                    u.edited.push(name.clone());
+                    self.mark_patched(&mut u, name);
+                    continue;
+                }
             }
             // The flows per other host's DVR MAC are kept, the rest replanned
             // and compared (the delta comes out here, not below).
             let old = std::mem::take(&mut self.plan.hosts[h.0].bridges);
-            let mut d = HostDelta { host: name.clone(), ..HostDelta::default() };
             self.plan.hosts[h.0].bridges = crate::rebridge::replan_bridges(t, h, self.profile, &self.cache, old, &mut d);
             arp.push(d);
             self.mark_patched(&mut u, name);
@@ -323,7 +346,7 @@ impl Replanner {
         let mut fresh: Vec<Option<Namespace>> = Vec::new();
         let mut it = applied.namespaces.iter().filter(|(h, _)| !whole.contains(h.as_str())).peekable();
         while let Some((host, ns)) = it.next() {
-            let Some(h) = t.host_ix(host) else { continue };
+            let Some(h) = host_ix(host) else { continue };
             let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
             // The copy of a router that gained or lost an interface: patched for it alone.
             let patched = match (ns, applied.interface) {
@@ -361,7 +384,7 @@ impl Replanner {
             }
         }
         for (host, router) in &applied.copies {
-            let (Some(h), Some(r)) = (t.host_ix(host), router_ix(router)) else { continue };
+            let (Some(h), Some(r)) = (host_ix(host), router_ix(router)) else { continue };
             if whole.contains(host.as_str()) {
                 continue;
             }

@@ -22,6 +22,12 @@ fn namespace_of(cx: &HostCtx, port: &Port) -> String {
 }
 
 fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
+    bridge_port_tagged(cx, port, cx.lvid(port.network))
+}
+
+/// A port's entry on br-int with local VLAN `tag` (that of its network,
+/// given when the network has just left the host).
+pub(crate) fn bridge_port_tagged(cx: &HostCtx, port: &Port, tag: VlanId) -> BridgePort {
     let kind = match port.owner {
         PortOwner::Compute { instance } => PortKind::Vif { instance: cx.topo.instance(instance).name.clone() },
         _ => PortKind::Service { namespace: namespace_of(cx, port) },
@@ -29,7 +35,7 @@ fn bridge_port(cx: &HostCtx, port: &Port) -> BridgePort {
     BridgePort {
         name: port.device_name(),
         kind,
-        tag: Some(cx.lvid(port.network).get()),
+        tag: Some(tag.get()),
         iface_id: Some(port.id.hyphenated()),
         mac: Some(port.mac),
         ofport: None,

@@ -111,9 +111,16 @@ fn insert_before_tail<T>(list: &mut Vec<T>, new: Vec<T>, tail: usize) {
     list.splice(at..at, new);
 }
 
-/// Move the items matching `f` from `list` to `out`, keeping both in order.
+/// Move the items matching `f` from `list` to `out`, keeping both in order
+/// (block by block: an interface's items are together, in lists of hundreds).
 fn take<T>(list: &mut Vec<T>, out: &mut Vec<T>, f: impl Fn(&T) -> bool) {
-    let (gone, kept): (Vec<T>, Vec<T>) = std::mem::take(list).into_iter().partition(|x| f(x));
-    *list = kept;
-    out.extend(gone);
+    let mut i = 0;
+    while i < list.len() {
+        if !f(&list[i]) {
+            i += 1;
+            continue;
+        }
+        let end = i + list[i..].iter().take_while(|x| f(x)).count();
+        out.extend(list.drain(i..end));
+    }
 }

@@ -15,8 +15,10 @@ use dvr_plan::delta::{HostDelta, Item, items};
 use dvr_plan::incremental::Replanner;
 use proptest::prelude::*;
 
-/// The seed lab plus an idle compute node, a network no router joins yet
-/// and a legacy router with a gateway and no interface yet.
+/// The seed lab plus an idle compute node, two networks no router joins yet
+/// (test3 before the external network, test4 last: attaching it moves no
+/// host's other local VLANs) and a legacy router with a gateway and no
+/// interface yet.
 fn base() -> TopologySpec {
     let yaml = dvr_model::SEED_YAML
         .replace(
@@ -31,6 +33,10 @@ fn base() -> TopologySpec {
             "  - name: external\n",
             "  - name: test3\n    type: vlan\n    physical_network: physnet1\n    segmentation_id: 300\n    subnets:\n      - {name: test3-v4, cidr: 192.168.3.0/24}\n  - name: external\n",
         );
+    let yaml = yaml.replace(
+        "\n\nrouters:",
+        "\n  - name: test4\n    type: vlan\n    physical_network: physnet1\n    segmentation_id: 400\n    subnets:\n      - {name: test4-v4, cidr: 192.168.4.0/24}\n\nrouters:",
+    );
     dvr_model::parse_spec("base.yaml", &yaml).unwrap()
 }
 
@@ -60,10 +66,10 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        3 => (0usize..3, 0usize..3).prop_map(|(h, n)| Step::Add(h, n)),
+        3 => (0usize..3, 0usize..4).prop_map(|(h, n)| Step::Add(h, n)),
         2 => (0usize..16).prop_map(Step::Remove),
         1 => (0usize..16).prop_map(Step::Fip),
-        2 => (0usize..4).prop_map(Step::Attach),
+        2 => (0usize..6).prop_map(Step::Attach),
         2 => (0usize..2, 0usize..3).prop_map(|(r, i)| Step::Detach(r, i)),
         1 => (0usize..16).prop_map(Step::Unfip),
         1 => (0usize..3).prop_map(Step::RemoveHost),
@@ -73,7 +79,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn to_change(spec: &TopologySpec, s: &Step, serial: usize) -> Option<Change> {
     let hosts = ["compute1", "compute2", "compute3"];
-    let nets = ["test1", "test2", "test3"];
+    let nets = ["test1", "test2", "test3", "test4"];
     match s {
         Step::Add(h, n) => Some(Change::AddInstance { name: format!("new{serial}"), host: hosts[*h].into(), network: nets[*n].into() }),
         Step::Remove(i) => spec.instances.get(i % spec.instances.len().max(1)).map(|x| Change::RemoveInstance { name: x.name.clone() }),
@@ -82,8 +88,8 @@ fn to_change(spec: &TopologySpec, s: &Step, serial: usize) -> Option<Change> {
         }
         // router1 is distributed, router2 legacy; test2-v4 starts on router1.
         Step::Attach(k) => Some(Change::AddRouterInterface {
-            router: ["router1", "router2"][k / 2].into(),
-            subnet: ["test3-v4", "test2-v4"][k % 2].into(),
+            router: ["router1", "router2"][k / 3].into(),
+            subnet: ["test3-v4", "test2-v4", "test4-v4"][k % 3].into(),
         }),
         Step::Detach(r, i) => {
             let name = ["router1", "router2"][*r];
@@ -99,6 +105,12 @@ fn to_change(spec: &TopologySpec, s: &Step, serial: usize) -> Option<Change> {
         Step::RemoveHost(h) => Some(Change::RemoveHost { name: hosts[*h].into() }),
         Step::AddHost => Some(Change::AddHost { name: format!("compute{}", 10 + serial), like: None }),
     }
+}
+
+/// Cases per property: 40, or `PROPTEST_CASES` (the explicit count would
+/// otherwise override the variable, and a longer run could not be asked for).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(40)
 }
 
 fn json(p: &dvr_plan::Plan) -> String {
@@ -175,7 +187,7 @@ fn per_host(p: &dvr_plan::Plan) -> std::collections::BTreeMap<String, String> {
 proptest! {
     // A case whose every change is rejected tests nothing: it is discarded
     // (prop_assume), and the run fails if more than this many are.
-    #![proptest_config(ProptestConfig { cases: 40, max_global_rejects: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), max_global_rejects: 40, ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_equals_full(steps in proptest::collection::vec(step(), 1..8), profile in prop_oneof![Just(Profile::Walkthrough), Just(Profile::Current)], vxlan in any::<bool>()) {
@@ -258,7 +270,7 @@ fn booting_an_instance_on_vxlan_replans_the_hosts_sharing_its_network() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, max_global_rejects: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), max_global_rejects: 40, ..ProptestConfig::default() })]
 
     /// Changes made in place (`Live`), replanning only the hosts they name
     /// (with VXLAN networks: l2population's peers too).
@@ -413,6 +425,47 @@ fn router_interfaces_in_place_equal_full_plans() {
             if patched_only {
                 assert!(u.replanned.is_empty(), "{change:?} replanned {:?} whole", u.replanned);
                 assert!(!u.patched.is_empty() && !u.deltas.is_empty(), "{change:?} patched nothing");
+            }
+            before = now;
+        }
+    }
+}
+
+/// A router interface on a network that moves no other local VLAN is
+/// edited into the copies that stay (the SNAT host too) flow by flow, both
+/// when the network arrives on or leaves a host and when it was there
+/// already; the plan equals a full plan and the deltas are exact.
+#[test]
+fn router_interfaces_are_edited_into_the_copies_flow_by_flow() {
+    for profile in [Profile::Walkthrough, Profile::Current] {
+        let mut live = Live::new(dvr_model::build::build("base.yaml", &base()).unwrap());
+        let mut r = Replanner::new(live.topology(), profile);
+        let mut before = host_items(r.plan());
+        let attach = Change::AddRouterInterface { router: "router1".into(), subnet: "test4-v4".into() };
+        let detach = Change::RemoveRouterInterface { router: "router1".into(), subnet: "test4-v4".into() };
+        let boot = Change::AddInstance { name: "v4".into(), host: "compute1".into(), network: "test4".into() };
+        // (change, hosts edited flow by flow)
+        // The network node is the SNAT host (the sg- port comes and goes) and
+        // has test4 already (its DHCP port).
+        let steps: [(&Change, &[&str]); 5] = [
+            (&attach, &["compute1", "compute2", "network"]),
+            (&detach, &["compute1", "compute2", "network"]),
+            (&boot, &[]),
+            // compute1 keeps test4 (v4 is there): only the router's flows change.
+            (&attach, &["compute1", "compute2", "network"]),
+            (&detach, &["compute1", "compute2", "network"]),
+        ];
+        for (change, edited) in steps {
+            let a = live.apply(change).unwrap_or_else(|e| panic!("{change:?}: {e}"));
+            let u = r.apply(live.topology(), &a);
+            let full = dvr_plan::plan(live.topology(), profile).unwrap();
+            assert_eq!(json(r.plan()), json(&full), "after {change:?}");
+            let now = host_items(&full);
+            check_deltas(&before, &now, &u.deltas).unwrap_or_else(|e| panic!("after {change:?}: {e}"));
+            for h in edited {
+                assert!(u.edited.iter().any(|e| e == h), "{change:?}: {h} not edited flow by flow: {:?}", u.edited);
+                let d = u.deltas.iter().find(|d| d.host == *h).expect("a delta");
+                assert!(d.flows().0 + d.flows().1 > 0, "{change:?} on {h}: {d:?}");
             }
             before = now;
         }

@@ -226,22 +226,7 @@ pub(super) fn allocate_host(c: &mut Checker, topo: &mut Topology, h: HostIx) {
     if !topo.hosts[h.0].has_dataplane() {
         return;
     }
-    let mut vlans = LocalVlanAllocator::default();
-    let mut local = Vec::new();
-    for n in networks_on_host(topo, h) {
-        match vlans.allocate() {
-            Some(v) => local.push((n, v)),
-            None => {
-                c.bad(
-                    obj("hosts", h.0, &topo.hosts[h.0].name),
-                    "",
-                    "more than 4094 networks on one host: no free local VLAN",
-                    "spread the instances over more hosts",
-                );
-                break;
-            }
-        }
-    }
+    allocate_vlans(c, topo, h);
     let mut ll = LinkLocalAllocator::default();
     let mut links = Vec::new();
     for &RouterIx(r) in topo.index.host_routers.get(h.0).into_iter().flatten() {
@@ -258,6 +243,31 @@ pub(super) fn allocate_host(c: &mut Checker, topo: &mut Topology, h: HostIx) {
             }
         }
     }
-    topo.hosts[h.0].local_vlans = local;
     topo.hosts[h.0].fip_links = links;
+}
+
+/// Hand out host `h`'s local VLANs alone (one per network present, in
+/// network order): all a host needs when its networks changed but not its
+/// routers (whose link-local pairs stay).
+pub(super) fn allocate_vlans(c: &mut Checker, topo: &mut Topology, h: HostIx) {
+    if !topo.hosts[h.0].has_dataplane() {
+        return;
+    }
+    let mut vlans = LocalVlanAllocator::default();
+    let mut local = Vec::new();
+    for n in networks_on_host(topo, h) {
+        match vlans.allocate() {
+            Some(v) => local.push((n, v)),
+            None => {
+                c.bad(
+                    obj("hosts", h.0, &topo.hosts[h.0].name),
+                    "",
+                    "more than 4094 networks on one host: no free local VLAN",
+                    "spread the instances over more hosts",
+                );
+                break;
+            }
+        }
+    }
+    topo.hosts[h.0].local_vlans = local;
 }

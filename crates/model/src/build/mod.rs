@@ -41,6 +41,14 @@ pub(crate) fn reallocate_host(topo: &mut Topology, h: HostIx) -> Vec<crate::erro
     hosts::allocate_host(&mut c, topo, h);
     c.finish()
 }
+
+/// Hand out host `h`'s local VLANs again (its routers, and so its link-local
+/// pairs, unchanged), as [`reallocate_host`] would.
+pub(crate) fn reallocate_vlans(topo: &mut Topology, h: HostIx) -> Vec<crate::error::Problem> {
+    let mut c = Checker::default();
+    hosts::allocate_vlans(&mut c, topo, h);
+    c.finish()
+}
 pub use hosts::networks_on_host;
 pub use tunnels::DEFAULT_UNDERLAY;
 

@@ -91,9 +91,30 @@ pub struct Applied {
     /// The router interface attached or detached, if any: the copies of
     /// the router named in `namespaces` can be patched for it alone.
     pub interface: Option<InterfaceEvent>,
+    /// The ports of [`Applied::interface`], as attached or as they were
+    /// before detaching: what a planner needs to add or remove just that
+    /// interface's flows on the router's copies.
+    pub interface_ports: Option<InterfacePorts>,
+    /// Hosts of `bridges` where no local VLAN moved except the interface's
+    /// network's own appearing or going: per host, that network's local
+    /// VLAN before and after (`None`: absent). On those the router's copy
+    /// changes by that interface's flows and port alone.
+    pub steady: std::collections::BTreeMap<String, (Option<VlanId>, Option<VlanId>)>,
     /// The change was applied by rebuilding from the pinned file (hosts
     /// added or removed; any change with security groups), not in place.
     pub rebuilt: bool,
+}
+
+/// The ports a router interface brings or takes away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfacePorts {
+    /// The qr- port.
+    pub qr: Port,
+    /// Its subnet's position among the router's interfaces (after
+    /// attaching, before detaching).
+    pub at: usize,
+    /// The sg- port on the SNAT host, if the router has one.
+    pub snat: Option<Port>,
 }
 
 /// One namespace of a host's plan, named by the object it serves.

@@ -10,9 +10,9 @@
 //! allocation hands out what the build of the pinned file would, in the same
 //! order (qr- MAC, sg- address and MAC, then fg- ports by host).
 
-use super::{Applied, InterfaceEvent, Live, NsRef, err, names};
+use super::{Applied, InterfaceEvent, InterfacePorts, Live, NsRef, err, names};
 use crate::alloc::*;
-use crate::build::reallocate_host;
+use crate::build::{reallocate_host, reallocate_vlans};
 use crate::change::{Change, ChangeError};
 use crate::topology::*;
 use crate::types::*;
@@ -30,6 +30,8 @@ struct Reach {
     before: Vec<HostIx>,
     /// And after it.
     after: Vec<HostIx>,
+    /// The ports attached or detached.
+    ports: InterfacePorts,
 }
 
 impl Live {
@@ -205,10 +207,13 @@ impl Live {
         let owner =
             if distributed { PortOwner::RouterInterfaceDistributed { router: r } } else { PortOwner::RouterInterface { router: r } };
         let host = if distributed { None } else { snat_host };
-        self.insert_port(start + qrs, Port { id: qr_id, owner, network: n, subnet: s, ip: gateway, mac: qr_mac, host });
+        let qr = Port { id: qr_id, owner, network: n, subnet: s, ip: gateway, mac: qr_mac, host };
+        self.insert_port(start + qrs, qr.clone());
+        let mut snat = None;
         if let Some((id, ip, mac)) = sg {
             let port = Port { id, owner: PortOwner::CentralizedSnat { router: r }, network: n, subnet: s, ip, mac, host: snat_host };
-            self.insert_port(start + qrs + 1 + sgs, port);
+            self.insert_port(start + qrs + 1 + sgs, port.clone());
+            snat = Some(port);
         }
         self.topo.routers[r.0].interfaces.push(s);
         self.topo.index.subnet_routers[s.0] = vec![r];
@@ -222,7 +227,9 @@ impl Live {
             self.insert_fg_port(p);
         }
         let after: Vec<HostIx> = after.into_iter().collect();
-        Ok(self.interface_applied(InterfaceEvent { router: r, subnet: s, added: true }, Reach { before, after }))
+        let at = self.topo.router(r).interfaces.len() - 1;
+        let ports = InterfacePorts { qr, at, snat };
+        Ok(self.interface_applied(InterfaceEvent { router: r, subnet: s, added: true }, Reach { before, after, ports }))
     }
 
     pub(super) fn remove_interface(&mut self, change: &Change, router: &str, subnet: &str) -> Result<Applied, ChangeError> {
@@ -260,6 +267,7 @@ impl Live {
         } else {
             before.clone()
         };
+        let snat = t.snat_port(r, s).map(|p| t.port(p).clone());
         if let Some(p) = t.snat_port(r, s) {
             let port = t.port(p).clone();
             self.remove_port(p);
@@ -267,8 +275,10 @@ impl Live {
             self.macs.release(port.mac);
         }
         let p = self.topo.router_interface(r, s).expect("every interface has a port");
+        let at = self.topo.router(r).interfaces.iter().position(|i| *i == s).expect("found above");
+        let qr = self.topo.port(p).clone();
         // Its address is the subnet's gateway, which stays reserved.
-        let mac = self.topo.port(p).mac;
+        let mac = qr.mac;
         self.remove_port(p);
         self.macs.release(mac);
         self.topo.routers[r.0].interfaces.retain(|i| *i != s);
@@ -278,7 +288,8 @@ impl Live {
             self.topo.index.host_routers[h.0].retain(|x| *x != r);
             self.refresh_fg_ports(h);
         }
-        Ok(self.interface_applied(InterfaceEvent { router: r, subnet: s, added: false }, Reach { before, after }))
+        let ports = InterfacePorts { qr, at, snat };
+        Ok(self.interface_applied(InterfaceEvent { router: r, subnet: s, added: false }, Reach { before, after, ports }))
     }
 
     /// Where router `r`'s ports start, and how many qr- and sg- ports it has
@@ -312,21 +323,38 @@ impl Live {
     /// router's `snat-` namespace; the `qdhcp-` namespace of the network.
     fn interface_applied(&mut self, ev: InterfaceEvent, reach: Reach) -> Applied {
         let (r, s) = (ev.router, ev.subnet);
-        let Reach { before, after } = reach;
+        let Reach { before, after, ports } = reach;
+        let n = self.topo.subnet(s).network;
         let mut all: BTreeSet<HostIx> = before.iter().copied().collect();
         all.extend(after.iter().copied());
+        // Per host: the network's local VLAN before and after, when no other moved.
+        let mut steps = std::collections::BTreeMap::new();
         for &h in &all {
+            let old = self.topo.hosts[h.0].local_vlans.clone();
             // Local VLANs run out only past 4,094 networks on one host; the
             // host keeps what fits, as a build that reports it would.
-            let _ = reallocate_host(&mut self.topo, h);
+            // A host that keeps its copy keeps its routers, so its link-local pairs.
+            let _ = if before.binary_search(&h).is_ok() && after.binary_search(&h).is_ok() {
+                reallocate_vlans(&mut self.topo, h)
+            } else {
+                reallocate_host(&mut self.topo, h)
+            };
+            let new = &self.topo.hosts[h.0].local_vlans;
+            if old.iter().filter(|(m, _)| *m != n).eq(new.iter().filter(|(m, _)| *m != n)) {
+                let of = |l: &[(NetworkIx, VlanId)]| l.iter().find(|(m, _)| *m == n).map(|(_, v)| *v);
+                steps.insert(h, (of(&old), of(new)));
+            }
         }
         let t = &self.topo;
         let router = t.router(r);
         let name = |h: HostIx| t.host(h).name.clone();
-        let mut a = Applied { interface: Some(ev), ..Applied::default() };
+        let mut a = Applied { interface: Some(ev), interface_ports: Some(ports), ..Applied::default() };
         for h in all {
             if before.binary_search(&h).is_ok() && after.binary_search(&h).is_ok() {
                 a.bridges.insert(name(h));
+                if let Some(step) = steps.get(&h) {
+                    a.steady.insert(name(h), *step);
+                }
                 a.namespaces.insert((name(h), NsRef::Qrouter(router.name.clone())));
                 if router.distributed && router.external_gateway.is_some() && router.snat_host == Some(h) {
                     a.namespaces.insert((name(h), NsRef::Snat(router.name.clone())));
@@ -335,7 +363,6 @@ impl Live {
                 a.hosts.insert(name(h));
             }
         }
-        let n = t.subnet(s).network;
         // On VXLAN, l2population announces the router's ports (and a copy's
         // arrival or departure changes a host's networks) to every host
         // with one of the router's networks: their br-tun changes.
