@@ -3,7 +3,7 @@
 //! over the seed lab's `paths:` on a warm twin (hops recorded, and with
 //! text rendered) and on a fresh copy of a warmed twin per trace (cold).
 //!
-//! `cargo run --release -p dvr-sim --example tracebench [SECONDS]`
+//! `cargo run --release -p dvr-sim --example tracebench [SECONDS] [reach,trace,text,cold]`
 
 use dvr_sim::{L4, TraceRequest, World};
 use std::time::{Duration, Instant};
@@ -22,7 +22,13 @@ fn main() {
             Some(TraceRequest { from: p.from.clone(), to, l4: L4::Icmp { reply: false, id: 1 }, spoof_ip: None, spoof_mac: None })
         })
         .collect();
+    // An optional second argument picks modes (`trace,text`; `cold` is text on a cold twin).
+    let only = std::env::args().nth(2).unwrap_or_default();
     for (mode, cold) in [("reach", false), ("trace", false), ("text", false), ("text", true)] {
+        let key = if cold { "cold" } else { mode };
+        if !only.is_empty() && !only.split(',').any(|m| m == key) {
+            continue;
+        }
         let mut warm = base.clone();
         let (mut n, mut spent) = (0u64, Duration::ZERO);
         let cpu0 = on_cpu();
