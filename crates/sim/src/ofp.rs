@@ -448,9 +448,12 @@ impl OfBridge {
     /// A bridge over flows shared with the plan (no copies). Each flow's
     /// `in_port` is resolved to a port index once, here.
     pub fn from_shared(name: &str, ports: Vec<OfPort>, flows: &[Arc<Flow>]) -> OfBridge {
+        // By name index, not by scan: br-tun has a tunnel port and an
+        // `in_port` flow per other host (hosts² comparisons at 1,000 hosts).
+        let port_ix: FxMap<Name, usize> = ports.iter().enumerate().rev().map(|(i, p)| (p.name.clone(), i)).collect();
         let mut by_table: BTreeMap<u8, Vec<Unranked>> = BTreeMap::new();
         for f in flows {
-            let ix = f.matches.in_port.as_ref().map(|n| ports.iter().position(|p| &p.name == n).unwrap_or(usize::MAX));
+            let ix = f.matches.in_port.as_ref().map(|n| port_ix.get(n.as_str()).copied().unwrap_or(usize::MAX));
             by_table.entry(f.table.0).or_default().push((f.clone(), ix));
         }
         let mut slot = Box::new([0u8; 256]);
@@ -460,7 +463,6 @@ impl OfBridge {
             // At most 256 tables, so the index fits.
             slot[usize::from(t)] = u8::try_from(tables.len()).unwrap_or(0);
         }
-        let port_ix = ports.iter().enumerate().rev().map(|(i, p)| (p.name.clone(), i)).collect();
         OfBridge { name: name.into(), ports, tables, slot, port_ix, mac_table: FxMap::default(), kind: None, ct: OvsConntrack::default() }
     }
 
