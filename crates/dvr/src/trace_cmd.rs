@@ -136,6 +136,9 @@ pub fn run_trace(a: TraceArgs) -> Result<()> {
         dvr_sim::prime_neighbours(&mut world, &req)?;
     }
     let tr = dvr_sim::trace(&mut world, &req)?;
+    // The process ends after printing: freeing a twin of thousands of hosts
+    // piece by piece would only delay the exit (the OS reclaims it at once).
+    std::mem::forget(world);
     match a.format {
         TraceFormat::Text => print!("{}", dvr_sim::render::text(&tr)),
         TraceFormat::Minimal => print!("{}", dvr_sim::render::minimal(&tr)),

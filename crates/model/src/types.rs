@@ -52,8 +52,14 @@ impl MacAddr {
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        // By hand, not six `{:02x}`: traces print several MACs per hop.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b':'; 17];
+        for (i, b) in self.0.iter().enumerate() {
+            out[3 * i] = HEX[usize::from(b >> 4)];
+            out[3 * i + 1] = HEX[usize::from(b & 0xf)];
+        }
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 

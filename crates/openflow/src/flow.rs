@@ -380,92 +380,135 @@ impl Flow {
 
     /// The match part in `ovs-ofctl` syntax, e.g. `arp,in_port=qvo1,arp_spa=192.168.1.9`.
     pub fn match_string(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write_match(&mut s);
+        s
+    }
+
+    /// Write the match part (see [`Flow::match_string`]) straight into `o`,
+    /// without a string per field: explained traces print one per table
+    /// step. Whether anything was written (an empty match matches all).
+    pub fn write_match(&self, o: &mut impl fmt::Write) -> Result<bool, fmt::Error> {
+        self.write_match_after(o, "")
+    }
+
+    /// [`Flow::write_match`], preceded by `lead` when anything is written.
+    fn write_match_after(&self, o: &mut impl fmt::Write, lead: &'static str) -> Result<bool, fmt::Error> {
         let m = &self.matches;
-        let mut parts: Vec<String> = Vec::new();
+        let mut parts = Parts { o, any: false, lead };
         if let Some(x) = m.conj_id {
-            parts.push(format!("conj_id={x}"));
+            parts.put(format_args!("conj_id={x}"))?;
         }
         if let Some(x) = m.ct_state {
-            parts.push(format!("ct_state={x}"));
+            parts.put(format_args!("ct_state={x}"))?;
         }
         if let Some(x) = m.ct_zone {
-            parts.push(format!("ct_zone={x}"));
+            parts.put(format_args!("ct_zone={x}"))?;
         }
         if let Some(x) = m.ct_mark {
-            parts.push(format!("ct_mark={x}"));
+            parts.put(format_args!("ct_mark={x}"))?;
         }
         if let Some(p) = m.proto {
-            parts.push(p.keyword().into());
+            parts.put(format_args!("{}", p.keyword()))?;
             if let Proto::IpProto(n) = p {
-                parts.push(format!("nw_proto={n}"));
+                parts.put(format_args!("nw_proto={n}"))?;
             }
         }
         for (i, r) in m.regs.iter().enumerate() {
             if let Some(r) = r {
-                parts.push(format!("reg{i}={r}"));
+                parts.put(format_args!("reg{i}={r}"))?;
             }
         }
         if let Some(p) = &m.in_port {
-            parts.push(format!("in_port={p}"));
+            parts.put(format_args!("in_port={p}"))?;
         }
         if let Some(t) = m.tun_id {
-            parts.push(format!("tun_id={}", crate::nx::hex(t)));
+            parts.put(format_args!("tun_id={}", crate::nx::hex(t)))?;
         }
         match m.dl_vlan {
-            Some(VlanMatch::Tagged(v)) => parts.push(format!("dl_vlan={v}")),
-            Some(VlanMatch::Untagged) => parts.push("dl_vlan=0xffff".into()),
+            Some(VlanMatch::Tagged(v)) => parts.put(format_args!("dl_vlan={v}"))?,
+            Some(VlanMatch::Untagged) => parts.put(format_args!("dl_vlan=0xffff"))?,
             None => {}
         }
         if let Some(x) = m.dl_src {
-            parts.push(format!("dl_src={x}"));
+            parts.put(format_args!("dl_src={x}"))?;
         }
         match (m.dl_dst, m.dl_dst_mask) {
-            (Some(x), Some(mask)) => parts.push(format!("dl_dst={x}/{mask}")),
-            (Some(x), None) => parts.push(format!("dl_dst={x}")),
+            (Some(x), Some(mask)) => parts.put(format_args!("dl_dst={x}/{mask}"))?,
+            (Some(x), None) => parts.put(format_args!("dl_dst={x}"))?,
             _ => {}
         }
         if let Some(x) = m.arp_op {
-            parts.push(format!("arp_op={x}"));
+            parts.put(format_args!("arp_op={x}"))?;
         }
         if let Some(x) = m.arp_spa {
-            parts.push(format!("arp_spa={x}"));
+            parts.put(format_args!("arp_spa={x}"))?;
         }
         if let Some(x) = m.arp_tpa {
-            parts.push(format!("arp_tpa={x}"));
+            parts.put(format_args!("arp_tpa={x}"))?;
         }
         if let Some(x) = m.arp_tha {
-            parts.push(format!("arp_tha={x}"));
+            parts.put(format_args!("arp_tha={x}"))?;
         }
         if let Some(x) = m.nw_src {
-            parts.push(format!("nw_src={x}"));
+            parts.put(format_args!("nw_src={x}"))?;
         }
         if let Some(x) = m.nw_dst {
-            parts.push(format!("nw_dst={x}"));
+            parts.put(format_args!("nw_dst={x}"))?;
         }
         if let Some(x) = m.tp_src {
-            parts.push(format!("tp_src={x}"));
+            parts.put(format_args!("tp_src={x}"))?;
         }
         if let Some(x) = m.tp_dst {
-            parts.push(format!("tp_dst={x}"));
+            parts.put(format_args!("tp_dst={x}"))?;
         }
         if let Some(x) = m.icmp_type {
-            parts.push(format!("icmp_type={x}"));
+            parts.put(format_args!("icmp_type={x}"))?;
         }
         if let Some(x) = m.icmp_code {
-            parts.push(format!("icmp_code={x}"));
+            parts.put(format_args!("icmp_code={x}"))?;
         }
         if let Some(x) = m.nd_target {
-            parts.push(format!("nd_target={x}"));
+            parts.put(format_args!("nd_target={x}"))?;
         }
-        parts.join(",")
+        Ok(parts.any)
     }
 
     /// The actions part, e.g. `mod_dl_src:fa:16:3f:…,resubmit(,2)`.
     pub fn actions_string(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write_actions(&mut s);
+        s
+    }
+
+    /// Write the actions part (see [`Flow::actions_string`]) straight into `o`.
+    pub fn write_actions(&self, o: &mut impl fmt::Write) -> fmt::Result {
         if self.actions.is_empty() {
-            return "drop".into();
+            return o.write_str("drop");
         }
-        self.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+        for (i, a) in self.actions.iter().enumerate() {
+            if i > 0 {
+                o.write_char(',')?;
+            }
+            write!(o, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Comma-separated fields written as they come (see [`Flow::write_match`]).
+struct Parts<'a, W: fmt::Write> {
+    o: &'a mut W,
+    any: bool,
+    /// Written before the first field.
+    lead: &'static str,
+}
+
+impl<W: fmt::Write> Parts<'_, W> {
+    fn put(&mut self, a: fmt::Arguments<'_>) -> fmt::Result {
+        self.o.write_str(if self.any { "," } else { self.lead })?;
+        self.any = true;
+        self.o.write_fmt(a)
     }
 }
 
@@ -473,11 +516,9 @@ impl Flow {
 /// loads it unchanged.
 impl fmt::Display for Flow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.match_string();
         write!(f, "table={}, priority={}", self.table, self.priority)?;
-        if !m.is_empty() {
-            write!(f, ",{m}")?;
-        }
-        write!(f, " actions={}", self.actions_string())
+        self.write_match_after(f, ",")?;
+        f.write_str(" actions=")?;
+        self.write_actions(f)
     }
 }

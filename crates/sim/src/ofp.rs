@@ -285,7 +285,12 @@ pub struct OfBridge {
     pub ports: Vec<OfPort>,
     /// Per table, flows by descending priority with their `in_port` resolved
     /// to a port index (`usize::MAX` when the name is not a port: never matches).
-    tables: BTreeMap<u8, Table>,
+    tables: Vec<Table>,
+    /// Table number → 1 + its index in `tables` (0: no such table), so a
+    /// lookup, done at every table of every frame, is two array reads.
+    slot: Box<[u8; 256]>,
+    /// Port name → index (`Output` actions name their port).
+    port_ix: FxMap<Name, usize>,
     /// NORMAL's learned (VLAN, MAC) → port.
     pub mac_table: FxMap<(u16, MacAddr), usize>,
     /// Integration or physical bridge, when known (names tables in traces).
@@ -443,18 +448,36 @@ impl OfBridge {
     /// A bridge over flows shared with the plan (no copies). Each flow's
     /// `in_port` is resolved to a port index once, here.
     pub fn from_shared(name: &str, ports: Vec<OfPort>, flows: &[Arc<Flow>]) -> OfBridge {
+        // By name index, not by scan: br-tun has a tunnel port and an
+        // `in_port` flow per other host (hosts² comparisons at 1,000 hosts).
+        let port_ix: FxMap<Name, usize> = ports.iter().enumerate().rev().map(|(i, p)| (p.name.clone(), i)).collect();
         let mut by_table: BTreeMap<u8, Vec<Unranked>> = BTreeMap::new();
         for f in flows {
-            let ix = f.matches.in_port.as_ref().map(|n| ports.iter().position(|p| &p.name == n).unwrap_or(usize::MAX));
+            let ix = f.matches.in_port.as_ref().map(|n| port_ix.get(n.as_str()).copied().unwrap_or(usize::MAX));
             by_table.entry(f.table.0).or_default().push((f.clone(), ix));
         }
-        let tables = by_table.into_iter().map(|(t, e)| (t, Table::new(e))).collect();
-        OfBridge { name: name.into(), ports, tables, mac_table: FxMap::default(), kind: None, ct: OvsConntrack::default() }
+        let mut slot = Box::new([0u8; 256]);
+        let mut tables = Vec::with_capacity(by_table.len());
+        for (t, e) in by_table {
+            tables.push(Table::new(e));
+            // At most 256 tables, so the index fits.
+            slot[usize::from(t)] = u8::try_from(tables.len()).unwrap_or(0);
+        }
+        OfBridge { name: name.into(), ports, tables, slot, port_ix, mac_table: FxMap::default(), kind: None, ct: OvsConntrack::default() }
     }
 
-    /// Port index by name.
+    /// The flow table `t`, if the bridge has one.
+    fn table(&self, t: u8) -> Option<&Table> {
+        self.slot[usize::from(t)].checked_sub(1).map(|i| &self.tables[usize::from(i)])
+    }
+
+    /// Port index by name (the first port of that name).
     pub fn port(&self, name: &str) -> Option<usize> {
-        self.ports.iter().position(|p| p.name == name)
+        // `ports` is public: trust the index only while it still names the port.
+        match self.port_ix.get(name) {
+            Some(&i) if self.ports.get(i).is_some_and(|p| p.name == name) => Some(i),
+            _ => self.ports.iter().position(|p| p.name == name),
+        }
     }
 
     /// The first flow of `table` matching the frame (priority order), with
@@ -467,7 +490,7 @@ impl OfBridge {
     /// (conjunctive matches included).
     pub fn lookup_meta(&self, table: u8, in_port: &str, f: &Frame, meta: &Meta) -> Option<&Flow> {
         let ix = self.port(in_port).unwrap_or(usize::MAX);
-        self.tables.get(&table)?.lookup(ix, f, meta).0.map(|r| &*r.flow)
+        self.table(table)?.lookup(ix, f, meta).0.map(|r| &*r.flow)
     }
 
     /// Run a frame received on port `in_port` through the pipeline from table 0.
@@ -502,7 +525,7 @@ impl OfBridge {
             return;
         }
         let inp = x.in_port;
-        let (found, conj) = match self.tables.get(&table) {
+        let (found, conj) = match self.table(table) {
             Some(t) => {
                 let (r, c) = t.lookup(inp, &x.frame, &x.meta);
                 (r.map(|r| r.flow.clone()), c)

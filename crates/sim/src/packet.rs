@@ -118,22 +118,34 @@ impl Frame {
     }
     /// A short protocol label for traces.
     pub fn proto_label(&self) -> String {
-        match self.payload {
-            Payload::Arp { op: ARP_REQUEST, tpa, spa, .. } => format!("arp who-has {tpa} tell {spa}"),
-            Payload::Arp { spa, sha, .. } => format!("arp reply {spa} is-at {sha}"),
-            Payload::Ip { l4: L4::Icmp { reply: false, .. }, .. } => "icmp echo-request".into(),
-            Payload::Ip { l4: L4::Icmp { reply: true, .. }, .. } => "icmp echo-reply".into(),
-            Payload::Ip { l4: L4::Tcp { sport, dport }, .. } => format!("tcp {sport}->{dport}"),
-            Payload::Ip { l4: L4::Udp { sport, dport }, .. } => format!("udp {sport}->{dport}"),
+        ProtoLabel(self).to_string()
+    }
+}
+
+/// [`Frame::proto_label`] as a `Display` (written into a hop's line).
+struct ProtoLabel<'a>(&'a Frame);
+
+impl fmt::Display for ProtoLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.payload {
+            Payload::Arp { op: ARP_REQUEST, tpa, spa, .. } => write!(f, "arp who-has {tpa} tell {spa}"),
+            Payload::Arp { spa, sha, .. } => write!(f, "arp reply {spa} is-at {sha}"),
+            Payload::Ip { l4: L4::Icmp { reply: false, .. }, .. } => f.write_str("icmp echo-request"),
+            Payload::Ip { l4: L4::Icmp { reply: true, .. }, .. } => f.write_str("icmp echo-reply"),
+            Payload::Ip { l4: L4::Tcp { sport, dport }, .. } => write!(f, "tcp {sport}->{dport}"),
+            Payload::Ip { l4: L4::Udp { sport, dport }, .. } => write!(f, "udp {sport}->{dport}"),
         }
     }
 }
 
 impl fmt::Display for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let vlan = self.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
+        write!(f, "{} > {}", self.src, self.dst)?;
+        if let Some(v) = self.vlan {
+            write!(f, " vlan {v}")?;
+        }
         let (s, d) = self.ips();
-        write!(f, "{} > {}{vlan}, {} {s} > {d}", self.src, self.dst, self.proto_label())
+        write!(f, ", {} {s} > {d}", ProtoLabel(self))
     }
 }
 

@@ -7,21 +7,21 @@
 use crate::trace::{Fate, Hop, HopKind, Step, Trace, Verdict};
 use std::fmt::Write;
 
-fn hop_line(h: &Hop) -> String {
-    let place = match h.kind {
-        HopKind::Wire => format!("wire {}", h.where_),
-        _ => format!("{} {}", h.host, h.where_),
+/// One hop's line, written straight into `o` (no string per part: an
+/// explained trace writes tens of these).
+fn hop_line(o: &mut String, h: &Hop) {
+    let _ = match h.kind {
+        HopKind::Wire => write!(o, "[{}] wire {}: {}", h.copy, h.where_, h.step),
+        _ => write!(o, "[{}] {} {}: {}", h.copy, h.host, h.where_, h.step),
     };
-    let mut s = format!("[{}] {place}: {}", h.copy, h.step);
-    if let Some(r) = h.rewrite()
-        && h.kind != HopKind::Wire
-    {
-        let _ = write!(s, "   ⇒ {r}");
+    if !h.changed.is_empty() && h.kind != HopKind::Wire {
+        for (i, c) in h.changed.iter().enumerate() {
+            let _ = write!(o, "{}{c}", if i == 0 { "   ⇒ " } else { ", " });
+        }
     }
     if let Some(f) = h.fate {
-        let _ = write!(s, "   [{f}]");
+        let _ = write!(o, "   [{f}]");
     }
-    s
 }
 
 /// The verdict as one line (`verdict: delivered to vm5`).
@@ -34,19 +34,29 @@ pub fn verdict_line(t: &Trace) -> String {
 
 /// Full text: every hop.
 pub fn text(t: &Trace) -> String {
-    let mut o = String::new();
+    // A hop's line is 100 to 300 bytes: one allocation for most traces.
+    let hops = t.hops.len() + t.reply.as_ref().map_or(0, |r| r.hops.len());
+    let mut o = String::with_capacity(256 * (hops + 2));
+    text_into(&mut o, t);
+    o
+}
+
+fn text_into(o: &mut String, t: &Trace) {
     for h in &t.hops {
-        let _ = writeln!(o, "{}", hop_line(h));
+        hop_line(o, h);
+        o.push('\n');
     }
-    let _ = writeln!(o, "{}", verdict_line(t));
+    let _ = match &t.verdict {
+        Verdict::Delivered { to } => writeln!(o, "verdict: delivered to {to}"),
+        Verdict::Dropped(d) => writeln!(o, "verdict: dropped ({:?}): {d}", t.disposition()),
+    };
     if let Some(r) = &t.reply {
-        let _ = writeln!(o, "\n--- reply ---");
-        o.push_str(&text(r));
+        o.push_str("\n--- reply ---\n");
+        text_into(o, r);
     }
     for n in &t.notes {
         let _ = writeln!(o, "note: {n}");
     }
-    o
 }
 
 /// Whether `minimal` shows a hop: it rewrote the packet (not on a wire),

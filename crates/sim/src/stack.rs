@@ -675,13 +675,23 @@ fn arp_frame(op: u16, src: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) 
 
 /// "icmp echo-request 192.168.1.9 → 192.168.2.20" style.
 pub fn describe(p: &IpPkt) -> String {
-    let what = match p.l4 {
-        L4::Icmp { reply: false, .. } => "icmp echo-request".to_string(),
-        L4::Icmp { reply: true, .. } => "icmp echo-reply".to_string(),
-        L4::Tcp { sport, dport } => format!("tcp {sport}→{dport}"),
-        L4::Udp { sport, dport } => format!("udp {sport}→{dport}"),
-    };
-    format!("{what} {} → {}", p.src, p.dst)
+    Describe(p).to_string()
+}
+
+/// [`describe`] as a `Display`, for writing into a longer line.
+pub struct Describe<'a>(pub &'a IpPkt);
+
+impl std::fmt::Display for Describe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.0;
+        match p.l4 {
+            L4::Icmp { reply: false, .. } => f.write_str("icmp echo-request")?,
+            L4::Icmp { reply: true, .. } => f.write_str("icmp echo-reply")?,
+            L4::Tcp { sport, dport } => write!(f, "tcp {sport}→{dport}")?,
+            L4::Udp { sport, dport } => write!(f, "udp {sport}→{dport}")?,
+        }
+        write!(f, " {} → {}", p.src, p.dst)
+    }
 }
 
 /// What a local service answers: echo replies to echo requests; a TCP/UDP

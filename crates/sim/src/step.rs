@@ -7,7 +7,7 @@ use crate::name::Name;
 use crate::netfilter::Hook;
 use crate::ofp::OvsEvent;
 use crate::packet::{Encap, Frame, PacketView};
-use crate::stack::{IpPkt, describe};
+use crate::stack::{Describe, IpPkt};
 use dvr_model::MacAddr;
 use dvr_openflow::Flow;
 use dvr_plan::{Route, Rule, RuleSelector, TableRef};
@@ -340,60 +340,115 @@ fn ser_frame<S: Serializer>(f: &Frame, s: S) -> Result<S::Ok, S::Error> {
     PacketView::from(f).serialize(s)
 }
 
-fn table_suffix(name: &Option<&'static str>) -> String {
-    name.map(|n| format!(" ({n})")).unwrap_or_default()
-}
+/// ` (NAME)` after a table number, when the table has a name.
+struct TableSuffix<'a>(&'a Option<&'static str>);
 
-fn flow_line(table: u8, flow: &Flow) -> String {
-    let m = flow.match_string();
-    let m = if m.is_empty() { "(any)".to_string() } else { m };
-    let rule = flow.sg_rule.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default();
-    format!("table {table} priority {} {m} → {}{rule}", flow.priority, flow.actions_string())
-}
-
-fn normal_line(vlan: u16, d: &NormalDecision) -> String {
-    match d {
-        NormalDecision::NoPort => format!("NORMAL in VLAN {vlan}: no other port: dropped"),
-        NormalDecision::Learned { port } => format!("NORMAL in VLAN {vlan}: destination learned on {port}"),
-        NormalDecision::Flood { ports } => format!("NORMAL in VLAN {vlan}: destination unknown, flood to {}", ports.join(", ")),
+impl fmt::Display for TableSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, " ({n})"),
+            None => Ok(()),
+        }
     }
 }
 
-fn miss_line(table: u8, name: &Option<&'static str>, fatal: bool) -> String {
+/// The lines below write straight into the formatter: an explained trace
+/// prints one per hop, and a string per field was most of its cost.
+fn flow_line(f: &mut fmt::Formatter<'_>, table: u8, flow: &Flow) -> fmt::Result {
+    write!(f, "table {table} priority {} ", flow.priority)?;
+    if !flow.write_match(f)? {
+        f.write_str("(any)")?;
+    }
+    f.write_str(" → ")?;
+    flow.write_actions(f)?;
+    match &flow.sg_rule {
+        Some(r) => write!(f, " [{r}]"),
+        None => Ok(()),
+    }
+}
+
+fn normal_line(f: &mut fmt::Formatter<'_>, vlan: u16, d: &NormalDecision) -> fmt::Result {
+    match d {
+        NormalDecision::NoPort => write!(f, "NORMAL in VLAN {vlan}: no other port: dropped"),
+        NormalDecision::Learned { port } => write!(f, "NORMAL in VLAN {vlan}: destination learned on {port}"),
+        NormalDecision::Flood { ports } => {
+            write!(f, "NORMAL in VLAN {vlan}: destination unknown, flood to ")?;
+            for (i, p) in ports.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                f.write_str(p)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn miss_line(f: &mut fmt::Formatter<'_>, table: u8, name: &Option<&'static str>, fatal: bool) -> fmt::Result {
     let what = if fatal { "table miss, dropped" } else { "nothing done" };
-    format!("table {table}{}: no flow matches: {what}", table_suffix(name))
+    write!(f, "table {table}{}: no flow matches: {what}", TableSuffix(name))
 }
 
 /// `ip rule` as `ip rule show` prints it (the default main rule for `None`).
 pub fn rule_line(rule: &Option<Arc<Rule>>) -> String {
-    match rule {
-        None => "32766 from all lookup main".to_string(),
-        Some(r) => {
-            let sel = match &r.selector {
-                RuleSelector::From(n) if n.prefix_len() == 32 => format!("from {}", n.addr()),
-                RuleSelector::From(n) => format!("from {n}"),
-                RuleSelector::Iif(d) => format!("from all iif {d}"),
-            };
-            format!("{} {sel} lookup {}", r.priority, r.table)
+    RuleLine(rule).to_string()
+}
+
+/// [`rule_line`] as a `Display`.
+struct RuleLine<'a>(&'a Option<Arc<Rule>>);
+
+impl fmt::Display for RuleLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("32766 from all lookup main"),
+            Some(r) => {
+                write!(f, "{} ", r.priority)?;
+                match &r.selector {
+                    RuleSelector::From(n) if n.prefix_len() == 32 => write!(f, "from {}", n.addr())?,
+                    RuleSelector::From(n) => write!(f, "from {n}")?,
+                    RuleSelector::Iif(d) => write!(f, "from all iif {d}")?,
+                }
+                write!(f, " lookup {}", r.table)
+            }
         }
     }
 }
 
 /// A route as `ip route` prints it, with its table when not `main`.
 pub fn route_line(r: &Route) -> String {
-    let dst = if r.dst.prefix_len() == 0 { "default".to_string() } else { r.dst.to_string() };
-    let via = r.via.map(|v| format!(" via {v}")).unwrap_or_default();
-    let table = if r.table == TableRef::Main { String::new() } else { format!(" table {}", r.table) };
-    format!("route {dst}{via} dev {}{table}", r.dev)
+    RouteLine(r).to_string()
+}
+
+/// [`route_line`] as a `Display`.
+struct RouteLine<'a>(&'a Route);
+
+impl fmt::Display for RouteLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        f.write_str("route ")?;
+        if r.dst.prefix_len() == 0 {
+            f.write_str("default")?;
+        } else {
+            write!(f, "{}", r.dst)?;
+        }
+        if let Some(v) = r.via {
+            write!(f, " via {v}")?;
+        }
+        write!(f, " dev {}", r.dev)?;
+        if r.table != TableRef::Main {
+            write!(f, " table {}", r.table)?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Send { packet } => write!(f, "sends {}", describe(packet)),
-            Step::Table { table, flow, .. } => f.write_str(&flow_line(*table, flow)),
-            Step::Miss { table, table_name, fatal } => f.write_str(&miss_line(*table, table_name, *fatal)),
-            Step::Normal { vlan, decision } => f.write_str(&normal_line(*vlan, decision)),
+            Step::Send { packet } => write!(f, "sends {}", Describe(packet)),
+            Step::Table { table, flow, .. } => flow_line(f, *table, flow),
+            Step::Miss { table, table_name, fatal } => miss_line(f, *table, table_name, *fatal),
+            Step::Normal { vlan, decision } => normal_line(f, *vlan, decision),
             Step::Ovs { event } => write!(f, "{event}"),
             Step::OvsCt { zone, state, mark, commit, recirc } => {
                 write!(f, "conntrack zone {zone}: ct_state={state}")?;
@@ -408,7 +463,7 @@ impl fmt::Display for Step {
                     None => Ok(()),
                 }
             }
-            Step::Recirculate { table, table_name } => write!(f, "resumed in table {table}{} after conntrack", table_suffix(table_name)),
+            Step::Recirculate { table, table_name } => write!(f, "resumed in table {table}{} after conntrack", TableSuffix(table_name)),
             Step::Conjunction { id, clauses } => {
                 write!(f, "conjunction {id} complete ({} clause flows matched)", clauses.len())?;
                 for c in clauses.iter().filter_map(|c| c.sg_rule.as_ref()).take(1) {
@@ -441,7 +496,7 @@ impl fmt::Display for Step {
                 write!(f, "ARP request on {dev} not answered: {why}")
             }
             Step::NotOurMac { dev, dst, mac } => write!(f, "frame for {dst} is not addressed to {dev} ({mac})"),
-            Step::Route { rule, route, .. } => write!(f, "ip rule {} → {}", rule_line(rule), route_line(route)),
+            Step::Route { rule, route, .. } => write!(f, "ip rule {} → {}", RuleLine(rule), RouteLine(route)),
             Step::Neighbour { dev, nexthop, mac, permanent } => {
                 let kind = if *permanent { "permanent" } else { "learned" };
                 write!(f, "neighbour {nexthop} is {mac} ({kind}): send on {dev}")
@@ -479,7 +534,7 @@ impl fmt::Display for Step {
                     )
                 }
             },
-            Step::Deliver { packet, .. } => write!(f, "{} is local: delivered ({})", packet.dst, describe(packet)),
+            Step::Deliver { packet, .. } => write!(f, "{} is local: delivered ({})", packet.dst, Describe(packet)),
             Step::LocalOut { packet } => write!(f, "{} is local", packet.dst),
             Step::Drop { reason } => write!(f, "dropped: {reason}"),
         }
@@ -594,9 +649,9 @@ pub enum ArpFailure {
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DropReason::Flow { table, flow } => f.write_str(&flow_line(*table, flow)),
-            DropReason::TableMiss { table, table_name, fatal } => f.write_str(&miss_line(*table, table_name, *fatal)),
-            DropReason::Normal { vlan, decision } => f.write_str(&normal_line(*vlan, decision)),
+            DropReason::Flow { table, flow } => flow_line(f, *table, flow),
+            DropReason::TableMiss { table, table_name, fatal } => miss_line(f, *table, table_name, *fatal),
+            DropReason::Normal { vlan, decision } => normal_line(f, *vlan, decision),
             DropReason::Ovs { event } => write!(f, "{event}"),
             DropReason::NoTunnel { encap } => {
                 write!(f, "{encap}: no host has local_ip {} with a tunnel port for remote_ip {}", encap.dst, encap.src)
@@ -804,13 +859,24 @@ pub enum Change {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = |x: &Option<u16>| x.map_or("untagged".to_string(), |v| v.to_string());
         match self {
-            Change::Vlan { from, to } => write!(f, "VLAN {}→{}", v(from), v(to)),
+            Change::Vlan { from, to } => write!(f, "VLAN {}→{}", VlanId(*from), VlanId(*to)),
             Change::SrcMac { from, to } => write!(f, "src MAC {from}→{to}"),
             Change::DstMac { from, to } => write!(f, "dst MAC {from}→{to}"),
             Change::SrcIp { from, to } => write!(f, "src IP {from}→{to}"),
             Change::DstIp { from, to } => write!(f, "dst IP {from}→{to}"),
+        }
+    }
+}
+
+/// A VLAN id, or `untagged`.
+struct VlanId(Option<u16>);
+
+impl fmt::Display for VlanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("untagged"),
         }
     }
 }

@@ -231,9 +231,19 @@ pub trait Sink {
 }
 
 /// Records every hop (`dvr trace`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Recorder {
     hops: Vec<Hop>,
+}
+
+/// Hops a direction of a typical trace records: reserved up front, so the
+/// list is not regrown (and moved) hop by hop.
+const TYPICAL_HOPS: usize = 48;
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder { hops: Vec::with_capacity(TYPICAL_HOPS) }
+    }
 }
 
 impl Sink for Recorder {
@@ -251,7 +261,7 @@ impl Sink for Recorder {
         parent.child(i, n)
     }
     fn take(&mut self) -> Vec<Hop> {
-        std::mem::take(&mut self.hops)
+        std::mem::replace(&mut self.hops, Vec::with_capacity(TYPICAL_HOPS))
     }
 }
 
