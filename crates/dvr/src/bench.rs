@@ -343,7 +343,7 @@ pub fn incremental_figures(hosts: usize) -> Result<Vec<IncrementalFigures>> {
         changes.push(Change::AssociateFloatingIp { ip: None, instance: x });
     }
     // A fresh network attached to the first router.
-    spec.networks.push(bench_net());
+    spec.networks.push(dvr_model::r#gen::spare_network());
     let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     r.update(&topo);
     changes.push(Change::AddRouterInterface { router: spec.routers[0].name.clone(), subnet: "bench-sub".into() });
@@ -713,30 +713,11 @@ pub struct LiveChangeFigures {
 /// a floating IP, add and remove a router interface, add a host. Targets
 /// (issue 10): < 1 ms for a port or instance change, < 5 ms for a router
 /// interface; measured, never asserted.
-/// A fresh VLAN network with one subnet that no router has yet: what the
-/// router-interface changes of both change benches attach and detach.
-fn bench_net() -> dvr_model::spec::NetworkSpec {
-    dvr_model::spec::NetworkSpec {
-        id: None,
-        name: "bench-net".into(),
-        kind: dvr_model::spec::NetworkType::Vlan,
-        physical_network: Some("physnet1".into()),
-        segmentation_id: None,
-        external: false,
-        subnets: vec![dvr_model::spec::SubnetSpec {
-            name: "bench-sub".into(),
-            cidr: "198.18.0.0/24".into(),
-            enable_dhcp: Some(true),
-            ..Default::default()
-        }],
-    }
-}
-
 pub fn live_change_figures(hosts: usize, seed: u64) -> Result<Vec<LiveChangeFigures>> {
     use dvr_model::live::Live;
     let mut spec = generate(&GenParams::scale(hosts).with_seed(seed));
     // A fresh network the first router can be attached to.
-    spec.networks.push(bench_net());
+    spec.networks.push(dvr_model::r#gen::spare_network());
     let topo = dvr_model::build::build("generated", &spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut r = Replanner::new(&topo, Profile::Walkthrough);
     let mut live = Live::new(topo);

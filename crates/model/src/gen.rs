@@ -479,3 +479,24 @@ pub fn generate_yaml(p: &GenParams) -> String {
     out += &body;
     out
 }
+
+/// A fresh VLAN network (`bench-net`, subnet `bench-sub`, 198.18.0.0/24,
+/// the benchmarking range) that no router has yet: what the change
+/// benchmarks (`dvr bench`, the plan crate's examples) attach to a router
+/// and detach again.
+pub fn spare_network() -> NetworkSpec {
+    NetworkSpec {
+        id: None,
+        name: "bench-net".into(),
+        kind: NetworkType::Vlan,
+        physical_network: Some("physnet1".into()),
+        segmentation_id: None,
+        external: false,
+        subnets: vec![SubnetSpec {
+            name: "bench-sub".into(),
+            cidr: "198.18.0.0/24".into(),
+            enable_dhcp: Some(true),
+            ..SubnetSpec::default()
+        }],
+    }
+}

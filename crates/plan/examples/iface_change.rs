@@ -16,20 +16,7 @@ fn main() {
     let reps: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let boot = args.next().is_some_and(|a| a == "boot");
     let mut spec = generate(&GenParams::scale(hosts).with_seed(7));
-    spec.networks.push(dvr_model::spec::NetworkSpec {
-        id: None,
-        name: "bench-net".into(),
-        kind: dvr_model::spec::NetworkType::Vlan,
-        physical_network: Some("physnet1".into()),
-        segmentation_id: None,
-        external: false,
-        subnets: vec![dvr_model::spec::SubnetSpec {
-            name: "bench-sub".into(),
-            cidr: "198.18.0.0/24".into(),
-            enable_dhcp: Some(true),
-            ..Default::default()
-        }],
-    });
+    spec.networks.push(dvr_model::r#gen::spare_network());
     let topo = dvr_model::build::build("generated", &spec).expect("builds");
     let mut r = Replanner::new(&topo, Profile::Walkthrough);
     let mut live = Live::new(topo);
