@@ -375,15 +375,7 @@ pub fn ins<T>(coll: &mut IndexMap<Uuid, Arc<T>>, id: Uuid, v: T) {
     coll.insert(id, Arc::new(v));
 }
 
-/// Device owners of the ports Neutron (and the model) create by themselves.
-pub const IMPLICIT_OWNERS: [&str; 6] = [
-    "network:dhcp",
-    "network:router_interface_distributed",
-    "network:router_interface",
-    "network:router_centralized_snat",
-    "network:router_gateway",
-    "network:floatingip_agent_gateway",
-];
+pub use dvr_model::live::IMPLICIT_OWNERS;
 
 /// Whether a `device_owner` is one of a router's interface owners.
 pub fn is_router_interface(owner: &str) -> bool {

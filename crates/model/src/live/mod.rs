@@ -784,8 +784,10 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
     it.map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
-/// Device owners of the implicit ports a `ports:` entry can pin.
-const IMPLICIT_OWNERS: [&str; 6] = [
+/// Device owners of the ports Neutron (and the model) create by themselves:
+/// the implicit ports a `ports:` entry can pin, which the API server
+/// manages with the objects that imply them.
+pub const IMPLICIT_OWNERS: [&str; 6] = [
     "network:dhcp",
     "network:router_interface_distributed",
     "network:router_interface",
