@@ -710,7 +710,7 @@ pub struct LiveChangeFigures {
 
 /// Changes made in place on `dvr gen --hosts HOSTS --seed SEED`, each timed
 /// end to end: boot and delete an instance, associate, disassociate and move
-/// a floating IP, add and remove a router interface, add a host. Targets
+/// a floating IP, add and remove a router interface, add and remove a host. Targets
 /// (issue 10): < 1 ms for a port or instance change, < 5 ms for a router
 /// interface; measured, never asserted.
 pub fn live_change_figures(hosts: usize, seed: u64) -> Result<Vec<LiveChangeFigures>> {
@@ -795,7 +795,7 @@ pub fn live_change_figures(hosts: usize, seed: u64) -> Result<Vec<LiveChangeFigu
         (
             ("add host", Change::AddHost { name: "bench-host".into(), like: None }, None),
             ("remove host", Change::RemoveHost { name: "bench-host".into() }, None),
-            1,
+            3,
         ),
     ];
     let mut out = Vec::new();

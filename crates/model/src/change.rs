@@ -172,7 +172,8 @@ impl Change {
                         names.join(", ")
                     ));
                 };
-                let host = crate::spec::HostSpec { id: None, name: name.clone(), dvr_mac: None, ..model.clone() };
+                // Its own identity: id, DVR MAC and tunnel endpoint are allocated.
+                let host = crate::spec::HostSpec { id: None, name: name.clone(), dvr_mac: None, tunnel_ip: None, ..model.clone() };
                 spec.hosts.push(host);
             }
         }

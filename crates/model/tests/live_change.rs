@@ -306,3 +306,51 @@ fn a_router_interface_touches_only_the_hosts_of_its_router() {
     assert!(live.apply(&Change::AddRouterInterface { router: "router2".into(), subnet: "test3-v4".into() }).is_err());
     assert!(live.apply(&Change::AddRouterInterface { router: "router2".into(), subnet: ext }).is_err());
 }
+
+/// Hosts join and leave in place: an empty compute node added (VLAN and
+/// VXLAN deployments: its DVR MAC and tunnel endpoint are what the build of
+/// the pinned file hands out) and removed again equals the rebuild after
+/// each step; a host that still carries instances is rebuilt, and says so.
+#[test]
+fn hosts_join_and_leave_in_place() {
+    use dvr_model::r#gen::{GenParams, TenantType, generate};
+    let vxlan = generate(&GenParams { tenant_type: TenantType::Vxlan, ..GenParams::scale(6).with_seed(3) });
+    let vlan = generate(&GenParams::scale(6).with_seed(3));
+    for (label, spec) in [("vlan", vlan), ("vxlan", vxlan), ("base", base())] {
+        let mut live = Live::build(label, &spec).unwrap();
+        let step = |live: &mut Live, change: Change| {
+            let mut next = live.pinned_spec();
+            change.apply(&mut next).unwrap();
+            let t = build(label, &next).unwrap_or_else(|e| panic!("{label}: {change:?}: rebuild refused: {e}"));
+            let a = live.apply(&change).unwrap();
+            same(live.topology(), &t).unwrap_or_else(|e| panic!("{label}: after {change:?}: {e}"));
+            a
+        };
+        for name in ["joiner1", "joiner2"] {
+            let a = step(&mut live, Change::AddHost { name: name.into(), like: None });
+            assert!(!a.rebuilt, "{label}: adding {name}");
+            let ev = a.host.expect("a host event");
+            assert!(ev.added && ev.name == name && ev.at.0 == live.topology().hosts.len() - 1);
+            assert_eq!(a.hosts.iter().collect::<Vec<_>>(), [name]);
+            assert_eq!(live.topology().host(ev.at).tunnel_ip.is_some(), label == "vxlan", "{label}: tunnel endpoint of {name}");
+        }
+        // The first joiner leaves (the second is renumbered), then the second.
+        for name in ["joiner1", "joiner2"] {
+            let at = live.topology().host_ix(name).unwrap();
+            let a = step(&mut live, Change::RemoveHost { name: name.into() });
+            assert!(!a.rebuilt, "{label}: removing {name}");
+            assert_eq!(a.host.map(|e| (e.at, e.added)), Some((at, false)));
+        }
+        // A host with instances on it is removed by rebuilding.
+        let busy = live.topology().instances[0].host;
+        let name = live.topology().host(busy).name.clone();
+        let a = step(&mut live, Change::RemoveHost { name });
+        assert!(a.rebuilt, "{label}: a busy host is rebuilt");
+    }
+    // A refused join changes nothing: a name in use, a model host that is not there.
+    let mut live = Live::build("base", &base()).unwrap();
+    let before = serde_json::to_string(live.topology()).unwrap();
+    assert!(live.apply(&Change::AddHost { name: "compute1".into(), like: None }).is_err());
+    assert!(live.apply(&Change::AddHost { name: "new".into(), like: Some("nowhere".into()) }).is_err());
+    assert_eq!(serde_json::to_string(live.topology()).unwrap(), before);
+}

@@ -15,17 +15,66 @@ use std::sync::Arc;
 /// cache stays right across topology changes as long as the DVR MACs do.
 #[derive(Default)]
 pub struct FlowCache {
-    flows: RefCell<HashMap<FlowKey, Vec<Option<Arc<Flow>>>>>,
+    flows: RefCell<HashMap<FlowKey, RemoteMacRow>>,
     arp_why: RefCell<rustc_hash::FxHashMap<std::net::Ipv4Addr, Arc<str>>>,
 }
 
 /// (table, priority, port) of a flow made once per other host's DVR MAC.
-type FlowKey = (u8, u16, String);
+pub type FlowKey = (u8, u16, String);
+
+/// Makes the flow of one family for a DVR MAC.
+type MakeFlow = Box<dyn Fn(MacAddr) -> Arc<Flow> + Send + Sync>;
+
+/// One family of flows per other host's DVR MAC: how to make one, and the
+/// flows made so far, by host position.
+struct RemoteMacRow {
+    make: MakeFlow,
+    flows: Vec<Option<Arc<Flow>>>,
+}
+
+/// A family's flows around a host that joined or left ([`FlowCache::host_joined`],
+/// [`FlowCache::host_left`]).
+pub struct FamilyChange {
+    /// (table, priority, port) of the family.
+    pub key: FlowKey,
+    /// Its flows by host position before the change, as far as made.
+    pub before: Vec<Option<Arc<Flow>>>,
+    /// The joining host's flow (built now), or the leaving host's (if made).
+    pub flow: Option<Arc<Flow>>,
+}
 
 impl FlowCache {
     /// The shared text for `ip`, made by `make` the first time.
     pub fn arp_why(&self, ip: std::net::Ipv4Addr, make: impl FnOnce() -> String) -> Arc<str> {
         self.arp_why.borrow_mut().entry(ip).or_insert_with(|| make().into()).clone()
+    }
+
+    /// A host joined at the end of the host list with DVR MAC `mac`: every
+    /// family gains its flow, made now (every host that carries the family
+    /// needs it). Returns each family as it was and the new flow.
+    pub fn host_joined(&self, mac: MacAddr) -> Vec<FamilyChange> {
+        let mut rows = self.flows.borrow_mut();
+        rows.iter_mut()
+            .map(|(key, row)| {
+                let before = row.flows.clone();
+                let flow = (row.make)(mac);
+                row.flows.push(Some(flow.clone()));
+                FamilyChange { key: key.clone(), before, flow: Some(flow) }
+            })
+            .collect()
+    }
+
+    /// The host at position `at` left: every family forgets its flow.
+    /// Returns each family as it was and the flow gone.
+    pub fn host_left(&self, at: usize) -> Vec<FamilyChange> {
+        let mut rows = self.flows.borrow_mut();
+        rows.iter_mut()
+            .map(|(key, row)| {
+                let before = row.flows.clone();
+                let flow = if at < row.flows.len() { row.flows.remove(at) } else { None };
+                FamilyChange { key: key.clone(), before, flow }
+            })
+            .collect()
     }
 }
 
@@ -83,20 +132,30 @@ impl<'a> HostCtx<'a> {
 
     /// One flow per other host's DVR MAC for (table, priority, port), each
     /// built once per plan and shared by every host that needs it.
-    pub fn per_remote_mac(&self, table: u8, priority: u16, port: &str, make: impl Fn(MacAddr) -> Arc<Flow>) -> Vec<Arc<Flow>> {
+    /// `make` is kept with the family, so a host that joins later gets its
+    /// flow on every host without replanning them ([`FlowCache::host_joined`]).
+    pub fn per_remote_mac(
+        &self,
+        table: u8,
+        priority: u16,
+        port: &str,
+        make: impl Fn(MacAddr) -> Arc<Flow> + Send + Sync + 'static,
+    ) -> Vec<Arc<Flow>> {
         if let Some(s) = &self.skipped {
             s.borrow_mut().push((table, priority));
             return Vec::new();
         }
         let mut cache = self.cache.flows.borrow_mut();
-        let row = cache.entry((table, priority, port.to_string())).or_insert_with(|| vec![None; self.topo.hosts.len()]);
+        let row = cache
+            .entry((table, priority, port.to_string()))
+            .or_insert_with(|| RemoteMacRow { make: Box::new(make), flows: vec![None; self.topo.hosts.len()] });
         let mut out = Vec::with_capacity(self.topo.hosts.len());
         for (i, h) in self.topo.hosts.iter().enumerate() {
             if i == self.ix.0 {
                 continue;
             }
             if let Some(mac) = h.dvr_mac {
-                out.push(row[i].get_or_insert_with(|| make(mac)).clone());
+                out.push(row.flows[i].get_or_insert_with(|| (row.make)(mac)).clone());
             }
         }
         out

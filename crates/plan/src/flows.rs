@@ -57,11 +57,12 @@ pub fn int_phys_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
             vec![Action::Drop],
             format!("drop frames from {} that no translation flow claims", m.bridge),
         ));
-        v.extend(cx.per_remote_mac(INT_LOCAL_SWITCHING.id.0, 4, &int_patch, |mac| {
+        let port = int_patch.clone();
+        v.extend(cx.per_remote_mac(INT_LOCAL_SWITCHING.id.0, 4, &int_patch, move |mac| {
             flow(
                 INT_LOCAL_SWITCHING,
                 4,
-                on(Match { dl_src: Some(mac), ..Default::default() }),
+                Match { in_port: Some(port.clone()), dl_src: Some(mac), ..Default::default() },
                 vec![p.next(INT_DVR_TO_SRC_MAC_PHYSICAL)],
                 format!("routed frame from the host with DVR MAC {mac}: restore the gateway MAC in DVR_TO_SRC_MAC_PHYSICAL"),
             )
@@ -279,12 +280,13 @@ pub fn phys_flows(cx: &HostCtx, mapping: &BridgeMapping) -> Vec<Arc<Flow>> {
         flow(PHYS_LOCAL_VLAN_TRANSLATION, 2, from_int.clone(), vec![Action::Drop], "from br-int on a VLAN without translation: drop"),
         flow(PHYS_DVR_NOT_LEARN, 1, Match::default(), vec![Action::Normal], "ordinary frame from the wire: learning switch to br-int"),
     ];
-    v.extend(cx.per_remote_mac(PHYS_DVR_NOT_LEARN.id.0, 2, &phy, |mac| {
+    let port = phy.clone();
+    v.extend(cx.per_remote_mac(PHYS_DVR_NOT_LEARN.id.0, 2, &phy, move |mac| {
         flow(
             PHYS_DVR_NOT_LEARN,
             2,
             Match { dl_src: Some(mac), ..Default::default() },
-            vec![Action::Output(phy.clone())],
+            vec![Action::Output(port.clone())],
             format!("routed frame from DVR MAC {mac}: straight to br-int, never learned"),
         )
     }));

@@ -18,7 +18,7 @@
 use crate::ctx::FlowCache;
 use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};
 use crate::{Bridge, HostPlan, Namespace, Neighbour, Plan, Profile, plan_host_shared};
-use dvr_model::live::{Applied, NsRef};
+use dvr_model::live::{Applied, HostEvent, NsRef};
 use dvr_model::*;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -67,13 +67,19 @@ pub struct Shared {
     security: u64,
 }
 
+/// Hash of the host list and the DVR MACs: what the flows per other host's
+/// DVR MAC, and so the [`FlowCache`], depend on.
+fn dvr_macs_hash(t: &Topology) -> u64 {
+    let mut h = DefaultHasher::new();
+    for host in &t.hosts {
+        (&host.name, host.dvr_mac).hash(&mut h);
+    }
+    h.finish()
+}
+
 impl Shared {
     /// Compute once per topology (cost: every port once).
     pub fn new(t: &Topology) -> Shared {
-        let mut h = DefaultHasher::new();
-        for host in &t.hosts {
-            (&host.name, host.dvr_mac).hash(&mut h);
-        }
         let routers = t
             .routers_ix()
             .map(|(r, router)| {
@@ -109,7 +115,7 @@ impl Shared {
                 (p.ip, p.mac, p.id).hash(&mut sh);
             }
         }
-        Shared { dvr_macs: h.finish(), routers, security: sh.finish() }
+        Shared { dvr_macs: dvr_macs_hash(t), routers, security: sh.finish() }
     }
 }
 
@@ -272,6 +278,11 @@ impl Replanner {
     /// behind a booted or deleted port, add or remove just its permanent ARP
     /// entry. A change applied by rebuilding falls back to [`Replanner::update`].
     pub fn apply(&mut self, t: &Topology, applied: &Applied) -> Update {
+        if let Some(ev) = &applied.host
+            && !applied.rebuilt
+        {
+            return self.apply_host(t, ev);
+        }
         if applied.rebuilt || t.hosts.len() != self.plan.hosts.len() {
             return self.update(t);
         }
@@ -470,6 +481,55 @@ impl Replanner {
         u.changed = merged.iter().map(|d| d.host.clone()).collect();
         u.deltas = merged;
         u.delta_time = t2.elapsed();
+        self.plan.topology = t.name.clone();
+        u
+    }
+
+    /// A host joined (planned whole; every other host gains its DVR MAC's
+    /// flows) or left (every other host loses them), flow by flow
+    /// ([`crate::hostpatch`]).
+    fn apply_host(&mut self, t: &Topology, ev: &HostEvent) -> Update {
+        let mut u = Update::default();
+        let t1 = Instant::now();
+        let mut befores = Vec::new();
+        if ev.added {
+            let has_mac: Vec<bool> = t.hosts[..ev.at.0].iter().map(|h| h.dvr_mac.is_some()).collect();
+            let families = self.cache.host_joined(ev.dvr_mac);
+            for h in 0..ev.at.0 {
+                let plan = &mut self.plan.hosts[h];
+                let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
+                if crate::hostpatch::join(plan, h, &has_mac, &families, &mut d) {
+                    u.deltas.push(d);
+                    u.patched.push(plan.host.clone());
+                } else {
+                    befores.push((h, std::mem::replace(plan, plan_host_shared(t, HostIx(h), self.profile, &self.cache))));
+                    u.replanned.push(t.hosts[h].name.clone());
+                }
+            }
+            let new = plan_host_shared(t, ev.at, self.profile, &self.cache);
+            u.deltas.push(diff(None, &new));
+            self.plan.hosts.push(new);
+            u.replanned.push(ev.name.clone());
+        } else {
+            let families = self.cache.host_left(ev.at.0);
+            self.plan.hosts.remove(ev.at.0);
+            for plan in &mut self.plan.hosts {
+                let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
+                crate::hostpatch::leave(plan, &families, &mut d);
+                u.patched.push(plan.host.clone());
+                u.deltas.push(d);
+            }
+            u.removed.push(ev.name.clone());
+        }
+        for (at, before) in befores {
+            u.deltas.push(diff(Some(&before), &self.plan.hosts[at]));
+        }
+        u.deltas.retain(|d| !d.is_empty());
+        u.changed = u.deltas.iter().map(|d| d.host.clone()).collect();
+        u.plan_time = t1.elapsed();
+        // Every fingerprint covers the DVR MAC list: none describes its plan now.
+        self.prints.clear();
+        self.cache_key = dvr_macs_hash(t);
         self.plan.topology = t.name.clone();
         u
     }

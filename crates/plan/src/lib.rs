@@ -16,6 +16,7 @@ pub mod ctx;
 pub mod delta;
 pub mod firewall;
 pub mod flows;
+pub mod hostpatch;
 pub mod ifacepatch;
 pub mod incremental;
 pub mod model;

@@ -153,11 +153,11 @@ pub fn patch(name: &str, peer: &str) -> BridgePort {
 pub fn int_tun_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
     let p = cx.profile;
     let on = |m: Match| Match { in_port: Some(PATCH_TUN.into()), ..m };
-    let mut v = cx.per_remote_mac(INT_LOCAL_SWITCHING.id.0, 2, PATCH_TUN, |mac| {
+    let mut v = cx.per_remote_mac(INT_LOCAL_SWITCHING.id.0, 2, PATCH_TUN, move |mac| {
         flow(
             INT_LOCAL_SWITCHING,
             2,
-            on(Match { dl_src: Some(mac), ..Default::default() }),
+            Match { in_port: Some(PATCH_TUN.into()), dl_src: Some(mac), ..Default::default() },
             vec![p.next(INT_DVR_TO_SRC_MAC)],
             format!("routed frame from the host with DVR MAC {mac} through a tunnel: restore the gateway MAC in DVR_TO_SRC_MAC"),
         )
@@ -235,7 +235,7 @@ pub fn tun_flows(cx: &HostCtx) -> Vec<Arc<Flow>> {
         flow(TUN_FLOOD_TO_TUN, 0, Match::default(), vec![Action::Drop], "a network without remote VTEPs floods nowhere"),
     ];
     // Remote DVR MACs (`add_dvr_mac_tun`): straight to br-int, never learned.
-    v.extend(cx.per_remote_mac(TUN_DVR_NOT_LEARN.id.0, 1, PATCH_INT, |mac| {
+    v.extend(cx.per_remote_mac(TUN_DVR_NOT_LEARN.id.0, 1, PATCH_INT, move |mac| {
         flow(
             TUN_DVR_NOT_LEARN,
             1,

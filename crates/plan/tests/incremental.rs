@@ -72,7 +72,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0usize..6).prop_map(Step::Attach),
         2 => (0usize..2, 0usize..3).prop_map(|(r, i)| Step::Detach(r, i)),
         1 => (0usize..16).prop_map(Step::Unfip),
-        1 => (0usize..3).prop_map(Step::RemoveHost),
+        1 => (0usize..4).prop_map(Step::RemoveHost),
         1 => Just(Step::AddHost),
     ]
 }
@@ -102,6 +102,13 @@ fn to_change(spec: &TopologySpec, s: &Step, serial: usize) -> Option<Change> {
             let fips: Vec<_> = spec.floating_ips.iter().filter(|f| f.instance.is_some()).filter_map(|f| f.ip).collect();
             fips.get(i % fips.len().max(1)).map(|&ip| Change::DisassociateFloatingIp { ip })
         }
+        // 3: the host added last, if any (empty unless an instance was booted on it).
+        Step::RemoveHost(3) => spec
+            .hosts
+            .iter()
+            .rev()
+            .find(|h| h.name.starts_with("compute") && !hosts.contains(&h.name.as_str()))
+            .map(|h| Change::RemoveHost { name: h.name.clone() }),
         Step::RemoveHost(h) => Some(Change::RemoveHost { name: hosts[*h].into() }),
         Step::AddHost => Some(Change::AddHost { name: format!("compute{}", 10 + serial), like: None }),
     }
@@ -542,5 +549,40 @@ fn a_router_copy_is_patched_for_one_interface() {
             assert!(if added { grew } else { shrank }, "{change:?}: +{} -{}", add.len(), delete.len());
             assert!(add.iter().chain(&delete).any(|i| matches!(i, Item::Neighbour { .. })), "the subnet's ARP entries");
         }
+    }
+}
+
+/// A compute node joins and leaves in place: it is the one host planned;
+/// every other dataplane host gains (then loses) just the flows of its DVR
+/// MAC, and the kept plan equals a full plan after each step, on VLAN and
+/// VXLAN deployments and in both profiles.
+#[test]
+fn a_host_joins_and_leaves_flow_by_flow() {
+    for (spec, profile) in [(base(), Profile::Walkthrough), (base_vxlan(), Profile::Current)] {
+        let mut live = Live::new(dvr_model::build::build("base.yaml", &spec).unwrap());
+        let mut r = Replanner::new(live.topology(), profile);
+        let before = per_host(r.plan());
+        let a = live.apply(&Change::AddHost { name: "compute9".into(), like: None }).unwrap();
+        assert!(!a.rebuilt && a.host.is_some(), "{a:?}");
+        let u = r.apply(live.topology(), &a);
+        let full = dvr_plan::plan(live.topology(), profile).unwrap();
+        assert_eq!(json(r.plan()), json(&full));
+        assert_eq!(u.replanned, ["compute9"]);
+        // Positive control: the other hosts' plans did change, by flows added alone.
+        let after = per_host(&full);
+        for d in u.deltas.iter().filter(|d| d.host != "compute9") {
+            assert_ne!(before.get(&d.host), after.get(&d.host), "{}", d.host);
+            assert!(d.delete.is_empty() && d.add.iter().all(|i| matches!(i, Item::Flow { .. })), "{}: {d:?}", d.host);
+        }
+        let dataplane = live.topology().hosts.iter().filter(|h| h.dvr_mac.is_some()).count();
+        assert_eq!(u.deltas.len(), dataplane, "every dataplane host has a delta");
+        // It leaves again: the plans are the ones before it came.
+        let a = live.apply(&Change::RemoveHost { name: "compute9".into() }).unwrap();
+        assert!(!a.rebuilt);
+        let u = r.apply(live.topology(), &a);
+        assert_eq!(u.removed, ["compute9"]);
+        assert!(u.replanned.is_empty());
+        assert_eq!(per_host(r.plan()), before);
+        assert!(u.deltas.iter().all(|d| d.add.is_empty() && !d.delete.is_empty()));
     }
 }

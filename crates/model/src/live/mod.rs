@@ -19,14 +19,17 @@
 //!
 //! Instances, floating IPs (boot, delete, associate, disassociate) and
 //! router interfaces (attach, detach: [`routers`]) are edited in place.
-//! Hosts change every host's DVR-MAC list; they are applied by rebuilding
-//! from the pinned file ([`Applied::rebuilt`] says so), which keeps the same
-//! contract.
+//! A compute host joining, or an empty one leaving ([`hosts`]), changes the
+//! other hosts by its DVR MAC alone ([`Applied::host`]). What cannot be
+//! edited in place (a host with instances on it, any change with security
+//! groups) is applied by rebuilding from the pinned file
+//! ([`Applied::rebuilt`] says so), which keeps the same contract.
 //!
 //! A control plane that already allocated a change (an agent following
 //! `dvr server`) makes it with those allocations: [`Live::boot`] and
 //! [`Live::reassociate`] (module `pinned`).
 
+mod hosts;
 mod routers;
 
 use crate::alloc::*;
@@ -100,9 +103,27 @@ pub struct Applied {
     /// VLAN before and after (`None`: absent). On those the router's copy
     /// changes by that interface's flows and port alone.
     pub steady: std::collections::BTreeMap<String, (Option<VlanId>, Option<VlanId>)>,
-    /// The change was applied by rebuilding from the pinned file (hosts
-    /// added or removed; any change with security groups), not in place.
+    /// A host added (last in the list; named in `hosts`) or removed in
+    /// place: every other dataplane host gains or loses the flows that let
+    /// routed frames from its DVR MAC through, and nothing else.
+    pub host: Option<HostEvent>,
+    /// The change was applied by rebuilding from the pinned file (a host
+    /// removed with what it carries; any change with security groups), not
+    /// in place.
     pub rebuilt: bool,
+}
+
+/// A host that joined or left the deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEvent {
+    /// Its name.
+    pub name: String,
+    /// Its position in the host list (after joining; before leaving).
+    pub at: HostIx,
+    /// Its DVR MAC.
+    pub dvr_mac: MacAddr,
+    /// Joined (`true`) or left.
+    pub added: bool,
 }
 
 /// The ports a router interface brings or takes away.
@@ -232,7 +253,10 @@ impl Live {
             Change::DisassociateFloatingIp { ip } => self.disassociate(change, *ip),
             Change::AddRouterInterface { router, subnet } => self.add_interface(change, router, subnet),
             Change::RemoveRouterInterface { router, subnet } => self.remove_interface(change, router, subnet),
-            Change::AddHost { .. } | Change::RemoveHost { .. } => return self.rebuild(change),
+            Change::AddHost { .. } | Change::RemoveHost { .. } => match self.host_change(change)? {
+                Some(applied) => Ok(applied),
+                None => return self.rebuild(change),
+            },
         }?;
         // The file follows. A new floating IP is written with its address, so
         // a later change can name it.
