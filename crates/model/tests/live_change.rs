@@ -354,3 +354,41 @@ fn hosts_join_and_leave_in_place() {
     assert!(live.apply(&Change::AddHost { name: "new".into(), like: Some("nowhere".into()) }).is_err());
     assert_eq!(serde_json::to_string(live.topology()).unwrap(), before);
 }
+
+/// A host described by a control plane (its id and DVR MAC given, as `dvr
+/// server` registers an agent) joins in place, equal to the rebuild of the
+/// file with it; one that clashes is refused and changes nothing.
+#[test]
+fn a_described_host_joins_in_place() {
+    use dvr_model::r#gen::{GenParams, TenantType, generate};
+    let vxlan = generate(&GenParams { tenant_type: TenantType::Vxlan, ..GenParams::scale(4).with_seed(1) });
+    for (label, spec) in [("base", base()), ("vxlan", vxlan)] {
+        let mut live = Live::build(label, &spec).unwrap();
+        let model = live.pinned_spec().hosts.into_iter().find(|h| h.role == dvr_model::spec::Role::Compute).unwrap();
+        let joiner = dvr_model::spec::HostSpec {
+            id: Some(uuid::Uuid::from_u128(0xfeed)),
+            name: "joiner".into(),
+            dvr_mac: Some("fa:16:3f:aa:bb:cc".into()),
+            tunnel_ip: None,
+            ..model.clone()
+        };
+        let mut next = live.pinned_spec();
+        next.hosts.push(joiner.clone());
+        let rebuilt = build(label, &next).unwrap();
+        let a = live.join(&joiner).unwrap();
+        assert!(!a.rebuilt && a.host.as_ref().is_some_and(|e| e.added && e.name == "joiner"));
+        same(live.topology(), &rebuilt).unwrap_or_else(|e| panic!("{label}: {e}"));
+        // The pinned file Live keeps builds back to the same topology.
+        same(live.topology(), &build(label, &live.pinned_spec()).unwrap()).unwrap();
+        // Clashes: the same name again; another host's DVR MAC; a bad bridge mapping.
+        let before = serde_json::to_string(live.topology()).unwrap();
+        let again = dvr_model::spec::HostSpec { dvr_mac: None, ..joiner.clone() };
+        let taken = dvr_model::spec::HostSpec { name: "other".into(), ..joiner.clone() };
+        let mut bad = dvr_model::spec::HostSpec { name: "bad".into(), dvr_mac: None, ..joiner.clone() };
+        bad.bridge_mappings.insert("physx".into(), "br-int".into());
+        for h in [again, taken, bad] {
+            assert!(live.join(&h).is_err(), "{label}: {} joined", h.name);
+            assert_eq!(serde_json::to_string(live.topology()).unwrap(), before, "{label}: a refused join changed the topology");
+        }
+    }
+}

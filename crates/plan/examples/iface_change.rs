@@ -1,7 +1,8 @@
 //! Micro-benchmark of a router interface attached and detached in place at
 //! 1,000 hosts (the `dvr bench --changes-only` row, without the binary):
-//! `cargo run --release -p dvr-plan --example iface_change [hosts] [reps] [boot]`
-//! (`boot`: an instance booted on a host new to its network, and deleted).
+//! `cargo run --release -p dvr-plan --example iface_change [hosts] [reps] [boot|host]`
+//! (`boot`: an instance booted on a host new to its network, and deleted;
+//! `host`: a compute host joining and leaving).
 
 use dvr_model::change::Change;
 use dvr_model::r#gen::{GenParams, generate};
@@ -14,7 +15,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let hosts: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let reps: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let boot = args.next().is_some_and(|a| a == "boot");
+    let mode = args.next().unwrap_or_default();
+    let boot = mode == "boot";
     let mut spec = generate(&GenParams::scale(hosts).with_seed(7));
     spec.networks.push(dvr_model::r#gen::spare_network());
     let topo = dvr_model::build::build("generated", &spec).expect("builds");
@@ -28,7 +30,9 @@ fn main() {
         .expect("a distributed router with a gateway")
         .name
         .clone();
-    let (add, del) = if boot {
+    let (add, del) = if mode == "host" {
+        (Change::AddHost { name: "bench-host".into(), like: None }, Change::RemoveHost { name: "bench-host".into() })
+    } else if boot {
         // As `dvr bench`: the routed network, on the last compute host without it.
         let r = t.routers.iter().find(|r| r.name == router).expect("found");
         let net = t.subnet(r.interfaces[0]).network;

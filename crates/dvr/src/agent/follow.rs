@@ -4,18 +4,20 @@
 //!
 //! The server sends its whole topology (with every allocation: port UUIDs,
 //! addresses, MACs); the agent compares it with the previous one. When only
-//! instances were booted or deleted and floating IPs moved, it makes those
-//! edits in place with the server's allocations ([`Live::boot`],
-//! [`Live::reassociate`]), so the model is what a build would give, without
-//! the build. Anything else (router interfaces, networks, hosts, a re-bound
-//! instance, floating IPs created or deleted, security groups) costs a full
-//! rebuild: [`Live::build`] and a [`Replanner`] over every host. Each step
-//! says which ([`How`]) and what it cost.
+//! instances were booted or deleted, floating IPs moved and compute hosts
+//! joined (a new agent registered) or left, it makes those edits in place
+//! with the server's allocations ([`Live::boot`], [`Live::reassociate`],
+//! [`Live::join`]), so the model is what a build would give, without the
+//! build. Anything else (router interfaces, networks, a host changed or
+//! leaving with instances, a re-bound instance, floating IPs created or
+//! deleted, security groups) costs a full rebuild: [`Live::build`] and a
+//! [`Replanner`] over every host. Each step says which ([`How`]) and what it
+//! cost.
 
 use anyhow::Result;
 use dvr_model::change::Change;
 use dvr_model::live::Live;
-use dvr_model::spec::{InstanceSpec, TopologySpec};
+use dvr_model::spec::{HostSpec, InstanceSpec, TopologySpec};
 use dvr_plan::Profile;
 use dvr_plan::incremental::Replanner;
 use std::collections::BTreeSet;
@@ -33,15 +35,19 @@ pub struct Model {
 /// One in-place edit, with the server's allocations.
 #[derive(Debug, Clone)]
 enum Edit {
+    Join(Box<HostSpec>),
     Boot(Box<InstanceSpec>),
     Delete(String),
     Disassociate(Ipv4Addr),
     Associate(Ipv4Addr, String),
+    Leave(String),
 }
 
 impl std::fmt::Display for Edit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Edit::Join(h) => write!(f, "join {}", h.name),
+            Edit::Leave(h) => write!(f, "leave {h}"),
             Edit::Boot(x) => write!(f, "boot {}", x.name),
             Edit::Delete(n) => write!(f, "delete {n}"),
             Edit::Disassociate(ip) => write!(f, "disassociate {ip}"),
@@ -86,6 +92,7 @@ fn strip(s: &TopologySpec) -> serde_json::Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("instances");
         o.remove("floating_ips");
+        o.remove("hosts");
     }
     v
 }
@@ -102,6 +109,7 @@ fn edits(old: &TopologySpec, new: &TopologySpec) -> Result<Vec<Edit>, String> {
         let changed: Vec<&str> = keys.into_iter().filter(|k| a.get(k.as_str()) != b.get(k.as_str())).map(|k| k.as_str()).collect();
         return Err(format!("{} changed", changed.join(", ")));
     }
+    let (joined, left) = host_edits(old, new)?;
     let names: BTreeSet<&str> = new.instances.iter().map(|x| x.name.as_str()).collect();
     let kept: Vec<&InstanceSpec> = old.instances.iter().filter(|x| names.contains(x.name.as_str())).collect();
     let deleted: Vec<&InstanceSpec> = old.instances.iter().filter(|x| !names.contains(x.name.as_str())).collect();
@@ -118,7 +126,7 @@ fn edits(old: &TopologySpec, new: &TopologySpec) -> Result<Vec<Edit>, String> {
         return Err("a deleted instance had a floating IP".into());
     }
     let moved: Vec<_> = old.floating_ips.iter().zip(&new.floating_ips).filter(|(a, b)| a.instance != b.instance).collect();
-    let mut out = Vec::new();
+    let mut out: Vec<Edit> = joined.iter().map(|h| Edit::Join(Box::new(h.clone()))).collect();
     for (a, _) in &moved {
         if a.instance.is_some() {
             out.push(Edit::Disassociate(a.ip.ok_or("a floating IP without an address")?));
@@ -131,7 +139,26 @@ fn edits(old: &TopologySpec, new: &TopologySpec) -> Result<Vec<Edit>, String> {
             out.push(Edit::Associate(b.ip.ok_or("a floating IP without an address")?, x.clone()));
         }
     }
+    // Last: a host leaves once what the same revision deleted from it is gone.
+    out.extend(left.map(Edit::Leave));
     Ok(out)
+}
+
+/// The hosts that joined (at the end of the list) and the one that left, or
+/// why the host list changed otherwise.
+fn host_edits<'a>(old: &TopologySpec, new: &'a TopologySpec) -> Result<(&'a [HostSpec], Option<String>), String> {
+    let (o, n) = (&old.hosts, &new.hosts);
+    if n.len() >= o.len() && o.iter().zip(n).all(|(a, b)| same(a, b)) {
+        return Ok((&n[o.len()..], None));
+    }
+    // One host gone, the others as they were, in order.
+    if n.len() + 1 == o.len()
+        && let Some(k) = o.iter().zip(n).position(|(a, b)| !same(a, b)).or(Some(n.len()))
+        && o[..k].iter().chain(&o[k + 1..]).zip(n).all(|(a, b)| same(a, b))
+    {
+        return Ok((&[], Some(o[k].name.clone())));
+    }
+    Err("hosts changed".into())
 }
 
 impl Model {
@@ -163,6 +190,8 @@ impl Model {
         for e in edits {
             let t0 = Instant::now();
             let applied = match e {
+                Edit::Join(h) => self.live.join(h),
+                Edit::Leave(name) => self.live.apply(&Change::RemoveHost { name: name.clone() }),
                 Edit::Boot(x) => self.live.boot(x),
                 Edit::Delete(name) => self.live.apply(&Change::RemoveInstance { name: name.clone() }),
                 Edit::Disassociate(ip) => self.live.apply(&Change::DisassociateFloatingIp { ip: *ip }),
@@ -281,6 +310,34 @@ mod tests {
         // Nothing changed: nothing done.
         let f = follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("same");
         assert_eq!(f.how, How::Unchanged);
+    }
+
+    #[test]
+    fn a_compute_host_joins_and_leaves_in_place_and_equals_a_rebuild() {
+        let before = pinned(&seed());
+        let mut model = None;
+        follow(&mut model, "seed", before.clone(), Profile::Walkthrough).expect("first");
+        // As the server registers a new agent: its own id and DVR MAC.
+        let mut after = before.clone();
+        let mut joiner = after.hosts.iter().find(|h| h.name == "compute2").expect("seed has it").clone();
+        joiner.name = "compute3".into();
+        joiner.id = Some(uuid::Uuid::from_u128(0x3333));
+        joiner.dvr_mac = Some("fa:16:3f:33:33:33".into());
+        after.hosts.push(joiner);
+        let f = follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("join");
+        assert_eq!(f.how, How::InPlace(vec!["join compute3".into()]));
+        plans_equal(model.as_ref().expect("built"), &after);
+        let m = model.as_ref().expect("built");
+        verify(m, "seed", "compute3", Profile::Walkthrough).expect("the joiner's plan is a rebuild's");
+        // It leaves again.
+        let f = follow(&mut model, "seed", before.clone(), Profile::Walkthrough).expect("leave");
+        assert_eq!(f.how, How::InPlace(vec!["leave compute3".into()]));
+        plans_equal(model.as_ref().expect("built"), &before);
+        // A host whose mappings changed is not a join or a leave.
+        let mut changed = before.clone();
+        changed.hosts[2].bridge_mappings.insert("physnet9".into(), "br-nine".into());
+        let f = follow(&mut model, "seed", changed.clone(), Profile::Walkthrough).expect("changed");
+        assert!(matches!(&f.how, How::Rebuilt(why) if why.contains("hosts changed")), "{:?}", f.how);
     }
 
     #[test]

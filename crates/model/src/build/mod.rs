@@ -49,6 +49,33 @@ pub(crate) fn reallocate_vlans(topo: &mut Topology, h: HostIx) -> Vec<crate::err
     hosts::allocate_vlans(&mut c, topo, h);
     c.finish()
 }
+
+/// Check one host as a build checks it (its name, bridge mappings, NICs, an
+/// explicit DVR MAC), for [`crate::live`] adding a host a control plane
+/// described. Uniqueness among the other hosts and the tunnel endpoint are
+/// the caller's.
+pub(crate) fn check_host_alone(h: &HostSpec) -> Result<Host, Vec<crate::error::Problem>> {
+    let spec = TopologySpec { hosts: vec![h.clone()], ..TopologySpec::default() };
+    let cx = Resolve {
+        spec: &spec,
+        hosts: Vec::new(),
+        networks: Vec::new(),
+        subnets: Vec::new(),
+        routers: Vec::new(),
+        host_ix: first_index(spec.hosts.iter().map(|h| h.name.as_str())),
+        net_ix: HashMap::new(),
+        sub_ix: HashMap::new(),
+        network_node: None,
+    };
+    let mut c = Checker::default();
+    let mut hosts = hosts::check_hosts(&mut c, &cx);
+    let problems = c.finish();
+    match hosts.pop() {
+        Some(host) if problems.is_empty() => Ok(host),
+        _ => Err(problems),
+    }
+}
+
 pub use hosts::networks_on_host;
 pub use tunnels::DEFAULT_UNDERLAY;
 

@@ -12,10 +12,10 @@
 //! copied from a network node — is rebuilt from the pinned file, and
 //! [`Applied::rebuilt`] says so.
 
-use super::{Applied, HostEvent, Live};
+use super::{Applied, HostEvent, Live, err};
 use crate::alloc::*;
 use crate::change::{Change, ChangeError};
-use crate::spec::Role;
+use crate::spec::{HostSpec, Role};
 use crate::topology::*;
 use crate::types::*;
 
@@ -61,12 +61,68 @@ impl Live {
             fip_links: Vec::new(),
             tunnel_ip,
         };
+        Some(self.push_host(host, dvr_mac))
+    }
+
+    /// Put a checked, empty host at the end of the list (its DVR MAC reserved).
+    fn push_host(&mut self, host: Host, dvr_mac: MacAddr) -> Applied {
         let at = HostIx(self.topo.hosts.len());
+        let name = host.name.clone();
         self.topo.hosts.push(host);
         self.topo.index.host_ports.push(Vec::new());
         self.topo.index.host_routers.push(Vec::new());
-        let event = HostEvent { name: name.to_string(), at, dvr_mac, added: true };
-        Some(Applied { hosts: [name.to_string()].into(), host: Some(event), ..Applied::default() })
+        let event = HostEvent { name: name.clone(), at, dvr_mac, added: true };
+        Applied { hosts: [name].into(), host: Some(event), ..Applied::default() }
+    }
+
+    /// Add compute host `h` as a control plane described it (`dvr server`
+    /// registered its agent and gave it a DVR MAC), with its DVR MAC and
+    /// tunnel endpoint when it names them (allocated as the build does when
+    /// not): what a build of the control plane's topology gives, without the
+    /// build. Refused, changing nothing, when the host is not a compute node,
+    /// does not check as a build checks it, or clashes with another host;
+    /// the caller then rebuilds, which reports why.
+    pub fn join(&mut self, h: &HostSpec) -> Result<Applied, ChangeError> {
+        let change = Change::AddHost { name: h.name.clone(), like: None };
+        let refuse = |why: String| Err(err(&change, format!("{why}\n    fix: rebuild the model from the file")));
+        let t = &self.topo;
+        if !t.security.is_noop() || h.role != Role::Compute {
+            return refuse("only a compute node joins in place, without security groups".into());
+        }
+        if t.host_ix(&h.name).is_some() || t.hosts.len() >= crate::limits::MAX_HOSTS {
+            return refuse(format!("host `{}` is already there, or there are as many hosts as supported", h.name));
+        }
+        let mut host = match crate::build::check_host_alone(h) {
+            Ok(host) => host,
+            Err(problems) => return refuse(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+        };
+        // Tunnels in use stay in use; an endpoint of its own is checked as the build checks it.
+        host.tunnel_ip = match (t.underlay, h.tunnel_ip) {
+            (None, None) => None,
+            (None, Some(_)) => return refuse("a tunnel endpoint in a deployment without tunnels".into()),
+            (Some(u), Some(ip)) => {
+                let host_address = u.contains(&ip) && ip != u.network() && ip != u.broadcast();
+                if !host_address || t.hosts.iter().any(|x| x.tunnel_ip == Some(ip)) {
+                    return refuse(format!("{ip} is not a free host address of the underlay {u}"));
+                }
+                Some(ip)
+            }
+            (Some(u), None) => match u.hosts().find(|a| !t.hosts.iter().any(|x| x.tunnel_ip == Some(*a))) {
+                Some(ip) => Some(ip),
+                None => return refuse(format!("the underlay {u} has no free address")),
+            },
+        };
+        let dvr_mac = match host.dvr_mac {
+            Some(m) if self.macs.reserve(m) => m,
+            Some(m) => return refuse(format!("DVR MAC {m} is already in use")),
+            None => match self.macs.allocate(DVR_MAC_PREFIX, &format!("dvr:{}", h.name)) {
+                Some(m) => m,
+                None => return refuse("no free DVR MAC".into()),
+            },
+        };
+        host.dvr_mac = Some(dvr_mac);
+        self.spec.hosts.push(h.clone());
+        Ok(self.push_host(host, dvr_mac))
     }
 
     fn remove_host(&mut self, name: &str) -> Option<Applied> {
