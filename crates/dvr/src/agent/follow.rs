@@ -17,7 +17,7 @@
 use anyhow::Result;
 use dvr_model::change::Change;
 use dvr_model::live::Live;
-use dvr_model::spec::{HostSpec, InstanceSpec, TopologySpec};
+use dvr_model::spec::{HostSpec, InstanceSpec, PortSpec, TopologySpec};
 use dvr_plan::Profile;
 use dvr_plan::incremental::Replanner;
 use std::collections::BTreeSet;
@@ -36,6 +36,8 @@ pub struct Model {
 #[derive(Debug, Clone)]
 enum Edit {
     Join(Box<HostSpec>),
+    Attach(String, String),
+    Detach(String, String),
     Boot(Box<InstanceSpec>),
     Delete(String),
     Disassociate(Ipv4Addr),
@@ -47,6 +49,8 @@ impl std::fmt::Display for Edit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Edit::Join(h) => write!(f, "join {}", h.name),
+            Edit::Attach(r, sub) => write!(f, "attach {sub} to {r}"),
+            Edit::Detach(r, sub) => write!(f, "detach {sub} from {r}"),
             Edit::Leave(h) => write!(f, "leave {h}"),
             Edit::Boot(x) => write!(f, "boot {}", x.name),
             Edit::Delete(n) => write!(f, "delete {n}"),
@@ -93,6 +97,8 @@ fn strip(s: &TopologySpec) -> serde_json::Value {
         o.remove("instances");
         o.remove("floating_ips");
         o.remove("hosts");
+        o.remove("routers");
+        o.remove("ports");
     }
     v
 }
@@ -110,6 +116,11 @@ fn edits(old: &TopologySpec, new: &TopologySpec) -> Result<Vec<Edit>, String> {
         return Err(format!("{} changed", changed.join(", ")));
     }
     let (joined, left) = host_edits(old, new)?;
+    let attached = router_edits(old, new)?;
+    let unbound = |s: &TopologySpec| s.ports.iter().filter(|p| implicit_key(p).is_none()).cloned().collect::<Vec<_>>();
+    if !same(&unbound(old), &unbound(new)) {
+        return Err("ports changed".into());
+    }
     let names: BTreeSet<&str> = new.instances.iter().map(|x| x.name.as_str()).collect();
     let kept: Vec<&InstanceSpec> = old.instances.iter().filter(|x| names.contains(x.name.as_str())).collect();
     let deleted: Vec<&InstanceSpec> = old.instances.iter().filter(|x| !names.contains(x.name.as_str())).collect();
@@ -127,6 +138,7 @@ fn edits(old: &TopologySpec, new: &TopologySpec) -> Result<Vec<Edit>, String> {
     }
     let moved: Vec<_> = old.floating_ips.iter().zip(&new.floating_ips).filter(|(a, b)| a.instance != b.instance).collect();
     let mut out: Vec<Edit> = joined.iter().map(|h| Edit::Join(Box::new(h.clone()))).collect();
+    out.extend(attached);
     for (a, _) in &moved {
         if a.instance.is_some() {
             out.push(Edit::Disassociate(a.ip.ok_or("a floating IP without an address")?));
@@ -142,6 +154,56 @@ fn edits(old: &TopologySpec, new: &TopologySpec) -> Result<Vec<Edit>, String> {
     // Last: a host leaves once what the same revision deleted from it is gone.
     out.extend(left.map(Edit::Leave));
     Ok(out)
+}
+
+/// Subnets attached to (last in the router's list, as the server lists
+/// them) or detached from routers that otherwise stayed as they were.
+fn router_edits(old: &TopologySpec, new: &TopologySpec) -> Result<Vec<Edit>, String> {
+    let changed = || Err("routers changed".to_string());
+    if old.routers.len() != new.routers.len() {
+        return changed();
+    }
+    let mut out = Vec::new();
+    for (a, b) in old.routers.iter().zip(&new.routers) {
+        if a.interfaces == b.interfaces {
+            if !same(a, b) {
+                return changed();
+            }
+            continue;
+        }
+        let mut rest = a.clone();
+        rest.interfaces.clone_from(&b.interfaces);
+        if !same(&rest, b) {
+            return changed();
+        }
+        let (x, y) = (&a.interfaces, &b.interfaces);
+        if y.len() == x.len() + 1 && y.starts_with(x) {
+            out.push(Edit::Attach(b.name.clone(), y[x.len()].clone()));
+        } else if let Some(k) = (x.len() == y.len() + 1).then(|| x.iter().zip(y).position(|(p, q)| p != q).unwrap_or(y.len()))
+            && x[..k].iter().chain(&x[k + 1..]).eq(y.iter())
+        {
+            out.push(Edit::Detach(b.name.clone(), x[k].clone()));
+        } else {
+            return changed();
+        }
+    }
+    Ok(out)
+}
+
+/// An implicit port (DHCP, router, SNAT, gateway, fip-agent) by what both
+/// the server and the model pin of it: owner, network, id, address, MAC.
+type ImplicitKey = (String, String, Option<uuid::Uuid>, Option<Ipv4Addr>, Option<dvr_model::MacAddr>);
+
+fn implicit_key(p: &PortSpec) -> Option<ImplicitKey> {
+    let o = p.device_owner.as_deref().filter(|o| dvr_model::live::IMPLICIT_OWNERS.contains(o))?;
+    Some((o.to_string(), p.network.clone(), p.id, p.ip, p.mac))
+}
+
+/// The implicit ports of `ports`, sorted.
+fn implicit_keys<'a>(ports: impl IntoIterator<Item = &'a PortSpec>) -> Vec<ImplicitKey> {
+    let mut v: Vec<ImplicitKey> = ports.into_iter().filter_map(implicit_key).collect();
+    v.sort();
+    v
 }
 
 /// The hosts that joined (at the end of the list) and the one that left, or
@@ -183,6 +245,21 @@ impl Model {
         Ok((Model { spec, live, replanner }, Followed { how: How::Rebuilt(why), model, replan }))
     }
 
+    /// The model allocated the implicit ports (router interfaces, SNAT and
+    /// fip-agent ports) as the server did; `Err(why)` when not (then the
+    /// model is rebuilt from the server's topology). Checked only when the
+    /// server's implicit ports changed.
+    fn same_implicit_ports(&self, server: &TopologySpec) -> Result<(), String> {
+        let theirs = implicit_keys(&server.ports);
+        if theirs == implicit_keys(&self.spec.ports) {
+            return Ok(());
+        }
+        if implicit_keys(&self.live.implicit_ports()) != theirs {
+            return Err("the server allocated implicit ports (qr-, sg-, fg-) otherwise than the model".into());
+        }
+        Ok(())
+    }
+
     /// Try the edits in place; `Err(why)` when one is refused (the model is
     /// then half-edited and must be rebuilt).
     fn edit(&mut self, edits: &[Edit]) -> Result<(Duration, Duration), String> {
@@ -191,6 +268,12 @@ impl Model {
             let t0 = Instant::now();
             let applied = match e {
                 Edit::Join(h) => self.live.join(h),
+                Edit::Attach(router, subnet) => {
+                    self.live.apply(&Change::AddRouterInterface { router: router.clone(), subnet: subnet.clone() })
+                }
+                Edit::Detach(router, subnet) => {
+                    self.live.apply(&Change::RemoveRouterInterface { router: router.clone(), subnet: subnet.clone() })
+                }
                 Edit::Leave(name) => self.live.apply(&Change::RemoveHost { name: name.clone() }),
                 Edit::Boot(x) => self.live.boot(x),
                 Edit::Delete(name) => self.live.apply(&Change::RemoveInstance { name: name.clone() }),
@@ -219,7 +302,7 @@ pub fn follow(model: &mut Option<Model>, label: &str, spec: TopologySpec, profil
                 m.spec = spec;
                 return Ok(Followed { how: How::Unchanged, model: Duration::ZERO, replan: Duration::ZERO });
             }
-            Ok(e) => match m.edit(&e) {
+            Ok(e) => match m.edit(&e).and_then(|t| m.same_implicit_ports(&spec).map(|()| t)) {
                 Ok((model_t, replan)) => {
                     m.spec = spec;
                     let how = How::InPlace(e.iter().map(Edit::to_string).collect());
@@ -340,17 +423,61 @@ mod tests {
         assert!(matches!(&f.how, How::Rebuilt(why) if why.contains("hosts changed")), "{:?}", f.how);
     }
 
+    /// The server after a change: the change applied to its pinned
+    /// topology, the implicit ports of a detached interface deleted, the
+    /// rest allocated and pinned (as the server writes allocations back).
+    fn server_after(spec: &TopologySpec, change: &Change) -> TopologySpec {
+        let mut next = spec.clone();
+        change.apply(&mut next).expect("applies");
+        if let Change::RemoveRouterInterface { router, subnet } = change {
+            let net = next.networks.iter().find(|n| n.subnets.iter().any(|s| &s.name == subnet)).expect("its network").name.clone();
+            next.ports.retain(|p| !(p.router.as_ref() == Some(router) && p.network == net && implicit_key(p).is_some()));
+        }
+        pinned(&next)
+    }
+
     #[test]
-    fn a_router_interface_or_a_rebound_instance_costs_a_rebuild() {
+    fn a_router_interface_follows_in_place_and_equals_a_rebuild() {
         let before = pinned(&seed());
         let mut model = None;
         follow(&mut model, "seed", before.clone(), Profile::Walkthrough).expect("first");
-        let mut after = before.clone();
-        let r = after.routers.iter_mut().find(|r| r.interfaces.len() > 1).expect("a router with two interfaces");
-        r.interfaces.pop();
-        let f = follow(&mut model, "seed", after.clone(), Profile::Walkthrough).expect("remove interface");
-        assert!(matches!(&f.how, How::Rebuilt(why) if why.contains("routers")), "{:?}", f.how);
-        plans_equal(model.as_ref().expect("built"), &after);
+        let r = before.routers.iter().find(|r| r.interfaces.len() > 1).expect("a router with two interfaces");
+        let (router, subnet) = (r.name.clone(), r.interfaces.last().expect("two").clone());
+        let detached = server_after(&before, &Change::RemoveRouterInterface { router: router.clone(), subnet: subnet.clone() });
+        let f = follow(&mut model, "seed", detached.clone(), Profile::Walkthrough).expect("detach");
+        assert_eq!(f.how, How::InPlace(vec![format!("detach {subnet} from {router}")]));
+        plans_equal(model.as_ref().expect("built"), &detached);
+        let attached = server_after(&detached, &Change::AddRouterInterface { router: router.clone(), subnet: subnet.clone() });
+        let f = follow(&mut model, "seed", attached.clone(), Profile::Walkthrough).expect("attach");
+        assert_eq!(f.how, How::InPlace(vec![format!("attach {subnet} to {router}")]));
+        plans_equal(model.as_ref().expect("built"), &attached);
+        // Positive control: a server that gave the new qr- port another MAC
+        // is not followed in place.
+        follow(&mut model, "seed", detached.clone(), Profile::Walkthrough).expect("detach again");
+        let mut other = attached.clone();
+        let qr = other
+            .ports
+            .iter_mut()
+            .find(|p| {
+                p.router.as_ref() == Some(&router)
+                    && p.device_owner.as_deref() == Some("network:router_interface_distributed")
+                    && p.ip.is_some_and(|ip| {
+                        attached.networks.iter().flat_map(|n| &n.subnets).any(|s| s.name == subnet && s.gateway_ip == Some(ip))
+                    })
+            })
+            .expect("the new qr- port");
+        qr.mac = Some("fa:16:3e:ee:ee:ee".parse().expect("mac"));
+        let f = follow(&mut model, "seed", other.clone(), Profile::Walkthrough).expect("attach otherwise");
+        assert!(matches!(&f.how, How::Rebuilt(why) if why.contains("implicit ports")), "{:?}", f.how);
+        plans_equal(model.as_ref().expect("built"), &other);
+    }
+
+    #[test]
+    fn a_rebound_instance_costs_a_rebuild() {
+        let before = pinned(&seed());
+        let mut model = None;
+        follow(&mut model, "seed", before.clone(), Profile::Walkthrough).expect("first");
+        let after = before.clone();
         let mut moved = after.clone();
         let x = moved.instances.iter_mut().find(|x| x.host == "compute1").expect("one on compute1");
         x.host = "compute2".into();

@@ -280,6 +280,13 @@ impl Live {
         Ok(applied)
     }
 
+    /// A `ports:` pin (id, address, MAC) for every implicit port (DHCP,
+    /// router, SNAT, gateway and fip-agent ports): what a control plane that
+    /// made the same change should have allocated, to check against it.
+    pub fn implicit_ports(&self) -> Vec<PortSpec> {
+        implicit_pins(&self.topo)
+    }
+
     /// The file with the change history applied and every allocation made
     /// explicit: building it gives this topology.
     pub fn pinned_spec(&self) -> TopologySpec {
