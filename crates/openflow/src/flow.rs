@@ -106,7 +106,8 @@ impl Ipv4Match {
 
 impl fmt::Display for Ipv4Match {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.prefix == 32 { write!(f, "{}", self.addr) } else { write!(f, "{}/{}", self.addr, self.prefix) }
+        let addr = dvr_model::text::Ipv4Text(self.addr);
+        if self.prefix == 32 { write!(f, "{addr}") } else { write!(f, "{addr}/{}", self.prefix) }
     }
 }
 

@@ -2,6 +2,7 @@
 //! carrying ARP or IPv4 (ICMP echo, TCP, UDP). Only the fields DVR looks at.
 
 use dvr_model::MacAddr;
+use dvr_model::text::Ipv4Text as Ip;
 use serde::Serialize;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -128,8 +129,8 @@ struct ProtoLabel<'a>(&'a Frame);
 impl fmt::Display for ProtoLabel<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.payload {
-            Payload::Arp { op: ARP_REQUEST, tpa, spa, .. } => write!(f, "arp who-has {tpa} tell {spa}"),
-            Payload::Arp { spa, sha, .. } => write!(f, "arp reply {spa} is-at {sha}"),
+            Payload::Arp { op: ARP_REQUEST, tpa, spa, .. } => write!(f, "arp who-has {} tell {}", Ip(tpa), Ip(spa)),
+            Payload::Arp { spa, sha, .. } => write!(f, "arp reply {} is-at {sha}", Ip(spa)),
             Payload::Ip { l4: L4::Icmp { reply: false, .. }, .. } => f.write_str("icmp echo-request"),
             Payload::Ip { l4: L4::Icmp { reply: true, .. }, .. } => f.write_str("icmp echo-reply"),
             Payload::Ip { l4: L4::Tcp { sport, dport }, .. } => write!(f, "tcp {sport}->{dport}"),
@@ -145,7 +146,7 @@ impl fmt::Display for Frame {
             write!(f, " vlan {v}")?;
         }
         let (s, d) = self.ips();
-        write!(f, ", {} {s} > {d}", ProtoLabel(self))
+        write!(f, ", {} {} > {}", ProtoLabel(self), Ip(s), Ip(d))
     }
 }
 
@@ -188,7 +189,7 @@ pub struct Encap {
 
 impl fmt::Display for Encap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VXLAN VNI {} {} > {} udp/{}", self.vni, self.src, self.dst, self.udp_dst)
+        write!(f, "VXLAN VNI {} {} > {} udp/{}", self.vni, Ip(self.src), Ip(self.dst), self.udp_dst)
     }
 }
 

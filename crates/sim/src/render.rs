@@ -10,10 +10,16 @@ use std::fmt::Write;
 /// One hop's line, written straight into `o` (no string per part: an
 /// explained trace writes tens of these).
 fn hop_line(o: &mut String, h: &Hop) {
-    let _ = match h.kind {
-        HopKind::Wire => write!(o, "[{}] wire {}: {}", h.copy, h.where_, h.step),
-        _ => write!(o, "[{}] {} {}: {}", h.copy, h.host, h.where_, h.step),
-    };
+    let _ = write!(o, "[{}] ", h.copy);
+    if h.kind == HopKind::Wire {
+        o.push_str("wire ");
+    } else {
+        o.push_str(&h.host);
+        o.push(' ');
+    }
+    o.push_str(&h.where_);
+    o.push_str(": ");
+    let _ = write!(o, "{}", h.step);
     if !h.changed.is_empty() && h.kind != HopKind::Wire {
         for (i, c) in h.changed.iter().enumerate() {
             let _ = write!(o, "{}{c}", if i == 0 { "   ⇒ " } else { ", " });
