@@ -809,13 +809,20 @@ pub enum Fate {
     Ignored,
 }
 
-impl fmt::Display for Fate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Fate {
+    /// The fate as one word (`delivered`, `dropped`, `ignored`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Fate::Delivered => "delivered",
             Fate::Dropped => "dropped",
             Fate::Ignored => "ignored",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Fate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
