@@ -262,8 +262,8 @@ pub enum Step {
         /// Hook.
         #[serde(serialize_with = "ser_hook")]
         hook: Hook,
-        /// What changed.
-        rewrite: String,
+        /// What changed (serialised as its sentence).
+        rewrite: crate::netfilter::CtRewrite,
     },
     /// A stack sent a frame on a device.
     Transmit {
@@ -896,6 +896,10 @@ impl fmt::Display for VlanId {
 pub fn changes(a: &Frame, b: &Frame) -> Vec<Change> {
     use crate::packet::Payload;
     let mut d = Vec::new();
+    if a == b {
+        // Most hops change nothing: one comparison of two small values.
+        return d;
+    }
     if a.vlan != b.vlan {
         d.push(Change::Vlan { from: a.vlan, to: b.vlan });
     }
@@ -917,8 +921,16 @@ pub fn changes(a: &Frame, b: &Frame) -> Vec<Change> {
 }
 
 /// A copy's lineage: `1`, `1.2`, `1.2.1` … (the copy tree of floods).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
 pub struct Lineage(pub SmallVec<[u16; 4]>);
+
+/// By copying the numbers (`SmallVec`'s own `Clone` pushes them one by
+/// one): every hop and every queued frame clones its lineage.
+impl Clone for Lineage {
+    fn clone(&self) -> Lineage {
+        Lineage(SmallVec::from_slice(&self.0))
+    }
+}
 
 impl Lineage {
     /// The first copy of a phase.
