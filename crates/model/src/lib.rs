@@ -22,6 +22,7 @@ pub mod names;
 pub mod security;
 pub mod spec;
 pub mod summary;
+pub mod text;
 pub mod topology;
 pub mod types;
 

@@ -106,7 +106,8 @@ impl Ipv4Match {
 
 impl fmt::Display for Ipv4Match {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.prefix == 32 { write!(f, "{}", self.addr) } else { write!(f, "{}/{}", self.addr, self.prefix) }
+        let addr = dvr_model::text::Ipv4Text(self.addr);
+        if self.prefix == 32 { write!(f, "{addr}") } else { write!(f, "{addr}/{}", self.prefix) }
     }
 }
 
@@ -409,7 +410,7 @@ impl Flow {
             parts.put(format_args!("ct_mark={x}"))?;
         }
         if let Some(p) = m.proto {
-            parts.put(format_args!("{}", p.keyword()))?;
+            parts.put_str("", p.keyword())?;
             if let Proto::IpProto(n) = p {
                 parts.put(format_args!("nw_proto={n}"))?;
             }
@@ -420,22 +421,22 @@ impl Flow {
             }
         }
         if let Some(p) = &m.in_port {
-            parts.put(format_args!("in_port={p}"))?;
+            parts.put_str("in_port=", p)?;
         }
         if let Some(t) = m.tun_id {
             parts.put(format_args!("tun_id={}", crate::nx::hex(t)))?;
         }
         match m.dl_vlan {
-            Some(VlanMatch::Tagged(v)) => parts.put(format_args!("dl_vlan={v}"))?,
+            Some(VlanMatch::Tagged(v)) => parts.put_num("dl_vlan=", u32::from(v))?,
             Some(VlanMatch::Untagged) => parts.put(format_args!("dl_vlan=0xffff"))?,
             None => {}
         }
         if let Some(x) = m.dl_src {
-            parts.put(format_args!("dl_src={x}"))?;
+            parts.put_str("dl_src=", x.encode(&mut [0; 17]))?;
         }
         match (m.dl_dst, m.dl_dst_mask) {
             (Some(x), Some(mask)) => parts.put(format_args!("dl_dst={x}/{mask}"))?,
-            (Some(x), None) => parts.put(format_args!("dl_dst={x}"))?,
+            (Some(x), None) => parts.put_str("dl_dst=", x.encode(&mut [0; 17]))?,
             _ => {}
         }
         if let Some(x) = m.arp_op {
@@ -490,10 +491,55 @@ impl Flow {
             if i > 0 {
                 o.write_char(',')?;
             }
-            write!(o, "{a}")?;
+            write_action(o, a)?;
         }
         Ok(())
     }
+}
+
+/// What `Action`'s `Display` writes, the common actions without the
+/// formatting machinery (explained traces print one flow per hop).
+fn write_action(o: &mut impl fmt::Write, a: &Action) -> fmt::Result {
+    match a {
+        Action::Output(p) => {
+            o.write_str("output:")?;
+            o.write_str(p)
+        }
+        Action::Normal => o.write_str("NORMAL"),
+        Action::Resubmit(t) => {
+            o.write_str("resubmit(,")?;
+            write_num(o, u32::from(t.0))?;
+            o.write_char(')')
+        }
+        Action::ModVlanVid(v) => {
+            o.write_str("mod_vlan_vid:")?;
+            write_num(o, u32::from(*v))
+        }
+        Action::ModDlSrc(m) => {
+            o.write_str("mod_dl_src:")?;
+            o.write_str(m.encode(&mut [0; 17]))
+        }
+        Action::ModDlDst(m) => {
+            o.write_str("mod_dl_dst:")?;
+            o.write_str(m.encode(&mut [0; 17]))
+        }
+        _ => write!(o, "{a}"),
+    }
+}
+
+/// A number in decimal, in one `write_str`.
+fn write_num(o: &mut impl fmt::Write, mut n: u32) -> fmt::Result {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    o.write_str(std::str::from_utf8(&buf[i..]).map_err(|_| fmt::Error)?)
 }
 
 /// Comma-separated fields written as they come (see [`Flow::write_match`]).
@@ -509,6 +555,20 @@ impl<W: fmt::Write> Parts<'_, W> {
         self.o.write_str(if self.any { "," } else { self.lead })?;
         self.any = true;
         self.o.write_fmt(a)
+    }
+    /// `key` then `value`, without the formatting machinery.
+    fn put_str(&mut self, key: &str, value: &str) -> fmt::Result {
+        self.o.write_str(if self.any { "," } else { self.lead })?;
+        self.any = true;
+        self.o.write_str(key)?;
+        self.o.write_str(value)
+    }
+    /// `key` then a number.
+    fn put_num(&mut self, key: &str, n: u32) -> fmt::Result {
+        self.o.write_str(if self.any { "," } else { self.lead })?;
+        self.any = true;
+        self.o.write_str(key)?;
+        write_num(self.o, n)
     }
 }
 

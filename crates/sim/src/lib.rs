@@ -20,6 +20,7 @@ pub mod packet;
 pub mod render;
 pub mod stack;
 pub mod step;
+mod steptext;
 pub mod trace;
 pub mod verify;
 pub mod world;

@@ -165,8 +165,37 @@ pub enum NatStep {
         /// Hook.
         hook: Hook,
         /// What changed.
-        rewrite: String,
+        rewrite: CtRewrite,
     },
+}
+
+/// What conntrack rewrote in a later packet of a known connection, typed:
+/// every such packet has one, so its sentence is written only when printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtRewrite {
+    /// The packet is the reply direction of the connection.
+    pub reply: bool,
+    /// The source was rewritten (else the destination).
+    pub source: bool,
+    /// The address before.
+    pub from: Ipv4Addr,
+    /// The address after.
+    pub to: Ipv4Addr,
+}
+
+impl std::fmt::Display for CtRewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.reply { "reply of a tracked connection" } else { "tracked connection" };
+        let which = if self.source { "source" } else { "destination" };
+        write!(f, "{kind}: {which} {} → {}", self.from, self.to)
+    }
+}
+
+/// As its sentence (the trace contract's `rewrite` string).
+impl serde::Serialize for CtRewrite {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 enum Verdict {
@@ -336,13 +365,9 @@ impl Conntrack {
         }
         let first_packet_rewrite = matches!(steps.last(), Some(NatStep::Chain { rewrite: Some(_), .. }));
         if *t != before && !first_packet_rewrite {
-            let what = if t.src != before.src {
-                format!("source {} → {}", before.src, t.src)
-            } else {
-                format!("destination {} → {}", before.dst, t.dst)
-            };
-            let kind = if dir == Dir::Reply { "reply of a tracked connection" } else { "tracked connection" };
-            steps.push(NatStep::Conntrack { hook, rewrite: format!("{kind}: {what}") });
+            let source = t.src != before.src;
+            let (from, to) = if source { (before.src, t.src) } else { (before.dst, t.dst) };
+            steps.push(NatStep::Conntrack { hook, rewrite: CtRewrite { reply: dir == Dir::Reply, source, from, to } });
         }
         steps
     }

@@ -2,6 +2,7 @@
 //! carrying ARP or IPv4 (ICMP echo, TCP, UDP). Only the fields DVR looks at.
 
 use dvr_model::MacAddr;
+use dvr_model::text::Ipv4Text as Ip;
 use serde::Serialize;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -128,8 +129,8 @@ struct ProtoLabel<'a>(&'a Frame);
 impl fmt::Display for ProtoLabel<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.payload {
-            Payload::Arp { op: ARP_REQUEST, tpa, spa, .. } => write!(f, "arp who-has {tpa} tell {spa}"),
-            Payload::Arp { spa, sha, .. } => write!(f, "arp reply {spa} is-at {sha}"),
+            Payload::Arp { op: ARP_REQUEST, tpa, spa, .. } => write!(f, "arp who-has {} tell {}", Ip(tpa), Ip(spa)),
+            Payload::Arp { spa, sha, .. } => write!(f, "arp reply {} is-at {sha}", Ip(spa)),
             Payload::Ip { l4: L4::Icmp { reply: false, .. }, .. } => f.write_str("icmp echo-request"),
             Payload::Ip { l4: L4::Icmp { reply: true, .. }, .. } => f.write_str("icmp echo-reply"),
             Payload::Ip { l4: L4::Tcp { sport, dport }, .. } => write!(f, "tcp {sport}->{dport}"),
@@ -145,7 +146,7 @@ impl fmt::Display for Frame {
             write!(f, " vlan {v}")?;
         }
         let (s, d) = self.ips();
-        write!(f, ", {} {s} > {d}", ProtoLabel(self))
+        write!(f, ", {} {} > {}", ProtoLabel(self), Ip(s), Ip(d))
     }
 }
 
@@ -165,7 +166,7 @@ pub struct PacketView {
     /// IPv4 destination (ARP: target address).
     pub ip_dst: Ipv4Addr,
     /// `arp`, `icmp`, `tcp` or `udp`.
-    pub proto: &'static str,
+    pub proto: PacketProto,
     /// The outer headers while the frame crosses the underlay inside a
     /// VXLAN tunnel (the fields above are then the inner frame's).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,7 +189,7 @@ pub struct Encap {
 
 impl fmt::Display for Encap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VXLAN VNI {} {} > {} udp/{}", self.vni, self.src, self.dst, self.udp_dst)
+        write!(f, "VXLAN VNI {} {} > {} udp/{}", self.vni, Ip(self.src), Ip(self.dst), self.udp_dst)
     }
 }
 
@@ -196,11 +197,62 @@ impl From<&Frame> for PacketView {
     fn from(f: &Frame) -> Self {
         let (ip_src, ip_dst) = f.ips();
         let proto = match f.payload {
-            Payload::Arp { .. } => "arp",
-            Payload::Ip { l4: L4::Icmp { .. }, .. } => "icmp",
-            Payload::Ip { l4: L4::Tcp { .. }, .. } => "tcp",
-            Payload::Ip { l4: L4::Udp { .. }, .. } => "udp",
+            Payload::Arp { .. } => PacketProto::Arp,
+            Payload::Ip { l4: L4::Icmp { .. }, .. } => PacketProto::Icmp,
+            Payload::Ip { l4: L4::Tcp { .. }, .. } => PacketProto::Tcp,
+            Payload::Ip { l4: L4::Udp { .. }, .. } => PacketProto::Udp,
         };
         PacketView { eth_src: f.src, eth_dst: f.dst, vlan: f.vlan, ip_src, ip_dst, proto, tunnel: None }
+    }
+}
+
+/// The protocol a trace hop reports for its packet: one byte in the hop
+/// (a `&'static str` took sixteen, and every trace records tens of hops).
+/// Reads, compares and serialises as its name (`"arp"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PacketProto {
+    /// ARP.
+    Arp,
+    /// ICMP.
+    Icmp,
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl PacketProto {
+    /// `arp`, `icmp`, `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PacketProto::Arp => "arp",
+            PacketProto::Icmp => "icmp",
+            PacketProto::Tcp => "tcp",
+            PacketProto::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for PacketProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for PacketProto {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for PacketProto {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for PacketProto {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }

@@ -4,23 +4,40 @@
 //! trace contract of `docs/topology.md`). Each is a pattern match on the
 //! typed steps, fates and verdicts.
 
+use crate::steptext::{push_change, push_num, push_step};
 use crate::trace::{Fate, Hop, HopKind, Step, Trace, Verdict};
 use std::fmt::Write;
 
 /// One hop's line, written straight into `o` (no string per part: an
 /// explained trace writes tens of these).
 fn hop_line(o: &mut String, h: &Hop) {
-    let _ = match h.kind {
-        HopKind::Wire => write!(o, "[{}] wire {}: {}", h.copy, h.where_, h.step),
-        _ => write!(o, "[{}] {} {}: {}", h.copy, h.host, h.where_, h.step),
-    };
+    o.push('[');
+    for (i, &n) in h.copy.0.iter().enumerate() {
+        if i > 0 {
+            o.push('.');
+        }
+        push_num(o, u32::from(n));
+    }
+    o.push_str("] ");
+    if h.kind == HopKind::Wire {
+        o.push_str("wire ");
+    } else {
+        o.push_str(&h.host);
+        o.push(' ');
+    }
+    o.push_str(&h.where_);
+    o.push_str(": ");
+    push_step(o, &h.step);
     if !h.changed.is_empty() && h.kind != HopKind::Wire {
         for (i, c) in h.changed.iter().enumerate() {
-            let _ = write!(o, "{}{c}", if i == 0 { "   ⇒ " } else { ", " });
+            o.push_str(if i == 0 { "   ⇒ " } else { ", " });
+            push_change(o, c);
         }
     }
     if let Some(f) = h.fate {
-        let _ = write!(o, "   [{f}]");
+        o.push_str("   [");
+        o.push_str(f.as_str());
+        o.push(']');
     }
 }
 

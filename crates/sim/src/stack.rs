@@ -20,6 +20,7 @@ use crate::name::Name;
 use crate::netfilter::{Conntrack, Hook, NatStep, RuleCtx, Skb, Tuple, mangle};
 use crate::packet::{ARP_REPLY, ARP_REQUEST, Frame, L4, Payload};
 use dvr_model::MacAddr;
+use dvr_model::text::Ipv4Text;
 use dvr_plan::{IptTable, Route, Rule, RuleSelector, TableRef};
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
@@ -690,7 +691,7 @@ impl std::fmt::Display for Describe<'_> {
             L4::Tcp { sport, dport } => write!(f, "tcp {sport}→{dport}")?,
             L4::Udp { sport, dport } => write!(f, "udp {sport}→{dport}")?,
         }
-        write!(f, " {} → {}", p.src, p.dst)
+        write!(f, " {} → {}", Ipv4Text(p.src), Ipv4Text(p.dst))
     }
 }
 

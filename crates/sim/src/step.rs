@@ -9,11 +9,12 @@ use crate::ofp::OvsEvent;
 use crate::packet::{Encap, Frame, PacketView};
 use crate::stack::{Describe, IpPkt};
 use dvr_model::MacAddr;
+use dvr_model::text::Ipv4Text as Ip;
 use dvr_openflow::Flow;
 use dvr_plan::{Route, Rule, RuleSelector, TableRef};
 use serde::{Serialize, Serializer};
 use smallvec::SmallVec;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -261,8 +262,8 @@ pub enum Step {
         /// Hook.
         #[serde(serialize_with = "ser_hook")]
         hook: Hook,
-        /// What changed.
-        rewrite: String,
+        /// What changed (serialised as its sentence).
+        rewrite: crate::netfilter::CtRewrite,
     },
     /// A stack sent a frame on a device.
     Transmit {
@@ -404,8 +405,8 @@ impl fmt::Display for RuleLine<'_> {
             Some(r) => {
                 write!(f, "{} ", r.priority)?;
                 match &r.selector {
-                    RuleSelector::From(n) if n.prefix_len() == 32 => write!(f, "from {}", n.addr())?,
-                    RuleSelector::From(n) => write!(f, "from {n}")?,
+                    RuleSelector::From(n) if n.prefix_len() == 32 => write!(f, "from {}", Ip(n.addr()))?,
+                    RuleSelector::From(n) => write!(f, "from {}/{}", Ip(n.addr()), n.prefix_len())?,
                     RuleSelector::Iif(d) => write!(f, "from all iif {d}")?,
                 }
                 write!(f, " lookup {}", r.table)
@@ -429,12 +430,14 @@ impl fmt::Display for RouteLine<'_> {
         if r.dst.prefix_len() == 0 {
             f.write_str("default")?;
         } else {
-            write!(f, "{}", r.dst)?;
+            // As ipnet writes it (`addr/len`), without its formatting calls.
+            write!(f, "{}/{}", Ip(r.dst.addr()), r.dst.prefix_len())?;
         }
         if let Some(v) = r.via {
-            write!(f, " via {v}")?;
+            write!(f, " via {}", Ip(v))?;
         }
-        write!(f, " dev {}", r.dev)?;
+        f.write_str(" dev ")?;
+        f.write_str(&r.dev)?;
         if r.table != TableRef::Main {
             write!(f, " table {}", r.table)?;
         }
@@ -482,8 +485,8 @@ impl fmt::Display for Step {
                 let to = to.as_deref().unwrap_or("no tunnel port: dropped");
                 write!(f, "{encap} from {from} → {to}")
             }
-            Step::ArpLearned { dev, ip, mac } => write!(f, "ARP reply: {ip} is-at {mac} (learned on {dev})"),
-            Step::ArpAnswered { dev, ip } => write!(f, "ARP request for {ip}: answered by {dev}"),
+            Step::ArpLearned { dev, ip, mac } => write!(f, "ARP reply: {} is-at {mac} (learned on {dev})", Ip(*ip)),
+            Step::ArpAnswered { dev, ip } => write!(f, "ARP request for {}: answered by {dev}", Ip(*ip)),
             Step::ProxyArp { dev, ip, out } => {
                 write!(f, "proxy ARP on {dev}: the route to {ip} leaves by {out}, so {dev} answers with its own MAC")
             }
@@ -499,10 +502,10 @@ impl fmt::Display for Step {
             Step::Route { rule, route, .. } => write!(f, "ip rule {} → {}", RuleLine(rule), RouteLine(route)),
             Step::Neighbour { dev, nexthop, mac, permanent } => {
                 let kind = if *permanent { "permanent" } else { "learned" };
-                write!(f, "neighbour {nexthop} is {mac} ({kind}): send on {dev}")
+                write!(f, "neighbour {} is {mac} ({kind}): send on {dev}", Ip(*nexthop))
             }
-            Step::ArpRequest { dev, nexthop } => write!(f, "no neighbour entry for {nexthop} on {dev}: ARP request, packet waits"),
-            Step::ArpPending { nexthop } => write!(f, "ARP for {nexthop} already pending: packet waits"),
+            Step::ArpRequest { dev, nexthop } => write!(f, "no neighbour entry for {} on {dev}: ARP request, packet waits", Ip(*nexthop)),
+            Step::ArpPending { nexthop } => write!(f, "ARP for {} already pending: packet waits", Ip(*nexthop)),
             Step::Nat { hook, rule, rewrite } => match (rule, rewrite) {
                 (Some(r), Some(w)) => write!(f, "{} {w} ({r})", hook.chain()),
                 (Some(r), None) => write!(f, "{} no NAT ({r})", hook.chain()),
@@ -534,8 +537,8 @@ impl fmt::Display for Step {
                     )
                 }
             },
-            Step::Deliver { packet, .. } => write!(f, "{} is local: delivered ({})", packet.dst, Describe(packet)),
-            Step::LocalOut { packet } => write!(f, "{} is local", packet.dst),
+            Step::Deliver { packet, .. } => write!(f, "{} is local: delivered ({})", Ip(packet.dst), Describe(packet)),
+            Step::LocalOut { packet } => write!(f, "{} is local", Ip(packet.dst)),
             Step::Drop { reason } => write!(f, "dropped: {reason}"),
         }
     }
@@ -806,13 +809,20 @@ pub enum Fate {
     Ignored,
 }
 
-impl fmt::Display for Fate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Fate {
+    /// The fate as one word (`delivered`, `dropped`, `ignored`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Fate::Delivered => "delivered",
             Fate::Dropped => "dropped",
             Fate::Ignored => "ignored",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Fate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -863,8 +873,8 @@ impl fmt::Display for Change {
             Change::Vlan { from, to } => write!(f, "VLAN {}→{}", VlanId(*from), VlanId(*to)),
             Change::SrcMac { from, to } => write!(f, "src MAC {from}→{to}"),
             Change::DstMac { from, to } => write!(f, "dst MAC {from}→{to}"),
-            Change::SrcIp { from, to } => write!(f, "src IP {from}→{to}"),
-            Change::DstIp { from, to } => write!(f, "dst IP {from}→{to}"),
+            Change::SrcIp { from, to } => write!(f, "src IP {}→{}", Ip(*from), Ip(*to)),
+            Change::DstIp { from, to } => write!(f, "dst IP {}→{}", Ip(*from), Ip(*to)),
         }
     }
 }
@@ -886,6 +896,10 @@ impl fmt::Display for VlanId {
 pub fn changes(a: &Frame, b: &Frame) -> Vec<Change> {
     use crate::packet::Payload;
     let mut d = Vec::new();
+    if a == b {
+        // Most hops change nothing: one comparison of two small values.
+        return d;
+    }
     if a.vlan != b.vlan {
         d.push(Change::Vlan { from: a.vlan, to: b.vlan });
     }
@@ -907,8 +921,16 @@ pub fn changes(a: &Frame, b: &Frame) -> Vec<Change> {
 }
 
 /// A copy's lineage: `1`, `1.2`, `1.2.1` … (the copy tree of floods).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
 pub struct Lineage(pub SmallVec<[u16; 4]>);
+
+/// By copying the numbers (`SmallVec`'s own `Clone` pushes them one by
+/// one): every hop and every queued frame clones its lineage.
+impl Clone for Lineage {
+    fn clone(&self) -> Lineage {
+        Lineage(SmallVec::from_slice(&self.0))
+    }
+}
 
 impl Lineage {
     /// The first copy of a phase.
@@ -931,11 +953,15 @@ impl Lineage {
 
 impl fmt::Display for Lineage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, n) in self.0.iter().enumerate() {
+        for (i, &n) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(".")?;
             }
-            write!(f, "{n}")?;
+            // Every hop's line starts with its lineage, mostly `1`.
+            match u8::try_from(n) {
+                Ok(d @ 0..=9) => f.write_char(char::from(b'0' + d))?,
+                _ => write!(f, "{n}")?,
+            }
         }
         Ok(())
     }

@@ -358,7 +358,7 @@ fn stack_step(w: &World, s: usize, step: &StackStep) -> Step {
         StackStep::Nat(NatStep::Chain { hook, rule, rewrite }, _) => {
             Step::Nat { hook: *hook, rule: rule.clone(), rewrite: rewrite.clone() }
         }
-        StackStep::Nat(NatStep::Conntrack { hook, rewrite }, _) => Step::Conntrack { hook: *hook, rewrite: rewrite.clone() },
+        StackStep::Nat(NatStep::Conntrack { hook, rewrite }, _) => Step::Conntrack { hook: *hook, rewrite: *rewrite },
         StackStep::Drop(k) => Step::Drop { reason: kernel_drop(w, s, k) },
         StackStep::Ignored(Ignored::NotOurMac { dev: d, dst }) => Step::NotOurMac { dev: dev(*d), dst: *dst, mac: st.devs[*d].mac },
         StackStep::Ignored(Ignored::ArpNotAnswered { dev: d, ip, why }) => {
