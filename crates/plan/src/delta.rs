@@ -276,6 +276,33 @@ fn same_flow(a: &Arc<Flow>, b: &Arc<Flow>) -> bool {
     Arc::ptr_eq(a, b) || a == b
 }
 
+/// [`diff_list`] for permanent neighbours: blocks the two lists share (the
+/// same pointer: a router interface's ARP list, built once for every host)
+/// hold the same entries and are matched whole, not entry by entry.
+fn diff_neighbours<'a>(before: &'a Neighbours, after: &'a Neighbours) -> (Vec<&'a Neighbour>, Vec<&'a Neighbour>) {
+    let b: Vec<_> = before.blocks().collect();
+    let a: Vec<_> = after.blocks().collect();
+    let mut used = vec![false; b.len()];
+    let mut a_left: Vec<&Neighbour> = Vec::new();
+    for (entries, ptr) in &a {
+        match ptr.and_then(|p| (0..b.len()).find(|&i| !used[i] && b[i].1 == Some(p) && b[i].0.len() == entries.len())) {
+            Some(i) => used[i] = true,
+            None => a_left.extend(entries.iter()),
+        }
+    }
+    let b_left: Vec<&Neighbour> = b.iter().zip(&used).filter(|(_, u)| !**u).flat_map(|((entries, _), _)| entries.iter()).collect();
+    let (added, deleted) = diff_list(&b_left, &a_left, |x, y| x == y);
+    (added.into_iter().copied().collect(), deleted.into_iter().copied().collect())
+}
+
+/// Items to add and delete to turn the permanent neighbours `before` of
+/// namespace `ns` into `after` (a part of the namespace's list).
+pub fn diff_neighbour_lists(ns: &str, before: &Neighbours, after: &Neighbours, add: &mut Vec<Item>, delete: &mut Vec<Item>) {
+    let (a, d) = diff_neighbours(before, after);
+    add.extend(a.into_iter().map(|x| Item::Neighbour { ns: ns.to_string(), neighbour: x.clone() }));
+    delete.extend(d.into_iter().map(|x| Item::Neighbour { ns: ns.to_string(), neighbour: x.clone() }));
+}
+
 /// Items to add and delete to turn namespace `old` into `new` (either may be
 /// absent: a namespace created or removed).
 pub fn diff_namespace(old: Option<&Namespace>, new: Option<&Namespace>, add: &mut Vec<Item>, delete: &mut Vec<Item>) {
@@ -300,7 +327,9 @@ pub fn diff_namespace(old: Option<&Namespace>, new: Option<&Namespace>, add: &mu
     list!(devices, Device, device);
     list!(routes, Route, route);
     list!(rules, Rule, rule);
-    list!(neighbours, Neighbour, neighbour);
+    let (a, d) = diff_neighbours(&o.neighbours, &n.neighbours);
+    add.extend(a.into_iter().map(|x| Item::Neighbour { ns: ns(), neighbour: x.clone() }));
+    delete.extend(d.into_iter().map(|x| Item::Neighbour { ns: ns(), neighbour: x.clone() }));
     list!(sysctls, NsSysctl, sysctl);
     let (oc, nc): (Vec<_>, Vec<_>) = (chains(o).collect(), chains(n).collect());
     let (a, d) = diff_list(&oc, &nc, |x, y| x == y);

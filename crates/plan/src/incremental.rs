@@ -16,7 +16,7 @@
 //! and delete), which an agent applies directly.
 
 use crate::ctx::FlowCache;
-use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};
+use crate::delta::{HostDelta, diff, diff_bridge, diff_namespace, diff_neighbour_lists};
 use crate::{Bridge, HostPlan, Namespace, Neighbour, Plan, Profile, plan_host_shared};
 use dvr_model::live::{Applied, NsRef};
 use dvr_model::*;
@@ -400,7 +400,7 @@ impl Replanner {
         for name in &applied.routers {
             let Some(r) = router_ix(name) else { continue };
             let router = t.router(r);
-            let mut entry: Option<(String, Neighbour, usize)> = None;
+            let mut entry: Option<std::sync::Arc<[Neighbour]>> = None;
             // The qr- device of the port's subnet and the namespace, the same on every copy.
             let site = applied
                 .port
@@ -503,8 +503,9 @@ impl Replanner {
 
     /// Add or remove the permanent ARP entry of a booted or deleted port in
     /// the `qrouter-` namespace of distributed router `r` on host `h`, where
-    /// a full replan of that namespace would put it. `entry` caches the entry
-    /// (the same on every host) and its rank among the subnet's entries.
+    /// a full replan of that namespace would put it: the interface's ARP list
+    /// is one block, the same on every copy, so the new list (`fresh`, built
+    /// on the first copy and shared by all) takes the old one's place.
     /// `None` when the namespace does not look as expected (then it is replanned).
     fn patch_arp(
         &mut self,
@@ -512,31 +513,17 @@ impl Replanner {
         h: HostIx,
         (dev, ns_name): &(String, String),
         ev: dvr_model::live::PortEvent,
-        entry: &mut Option<(String, Neighbour, usize)>,
+        fresh: &mut Option<std::sync::Arc<[Neighbour]>>,
     ) -> Option<HostDelta> {
+        let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+        let block = fresh.get_or_insert_with(|| crate::netns::subnet_arp(&cx, ev.subnet, dev)).clone();
         let plan = &mut self.plan.hosts[h.0];
         let ns = plan.namespaces.iter_mut().find(|n| &n.name == ns_name)?;
-        let block = ns.neighbours.iter().position(|n| &n.dev == dev)?;
-        let len = ns.neighbours[block..].iter().take_while(|n| &n.dev == dev).count();
-        let ns_name = ns_name.clone();
-        let d = if ev.added {
-            if entry.is_none() {
-                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
-                let all = crate::netns::subnet_arp(&cx, ev.subnet, dev);
-                let rank = all.iter().position(|n| n.ip == ev.ip)?;
-                *entry = Some((dev.clone(), all[rank].clone(), rank));
-            }
-            let (_, n, rank) = entry.as_ref().expect("set above");
-            if *rank > len {
-                return None;
-            }
-            ns.neighbours.insert(block + rank, n.clone());
-            HostDelta { host: plan.host.clone(), add: vec![Item::Neighbour { ns: ns_name, neighbour: n.clone() }], delete: vec![] }
-        } else {
-            let at = block + ns.neighbours[block..block + len].iter().position(|n| n.ip == ev.ip)?;
-            let n = ns.neighbours.remove(at);
-            HostDelta { host: plan.host.clone(), add: vec![], delete: vec![Item::Neighbour { ns: ns_name, neighbour: n }] }
-        };
+        let old = ns.neighbours.replace_run(dev, block.clone())?;
+        let mut new = crate::Neighbours::new();
+        new.push_shared(block);
+        let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
+        diff_neighbour_lists(ns_name, &old, &new, &mut d.add, &mut d.delete);
         Some(d)
     }
 }

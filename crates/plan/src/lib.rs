@@ -19,6 +19,7 @@ pub mod flows;
 pub mod ifacepatch;
 pub mod incremental;
 pub mod model;
+pub mod neigh;
 pub mod netns;
 pub mod ovs;
 pub mod profile;
