@@ -21,8 +21,11 @@ use std::sync::Arc;
 pub struct FlowCache {
     flows: RefCell<HashMap<FlowKey, Vec<Option<Arc<Flow>>>>>,
     arp_why: RefCell<rustc_hash::FxHashMap<std::net::Ipv4Addr, Arc<str>>>,
-    arp: RefCell<rustc_hash::FxHashMap<SubnetIx, Vec<(Box<str>, Arc<[Neighbour]>)>>>,
+    arp: RefCell<rustc_hash::FxHashMap<SubnetIx, Vec<ArpBlock>>>,
 }
+
+/// A router interface's permanent-ARP list, by its qr- device.
+type ArpBlock = (Box<str>, Arc<[Neighbour]>);
 
 /// (table, priority, port) of a flow made once per other host's DVR MAC.
 type FlowKey = (u8, u16, String);
