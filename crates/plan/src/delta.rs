@@ -460,4 +460,37 @@ mod tests {
         assert_eq!(check(&small, &before), (0, 1));
         assert_eq!(check(&before, &before), (0, 0));
     }
+
+    fn neigh(i: u8, dev: &str) -> Neighbour {
+        let mac = dvr_model::MacAddr::from_prefix([0xfa, 0x16, 0x3e], u32::from(i));
+        Neighbour { ip: std::net::Ipv4Addr::new(10, 0, 0, i), mac, dev: dev.into(), origin: Origin::default() }
+    }
+
+    #[test]
+    fn neighbour_diffs_match_shared_blocks_whole_and_the_rest_by_value() {
+        let a: Arc<[Neighbour]> = (1..40).map(|i| neigh(i, "qr-a")).collect::<Vec<_>>().into();
+        let b: Arc<[Neighbour]> = (40..60).map(|i| neigh(i, "qr-b")).collect::<Vec<_>>().into();
+        let b2: Arc<[Neighbour]> = (40..61).filter(|&i| i != 45).map(|i| neigh(i, "qr-b")).collect::<Vec<_>>().into();
+        let mut before = Neighbours::new();
+        before.push_shared(a.clone());
+        before.push_shared(b);
+        before.push(neigh(99, "rfp"));
+        // The same shared block, a changed one, and an owned copy of `a`'s
+        // entries (equal by value, not by pointer) in another order.
+        let mut after = Neighbours::new();
+        after.push_shared(b2);
+        after.push_shared(a.clone());
+        after.push(neigh(99, "rfp"));
+        let (added, deleted) = diff_neighbours(&before, &after);
+        assert_eq!(added.iter().map(|x| x.ip.octets()[3]).collect::<Vec<_>>(), vec![60]);
+        assert_eq!(deleted.iter().map(|x| x.ip.octets()[3]).collect::<Vec<_>>(), vec![45]);
+        let copied: Neighbours = a.iter().cloned().collect();
+        let mut shared = Neighbours::new();
+        shared.push_shared(a);
+        let (added, deleted) = diff_neighbours(&shared, &copied);
+        assert!(added.is_empty() && deleted.is_empty());
+        let none = Neighbours::new();
+        let (added, deleted) = diff_neighbours(&none, &copied);
+        assert_eq!((added.len(), deleted.len()), (39, 0));
+    }
 }

@@ -141,14 +141,17 @@ impl Neighbours {
     /// Replace the run of entries on device `dev` with `block`, when the run
     /// is exactly one block (as [`crate::netns::qrouter_dvr`] lays out an
     /// interface's ARP entries). Returns the run replaced; `None` (and
-    /// nothing changed) when no block holds `dev` or the run spans or shares
-    /// blocks.
+    /// nothing changed) when no block starts with `dev`, or the run spills
+    /// into the blocks around it. Blocks are found by their first entry:
+    /// a router's copy on each of hundreds of hosts is patched, and looking
+    /// at every entry of each was a tenth of a booted instance's replan.
     pub fn replace_run(&mut self, dev: &str, block: Arc<[Neighbour]>) -> Option<Neighbours> {
-        let on = |b: &Block| b.as_slice().iter().any(|n| n.dev == dev);
-        let i = self.blocks.iter().position(on)?;
+        let starts = |b: &Block| b.as_slice().first().is_some_and(|n| n.dev == dev);
+        let i = self.blocks.iter().position(starts)?;
         let whole = self.blocks[i].as_slice().iter().all(|n| n.dev == dev);
-        let alone = !self.blocks[i + 1..].iter().any(on);
-        if !whole || !alone || block.is_empty() {
+        let before = i.checked_sub(1).and_then(|j| self.blocks[j].as_slice().last()).is_some_and(|n| n.dev == dev);
+        let after = self.blocks.get(i + 1).is_some_and(starts);
+        if !whole || before || after || block.is_empty() {
             return None;
         }
         Some(Neighbours { blocks: vec![std::mem::replace(&mut self.blocks[i], Block::Shared(block))] })
@@ -212,5 +215,105 @@ impl<'a> IntoIterator for &'a Neighbours {
     type IntoIter = Iter<'a>;
     fn into_iter(self) -> Iter<'a> {
         self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(i: u8, dev: &str) -> Neighbour {
+        Neighbour {
+            ip: std::net::Ipv4Addr::new(10, 0, 0, i),
+            mac: dvr_model::MacAddr::from_prefix([0xfa, 0x16, 0x3e], u32::from(i)),
+            dev: dev.into(),
+            origin: Default::default(),
+        }
+    }
+
+    fn block(ids: std::ops::Range<u8>, dev: &str) -> Arc<[Neighbour]> {
+        ids.map(|i| n(i, dev)).collect::<Vec<_>>().into()
+    }
+
+    /// Two shared blocks (qr-a, qr-b) and an owned entry (rfp), as a
+    /// distributed router's copy with a fip link lays them out.
+    fn sample() -> (Neighbours, Vec<Neighbour>) {
+        let mut ns = Neighbours::new();
+        ns.push_shared(block(1..4, "qr-a"));
+        ns.push_shared(block(4..6, "qr-b"));
+        ns.push_shared(block(0..0, "qr-empty"));
+        ns.push(n(99, "rfp"));
+        let flat: Vec<Neighbour> = (1..6).map(|i| n(i, if i < 4 { "qr-a" } else { "qr-b" })).chain([n(99, "rfp")]).collect();
+        (ns, flat)
+    }
+
+    #[test]
+    fn reads_and_serializes_as_the_flat_list() {
+        let (ns, flat) = sample();
+        assert_eq!(ns.len(), 6);
+        assert!(!ns.is_empty() && Neighbours::new().is_empty());
+        assert!(ns.iter().eq(flat.iter()));
+        assert_eq!(serde_json::to_string(&ns).unwrap(), serde_json::to_string(&flat).unwrap());
+        assert_eq!(ns, Neighbours::from(flat.clone()));
+        // Equality is of the entries, whatever the blocks.
+        assert_ne!(ns, Neighbours::from(flat[..5].to_vec()));
+        assert_eq!(ns.blocks().count(), 3, "the empty shared block is not kept");
+    }
+
+    #[test]
+    fn insert_before_tail_keeps_order_and_shared_blocks() {
+        for tail in 0..=6 {
+            let (mut ns, mut flat) = sample();
+            let mut new = Neighbours::new();
+            let b = block(50..52, "qr-new");
+            new.push_shared(b.clone());
+            ns.insert_before_tail(tail, new);
+            let at = flat.len() - tail;
+            flat.splice(at..at, b.iter().cloned());
+            assert!(ns.iter().eq(flat.iter()), "tail {tail}");
+            assert!(ns.blocks().any(|(_, p)| p == Some(b.as_ptr())), "tail {tail}: the new block stays shared");
+        }
+    }
+
+    #[test]
+    fn take_where_moves_whole_blocks_and_splits_mixed_ones() {
+        let (mut ns, flat) = sample();
+        let a_ptr = ns.blocks().next().unwrap().1;
+        let gone = ns.take_where(|x| x.dev == "qr-a");
+        assert!(gone.iter().eq(flat.iter().filter(|x| x.dev == "qr-a")));
+        assert!(ns.iter().eq(flat.iter().filter(|x| x.dev != "qr-a")));
+        assert_eq!(gone.blocks().next().unwrap().1, a_ptr, "a whole block moves still shared");
+        // A predicate cutting a block: both sides keep their order.
+        let (mut ns, flat) = sample();
+        let odd = |x: &Neighbour| x.ip.octets()[3] % 2 == 1;
+        let gone = ns.take_where(odd);
+        assert!(gone.iter().eq(flat.iter().filter(|x| odd(x))));
+        assert!(ns.iter().eq(flat.iter().filter(|x| !odd(x))));
+    }
+
+    #[test]
+    fn replace_run_swaps_exactly_one_block() {
+        let (mut ns, flat) = sample();
+        let fresh = block(4..8, "qr-b");
+        let old = ns.replace_run("qr-b", fresh.clone()).expect("qr-b is one block");
+        assert!(old.iter().eq(flat.iter().filter(|x| x.dev == "qr-b")));
+        let want: Vec<Neighbour> =
+            flat.iter().filter(|x| x.dev == "qr-a").cloned().chain(fresh.iter().cloned()).chain([n(99, "rfp")]).collect();
+        assert!(ns.iter().eq(want.iter()));
+        // Refused, and nothing touched: a device with no entry, a run
+        // spilling into the next block or the one before, an empty replacement.
+        assert!(ns.replace_run("qr-none", block(1..2, "qr-none")).is_none());
+        ns.insert_before_tail(1, Neighbours::from(vec![n(9, "qr-b")]));
+        let held: Vec<Neighbour> = ns.iter().cloned().collect();
+        assert!(ns.replace_run("qr-b", block(1..3, "qr-b")).is_none());
+        let mut spill = Neighbours::from(vec![n(8, "qr-a")]);
+        spill.push_shared(block(1..4, "qr-a"));
+        assert!(spill.replace_run("qr-a", block(1..3, "qr-a")).is_none());
+        assert!(ns.replace_run("qr-a", block(0..0, "qr-a")).is_none());
+        assert!(ns.iter().eq(held.iter()));
+        assert_eq!(held.len(), flat.len() - 2 + fresh.len() + 1);
+        let mut spill = Neighbours::from(vec![n(5, "rfp"), n(8, "qr-a")]);
+        spill.push_shared(block(1..4, "qr-a"));
+        assert!(spill.replace_run("qr-a", block(1..3, "qr-a")).is_none());
     }
 }
