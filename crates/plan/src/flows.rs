@@ -352,9 +352,7 @@ pub fn phys_dvr_flows_of(cx: &HostCtx, mapping: &BridgeMapping, qr: &QrOnHost) -
 }
 
 /// Sort flows the way `ovs-ofctl dump-flows --rsort`-like readers expect:
-/// by table, then descending priority; stable for equal keys. Each key is
-/// read once (`sort_by_cached_key` is stable): comparing through the `Arc`s
-/// chased a pointer per comparison, into the flows shared by every host.
+/// by table, then descending priority; stable for equal keys.
 pub fn sort_flows(flows: &mut [Arc<Flow>]) {
-    flows.sort_by_cached_key(|f| (f.table, std::cmp::Reverse(f.priority)));
+    flows.sort_by(|a, b| a.table.cmp(&b.table).then(b.priority.cmp(&a.priority)));
 }

@@ -400,7 +400,7 @@ impl Replanner {
         for name in &applied.routers {
             let Some(r) = router_ix(name) else { continue };
             let router = t.router(r);
-            let mut entry: Option<std::sync::Arc<[Neighbour]>> = None;
+            let mut entry: Option<ArpSwap> = None;
             // The qr- device of the port's subnet and the namespace, the same on every copy.
             let site = applied
                 .port
@@ -504,8 +504,9 @@ impl Replanner {
     /// Add or remove the permanent ARP entry of a booted or deleted port in
     /// the `qrouter-` namespace of distributed router `r` on host `h`, where
     /// a full replan of that namespace would put it: the interface's ARP list
-    /// is one block, the same on every copy, so the new list (`fresh`, built
-    /// on the first copy and shared by all) takes the old one's place.
+    /// is one block, the same on every copy, so the new list (built on the
+    /// first copy and shared by all) takes the old one's place. The copies
+    /// held the same old block too, so the delta is worked out once.
     /// `None` when the namespace does not look as expected (then it is replanned).
     fn patch_arp(
         &mut self,
@@ -513,17 +514,42 @@ impl Replanner {
         h: HostIx,
         (dev, ns_name): &(String, String),
         ev: dvr_model::live::PortEvent,
-        fresh: &mut Option<std::sync::Arc<[Neighbour]>>,
+        swap: &mut Option<ArpSwap>,
     ) -> Option<HostDelta> {
-        let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
-        let block = fresh.get_or_insert_with(|| crate::netns::subnet_arp(&cx, ev.subnet, dev)).clone();
+        let swap = match swap {
+            Some(s) => s,
+            None => {
+                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+                swap.insert(ArpSwap { block: crate::netns::subnet_arp(&cx, ev.subnet, dev), known: None })
+            }
+        };
         let plan = &mut self.plan.hosts[h.0];
         let ns = plan.namespaces.iter_mut().find(|n| &n.name == ns_name)?;
-        let old = ns.neighbours.replace_run(dev, block.clone())?;
-        let mut new = crate::Neighbours::new();
-        new.push_shared(block);
+        let old = ns.neighbours.replace_run(dev, swap.block.clone())?;
         let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
-        diff_neighbour_lists(ns_name, &old, &new, &mut d.add, &mut d.delete);
+        let was = old.blocks().next().and_then(|(_, p)| p);
+        match &swap.known {
+            Some((held, add, delete)) if was.is_some() && was == held.blocks().next().and_then(|(_, p)| p) => {
+                d.add.clone_from(add);
+                d.delete.clone_from(delete);
+            }
+            _ => {
+                let mut new = crate::Neighbours::new();
+                new.push_shared(swap.block.clone());
+                diff_neighbour_lists(ns_name, &old, &new, &mut d.add, &mut d.delete);
+                if was.is_some() {
+                    swap.known = Some((old, d.add.clone(), d.delete.clone()));
+                }
+            }
+        }
         Some(d)
     }
+}
+
+/// A booted or deleted port's subnet ARP list, as every copy of the router
+/// gets it, and the delta it makes on a copy that held a given old shared
+/// list (kept here, so its pointer identifies it for the whole update).
+struct ArpSwap {
+    block: std::sync::Arc<[Neighbour]>,
+    known: Option<(crate::Neighbours, Vec<crate::delta::Item>, Vec<crate::delta::Item>)>,
 }
