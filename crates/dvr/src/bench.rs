@@ -298,7 +298,7 @@ pub fn plan_figures(hosts: usize) -> Result<PlanFigures> {
         // Host by host (as `dvr plan` streams): the whole plan of 10,000
         // hosts, a DVR-MAC flow per other host on each, does not fit in memory.
         dvr_plan::check_supported(&topo)?;
-        let cache = dvr_plan::ctx::FlowCache::default();
+        let cache = dvr_plan::ctx::FlowCache::for_fixed_topology();
         topo.hosts_ix()
             .map(|(ix, _)| dvr_plan::plan_host_shared(&topo, ix, Profile::Walkthrough, &cache).flow_count())
             .filter(|&n| n > 0)

@@ -905,7 +905,7 @@ fn run(cli: Cli) -> Result<()> {
                     format!("host `{}` has no bridge `{b}`; its bridges are: {}", hp.host, names.join(", "))
                 })
             };
-            let cache = dvr_plan::ctx::FlowCache::default();
+            let cache = dvr_plan::ctx::FlowCache::for_fixed_topology();
             let plan_one = |ix: dvr_model::HostIx| match &changed {
                 Some(p) => p.hosts[ix.0].clone(),
                 None => dvr_plan::plan_host_shared(&t, ix, profile, &cache),

@@ -11,6 +11,10 @@ use dvr_plan::Profile;
 use dvr_plan::incremental::Replanner;
 use std::time::Instant;
 
+/// The allocator of the `dvr` binary, so the figures match `dvr bench`'s.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let hosts: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);

@@ -3,6 +3,10 @@
 //! --example plan_scale -- 1000`. The figures that count are `dvr bench`'s.
 use std::time::Instant;
 
+/// The allocator of the `dvr` binary, so the figures match `dvr bench`'s.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let hosts: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let spec = dvr_model::r#gen::generate(&dvr_model::r#gen::GenParams::scale(hosts));

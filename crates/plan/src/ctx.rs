@@ -2,6 +2,7 @@
 //! copies, ports and networks live on the host.
 
 use crate::Profile;
+use crate::model::Neighbour;
 use dvr_model::*;
 use dvr_openflow::{Action, Flow, Match};
 use std::cell::RefCell;
@@ -9,15 +10,25 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What is identical on many hosts, built once and shared: the flows per
-/// other host's DVR MAC and physical bridge (the hosts² part of a plan), and
-/// the reasons of permanent ARP entries (one per port, repeated on every
-/// host with the port's router). Both depend only on what keys them, so a
-/// cache stays right across topology changes as long as the DVR MACs do.
+/// other host's DVR MAC and physical bridge (the hosts² part of a plan), the
+/// reasons of permanent ARP entries (one per port), and each router
+/// interface's whole permanent-ARP list (repeated on every host with a copy
+/// of the router). The flows and reasons depend only on what keys them, so
+/// they stay right across topology changes as long as the DVR MACs do; an
+/// ARP list is checked against the subnet's ports each time it is handed
+/// out ([`FlowCache::arp_block`]), so it never outlives a port change;
+/// unless the cache is made for one fixed topology
+/// ([`FlowCache::for_fixed_topology`]), where nothing can change.
 #[derive(Default)]
 pub struct FlowCache {
+    fixed: bool,
     flows: RefCell<HashMap<FlowKey, RemoteMacRow>>,
     arp_why: RefCell<rustc_hash::FxHashMap<std::net::Ipv4Addr, Arc<str>>>,
+    arp: RefCell<rustc_hash::FxHashMap<SubnetIx, Vec<ArpBlock>>>,
 }
+
+/// A router interface's permanent-ARP list, by its qr- device.
+type ArpBlock = (Box<str>, Arc<[Neighbour]>);
 
 /// (table, priority, port) of a flow made once per other host's DVR MAC.
 pub type FlowKey = (u8, u16, String);
@@ -44,6 +55,16 @@ pub struct FamilyChange {
 }
 
 impl FlowCache {
+    /// A cache that lives no longer than one borrow of one topology (one
+    /// [`crate::plan`] call, one streamed plan): what it holds is handed out
+    /// again without checking it against the topology. The ARP lists of a
+    /// 1,000-host plan are 1.7 million entries; checking them costs a tenth
+    /// of the plan. A cache kept across changes (the incremental planner's)
+    /// is a [`FlowCache::default`], which checks.
+    pub fn for_fixed_topology() -> FlowCache {
+        FlowCache { fixed: true, ..FlowCache::default() }
+    }
+
     /// The shared text for `ip`, made by `make` the first time.
     pub fn arp_why(&self, ip: std::net::Ipv4Addr, make: impl FnOnce() -> String) -> Arc<str> {
         self.arp_why.borrow_mut().entry(ip).or_insert_with(|| make().into()).clone()
@@ -75,6 +96,33 @@ impl FlowCache {
                 FamilyChange { key: key.clone(), before, flow }
             })
             .collect()
+    }
+
+    /// The permanent-ARP list of subnet `s` on device `dev`, shared by every
+    /// host: the one held if `valid` says it still describes the subnet's
+    /// ports, else the one `make` builds (then held in its place). Checking
+    /// costs a comparison per port, building an allocation or more per port.
+    pub fn arp_block(
+        &self,
+        s: SubnetIx,
+        dev: &str,
+        valid: impl FnOnce(&[Neighbour]) -> bool,
+        make: impl FnOnce() -> Vec<Neighbour>,
+    ) -> Arc<[Neighbour]> {
+        let held = self.arp.borrow().get(&s).and_then(|v| v.iter().find(|(d, _)| &**d == dev).map(|(_, b)| b.clone()));
+        if let Some(b) = held
+            && (self.fixed || valid(&b))
+        {
+            return b;
+        }
+        let fresh: Arc<[Neighbour]> = make().into();
+        let mut arp = self.arp.borrow_mut();
+        let row = arp.entry(s).or_default();
+        match row.iter_mut().find(|(d, _)| &**d == dev) {
+            Some(slot) => slot.1 = fresh.clone(),
+            None => row.push((dev.into(), fresh.clone())),
+        }
+        fresh
     }
 }
 

@@ -276,6 +276,33 @@ fn same_flow(a: &Arc<Flow>, b: &Arc<Flow>) -> bool {
     Arc::ptr_eq(a, b) || a == b
 }
 
+/// [`diff_list`] for permanent neighbours: blocks the two lists share (the
+/// same pointer: a router interface's ARP list, built once for every host)
+/// hold the same entries and are matched whole, not entry by entry.
+fn diff_neighbours<'a>(before: &'a Neighbours, after: &'a Neighbours) -> (Vec<&'a Neighbour>, Vec<&'a Neighbour>) {
+    let b: Vec<_> = before.blocks().collect();
+    let a: Vec<_> = after.blocks().collect();
+    let mut used = vec![false; b.len()];
+    let mut a_left: Vec<&Neighbour> = Vec::new();
+    for (entries, ptr) in &a {
+        match ptr.and_then(|p| (0..b.len()).find(|&i| !used[i] && b[i].1 == Some(p) && b[i].0.len() == entries.len())) {
+            Some(i) => used[i] = true,
+            None => a_left.extend(entries.iter()),
+        }
+    }
+    let b_left: Vec<&Neighbour> = b.iter().zip(&used).filter(|(_, u)| !**u).flat_map(|((entries, _), _)| entries.iter()).collect();
+    let (added, deleted) = diff_list(&b_left, &a_left, |x, y| x == y);
+    (added.into_iter().copied().collect(), deleted.into_iter().copied().collect())
+}
+
+/// Items to add and delete to turn the permanent neighbours `before` of
+/// namespace `ns` into `after` (a part of the namespace's list).
+pub fn diff_neighbour_lists(ns: &str, before: &Neighbours, after: &Neighbours, add: &mut Vec<Item>, delete: &mut Vec<Item>) {
+    let (a, d) = diff_neighbours(before, after);
+    add.extend(a.into_iter().map(|x| Item::Neighbour { ns: ns.to_string(), neighbour: x.clone() }));
+    delete.extend(d.into_iter().map(|x| Item::Neighbour { ns: ns.to_string(), neighbour: x.clone() }));
+}
+
 /// Items to add and delete to turn namespace `old` into `new` (either may be
 /// absent: a namespace created or removed).
 pub fn diff_namespace(old: Option<&Namespace>, new: Option<&Namespace>, add: &mut Vec<Item>, delete: &mut Vec<Item>) {
@@ -300,7 +327,9 @@ pub fn diff_namespace(old: Option<&Namespace>, new: Option<&Namespace>, add: &mu
     list!(devices, Device, device);
     list!(routes, Route, route);
     list!(rules, Rule, rule);
-    list!(neighbours, Neighbour, neighbour);
+    let (a, d) = diff_neighbours(&o.neighbours, &n.neighbours);
+    add.extend(a.into_iter().map(|x| Item::Neighbour { ns: ns(), neighbour: x.clone() }));
+    delete.extend(d.into_iter().map(|x| Item::Neighbour { ns: ns(), neighbour: x.clone() }));
     list!(sysctls, NsSysctl, sysctl);
     let (oc, nc): (Vec<_>, Vec<_>) = (chains(o).collect(), chains(n).collect());
     let (a, d) = diff_list(&oc, &nc, |x, y| x == y);
@@ -430,5 +459,38 @@ mod tests {
         assert_eq!(check(&before, &small), (1, 0));
         assert_eq!(check(&small, &before), (0, 1));
         assert_eq!(check(&before, &before), (0, 0));
+    }
+
+    fn neigh(i: u8, dev: &str) -> Neighbour {
+        let mac = dvr_model::MacAddr::from_prefix([0xfa, 0x16, 0x3e], u32::from(i));
+        Neighbour { ip: std::net::Ipv4Addr::new(10, 0, 0, i), mac, dev: dev.into(), origin: Origin::default() }
+    }
+
+    #[test]
+    fn neighbour_diffs_match_shared_blocks_whole_and_the_rest_by_value() {
+        let a: Arc<[Neighbour]> = (1..40).map(|i| neigh(i, "qr-a")).collect::<Vec<_>>().into();
+        let b: Arc<[Neighbour]> = (40..60).map(|i| neigh(i, "qr-b")).collect::<Vec<_>>().into();
+        let b2: Arc<[Neighbour]> = (40..61).filter(|&i| i != 45).map(|i| neigh(i, "qr-b")).collect::<Vec<_>>().into();
+        let mut before = Neighbours::new();
+        before.push_shared(a.clone());
+        before.push_shared(b);
+        before.push(neigh(99, "rfp"));
+        // The same shared block, a changed one, and an owned copy of `a`'s
+        // entries (equal by value, not by pointer) in another order.
+        let mut after = Neighbours::new();
+        after.push_shared(b2);
+        after.push_shared(a.clone());
+        after.push(neigh(99, "rfp"));
+        let (added, deleted) = diff_neighbours(&before, &after);
+        assert_eq!(added.iter().map(|x| x.ip.octets()[3]).collect::<Vec<_>>(), vec![60]);
+        assert_eq!(deleted.iter().map(|x| x.ip.octets()[3]).collect::<Vec<_>>(), vec![45]);
+        let copied: Neighbours = a.iter().cloned().collect();
+        let mut shared = Neighbours::new();
+        shared.push_shared(a);
+        let (added, deleted) = diff_neighbours(&shared, &copied);
+        assert!(added.is_empty() && deleted.is_empty());
+        let none = Neighbours::new();
+        let (added, deleted) = diff_neighbours(&none, &copied);
+        assert_eq!((added.len(), deleted.len()), (39, 0));
     }
 }

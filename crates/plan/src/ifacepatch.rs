@@ -214,9 +214,11 @@ pub fn patch_bridges(
         d.delete.push(Item::BridgePort { bridge: "br-int".into(), port: held });
     }
     // Runs of different keys do not overlap: from the last place to the
-    // first, an edit moves no place still to come.
+    // first, an edit moves no place still to come. Keys absent from a
+    // bridge (a router's first interface) share one place: the higher key
+    // goes in first, so the lower ones land before it.
     let mut order: Vec<usize> = (0..todo.len()).collect();
-    order.sort_by_key(|&i| Reverse(places[i]));
+    order.sort_by_key(|&i| Reverse((places[i], key(&todo[i].flows[0]))));
     let mut todo: Vec<Option<Edit>> = todo.into_iter().map(Some).collect();
     for i in order {
         let e = todo[i].take().expect("each edit once");

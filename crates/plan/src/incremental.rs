@@ -16,7 +16,7 @@
 //! and delete), which an agent applies directly.
 
 use crate::ctx::FlowCache;
-use crate::delta::{HostDelta, Item, diff, diff_bridge, diff_namespace};
+use crate::delta::{HostDelta, diff, diff_bridge, diff_namespace, diff_neighbour_lists};
 use crate::{Bridge, HostPlan, Namespace, Neighbour, Plan, Profile, plan_host_shared};
 use dvr_model::live::{Applied, HostEvent, NsRef};
 use dvr_model::*;
@@ -411,7 +411,7 @@ impl Replanner {
         for name in &applied.routers {
             let Some(r) = router_ix(name) else { continue };
             let router = t.router(r);
-            let mut entry: Option<(String, Neighbour, usize)> = None;
+            let mut entry: Option<ArpSwap> = None;
             // The qr- device of the port's subnet and the namespace, the same on every copy.
             let site = applied
                 .port
@@ -563,8 +563,10 @@ impl Replanner {
 
     /// Add or remove the permanent ARP entry of a booted or deleted port in
     /// the `qrouter-` namespace of distributed router `r` on host `h`, where
-    /// a full replan of that namespace would put it. `entry` caches the entry
-    /// (the same on every host) and its rank among the subnet's entries.
+    /// a full replan of that namespace would put it: the interface's ARP list
+    /// is one block, the same on every copy, so the new list (built on the
+    /// first copy and shared by all) takes the old one's place. The copies
+    /// held the same old block too, so the delta is worked out once.
     /// `None` when the namespace does not look as expected (then it is replanned).
     fn patch_arp(
         &mut self,
@@ -572,31 +574,42 @@ impl Replanner {
         h: HostIx,
         (dev, ns_name): &(String, String),
         ev: dvr_model::live::PortEvent,
-        entry: &mut Option<(String, Neighbour, usize)>,
+        swap: &mut Option<ArpSwap>,
     ) -> Option<HostDelta> {
+        let swap = match swap {
+            Some(s) => s,
+            None => {
+                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
+                swap.insert(ArpSwap { block: crate::netns::subnet_arp(&cx, ev.subnet, dev), known: None })
+            }
+        };
         let plan = &mut self.plan.hosts[h.0];
         let ns = plan.namespaces.iter_mut().find(|n| &n.name == ns_name)?;
-        let block = ns.neighbours.iter().position(|n| &n.dev == dev)?;
-        let len = ns.neighbours[block..].iter().take_while(|n| &n.dev == dev).count();
-        let ns_name = ns_name.clone();
-        let d = if ev.added {
-            if entry.is_none() {
-                let cx = crate::ctx::HostCtx::new(t, h, self.profile, &self.cache);
-                let all = crate::netns::subnet_arp(&cx, ev.subnet, dev);
-                let rank = all.iter().position(|n| n.ip == ev.ip)?;
-                *entry = Some((dev.clone(), all[rank].clone(), rank));
+        let old = ns.neighbours.replace_run(dev, swap.block.clone())?;
+        let mut d = HostDelta { host: plan.host.clone(), ..HostDelta::default() };
+        let was = old.blocks().next().and_then(|(_, p)| p);
+        match &swap.known {
+            Some((held, add, delete)) if was.is_some() && was == held.blocks().next().and_then(|(_, p)| p) => {
+                d.add.clone_from(add);
+                d.delete.clone_from(delete);
             }
-            let (_, n, rank) = entry.as_ref().expect("set above");
-            if *rank > len {
-                return None;
+            _ => {
+                let mut new = crate::Neighbours::new();
+                new.push_shared(swap.block.clone());
+                diff_neighbour_lists(ns_name, &old, &new, &mut d.add, &mut d.delete);
+                if was.is_some() {
+                    swap.known = Some((old, d.add.clone(), d.delete.clone()));
+                }
             }
-            ns.neighbours.insert(block + rank, n.clone());
-            HostDelta { host: plan.host.clone(), add: vec![Item::Neighbour { ns: ns_name, neighbour: n.clone() }], delete: vec![] }
-        } else {
-            let at = block + ns.neighbours[block..block + len].iter().position(|n| n.ip == ev.ip)?;
-            let n = ns.neighbours.remove(at);
-            HostDelta { host: plan.host.clone(), add: vec![], delete: vec![Item::Neighbour { ns: ns_name, neighbour: n }] }
-        };
+        }
         Some(d)
     }
+}
+
+/// A booted or deleted port's subnet ARP list, as every copy of the router
+/// gets it, and the delta it makes on a copy that held a given old shared
+/// list (kept here, so its pointer identifies it for the whole update).
+struct ArpSwap {
+    block: std::sync::Arc<[Neighbour]>,
+    known: Option<(crate::Neighbours, Vec<crate::delta::Item>, Vec<crate::delta::Item>)>,
 }

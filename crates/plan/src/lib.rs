@@ -20,6 +20,7 @@ pub mod hostpatch;
 pub mod ifacepatch;
 pub mod incremental;
 pub mod model;
+pub mod neigh;
 pub mod netns;
 pub mod ovs;
 pub mod profile;
@@ -94,7 +95,7 @@ pub fn plan(topo: &Topology, profile: Profile) -> Result<Plan, PlanError> {
     let ixs: Vec<HostIx> = topo.hosts_ix().map(|(i, _)| i).collect();
     let threads = if ixs.len() < PARALLEL_ABOVE_HOSTS { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(2) };
     let plan_part = |part: &[HostIx]| -> Vec<HostPlan> {
-        let cache = ctx::FlowCache::default();
+        let cache = ctx::FlowCache::for_fixed_topology();
         part.iter().map(|&i| plan_host_shared(topo, i, profile, &cache)).collect()
     };
     let hosts = if threads < 2 {
@@ -186,13 +187,13 @@ pub fn for_each_host<E>(
     mut each: impl FnMut(HostPlan) -> Result<(), E>,
 ) -> Result<(), E> {
     if hosts.len() < 2 {
-        let cache = ctx::FlowCache::default();
+        let cache = ctx::FlowCache::for_fixed_topology();
         return hosts.iter().try_for_each(|&ix| each(plan_host_shared(topo, ix, profile, &cache)));
     }
     std::thread::scope(|sc| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<HostPlan>(2);
         sc.spawn(move || {
-            let cache = ctx::FlowCache::default();
+            let cache = ctx::FlowCache::for_fixed_topology();
             for &ix in hosts {
                 // A closed channel means `each` failed: stop planning.
                 if tx.send(plan_host_shared(topo, ix, profile, &cache)).is_err() {
@@ -207,7 +208,7 @@ pub fn for_each_host<E>(
 
 /// Plan one host.
 pub fn plan_host(topo: &Topology, ix: HostIx, profile: Profile) -> HostPlan {
-    plan_host_shared(topo, ix, profile, &ctx::FlowCache::default())
+    plan_host_shared(topo, ix, profile, &ctx::FlowCache::for_fixed_topology())
 }
 
 /// Plan one host, sharing flows identical across hosts through `cache`.

@@ -1,6 +1,7 @@
 //! The desired state of one host, as plain data: what `dvr plan` prints, what
 //! the twin executes and what `realize` applies. No behaviour lives here.
 
+pub use crate::neigh::Neighbours;
 use crate::tables::BridgeKind;
 use dvr_model::{AgentMode, MacAddr, Role};
 use dvr_openflow::Flow;
@@ -283,7 +284,7 @@ pub struct Namespace {
     /// Policy rules, beyond the kernel's three defaults (which are implied).
     pub rules: Vec<Rule>,
     /// Static neighbour entries.
-    pub neighbours: Vec<Neighbour>,
+    pub neighbours: Neighbours,
     /// Netfilter tables (`nat`, `raw`).
     pub iptables: Vec<IptTable>,
     /// Namespace sysctls.

@@ -146,20 +146,20 @@ fn push(t: &mut IptTable, c: &str, r: IptRule) {
 /// Permanent ARP for every non-router port of a subnet and the sg- ports
 /// (`_set_subnet_arp_info`): without them, replies to the shared gateway MAC
 /// would be answered by the wrong host's router copy.
-pub fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> Vec<Neighbour> {
-    cx.topo
-        .subnet_ports(s)
-        .filter(|p| !matches!(p.owner, PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. }))
-        .map(|p| Neighbour {
-            ip: p.ip,
-            mac: p.mac,
-            dev: dev.to_string(),
-            origin: Origin::here(cx.cache.arp_why(p.ip, || {
-                let why = "so the router never asks the wire (replies would reach another host's copy)";
-                format!("_set_subnet_arp_info: permanent ARP for {} {why}", p.ip)
-            })),
-        })
-        .collect()
+pub fn subnet_arp(cx: &HostCtx, s: SubnetIx, dev: &str) -> std::sync::Arc<[Neighbour]> {
+    // The list is the same on every copy of the router: built once per plan,
+    // and checked against the subnet's ports each time it is handed out again.
+    let held = |b: &[Neighbour]| arp_holds(b, arp_ports(cx.topo, s));
+    let neighbour = |p: &Port| Neighbour {
+        ip: p.ip,
+        mac: p.mac,
+        dev: dev.to_string(),
+        origin: Origin::here(cx.cache.arp_why(p.ip, || {
+            let why = "so the router never asks the wire (replies would reach another host's copy)";
+            format!("_set_subnet_arp_info: permanent ARP for {} {why}", p.ip)
+        })),
+    };
+    cx.cache.arp_block(s, dev, held, || arp_ports(cx.topo, s).map(neighbour).collect())
 }
 
 /// An l3-agent namespace as `Namespace.create` leaves it: the agent's nat
@@ -172,7 +172,7 @@ fn l3_namespace(name: String, kind: NamespaceKind, serves: &str) -> Namespace {
         devices: vec![],
         routes: vec![],
         rules: vec![],
-        neighbours: vec![],
+        neighbours: Neighbours::new(),
         iptables: vec![NAT_SKELETON.clone(), MANGLE_SKELETON.clone()],
         sysctls: common_l3_sysctls(),
         dhcp: None,
@@ -189,7 +189,7 @@ pub(crate) fn dvr_interface(cx: &HostCtx, r: RouterIx, s: SubnetIx, ns: &mut Nam
     let sub = t.subnet(s);
     let dev = ovs_dev(port, sub);
     ns.routes.push(connected(&dev.name, dev.addrs[0]));
-    ns.neighbours.extend(subnet_arp(cx, s, &dev.name));
+    ns.neighbours.push_shared(subnet_arp(cx, s, &dev.name));
     // SNAT redirect: the subnet's default route leads to its sg- port on the SNAT host.
     if let Some(sg) = t.snat_port(r, s) {
         let idx = snat_idx(sub.gateway);
@@ -415,7 +415,7 @@ pub fn fip(cx: &HostCtx, ext: NetworkIx) -> Option<Namespace> {
         devices: vec![],
         routes: vec![connected(&fg_name, fg.addrs[0])],
         rules: vec![],
-        neighbours: vec![],
+        neighbours: Neighbours::new(),
         iptables: vec![IptTable {
             name: "raw".into(),
             chains: vec![
@@ -531,7 +531,7 @@ pub fn qdhcp(cx: &HostCtx, port: &Port) -> Namespace {
         devices: vec![dev],
         routes,
         rules: vec![],
-        neighbours: vec![],
+        neighbours: Neighbours::new(),
         iptables: vec![dhcp_nat_skeleton()],
         sysctls: vec![],
         dhcp: Some(DhcpService {
@@ -575,3 +575,17 @@ pub fn namespaces(cx: &HostCtx) -> Vec<Namespace> {
 static NAT_SKELETON: std::sync::LazyLock<IptTable> = std::sync::LazyLock::new(nat_skeleton);
 /// See [`NAT_SKELETON`].
 static MANGLE_SKELETON: std::sync::LazyLock<IptTable> = std::sync::LazyLock::new(mangle_skeleton);
+
+/// The ports that get a permanent ARP entry in a router interface's
+/// namespace: all of the subnet's but the routers' own (`_set_subnet_arp_info`).
+fn arp_ports(t: &Topology, s: SubnetIx) -> impl Iterator<Item = &Port> + '_ {
+    t.subnet_ports(s).filter(|p| !matches!(p.owner, PortOwner::RouterInterfaceDistributed { .. } | PortOwner::RouterInterface { .. }))
+}
+
+/// Whether `held` is the ARP list [`subnet_arp`] builds for `ports`: the
+/// same addresses and MACs in the same order (the reason and device follow
+/// from the address and the cache key).
+fn arp_holds<'a>(held: &[Neighbour], ports: impl Iterator<Item = &'a Port>) -> bool {
+    let mut it = held.iter();
+    ports.into_iter().all(|p| it.next().is_some_and(|n| n.ip == p.ip && n.mac == p.mac)) && it.next().is_none()
+}

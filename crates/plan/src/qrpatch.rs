@@ -53,7 +53,7 @@ pub fn patch_interface(
         add.extend(items(&name, &part));
         insert_before_tail(&mut ns.devices, part.devices, tail.0);
         insert_before_tail(&mut ns.routes, part.routes, tail.1);
-        insert_before_tail(&mut ns.neighbours, part.neighbours, tail.2);
+        ns.neighbours.insert_before_tail(tail.2, part.neighbours);
         insert_before_tail(&mut ns.sysctls, part.sysctls, tail.3);
         // Rules are sorted by priority (stably): an interface's rule goes
         // after the interface rules of equal priority, before the fip ones.
@@ -71,7 +71,7 @@ pub fn patch_interface(
         let mut gone = Namespace { name: name.clone(), ..blank(ns) };
         take(&mut ns.devices, &mut gone.devices, |d| d.name == dev);
         take(&mut ns.routes, &mut gone.routes, |x| x.dev == dev);
-        take(&mut ns.neighbours, &mut gone.neighbours, |x| x.dev == dev);
+        gone.neighbours = ns.neighbours.take_where(|x| x.dev == dev);
         take(&mut ns.rules, &mut gone.rules, |x| x.table != FIP_RT_TBL && x.selector == RuleSelector::From(gw));
         take(&mut ns.sysctls, &mut gone.sysctls, |x| x.key == sysctl);
         delete.extend(items(&name, &gone));
@@ -88,7 +88,7 @@ fn blank(ns: &Namespace) -> Namespace {
         devices: vec![],
         routes: vec![],
         rules: vec![],
-        neighbours: vec![],
+        neighbours: Neighbours::new(),
         iptables: vec![],
         sysctls: vec![],
         dhcp: None,

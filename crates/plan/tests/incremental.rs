@@ -586,3 +586,28 @@ fn a_host_joins_and_leaves_flow_by_flow() {
         assert!(u.deltas.iter().all(|d| d.add.is_empty() && !d.delete.is_empty()));
     }
 }
+
+/// A router left with no interface gets one back: the interface's flows go
+/// under keys its copies' physical bridges no longer have, all at one place,
+/// and must still come out in the planner's order (the case the in-place
+/// property test found: an instance removed, router1's two interfaces
+/// detached, test3 attached).
+#[test]
+fn the_first_interface_of_an_empty_router_is_edited_in_order() {
+    let mut live = Live::new(dvr_model::build::build("base.yaml", &base()).unwrap());
+    let mut r = Replanner::new(live.topology(), Profile::Walkthrough);
+    let vm = pinned_spec(live.topology()).instances[15 % pinned_spec(live.topology()).instances.len()].name.clone();
+    let mut changes = vec![Change::RemoveInstance { name: vm }];
+    for s in ["test1-v4", "test2-v4"] {
+        changes.push(Change::RemoveRouterInterface { router: "router1".into(), subnet: s.into() });
+    }
+    changes.push(Change::AddRouterInterface { router: "router1".into(), subnet: "test3-v4".into() });
+    for c in &changes {
+        let a = live.apply(c).unwrap();
+        let u = r.apply(live.topology(), &a);
+        assert!(json(r.plan()) == json(&dvr_plan::plan(live.topology(), Profile::Walkthrough).unwrap()), "after {c:?}");
+        if matches!(c, Change::AddRouterInterface { .. }) {
+            assert!(u.edited.contains(&"network".to_string()), "the network node's bridges were edited, not replanned: {u:?}");
+        }
+    }
+}

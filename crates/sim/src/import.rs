@@ -900,7 +900,7 @@ pub fn import(dumps: &[HostDump]) -> Result<Imported, ImportError> {
                 devices,
                 routes: dump.routes,
                 rules: dump.rules,
-                neighbours: dump.neigh,
+                neighbours: dump.neigh.into(),
                 iptables,
                 sysctls,
                 dhcp: None,
