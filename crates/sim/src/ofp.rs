@@ -35,14 +35,28 @@ pub struct OfPort {
 }
 
 /// A flow in a table: its rank (position in priority order, ties in
-/// insertion order) and its `in_port` resolved to a port index.
+/// insertion order) and its `in_port` resolved to a port index. Kept to 24
+/// bytes: a host of a 1,000-host cloud has thousands of DVR-MAC flows, each
+/// ranked once per bridge that carries it.
 #[derive(Debug, Clone)]
 struct Ranked {
-    rank: usize,
-    flow: Arc<Flow>,
-    in_port: Option<usize>,
+    rank: u32,
+    /// The resolved `in_port` ([`NO_PORT`] when the name is not a port).
+    in_port: Option<u32>,
     /// Whether the match reads packet metadata (registers, conntrack, conj_id).
     meta: bool,
+    flow: Arc<Flow>,
+}
+
+/// A flow's `in_port` that names no port of the bridge (it never matches a
+/// real port; it stands for `usize::MAX`, the index of an unknown one).
+const NO_PORT: u32 = u32::MAX;
+
+impl Ranked {
+    /// Whether the flow's `in_port` (if any) is port `in_port`.
+    fn port_matches(&self, in_port: usize) -> bool {
+        self.in_port.is_none_or(|i| if i == NO_PORT { in_port == usize::MAX } else { i as usize == in_port })
+    }
 }
 
 /// The per-packet metadata OpenFlow matches beside the headers: registers,
@@ -168,15 +182,37 @@ type Unranked = (Arc<Flow>, Option<usize>);
 /// `in_port` by the ingress port, the rest by scan. The
 /// winner is the candidate of lowest rank: the same flow a priority-ordered
 /// linear scan finds (property-tested below).
+///
+/// The buckets are ranges of one array (`flows`, grouped by bucket, each in
+/// rank order), not a vector per key: a br-vlan of a 1,000-host cloud has a
+/// `dl_src` bucket per other host's DVR MAC, and one allocation each made
+/// building a host's twin cost more than planning it.
 #[derive(Debug, Clone, Default)]
 struct Table {
-    by_src: FxMap<MacAddr, Vec<Ranked>>,
-    by_dst: FxMap<MacAddr, Vec<Ranked>>,
-    by_in_port: FxMap<usize, Vec<Ranked>>,
-    rest: Vec<Ranked>,
+    flows: Vec<Ranked>,
+    by_src: FxMap<MacAddr, Bucket>,
+    by_dst: FxMap<MacAddr, Bucket>,
+    by_in_port: FxMap<usize, Bucket>,
+    rest: Bucket,
     /// Clauses of conjunctive matches (flows whose actions are all
     /// `conjunction`), in rank order.
     conj: Vec<Ranked>,
+}
+
+/// A range of [`Table::flows`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    start: u32,
+    end: u32,
+}
+
+/// Which bucket of a [`Table`] a flow goes to (the order groups `flows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Src(MacAddr),
+    Dst(MacAddr),
+    Port(usize),
+    Rest,
 }
 
 /// What a table lookup found: the flow, and the conjunctive match that led
@@ -187,9 +223,12 @@ impl Table {
     fn new(mut entries: Vec<Unranked>) -> Table {
         entries.sort_by_key(|(f, _)| std::cmp::Reverse(f.priority));
         let mut t = Table::default();
+        let mut keyed: Vec<(Key, Ranked)> = Vec::with_capacity(entries.len());
         for (rank, (flow, in_port)) in entries.into_iter().enumerate() {
             let meta = flow.matches.has_metadata();
-            let r = Ranked { rank, in_port, meta, flow };
+            // At most a few hundred thousand flows per table: ranks and port indices fit.
+            let in_port = in_port.map(|p| u32::try_from(p).unwrap_or(NO_PORT));
+            let r = Ranked { rank: u32::try_from(rank).unwrap_or(u32::MAX), in_port, meta, flow };
             if is_conjunctive(&r.flow) {
                 t.conj.push(r);
                 continue;
@@ -197,28 +236,51 @@ impl Table {
             // A masked dl_dst (br-tun's unicast/multicast split) matches many
             // MACs, so it cannot be indexed by one.
             let dst = r.flow.matches.dl_dst.filter(|_| r.flow.matches.dl_dst_mask.is_none());
-            match (r.flow.matches.dl_src, dst, r.in_port) {
-                (Some(src), _, _) => t.by_src.entry(src).or_default().push(r),
-                (None, Some(dst), _) => t.by_dst.entry(dst).or_default().push(r),
-                (None, None, Some(port)) => t.by_in_port.entry(port).or_default().push(r),
-                (None, None, None) => t.rest.push(r),
+            let key = match (r.flow.matches.dl_src, dst, in_port) {
+                (Some(src), _, _) => Key::Src(src),
+                (None, Some(dst), _) => Key::Dst(dst),
+                // The bucket of an unknown port name is usize::MAX's, as before.
+                (None, None, Some(port)) => Key::Port(if port == NO_PORT { usize::MAX } else { port as usize }),
+                (None, None, None) => Key::Rest,
+            };
+            keyed.push((key, r));
+        }
+        // Stable: each bucket keeps rank order.
+        keyed.sort_by_key(|(k, _)| *k);
+        let keys: Vec<Key> = keyed.iter().map(|(k, _)| *k).collect();
+        t.flows = keyed.into_iter().map(|(_, r)| r).collect();
+        let mut start = 0u32;
+        for (i, key) in keys.iter().enumerate() {
+            if keys.get(i + 1) == Some(key) {
+                continue;
+            }
+            let b = Bucket { start, end: u32::try_from(i + 1).unwrap_or(u32::MAX) };
+            start = b.end;
+            match *key {
+                Key::Src(m) => drop(t.by_src.insert(m, b)),
+                Key::Dst(m) => drop(t.by_dst.insert(m, b)),
+                Key::Port(p) => drop(t.by_in_port.insert(p, b)),
+                Key::Rest => t.rest = b,
             }
         }
         t
     }
 
-    fn find(&self, in_port: usize, f: &Frame, x: &Meta) -> Option<&Ranked> {
-        let first = |list: &'_ [Ranked]| -> Option<usize> {
-            list.iter().position(|e| {
-                e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x))
-            })
+    fn bucket(&self, b: Bucket) -> &[Ranked] {
+        &self.flows[b.start as usize..b.end as usize]
+    }
+
+    fn find<'a>(&'a self, in_port: usize, f: &Frame, x: &Meta) -> Option<&'a Ranked> {
+        let first = |list: &'a [Ranked]| -> Option<&'a Ranked> {
+            list.iter()
+                .find(|e| e.port_matches(in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x)))
         };
-        let mut best: Option<&Ranked> = first(&self.rest).map(|i| &self.rest[i]);
-        for list in [self.by_in_port.get(&in_port), self.by_src.get(&f.src), self.by_dst.get(&f.dst)].into_iter().flatten() {
-            if let Some(i) = first(list)
-                && best.is_none_or(|b| list[i].rank < b.rank)
+        let mut best: Option<&Ranked> = first(self.bucket(self.rest));
+        for b in [self.by_in_port.get(&in_port), self.by_src.get(&f.src), self.by_dst.get(&f.dst)].into_iter().flatten() {
+            if let Some(e) = first(self.bucket(*b))
+                && best.is_none_or(|b| e.rank < b.rank)
             {
-                best = Some(&list[i]);
+                best = Some(e);
             }
         }
         best
@@ -240,9 +302,7 @@ impl Table {
             .conj
             .iter()
             .filter(|e| floor.is_none_or(|p| e.flow.priority > p))
-            .filter(|e| {
-                e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x))
-            })
+            .filter(|e| e.port_matches(in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x)))
             .collect();
         for level in soft.chunk_by(|a, b| a.flow.priority == b.flow.priority) {
             let mut seen: BTreeMap<u32, (u8, u64)> = BTreeMap::new();

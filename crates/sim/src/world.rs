@@ -487,11 +487,11 @@ impl World {
                 .table("raw")
                 .and_then(|t| t.chain("PREROUTING"))
                 .is_some_and(|c| c.rules.iter().any(|r| r.target == dvr_plan::IptTarget::NoTrack));
-            for n in &ns.neighbours {
-                if let Some(d) = st.dev(&n.dev) {
-                    st.neigh.insert((d, n.ip), Neigh { mac: n.mac, permanent: true });
-                }
-            }
+            // Built in one go (a qrouter- namespace has a permanent entry per
+            // port of its subnets: thousands per host); a later entry for the
+            // same (device, address) wins, as with one insert after another.
+            st.neigh =
+                ns.neighbours.iter().filter_map(|n| Some(((st.dev(&n.dev)?, n.ip), Neigh { mac: n.mac, permanent: true }))).collect();
             let label = match ns.kind {
                 NamespaceKind::Qrouter => format!("{}@{}", ns.serves, hp.host),
                 NamespaceKind::Qdhcp => format!("dhcp-{}@{}", ns.serves, hp.host),
@@ -512,23 +512,38 @@ impl World {
         }
     }
 
+    /// Place the endpoints. A 1,000-host cloud has 20,000 instances, so
+    /// what they have in common is shared rather than allocated per
+    /// endpoint: the host's name, the device name `eth0`, and the routes
+    /// via a gateway (the same route for every instance of a subnet; a
+    /// route is immutable once placed).
     fn add_endpoints(&mut self, endpoints: &[Endpoint]) {
+        self.stacks.reserve(endpoints.len());
+        let eth0 = Name::from("eth0");
+        let mut hosts: rustc_hash::FxHashMap<&str, Name> = Default::default();
+        let mut via_routes: rustc_hash::FxHashMap<(Ipv4Net, Ipv4Addr), Arc<Route>> = Default::default();
+        let mut shared_via = |dst: Ipv4Net, via: Ipv4Addr, src: Ipv4Addr| {
+            // A route with a next hop has no preferred source (see [`route`]).
+            via_routes.entry((dst, via)).or_insert_with(|| Arc::new(route(dst, Some(via), src))).clone()
+        };
         for (pos, e) in endpoints.iter().enumerate() {
-            let mut st = endpoint_stack(e.mac, e.addr.addr(), e.addr.trunc());
+            let mut st = endpoint_stack(eth0.clone(), e.mac, e.addr.addr(), e.addr.trunc());
             if let Some(g) = e.gateway {
-                st.routes.push(Arc::new(route(Ipv4Net::default(), Some(g), e.addr.addr())));
+                st.routes.push(shared_via(Ipv4Net::default(), g, e.addr.addr()));
             }
             for (dst, via) in &e.routes {
-                st.routes.push(Arc::new(route(*dst, Some(*via), e.addr.addr())));
+                st.routes.push(shared_via(*dst, *via, e.addr.addr()));
             }
             let order = (usize::MAX, pos);
+            let name = Name::from(e.name.as_str());
+            let host = hosts.entry(e.host.as_str()).or_insert_with(|| e.host.as_str().into()).clone();
             match &e.at {
                 EndpointAt::Instance => {
                     self.vm_index.insert(e.name.clone(), self.stacks.len());
                     self.stacks.push(StackNode {
-                        name: e.name.as_str().into(),
-                        host: e.host.as_str().into(),
-                        label: e.name.as_str().into(),
+                        name: name.clone(),
+                        host,
+                        label: name,
                         kind: e.kind,
                         stack: st,
                         attach: vec![Attach::None],
@@ -539,9 +554,9 @@ impl World {
                     let wi = self.wire(physnet);
                     let s = self.stacks.len();
                     self.stacks.push(StackNode {
-                        name: e.name.as_str().into(),
-                        host: e.host.as_str().into(),
-                        label: e.name.as_str().into(),
+                        name: name.clone(),
+                        host,
+                        label: name,
                         kind: e.kind,
                         stack: st,
                         attach: vec![Attach::Wire { wire: wi, port: self.wires[wi].ports.len() }],
@@ -670,13 +685,9 @@ impl World {
 }
 
 /// An endpoint: one device `eth0` with one address and its connected route.
-fn endpoint_stack(mac: MacAddr, ip: Ipv4Addr, cidr: Ipv4Net) -> Stack {
-    let mut st = Stack::new(vec![Dev {
-        name: "eth0".into(),
-        mac,
-        addrs: vec![Ipv4Net::new(ip, cidr.prefix_len()).expect("prefix")],
-        proxy_arp: false,
-    }]);
+fn endpoint_stack(eth0: Name, mac: MacAddr, ip: Ipv4Addr, cidr: Ipv4Net) -> Stack {
+    let mut st =
+        Stack::new(vec![Dev { name: eth0, mac, addrs: vec![Ipv4Net::new(ip, cidr.prefix_len()).expect("prefix")], proxy_arp: false }]);
     st.routes.push(Arc::new(route(cidr, None, ip)));
     st
 }
