@@ -206,8 +206,8 @@ struct Bucket {
     end: u32,
 }
 
-/// Which bucket of a [`Table`] a flow goes to (the order groups `flows`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Which bucket of a [`Table`] a flow goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
     Src(MacAddr),
     Dst(MacAddr),
@@ -215,16 +215,57 @@ enum Key {
     Rest,
 }
 
+/// The value bits of a [`Key::code`]: a MAC, or a port index (all ones for
+/// `usize::MAX`, the index of an unknown port).
+const KEY_VALUE: u64 = (1 << 48) - 1;
+
+impl Key {
+    /// The key as one integer, kind in the top bits and the MAC or port in
+    /// the low 48, so grouping flows by bucket sorts integers.
+    fn code(self) -> u64 {
+        let mac = |m: MacAddr| m.0.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+        match self {
+            Key::Src(m) => mac(m),
+            Key::Dst(m) => (1 << 48) | mac(m),
+            Key::Port(p) => (2 << 48) | u64::try_from(p).unwrap_or(KEY_VALUE).min(KEY_VALUE),
+            Key::Rest => 3 << 48,
+        }
+    }
+
+    /// The key of a [`Key::code`].
+    fn decode(code: u64) -> Key {
+        let v = code & KEY_VALUE;
+        let b = v.to_be_bytes();
+        let mac = MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]);
+        match code >> 48 {
+            0 => Key::Src(mac),
+            1 => Key::Dst(mac),
+            2 if v == KEY_VALUE => Key::Port(usize::MAX),
+            2 => Key::Port(v as usize),
+            _ => Key::Rest,
+        }
+    }
+}
+
 /// What a table lookup found: the flow, and the conjunctive match that led
 /// to it (its id and the clause flows that matched), if any.
 type Found<'a> = (Option<&'a Ranked>, Option<(u32, Vec<Arc<Flow>>)>);
 
 impl Table {
-    fn new(mut entries: Vec<Unranked>) -> Table {
-        entries.sort_by_key(|(f, _)| std::cmp::Reverse(f.priority));
+    fn new(entries: Vec<Unranked>) -> Table {
+        // Rank order: descending priority, ties in insertion order. The pair
+        // is unique, so an unstable sort of small pairs gives it (this runs
+        // for every table of every host a lazy twin builds).
+        let mut order: Vec<(std::cmp::Reverse<u16>, u32)> =
+            entries.iter().enumerate().map(|(i, (f, _))| (std::cmp::Reverse(f.priority), i as u32)).collect();
+        order.sort_unstable();
+        let mut entries: Vec<Option<Unranked>> = entries.into_iter().map(Some).collect();
         let mut t = Table::default();
-        let mut keyed: Vec<(Key, Ranked)> = Vec::with_capacity(entries.len());
-        for (rank, (flow, in_port)) in entries.into_iter().enumerate() {
+        let mut ranked: Vec<Option<Ranked>> = Vec::with_capacity(order.len());
+        // (bucket key, rank) of the ordinary flows; keys as in [`Key::code`].
+        let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(order.len());
+        for (rank, &(_, i)) in order.iter().enumerate() {
+            let Some((flow, in_port)) = entries[i as usize].take() else { continue };
             let meta = flow.matches.has_metadata();
             // At most a few hundred thousand flows per table: ranks and port indices fit.
             let in_port = in_port.map(|p| u32::try_from(p).unwrap_or(NO_PORT));
@@ -243,20 +284,20 @@ impl Table {
                 (None, None, Some(port)) => Key::Port(if port == NO_PORT { usize::MAX } else { port as usize }),
                 (None, None, None) => Key::Rest,
             };
-            keyed.push((key, r));
+            keyed.push((key.code(), u32::try_from(ranked.len()).unwrap_or(u32::MAX)));
+            ranked.push(Some(r));
         }
-        // Stable: each bucket keeps rank order.
-        keyed.sort_by_key(|(k, _)| *k);
-        let keys: Vec<Key> = keyed.iter().map(|(k, _)| *k).collect();
-        t.flows = keyed.into_iter().map(|(_, r)| r).collect();
+        // Grouped by bucket, each in rank order (`ranked` is in rank order).
+        keyed.sort_unstable();
+        t.flows = keyed.iter().filter_map(|&(_, i)| ranked[i as usize].take()).collect();
         let mut start = 0u32;
-        for (i, key) in keys.iter().enumerate() {
-            if keys.get(i + 1) == Some(key) {
+        for (i, &(code, _)) in keyed.iter().enumerate() {
+            if keyed.get(i + 1).is_some_and(|&(next, _)| next == code) {
                 continue;
             }
             let b = Bucket { start, end: u32::try_from(i + 1).unwrap_or(u32::MAX) };
             start = b.end;
-            match *key {
+            match Key::decode(code) {
                 Key::Src(m) => drop(t.by_src.insert(m, b)),
                 Key::Dst(m) => drop(t.by_dst.insert(m, b)),
                 Key::Port(p) => drop(t.by_in_port.insert(p, b)),
@@ -1060,6 +1101,28 @@ mod tests {
             meta.regs[0] = pkt.5;
             prop_assert_eq!(br.lookup_meta(pkt.4, names[pkt.0], &f, &meta), reference(&flows, pkt.4, names[pkt.0], &f, &meta));
         }
+    }
+
+    /// A bucket key survives its integer code, and kinds group apart.
+    #[test]
+    fn bucket_keys_round_trip() {
+        for k in [Key::Src(mac(7)), Key::Dst(MacAddr([0xff; 6])), Key::Port(0), Key::Port(3), Key::Port(usize::MAX), Key::Rest] {
+            assert_eq!(Key::decode(k.code()), k);
+        }
+        assert!(Key::Src(MacAddr([0xff; 6])).code() < Key::Dst(MacAddr::ZERO).code());
+        assert!(Key::Port(usize::MAX).code() < Key::Rest.code());
+    }
+
+    /// A flow whose `in_port` names no port of the bridge never matches a
+    /// frame from a real port; a frame from an unknown port name meets it
+    /// (both sides are "no such port").
+    #[test]
+    fn in_port_naming_no_port() {
+        let flows = parse_flows("table=0, priority=10,in_port=ghost actions=output:c\ntable=0, priority=1 actions=output:b").unwrap();
+        let br = OfBridge::new("br", ports(), &flows);
+        let found = |port| br.lookup(0, port, &icmp(mac(1), mac(2), None)).map(|f| f.actions_string());
+        assert_eq!(found("a").as_deref(), Some("output:b"));
+        assert_eq!(found("ghost").as_deref(), Some("output:c"));
     }
 
     /// A conjunction completes only when every clause matches, at a priority

@@ -210,6 +210,10 @@ struct Lazy {
 /// traces equal the fully built twin's exactly.
 pub const LAZY_FLOOD_HOSTS: usize = 1_000;
 
+/// Namespaces a lazy twin has room for before its stacks vector grows
+/// (a trace across a 1,000-host cloud builds about a thousand).
+const LAZY_NAMESPACE_ROOM: usize = 4096;
+
 impl std::fmt::Debug for Lazy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lazy").field("topology", &self.topo.name).field("profile", &self.profile).field("hosts", &self.slots.len()).finish()
@@ -270,6 +274,10 @@ impl World {
             w.hosts.push(HostDp { name: topo.host(ix).name.as_str().into(), bridges: vec![], attach: vec![] });
         }
         let eps = endpoints_from_topology(&topo);
+        // Room for the namespaces of the hosts a trace builds, so the first
+        // one does not move 20,000 endpoint stacks (1,000 hosts) to a
+        // vector twice the size; capacity never touched costs no memory.
+        w.stacks.reserve_exact(eps.len() + LAZY_NAMESPACE_ROOM);
         w.add_endpoints(&eps);
         // Every host's NIC on its physical network's switch, in the order
         // the full twin plugs them, so floods reach ports in the same order.
