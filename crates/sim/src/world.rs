@@ -165,9 +165,9 @@ pub struct World {
     /// Physical networks.
     pub wires: Vec<Wire>,
     /// Endpoint (instance, external host) name → stack index.
-    endpoints: HashMap<String, usize>,
+    endpoints: rustc_hash::FxHashMap<Name, usize>,
     /// Instance name → stack index.
-    vm_index: HashMap<String, usize>,
+    vm_index: rustc_hash::FxHashMap<Name, usize>,
     /// Physical network name → wire index.
     wire_of: HashMap<String, usize>,
     /// (host, namespace) → stack index.
@@ -298,7 +298,7 @@ impl World {
         // Instances wait for their host.
         let slot_of: HashMap<HostIx, usize> = slots.iter().enumerate().map(|(h, &ix)| (ix, h)).collect();
         for x in &topo.instances {
-            if let (Some(&s), Some(&h)) = (w.endpoints.get(&x.name), slot_of.get(&x.host)) {
+            if let (Some(&s), Some(&h)) = (w.endpoints.get(x.name.as_str()), slot_of.get(&x.host)) {
                 w.stacks[s].attach[0] = Attach::Pending { host: h };
             }
         }
@@ -328,8 +328,8 @@ impl World {
             hosts: vec![],
             stacks: vec![],
             wires: vec![],
-            endpoints: HashMap::new(),
-            vm_index: HashMap::new(),
+            endpoints: Default::default(),
+            vm_index: Default::default(),
             wire_of: HashMap::new(),
             ns_index: HashMap::new(),
             vteps: HashMap::new(),
@@ -433,7 +433,7 @@ impl World {
         let mut built_endpoints = Vec::new();
         let slot_of: HashMap<HostIx, usize> = lazy.slots.iter().enumerate().map(|(h, &ix)| (ix, h)).collect();
         for x in &topo.instances {
-            let Some(&s) = self.endpoints.get(&x.name) else { continue };
+            let Some(&s) = self.endpoints.get(x.name.as_str()) else { continue };
             let Some(&h) = slot_of.get(&x.host) else { continue };
             if self.is_built(h) {
                 built_endpoints.push(s);
@@ -547,7 +547,7 @@ impl World {
             let host = hosts.entry(e.host.as_str()).or_insert_with(|| e.host.as_str().into()).clone();
             match &e.at {
                 EndpointAt::Instance => {
-                    self.vm_index.insert(e.name.clone(), self.stacks.len());
+                    self.vm_index.insert(name.clone(), self.stacks.len());
                     self.stacks.push(StackNode {
                         name: name.clone(),
                         host,
@@ -576,7 +576,7 @@ impl World {
         }
         for (i, s) in self.stacks.iter().enumerate() {
             if matches!(s.kind, StackKind::Instance | StackKind::ExternalHost) {
-                self.endpoints.insert(s.name.to_string(), i);
+                self.endpoints.insert(s.name.clone(), i);
             }
         }
     }
@@ -614,7 +614,7 @@ impl World {
                         nic += 1;
                         Attach::Wire { wire: wi, port: wp }
                     }
-                    PortKind::Vif { instance } => match self.vm_index.get(instance) {
+                    PortKind::Vif { instance } => match self.vm_index.get(instance.as_str()) {
                         Some(&s) => {
                             self.stacks[s].attach[0] = Attach::Bridge { host: h, bridge: b, port: p };
                             Attach::Stack { stack: s, dev: 0 }
