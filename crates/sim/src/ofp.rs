@@ -252,20 +252,14 @@ impl Key {
 type Found<'a> = (Option<&'a Ranked>, Option<(u32, Vec<Arc<Flow>>)>);
 
 impl Table {
-    fn new(entries: Vec<Unranked>) -> Table {
-        // Rank order: descending priority, ties in insertion order. The pair
-        // is unique, so an unstable sort of small pairs gives it (this runs
-        // for every table of every host a lazy twin builds).
-        let mut order: Vec<(std::cmp::Reverse<u16>, u32)> =
-            entries.iter().enumerate().map(|(i, (f, _))| (std::cmp::Reverse(f.priority), i as u32)).collect();
-        order.sort_unstable();
-        let mut entries: Vec<Option<Unranked>> = entries.into_iter().map(Some).collect();
+    /// A table of flows given in rank order (descending priority, ties in
+    /// insertion order; [`OfBridge::from_shared`] sorts them).
+    fn new(entries: impl ExactSizeIterator<Item = Unranked>) -> Table {
         let mut t = Table::default();
-        let mut ranked: Vec<Option<Ranked>> = Vec::with_capacity(order.len());
+        let mut ranked: Vec<Option<Ranked>> = Vec::with_capacity(entries.len());
         // (bucket key, rank) of the ordinary flows; keys as in [`Key::code`].
-        let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(order.len());
-        for (rank, &(_, i)) in order.iter().enumerate() {
-            let Some((flow, in_port)) = entries[i as usize].take() else { continue };
+        let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(entries.len());
+        for (rank, (flow, in_port)) in entries.enumerate() {
             let meta = flow.matches.has_metadata();
             // At most a few hundred thousand flows per table: ranks and port indices fit.
             let in_port = in_port.map(|p| u32::try_from(p).unwrap_or(NO_PORT));
@@ -552,17 +546,22 @@ impl OfBridge {
         // By name index, not by scan: br-tun has a tunnel port and an
         // `in_port` flow per other host (hosts² comparisons at 1,000 hosts).
         let port_ix: FxMap<Name, usize> = ports.iter().enumerate().rev().map(|(i, p)| (p.name.clone(), i)).collect();
-        let mut by_table: BTreeMap<u8, Vec<Unranked>> = BTreeMap::new();
-        for f in flows {
-            let ix = f.matches.in_port.as_ref().map(|n| port_ix.get(n.as_str()).copied().unwrap_or(usize::MAX));
-            by_table.entry(f.table.0).or_default().push((f.clone(), ix));
-        }
+        // Each flow's place, (table, descending priority, position): unique,
+        // so one unstable sort of these small keys gives every table's rank
+        // order, ties in insertion order (this runs for every bridge of every
+        // host a lazy twin builds: thousands of DVR-MAC flows each).
+        let mut order: Vec<(u8, std::cmp::Reverse<u16>, u32)> =
+            flows.iter().enumerate().map(|(i, f)| (f.table.0, std::cmp::Reverse(f.priority), i as u32)).collect();
+        order.sort_unstable();
         let mut slot = Box::new([0u8; 256]);
-        let mut tables = Vec::with_capacity(by_table.len());
-        for (t, e) in by_table {
-            tables.push(Table::new(e));
+        let mut tables = Vec::new();
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            tables.push(Table::new(group.iter().map(|&(_, _, i)| {
+                let f = &flows[i as usize];
+                (f.clone(), f.matches.in_port.as_ref().map(|n| port_ix.get(n.as_str()).copied().unwrap_or(usize::MAX)))
+            })));
             // At most 256 tables, so the index fits.
-            slot[usize::from(t)] = u8::try_from(tables.len()).unwrap_or(0);
+            slot[usize::from(group[0].0)] = u8::try_from(tables.len()).unwrap_or(0);
         }
         OfBridge { name: name.into(), ports, tables, slot, port_ix, mac_table: FxMap::default(), kind: None, ct: OvsConntrack::default() }
     }
