@@ -35,14 +35,28 @@ pub struct OfPort {
 }
 
 /// A flow in a table: its rank (position in priority order, ties in
-/// insertion order) and its `in_port` resolved to a port index.
+/// insertion order) and its `in_port` resolved to a port index. Kept to 24
+/// bytes: a host of a 1,000-host cloud has thousands of DVR-MAC flows, each
+/// ranked once per bridge that carries it.
 #[derive(Debug, Clone)]
 struct Ranked {
-    rank: usize,
-    flow: Arc<Flow>,
-    in_port: Option<usize>,
+    rank: u32,
+    /// The resolved `in_port` ([`NO_PORT`] when the name is not a port).
+    in_port: Option<u32>,
     /// Whether the match reads packet metadata (registers, conntrack, conj_id).
     meta: bool,
+    flow: Arc<Flow>,
+}
+
+/// A flow's `in_port` that names no port of the bridge (it never matches a
+/// real port; it stands for `usize::MAX`, the index of an unknown one).
+const NO_PORT: u32 = u32::MAX;
+
+impl Ranked {
+    /// Whether the flow's `in_port` (if any) is port `in_port`.
+    fn port_matches(&self, in_port: usize) -> bool {
+        self.in_port.is_none_or(|i| if i == NO_PORT { in_port == usize::MAX } else { i as usize == in_port })
+    }
 }
 
 /// The per-packet metadata OpenFlow matches beside the headers: registers,
@@ -168,15 +182,69 @@ type Unranked = (Arc<Flow>, Option<usize>);
 /// `in_port` by the ingress port, the rest by scan. The
 /// winner is the candidate of lowest rank: the same flow a priority-ordered
 /// linear scan finds (property-tested below).
+///
+/// The buckets are ranges of one array (`flows`, grouped by bucket, each in
+/// rank order), not a vector per key: a br-vlan of a 1,000-host cloud has a
+/// `dl_src` bucket per other host's DVR MAC, and one allocation each made
+/// building a host's twin cost more than planning it.
 #[derive(Debug, Clone, Default)]
 struct Table {
-    by_src: FxMap<MacAddr, Vec<Ranked>>,
-    by_dst: FxMap<MacAddr, Vec<Ranked>>,
-    by_in_port: FxMap<usize, Vec<Ranked>>,
-    rest: Vec<Ranked>,
+    flows: Vec<Ranked>,
+    by_src: FxMap<MacAddr, Bucket>,
+    by_dst: FxMap<MacAddr, Bucket>,
+    by_in_port: FxMap<usize, Bucket>,
+    rest: Bucket,
     /// Clauses of conjunctive matches (flows whose actions are all
     /// `conjunction`), in rank order.
     conj: Vec<Ranked>,
+}
+
+/// A range of [`Table::flows`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    start: u32,
+    end: u32,
+}
+
+/// Which bucket of a [`Table`] a flow goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Src(MacAddr),
+    Dst(MacAddr),
+    Port(usize),
+    Rest,
+}
+
+/// The value bits of a [`Key::code`]: a MAC, or a port index (all ones for
+/// `usize::MAX`, the index of an unknown port).
+const KEY_VALUE: u64 = (1 << 48) - 1;
+
+impl Key {
+    /// The key as one integer, kind in the top bits and the MAC or port in
+    /// the low 48, so grouping flows by bucket sorts integers.
+    fn code(self) -> u64 {
+        let mac = |m: MacAddr| m.0.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+        match self {
+            Key::Src(m) => mac(m),
+            Key::Dst(m) => (1 << 48) | mac(m),
+            Key::Port(p) => (2 << 48) | u64::try_from(p).unwrap_or(KEY_VALUE).min(KEY_VALUE),
+            Key::Rest => 3 << 48,
+        }
+    }
+
+    /// The key of a [`Key::code`].
+    fn decode(code: u64) -> Key {
+        let v = code & KEY_VALUE;
+        let b = v.to_be_bytes();
+        let mac = MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]);
+        match code >> 48 {
+            0 => Key::Src(mac),
+            1 => Key::Dst(mac),
+            2 if v == KEY_VALUE => Key::Port(usize::MAX),
+            2 => Key::Port(v as usize),
+            _ => Key::Rest,
+        }
+    }
 }
 
 /// What a table lookup found: the flow, and the conjunctive match that led
@@ -184,12 +252,18 @@ struct Table {
 type Found<'a> = (Option<&'a Ranked>, Option<(u32, Vec<Arc<Flow>>)>);
 
 impl Table {
-    fn new(mut entries: Vec<Unranked>) -> Table {
-        entries.sort_by_key(|(f, _)| std::cmp::Reverse(f.priority));
+    /// A table of flows given in rank order (descending priority, ties in
+    /// insertion order; [`OfBridge::from_shared`] sorts them).
+    fn new(entries: impl ExactSizeIterator<Item = Unranked>) -> Table {
         let mut t = Table::default();
-        for (rank, (flow, in_port)) in entries.into_iter().enumerate() {
+        let mut ranked: Vec<Option<Ranked>> = Vec::with_capacity(entries.len());
+        // (bucket key, rank) of the ordinary flows; keys as in [`Key::code`].
+        let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(entries.len());
+        for (rank, (flow, in_port)) in entries.enumerate() {
             let meta = flow.matches.has_metadata();
-            let r = Ranked { rank, in_port, meta, flow };
+            // At most a few hundred thousand flows per table: ranks and port indices fit.
+            let in_port = in_port.map(|p| u32::try_from(p).unwrap_or(NO_PORT));
+            let r = Ranked { rank: u32::try_from(rank).unwrap_or(u32::MAX), in_port, meta, flow };
             if is_conjunctive(&r.flow) {
                 t.conj.push(r);
                 continue;
@@ -197,28 +271,51 @@ impl Table {
             // A masked dl_dst (br-tun's unicast/multicast split) matches many
             // MACs, so it cannot be indexed by one.
             let dst = r.flow.matches.dl_dst.filter(|_| r.flow.matches.dl_dst_mask.is_none());
-            match (r.flow.matches.dl_src, dst, r.in_port) {
-                (Some(src), _, _) => t.by_src.entry(src).or_default().push(r),
-                (None, Some(dst), _) => t.by_dst.entry(dst).or_default().push(r),
-                (None, None, Some(port)) => t.by_in_port.entry(port).or_default().push(r),
-                (None, None, None) => t.rest.push(r),
+            let key = match (r.flow.matches.dl_src, dst, in_port) {
+                (Some(src), _, _) => Key::Src(src),
+                (None, Some(dst), _) => Key::Dst(dst),
+                // The bucket of an unknown port name is usize::MAX's, as before.
+                (None, None, Some(port)) => Key::Port(if port == NO_PORT { usize::MAX } else { port as usize }),
+                (None, None, None) => Key::Rest,
+            };
+            keyed.push((key.code(), u32::try_from(ranked.len()).unwrap_or(u32::MAX)));
+            ranked.push(Some(r));
+        }
+        // Grouped by bucket, each in rank order (`ranked` is in rank order).
+        keyed.sort_unstable();
+        t.flows = keyed.iter().filter_map(|&(_, i)| ranked[i as usize].take()).collect();
+        let mut start = 0u32;
+        for (i, &(code, _)) in keyed.iter().enumerate() {
+            if keyed.get(i + 1).is_some_and(|&(next, _)| next == code) {
+                continue;
+            }
+            let b = Bucket { start, end: u32::try_from(i + 1).unwrap_or(u32::MAX) };
+            start = b.end;
+            match Key::decode(code) {
+                Key::Src(m) => drop(t.by_src.insert(m, b)),
+                Key::Dst(m) => drop(t.by_dst.insert(m, b)),
+                Key::Port(p) => drop(t.by_in_port.insert(p, b)),
+                Key::Rest => t.rest = b,
             }
         }
         t
     }
 
-    fn find(&self, in_port: usize, f: &Frame, x: &Meta) -> Option<&Ranked> {
-        let first = |list: &'_ [Ranked]| -> Option<usize> {
-            list.iter().position(|e| {
-                e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x))
-            })
+    fn bucket(&self, b: Bucket) -> &[Ranked] {
+        &self.flows[b.start as usize..b.end as usize]
+    }
+
+    fn find<'a>(&'a self, in_port: usize, f: &Frame, x: &Meta) -> Option<&'a Ranked> {
+        let first = |list: &'a [Ranked]| -> Option<&'a Ranked> {
+            list.iter()
+                .find(|e| e.port_matches(in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x)))
         };
-        let mut best: Option<&Ranked> = first(&self.rest).map(|i| &self.rest[i]);
-        for list in [self.by_in_port.get(&in_port), self.by_src.get(&f.src), self.by_dst.get(&f.dst)].into_iter().flatten() {
-            if let Some(i) = first(list)
-                && best.is_none_or(|b| list[i].rank < b.rank)
+        let mut best: Option<&Ranked> = first(self.bucket(self.rest));
+        for b in [self.by_in_port.get(&in_port), self.by_src.get(&f.src), self.by_dst.get(&f.dst)].into_iter().flatten() {
+            if let Some(e) = first(self.bucket(*b))
+                && best.is_none_or(|b| e.rank < b.rank)
             {
-                best = Some(&list[i]);
+                best = Some(e);
             }
         }
         best
@@ -240,9 +337,7 @@ impl Table {
             .conj
             .iter()
             .filter(|e| floor.is_none_or(|p| e.flow.priority > p))
-            .filter(|e| {
-                e.in_port.is_none_or(|i| i == in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x))
-            })
+            .filter(|e| e.port_matches(in_port) && fields_match(&e.flow.matches, f) && (!e.meta || meta_matches(&e.flow.matches, x)))
             .collect();
         for level in soft.chunk_by(|a, b| a.flow.priority == b.flow.priority) {
             let mut seen: BTreeMap<u32, (u8, u64)> = BTreeMap::new();
@@ -451,17 +546,22 @@ impl OfBridge {
         // By name index, not by scan: br-tun has a tunnel port and an
         // `in_port` flow per other host (hosts² comparisons at 1,000 hosts).
         let port_ix: FxMap<Name, usize> = ports.iter().enumerate().rev().map(|(i, p)| (p.name.clone(), i)).collect();
-        let mut by_table: BTreeMap<u8, Vec<Unranked>> = BTreeMap::new();
-        for f in flows {
-            let ix = f.matches.in_port.as_ref().map(|n| port_ix.get(n.as_str()).copied().unwrap_or(usize::MAX));
-            by_table.entry(f.table.0).or_default().push((f.clone(), ix));
-        }
+        // Each flow's place, (table, descending priority, position): unique,
+        // so one unstable sort of these small keys gives every table's rank
+        // order, ties in insertion order (this runs for every bridge of every
+        // host a lazy twin builds: thousands of DVR-MAC flows each).
+        let mut order: Vec<(u8, std::cmp::Reverse<u16>, u32)> =
+            flows.iter().enumerate().map(|(i, f)| (f.table.0, std::cmp::Reverse(f.priority), i as u32)).collect();
+        order.sort_unstable();
         let mut slot = Box::new([0u8; 256]);
-        let mut tables = Vec::with_capacity(by_table.len());
-        for (t, e) in by_table {
-            tables.push(Table::new(e));
+        let mut tables = Vec::new();
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            tables.push(Table::new(group.iter().map(|&(_, _, i)| {
+                let f = &flows[i as usize];
+                (f.clone(), f.matches.in_port.as_ref().map(|n| port_ix.get(n.as_str()).copied().unwrap_or(usize::MAX)))
+            })));
             // At most 256 tables, so the index fits.
-            slot[usize::from(t)] = u8::try_from(tables.len()).unwrap_or(0);
+            slot[usize::from(group[0].0)] = u8::try_from(tables.len()).unwrap_or(0);
         }
         OfBridge { name: name.into(), ports, tables, slot, port_ix, mac_table: FxMap::default(), kind: None, ct: OvsConntrack::default() }
     }
@@ -1000,6 +1100,28 @@ mod tests {
             meta.regs[0] = pkt.5;
             prop_assert_eq!(br.lookup_meta(pkt.4, names[pkt.0], &f, &meta), reference(&flows, pkt.4, names[pkt.0], &f, &meta));
         }
+    }
+
+    /// A bucket key survives its integer code, and kinds group apart.
+    #[test]
+    fn bucket_keys_round_trip() {
+        for k in [Key::Src(mac(7)), Key::Dst(MacAddr([0xff; 6])), Key::Port(0), Key::Port(3), Key::Port(usize::MAX), Key::Rest] {
+            assert_eq!(Key::decode(k.code()), k);
+        }
+        assert!(Key::Src(MacAddr([0xff; 6])).code() < Key::Dst(MacAddr::ZERO).code());
+        assert!(Key::Port(usize::MAX).code() < Key::Rest.code());
+    }
+
+    /// A flow whose `in_port` names no port of the bridge never matches a
+    /// frame from a real port; a frame from an unknown port name meets it
+    /// (both sides are "no such port").
+    #[test]
+    fn in_port_naming_no_port() {
+        let flows = parse_flows("table=0, priority=10,in_port=ghost actions=output:c\ntable=0, priority=1 actions=output:b").unwrap();
+        let br = OfBridge::new("br", ports(), &flows);
+        let found = |port| br.lookup(0, port, &icmp(mac(1), mac(2), None)).map(|f| f.actions_string());
+        assert_eq!(found("a").as_deref(), Some("output:b"));
+        assert_eq!(found("ghost").as_deref(), Some("output:c"));
     }
 
     /// A conjunction completes only when every clause matches, at a priority

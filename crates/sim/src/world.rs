@@ -165,9 +165,9 @@ pub struct World {
     /// Physical networks.
     pub wires: Vec<Wire>,
     /// Endpoint (instance, external host) name → stack index.
-    endpoints: HashMap<String, usize>,
+    endpoints: rustc_hash::FxHashMap<Name, usize>,
     /// Instance name → stack index.
-    vm_index: HashMap<String, usize>,
+    vm_index: rustc_hash::FxHashMap<Name, usize>,
     /// Physical network name → wire index.
     wire_of: HashMap<String, usize>,
     /// (host, namespace) → stack index.
@@ -209,6 +209,10 @@ struct Lazy {
 /// ([`crate::Trace::notes`]). Up to this size a flood builds them, and lazy
 /// traces equal the fully built twin's exactly.
 pub const LAZY_FLOOD_HOSTS: usize = 1_000;
+
+/// Namespaces a lazy twin has room for before its stacks vector grows
+/// (a trace across a 1,000-host cloud builds about a thousand).
+const LAZY_NAMESPACE_ROOM: usize = 4096;
 
 impl std::fmt::Debug for Lazy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,6 +274,10 @@ impl World {
             w.hosts.push(HostDp { name: topo.host(ix).name.as_str().into(), bridges: vec![], attach: vec![] });
         }
         let eps = endpoints_from_topology(&topo);
+        // Room for the namespaces of the hosts a trace builds, so the first
+        // one does not move 20,000 endpoint stacks (1,000 hosts) to a
+        // vector twice the size; capacity never touched costs no memory.
+        w.stacks.reserve_exact(eps.len() + LAZY_NAMESPACE_ROOM);
         w.add_endpoints(&eps);
         // Every host's NIC on its physical network's switch, in the order
         // the full twin plugs them, so floods reach ports in the same order.
@@ -290,7 +298,7 @@ impl World {
         // Instances wait for their host.
         let slot_of: HashMap<HostIx, usize> = slots.iter().enumerate().map(|(h, &ix)| (ix, h)).collect();
         for x in &topo.instances {
-            if let (Some(&s), Some(&h)) = (w.endpoints.get(&x.name), slot_of.get(&x.host)) {
+            if let (Some(&s), Some(&h)) = (w.endpoints.get(x.name.as_str()), slot_of.get(&x.host)) {
                 w.stacks[s].attach[0] = Attach::Pending { host: h };
             }
         }
@@ -320,8 +328,8 @@ impl World {
             hosts: vec![],
             stacks: vec![],
             wires: vec![],
-            endpoints: HashMap::new(),
-            vm_index: HashMap::new(),
+            endpoints: Default::default(),
+            vm_index: Default::default(),
             wire_of: HashMap::new(),
             ns_index: HashMap::new(),
             vteps: HashMap::new(),
@@ -425,7 +433,7 @@ impl World {
         let mut built_endpoints = Vec::new();
         let slot_of: HashMap<HostIx, usize> = lazy.slots.iter().enumerate().map(|(h, &ix)| (ix, h)).collect();
         for x in &topo.instances {
-            let Some(&s) = self.endpoints.get(&x.name) else { continue };
+            let Some(&s) = self.endpoints.get(x.name.as_str()) else { continue };
             let Some(&h) = slot_of.get(&x.host) else { continue };
             if self.is_built(h) {
                 built_endpoints.push(s);
@@ -487,11 +495,11 @@ impl World {
                 .table("raw")
                 .and_then(|t| t.chain("PREROUTING"))
                 .is_some_and(|c| c.rules.iter().any(|r| r.target == dvr_plan::IptTarget::NoTrack));
-            for n in &ns.neighbours {
-                if let Some(d) = st.dev(&n.dev) {
-                    st.neigh.insert((d, n.ip), Neigh { mac: n.mac, permanent: true });
-                }
-            }
+            // Built in one go (a qrouter- namespace has a permanent entry per
+            // port of its subnets: thousands per host); a later entry for the
+            // same (device, address) wins, as with one insert after another.
+            st.neigh =
+                ns.neighbours.iter().filter_map(|n| Some(((st.dev(&n.dev)?, n.ip), Neigh { mac: n.mac, permanent: true }))).collect();
             let label = match ns.kind {
                 NamespaceKind::Qrouter => format!("{}@{}", ns.serves, hp.host),
                 NamespaceKind::Qdhcp => format!("dhcp-{}@{}", ns.serves, hp.host),
@@ -512,23 +520,38 @@ impl World {
         }
     }
 
+    /// Place the endpoints. A 1,000-host cloud has 20,000 instances, so
+    /// what they have in common is shared rather than allocated per
+    /// endpoint: the host's name, the device name `eth0`, and the routes
+    /// via a gateway (the same route for every instance of a subnet; a
+    /// route is immutable once placed).
     fn add_endpoints(&mut self, endpoints: &[Endpoint]) {
+        self.stacks.reserve(endpoints.len());
+        let eth0 = Name::from("eth0");
+        let mut hosts: rustc_hash::FxHashMap<&str, Name> = Default::default();
+        let mut via_routes: rustc_hash::FxHashMap<(Ipv4Net, Ipv4Addr), Arc<Route>> = Default::default();
+        let mut shared_via = |dst: Ipv4Net, via: Ipv4Addr, src: Ipv4Addr| {
+            // A route with a next hop has no preferred source (see [`route`]).
+            via_routes.entry((dst, via)).or_insert_with(|| Arc::new(route(dst, Some(via), src))).clone()
+        };
         for (pos, e) in endpoints.iter().enumerate() {
-            let mut st = endpoint_stack(e.mac, e.addr.addr(), e.addr.trunc());
+            let mut st = endpoint_stack(eth0.clone(), e.mac, e.addr.addr(), e.addr.trunc());
             if let Some(g) = e.gateway {
-                st.routes.push(Arc::new(route(Ipv4Net::default(), Some(g), e.addr.addr())));
+                st.routes.push(shared_via(Ipv4Net::default(), g, e.addr.addr()));
             }
             for (dst, via) in &e.routes {
-                st.routes.push(Arc::new(route(*dst, Some(*via), e.addr.addr())));
+                st.routes.push(shared_via(*dst, *via, e.addr.addr()));
             }
             let order = (usize::MAX, pos);
+            let name = Name::from(e.name.as_str());
+            let host = hosts.entry(e.host.as_str()).or_insert_with(|| e.host.as_str().into()).clone();
             match &e.at {
                 EndpointAt::Instance => {
-                    self.vm_index.insert(e.name.clone(), self.stacks.len());
+                    self.vm_index.insert(name.clone(), self.stacks.len());
                     self.stacks.push(StackNode {
-                        name: e.name.as_str().into(),
-                        host: e.host.as_str().into(),
-                        label: e.name.as_str().into(),
+                        name: name.clone(),
+                        host,
+                        label: name,
                         kind: e.kind,
                         stack: st,
                         attach: vec![Attach::None],
@@ -539,9 +562,9 @@ impl World {
                     let wi = self.wire(physnet);
                     let s = self.stacks.len();
                     self.stacks.push(StackNode {
-                        name: e.name.as_str().into(),
-                        host: e.host.as_str().into(),
-                        label: e.name.as_str().into(),
+                        name: name.clone(),
+                        host,
+                        label: name,
                         kind: e.kind,
                         stack: st,
                         attach: vec![Attach::Wire { wire: wi, port: self.wires[wi].ports.len() }],
@@ -553,7 +576,7 @@ impl World {
         }
         for (i, s) in self.stacks.iter().enumerate() {
             if matches!(s.kind, StackKind::Instance | StackKind::ExternalHost) {
-                self.endpoints.insert(s.name.to_string(), i);
+                self.endpoints.insert(s.name.clone(), i);
             }
         }
     }
@@ -591,7 +614,7 @@ impl World {
                         nic += 1;
                         Attach::Wire { wire: wi, port: wp }
                     }
-                    PortKind::Vif { instance } => match self.vm_index.get(instance) {
+                    PortKind::Vif { instance } => match self.vm_index.get(instance.as_str()) {
                         Some(&s) => {
                             self.stacks[s].attach[0] = Attach::Bridge { host: h, bridge: b, port: p };
                             Attach::Stack { stack: s, dev: 0 }
@@ -670,13 +693,9 @@ impl World {
 }
 
 /// An endpoint: one device `eth0` with one address and its connected route.
-fn endpoint_stack(mac: MacAddr, ip: Ipv4Addr, cidr: Ipv4Net) -> Stack {
-    let mut st = Stack::new(vec![Dev {
-        name: "eth0".into(),
-        mac,
-        addrs: vec![Ipv4Net::new(ip, cidr.prefix_len()).expect("prefix")],
-        proxy_arp: false,
-    }]);
+fn endpoint_stack(eth0: Name, mac: MacAddr, ip: Ipv4Addr, cidr: Ipv4Net) -> Stack {
+    let mut st =
+        Stack::new(vec![Dev { name: eth0, mac, addrs: vec![Ipv4Net::new(ip, cidr.prefix_len()).expect("prefix")], proxy_arp: false }]);
     st.routes.push(Arc::new(route(cidr, None, ip)));
     st
 }

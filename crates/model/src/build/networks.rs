@@ -2,7 +2,7 @@
 //! given), CIDRs, gateways, allocation pools, and the DHCP agent they need.
 
 use super::Resolve;
-use super::check::{Checker, check_unique, first_host, named, obj, overlaps, subnet_obj};
+use super::check::{Checker, Label, check_unique, first_host, named, obj, overlaps, subnet_obj};
 use crate::alloc::*;
 use crate::error::ProblemKind;
 use crate::spec::*;
@@ -22,7 +22,7 @@ pub(super) fn check_networks<'a>(c: &mut Checker, cx: &Resolve<'a>) -> (Vec<Netw
         .networks
         .iter()
         .enumerate()
-        .flat_map(|(i, n)| n.subnets.iter().enumerate().map(move |(k, s)| (subnet_obj(spec, i, k), s.name.as_str())));
+        .flat_map(|(i, n)| n.subnets.iter().enumerate().map(move |(k, s)| (Label::Subnet { spec, i, k }, s.name.as_str())));
     check_unique(c, all_subnets, "give every subnet a unique name, across all networks (routers name them in `interfaces`)");
     let mapped: BTreeSet<&str> = hosts.iter().flat_map(|h| h.bridge_mappings.iter().map(|m| m.physnet.as_str())).collect();
     let mut used_vlans: BTreeMap<(String, u16), usize> = BTreeMap::new();
