@@ -527,19 +527,9 @@ fn write_action(o: &mut impl fmt::Write, a: &Action) -> fmt::Result {
     }
 }
 
-/// A number in decimal, in one `write_str`.
-fn write_num(o: &mut impl fmt::Write, mut n: u32) -> fmt::Result {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    o.write_str(std::str::from_utf8(&buf[i..]).map_err(|_| fmt::Error)?)
+/// A number in decimal, in one `write_str` (itoa: no formatting machinery).
+fn write_num(o: &mut impl fmt::Write, n: u32) -> fmt::Result {
+    o.write_str(itoa::Buffer::new().format(n))
 }
 
 /// Comma-separated fields written as they come (see [`Flow::write_match`]).

@@ -272,19 +272,9 @@ fn push_mac(o: &mut String, m: MacAddr) {
     o.push_str(m.encode(&mut [0; 17]));
 }
 
-/// A number in decimal, without the formatting machinery.
-pub(crate) fn push_num(o: &mut String, mut n: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    o.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+/// A number in decimal, without the formatting machinery (itoa).
+pub(crate) fn push_num(o: &mut String, n: u32) {
+    o.push_str(itoa::Buffer::new().format(n));
 }
 
 #[cfg(test)]
