@@ -58,27 +58,7 @@ pub struct IncrementalFigures {
     pub hosts_changed: usize,
 }
 
-/// What a trace throughput figure measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TraceMode {
-    /// Verdicts only (`reach`: no hop recorded).
-    Reach,
-    /// The explained trace: every hop recorded, typed (`dvr trace` before printing).
-    Trace,
-    /// The explained trace rendered as `dvr trace` prints it (full text).
-    Text,
-}
-
-impl TraceMode {
-    fn label(self) -> &'static str {
-        match self {
-            TraceMode::Reach => "reach",
-            TraceMode::Trace => "trace",
-            TraceMode::Text => "trace+text",
-        }
-    }
-}
+pub use dvr_sim::throughput::TraceMode;
 
 /// Trace throughput.
 #[derive(Debug, Clone, Serialize)]
@@ -398,55 +378,15 @@ pub fn trace_figures(name: &str, topo: &dvr_model::Topology, mode: TraceMode, co
     dvr_sim::warm_up(&mut base);
     let reqs = requests(topo);
     anyhow::ensure!(!reqs.is_empty(), "no paths listed in {name}");
-    let run = |w: &mut World, r: &TraceRequest| -> Result<()> {
-        match mode {
-            TraceMode::Reach => {
-                std::hint::black_box(dvr_sim::reach(w, r)?);
-            }
-            TraceMode::Trace => {
-                std::hint::black_box(dvr_sim::trace(w, r)?);
-            }
-            TraceMode::Text => {
-                std::hint::black_box(dvr_sim::render::text(&dvr_sim::trace(w, r)?));
-            }
-        }
-        Ok(())
-    };
-    let mut warm = base.clone();
-    let first_round_ms = if cold {
-        None
-    } else {
-        let t0 = Instant::now();
-        for r in &reqs {
-            run(&mut warm, r)?;
-        }
-        Some(ms(t0.elapsed()))
-    };
-    let mut n = 0;
-    let mut spent = Duration::ZERO;
-    while spent < budget {
-        for r in &reqs {
-            let mut fresh;
-            let w = if cold {
-                fresh = base.clone();
-                &mut fresh
-            } else {
-                &mut warm
-            };
-            let t0 = Instant::now();
-            run(w, r)?;
-            spent += t0.elapsed();
-            n += 1;
-        }
-    }
+    let t = dvr_sim::throughput::time_traces(&base, &reqs, mode, cold, budget)?;
     Ok(TraceFigures {
         topology: name.into(),
         mode,
         world: if cold { "cold" } else { "warm" },
-        per_second: n as f64 / spent.as_secs_f64(),
-        traces: n,
+        per_second: t.traces as f64 / t.spent.as_secs_f64(),
+        traces: t.traces,
         paths: reqs.len(),
-        first_round_ms,
+        first_round_ms: t.first_round.map(ms),
     })
 }
 

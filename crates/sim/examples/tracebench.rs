@@ -5,8 +5,9 @@
 //!
 //! `cargo run --release -p dvr-sim --example tracebench [SECONDS] [reach,trace,text,cold]`
 
+use dvr_sim::throughput::{TraceMode, time_traces};
 use dvr_sim::{L4, TraceRequest, World};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn main() {
     let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);
@@ -24,40 +25,27 @@ fn main() {
         .collect();
     // An optional second argument picks modes (`trace,text`; `cold` is text on a cold twin).
     let only = std::env::args().nth(2).unwrap_or_default();
-    for (mode, cold) in [("reach", false), ("trace", false), ("text", false), ("text", true)] {
-        let key = if cold { "cold" } else { mode };
-        if !only.is_empty() && !only.split(',').any(|m| m == key) {
+    for (mode, cold) in [(TraceMode::Reach, false), (TraceMode::Trace, false), (TraceMode::Text, false), (TraceMode::Text, true)] {
+        let key = if cold { "cold" } else { mode.label() };
+        if !only.is_empty() && !only.split(',').any(|m| m == key || (m == "text" && key == "trace+text")) {
             continue;
         }
-        let mut warm = base.clone();
-        let (mut n, mut spent) = (0u64, Duration::ZERO);
         let cpu0 = on_cpu();
-        while spent.as_secs_f64() < secs {
-            for r in &reqs {
-                let mut fresh;
-                let w = if cold {
-                    fresh = base.clone();
-                    &mut fresh
-                } else {
-                    &mut warm
-                };
-                let t0 = Instant::now();
-                match mode {
-                    "reach" => drop(std::hint::black_box(dvr_sim::reach(w, r).expect("trace"))),
-                    "trace" => drop(std::hint::black_box(dvr_sim::trace(w, r).expect("trace"))),
-                    _ => drop(std::hint::black_box(dvr_sim::render::text(&dvr_sim::trace(w, r).expect("trace")))),
-                }
-                spent += t0.elapsed();
-                n += 1;
-            }
-        }
+        let t = time_traces(&base, &reqs, mode, cold, Duration::from_secs_f64(secs)).expect("trace");
         let world = if cold { "cold" } else { "warm" };
         let cpu = on_cpu() - cpu0;
         // On a shared machine wall time counts other processes' turns: the
         // CPU time this thread ran is the steadier figure (warm runs only;
-        // a cold run's CPU time includes copying the twin).
-        let per_cpu = if cold { String::new() } else { format!(", {:9.0} per CPU second", n as f64 / cpu) };
-        println!("{mode:6} {world}: {:9.0} traces/s{per_cpu} ({n} traces, {} paths)", n as f64 / spent.as_secs_f64(), reqs.len());
+        // a cold run's CPU time includes copying the twin, and a warm one's
+        // the untimed first round).
+        let per_cpu = if cold { String::new() } else { format!(", {:9.0} per CPU second", t.traces as f64 / cpu) };
+        let n = t.traces;
+        println!(
+            "{:10} {world}: {:9.0} traces/s{per_cpu} ({n} traces, {} paths)",
+            mode.label(),
+            n as f64 / t.spent.as_secs_f64(),
+            reqs.len()
+        );
     }
 }
 

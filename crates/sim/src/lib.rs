@@ -21,6 +21,7 @@ pub mod render;
 pub mod stack;
 pub mod step;
 mod steptext;
+pub mod throughput;
 pub mod trace;
 pub mod verify;
 pub mod world;
